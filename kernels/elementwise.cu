@@ -1,0 +1,75 @@
+// Elementwise family: y = alpha*a + beta*b, GELU (erf form, as torch.nn.GELU) and its gradient,
+// row-broadcast bias add, and column sums (bias gradients). Reference: src/TransformerLS/Ops/Elementwise.
+#include "prelude.cuh"
+
+struct ElementwiseParams
+{
+    const void* a;   // input (x for GELU, the matrix for bias/column ops)
+    const void* b;   // second input (dy for GELU backward, bias for bias add); may be null for axpby
+    void* y;         // output
+    i64 n;           // elements of a / y
+    i64 cols;        // row length for bias add and column sums
+    float alpha, beta;
+};
+
+#define GRID_STRIDE(i, n) for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
+
+template <typename T> __device__ void axpby(ElementwiseParams p)
+{
+    GRID_STRIDE(i, p.n)
+    {
+        float v = p.alpha * load<T>(p.a, i);
+        if (p.b) v += p.beta * load<T>(p.b, i);
+        store<T>(p.y, i, v);
+    }
+}
+
+TLS_DEVICE float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+TLS_DEVICE float gelu_grad(float x)
+{
+    float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+    float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+    return cdf + x * pdf;
+}
+
+template <typename T> __device__ void gelu_fwd(ElementwiseParams p)
+{
+    GRID_STRIDE(i, p.n) store<T>(p.y, i, gelu(load<T>(p.a, i)));
+}
+
+// a = x, b = dy, y = dx
+template <typename T> __device__ void gelu_bwd(ElementwiseParams p)
+{
+    GRID_STRIDE(i, p.n) store<T>(p.y, i, load<T>(p.b, i) * gelu_grad(load<T>(p.a, i)));
+}
+
+// y[r, c] = a[r, c] + b[c]
+template <typename T> __device__ void bias_add(ElementwiseParams p)
+{
+    GRID_STRIDE(i, p.n) store<T>(p.y, i, load<T>(p.a, i) + load<T>(p.b, i % p.cols));
+}
+
+// y[c] = beta*y[c] + sum_r a[r, c]. Block (32, 8) owns 32 columns; fixed summation order: deterministic.
+template <typename T> __device__ void column_sum(ElementwiseParams p)
+{
+    __shared__ float part[8][33];
+    i64 c = blockIdx.x * 32 + threadIdx.x;
+    i64 rows = p.cols > 0 ? p.n / p.cols : 0;
+    float s = 0.f;
+    if (c < p.cols)
+        for (i64 r = threadIdx.y; r < rows; r += 8) s += load<T>(p.a, r * p.cols + c);
+    part[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < p.cols)
+    {
+        float t = 0.f;
+        for (int k = 0; k < 8; ++k) t += part[k][threadIdx.x];
+        store<T>(p.y, c, p.beta != 0.f ? p.beta * load<T>(p.y, c) + t : t);
+    }
+}
+
+TLS_INSTANTIATE(axpby, ElementwiseParams)
+TLS_INSTANTIATE(gelu_fwd, ElementwiseParams)
+TLS_INSTANTIATE(gelu_bwd, ElementwiseParams)
+TLS_INSTANTIATE(bias_add, ElementwiseParams)
+TLS_INSTANTIATE(column_sum, ElementwiseParams)

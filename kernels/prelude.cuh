@@ -1,0 +1,84 @@
+// TransformerLS.Native kernel prelude: handed to NVRTC as an in-memory header, because NVRTC finds no
+// toolkit headers at run time. bf16 is a 16-bit integer in a struct (a distinct type for overloads);
+// tensor-core and async-copy instructions go through inline PTX. Compiles with NVRTC 11.8 and 13.x.
+#pragma once
+
+typedef long long i64;
+
+struct bf16 { unsigned short bits; };
+
+#define TLS_INF __int_as_float(0x7f800000)
+#define TLS_DEVICE __device__ __forceinline__
+
+TLS_DEVICE float to_float(float x) { return x; }
+TLS_DEVICE float to_float(bf16 x) { return __uint_as_float(((unsigned)x.bits) << 16); }
+
+template <typename T> TLS_DEVICE T from_float(float x);
+template <> TLS_DEVICE float from_float<float>(float x) { return x; }
+// Round to nearest even, NaN stays NaN: bit-identical to the CPU backend's conversion.
+template <> TLS_DEVICE bf16 from_float<bf16>(float x)
+{
+    unsigned u = __float_as_uint(x);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return bf16{(unsigned short)((u >> 16) | 0x40u)};
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return bf16{(unsigned short)(u >> 16)};
+}
+
+template <typename T> TLS_DEVICE float load(const void* p, i64 i) { return to_float(((const T*)p)[i]); }
+template <typename T> TLS_DEVICE void store(void* p, i64 i, float v) { ((T*)p)[i] = from_float<T>(v); }
+
+TLS_DEVICE float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+TLS_DEVICE float warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Two bf16 packed into one 32-bit register, low half first (the mma operand layout).
+TLS_DEVICE unsigned pack_bf16x2(float lo, float hi)
+{
+    return (unsigned)from_float<bf16>(lo).bits | ((unsigned)from_float<bf16>(hi).bits << 16);
+}
+
+// D = A(16x16, row) * B(16x8, col) + C, bf16 inputs, fp32 accumulation (sm_80+).
+TLS_DEVICE void mma_bf16_16816(float d[4], const unsigned a[4], const unsigned b[2], const float c[4])
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]),
+                   "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+}
+
+TLS_DEVICE unsigned smem_addr(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+// Four 8x8 b16 matrices from shared memory into the mma fragment layout.
+TLS_DEVICE void ldmatrix_x4(unsigned r[4], const void* smem_row)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(smem_row)));
+}
+
+TLS_DEVICE void ldmatrix_x2_trans(unsigned r[2], const void* smem_row)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(r[0]), "=r"(r[1]) : "r"(smem_addr(smem_row)));
+}
+
+// 16-byte global -> shared copy that bypasses registers; src_bytes < 16 zero-fills the rest.
+TLS_DEVICE void cp_async_16(void* smem, const void* gmem, int src_bytes)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(smem_addr(smem)), "l"(gmem), "r"(src_bytes));
+}
+TLS_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+TLS_DEVICE void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::); }
+
+// One extern "C" entry per dtype, so a kernel is found by a plain name in a CUBIN or in cmake's fatbin.
+#define TLS_INSTANTIATE(name, Params)                                                  \
+    extern "C" __global__ void name##_f32(Params p) { name<float>(p); }               \
+    extern "C" __global__ void name##_bf16(Params p) { name<bf16>(p); }

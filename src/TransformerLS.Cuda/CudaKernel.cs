@@ -1,0 +1,59 @@
+namespace TransformerLS.Cuda;
+
+public readonly record struct Dim3(uint X, uint Y = 1, uint Z = 1)
+{
+    public static implicit operator Dim3(uint x) => new(x);
+    public static implicit operator Dim3(int x) => new((uint)x);
+}
+
+/// <summary>Static facts about a compiled kernel, as the driver reports them.</summary>
+public readonly record struct KernelAttributes(int Registers, int StaticSharedBytes, int LocalBytes, int MaxThreadsPerBlock, int BinaryVersion);
+
+/// <summary>
+/// One kernel function. Every kernel of this library takes a single by-value params struct, so a launch
+/// is one pointer to a stack copy: no per-launch allocation, no boxing, no implicit synchronization.
+/// </summary>
+public sealed unsafe class CudaKernel
+{
+    readonly CudaContext _context;
+    int _dynamicSharedLimit;
+    public nint Handle { get; }
+    public string Name { get; }
+
+    internal CudaKernel(CudaContext context, nint handle, string name)
+    {
+        _context = context; Handle = handle; Name = name;
+    }
+
+    public KernelAttributes Attributes
+    {
+        get
+        {
+            int Get(int a) { int v; Driver.Check(Driver.cuFuncGetAttribute(&v, a, Handle), Name); return v; }
+            return new KernelAttributes(Get(4), Get(1), Get(3), Get(0), Get(6));
+        }
+    }
+
+    /// <summary>Launches with the params struct <paramref name="p"/> as the kernel's only argument.</summary>
+    public void Launch<TParams>(Dim3 grid, Dim3 block, uint sharedBytes, CudaStream stream, in TParams p)
+        where TParams : unmanaged
+    {
+        if (grid.X == 0 || grid.Y == 0 || grid.Z == 0) return; // empty problem: nothing to launch
+        _context.MakeCurrent();
+        if (sharedBytes > 48 * 1024 && sharedBytes > _dynamicSharedLimit) RaiseSharedLimit(sharedBytes);
+        TParams copy = p;
+        void* arg = &copy;
+        Driver.Check(Driver.cuLaunchKernel(Handle, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z,
+            sharedBytes, stream.Handle, &arg, null), Name);
+        if (_context.SyncAfterLaunch) Driver.Check(Driver.cuStreamSynchronize(stream.Handle), Name);
+    }
+
+    void RaiseSharedLimit(uint bytes)
+    {
+        if (bytes > _context.Device.MaxSharedMemoryPerBlockOptin)
+            throw new ArgumentOutOfRangeException(nameof(bytes), bytes,
+                $"kernel {Name} asks for {bytes} bytes of shared memory; {_context.Device.Name} allows {_context.Device.MaxSharedMemoryPerBlockOptin}");
+        Driver.Check(Driver.cuFuncSetAttribute(Handle, 8 /* MAX_DYNAMIC_SHARED_SIZE_BYTES */, (int)bytes), Name);
+        _dynamicSharedLimit = (int)bytes;
+    }
+}

@@ -1,0 +1,137 @@
+using TransformerLS.Ops.Elementwise;
+using TransformerLS.Ops.LayerNorm;
+using TransformerLS.Ops.MatMul;
+using TransformerLS.Ops.Softmax;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Backends;
+
+/// <summary>
+/// The reference backend: every op reads its inputs exactly, computes in float64 with the generic reference
+/// in Ops/, and rounds each output once to its dtype. Used by every GPU test, by CI and where no GPU is.
+/// </summary>
+public sealed class CpuBackend : IBackend
+{
+    public static readonly CpuBackend Instance = new();
+
+    public Device Device => Device.Cpu;
+
+    public Tensor Empty(Shape shape, DType dtype)
+    {
+        var bytes = shape.Count * dtype.Size();
+        if (bytes > Array.MaxLength)
+            throw new ArgumentOutOfRangeException(nameof(shape), shape.ToString(), $"a CPU tensor holds at most {Array.MaxLength} bytes; {bytes} asked");
+        return new Tensor(this, shape, dtype, new byte[bytes], 0, owns: true);
+    }
+
+    public void Fill(Tensor t, float value)
+    {
+        Ops.Check.On(this, t, nameof(t));
+        if (t.DType == DType.Float32) t.HostFloats.Fill(value);
+        else t.HostBFloat16.Fill(BFloat16.FromFloat(value));
+    }
+
+    public void CopyFromHost(Tensor t, ReadOnlySpan<byte> bytes) => bytes.CopyTo(t.HostBytes);
+    public void CopyToHost(Tensor t, Span<byte> bytes) => t.HostBytes.CopyTo(bytes);
+    void IBackend.Free(ulong devicePointer, long bytes) { }
+    public void Synchronize() { }
+    public void Dispose() { }
+
+    /// <summary>The tensor's values, widened exactly to float64.</summary>
+    public static double[] Read(Tensor t)
+    {
+        var r = new double[t.Count];
+        if (t.DType == DType.Float32) { var s = t.HostFloats; for (var i = 0; i < r.Length; i++) r[i] = s[i]; }
+        else { var s = t.HostBFloat16; for (var i = 0; i < r.Length; i++) r[i] = BFloat16.ToFloat(s[i]); }
+        return r;
+    }
+
+    /// <summary>Stores float64 results, rounded once to the tensor's dtype.</summary>
+    public static void Write(Tensor t, ReadOnlySpan<double> v)
+    {
+        if (t.DType == DType.Float32) { var s = t.HostFloats; for (var i = 0; i < v.Length; i++) s[i] = (float)v[i]; }
+        else { var s = t.HostBFloat16; for (var i = 0; i < v.Length; i++) s[i] = BFloat16.FromFloat((float)v[i]); }
+    }
+
+    public void Axpby(Tensor a, float alpha, Tensor? b, float beta, Tensor y)
+    {
+        Elementwise.CheckAxpby(this, a, b, y);
+        var r = new double[y.Count];
+        Elementwise.Axpby<double>(Read(a), alpha, b is null ? default : Read(b), beta, r);
+        Write(y, r);
+    }
+
+    public void Gelu(Tensor x, Tensor y)
+    {
+        Elementwise.CheckUnary(this, x, y);
+        var r = new double[y.Count];
+        Elementwise.Gelu<double>(Read(x), r);
+        Write(y, r);
+    }
+
+    public void GeluBackward(Tensor x, Tensor dy, Tensor dx)
+    {
+        Elementwise.CheckUnary(this, x, dx, dy);
+        var r = new double[dx.Count];
+        Elementwise.GeluBackward<double>(Read(x), Read(dy), r);
+        Write(dx, r);
+    }
+
+    public void BiasAdd(Tensor x, Tensor bias, Tensor y)
+    {
+        Elementwise.CheckBiasAdd(this, x, bias, y);
+        var r = new double[y.Count];
+        Elementwise.BiasAdd<double>(Read(x), Read(bias), r);
+        Write(y, r);
+    }
+
+    public void ColumnSum(Tensor x, Tensor y, float beta = 0f)
+    {
+        Elementwise.CheckColumnSum(this, x, y);
+        var r = beta == 0 ? new double[y.Count] : Read(y);
+        Elementwise.ColumnSum<double>(Read(x), r, beta);
+        Write(y, r);
+    }
+
+    public void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha = 1f, float beta = 0f)
+    {
+        var g = Ops.MatMul.MatMul.CheckShapes(this, a, transA, b, transB, c);
+        var r = beta == 0 ? new double[c.Count] : Read(c);
+        Ops.MatMul.MatMul.Reference<double>(g, Read(a), transA, Read(b), transB, r, alpha, beta);
+        Write(c, r);
+    }
+
+    public void LayerNorm(Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor? mean, Tensor? rstd, float eps)
+    {
+        var (rows, cols) = Ops.LayerNorm.LayerNorm.CheckForward(this, x, gamma, beta, y, mean, rstd, eps);
+        double[] r = new double[y.Count], m = new double[rows], s = new double[rows];
+        Ops.LayerNorm.LayerNorm.Forward<double>(rows, cols, Read(x), Read(gamma), Read(beta), r, m, s, eps);
+        Write(y, r);
+        if (mean is not null) { Write(mean, m); Write(rstd!, s); }
+    }
+
+    public void LayerNormBackward(Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dx, Tensor dgamma, Tensor dbeta, bool accumulate = false)
+    {
+        var (rows, cols) = Ops.LayerNorm.LayerNorm.CheckBackward(this, dy, x, gamma, mean, rstd, dx, dgamma, dbeta);
+        var r = new double[dx.Count];
+        double[] dg = accumulate ? Read(dgamma) : new double[cols], db = accumulate ? Read(dbeta) : new double[cols];
+        Ops.LayerNorm.LayerNorm.Backward<double>(rows, cols, Read(dy), Read(x), Read(gamma), Read(mean), Read(rstd), r, dg, db, accumulate);
+        Write(dx, r); Write(dgamma, dg); Write(dbeta, db);
+    }
+
+    public void Softmax(Tensor x, Tensor y, int axis)
+    {
+        var g = Ops.Softmax.Softmax.CheckShapes(this, x, y, axis);
+        var r = new double[y.Count];
+        Ops.Softmax.Softmax.Forward<double>(g, Read(x), r);
+        Write(y, r);
+    }
+
+    public void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx, int axis)
+    {
+        var g = Ops.Softmax.Softmax.CheckShapes(this, y, dx, axis, dy);
+        var r = new double[dx.Count];
+        Ops.Softmax.Softmax.Backward<double>(g, Read(y), Read(dy), r);
+        Write(dx, r);
+    }
+}

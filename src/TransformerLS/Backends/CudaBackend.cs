@@ -1,0 +1,106 @@
+using TransformerLS.Cuda;
+using TransformerLS.Ops.Elementwise;
+using TransformerLS.Ops.LayerNorm;
+using TransformerLS.Ops.MatMul;
+using TransformerLS.Ops.Softmax;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Backends;
+
+/// <summary>
+/// The GPU backend: one context, one stream, cuBLAS bound to it, kernels from <see cref="KernelLibrary"/>
+/// loaded per source file on first use. Launch paths allocate nothing on the managed heap and never
+/// synchronize; host copies do.
+/// </summary>
+public sealed class CudaBackend : IBackend
+{
+    readonly Dictionary<string, CudaModule> _modules = [];
+    readonly Dictionary<string, CudaKernel> _kernels = [];
+    readonly Lock _gate = new();
+    CudaBlas? _blas;
+
+    public CudaContext Context { get; }
+    public CudaStream Stream => Context.Stream;
+    public Device Device { get; }
+    public AllocatorStats MemoryStats => Context.Allocator.Stats;
+
+    /// <summary>Let float32 matmuls use TF32 tensor cores (off by default: full fp32).</summary>
+    public bool AllowTf32 { get; set; }
+
+    public CudaBackend(int ordinal = 0)
+    {
+        Context = new CudaContext(ordinal);
+        Device = Device.Cuda(ordinal);
+        if (CudaRuntimeCompiler.CheckAgainstDriver(CudaContext.DriverVersion()) is { } warning
+            && Environment.GetEnvironmentVariable(KernelLibrary.FatbinDirVariable) is null)
+            throw new InvalidOperationException(warning);
+    }
+
+    internal CudaBlas Blas
+    {
+        get { lock (_gate) return _blas ??= new CudaBlas(Context, Stream); }
+    }
+
+    /// <summary>The kernel <paramref name="name"/> of kernels/<paramref name="file"/>, compiled or loaded on first use.</summary>
+    public CudaKernel Kernel(string file, string name)
+    {
+        lock (_gate)
+        {
+            if (_kernels.TryGetValue(name, out var k)) return k;
+            if (!_modules.TryGetValue(file, out var module))
+            {
+                var (image, _) = KernelLibrary.GetImage(file, Context.Device.ArchNumber);
+                _modules[file] = module = Context.LoadModule(image, file);
+            }
+            return _kernels[name] = module.GetKernel(name);
+        }
+    }
+
+    public Tensor Empty(Shape shape, DType dtype) =>
+        new(this, shape, dtype, null, Context.Allocator.Allocate(shape.Count * dtype.Size()), owns: true);
+
+    public void Fill(Tensor t, float value)
+    {
+        Ops.Check.On(this, t, nameof(t));
+        if (t.DType == DType.Float32)
+            CudaMemory.Fill32(Stream, t.DevicePointer, BitConverter.SingleToUInt32Bits(value), t.Count);
+        else
+        {
+            var h = (uint)BFloat16.FromFloat(value);
+            CudaMemory.Fill32(Stream, t.DevicePointer, h | h << 16, t.Count / 2);
+            if (t.Count % 2 == 1) CudaMemory.CopyHostToDevice(Stream, t.DevicePointer + (ulong)(t.Bytes - 2), BitConverter.GetBytes((ushort)h));
+        }
+    }
+
+    public void CopyFromHost(Tensor t, ReadOnlySpan<byte> bytes) => CudaMemory.CopyHostToDevice(Stream, t.DevicePointer, bytes);
+    public void CopyToHost(Tensor t, Span<byte> bytes) => CudaMemory.CopyDeviceToHost(Stream, bytes, t.DevicePointer);
+    void IBackend.Free(ulong devicePointer, long bytes) => Context.Allocator.Free(devicePointer, bytes);
+    public void Synchronize() => Stream.Synchronize();
+
+    public void Axpby(Tensor a, float alpha, Tensor? b, float beta, Tensor y) => ElementwiseCuda.Axpby(this, a, alpha, b, beta, y);
+    public void Gelu(Tensor x, Tensor y) => ElementwiseCuda.Gelu(this, x, y);
+    public void GeluBackward(Tensor x, Tensor dy, Tensor dx) => ElementwiseCuda.GeluBackward(this, x, dy, dx);
+    public void BiasAdd(Tensor x, Tensor bias, Tensor y) => ElementwiseCuda.BiasAdd(this, x, bias, y);
+    public void ColumnSum(Tensor x, Tensor y, float beta = 0f) => ElementwiseCuda.ColumnSum(this, x, y, beta);
+    public void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha = 1f, float beta = 0f) =>
+        MatMulCuda.Run(this, a, transA, b, transB, c, alpha, beta);
+    public void LayerNorm(Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor? mean, Tensor? rstd, float eps) =>
+        LayerNormCuda.Forward(this, x, gamma, beta, y, mean, rstd, eps);
+    public void LayerNormBackward(Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dx, Tensor dgamma, Tensor dbeta, bool accumulate = false) =>
+        LayerNormCuda.Backward(this, dy, x, gamma, mean, rstd, dx, dgamma, dbeta, accumulate);
+    public void Softmax(Tensor x, Tensor y, int axis) => SoftmaxCuda.Forward(this, x, y, axis);
+    public void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx, int axis) => SoftmaxCuda.Backward(this, y, dy, dx, axis);
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            _blas?.Dispose();
+            _blas = null;
+            foreach (var m in _modules.Values) m.Dispose();
+            _modules.Clear();
+            _kernels.Clear();
+        }
+        Context.Dispose();
+    }
+}

@@ -1,0 +1,50 @@
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Backends;
+
+/// <summary>
+/// One op interface, two implementations: the CPU backend (the reference: float64 accumulation, results
+/// rounded to the tensor's dtype) and the CUDA backend (NVRTC kernels and cuBLAS). Every op validates its
+/// arguments the same way on both (the checks live beside each op's reference in Ops/).
+/// Outputs are written, never read, unless an op says it accumulates.
+/// </summary>
+public interface IBackend : IDisposable
+{
+    Device Device { get; }
+
+    /// <summary>A tensor whose contents are undefined.</summary>
+    Tensor Empty(Shape shape, DType dtype);
+    void Fill(Tensor t, float value);
+    void CopyFromHost(Tensor t, ReadOnlySpan<byte> bytes);
+    void CopyToHost(Tensor t, Span<byte> bytes);
+    internal void Free(ulong devicePointer, long bytes);
+    /// <summary>Waits for all queued work (a no-op on the CPU).</summary>
+    void Synchronize();
+
+    // ---- elementwise family (kernels/elementwise.cu) ----
+    /// <summary>y = alpha·a + beta·b (b may be null).</summary>
+    void Axpby(Tensor a, float alpha, Tensor? b, float beta, Tensor y);
+    /// <summary>y = GELU(x), the erf form (torch.nn.GELU()).</summary>
+    void Gelu(Tensor x, Tensor y);
+    void GeluBackward(Tensor x, Tensor dy, Tensor dx);
+    /// <summary>y[..., c] = x[..., c] + bias[c].</summary>
+    void BiasAdd(Tensor x, Tensor bias, Tensor y);
+    /// <summary>y[c] = beta·y[c] + Σ_rows x[..., c] (reads y only when beta ≠ 0).</summary>
+    void ColumnSum(Tensor x, Tensor y, float beta = 0f);
+
+    // ---- matmul (cuBLAS on the GPU) ----
+    /// <summary>
+    /// Batched row-major c = alpha·op(a)·op(b) + beta·c over the leading axes; b may be 2-D (one matrix for the
+    /// whole batch). Reads c only when beta ≠ 0.
+    /// </summary>
+    void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha = 1f, float beta = 0f);
+
+    // ---- layernorm family (kernels/layernorm.cu) ----
+    /// <summary>LayerNorm over the last axis; gamma, beta, mean and rstd are float32. mean/rstd may be null.</summary>
+    void LayerNorm(Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor? mean, Tensor? rstd, float eps);
+    void LayerNormBackward(Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dx, Tensor dgamma, Tensor dbeta, bool accumulate = false);
+
+    // ---- softmax family (kernels/softmax.cu) ----
+    void Softmax(Tensor x, Tensor y, int axis);
+    void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx, int axis);
+}

@@ -1,0 +1,105 @@
+using System.Security.Cryptography;
+using System.Text;
+using TransformerLS.Cuda;
+
+namespace TransformerLS.Backends;
+
+/// <summary>
+/// The kernel sources of kernels/, embedded in this assembly, and how a module is obtained for a device:
+/// a fatbin built by cmake/ (TLS_KERNEL_FATBIN_DIR), else a CUBIN from the on-disk cache, else NVRTC.
+/// The cache key covers the source, the prelude, the options, the arch and the NVRTC version; an entry whose
+/// checksum does not match is rebuilt, not trusted.
+/// </summary>
+public static class KernelLibrary
+{
+    public const string PreludeName = "prelude.cuh";
+    public const string FatbinDirVariable = "TLS_KERNEL_FATBIN_DIR";
+    public const string CacheDirVariable = "TLS_KERNEL_CACHE_DIR";
+    // -lineinfo (source lines for ncu and compute-sanitizer) only from NVRTC 12: NVRTC 11.8 segfaults on it for sm_90.
+    static string[] Options => CudaRuntimeCompiler.Version.Major >= 12
+        ? ["--std=c++17", "-DTLS_NVRTC=1", "-lineinfo"] : ["--std=c++17", "-DTLS_NVRTC=1"];
+    static readonly byte[] Magic = "TLSK1\n"u8.ToArray();
+
+    /// <summary>Names of the .cu files (e.g. "layernorm.cu").</summary>
+    public static IReadOnlyList<string> Sources { get; } =
+        [.. typeof(KernelLibrary).Assembly.GetManifestResourceNames()
+            .Where(n => n.StartsWith("kernels/", StringComparison.Ordinal) && n.EndsWith(".cu", StringComparison.Ordinal))
+            .Select(n => n["kernels/".Length..]).Order(StringComparer.Ordinal)];
+
+    public static string ReadSource(string file)
+    {
+        using var s = typeof(KernelLibrary).Assembly.GetManifestResourceStream("kernels/" + file)
+            ?? throw new ArgumentException($"no kernel source named '{file}'; have: {string.Join(", ", Sources)}", nameof(file));
+        using var r = new StreamReader(s);
+        return r.ReadToEnd();
+    }
+
+    public static string CacheDirectory =>
+        Environment.GetEnvironmentVariable(CacheDirVariable) is { Length: > 0 } d ? d
+        : Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "transformerls", "kernels");
+
+    /// <summary>Compiles one source with NVRTC for sm_<paramref name="arch"/>; needs no GPU.</summary>
+    public static CompiledKernelImage Compile(string file, int arch) =>
+        new CudaRuntimeCompiler(ReadSource(file), file).AddHeader(PreludeName, ReadSource(PreludeName)).Compile(arch, Options);
+
+    /// <summary>Where the image for <paramref name="file"/> came from, for `tls check`.</summary>
+    public enum Origin { Fatbin, Cache, Compiled }
+
+    /// <summary>The image to load for <paramref name="file"/> on a device of <paramref name="arch"/>.</summary>
+    public static (byte[] Image, Origin Origin) GetImage(string file, int arch)
+    {
+        if (Environment.GetEnvironmentVariable(FatbinDirVariable) is { Length: > 0 } dir)
+        {
+            var fatbin = Path.Combine(dir, Path.ChangeExtension(file, ".fatbin"));
+            if (!File.Exists(fatbin))
+                throw new FileNotFoundException($"{FatbinDirVariable}={dir} but {fatbin} does not exist; build it with cmake/ or unset the variable", fatbin);
+            return (File.ReadAllBytes(fatbin), Origin.Fatbin);
+        }
+        var (major, minor) = CudaRuntimeCompiler.Version;
+        var path = Path.Combine(CacheDirectory, $"{Path.GetFileNameWithoutExtension(file)}-sm{arch}-{Key(file, arch, major, minor)}.cubin");
+        if (TryReadCache(path) is { } cached) return (cached, Origin.Cache);
+        var image = Compile(file, arch).Image;
+        WriteCache(path, image);
+        return (image, Origin.Compiled);
+    }
+
+    static string Key(string file, int arch, int major, int minor)
+    {
+        var text = string.Join("\0", ReadSource(file), ReadSource(PreludeName), string.Join(' ', Options), arch, $"{major}.{minor}");
+        return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..24].ToLowerInvariant();
+    }
+
+    /// <summary>Reads a cache entry: magic, SHA-256 of the payload, payload. Anything else counts as a miss.</summary>
+    public static byte[]? TryReadCache(string path)
+    {
+        try
+        {
+            if (!File.Exists(path)) return null;
+            var all = File.ReadAllBytes(path);
+            if (all.Length < Magic.Length + 32 || !all.AsSpan(0, Magic.Length).SequenceEqual(Magic)) return null;
+            var payload = all.AsSpan(Magic.Length + 32);
+            return SHA256.HashData(payload).AsSpan().SequenceEqual(all.AsSpan(Magic.Length, 32)) ? payload.ToArray() : null;
+        }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+    }
+
+    public static void WriteCache(string path, byte[] image)
+    {
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            var tmp = $"{path}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
+            using (var f = File.Create(tmp))
+            {
+                f.Write(Magic);
+                f.Write(SHA256.HashData(image));
+                f.Write(image);
+            }
+            File.Move(tmp, path, overwrite: true);
+        }
+        catch (IOException) { } // a read-only or full cache only costs a recompile next time
+        catch (UnauthorizedAccessException) { }
+    }
+}

@@ -1,0 +1,48 @@
+using TransformerLS.Backends;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Ops;
+
+/// <summary>Argument checks shared by both backends; every message names the argument, its value and what was expected.</summary>
+public static class Check
+{
+    public static void NotDisposed(Tensor t, string name)
+    {
+        if (t.IsDisposed) throw new ObjectDisposedException(name, $"{name} was disposed");
+    }
+
+    public static void On(IBackend backend, Tensor t, string name)
+    {
+        NotDisposed(t, name);
+        if (!ReferenceEquals(t.Backend, backend))
+            throw new ArgumentException($"{name} is on {t.Device} ({t.Backend.GetType().Name}); this op runs on {backend.Device}", name);
+    }
+
+    public static void SameShape(Tensor t, Shape expected, string name)
+    {
+        if (t.Shape != expected) throw new ArgumentException($"{name} has shape {t.Shape}; expected {expected}", name);
+    }
+
+    public static void DTypeIs(Tensor t, DType expected, string name)
+    {
+        if (t.DType != expected) throw new ArgumentException($"{name} has dtype {t.DType.Name()}; expected {expected.Name()}", name);
+    }
+
+    public static void RankAtLeast(Tensor t, int rank, string name)
+    {
+        if (t.Shape.Rank < rank) throw new ArgumentException($"{name} has shape {t.Shape}; expected at least {rank} dimension(s)", name);
+    }
+
+    /// <summary>Same backend, shape and dtype as <paramref name="like"/>.</summary>
+    public static void Like(IBackend backend, Tensor t, Tensor like, string name)
+    {
+        On(backend, t, name);
+        SameShape(t, like.Shape, name);
+        DTypeIs(t, like.DType, name);
+    }
+
+    public static void Positive(float v, string name)
+    {
+        if (!(v > 0) || float.IsInfinity(v)) throw new ArgumentOutOfRangeException(name, v, $"{name} must be a finite number > 0");
+    }
+}

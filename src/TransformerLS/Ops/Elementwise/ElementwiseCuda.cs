@@ -1,0 +1,62 @@
+using System.Runtime.InteropServices;
+using TransformerLS.Backends;
+using TransformerLS.Cuda;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Ops.Elementwise;
+
+/// <summary>Mirror of ElementwiseParams in kernels/elementwise.cu.</summary>
+[StructLayout(LayoutKind.Sequential)]
+struct ElementwiseParams
+{
+    public ulong A, B, Y;
+    public long N, Cols;
+    public float Alpha, Beta;
+}
+
+/// <summary>Launchers for kernels/elementwise.cu.</summary>
+static class ElementwiseCuda
+{
+    const string File = "elementwise.cu";
+    const int Threads = 256;
+
+    static Dim3 Grid(long n) => (uint)Math.Clamp((n + Threads - 1) / Threads, 1, 65535L * 16);
+
+    static void Launch(CudaBackend be, DType dt, string f32, string bf16, Dim3 grid, Dim3 block, in ElementwiseParams p) =>
+        be.Kernel(File, dt == DType.Float32 ? f32 : bf16).Launch(grid, block, 0, be.Stream, p);
+
+    public static void Axpby(CudaBackend be, Tensor a, float alpha, Tensor? b, float beta, Tensor y)
+    {
+        Elementwise.CheckAxpby(be, a, b, y);
+        var p = new ElementwiseParams { A = a.DevicePointer, B = b?.DevicePointer ?? 0, Y = y.DevicePointer, N = y.Count, Alpha = alpha, Beta = beta };
+        Launch(be, a.DType, "axpby_f32", "axpby_bf16", Grid(p.N), Threads, p);
+    }
+
+    public static void Gelu(CudaBackend be, Tensor x, Tensor y)
+    {
+        Elementwise.CheckUnary(be, x, y);
+        var p = new ElementwiseParams { A = x.DevicePointer, Y = y.DevicePointer, N = y.Count };
+        Launch(be, x.DType, "gelu_fwd_f32", "gelu_fwd_bf16", Grid(p.N), Threads, p);
+    }
+
+    public static void GeluBackward(CudaBackend be, Tensor x, Tensor dy, Tensor dx)
+    {
+        Elementwise.CheckUnary(be, x, dx, dy);
+        var p = new ElementwiseParams { A = x.DevicePointer, B = dy.DevicePointer, Y = dx.DevicePointer, N = dx.Count };
+        Launch(be, x.DType, "gelu_bwd_f32", "gelu_bwd_bf16", Grid(p.N), Threads, p);
+    }
+
+    public static void BiasAdd(CudaBackend be, Tensor x, Tensor bias, Tensor y)
+    {
+        var cols = Elementwise.CheckBiasAdd(be, x, bias, y);
+        var p = new ElementwiseParams { A = x.DevicePointer, B = bias.DevicePointer, Y = y.DevicePointer, N = y.Count, Cols = cols };
+        if (cols > 0) Launch(be, x.DType, "bias_add_f32", "bias_add_bf16", Grid(p.N), Threads, p);
+    }
+
+    public static void ColumnSum(CudaBackend be, Tensor x, Tensor y, float beta)
+    {
+        var cols = Elementwise.CheckColumnSum(be, x, y);
+        var p = new ElementwiseParams { A = x.DevicePointer, Y = y.DevicePointer, N = x.Count, Cols = cols, Beta = beta };
+        Launch(be, x.DType, "column_sum_f32", "column_sum_bf16", (uint)((cols + 31) / 32), new Dim3(32, 8), p);
+    }
+}

@@ -1,0 +1,50 @@
+using System.Runtime.InteropServices;
+using TransformerLS.Backends;
+using TransformerLS.Cuda;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Ops.LayerNorm;
+
+/// <summary>Mirror of LayerNormParams in kernels/layernorm.cu.</summary>
+[StructLayout(LayoutKind.Sequential)]
+struct LayerNormParams
+{
+    public ulong X, Gamma, Beta, Y, Mean, Rstd, Dy, Dx, DGamma, DBeta;
+    public int Rows, Cols;
+    public float Eps;
+    public int Accumulate;
+}
+
+static class LayerNormCuda
+{
+    const string File = "layernorm.cu";
+    const int RowsPerBlock = 4; // one warp per row
+
+    public static void Forward(CudaBackend be, Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor? mean, Tensor? rstd, float eps)
+    {
+        var (rows, cols) = LayerNorm.CheckForward(be, x, gamma, beta, y, mean, rstd, eps);
+        var p = new LayerNormParams
+        {
+            X = x.DevicePointer, Gamma = gamma.DevicePointer, Beta = beta.DevicePointer, Y = y.DevicePointer,
+            Mean = mean?.DevicePointer ?? 0, Rstd = rstd?.DevicePointer ?? 0, Rows = rows, Cols = cols, Eps = eps,
+        };
+        be.Kernel(File, x.DType == DType.Float32 ? "layernorm_fwd_f32" : "layernorm_fwd_bf16")
+            .Launch((uint)((rows + RowsPerBlock - 1) / RowsPerBlock), 32 * RowsPerBlock, 0, be.Stream, p);
+    }
+
+    public static void Backward(CudaBackend be, Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dx, Tensor dgamma, Tensor dbeta, bool accumulate)
+    {
+        var (rows, cols) = LayerNorm.CheckBackward(be, dy, x, gamma, mean, rstd, dx, dgamma, dbeta);
+        var p = new LayerNormParams
+        {
+            X = x.DevicePointer, Gamma = gamma.DevicePointer, Mean = mean.DevicePointer, Rstd = rstd.DevicePointer,
+            Dy = dy.DevicePointer, Dx = dx.DevicePointer, DGamma = dgamma.DevicePointer, DBeta = dbeta.DevicePointer,
+            Rows = rows, Cols = cols, Accumulate = accumulate ? 1 : 0,
+        };
+        var f32 = x.DType == DType.Float32;
+        be.Kernel(File, f32 ? "layernorm_bwd_input_f32" : "layernorm_bwd_input_bf16")
+            .Launch((uint)((rows + RowsPerBlock - 1) / RowsPerBlock), 32 * RowsPerBlock, 0, be.Stream, p);
+        be.Kernel(File, f32 ? "layernorm_bwd_params_f32" : "layernorm_bwd_params_bf16")
+            .Launch((uint)((cols + 31) / 32), new Dim3(32, 8), 0, be.Stream, p);
+    }
+}

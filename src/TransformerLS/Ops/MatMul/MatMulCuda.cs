@@ -1,0 +1,24 @@
+using TransformerLS.Backends;
+using TransformerLS.Cuda;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Ops.MatMul;
+
+/// <summary>Batched matmul through cuBLAS (fp32, TF32 when allowed, bf16 with fp32 accumulation).</summary>
+static class MatMulCuda
+{
+    public static void Run(CudaBackend be, Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha, float beta)
+    {
+        var g = MatMul.CheckShapes(be, a, transA, b, transB, c);
+        if (g.Batch == 0 || g.M == 0 || g.N == 0) return;
+        if (g.K == 0)
+        {
+            if (beta == 0) be.Fill(c, 0f); else be.Axpby(c, beta, null, 0f, c);
+            return;
+        }
+        var precision = a.DType == DType.BFloat16 ? GemmPrecision.BFloat16
+            : be.AllowTf32 ? GemmPrecision.TensorFloat32 : GemmPrecision.Float32;
+        be.Blas.GemmStridedBatched(transA, transB, g.M, g.N, g.K, alpha, a.DevicePointer, g.StrideA,
+            b.DevicePointer, g.StrideB, beta, c.DevicePointer, g.StrideC, g.Batch, precision);
+    }
+}

@@ -1,0 +1,86 @@
+using TransformerLS.Backends;
+using TransformerLS.Cuda;
+
+namespace TransformerLS.Tests;
+
+/// <summary>Every kernel source compiles with the NVRTC on this machine for sm_80 and sm_90; needs no GPU.</summary>
+public class KernelCompileTests
+{
+    public static TheoryData<string, int> SourcesAndArchs()
+    {
+        var d = new TheoryData<string, int>();
+        foreach (var s in KernelLibrary.Sources)
+            foreach (var arch in new[] { 80, 90 }) d.Add(s, arch);
+        return d;
+    }
+
+    [Theory]
+    [MemberData(nameof(SourcesAndArchs))]
+    public void Compiles_to_cubin(string source, int arch)
+    {
+        TestEnv.RequireNvrtc();
+        var image = KernelLibrary.Compile(source, arch);
+        Assert.True(image.IsCubin, $"expected CUBIN for sm_{arch}, got {image.Arch}");
+        Assert.True(image.Image.Length > 1000, $"CUBIN of {source} is only {image.Image.Length} bytes");
+        Assert.DoesNotContain("warning", image.Log, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public void Every_kernel_file_is_embedded()
+    {
+        var onDisk = Directory.GetFiles(Path.Combine(TestEnv.RepoRoot, "kernels"), "*.cu").Select(Path.GetFileName).Order().ToArray();
+        Assert.Equal(onDisk, KernelLibrary.Sources.ToArray());
+        Assert.Contains("mma.sync", KernelLibrary.ReadSource(KernelLibrary.PreludeName));
+    }
+
+    [Fact]
+    public void Compile_error_carries_the_nvrtc_log()
+    {
+        TestEnv.RequireNvrtc();
+        var c = new CudaRuntimeCompiler("extern \"C\" __global__ void k() { undefined_thing(); }", "broken.cu");
+        var e = Assert.Throws<NvrtcCompileException>(() => c.Compile(80, []));
+        Assert.Contains("undefined_thing", e.Log);
+        Assert.Contains("broken.cu", e.Message);
+    }
+
+    [Fact]
+    public void Name_expressions_resolve_template_instantiations()
+    {
+        TestEnv.RequireNvrtc();
+        var c = new CudaRuntimeCompiler("template <typename T> __global__ void scale(T* p, T a) { p[threadIdx.x] *= a; }", "tmpl.cu")
+            .AddNameExpression("scale<float>").AddNameExpression("scale<double>");
+        var image = c.Compile(90, ["--std=c++17"]);
+        Assert.StartsWith("_Z", image.LoweredNames["scale<float>"]);
+        Assert.NotEqual(image.LoweredNames["scale<float>"], image.LoweredNames["scale<double>"]);
+    }
+
+    [Fact]
+    public void Unknown_arch_falls_back_to_ptx_for_the_newest_known()
+    {
+        TestEnv.RequireNvrtc();
+        var image = new CudaRuntimeCompiler("extern \"C\" __global__ void k(float* p) { p[0] = 1.f; }", "k.cu").Compile(999, []);
+        Assert.False(image.IsCubin);
+        Assert.StartsWith("compute_", image.Arch);
+        Assert.Contains(".entry", System.Text.Encoding.UTF8.GetString(image.Image));
+    }
+
+    [Fact]
+    public void Cache_entries_are_checked_and_corrupt_ones_rejected()
+    {
+        var dir = Directory.CreateTempSubdirectory("tls-cache-");
+        try
+        {
+            var path = Path.Combine(dir.FullName, "x.cubin");
+            byte[] payload = [1, 2, 3, 4, 5, 6, 7, 8];
+            KernelLibrary.WriteCache(path, payload);
+            Assert.Equal(payload, KernelLibrary.TryReadCache(path));
+            var bytes = File.ReadAllBytes(path);
+            bytes[^1] ^= 0xff;
+            File.WriteAllBytes(path, bytes);
+            Assert.Null(KernelLibrary.TryReadCache(path));
+            File.WriteAllBytes(path, bytes[..10]);
+            Assert.Null(KernelLibrary.TryReadCache(path));
+        }
+        finally { dir.Delete(true); }
+    }
+}
