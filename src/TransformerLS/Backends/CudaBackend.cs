@@ -36,7 +36,7 @@ public sealed class CudaBackend : IBackend
             throw new InvalidOperationException(warning);
     }
 
-    internal CudaBlas Blas
+    public CudaBlas Blas
     {
         get { lock (_gate) return _blas ??= new CudaBlas(Context, Stream); }
     }

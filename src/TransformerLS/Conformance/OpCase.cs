@@ -1,0 +1,130 @@
+using TransformerLS.Backends;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Conformance;
+
+public enum InputKind
+{
+    /// <summary>N(0, scale²).</summary>
+    Normal,
+    /// <summary>A probability vector along the case's softmax axis (inputs of softmax backward).</summary>
+    SoftmaxOfNormal,
+}
+
+public sealed record InputSpec(string Name, Shape Shape, DType DType, InputKind Kind = InputKind.Normal, double Scale = 1.0, int Axis = -1);
+
+public sealed record OutputSpec(string Name, Shape Shape, DType DType);
+
+/// <summary>
+/// One row of the conformance table: inputs, outputs, how a backend runs it, and the reference at two
+/// precisions: float64 (the truth) and float32 (a same-precision CPU computation, whose error sets the bar).
+/// </summary>
+public sealed class OpCase
+{
+    public required string Op { get; init; }
+    public required string Name { get; init; }
+    public required InputSpec[] Inputs { get; init; }
+    public required OutputSpec[] Outputs { get; init; }
+    public required Action<IBackend, Tensor[], Tensor[]> Run { get; init; }
+    public required Func<double[][], double[][]> Reference64 { get; init; }
+    public required Func<float[][], float[][]> Reference32 { get; init; }
+    /// <summary>How the same-precision computation sees the inputs (e.g. rounded to TF32).</summary>
+    public Func<float, float>? SamePrecisionInput { get; init; }
+
+    public override string ToString() => Name;
+}
+
+/// <summary>The outcome for one output of one case on one backend.</summary>
+public sealed record OutputResult(string Output, double BackendError, double SamePrecisionError, double Bound, bool HasNaN)
+{
+    public bool Passed => !HasNaN && BackendError <= Bound;
+}
+
+public sealed record CaseResult(OpCase Case, Device Device, IReadOnlyList<OutputResult> Outputs)
+{
+    public bool Passed => Outputs.All(o => o.Passed);
+    public double MaxError => Outputs.Max(o => o.BackendError);
+
+    public string Describe() => $"{Case.Name} on {Device}: " + string.Join("; ", Outputs.Select(o =>
+        $"{o.Output} err {o.BackendError:E2} (same-precision {o.SamePrecisionError:E2}, bound {o.Bound:E2}){(o.HasNaN ? " NaN!" : "")}"));
+}
+
+/// <summary>
+/// Runs a case the FlashAttention way: fresh random inputs, outputs poisoned with NaN, and the backend's
+/// error against float64 must be at most 2x the same-precision CPU error, plus a tiny floor
+/// (1e-6 of the output's magnitude).
+/// </summary>
+public static class ConformanceRunner
+{
+    public const double Factor = 2.0, RelativeFloor = 1e-6;
+
+    public static CaseResult Run(OpCase c, IBackend backend, int seed)
+    {
+        var rng = new Random(seed);
+        var inputs = c.Inputs.Select(s => MakeInput(s, rng)).ToArray();
+        var ref64 = c.Reference64([.. inputs.Select(v => v.Select(x => (double)x).ToArray())]);
+        var same = c.Reference32([.. inputs.Select(v => c.SamePrecisionInput is { } f ? v.Select(f).ToArray() : v)]);
+        var got = RunOnBackend(c, backend, inputs);
+        var results = new List<OutputResult>();
+        for (var o = 0; o < c.Outputs.Length; o++)
+        {
+            var dt = c.Outputs[o].DType;
+            var sameRounded = same[o].Select(x => (double)dt.Round(x)).ToArray();
+            var errBackend = MaxAbsDiff(got[o], ref64[o], out var nan);
+            var errSame = MaxAbsDiff(sameRounded, ref64[o], out _);
+            var magnitude = ref64[o].Length == 0 ? 0 : ref64[o].Max(Math.Abs);
+            var bound = Factor * errSame + RelativeFloor * Math.Max(1.0, magnitude);
+            results.Add(new OutputResult(c.Outputs[o].Name, errBackend, errSame, bound, nan));
+        }
+        return new CaseResult(c, backend.Device, results);
+    }
+
+    /// <summary>Creates inputs and NaN-poisoned outputs on <paramref name="backend"/>, runs, reads back.</summary>
+    public static double[][] RunOnBackend(OpCase c, IBackend backend, float[][] inputs)
+    {
+        using var scope = new TensorScope();
+        var ins = new Tensor[c.Inputs.Length];
+        for (var i = 0; i < ins.Length; i++)
+        {
+            ins[i] = backend.Empty(c.Inputs[i].Shape, c.Inputs[i].DType);
+            ins[i].CopyFrom(inputs[i]);
+        }
+        var outs = c.Outputs.Select(o => backend.Empty(o.Shape, o.DType)).ToArray();
+        foreach (var t in outs) backend.Fill(t, float.NaN);
+        c.Run(backend, ins, outs);
+        backend.Synchronize();
+        return [.. outs.Select(t => t.ToArray().Select(x => (double)x).ToArray())];
+    }
+
+    /// <summary>Random values, already representable in the input's dtype.</summary>
+    public static float[] MakeInput(InputSpec s, Random rng)
+    {
+        var v = new float[s.Shape.Count];
+        for (var i = 0; i < v.Length; i++) v[i] = (float)(Normal(rng) * s.Scale);
+        if (s.Kind == InputKind.SoftmaxOfNormal)
+        {
+            var ax = s.Shape.Axis(s.Axis, nameof(s.Axis));
+            var g = new Ops.Softmax.SoftmaxGeometry(s.Shape.Product(0, ax), s.Shape[ax], s.Shape.Product(ax + 1, s.Shape.Rank));
+            var p = new float[v.Length];
+            Ops.Softmax.Softmax.Forward<float>(g, v, p);
+            v = p;
+        }
+        for (var i = 0; i < v.Length; i++) v[i] = s.DType.Round(v[i]);
+        return v;
+    }
+
+    public static double Normal(Random rng) =>
+        Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
+
+    static double MaxAbsDiff(double[] a, double[] b, out bool nan)
+    {
+        nan = false;
+        double m = 0;
+        for (var i = 0; i < a.Length; i++)
+        {
+            if (double.IsNaN(a[i])) { nan = true; continue; }
+            m = Math.Max(m, Math.Abs(a[i] - b[i]));
+        }
+        return m;
+    }
+}
