@@ -20,8 +20,8 @@ template <typename T> TLS_DEVICE void softmax_line(const SoftmaxParams& p, i64 b
     float s = 0.f;
     for (int j = start; j < p.dim; j += step) s += expf(load<T>(p.x, base + j * stride) - m);
     if (warp) s = warp_sum(s);
-    float inv = 1.f / s;
-    for (int j = start; j < p.dim; j += step) store<T>(p.out, base + j * stride, expf(load<T>(p.x, base + j * stride) - m) * inv);
+    // A division, not a multiply by 1/s: one rounding per element, as the reference.
+    for (int j = start; j < p.dim; j += step) store<T>(p.out, base + j * stride, expf(load<T>(p.x, base + j * stride) - m) / s);
 }
 
 template <typename T> TLS_DEVICE void softmax_bwd_line(const SoftmaxParams& p, i64 base, i64 stride, int start, int step, bool warp)

@@ -148,3 +148,19 @@ public class TensorTests
         Assert.Equal(new[] { 1.0f, -2.5f, BFloat16.Round(3e38f) }, t.ToArray());
     }
 }
+
+public class LinearInputTests
+{
+    [Fact]
+    public void Linear_rejects_mismatched_weight_and_upstream_gradient()
+    {
+        var be = CpuBackend.Instance;
+        using var s = new TensorScope();
+        var x = be.Empty(new(2, 5, 8), DType.Float32);
+        var w = be.Empty(new(3, 8), DType.Float32);
+        var e = Assert.Throws<ArgumentException>(() => Ops.Linear.Linear.Forward(be, x, be.Empty(new(3, 7), DType.Float32), null, be.Empty(new(2, 5, 3), DType.Float32)));
+        Assert.Contains("weight has shape [3, 7]; expected [out, 8]", e.Message);
+        e = Assert.Throws<ArgumentException>(() => Ops.Linear.Linear.Backward(be, be.Empty(new(2, 4, 3), DType.Float32), x, w, null, null, null));
+        Assert.Contains("dy has shape [2, 4, 3]; expected [2, 5, 3]", e.Message);
+    }
+}

@@ -41,6 +41,15 @@ public static class Check
         DTypeIs(t, like.DType, name);
     }
 
+    /// <summary>A 1-D tensor of <paramref name="length"/> elements (checked without allocating).</summary>
+    public static void Vector(IBackend backend, Tensor t, int length, DType dtype, string name)
+    {
+        On(backend, t, name);
+        DTypeIs(t, dtype, name);
+        if (t.Shape.Rank != 1 || t.Shape[0] != length)
+            throw new ArgumentException($"{name} has shape {t.Shape}; expected [{length}]", name);
+    }
+
     public static void Positive(float v, string name)
     {
         if (!(v > 0) || float.IsInfinity(v)) throw new ArgumentOutOfRangeException(name, v, $"{name} must be a finite number > 0");

@@ -26,9 +26,7 @@ public static class Elementwise
     {
         Check.On(be, x, nameof(x));
         Check.RankAtLeast(x, 1, nameof(x));
-        Check.On(be, bias, nameof(bias));
-        Check.DTypeIs(bias, x.DType, nameof(bias));
-        Check.SameShape(bias, new Shape(x.Shape[-1]), nameof(bias));
+        Check.Vector(be, bias, x.Shape[-1], x.DType, nameof(bias));
         Check.Like(be, y, x, nameof(y));
         return x.Shape[-1];
     }
@@ -37,9 +35,7 @@ public static class Elementwise
     {
         Check.On(be, x, nameof(x));
         Check.RankAtLeast(x, 1, nameof(x));
-        Check.On(be, y, nameof(y));
-        Check.DTypeIs(y, x.DType, nameof(y));
-        Check.SameShape(y, new Shape(x.Shape[-1]), nameof(y));
+        Check.Vector(be, y, x.Shape[-1], x.DType, nameof(y));
         return x.Shape[-1];
     }
 

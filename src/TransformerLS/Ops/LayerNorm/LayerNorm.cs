@@ -16,14 +16,12 @@ public static class LayerNorm
         var rows = x.Shape.Product(0, x.Shape.Rank - 1);
         if (cols == 0) throw new ArgumentException($"x has shape {x.Shape}: the normalized axis must not be empty", nameof(x));
         if (rows > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(x), x.Shape.ToString(), "at most 2^31-1 rows");
-        foreach (var (t, n) in new[] { (gamma, nameof(gamma)), (beta, nameof(beta)) })
-        {
-            Check.On(be, t, n); Check.DTypeIs(t, DType.Float32, n); Check.SameShape(t, new Shape(cols), n);
-        }
+        Check.Vector(be, gamma, cols, DType.Float32, nameof(gamma));
+        Check.Vector(be, beta, cols, DType.Float32, nameof(beta));
         Check.Like(be, y, x, nameof(y));
         if ((mean is null) != (rstd is null)) throw new ArgumentException("mean and rstd must both be given or both be null", nameof(mean));
-        foreach (var (t, n) in new[] { (mean, nameof(mean)), (rstd, nameof(rstd)) })
-            if (t is not null) { Check.On(be, t, n); Check.DTypeIs(t, DType.Float32, n); Check.SameShape(t, new Shape((int)rows), n); }
+        if (mean is not null) Check.Vector(be, mean, (int)rows, DType.Float32, nameof(mean));
+        if (rstd is not null) Check.Vector(be, rstd, (int)rows, DType.Float32, nameof(rstd));
         Check.Positive(eps, nameof(eps));
         return ((int)rows, cols);
     }

@@ -11,26 +11,32 @@ public static class Linear
 {
     public static void Forward(IBackend be, Tensor x, Tensor weight, Tensor? bias, Tensor y)
     {
-        Check.RankAtLeast(x, 1, nameof(x));
+        Check.RankAtLeast(x, 2, nameof(x));
         Check.RankAtLeast(weight, 2, nameof(weight));
         if (weight.Shape.Rank != 2 || weight.Shape[1] != x.Shape[-1])
             throw new ArgumentException($"weight has shape {weight.Shape}; expected [out, {x.Shape[-1]}] for x of shape {x.Shape}", nameof(weight));
-        using var x2 = Rows(x);
-        using var y2 = y.Reshape(checked((int)(y.Count / Math.Max(1, weight.Shape[0]))), weight.Shape[0]);
-        be.MatMul(x2, false, weight, true, y2);
-        if (bias is not null) be.BiasAdd(y2, bias, y2);
+        // The batched matmul with a 2-D weight folds the leading axes into one GEMM; no views needed.
+        if (bias is null) { be.MatMul(x, false, weight, true, y); return; }
+        // y = bias (exact), then y = x·Wᵀ + 1·y in one GEMM: a bf16 output is rounded once, not twice.
+        be.Fill(y, 0f);
+        be.BiasAdd(y, bias, y);
+        be.MatMul(x, false, weight, true, y, 1f, 1f);
     }
 
     /// <summary>dx = dy·W, dW (+)= dyᵀ·x, db (+)= Σ dy; any of the three may be null.</summary>
     public static void Backward(IBackend be, Tensor dy, Tensor x, Tensor weight, Tensor? dx, Tensor? dweight, Tensor? dbias, bool accumulate = false)
     {
+        Check.RankAtLeast(x, 2, nameof(x));
+        Check.On(be, dy, nameof(dy));
+        if (dy.Shape.Rank != x.Shape.Rank || dy.Shape[-1] != weight.Shape[0] || !dy.Shape.Dims[..^1].SequenceEqual(x.Shape.Dims[..^1]))
+            throw new ArgumentException(
+                $"dy has shape {dy.Shape}; expected [{string.Join(", ", x.Shape.Dims[..^1].ToArray())}, {weight.Shape[0]}] for x {x.Shape} and weight {weight.Shape}", nameof(dy));
+        if (dx is not null) be.MatMul(dy, false, weight, false, dx);
+        if (dbias is not null) be.ColumnSum(dy, dbias, accumulate ? 1f : 0f);
+        if (dweight is null) return;
         using var dy2 = Rows(dy);
         using var x2 = Rows(x);
-        if (dy2.Shape[0] != x2.Shape[0])
-            throw new ArgumentException($"dy has shape {dy.Shape}; expected the same rows as x {x.Shape}", nameof(dy));
-        if (dx is not null) { using var dx2 = Rows(dx); be.MatMul(dy2, false, weight, false, dx2); }
-        if (dweight is not null) be.MatMul(dy2, true, x2, false, dweight, 1f, accumulate ? 1f : 0f);
-        if (dbias is not null) be.ColumnSum(dy2, dbias, accumulate ? 1f : 0f);
+        be.MatMul(dy2, true, x2, false, dweight, 1f, accumulate ? 1f : 0f);
     }
 
     static Tensor Rows(Tensor t) => t.Reshape(checked((int)(t.Count / Math.Max(1, t.Shape[-1]))), t.Shape[-1]);

@@ -23,8 +23,9 @@ public static class MatMul
         var batchB = b.Shape.Product(0, b.Shape.Rank - 2);
         if (b.Shape.Rank > 2 && batchB != batch)
             throw new ArgumentException($"b has shape {b.Shape}: its batch ({batchB}) must equal a's ({batch}) or b must be 2-D", nameof(b));
-        var expectC = new Shape([.. a.Shape.Dims[..^2], m, n]);
-        Check.SameShape(c, expectC, nameof(c));
+        var cOk = c.Shape.Rank == a.Shape.Rank && c.Shape[-2] == m && c.Shape[-1] == n
+                  && c.Shape.Dims[..^2].SequenceEqual(a.Shape.Dims[..^2]);
+        if (!cOk) Check.SameShape(c, new Shape([.. a.Shape.Dims[..^2], m, n]), nameof(c)); // throws with the expected shape
         if (batch > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(a), a.Shape.ToString(), "batch must fit in an int");
         return new MatMulGeometry((int)batch, m, n, k, (long)m * k, b.Shape.Rank > 2 ? (long)k * n : 0, (long)m * n);
     }

@@ -18,7 +18,9 @@ static class MatMulCuda
         }
         var precision = a.DType == DType.BFloat16 ? GemmPrecision.BFloat16
             : be.AllowTf32 ? GemmPrecision.TensorFloat32 : GemmPrecision.Float32;
-        be.Blas.GemmStridedBatched(transA, transB, g.M, g.N, g.K, alpha, a.DevicePointer, g.StrideA,
-            b.DevicePointer, g.StrideB, beta, c.DevicePointer, g.StrideC, g.Batch, precision);
+        // One shared b and untransposed a: the batch is just more rows of one GEMM.
+        var (m, batch) = g.StrideB == 0 && !transA && (long)g.M * g.Batch <= int.MaxValue ? (g.M * g.Batch, 1) : (g.M, g.Batch);
+        be.Blas.GemmStridedBatched(transA, transB, m, g.N, g.K, alpha, a.DevicePointer, g.StrideA,
+            b.DevicePointer, g.StrideB, beta, c.DevicePointer, g.StrideC, batch, precision);
     }
 }

@@ -1,0 +1,15 @@
+using System.CommandLine;
+using TransformerLS.Cli;
+
+var device = new Option<string>("--device") { Description = "auto | cpu | cuda | cuda:N", DefaultValueFactory = _ => "auto" };
+var seed = new Option<int?>("--seed") { Description = "seed for the random inputs (default: a fresh one each run)" };
+var filter = new Option<string?>("--filter") { Description = "run only cases whose name contains this text" };
+
+var info = new Command("info", "Devices, driver, NVRTC and cuBLAS versions, kernel compile status");
+info.SetAction(_ => InfoCommand.Run());
+
+var check = new Command("check", "Everything `info` prints, then the op conformance table on every available backend") { device, seed, filter };
+check.SetAction(r => CheckCommand.Run(r.GetValue(device)!, r.GetValue(seed), r.GetValue(filter)));
+
+var root = new RootCommand("TransformerLS.Native: Long-Short Transformer kernels for .NET") { info, check };
+return root.Parse(args).Invoke();
