@@ -1,5 +1,6 @@
 using TransformerLS.Ops.Elementwise;
 using TransformerLS.Ops.LayerNorm;
+using TransformerLS.Ops.LsAttention;
 using TransformerLS.Ops.MatMul;
 using TransformerLS.Ops.Softmax;
 using TransformerLS.Tensors;
@@ -133,5 +134,24 @@ public sealed class CpuBackend : IBackend
         var r = new double[dx.Count];
         Ops.Softmax.Softmax.Backward<double>(g, Read(y), Read(dy), r);
         Write(dx, r);
+    }
+
+    public void LsAttention(LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse)
+    {
+        var g = Ops.LsAttention.LsAttention.CheckForward(this, cfg, q, k, v, kbar, vbar, mask, o, lse);
+        double[] r = new double[o.Count], l = new double[lse.Count];
+        Ops.LsAttention.LsAttention.Forward(g, Read(q), Read(k), Read(v), Read(kbar), Read(vbar), mask is null ? [] : Read(mask), r, l);
+        Write(o, r);
+        Write(lse, l);
+    }
+
+    public void LsAttentionBackward(LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
+        Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk, Tensor dv, Tensor dkbar, Tensor dvbar)
+    {
+        var g = Ops.LsAttention.LsAttention.CheckBackward(this, cfg, q, k, v, kbar, vbar, mask, o, lse, dout, dq, dk, dv, dkbar, dvbar);
+        double[] gq = new double[dq.Count], gk = new double[dk.Count], gv = new double[dv.Count], gkb = new double[dkbar.Count], gvb = new double[dvbar.Count];
+        Ops.LsAttention.LsAttention.Backward(g, Read(q), Read(k), Read(v), Read(kbar), Read(vbar), mask is null ? [] : Read(mask),
+            Read(o), Read(lse), Read(dout), gq, gk, gv, gkb, gvb);
+        Write(dq, gq); Write(dk, gk); Write(dv, gv); Write(dkbar, gkb); Write(dvbar, gvb);
     }
 }

@@ -1,6 +1,7 @@
 using TransformerLS.Cuda;
 using TransformerLS.Ops.Elementwise;
 using TransformerLS.Ops.LayerNorm;
+using TransformerLS.Ops.LsAttention;
 using TransformerLS.Ops.MatMul;
 using TransformerLS.Ops.Softmax;
 using TransformerLS.Tensors;
@@ -90,6 +91,12 @@ public sealed class CudaBackend : IBackend
         LayerNormCuda.Backward(this, dy, x, gamma, mean, rstd, dx, dgamma, dbeta, accumulate);
     public void Softmax(Tensor x, Tensor y, int axis) => SoftmaxCuda.Forward(this, x, y, axis);
     public void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx, int axis) => SoftmaxCuda.Backward(this, y, dy, dx, axis);
+
+    public void LsAttention(LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse) =>
+        LsAttentionCuda.Forward(this, cfg, q, k, v, kbar, vbar, mask, o, lse);
+    public void LsAttentionBackward(LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
+        Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk, Tensor dv, Tensor dkbar, Tensor dvbar) =>
+        LsAttentionCuda.Backward(this, cfg, q, k, v, kbar, vbar, mask, o, lse, dout, dq, dk, dv, dkbar, dvbar);
 
     public void Dispose()
     {

@@ -47,4 +47,15 @@ public interface IBackend : IDisposable
     // ---- softmax family (kernels/softmax.cu) ----
     void Softmax(Tensor x, Tensor y, int axis);
     void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx, int axis);
+
+    // ---- bidirectional LS attention (kernels/ls_attention_bidir.cu) ----
+    /// <summary>
+    /// One softmax over the r landmarks and the segment window of each query (reference section 1.4-1.5).
+    /// q, k, v: [B, H, n, d] (q unscaled; the op applies 1/√d); kbar, vbar: [B, H, r, d]; mask: [B, n] float32
+    /// (1 token, 0 pad) or null; o: [B, H, n, d]; lse: [B, H, n] float32.
+    /// </summary>
+    void LsAttention(Ops.LsAttention.LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse);
+    /// <summary>Gradients of the LS attention from its saved output and log-sum-exp; every gradient is overwritten.</summary>
+    void LsAttentionBackward(Ops.LsAttention.LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
+        Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk, Tensor dv, Tensor dkbar, Tensor dvbar);
 }

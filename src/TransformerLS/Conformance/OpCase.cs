@@ -9,6 +9,8 @@ public enum InputKind
     Normal,
     /// <summary>A probability vector along the case's softmax axis (inputs of softmax backward).</summary>
     SoftmaxOfNormal,
+    /// <summary>A [B, n] 0/1 padding mask: a random padded tail per row plus scattered holes; row 0 has no padding.</summary>
+    PaddingMask,
 }
 
 public sealed record InputSpec(string Name, Shape Shape, DType DType, InputKind Kind = InputKind.Normal, double Scale = 1.0, int Axis = -1);
@@ -108,6 +110,15 @@ public static class ConformanceRunner
             var p = new float[v.Length];
             Ops.Softmax.Softmax.Forward<float>(g, v, p);
             v = p;
+        }
+        if (s.Kind == InputKind.PaddingMask)
+        {
+            int rows = s.Shape[0], n = s.Shape[1];
+            for (var b = 0; b < rows; b++)
+            {
+                var tail = b == 0 ? 0 : rng.Next(1, Math.Max(2, n / 2));
+                for (var j = 0; j < n; j++) v[b * n + j] = b > 0 && (j >= n - tail || rng.NextDouble() < 0.1) ? 0f : 1f;
+            }
         }
         for (var i = 0; i < v.Length; i++) v[i] = s.DType.Round(v[i]);
         return v;

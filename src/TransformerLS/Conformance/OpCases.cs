@@ -1,6 +1,7 @@
 using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Ops.Elementwise;
+using TransformerLS.Ops.LsAttention;
 using TransformerLS.Ops.MatMul;
 using TransformerLS.Ops.Softmax;
 using TransformerLS.Tensors;
@@ -12,7 +13,9 @@ namespace TransformerLS.Conformance;
 /// <summary>A reference computation at any floating-point precision.</summary>
 public interface IReference
 {
-    T[][] Run<T>(T[][] inputs) where T : IFloatingPointIeee754<T>;
+    /// <summary><paramref name="stored"/> rounds a value the way the backend stores an intermediate tensor
+    /// (identity for the float64 truth, the case's dtype for the same-precision computation).</summary>
+    T[][] Run<T>(T[][] inputs, Func<T, T> stored) where T : IFloatingPointIeee754<T>;
 }
 
 /// <summary>
@@ -27,7 +30,7 @@ public static class OpCases
         IReference r, Func<float, float>? sameInput = null) => new()
     {
         Op = op, Name = $"{op} {dt.Name()} {shapes}", Inputs = ins, Outputs = outs, Run = run,
-        Reference64 = r.Run, Reference32 = r.Run, SamePrecisionInput = sameInput,
+        Reference64 = i => r.Run<double>(i, x => x), Reference32 = i => r.Run<float>(i, x => dt.Round(x)), SamePrecisionInput = sameInput,
     };
 
     static InputSpec In(string name, DType dt, double scale = 1, params int[] dims) => new(name, new Shape(dims), dt, Scale: scale);
@@ -99,8 +102,43 @@ public static class OpCases
                 list.Add(Make("softmax_backward", dt, shape, [new("y", s, dt, InputKind.SoftmaxOfNormal, 3, axis), new("dy", s, dt)], [new("dx", s, dt)],
                     (be, i, o) => be.SoftmaxBackward(i[0], i[1], o[0], axis), new SoftmaxRef(geo, true)));
             }
+
+            foreach (var (B, H, n, d, w, r, masked) in new[]
+            {
+                (2, 2, 37, 32, 8, 5, true),    // n not a multiple of w, padding
+                (1, 1, 20, 64, 1, 3, false),   // w = 1: left neighbour, self, right neighbour
+                (1, 3, 64, 128, 16, 8, true),
+                (3, 1, 50, 32, 64, 2, true),   // one segment longer than the sequence
+            })
+            {
+                var cfg = new LsAttentionConfig(w, r);
+                var shape = $"B{B} H{H} n{n} d{d} w{w} r{r}{(masked ? " masked" : "")}";
+                var geo = new LsAttentionGeometry(B, H, n, d, w, r, cfg.Extension, 1f / MathF.Sqrt(d));
+                InputSpec[] ins =
+                [
+                    In("q", dt, 1, B, H, n, d), In("k", dt, 1, B, H, n, d), In("v", dt, 1, B, H, n, d),
+                    In("kbar", dt, 1, B, H, r, d), In("vbar", dt, 1, B, H, r, d),
+                    .. masked ? new[] { new InputSpec("mask", new Shape(B, n), f, InputKind.PaddingMask) } : [],
+                ];
+                list.Add(Make("ls_attention", dt, shape, ins, [Out("o", dt, B, H, n, d), Out("lse", f, B, H, n)],
+                    (be, i, o) => be.LsAttention(cfg, i[0], i[1], i[2], i[3], i[4], masked ? i[5] : null, o[0], o[1]),
+                    new LsAttentionRef(geo, masked, false)));
+                list.Add(Make("ls_attention_backward", dt, shape, [.. ins, In("dout", dt, 1, B, H, n, d)],
+                    [Out("dq", dt, B, H, n, d), Out("dk", dt, B, H, n, d), Out("dv", dt, B, H, n, d), Out("dkbar", dt, B, H, r, d), Out("dvbar", dt, B, H, r, d)],
+                    (be, i, o) => RunLsAttentionBackward(be, cfg, i, o, masked), new LsAttentionRef(geo, masked, true)));
+            }
         }
         return list;
+    }
+
+    static void RunLsAttentionBackward(IBackend be, LsAttentionConfig cfg, Tensor[] i, Tensor[] o, bool masked)
+    {
+        var mask = masked ? i[5] : null;
+        var dout = i[masked ? 6 : 5];
+        using var att = be.Empty(i[0].Shape, i[0].DType);
+        using var lse = be.Empty(new Shape(i[0].Shape[0], i[0].Shape[1], i[0].Shape[2]), DType.Float32);
+        be.LsAttention(cfg, i[0], i[1], i[2], i[3], i[4], mask, att, lse);
+        be.LsAttentionBackward(cfg, i[0], i[1], i[2], i[3], i[4], mask, att, lse, dout, o[0], o[1], o[2], o[3], o[4]);
     }
 
     static void RunTf32(IBackend be, Action run)
@@ -123,7 +161,7 @@ public static class OpCases
 
     sealed record AxpbyRef(double Alpha, double Beta, bool HasB) : IReference
     {
-        public T[][] Run<T>(T[][] i) where T : IFloatingPointIeee754<T>
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
         {
             var y = new T[i[0].Length];
             Elementwise.Axpby<T>(i[0], T.CreateChecked(Alpha), HasB ? i[1] : default, T.CreateChecked(Beta), y);
@@ -133,7 +171,7 @@ public static class OpCases
 
     sealed record GeluRef(bool Backward) : IReference
     {
-        public T[][] Run<T>(T[][] i) where T : IFloatingPointIeee754<T>
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
         {
             var y = new T[i[0].Length];
             if (Backward) Elementwise.GeluBackward<T>(i[0], i[1], y); else Elementwise.Gelu<T>(i[0], y);
@@ -143,7 +181,7 @@ public static class OpCases
 
     sealed record BiasAddRef : IReference
     {
-        public T[][] Run<T>(T[][] i) where T : IFloatingPointIeee754<T>
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
         {
             var y = new T[i[0].Length];
             Elementwise.BiasAdd<T>(i[0], i[1], y);
@@ -153,7 +191,7 @@ public static class OpCases
 
     sealed record ColumnSumRef : IReference
     {
-        public T[][] Run<T>(T[][] i) where T : IFloatingPointIeee754<T>
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
         {
             var y = new T[67];
             Elementwise.ColumnSum<T>(i[0], y, T.Zero);
@@ -163,7 +201,7 @@ public static class OpCases
 
     sealed record MatMulRef(MatMulGeometry G, bool TransA, bool TransB) : IReference
     {
-        public T[][] Run<T>(T[][] i) where T : IFloatingPointIeee754<T>
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
         {
             var c = new T[G.Batch * G.M * G.N];
             MatMul.Reference<T>(G, i[0], TransA, i[1], TransB, c, T.One, T.Zero);
@@ -173,7 +211,7 @@ public static class OpCases
 
     sealed record LinearRef(int Rows, int In, int Out, bool Backward) : IReference
     {
-        public T[][] Run<T>(T[][] i) where T : IFloatingPointIeee754<T>
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
         {
             if (!Backward)
             {
@@ -192,7 +230,7 @@ public static class OpCases
 
     sealed record LayerNormRef(int Rows, int Cols, bool Backward) : IReference
     {
-        public T[][] Run<T>(T[][] i) where T : IFloatingPointIeee754<T>
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
         {
             T[] y = new T[Rows * Cols], mean = new T[Rows], rstd = new T[Rows];
             LN.Forward<T>(Rows, Cols, i[0], i[1], i[2], y, mean, rstd, T.CreateChecked(1e-5f));
@@ -203,9 +241,24 @@ public static class OpCases
         }
     }
 
+    sealed record LsAttentionRef(LsAttentionGeometry G, bool Masked, bool Backward) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var mask = Masked ? i[5] : [];
+            T[] o = new T[i[0].Length], lse = new T[G.B * G.H * G.N];
+            LsAttention.Forward(G, i[0], i[1], i[2], i[3], i[4], mask, o, lse);
+            if (!Backward) return [o, lse];
+            for (var j = 0; j < o.Length; j++) o[j] = stored(o[j]); // the backward reads O as the forward stored it
+            T[] dq = new T[o.Length], dk = new T[o.Length], dv = new T[o.Length], dkb = new T[i[3].Length], dvb = new T[i[3].Length];
+            LsAttention.Backward(G, i[0], i[1], i[2], i[3], i[4], mask, o, lse, i[Masked ? 6 : 5], dq, dk, dv, dkb, dvb);
+            return [dq, dk, dv, dkb, dvb];
+        }
+    }
+
     sealed record SoftmaxRef(SoftmaxGeometry G, bool Backward) : IReference
     {
-        public T[][] Run<T>(T[][] i) where T : IFloatingPointIeee754<T>
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
         {
             var y = new T[i[0].Length];
             if (Backward) Softmax.Backward<T>(G, i[0], i[1], y); else Softmax.Forward<T>(G, i[0], y);

@@ -1,0 +1,263 @@
+// Bidirectional Long-Short attention (LRA code, reference section 1.4-1.5): every query of segment s
+// attends under ONE softmax to the r landmarks K̄/V̄ of its (batch, head) and to the window keys
+// j in [s·w − e, (s+1)·w + e), e = max(w/2, 1), minus out-of-range and padded keys. Padded query rows
+// are zero. Forward writes O and the log-sum-exp; backward recomputes probabilities from it.
+// Reference: src/TransformerLS/Ops/LsAttention/LsAttention.cs.
+//
+// A block owns up to QB queries of one segment of one (batch, head). The key list (r landmarks, then the
+// 2e + w window positions) streams through shared memory KT keys at a time; within a tile each lane of a
+// warp owns one key, so a warp scores 32 keys at once and updates its query's online softmax.
+// First version: fp32 math on the CUDA cores. Tensor cores (mma.sync from the prelude) come next.
+#include "prelude.cuh"
+
+#define KT 32
+#define QB 32
+#define NWARP 4
+
+struct LsAttnParams
+{
+    const void* q;       // [B, H, n, d], unscaled
+    const void* k;       // [B, H, n, d]
+    const void* v;       // [B, H, n, d]
+    const void* kbar;    // [B, H, r, d]
+    const void* vbar;    // [B, H, r, d]
+    const float* mask;   // [B, n], 1 = token, 0 = pad; may be null
+    void* o;             // [B, H, n, d]
+    float* lse;          // [B, H, n]
+    const void* dout;    // backward: [B, H, n, d]
+    void* dq;            // backward: [B, H, n, d]
+    float* dk;           // backward, fp32 accumulators: [B, H, n, d]
+    float* dv;
+    float* dkbar;        // [B, H, r, d]
+    float* dvbar;
+    int B, H, n, d, w, r, e, chunks;  // chunks = ceil(w / QB) query chunks per segment
+    float scale;
+};
+
+struct Block
+{
+    int b, bh, seg, q0, nq, wstart, total;
+    i64 base;
+};
+
+TLS_DEVICE Block block_of(const LsAttnParams& p)
+{
+    Block k;
+    k.bh = blockIdx.z;
+    k.b = k.bh / p.H;
+    k.seg = blockIdx.x / p.chunks;
+    k.q0 = k.seg * p.w + (blockIdx.x % p.chunks) * QB;
+    int seg_end = min((k.seg + 1) * p.w, p.n);
+    k.nq = max(0, min(QB, seg_end - k.q0));
+    k.wstart = k.seg * p.w - p.e;
+    k.total = p.r + p.w + 2 * p.e;
+    k.base = (i64)k.bh * p.n * p.d;
+    return k;
+}
+
+TLS_DEVICE bool is_token(const LsAttnParams& p, int b, int j) { return !p.mask || p.mask[(i64)b * p.n + j] != 0.f; }
+
+// Loads keys [t0, t0 + KT) of the block's key list into Ks/Vs (row stride d + 1: conflict-free columns).
+// Returns through valid[] which keys exist; for window keys, pos[] holds the sequence position (-1: landmark).
+template <typename T>
+TLS_DEVICE void load_tile(const LsAttnParams& p, const Block& k, int t0, float* Ks, float* Vs, int* valid, int* pos)
+{
+    const int d = p.d, ds = d + 1;
+    for (int idx = threadIdx.x; idx < KT * d; idx += blockDim.x)
+    {
+        int kk = idx / d, c = idx % d, key = t0 + kk;
+        float kv = 0.f, vv = 0.f;
+        int ok = 0, at = -1;
+        if (key < p.r)
+        {
+            i64 off = ((i64)k.bh * p.r + key) * d + c;
+            kv = load<T>(p.kbar, off); vv = load<T>(p.vbar, off); ok = 1;
+        }
+        else if (key < k.total)
+        {
+            int j = k.wstart + key - p.r;
+            at = j;
+            if (j >= 0 && j < p.n && is_token(p, k.b, j))
+            {
+                i64 off = k.base + (i64)j * d + c;
+                kv = load<T>(p.k, off); vv = load<T>(p.v, off); ok = 1;
+            }
+        }
+        Ks[kk * ds + c] = kv;
+        Vs[kk * ds + c] = vv;
+        if (c == 0) { valid[kk] = ok; pos[kk] = at; }
+    }
+}
+
+TLS_DEVICE float row_dot(const float* a, const float* b, int d)
+{
+    float s = 0.f;
+    for (int c = 0; c < d; ++c) s += a[c] * b[c];
+    return s;
+}
+
+template <typename T> __device__ void ls_attn_fwd(LsAttnParams p)
+{
+    extern __shared__ float sm[];
+    const Block k = block_of(p);
+    if (k.nq <= 0) return;
+    const int d = p.d, ds = d + 1, lane = threadIdx.x % 32, warp = threadIdx.x / 32, dpl = d / 32;
+    float* Ks = sm;
+    float* Vs = Ks + KT * ds;
+    float* Qs = Vs + KT * ds;   // scaled queries
+    float* Acc = Qs + QB * d;
+    float* M = Acc + QB * d;
+    float* L = M + QB;
+    int* valid = (int*)(L + QB);
+    int* pos = valid + KT;
+
+    for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
+    {
+        Qs[idx] = p.scale * load<T>(p.q, k.base + (i64)k.q0 * d + idx);
+        Acc[idx] = 0.f;
+    }
+    for (int i = threadIdx.x; i < QB; i += blockDim.x) { M[i] = -TLS_INF; L[i] = 0.f; }
+
+    for (int t0 = 0; t0 < k.total; t0 += KT)
+    {
+        __syncthreads();
+        load_tile<T>(p, k, t0, Ks, Vs, valid, pos);
+        __syncthreads();
+        for (int qi = warp; qi < k.nq; qi += NWARP)
+        {
+            bool ok = t0 + lane < k.total && valid[lane];
+            float s = ok ? row_dot(Qs + qi * d, Ks + lane * ds, d) : -TLS_INF;
+            float mold = M[qi], mnew = fmaxf(mold, warp_max(s));
+            if (mnew == -TLS_INF) continue; // no valid key yet (uniform across the warp)
+            float pr = ok ? expf(s - mnew) : 0.f;
+            float corr = expf(mold - mnew);
+            float lsum = warp_sum(pr);
+            for (int t = 0; t < dpl; ++t)
+            {
+                int c = lane + 32 * t;
+                float a = Acc[qi * d + c] * corr;
+                for (int kk = 0; kk < KT; ++kk) a += __shfl_sync(0xffffffffu, pr, kk) * Vs[kk * ds + c];
+                Acc[qi * d + c] = a;
+            }
+            __syncwarp();
+            if (lane == 0) { M[qi] = mnew; L[qi] = L[qi] * corr + lsum; }
+            __syncwarp();
+        }
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
+    {
+        int qi = idx / d, i = k.q0 + qi;
+        bool pad = !is_token(p, k.b, i);
+        store<T>(p.o, k.base + (i64)i * d + idx % d, pad ? 0.f : Acc[idx] / L[qi]);
+        if (idx % d == 0) p.lse[(i64)k.bh * p.n + i] = pad ? 0.f : M[qi] + logf(L[qi]);
+    }
+}
+
+// dS = P ∘ (dP − D), D_i = dO_i·O_i; dQ = σ·dS·K, dK += dSᵀ·(σQ), dV += Pᵀ·dO. dQ is owned by one warp per
+// query; key gradients collect in shared memory per tile, then go to fp32 global accumulators atomically
+// (a key is shared by up to three segments, a landmark by every query of its head).
+template <typename T> __device__ void ls_attn_bwd(LsAttnParams p)
+{
+    extern __shared__ float sm[];
+    const Block k = block_of(p);
+    if (k.nq <= 0) return;
+    const int d = p.d, ds = d + 1, lane = threadIdx.x % 32, warp = threadIdx.x / 32, dpl = d / 32;
+    float* Ks = sm;
+    float* Vs = Ks + KT * ds;
+    float* dKs = Vs + KT * ds;
+    float* dVs = dKs + KT * ds;
+    float* Qs = dVs + KT * ds;  // scaled queries
+    float* dOs = Qs + QB * d;
+    float* dQs = dOs + QB * d;
+    float* Lse = dQs + QB * d;
+    float* Dd = Lse + QB;
+    int* qok = (int*)(Dd + QB);
+    int* valid = qok + QB;
+    int* pos = valid + KT;
+
+    for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
+    {
+        i64 off = k.base + (i64)k.q0 * d + idx;
+        Qs[idx] = p.scale * load<T>(p.q, off);
+        dOs[idx] = load<T>(p.dout, off);
+        dQs[idx] = 0.f;
+    }
+    __syncthreads();
+    for (int qi = warp; qi < k.nq; qi += NWARP)
+    {
+        int i = k.q0 + qi;
+        float s = 0.f;
+        for (int c = lane; c < d; c += 32) s += dOs[qi * d + c] * load<T>(p.o, k.base + (i64)i * d + c);
+        s = warp_sum(s);
+        if (lane == 0)
+        {
+            Dd[qi] = s;
+            Lse[qi] = p.lse[(i64)k.bh * p.n + i];
+            qok[qi] = is_token(p, k.b, i);
+        }
+    }
+
+    for (int t0 = 0; t0 < k.total; t0 += KT)
+    {
+        __syncthreads();
+        load_tile<T>(p, k, t0, Ks, Vs, valid, pos);
+        for (int idx = threadIdx.x; idx < KT * ds; idx += blockDim.x) { dKs[idx] = 0.f; dVs[idx] = 0.f; }
+        __syncthreads();
+        for (int qi = warp; qi < k.nq; qi += NWARP)
+        {
+            if (!qok[qi]) continue;
+            bool ok = t0 + lane < k.total && valid[lane];
+            float pr = 0.f, dsv = 0.f;
+            if (ok)
+            {
+                pr = expf(row_dot(Qs + qi * d, Ks + lane * ds, d) - Lse[qi]);
+                dsv = pr * (row_dot(dOs + qi * d, Vs + lane * ds, d) - Dd[qi]);
+            }
+            for (int t = 0; t < dpl; ++t)
+            {
+                int c = lane + 32 * t;
+                float g = 0.f;
+                for (int kk = 0; kk < KT; ++kk) g += __shfl_sync(0xffffffffu, dsv, kk) * Ks[kk * ds + c];
+                dQs[qi * d + c] += g;
+            }
+            if (ok)
+                for (int c = 0; c < d; ++c)
+                {
+                    atomicAdd(&dKs[lane * ds + c], dsv * Qs[qi * d + c]);
+                    atomicAdd(&dVs[lane * ds + c], pr * dOs[qi * d + c]);
+                }
+        }
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < KT * d; idx += blockDim.x)
+        {
+            int kk = idx / d, c = idx % d, key = t0 + kk;
+            if (key >= k.total || !valid[kk]) continue;
+            float gk = dKs[kk * ds + c], gv = dVs[kk * ds + c];
+            if (key < p.r)
+            {
+                i64 off = ((i64)k.bh * p.r + key) * d + c;
+                atomicAdd(p.dkbar + off, gk); atomicAdd(p.dvbar + off, gv);
+            }
+            else
+            {
+                i64 off = k.base + (i64)pos[kk] * d + c;
+                atomicAdd(p.dk + off, gk); atomicAdd(p.dv + off, gv);
+            }
+        }
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
+        store<T>(p.dq, k.base + (i64)k.q0 * d + idx, qok[idx / d] ? p.scale * dQs[idx] : 0.f);
+}
+
+TLS_INSTANTIATE(ls_attn_fwd, LsAttnParams)
+TLS_INSTANTIATE(ls_attn_bwd, LsAttnParams)
+
+// fp32 accumulators -> the gradient's dtype (bf16 path of the backward).
+struct ConvertParams { const float* src; void* dst; i64 n; };
+template <typename T> __device__ void convert_from_f32(ConvertParams p)
+{
+    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < p.n; i += (i64)gridDim.x * blockDim.x) store<T>(p.dst, i, p.src[i]);
+}
+TLS_INSTANTIATE(convert_from_f32, ConvertParams)

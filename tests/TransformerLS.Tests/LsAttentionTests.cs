@@ -1,0 +1,134 @@
+using TransformerLS.Backends;
+using TransformerLS.Ops.LsAttention;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Tests;
+
+/// <summary>The LS attention reference against finite differences and against a dense, explicitly masked version.</summary>
+public class LsAttentionTests
+{
+    static double[] Rand(Random r, int n) => [.. Enumerable.Range(0, n).Select(_ => Conformance.ConformanceRunner.Normal(r))];
+
+    static double[] Mask(int b, int n, params int[] pads)
+    {
+        var m = Enumerable.Repeat(1.0, b * n).ToArray();
+        foreach (var p in pads) m[p] = 0;
+        return m;
+    }
+
+    [Theory]
+    [InlineData(2, 1, 7, 4, 2, 3, true)]
+    [InlineData(1, 2, 5, 3, 1, 2, false)]
+    [InlineData(1, 1, 6, 2, 4, 1, true)]
+    public void Backward_matches_finite_differences(int B, int H, int n, int d, int w, int r, bool masked)
+    {
+        var g = new LsAttentionGeometry(B, H, n, d, w, r, Math.Max(w / 2, 1), 1f / MathF.Sqrt(d));
+        var rng = new Random(7);
+        int seq = B * H * n * d, lm = B * H * r * d;
+        double[][] x = [Rand(rng, seq), Rand(rng, seq), Rand(rng, seq), Rand(rng, lm), Rand(rng, lm)];
+        var mask = masked ? Mask(B, n, 1, B * n - 1) : [];
+        var dout = Rand(rng, seq);
+        double[] F(double[][] i)
+        {
+            double[] o = new double[seq], lse = new double[B * H * n];
+            LsAttention.Forward(g, i[0], i[1], i[2], i[3], i[4], mask, o, lse);
+            return o;
+        }
+        double[] o = new double[seq], lse = new double[B * H * n];
+        LsAttention.Forward(g, x[0], x[1], x[2], x[3], x[4], mask, o, lse);
+        double[][] grads = [new double[seq], new double[seq], new double[seq], new double[lm], new double[lm]];
+        LsAttention.Backward(g, x[0], x[1], x[2], x[3], x[4], mask, o, lse, dout, grads[0], grads[1], grads[2], grads[3], grads[4]);
+        string[] names = ["dq", "dk", "dv", "dkbar", "dvbar"];
+        for (var which = 0; which < 5; which++)
+            for (var e = 0; e < x[which].Length; e++)
+            {
+                var keep = x[which][e];
+                x[which][e] = keep + 1e-6; var up = Dot(dout, F(x));
+                x[which][e] = keep - 1e-6; var down = Dot(dout, F(x));
+                x[which][e] = keep;
+                var numeric = (up - down) / 2e-6;
+                Assert.True(Math.Abs(numeric - grads[which][e]) < 1e-7 * Math.Max(1, Math.Abs(numeric)),
+                    $"{names[which]}[{e}]: finite difference {numeric:R}, backward {grads[which][e]:R}");
+            }
+    }
+
+    static double Dot(double[] a, double[] b) => a.Zip(b, (p, q) => p * q).Sum();
+
+    /// <summary>
+    /// Section 9 written densely: every query row gets the full key list [r landmarks ; all n positions] with −inf
+    /// where a position is outside its segment window (s·w − e ≤ j &lt; (s+1)·w + e) or padded, then one softmax.
+    /// </summary>
+    [Theory]
+    [InlineData(2, 2, 13, 4, 4, 3)]
+    [InlineData(1, 1, 9, 8, 1, 2)]
+    [InlineData(1, 2, 10, 4, 3, 1)]
+    public void Forward_equals_dense_masked_attention(int B, int H, int n, int d, int w, int r)
+    {
+        var rng = new Random(11);
+        int seq = B * H * n * d, lm = B * H * r * d, e = Math.Max(w / 2, 1);
+        double[] q = Rand(rng, seq), k = Rand(rng, seq), v = Rand(rng, seq), kb = Rand(rng, lm), vb = Rand(rng, lm);
+        var mask = Mask(B, n, 2, B * n - 1);
+        var g = new LsAttentionGeometry(B, H, n, d, w, r, e, 1f / MathF.Sqrt(d));
+        double[] o = new double[seq], lse = new double[B * H * n];
+        LsAttention.Forward(g, q, k, v, kb, vb, mask, o, lse);
+        var scale = (double)g.Scale; // 1/√d as a float, as the kernels use it
+        for (var b = 0; b < B; b++)
+            for (var h = 0; h < H; h++)
+                for (var i = 0; i < n; i++)
+                {
+                    var bh = b * H + h;
+                    var logits = new double[r + n];
+                    for (var t = 0; t < r + n; t++)
+                    {
+                        var landmark = t < r;
+                        var j = t - r;
+                        var s = i / w;
+                        var allowed = landmark || (j >= s * w - e && j < (s + 1) * w + e && mask[b * n + j] != 0);
+                        double dot = 0;
+                        for (var c = 0; c < d; c++)
+                            dot += q[(bh * n + i) * d + c] * scale * (landmark ? kb[(bh * r + t) * d + c] : k[(bh * n + j) * d + c]);
+                        logits[t] = allowed ? dot : double.NegativeInfinity;
+                    }
+                    var max = logits.Max();
+                    var z = logits.Sum(x => Math.Exp(x - max));
+                    for (var c = 0; c < d; c++)
+                    {
+                        double want = 0;
+                        if (mask[b * n + i] != 0)
+                            for (var t = 0; t < r + n; t++)
+                                want += Math.Exp(logits[t] - max) / z * (t < r ? vb[(bh * r + t) * d + c] : v[(bh * n + t - r) * d + c]);
+                        Assert.Equal(want, o[(bh * n + i) * d + c], 1e-12);
+                    }
+                }
+    }
+
+    [Fact]
+    public void Bad_configs_and_shapes_are_named()
+    {
+        var be = CpuBackend.Instance;
+        using var s = new TensorScope();
+        Tensor T(params int[] dims) => be.Empty(new Shape(dims), DType.Float32);
+        var q = T(1, 2, 8, 4);
+        var lse = T(1, 2, 8);
+        Assert.Contains("window w must be >= 1", Assert.Throws<ArgumentOutOfRangeException>(() =>
+            be.LsAttention(new LsAttentionConfig(0, 2), q, q, q, T(1, 2, 2, 4), T(1, 2, 2, 4), null, q, lse)).Message);
+        Assert.Contains("kbar has shape [1, 2, 3, 4]; expected [1, 2, 2, 4] (r = 2)", Assert.Throws<ArgumentException>(() =>
+            be.LsAttention(new LsAttentionConfig(4, 2), q, q, q, T(1, 2, 3, 4), T(1, 2, 2, 4), null, q, lse)).Message);
+        Assert.Contains("mask has shape [2, 8]; expected [1, 8]", Assert.Throws<ArgumentException>(() =>
+            be.LsAttention(new LsAttentionConfig(4, 2), q, q, q, T(1, 2, 2, 4), T(1, 2, 2, 4), T(2, 8), q, lse)).Message);
+        Assert.Contains("q has shape [2, 8, 4]; expected [B, H, n, d]", Assert.Throws<ArgumentException>(() =>
+            be.LsAttention(new LsAttentionConfig(4, 2), T(2, 8, 4), q, q, T(1, 2, 2, 4), T(1, 2, 2, 4), null, q, lse)).Message);
+    }
+
+    [Fact]
+    public void Gpu_rejects_unsupported_head_dims_by_name()
+    {
+        var gpu = TestEnv.RequireGpu();
+        using var s = new TensorScope();
+        Tensor T(params int[] dims) => gpu.Empty(new Shape(dims), DType.Float32);
+        var q = T(1, 1, 8, 48);
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            gpu.LsAttention(new LsAttentionConfig(4, 2), q, q, q, T(1, 1, 2, 48), T(1, 1, 2, 48), null, q, T(1, 1, 8)));
+        Assert.Contains("head dims 32, 64, 96 and 128", e.Message);
+    }
+}
