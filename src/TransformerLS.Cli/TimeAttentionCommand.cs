@@ -1,0 +1,64 @@
+using TransformerLS.Backends;
+using TransformerLS.Conformance;
+using TransformerLS.Cuda;
+using TransformerLS.Ops.LsAttention;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Cli;
+
+/// <summary>
+/// `tls time-attention`: device time of the fused bidirectional LS attention, forward and backward, with CUDA
+/// events (warm-up, then the median of the runs) on random inputs. Useful FLOPs: 4·B·H·N·(2w + r)·d forward,
+/// 2.5x that backward.
+/// </summary>
+static class TimeAttentionCommand
+{
+    public static int Run(int tokens, int heads, int headDim, int window, int rank, int runs)
+    {
+        if (!CudaContext.IsAvailable(out var why)) { Console.Error.WriteLine($"tls time-attention: needs a GPU: {why}"); return 2; }
+        using var be = new CudaBackend();
+        var cfg = new LsAttentionConfig(window, rank);
+        Console.WriteLine($"{be.Context.Device.Name}: LS attention, {tokens} tokens/call, H={heads} d={headDim} w={window} r={rank}, median of {runs}");
+        Console.WriteLine($"{"dtype",-9}{"N",7}{"B",5}{"fwd ms",10}{"fwd TF/s",10}{"bwd ms",10}{"bwd TF/s",10}");
+        foreach (var dt in new[] { DType.BFloat16, DType.Float32 })
+            for (var n = 1024; n <= tokens; n *= 4)
+            {
+                var b = tokens / n;
+                using var scope = new TensorScope();
+                var rng = new Random(n);
+                Tensor Rand(params int[] dims)
+                {
+                    var t = be.Empty(new Shape(dims), dt);
+                    t.CopyFrom(ConformanceRunner.MakeInput(new InputSpec("x", t.Shape, dt), rng));
+                    return t;
+                }
+                Tensor Like(Tensor t, DType? d = null) => be.Empty(t.Shape, d ?? t.DType);
+                var q = Rand(b, heads, n, headDim); var k = Rand(b, heads, n, headDim); var v = Rand(b, heads, n, headDim);
+                var kb = Rand(b, heads, rank, headDim); var vb = Rand(b, heads, rank, headDim); var dout = Rand(b, heads, n, headDim);
+                var o = Like(q); var lse = be.Empty(new Shape(b, heads, n), DType.Float32);
+                Tensor dq = Like(q), dk = Like(q), dv = Like(q), dkb = Like(kb), dvb = Like(kb);
+                var fwd = Median(be, runs, () => be.LsAttention(cfg, q, k, v, kb, vb, null, o, lse));
+                var bwd = Median(be, runs, () => be.LsAttentionBackward(cfg, q, k, v, kb, vb, null, o, lse, dout, dq, dk, dv, dkb, dvb));
+                var flops = 4.0 * b * heads * n * (2.0 * window + rank) * headDim;
+                Console.WriteLine($"{dt.Name(),-9}{n,7}{b,5}{fwd,10:F3}{flops / fwd / 1e9,10:F2}{bwd,10:F3}{2.5 * flops / bwd / 1e9,10:F2}");
+            }
+        return 0;
+    }
+
+    static double Median(CudaBackend be, int runs, Action op)
+    {
+        for (var i = 0; i < 3; i++) op();
+        using var start = new CudaEvent(be.Context);
+        using var end = new CudaEvent(be.Context);
+        var times = new double[runs];
+        for (var i = 0; i < runs; i++)
+        {
+            start.Record(be.Stream);
+            op();
+            end.Record(be.Stream);
+            times[i] = CudaEvent.ElapsedMilliseconds(start, end);
+        }
+        Array.Sort(times);
+        return times[runs / 2];
+    }
+}
