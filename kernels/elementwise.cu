@@ -1,4 +1,4 @@
-// Elementwise family: y = alpha*a + beta*b, GELU (erf form, as torch.nn.GELU) and its gradient,
+// Elementwise family: y = alpha*a + beta*b, fp32 -> dtype conversion, GELU (erf form, as torch.nn.GELU) and its gradient,
 // row-broadcast bias add, and column sums (bias gradients). Reference: src/TransformerLS/Ops/Elementwise.
 #include "prelude.cuh"
 
@@ -68,7 +68,14 @@ template <typename T> __device__ void column_sum(ElementwiseParams p)
     }
 }
 
+// y = a read as fp32 (fp32 accumulators -> a tensor's dtype): a is float whatever T is.
+template <typename T> __device__ void convert_from_f32(ElementwiseParams p)
+{
+    GRID_STRIDE(i, p.n) store<T>(p.y, i, ((const float*)p.a)[i]);
+}
+
 TLS_INSTANTIATE(axpby, ElementwiseParams)
+TLS_INSTANTIATE(convert_from_f32, ElementwiseParams)
 TLS_INSTANTIATE(gelu_fwd, ElementwiseParams)
 TLS_INSTANTIATE(gelu_bwd, ElementwiseParams)
 TLS_INSTANTIATE(bias_add, ElementwiseParams)

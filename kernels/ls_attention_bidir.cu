@@ -253,11 +253,3 @@ template <typename T> __device__ void ls_attn_bwd(LsAttnParams p)
 
 TLS_INSTANTIATE(ls_attn_fwd, LsAttnParams)
 TLS_INSTANTIATE(ls_attn_bwd, LsAttnParams)
-
-// fp32 accumulators -> the gradient's dtype (bf16 path of the backward).
-struct ConvertParams { const float* src; void* dst; i64 n; };
-template <typename T> __device__ void convert_from_f32(ConvertParams p)
-{
-    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < p.n; i += (i64)gridDim.x * blockDim.x) store<T>(p.dst, i, p.src[i]);
-}
-TLS_INSTANTIATE(convert_from_f32, ConvertParams)

@@ -132,3 +132,61 @@ public class LsAttentionTests
         Assert.Contains("head dims 32, 64, 96 and 128", e.Message);
     }
 }
+
+/// <summary>The projection reference: finite differences, and zero landmarks (not NaN) where a column has no token.</summary>
+public class LsProjectionTests
+{
+    static double[] Rand(Random r, int n, double scale = 1) => [.. Enumerable.Range(0, n).Select(_ => Conformance.ConformanceRunner.Normal(r) * scale)];
+
+    [Theory]
+    [InlineData(2, 2, 5, 3, 2, true)]
+    [InlineData(1, 1, 4, 2, 3, false)]
+    public void Backward_matches_finite_differences(int B, int H, int n, int d, int r, bool masked)
+    {
+        var g = new Ops.LsProjection.LsProjectionGeometry(B, H, n, d, r);
+        var rng = new Random(13);
+        int seq = B * H * n * d, lm = B * H * r * d;
+        double[][] x = [Rand(rng, B * n * H * r, 2), Rand(rng, seq), Rand(rng, seq)];
+        var mask = masked ? Enumerable.Range(0, B * n).Select(i => i == 1 || i == B * n - 1 ? 0.0 : 1.0).ToArray() : [];
+        double[] dkb = Rand(rng, lm), dvb = Rand(rng, lm);
+        double Loss(double[][] i)
+        {
+            double[] kb = new double[lm], vb = new double[lm];
+            Ops.LsProjection.LsProjection.Forward(g, i[0], i[1], i[2], mask, kb, vb);
+            return kb.Zip(dkb, (a, b) => a * b).Sum() + vb.Zip(dvb, (a, b) => a * b).Sum();
+        }
+        double[][] grads = [new double[x[0].Length], new double[seq], new double[seq]];
+        Ops.LsProjection.LsProjection.Backward(g, x[0], x[1], x[2], mask, dkb, dvb, grads[0], grads[1], grads[2]);
+        string[] names = ["dscores", "dk", "dv"];
+        for (var which = 0; which < 3; which++)
+            for (var e = 0; e < x[which].Length; e++)
+            {
+                var keep = x[which][e];
+                x[which][e] = keep + 1e-6; var up = Loss(x);
+                x[which][e] = keep - 1e-6; var down = Loss(x);
+                x[which][e] = keep;
+                var numeric = (up - down) / 2e-6;
+                Assert.True(Math.Abs(numeric - grads[which][e]) < 1e-7 * Math.Max(1, Math.Abs(numeric)),
+                    $"{names[which]}[{e}]: finite difference {numeric:R}, backward {grads[which][e]:R}");
+            }
+    }
+
+    [Theory]
+    [InlineData("cpu")]
+    [InlineData("cuda")]
+    public void All_padding_rows_give_zero_landmarks_not_nan(string backend)
+    {
+        IBackend be = backend == "cpu" ? CpuBackend.Instance : TestEnv.RequireGpu();
+        using var s = new TensorScope();
+        Tensor T(DType dt, params int[] dims) { var t = be.Empty(new Shape(dims), dt); be.Fill(t, 0.5f); return t; }
+        var mask = be.Empty(new Shape(2, 6), DType.Float32);
+        mask.CopyFrom([1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // batch 1 is all padding
+        var kb = be.Empty(new Shape(2, 1, 2, 32), DType.Float32);
+        var vb = be.Empty(new Shape(2, 1, 2, 32), DType.Float32);
+        be.LsProjection(T(DType.Float32, 2, 6, 2), T(DType.Float32, 2, 1, 6, 32), T(DType.Float32, 2, 1, 6, 32), mask, kb, vb,
+            T(DType.Float32, 2, 2), T(DType.Float32, 2, 2));
+        var k = kb.ToArray();
+        Assert.All(k[..64], x => Assert.Equal(0.5f, x, 1e-6f));   // batch 0: uniform weights over three 0.5s
+        Assert.All(k[64..], x => Assert.Equal(0f, x));            // batch 1: no token, zero landmarks
+    }
+}

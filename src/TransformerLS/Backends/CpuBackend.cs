@@ -154,4 +154,43 @@ public sealed class CpuBackend : IBackend
             Read(o), Read(lse), Read(dout), gq, gk, gv, gkb, gvb);
         Write(dq, gq); Write(dk, gk); Write(dv, gv); Write(dkbar, gkb); Write(dvbar, gvb);
     }
+
+    public void LsProjection(Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum)
+    {
+        var g = Ops.LsProjection.LsProjection.CheckForward(this, scores, k, v, mask, kbar, vbar, colmax, colsum);
+        double[] s = Read(scores), m = mask is null ? [] : Read(mask), kb = new double[kbar.Count], vb = new double[vbar.Count];
+        Ops.LsProjection.LsProjection.Forward(g, s, Read(k), Read(v), m, kb, vb);
+        Write(kbar, kb);
+        Write(vbar, vb);
+        // The saved statistics, in the kernel's layout, so either backend's backward can follow either forward.
+        double[] cm = new double[colmax.Count], cs = new double[colsum.Count];
+        int hr = g.H * g.R;
+        for (var b = 0; b < g.B; b++)
+            for (var c = 0; c < hr; c++)
+            {
+                var mx = double.NegativeInfinity;
+                for (var t = 0; t < g.N; t++) if (m.Length == 0 || m[b * g.N + t] != 0) mx = Math.Max(mx, s[((long)b * g.N + t) * hr + c]);
+                double z = 0;
+                if (!double.IsNegativeInfinity(mx))
+                    for (var t = 0; t < g.N; t++) if (m.Length == 0 || m[b * g.N + t] != 0) z += Math.Exp(s[((long)b * g.N + t) * hr + c] - mx);
+                cm[b * hr + c] = mx;
+                cs[b * hr + c] = z;
+            }
+        Write(colmax, cm);
+        Write(colsum, cs);
+    }
+
+    public void LsProjectionBackward(Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum,
+        Tensor dkbar, Tensor dvbar, Tensor dscores, Tensor dk, Tensor dv, bool accumulate = false)
+    {
+        var g = Ops.LsProjection.LsProjection.CheckBackward(this, scores, k, v, mask, colmax, colsum, dkbar, dvbar, dscores, dk, dv);
+        double[] ds = new double[dscores.Count], gk = new double[dk.Count], gv = new double[dv.Count];
+        Ops.LsProjection.LsProjection.Backward(g, Read(scores), Read(k), Read(v), mask is null ? [] : Read(mask), Read(dkbar), Read(dvbar), ds, gk, gv);
+        if (accumulate)
+        {
+            var (ok, ov) = (Read(dk), Read(dv));
+            for (var i = 0; i < gk.Length; i++) { gk[i] += ok[i]; gv[i] += ov[i]; }
+        }
+        Write(dscores, ds); Write(dk, gk); Write(dv, gv);
+    }
 }

@@ -2,6 +2,7 @@ using TransformerLS.Cuda;
 using TransformerLS.Ops.Elementwise;
 using TransformerLS.Ops.LayerNorm;
 using TransformerLS.Ops.LsAttention;
+using TransformerLS.Ops.LsProjection;
 using TransformerLS.Ops.MatMul;
 using TransformerLS.Ops.Softmax;
 using TransformerLS.Tensors;
@@ -97,6 +98,12 @@ public sealed class CudaBackend : IBackend
     public void LsAttentionBackward(LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
         Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk, Tensor dv, Tensor dkbar, Tensor dvbar) =>
         LsAttentionCuda.Backward(this, cfg, q, k, v, kbar, vbar, mask, o, lse, dout, dq, dk, dv, dkbar, dvbar);
+
+    public void LsProjection(Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum) =>
+        LsProjectionCuda.Forward(this, scores, k, v, mask, kbar, vbar, colmax, colsum);
+    public void LsProjectionBackward(Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum,
+        Tensor dkbar, Tensor dvbar, Tensor dscores, Tensor dk, Tensor dv, bool accumulate = false) =>
+        LsProjectionCuda.Backward(this, scores, k, v, mask, colmax, colsum, dkbar, dvbar, dscores, dk, dv, accumulate);
 
     public void Dispose()
     {

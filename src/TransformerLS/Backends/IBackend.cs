@@ -58,4 +58,14 @@ public interface IBackend : IDisposable
     /// <summary>Gradients of the LS attention from its saved output and log-sum-exp; every gradient is overwritten.</summary>
     void LsAttentionBackward(Ops.LsAttention.LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
         Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk, Tensor dv, Tensor dkbar, Tensor dvbar);
+
+    // ---- dynamic projection (kernels/ls_projection.cu) ----
+    /// <summary>
+    /// K̄ = P·K, V̄ = P·V with P = softmax over the sequence of scores [B, n, H·r] (padding excluded), per head;
+    /// k, v: [B, H, n, d]; kbar, vbar: [B, H, r, d]; colmax, colsum: [B, H·r] float32, saved for the backward.
+    /// </summary>
+    void LsProjection(Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum);
+    /// <summary>dscores (overwritten); dk, dv overwritten or, with <paramref name="accumulate"/>, added to.</summary>
+    void LsProjectionBackward(Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum,
+        Tensor dkbar, Tensor dvbar, Tensor dscores, Tensor dk, Tensor dv, bool accumulate = false);
 }

@@ -2,6 +2,7 @@ using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Ops.Elementwise;
 using TransformerLS.Ops.LsAttention;
+using TransformerLS.Ops.LsProjection;
 using TransformerLS.Ops.MatMul;
 using TransformerLS.Ops.Softmax;
 using TransformerLS.Tensors;
@@ -126,6 +127,37 @@ public static class OpCases
                 list.Add(Make("ls_attention_backward", dt, shape, [.. ins, In("dout", dt, 1, B, H, n, d)],
                     [Out("dq", dt, B, H, n, d), Out("dk", dt, B, H, n, d), Out("dv", dt, B, H, n, d), Out("dkbar", dt, B, H, r, d), Out("dvbar", dt, B, H, r, d)],
                     (be, i, o) => RunLsAttentionBackward(be, cfg, i, o, masked), new LsAttentionRef(geo, masked, true)));
+            }
+
+            foreach (var (B, H, n, d, r, masked) in new[] { (2, 2, 45, 32, 4, true), (1, 1, 70, 64, 1, false), (1, 3, 33, 128, 8, true) })
+            {
+                var shape = $"B{B} H{H} n{n} d{d} r{r}{(masked ? " masked" : "")}";
+                var geo = new LsProjectionGeometry(B, H, n, d, r);
+                InputSpec[] ins =
+                [
+                    In("scores", dt, 2, B, n, H * r), In("k", dt, 1, B, H, n, d), In("v", dt, 1, B, H, n, d),
+                    .. masked ? new[] { new InputSpec("mask", new Shape(B, n), f, InputKind.PaddingMask) } : [],
+                ];
+                list.Add(Make("ls_projection", dt, shape, ins, [Out("kbar", dt, B, H, r, d), Out("vbar", dt, B, H, r, d)],
+                    (be, i, o) =>
+                    {
+                        using var cm = be.Empty(new Shape(B, H * r), f);
+                        using var cs = be.Empty(new Shape(B, H * r), f);
+                        be.LsProjection(i[0], i[1], i[2], masked ? i[3] : null, o[0], o[1], cm, cs);
+                    }, new LsProjectionRef(geo, masked, false)));
+                list.Add(Make("ls_projection_backward", dt, shape, [.. ins, In("dkbar", dt, 1, B, H, r, d), In("dvbar", dt, 1, B, H, r, d)],
+                    [Out("dscores", dt, B, n, H * r), Out("dk", dt, B, H, n, d), Out("dv", dt, B, H, n, d)],
+                    (be, i, o) =>
+                    {
+                        var m = masked ? i[3] : null;
+                        var at = masked ? 4 : 3;
+                        using var cm = be.Empty(new Shape(B, H * r), f);
+                        using var cs = be.Empty(new Shape(B, H * r), f);
+                        using var kb = be.Empty(new Shape(B, H, r, d), dt);
+                        using var vb = be.Empty(new Shape(B, H, r, d), dt);
+                        be.LsProjection(i[0], i[1], i[2], m, kb, vb, cm, cs);
+                        be.LsProjectionBackward(i[0], i[1], i[2], m, cm, cs, i[at], i[at + 1], o[0], o[1], o[2]);
+                    }, new LsProjectionRef(geo, masked, true)));
             }
         }
         return list;
@@ -253,6 +285,24 @@ public static class OpCases
             T[] dq = new T[o.Length], dk = new T[o.Length], dv = new T[o.Length], dkb = new T[i[3].Length], dvb = new T[i[3].Length];
             LsAttention.Backward(G, i[0], i[1], i[2], i[3], i[4], mask, o, lse, i[Masked ? 6 : 5], dq, dk, dv, dkb, dvb);
             return [dq, dk, dv, dkb, dvb];
+        }
+    }
+
+    sealed record LsProjectionRef(LsProjectionGeometry G, bool Masked, bool Backward) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var mask = Masked ? i[3] : [];
+            if (!Backward)
+            {
+                T[] kb = new T[G.B * G.H * G.R * G.D], vb = new T[kb.Length];
+                LsProjection.Forward(G, i[0], i[1], i[2], mask, kb, vb);
+                return [kb, vb];
+            }
+            var at = Masked ? 4 : 3;
+            T[] ds = new T[i[0].Length], dk = new T[i[1].Length], dv = new T[i[2].Length];
+            LsProjection.Backward(G, i[0], i[1], i[2], mask, i[at], i[at + 1], ds, dk, dv);
+            return [ds, dk, dv];
         }
     }
 

@@ -53,6 +53,13 @@ static class ElementwiseCuda
         if (cols > 0) Launch(be, x.DType, "bias_add_f32", "bias_add_bf16", Grid(p.N), Threads, p);
     }
 
+    /// <summary>Writes <paramref name="count"/> fp32 values at <paramref name="src"/> into <paramref name="dst"/>, rounded to its dtype.</summary>
+    public static void ConvertFromFloat32(CudaBackend be, ulong src, Tensor dst, long count)
+    {
+        var p = new ElementwiseParams { A = src, Y = dst.DevicePointer, N = count };
+        Launch(be, dst.DType, "convert_from_f32_f32", "convert_from_f32_bf16", Grid(count), Threads, p);
+    }
+
     public static void ColumnSum(CudaBackend be, Tensor x, Tensor y, float beta)
     {
         var cols = Elementwise.CheckColumnSum(be, x, y);

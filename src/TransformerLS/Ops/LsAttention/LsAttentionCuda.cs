@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using TransformerLS.Backends;
 using TransformerLS.Cuda;
+using TransformerLS.Ops.Elementwise;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops.LsAttention;
@@ -12,13 +13,6 @@ struct LsAttnParams
     public ulong Q, K, V, KBar, VBar, Mask, O, Lse, DOut, DQ, DK, DV, DKBar, DVBar;
     public int B, H, N, D, W, R, E, Chunks;
     public float Scale;
-}
-
-[StructLayout(LayoutKind.Sequential)]
-struct ConvertParams
-{
-    public ulong Src, Dst;
-    public long N;
 }
 
 static class LsAttentionCuda
@@ -72,19 +66,14 @@ static class LsAttentionCuda
             var smem = (uint)(4 * (4 * KT * (g.D + 1) + 3 * QB * g.D + 3 * QB + 2 * KT));
             be.Kernel(File, f32 ? "ls_attn_bwd_f32" : "ls_attn_bwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
             if (f32) return;
-            var convert = be.Kernel(File, "convert_from_f32_bf16");
-            Convert(be, convert, gk, dk, seq);
-            Convert(be, convert, gv, dv, seq);
-            Convert(be, convert, gkb, dkbar, lm);
-            Convert(be, convert, gvb, dvbar, lm);
+            ElementwiseCuda.ConvertFromFloat32(be, gk, dk, seq);
+            ElementwiseCuda.ConvertFromFloat32(be, gv, dv, seq);
+            ElementwiseCuda.ConvertFromFloat32(be, gkb, dkbar, lm);
+            ElementwiseCuda.ConvertFromFloat32(be, gvb, dvbar, lm);
         }
         finally
         {
             if (scratch != 0) be.Context.Allocator.Free(scratch, 4 * (2 * seq + 2 * lm)); // stream-ordered: after the kernels
         }
     }
-
-    static void Convert(CudaBackend be, CudaKernel convert, ulong src, Tensor dst, long count) =>
-        convert.Launch((uint)Math.Clamp((count + 255) / 256, 1, 1 << 20), 256, 0, be.Stream,
-            new ConvertParams { Src = src, Dst = dst.DevicePointer, N = count });
 }

@@ -1,0 +1,155 @@
+// Dynamic projection of the bidirectional LS attention (reference section 1.3): P = softmax over the
+// sequence axis of the scores S = X·Wp + bp (padding excluded), then K̄ = P·K and V̄ = P·V per head.
+// P is never stored: the forward keeps each column's max and sum, the backward recomputes P from them.
+// A column with no token at all gives P = 0 (zero landmarks), not NaN.
+// Reference: src/TransformerLS/Ops/LsProjection/LsProjection.cs.
+#include "prelude.cuh"
+
+#define TCHUNK 32
+
+struct LsProjParams
+{
+    const void* s;        // [B, n, H*r] scores, feature h*r + k = rank k of head h
+    const void* k;        // [B, H, n, d]
+    const void* v;        // [B, H, n, d]
+    const float* mask;    // [B, n] or null
+    float* colmax;        // [B, H*r]
+    float* colsum;        // [B, H*r]
+    float* kbar_acc;      // forward: fp32 [B, H, r, d], zeroed by the launcher
+    float* vbar_acc;
+    const void* dkbar;    // backward inputs [B, H, r, d]
+    const void* dvbar;
+    float* coldot;        // backward: Σ_t P·dP per column [B, H*r], zeroed by the launcher
+    void* dk;             // backward outputs [B, H, n, d]
+    void* dv;
+    void* ds;             // [B, n, H*r]
+    int B, H, n, d, r, accumulate, phase;
+};
+
+TLS_DEVICE bool proj_token(const LsProjParams& p, int b, int t) { return !p.mask || p.mask[(i64)b * p.n + t] != 0.f; }
+
+// One thread per (b, column): max and sum of exp over the tokens; coalesced across columns.
+template <typename T> __device__ void ls_proj_stats(LsProjParams p)
+{
+    int hr = p.H * p.r, c = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
+    if (c >= hr) return;
+    float m = -TLS_INF;
+    for (int t = 0; t < p.n; ++t)
+        if (proj_token(p, b, t)) m = fmaxf(m, load<T>(p.s, ((i64)b * p.n + t) * hr + c));
+    float z = 0.f;
+    if (m != -TLS_INF)
+        for (int t = 0; t < p.n; ++t)
+            if (proj_token(p, b, t)) z += expf(load<T>(p.s, ((i64)b * p.n + t) * hr + c) - m);
+    p.colmax[(i64)b * hr + c] = m;
+    p.colsum[(i64)b * hr + c] = z;
+}
+
+// P[k][t] for the block's TCHUNK tokens of head h.
+template <typename T> TLS_DEVICE void load_p(const LsProjParams& p, int b, int h, int t0, int nt, float* P)
+{
+    int hr = p.H * p.r;
+    for (int idx = threadIdx.x; idx < p.r * TCHUNK; idx += blockDim.x)
+    {
+        int kk = idx / TCHUNK, t = idx % TCHUNK, col = h * p.r + kk;
+        float z = p.colsum[(i64)b * hr + col], pr = 0.f;
+        if (t < nt && z > 0.f && proj_token(p, b, t0 + t))
+            pr = expf(load<T>(p.s, ((i64)b * p.n + t0 + t) * hr + col) - p.colmax[(i64)b * hr + col]) / z;
+        P[idx] = pr;
+    }
+}
+
+template <typename T> TLS_DEVICE void load_rows(const void* src, i64 base, int t0, int nt, int d, float* dst)
+{
+    for (int idx = threadIdx.x; idx < TCHUNK * d; idx += blockDim.x)
+        dst[idx] = idx / d < nt ? load<T>(src, base + (i64)t0 * d + idx) : 0.f;
+}
+
+// Block (chunk, h, b): partial K̄, V̄ over TCHUNK tokens, added to the fp32 accumulators.
+template <typename T> __device__ void ls_proj_compress(LsProjParams p)
+{
+    extern __shared__ float sm[];
+    int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * TCHUNK, nt = min(TCHUNK, p.n - t0), d = p.d;
+    float* P = sm;
+    float* Ks = P + p.r * TCHUNK;
+    float* Vs = Ks + TCHUNK * d;
+    i64 base = ((i64)b * p.H + h) * p.n * d;
+    load_p<T>(p, b, h, t0, nt, P);
+    load_rows<T>(p.k, base, t0, nt, d, Ks);
+    load_rows<T>(p.v, base, t0, nt, d, Vs);
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < p.r * d; idx += blockDim.x)
+    {
+        int kk = idx / d, c = idx % d;
+        float ak = 0.f, av = 0.f;
+        for (int t = 0; t < nt; ++t) { float pr = P[kk * TCHUNK + t]; ak += pr * Ks[t * d + c]; av += pr * Vs[t * d + c]; }
+        i64 off = (((i64)b * p.H + h) * p.r + kk) * d + c;
+        atomicAdd(p.kbar_acc + off, ak);
+        atomicAdd(p.vbar_acc + off, av);
+    }
+}
+
+// Backward, two launches over the same blocks (chunk, h, b):
+// phase 0: dP[k][t] = dK̄_k·K_t + dV̄_k·V_t; coldot += Σ_t P·dP; dK_t (+)= Σ_k P[k][t]·dK̄_k, dV likewise.
+// phase 1 (after every coldot is complete): dS = P ∘ (dP − coldot), the softmax backward over the sequence.
+template <typename T> __device__ void ls_proj_bwd(LsProjParams p)
+{
+    extern __shared__ float sm[];
+    int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * TCHUNK, nt = min(TCHUNK, p.n - t0), d = p.d, hr = p.H * p.r;
+    float* P = sm;
+    float* dP = P + p.r * TCHUNK;
+    float* Ks = dP + p.r * TCHUNK;
+    float* Vs = Ks + TCHUNK * d;
+    float* dKb = Vs + TCHUNK * d;
+    float* dVb = dKb + p.r * d;
+    i64 base = ((i64)b * p.H + h) * p.n * d, lbase = ((i64)b * p.H + h) * p.r * d;
+    load_p<T>(p, b, h, t0, nt, P);
+    load_rows<T>(p.k, base, t0, nt, d, Ks);
+    load_rows<T>(p.v, base, t0, nt, d, Vs);
+    for (int idx = threadIdx.x; idx < p.r * d; idx += blockDim.x)
+    {
+        dKb[idx] = load<T>(p.dkbar, lbase + idx);
+        dVb[idx] = load<T>(p.dvbar, lbase + idx);
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < p.r * TCHUNK; idx += blockDim.x)
+    {
+        int kk = idx / TCHUNK, t = idx % TCHUNK;
+        float g = 0.f;
+        for (int c = 0; c < d; ++c) g += dKb[kk * d + c] * Ks[t * d + c] + dVb[kk * d + c] * Vs[t * d + c];
+        dP[idx] = g;
+    }
+    __syncthreads();
+    if (p.phase == 0)
+    {
+        for (int kk = threadIdx.x / 32; kk < p.r; kk += blockDim.x / 32)
+        {
+            float s = 0.f;
+            for (int t = threadIdx.x % 32; t < TCHUNK; t += 32) s += P[kk * TCHUNK + t] * dP[kk * TCHUNK + t];
+            s = warp_sum(s);
+            if (threadIdx.x % 32 == 0) atomicAdd(p.coldot + (i64)b * hr + h * p.r + kk, s);
+        }
+        for (int idx = threadIdx.x; idx < nt * d; idx += blockDim.x)
+        {
+            int t = idx / d, c = idx % d;
+            float gk = 0.f, gv = 0.f;
+            for (int kk = 0; kk < p.r; ++kk) { float pr = P[kk * TCHUNK + t]; gk += pr * dKb[kk * d + c]; gv += pr * dVb[kk * d + c]; }
+            i64 off = base + (i64)t0 * d + idx;
+            if (p.accumulate) { gk += load<T>(p.dk, off); gv += load<T>(p.dv, off); }
+            store<T>(p.dk, off, gk);
+            store<T>(p.dv, off, gv);
+        }
+    }
+    else
+    {
+        for (int idx = threadIdx.x; idx < nt * p.r; idx += blockDim.x)
+        {
+            int t = idx / p.r, kk = idx % p.r, col = h * p.r + kk;
+            float g = P[kk * TCHUNK + t] * (dP[kk * TCHUNK + t] - p.coldot[(i64)b * hr + col]);
+            store<T>(p.ds, ((i64)b * p.n + t0 + t) * hr + col, g);
+        }
+    }
+}
+
+TLS_INSTANTIATE(ls_proj_stats, LsProjParams)
+TLS_INSTANTIATE(ls_proj_compress, LsProjParams)
+TLS_INSTANTIATE(ls_proj_bwd, LsProjParams)

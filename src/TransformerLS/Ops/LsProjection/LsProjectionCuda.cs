@@ -1,0 +1,89 @@
+using System.Runtime.InteropServices;
+using TransformerLS.Backends;
+using TransformerLS.Cuda;
+using TransformerLS.Ops.Elementwise;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Ops.LsProjection;
+
+/// <summary>Mirror of LsProjParams in kernels/ls_projection.cu.</summary>
+[StructLayout(LayoutKind.Sequential)]
+struct LsProjParams
+{
+    public ulong S, K, V, Mask, ColMax, ColSum, KBarAcc, VBarAcc, DKBar, DVBar, ColDot, DK, DV, DS;
+    public int B, H, N, D, R, Accumulate, Phase;
+}
+
+static class LsProjectionCuda
+{
+    const string File = "ls_projection.cu";
+    const int TChunk = 32, Threads = 256;
+
+    static LsProjParams Params(LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum) => new()
+    {
+        S = s.DevicePointer, K = k.DevicePointer, V = v.DevicePointer, Mask = mask?.DevicePointer ?? 0,
+        ColMax = colmax.DevicePointer, ColSum = colsum.DevicePointer, B = g.B, H = g.H, N = g.N, D = g.D, R = g.R,
+    };
+
+    static Dim3 Chunks(LsProjectionGeometry g) => new((uint)((g.N + TChunk - 1) / TChunk), (uint)g.H, (uint)g.B);
+
+    static uint SharedBytes(CudaBackend be, long floats, LsProjectionGeometry g)
+    {
+        var bytes = 4 * floats;
+        if (bytes > be.Context.Device.MaxSharedMemoryPerBlockOptin)
+            throw new ArgumentOutOfRangeException("kbar", $"r={g.R}, d={g.D}",
+                $"the CUDA projection needs {bytes} bytes of shared memory for r={g.R}, d={g.D}; the device allows {be.Context.Device.MaxSharedMemoryPerBlockOptin}");
+        return (uint)bytes;
+    }
+
+    public static void Forward(CudaBackend be, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum)
+    {
+        var g = LsProjection.CheckForward(be, s, k, v, mask, kbar, vbar, colmax, colsum);
+        var smem = SharedBytes(be, (long)g.R * TChunk + 2L * TChunk * g.D, g);
+        var f32 = k.DType == DType.Float32;
+        var lm = (long)g.B * g.H * g.R * g.D;
+        var p = Params(g, s, k, v, mask, colmax, colsum);
+        be.Kernel(File, f32 ? "ls_proj_stats_f32" : "ls_proj_stats_bf16")
+            .Launch(new Dim3((uint)((g.H * g.R + 127) / 128), (uint)g.B), 128, 0, be.Stream, p);
+        var scratch = f32 ? 0UL : be.Context.Allocator.Allocate(8 * lm);
+        try
+        {
+            p.KBarAcc = f32 ? kbar.DevicePointer : scratch;
+            p.VBarAcc = f32 ? vbar.DevicePointer : scratch + (ulong)(4 * lm);
+            CudaMemory.Fill32(be.Stream, p.KBarAcc, 0, lm);
+            CudaMemory.Fill32(be.Stream, p.VBarAcc, 0, lm);
+            be.Kernel(File, f32 ? "ls_proj_compress_f32" : "ls_proj_compress_bf16").Launch(Chunks(g), Threads, smem, be.Stream, p);
+            if (f32) return;
+            ElementwiseCuda.ConvertFromFloat32(be, p.KBarAcc, kbar, lm);
+            ElementwiseCuda.ConvertFromFloat32(be, p.VBarAcc, vbar, lm);
+        }
+        finally
+        {
+            if (scratch != 0) be.Context.Allocator.Free(scratch, 8 * lm);
+        }
+    }
+
+    public static void Backward(CudaBackend be, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum,
+        Tensor dkbar, Tensor dvbar, Tensor ds, Tensor dk, Tensor dv, bool accumulate)
+    {
+        var g = LsProjection.CheckBackward(be, s, k, v, mask, colmax, colsum, dkbar, dvbar, ds, dk, dv);
+        var smem = SharedBytes(be, 2L * g.R * TChunk + 2L * TChunk * g.D + 2L * g.R * g.D, g);
+        var p = Params(g, s, k, v, mask, colmax, colsum);
+        p.DKBar = dkbar.DevicePointer; p.DVBar = dvbar.DevicePointer; p.DK = dk.DevicePointer; p.DV = dv.DevicePointer;
+        p.DS = ds.DevicePointer; p.Accumulate = accumulate ? 1 : 0;
+        var cols = (long)g.B * g.H * g.R;
+        p.ColDot = be.Context.Allocator.Allocate(4 * cols);
+        try
+        {
+            CudaMemory.Fill32(be.Stream, p.ColDot, 0, cols);
+            var kernel = be.Kernel(File, k.DType == DType.Float32 ? "ls_proj_bwd_f32" : "ls_proj_bwd_bf16");
+            kernel.Launch(Chunks(g), Threads, smem, be.Stream, p);
+            p.Phase = 1;
+            kernel.Launch(Chunks(g), Threads, smem, be.Stream, p);
+        }
+        finally
+        {
+            be.Context.Allocator.Free(p.ColDot, 4 * cols);
+        }
+    }
+}
