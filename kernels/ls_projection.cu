@@ -19,7 +19,7 @@ struct LsProjParams
     float* vbar_acc;
     const void* dkbar;    // backward inputs [B, H, r, d]
     const void* dvbar;
-    float* coldot;        // backward: Σ_t P·dP per column [B, H*r], zeroed by the launcher
+    double* coldot;       // backward: Σ_t P·dP per column [B, H*r], zeroed by the launcher
     void* dk;             // backward outputs [B, H, n, d]
     void* dv;
     void* ds;             // [B, n, H*r]
@@ -36,12 +36,12 @@ template <typename T> __device__ void ls_proj_stats(LsProjParams p)
     float m = -TLS_INF;
     for (int t = 0; t < p.n; ++t)
         if (proj_token(p, b, t)) m = fmaxf(m, load<T>(p.s, ((i64)b * p.n + t) * hr + c));
-    float z = 0.f;
+    double z = 0.0; // n terms: summed in double, so the normalizer adds no error of its own
     if (m != -TLS_INF)
         for (int t = 0; t < p.n; ++t)
-            if (proj_token(p, b, t)) z += expf(load<T>(p.s, ((i64)b * p.n + t) * hr + c) - m);
+            if (proj_token(p, b, t)) z += exp((double)(load<T>(p.s, ((i64)b * p.n + t) * hr + c) - m));
     p.colmax[(i64)b * hr + c] = m;
-    p.colsum[(i64)b * hr + c] = z;
+    p.colsum[(i64)b * hr + c] = (float)z;
 }
 
 // P[k][t] for the block's TCHUNK tokens of head h.
@@ -52,8 +52,9 @@ template <typename T> TLS_DEVICE void load_p(const LsProjParams& p, int b, int h
     {
         int kk = idx / TCHUNK, t = idx % TCHUNK, col = h * p.r + kk;
         float z = p.colsum[(i64)b * hr + col], pr = 0.f;
+        // Double exp: expf's 2-ulp error, times (dP − Σ P·dP) in the backward, was the largest error term.
         if (t < nt && z > 0.f && proj_token(p, b, t0 + t))
-            pr = expf(load<T>(p.s, ((i64)b * p.n + t0 + t) * hr + col) - p.colmax[(i64)b * hr + col]) / z;
+            pr = (float)(exp((double)(load<T>(p.s, ((i64)b * p.n + t0 + t) * hr + col) - p.colmax[(i64)b * hr + col])) / z);
         P[idx] = pr;
     }
 }
@@ -95,9 +96,9 @@ template <typename T> __device__ void ls_proj_bwd(LsProjParams p)
 {
     extern __shared__ float sm[];
     int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * TCHUNK, nt = min(TCHUNK, p.n - t0), d = p.d, hr = p.H * p.r;
-    float* P = sm;
-    float* dP = P + p.r * TCHUNK;
-    float* Ks = dP + p.r * TCHUNK;
+    double* dP = (double*)sm;   // kept in double through the cancelling dP − Σ P·dP
+    float* P = (float*)(dP + p.r * TCHUNK);
+    float* Ks = P + p.r * TCHUNK;
     float* Vs = Ks + TCHUNK * d;
     float* dKb = Vs + TCHUNK * d;
     float* dVb = dKb + p.r * d;
@@ -114,8 +115,9 @@ template <typename T> __device__ void ls_proj_bwd(LsProjParams p)
     for (int idx = threadIdx.x; idx < p.r * TCHUNK; idx += blockDim.x)
     {
         int kk = idx / TCHUNK, t = idx % TCHUNK;
-        float g = 0.f;
-        for (int c = 0; c < d; ++c) g += dKb[kk * d + c] * Ks[t * d + c] + dVb[kk * d + c] * Vs[t * d + c];
+        // 2d-term dot product in double: dS = P·(dP − Σ P·dP) cancels, so dP's rounding error would dominate dS.
+        double g = 0.0;
+        for (int c = 0; c < d; ++c) g += (double)dKb[kk * d + c] * Ks[t * d + c] + (double)dVb[kk * d + c] * Vs[t * d + c];
         dP[idx] = g;
     }
     __syncthreads();
@@ -123,9 +125,9 @@ template <typename T> __device__ void ls_proj_bwd(LsProjParams p)
     {
         for (int kk = threadIdx.x / 32; kk < p.r; kk += blockDim.x / 32)
         {
-            float s = 0.f;
+            double s = 0.0;
             for (int t = threadIdx.x % 32; t < TCHUNK; t += 32) s += P[kk * TCHUNK + t] * dP[kk * TCHUNK + t];
-            s = warp_sum(s);
+            for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
             if (threadIdx.x % 32 == 0) atomicAdd(p.coldot + (i64)b * hr + h * p.r + kk, s);
         }
         for (int idx = threadIdx.x; idx < nt * d; idx += blockDim.x)
@@ -144,7 +146,7 @@ template <typename T> __device__ void ls_proj_bwd(LsProjParams p)
         for (int idx = threadIdx.x; idx < nt * p.r; idx += blockDim.x)
         {
             int t = idx / p.r, kk = idx % p.r, col = h * p.r + kk;
-            float g = P[kk * TCHUNK + t] * (dP[kk * TCHUNK + t] - p.coldot[(i64)b * hr + col]);
+            float g = (float)(P[kk * TCHUNK + t] * (dP[kk * TCHUNK + t] - p.coldot[(i64)b * hr + col]));
             store<T>(p.ds, ((i64)b * p.n + t0 + t) * hr + col, g);
         }
     }

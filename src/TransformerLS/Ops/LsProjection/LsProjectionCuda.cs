@@ -67,15 +67,15 @@ static class LsProjectionCuda
         Tensor dkbar, Tensor dvbar, Tensor ds, Tensor dk, Tensor dv, bool accumulate)
     {
         var g = LsProjection.CheckBackward(be, s, k, v, mask, colmax, colsum, dkbar, dvbar, ds, dk, dv);
-        var smem = SharedBytes(be, 2L * g.R * TChunk + 2L * TChunk * g.D + 2L * g.R * g.D, g);
+        var smem = SharedBytes(be, 3L * g.R * TChunk + 2L * TChunk * g.D + 2L * g.R * g.D, g); // dP is double
         var p = Params(g, s, k, v, mask, colmax, colsum);
         p.DKBar = dkbar.DevicePointer; p.DVBar = dvbar.DevicePointer; p.DK = dk.DevicePointer; p.DV = dv.DevicePointer;
         p.DS = ds.DevicePointer; p.Accumulate = accumulate ? 1 : 0;
         var cols = (long)g.B * g.H * g.R;
-        p.ColDot = be.Context.Allocator.Allocate(4 * cols);
+        p.ColDot = be.Context.Allocator.Allocate(8 * cols); // double
         try
         {
-            CudaMemory.Fill32(be.Stream, p.ColDot, 0, cols);
+            CudaMemory.Fill32(be.Stream, p.ColDot, 0, 2 * cols);
             var kernel = be.Kernel(File, k.DType == DType.Float32 ? "ls_proj_bwd_f32" : "ls_proj_bwd_bf16");
             kernel.Launch(Chunks(g), Threads, smem, be.Stream, p);
             p.Phase = 1;
@@ -83,7 +83,7 @@ static class LsProjectionCuda
         }
         finally
         {
-            be.Context.Allocator.Free(p.ColDot, 4 * cols);
+            be.Context.Allocator.Free(p.ColDot, 8 * cols);
         }
     }
 }
