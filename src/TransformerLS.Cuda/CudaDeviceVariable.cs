@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace TransformerLS.Cuda;
 
 /// <summary>
@@ -114,6 +112,4 @@ public static unsafe class CudaMemory
         stream.Context.MakeCurrent();
         Driver.Check(Driver.cuMemsetD8Async(dst, value, (nuint)bytes, stream.Handle));
     }
-
-    internal static int SizeOf<T>() where T : unmanaged => Marshal.SizeOf<T>();
 }

@@ -50,6 +50,16 @@ public static class Check
             throw new ArgumentException($"{name} has shape {t.Shape}; expected [{length}]", name);
     }
 
+    /// <summary>A float32 [B, n] padding mask (1 = token, 0 = padding), or null.</summary>
+    public static void PaddingMask(IBackend backend, Tensor? mask, int b, int n, string name)
+    {
+        if (mask is null) return;
+        On(backend, mask, name);
+        DTypeIs(mask, DType.Float32, name);
+        if (mask.Shape.Rank != 2 || mask.Shape[0] != b || mask.Shape[1] != n)
+            throw new ArgumentException($"{name} has shape {mask.Shape}; expected [{b}, {n}] (1 = token, 0 = padding)", name);
+    }
+
     public static void Positive(float v, string name)
     {
         if (!(v > 0) || float.IsInfinity(v)) throw new ArgumentOutOfRangeException(name, v, $"{name} must be a finite number > 0");

@@ -47,13 +47,7 @@ public static class LsAttention
         if (kbar.Shape.Rank != 4 || kbar.Shape[0] != B || kbar.Shape[1] != H || kbar.Shape[2] != cfg.Rank || kbar.Shape[3] != d)
             throw new ArgumentException($"kbar has shape {kbar.Shape}; expected [{B}, {H}, {cfg.Rank}, {d}] (r = {cfg.Rank})", nameof(kbar));
         Check.Like(be, vbar, kbar, nameof(vbar));
-        if (mask is not null)
-        {
-            Check.On(be, mask, nameof(mask));
-            Check.DTypeIs(mask, DType.Float32, nameof(mask));
-            if (mask.Shape.Rank != 2 || mask.Shape[0] != B || mask.Shape[1] != n)
-                throw new ArgumentException($"mask has shape {mask.Shape}; expected [{B}, {n}] (1 = token, 0 = padding)", nameof(mask));
-        }
+        Check.PaddingMask(be, mask, B, n, nameof(mask));
         Check.On(be, lse, nameof(lse));
         Check.DTypeIs(lse, DType.Float32, nameof(lse));
         if (lse.Shape.Rank != 3 || lse.Shape[0] != B || lse.Shape[1] != H || lse.Shape[2] != n)

@@ -30,13 +30,7 @@ public static class LsProjection
         Check.DTypeIs(scores, k.DType, nameof(scores));
         if (scores.Shape.Rank != 3 || scores.Shape[0] != B || scores.Shape[1] != n || scores.Shape[2] != H * r)
             throw new ArgumentException($"scores has shape {scores.Shape}; expected [{B}, {n}, {H * r}] (H·r = {H}·{r})", nameof(scores));
-        if (mask is not null)
-        {
-            Check.On(be, mask, nameof(mask));
-            Check.DTypeIs(mask, DType.Float32, nameof(mask));
-            if (mask.Shape.Rank != 2 || mask.Shape[0] != B || mask.Shape[1] != n)
-                throw new ArgumentException($"mask has shape {mask.Shape}; expected [{B}, {n}] (1 = token, 0 = padding)", nameof(mask));
-        }
+        Check.PaddingMask(be, mask, B, n, nameof(mask));
         CheckStats(be, colmax, B, H * r, nameof(colmax));
         CheckStats(be, colsum, B, H * r, nameof(colsum));
         return new LsProjectionGeometry(B, H, n, d, r);
