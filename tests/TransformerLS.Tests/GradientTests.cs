@@ -3,6 +3,8 @@ using TransformerLS.Ops.MatMul;
 using TransformerLS.Ops.Softmax;
 using LN = TransformerLS.Ops.LayerNorm.LayerNorm;
 
+using static TransformerLS.Tests.FiniteDifferences;
+
 namespace TransformerLS.Tests;
 
 /// <summary>
@@ -11,31 +13,9 @@ namespace TransformerLS.Tests;
 /// </summary>
 public class GradientTests
 {
-    const double H = 1e-6, Tol = 1e-7;
-
-    static double[] Rand(Random r, int n, double scale = 1) =>
-        [.. Enumerable.Range(0, n).Select(_ => Conformance.ConformanceRunner.Normal(r) * scale)];
-
     /// <summary>Checks d(Σ dy·f(inputs))/d(inputs[which]) numerically against <paramref name="analytic"/>.</summary>
-    static void CheckFd(Func<double[][], double[]> f, double[][] inputs, double[] dy, int which, double[] analytic, string what)
-    {
-        var x = inputs[which];
-        var worst = 0.0;
-        for (var i = 0; i < x.Length; i++)
-        {
-            var keep = x[i];
-            x[i] = keep + H; var up = Dot(dy, f(inputs));
-            x[i] = keep - H; var down = Dot(dy, f(inputs));
-            x[i] = keep;
-            var numeric = (up - down) / (2 * H);
-            var err = Math.Abs(numeric - analytic[i]) / Math.Max(1, Math.Abs(numeric));
-            worst = Math.Max(worst, err);
-            Assert.True(err < Tol, $"{what}[{i}]: finite difference {numeric:R}, backward {analytic[i]:R}");
-        }
-        Assert.True(worst < Tol);
-    }
-
-    static double Dot(double[] a, double[] b) => a.Zip(b, (p, q) => p * q).Sum();
+    static void CheckFd(Func<double[][], double[]> f, double[][] inputs, double[] dy, int which, double[] analytic, string what) =>
+        FiniteDifferences.Check(() => Dot(dy, f(inputs)), inputs[which], analytic, what);
 
     [Fact]
     public void Gelu()
@@ -133,11 +113,8 @@ public class GradientTests
         var x2 = new[] { xs, ws };
         for (var i = 0; i < ws.Length; i++)
         {
-            var keep = ws[i];
-            ws[i] = keep + H; var up = Dot(dys, F(x2));
-            ws[i] = keep - H; var down = Dot(dys, F(x2));
-            ws[i] = keep;
-            Assert.Equal((up - down) / (2 * H), analytic[i], 4); // analytic is rounded to float32
+            var numeric = FiniteDifferences.Derivative(() => Dot(dys, F(x2)), ws, i);
+            Assert.Equal(numeric, analytic[i], 4); // analytic is rounded to float32
         }
     }
 }

@@ -2,13 +2,13 @@ using TransformerLS.Backends;
 using TransformerLS.Ops.LsAttention;
 using TransformerLS.Tensors;
 
+using static TransformerLS.Tests.FiniteDifferences;
+
 namespace TransformerLS.Tests;
 
 /// <summary>The LS attention reference against finite differences and against a dense, explicitly masked version.</summary>
 public class LsAttentionTests
 {
-    static double[] Rand(Random r, int n) => [.. Enumerable.Range(0, n).Select(_ => Conformance.ConformanceRunner.Normal(r))];
-
     static double[] Mask(int b, int n, params int[] pads)
     {
         var m = Enumerable.Repeat(1.0, b * n).ToArray();
@@ -39,20 +39,8 @@ public class LsAttentionTests
         double[][] grads = [new double[seq], new double[seq], new double[seq], new double[lm], new double[lm]];
         LsAttention.Backward(g, x[0], x[1], x[2], x[3], x[4], mask, o, lse, dout, grads[0], grads[1], grads[2], grads[3], grads[4]);
         string[] names = ["dq", "dk", "dv", "dkbar", "dvbar"];
-        for (var which = 0; which < 5; which++)
-            for (var e = 0; e < x[which].Length; e++)
-            {
-                var keep = x[which][e];
-                x[which][e] = keep + 1e-6; var up = Dot(dout, F(x));
-                x[which][e] = keep - 1e-6; var down = Dot(dout, F(x));
-                x[which][e] = keep;
-                var numeric = (up - down) / 2e-6;
-                Assert.True(Math.Abs(numeric - grads[which][e]) < 1e-7 * Math.Max(1, Math.Abs(numeric)),
-                    $"{names[which]}[{e}]: finite difference {numeric:R}, backward {grads[which][e]:R}");
-            }
+        for (var which = 0; which < 5; which++) Check(() => Dot(dout, F(x)), x[which], grads[which], names[which]);
     }
-
-    static double Dot(double[] a, double[] b) => a.Zip(b, (p, q) => p * q).Sum();
 
     /// <summary>
     /// Section 9 written densely: every query row gets the full key list [r landmarks ; all n positions] with −inf
@@ -136,8 +124,6 @@ public class LsAttentionTests
 /// <summary>The projection reference: finite differences, and zero landmarks (not NaN) where a column has no token.</summary>
 public class LsProjectionTests
 {
-    static double[] Rand(Random r, int n, double scale = 1) => [.. Enumerable.Range(0, n).Select(_ => Conformance.ConformanceRunner.Normal(r) * scale)];
-
     [Theory]
     [InlineData(2, 2, 5, 3, 2, true)]
     [InlineData(1, 1, 4, 2, 3, false)]
@@ -153,22 +139,12 @@ public class LsProjectionTests
         {
             double[] kb = new double[lm], vb = new double[lm];
             Ops.LsProjection.LsProjection.Forward(g, i[0], i[1], i[2], mask, kb, vb);
-            return kb.Zip(dkb, (a, b) => a * b).Sum() + vb.Zip(dvb, (a, b) => a * b).Sum();
+            return Dot(kb, dkb) + Dot(vb, dvb);
         }
         double[][] grads = [new double[x[0].Length], new double[seq], new double[seq]];
         Ops.LsProjection.LsProjection.Backward(g, x[0], x[1], x[2], mask, dkb, dvb, grads[0], grads[1], grads[2]);
         string[] names = ["dscores", "dk", "dv"];
-        for (var which = 0; which < 3; which++)
-            for (var e = 0; e < x[which].Length; e++)
-            {
-                var keep = x[which][e];
-                x[which][e] = keep + 1e-6; var up = Loss(x);
-                x[which][e] = keep - 1e-6; var down = Loss(x);
-                x[which][e] = keep;
-                var numeric = (up - down) / 2e-6;
-                Assert.True(Math.Abs(numeric - grads[which][e]) < 1e-7 * Math.Max(1, Math.Abs(numeric)),
-                    $"{names[which]}[{e}]: finite difference {numeric:R}, backward {grads[which][e]:R}");
-            }
+        for (var which = 0; which < 3; which++) Check(() => Loss(x), x[which], grads[which], names[which]);
     }
 
     [Theory]
