@@ -167,15 +167,7 @@ public sealed class CpuBackend : IBackend
         int hr = g.H * g.R;
         for (var b = 0; b < g.B; b++)
             for (var c = 0; c < hr; c++)
-            {
-                var mx = double.NegativeInfinity;
-                for (var t = 0; t < g.N; t++) if (m.Length == 0 || m[b * g.N + t] != 0) mx = Math.Max(mx, s[((long)b * g.N + t) * hr + c]);
-                double z = 0;
-                if (!double.IsNegativeInfinity(mx))
-                    for (var t = 0; t < g.N; t++) if (m.Length == 0 || m[b * g.N + t] != 0) z += Math.Exp(s[((long)b * g.N + t) * hr + c] - mx);
-                cm[b * hr + c] = mx;
-                cs[b * hr + c] = z;
-            }
+                (cm[b * hr + c], cs[b * hr + c]) = Ops.LsProjection.LsProjection.ColumnStats(g, s, m, b, c);
         Write(colmax, cm);
         Write(colsum, cs);
     }

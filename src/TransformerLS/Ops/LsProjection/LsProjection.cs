@@ -57,16 +57,26 @@ public static class LsProjection
     static bool Token<T>(T[] mask, LsProjectionGeometry g, int b, int t) where T : IFloatingPointIeee754<T> =>
         mask.Length == 0 || mask[b * g.N + t] != T.Zero;
 
-    /// <summary>P[b, h, k, t] for all t (zero for padding and for columns without tokens).</summary>
-    static T[] Probabilities<T>(LsProjectionGeometry g, T[] s, T[] mask, int b, int col) where T : IFloatingPointIeee754<T>
+    /// <summary>Max and sum of exp(s − max) over the tokens of one column: what the forward saves for the backward.
+    /// A column without tokens gives (−∞, 0).</summary>
+    public static (T Max, T Sum) ColumnStats<T>(LsProjectionGeometry g, T[] s, T[] mask, int b, int col) where T : IFloatingPointIeee754<T>
     {
         int hr = g.H * g.R;
         var m = T.NegativeInfinity;
         for (var t = 0; t < g.N; t++) if (Token(mask, g, b, t)) m = T.Max(m, s[((long)b * g.N + t) * hr + col]);
+        var z = T.Zero;
+        if (!T.IsNegativeInfinity(m))
+            for (var t = 0; t < g.N; t++) if (Token(mask, g, b, t)) z += T.Exp(s[((long)b * g.N + t) * hr + col] - m);
+        return (m, z);
+    }
+
+    /// <summary>P[b, h, k, t] for all t (zero for padding and for columns without tokens).</summary>
+    static T[] Probabilities<T>(LsProjectionGeometry g, T[] s, T[] mask, int b, int col) where T : IFloatingPointIeee754<T>
+    {
+        int hr = g.H * g.R;
+        var (m, z) = ColumnStats(g, s, mask, b, col);
         var p = new T[g.N];
         if (T.IsNegativeInfinity(m)) return p;
-        var z = T.Zero;
-        for (var t = 0; t < g.N; t++) if (Token(mask, g, b, t)) z += T.Exp(s[((long)b * g.N + t) * hr + col] - m);
         for (var t = 0; t < g.N; t++) if (Token(mask, g, b, t)) p[t] = T.Exp(s[((long)b * g.N + t) * hr + col] - m) / z;
         return p;
     }
