@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using TransformerLS.Backends;
 using TransformerLS.Cuda;
-using TransformerLS.Ops.Elementwise;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops.LsAttention;
@@ -30,10 +29,13 @@ static class LsAttentionCuda
     {
         Q = q.DevicePointer, K = k.DevicePointer, V = v.DevicePointer, KBar = kbar.DevicePointer, VBar = vbar.DevicePointer,
         Mask = mask?.DevicePointer ?? 0, O = o.DevicePointer, Lse = lse.DevicePointer,
-        B = g.B, H = g.H, N = g.N, D = g.D, W = g.W, R = g.R, E = g.E, Chunks = (g.W + QB - 1) / QB, Scale = g.Scale,
+        B = g.B, H = g.H, N = g.N, D = g.D, W = g.W, R = g.R, E = g.E, Chunks = Chunks(g), Scale = g.Scale,
     };
 
-    static Dim3 Grid(LsAttentionGeometry g) => new((uint)(g.Segments * ((g.W + QB - 1) / QB)), 1, (uint)(g.B * g.H));
+    /// <summary>Query chunks of QB per segment; the kernel splits blockIdx.x by the same number.</summary>
+    static int Chunks(LsAttentionGeometry g) => (g.W + QB - 1) / QB;
+
+    static Dim3 Grid(LsAttentionGeometry g) => new((uint)(g.Segments * Chunks(g)), 1, (uint)(g.B * g.H));
 
     public static void Forward(CudaBackend be, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse)
     {
@@ -49,31 +51,12 @@ static class LsAttentionCuda
     {
         var g = LsAttention.CheckBackward(be, cfg, q, k, v, kbar, vbar, mask, o, lse, dout, dq, dk, dv, dkbar, dvbar);
         CheckHeadDim(g);
-        var f32 = q.DType == DType.Float32;
-        long seq = (long)g.B * g.H * g.N * g.D, lm = (long)g.B * g.H * g.R * g.D;
-        // Key gradients accumulate atomically in fp32: straight into float32 outputs, via scratch for bf16.
-        var scratch = f32 ? 0UL : be.Context.Allocator.Allocate(4 * (2 * seq + 2 * lm));
-        try
-        {
-            ulong gk = f32 ? dk.DevicePointer : scratch, gv = f32 ? dv.DevicePointer : scratch + (ulong)(4 * seq);
-            ulong gkb = f32 ? dkbar.DevicePointer : scratch + (ulong)(8 * seq), gvb = f32 ? dvbar.DevicePointer : scratch + (ulong)(8 * seq + 4 * lm);
-            CudaMemory.Fill32(be.Stream, gk, 0, seq);
-            CudaMemory.Fill32(be.Stream, gv, 0, seq);
-            CudaMemory.Fill32(be.Stream, gkb, 0, lm);
-            CudaMemory.Fill32(be.Stream, gvb, 0, lm);
-            var p = Params(g, q, k, v, kbar, vbar, mask, o, lse);
-            p.DOut = dout.DevicePointer; p.DQ = dq.DevicePointer; p.DK = gk; p.DV = gv; p.DKBar = gkb; p.DVBar = gvb;
-            var smem = (uint)(4 * (4 * KT * (g.D + 1) + 3 * QB * g.D + 3 * QB + 2 * KT));
-            be.Kernel(File, f32 ? "ls_attn_bwd_f32" : "ls_attn_bwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
-            if (f32) return;
-            ElementwiseCuda.ConvertFromFloat32(be, gk, dk, seq);
-            ElementwiseCuda.ConvertFromFloat32(be, gv, dv, seq);
-            ElementwiseCuda.ConvertFromFloat32(be, gkb, dkbar, lm);
-            ElementwiseCuda.ConvertFromFloat32(be, gvb, dvbar, lm);
-        }
-        finally
-        {
-            if (scratch != 0) be.Context.Allocator.Free(scratch, 4 * (2 * seq + 2 * lm)); // stream-ordered: after the kernels
-        }
+        // Key gradients accumulate atomically in fp32.
+        using var grads = new Float32Accumulators(be, dk, dv, dkbar, dvbar);
+        var p = Params(g, q, k, v, kbar, vbar, mask, o, lse);
+        p.DOut = dout.DevicePointer; p.DQ = dq.DevicePointer; p.DK = grads.P0; p.DV = grads.P1; p.DKBar = grads.P2; p.DVBar = grads.P3;
+        var smem = (uint)(4 * (4 * KT * (g.D + 1) + 3 * QB * g.D + 3 * QB + 2 * KT));
+        be.Kernel(File, q.DType == DType.Float32 ? "ls_attn_bwd_f32" : "ls_attn_bwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
+        grads.Complete();
     }
 }

@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using TransformerLS.Backends;
 using TransformerLS.Cuda;
-using TransformerLS.Ops.Elementwise;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops.LsProjection;
@@ -41,26 +40,15 @@ static class LsProjectionCuda
         var g = LsProjection.CheckForward(be, s, k, v, mask, kbar, vbar, colmax, colsum);
         var smem = SharedBytes(be, (long)g.R * TChunk + 2L * TChunk * g.D, g);
         var f32 = k.DType == DType.Float32;
-        var lm = (long)g.B * g.H * g.R * g.D;
         var p = Params(g, s, k, v, mask, colmax, colsum);
         be.Kernel(File, f32 ? "ls_proj_stats_f32" : "ls_proj_stats_bf16")
             .Launch(new Dim3((uint)((g.H * g.R + 127) / 128), (uint)g.B), 128, 0, be.Stream, p);
-        var scratch = f32 ? 0UL : be.Context.Allocator.Allocate(8 * lm);
-        try
-        {
-            p.KBarAcc = f32 ? kbar.DevicePointer : scratch;
-            p.VBarAcc = f32 ? vbar.DevicePointer : scratch + (ulong)(4 * lm);
-            CudaMemory.Fill32(be.Stream, p.KBarAcc, 0, lm);
-            CudaMemory.Fill32(be.Stream, p.VBarAcc, 0, lm);
-            be.Kernel(File, f32 ? "ls_proj_compress_f32" : "ls_proj_compress_bf16").Launch(Chunks(g), Threads, smem, be.Stream, p);
-            if (f32) return;
-            ElementwiseCuda.ConvertFromFloat32(be, p.KBarAcc, kbar, lm);
-            ElementwiseCuda.ConvertFromFloat32(be, p.VBarAcc, vbar, lm);
-        }
-        finally
-        {
-            if (scratch != 0) be.Context.Allocator.Free(scratch, 8 * lm);
-        }
+        // K̄ and V̄ sum partial products over sequence chunks atomically, in fp32.
+        using var sums = new Float32Accumulators(be, kbar, vbar);
+        p.KBarAcc = sums.P0;
+        p.VBarAcc = sums.P1;
+        be.Kernel(File, f32 ? "ls_proj_compress_f32" : "ls_proj_compress_bf16").Launch(Chunks(g), Threads, smem, be.Stream, p);
+        sums.Complete();
     }
 
     public static void Backward(CudaBackend be, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum,
