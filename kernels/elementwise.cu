@@ -1,4 +1,4 @@
-// Elementwise family: y = alpha*a + beta*b, fp32 -> dtype conversion, GELU (erf form, as torch.nn.GELU) and its gradient,
+// Elementwise family: y = alpha*a + beta*b, dtype casts, GELU (erf form, as torch.nn.GELU) and its gradient,
 // row-broadcast bias add, and column sums (bias gradients). Reference: src/TransformerLS/Ops/Elementwise.
 #include "prelude.cuh"
 
@@ -72,6 +72,12 @@ template <typename T> __device__ void column_sum(ElementwiseParams p)
 template <typename T> __device__ void convert_from_f32(ElementwiseParams p)
 {
     GRID_STRIDE(i, p.n) store<T>(p.y, i, ((const float*)p.a)[i]);
+}
+
+// y (fp32) = a (bf16): exact.
+extern "C" __global__ void cast_bf16_to_f32(ElementwiseParams p)
+{
+    GRID_STRIDE(i, p.n) ((float*)p.y)[i] = to_float(((const bf16*)p.a)[i]);
 }
 
 TLS_INSTANTIATE(axpby, ElementwiseParams)

@@ -39,6 +39,8 @@ public enum GemmPrecision
     TensorFloat32,
     /// <summary>bf16 inputs and output, fp32 accumulation.</summary>
     BFloat16,
+    /// <summary>bf16 inputs, fp32 accumulation and fp32 output (C is float32).</summary>
+    BFloat16ToFloat32,
 }
 
 /// <summary>
@@ -79,18 +81,19 @@ public sealed unsafe class CudaBlas : IDisposable
     public void GemmStridedBatched(bool transA, bool transB, int m, int n, int k, float alpha,
         ulong a, long strideA, ulong b, long strideB, float beta, ulong c, long strideC, int batch, GemmPrecision precision)
     {
-        var (type, compute) = precision switch
+        var (type, cType, compute) = precision switch
         {
-            GemmPrecision.Float32 => (R32F, Compute32F),
-            GemmPrecision.TensorFloat32 => (R32F, Compute32FFastTf32),
-            GemmPrecision.BFloat16 => (R16BF, Compute32F),
+            GemmPrecision.Float32 => (R32F, R32F, Compute32F),
+            GemmPrecision.TensorFloat32 => (R32F, R32F, Compute32FFastTf32),
+            GemmPrecision.BFloat16 => (R16BF, R16BF, Compute32F),
+            GemmPrecision.BFloat16ToFloat32 => (R16BF, R32F, Compute32F),
             _ => throw new ArgumentOutOfRangeException(nameof(precision), precision, "unknown GEMM precision"),
         };
         var lda = transA ? m : k; // row-major leading dimensions of the stored matrices
         var ldb = transB ? k : n;
         _context.MakeCurrent();
         Cublas.Check(Cublas.cublasGemmStridedBatchedEx(_handle, transB ? 1 : 0, transA ? 1 : 0, n, m, k,
-            &alpha, b, type, ldb, strideB, a, type, lda, strideA, &beta, c, type, n, strideC, batch, compute, GemmDefault));
+            &alpha, b, type, ldb, strideB, a, type, lda, strideA, &beta, c, cType, n, strideC, batch, compute, GemmDefault));
     }
 
     public void Dispose()

@@ -35,7 +35,7 @@ public class ConformanceTests
     [Fact]
     public void Table_covers_every_op_in_both_dtypes()
     {
-        string[] ops = ["axpby", "scale", "gelu", "gelu_backward", "bias_add", "column_sum", "matmul", "linear", "linear_backward", "ls_attention", "ls_attention_backward", "ls_projection", "ls_projection_backward",
+        string[] ops = ["axpby", "scale", "cast", "gelu", "gelu_backward", "bias_add", "column_sum", "matmul", "linear", "linear_backward", "ls_attention", "ls_attention_backward", "ls_projection", "ls_projection_backward",
             "layernorm", "layernorm_backward", "softmax", "softmax_backward"];
         foreach (var op in ops)
             foreach (var dt in new[] { "float32", "bfloat16" })

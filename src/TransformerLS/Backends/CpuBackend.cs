@@ -86,6 +86,12 @@ public sealed class CpuBackend : IBackend
         Write(y, r);
     }
 
+    public void Cast(Tensor x, Tensor y)
+    {
+        Elementwise.CheckCast(this, x, y);
+        Write(y, Read(x));
+    }
+
     public void ColumnSum(Tensor x, Tensor y, float beta = 0f)
     {
         Elementwise.CheckColumnSum(this, x, y);

@@ -83,6 +83,7 @@ public sealed class CudaBackend : IBackend
     public void Gelu(Tensor x, Tensor y) => ElementwiseCuda.Gelu(this, x, y);
     public void GeluBackward(Tensor x, Tensor dy, Tensor dx) => ElementwiseCuda.GeluBackward(this, x, dy, dx);
     public void BiasAdd(Tensor x, Tensor bias, Tensor y) => ElementwiseCuda.BiasAdd(this, x, bias, y);
+    public void Cast(Tensor x, Tensor y) => ElementwiseCuda.Cast(this, x, y);
     public void ColumnSum(Tensor x, Tensor y, float beta = 0f) => ElementwiseCuda.ColumnSum(this, x, y, beta);
     public void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha = 1f, float beta = 0f) =>
         MatMulCuda.Run(this, a, transA, b, transB, c, alpha, beta);

@@ -29,13 +29,15 @@ public interface IBackend : IDisposable
     void GeluBackward(Tensor x, Tensor dy, Tensor dx);
     /// <summary>y[..., c] = x[..., c] + bias[c].</summary>
     void BiasAdd(Tensor x, Tensor bias, Tensor y);
+    /// <summary>y = x converted to y's dtype (rounded to nearest even for bf16); same shape.</summary>
+    void Cast(Tensor x, Tensor y);
     /// <summary>y[c] = beta·y[c] + Σ_rows x[..., c] (reads y only when beta ≠ 0).</summary>
     void ColumnSum(Tensor x, Tensor y, float beta = 0f);
 
     // ---- matmul (cuBLAS on the GPU) ----
     /// <summary>
     /// Batched row-major c = alpha·op(a)·op(b) + beta·c over the leading axes; b may be 2-D (one matrix for the
-    /// whole batch). Reads c only when beta ≠ 0.
+    /// whole batch). Reads c only when beta ≠ 0. c has a's dtype, or float32 when a and b are bfloat16.
     /// </summary>
     void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha = 1f, float beta = 0f);
 

@@ -53,6 +53,9 @@ public static class OpCases
                 (be, i, o) => be.GeluBackward(i[0], i[1], o[0]), new GeluRef(true)));
             list.Add(Make("bias_add", dt, "[5,7,96]", [In("x", dt, 1, 5, 7, 96), In("bias", dt, 1, 96)], [Out("y", dt, 5, 7, 96)],
                 (be, i, o) => be.BiasAdd(i[0], i[1], o[0]), new BiasAddRef()));
+            var other = dt == DType.Float32 ? DType.BFloat16 : DType.Float32;
+            list.Add(Make("cast", dt, $"[7,129] -> {other.Name()}", [In("x", dt, 3, 7, 129)], [Out("y", other, 7, 129)],
+                (be, i, o) => be.Cast(i[0], o[0]), new IdentityRef()));
             list.Add(Make("column_sum", dt, "[300,67]", [In("x", dt, 1, 300, 67)], [Out("y", dt, 67)],
                 (be, i, o) => be.ColumnSum(i[0], o[0]), new ColumnSumRef()));
 
@@ -69,6 +72,9 @@ public static class OpCases
                 var g = new MatMulGeometry(sa[0], m, n, ta ? sa[^2] : sa[^1], (long)sa[^1] * sa[^2], sb.Length > 2 ? (long)sb[^1] * sb[^2] : 0, (long)m * n);
                 list.Add(Make("matmul", dt, name, [new("a", new Shape(sa), dt), new("b", new Shape(sb), dt)], [new("c", new Shape(cShape), dt)],
                     (be, i, o) => be.MatMul(i[0], ta, i[1], tb, o[0]), new MatMulRef(g, ta, tb)));
+                if (dt == DType.BFloat16 && !ta && tb)
+                    list.Add(Make("matmul_to_float32", dt, name, [new("a", new Shape(sa), dt), new("b", new Shape(sb), dt)], [new("c", new Shape(cShape), f)],
+                        (be, i, o) => be.MatMul(i[0], ta, i[1], tb, o[0]), new MatMulRef(g, ta, tb)));
                 if (dt == DType.Float32 && !ta && !tb)
                     list.Add(Make("matmul_tf32", dt, name, [new("a", new Shape(sa), dt), new("b", new Shape(sb), dt)], [new("c", new Shape(cShape), dt)],
                         (be, i, o) => RunTf32(be, () => be.MatMul(i[0], ta, i[1], tb, o[0])), new MatMulRef(g, ta, tb), MatMul.RoundToTf32));
@@ -209,6 +215,11 @@ public static class OpCases
             if (Backward) Elementwise.GeluBackward<T>(i[0], i[1], y); else Elementwise.Gelu<T>(i[0], y);
             return [y];
         }
+    }
+
+    sealed record IdentityRef : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T> => [(T[])i[0].Clone()];
     }
 
     sealed record BiasAddRef : IReference

@@ -21,6 +21,13 @@ public static class Elementwise
         Check.Like(be, y, x, dy is null ? "y" : "dx");
     }
 
+    public static void CheckCast(IBackend be, Tensor x, Tensor y)
+    {
+        Check.On(be, x, nameof(x));
+        Check.On(be, y, nameof(y));
+        Check.SameShape(y, x.Shape, nameof(y));
+    }
+
     /// <summary>Returns the row length (the bias length).</summary>
     public static int CheckBiasAdd(IBackend be, Tensor x, Tensor bias, Tensor y)
     {

@@ -53,6 +53,15 @@ static class ElementwiseCuda
         if (cols > 0) Launch(be, x.DType, "bias_add_f32", "bias_add_bf16", Grid(p.N), Threads, p);
     }
 
+    public static void Cast(CudaBackend be, Tensor x, Tensor y)
+    {
+        Elementwise.CheckCast(be, x, y);
+        if (x.DType == y.DType) { CudaMemory.CopyDeviceToDevice(be.Stream, y.DevicePointer, x.DevicePointer, x.Bytes); return; }
+        if (x.DType == DType.Float32) { ConvertFromFloat32(be, x.DevicePointer, y, x.Count); return; }
+        var p = new ElementwiseParams { A = x.DevicePointer, Y = y.DevicePointer, N = x.Count };
+        Launch(be, DType.BFloat16, "cast_bf16_to_f32", "cast_bf16_to_f32", Grid(p.N), Threads, p);
+    }
+
     /// <summary>Writes <paramref name="count"/> fp32 values at <paramref name="src"/> into <paramref name="dst"/>, rounded to its dtype.</summary>
     public static void ConvertFromFloat32(CudaBackend be, ulong src, Tensor dst, long count)
     {

@@ -17,10 +17,23 @@ public static class Linear
             throw new ArgumentException($"weight has shape {weight.Shape}; expected [out, {x.Shape[-1]}] for x of shape {x.Shape}", nameof(weight));
         // The batched matmul with a 2-D weight folds the leading axes into one GEMM; no views needed.
         if (bias is null) { be.MatMul(x, false, weight, true, y); return; }
-        // y = bias (exact), then y = x·Wᵀ + 1·y in one GEMM: a bf16 output is rounded once, not twice.
-        be.Fill(y, 0f);
-        be.BiasAdd(y, bias, y);
-        be.MatMul(x, false, weight, true, y, 1f, 1f);
+        // y = bias (exact), then y = x·Wᵀ + 1·y in one GEMM. For bf16 that sum is kept in float32 and cast once:
+        // a bf16 C with beta = 1 was rounded more than once by cuBLAS (up to 1.5 ulp, failing the 2x rule).
+        if (y.DType == DType.Float32)
+        {
+            be.Fill(y, 0f);
+            be.BiasAdd(y, bias, y);
+            be.MatMul(x, false, weight, true, y, 1f, 1f);
+            return;
+        }
+        Check.Vector(be, bias, weight.Shape[0], x.DType, nameof(bias));
+        using var bias32 = be.Empty(bias.Shape, DType.Float32);
+        using var y32 = be.Empty(y.Shape, DType.Float32);
+        be.Cast(bias, bias32);
+        be.Fill(y32, 0f);
+        be.BiasAdd(y32, bias32, y32);
+        be.MatMul(x, false, weight, true, y32, 1f, 1f);
+        be.Cast(y32, y);
     }
 
     /// <summary>dx = dy·W, dW (+)= dyᵀ·x, db (+)= Σ dy; any of the three may be null.</summary>

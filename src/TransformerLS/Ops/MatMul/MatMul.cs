@@ -14,7 +14,9 @@ public static class MatMul
     {
         Check.On(be, a, nameof(a)); Check.On(be, b, nameof(b)); Check.On(be, c, nameof(c));
         Check.RankAtLeast(a, 2, nameof(a)); Check.RankAtLeast(b, 2, nameof(b)); Check.RankAtLeast(c, 2, nameof(c));
-        Check.DTypeIs(b, a.DType, nameof(b)); Check.DTypeIs(c, a.DType, nameof(c));
+        Check.DTypeIs(b, a.DType, nameof(b));
+        // bf16 products may be written in float32 (one rounding later, e.g. after a bias add).
+        if (!(a.DType == DType.BFloat16 && c.DType == DType.Float32)) Check.DTypeIs(c, a.DType, nameof(c));
         int m = transA ? a.Shape[-1] : a.Shape[-2], k = transA ? a.Shape[-2] : a.Shape[-1];
         int kb = transB ? b.Shape[-1] : b.Shape[-2], n = transB ? b.Shape[-2] : b.Shape[-1];
         if (kb != k)

@@ -16,7 +16,7 @@ static class MatMulCuda
             if (beta == 0) be.Fill(c, 0f); else be.Axpby(c, beta, null, 0f, c);
             return;
         }
-        var precision = a.DType == DType.BFloat16 ? GemmPrecision.BFloat16
+        var precision = a.DType == DType.BFloat16 ? (c.DType == DType.Float32 ? GemmPrecision.BFloat16ToFloat32 : GemmPrecision.BFloat16)
             : be.AllowTf32 ? GemmPrecision.TensorFloat32 : GemmPrecision.Float32;
         // One shared b and untransposed a: the batch is just more rows of one GEMM.
         var (m, batch) = g.StrideB == 0 && !transA && (long)g.M * g.Batch <= int.MaxValue ? (g.M * g.Batch, 1) : (g.M, g.Batch);
