@@ -1,6 +1,7 @@
 using TransformerLS.Ops.Elementwise;
 using TransformerLS.Ops.LayerNorm;
 using TransformerLS.Ops.LsAttention;
+using TransformerLS.Ops.LsCausalAttention;
 using TransformerLS.Ops.MatMul;
 using TransformerLS.Ops.Softmax;
 using TransformerLS.Tensors;
@@ -160,6 +161,28 @@ public sealed class CpuBackend : IBackend
             Read(o), Read(lse), Read(dout), gq, gk, gv, gkb, gvb);
         Write(dq, gq); Write(dk, gk); Write(dv, gv); Write(dkbar, gkb); Write(dvbar, gvb);
     }
+
+    public void LsCausalAttention(LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse)
+    {
+        var g = Ops.LsCausalAttention.LsCausalAttention.CheckForward(this, cfg, x, o, lse);
+        double[] r = new double[o.Count], l = new double[lse.Count];
+        Ops.LsCausalAttention.LsCausalAttention.Forward(g, Read(x), r, l);
+        Write(o, r);
+        Write(lse, l);
+    }
+
+    public void LsCausalAttentionBackward(LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse, Tensor dout, in LsCausalGradients grads)
+    {
+        var g = Ops.LsCausalAttention.LsCausalAttention.CheckBackward(this, cfg, x, o, lse, dout, grads);
+        var gr = new LsCausalData<double>(new double[grads.DQ.Count], new double[grads.DK.Count], new double[grads.DV.Count], new double[grads.DU.Count],
+            new double[grads.DVBias.Count], new double[grads.DRel.Count], new double[grads.DKC.Count], new double[grads.DVC.Count], new double[grads.DRelC.Count], []);
+        Ops.LsCausalAttention.LsCausalAttention.Backward(g, Read(x), Read(o), Read(lse), Read(dout), gr);
+        Write(grads.DQ, gr.Q); Write(grads.DK, gr.K); Write(grads.DV, gr.V); Write(grads.DU, gr.U); Write(grads.DVBias, gr.VBias);
+        Write(grads.DRel, gr.Rel); Write(grads.DKC, gr.KC); Write(grads.DVC, gr.VC); Write(grads.DRelC, gr.RelC);
+    }
+
+    static LsCausalData<double> Read(in LsCausalInputs x) => new(Read(x.Q), Read(x.K), Read(x.V), Read(x.U), Read(x.VBias), Read(x.Rel),
+        Read(x.KC), Read(x.VC), Read(x.RelC), x.Mask is null ? [] : Read(x.Mask));
 
     public void LsProjection(Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum)
     {

@@ -2,6 +2,7 @@ using TransformerLS.Cuda;
 using TransformerLS.Ops.Elementwise;
 using TransformerLS.Ops.LayerNorm;
 using TransformerLS.Ops.LsAttention;
+using TransformerLS.Ops.LsCausalAttention;
 using TransformerLS.Ops.LsProjection;
 using TransformerLS.Ops.MatMul;
 using TransformerLS.Ops.Softmax;
@@ -99,6 +100,10 @@ public sealed class CudaBackend : IBackend
     public void LsAttentionBackward(LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
         Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk, Tensor dv, Tensor dkbar, Tensor dvbar) =>
         LsAttentionCuda.Backward(this, cfg, q, k, v, kbar, vbar, mask, o, lse, dout, dq, dk, dv, dkbar, dvbar);
+
+    public void LsCausalAttention(LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse) => LsCausalAttentionCuda.Forward(this, cfg, x, o, lse);
+    public void LsCausalAttentionBackward(LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse, Tensor dout, in LsCausalGradients grads) =>
+        LsCausalAttentionCuda.Backward(this, cfg, x, o, lse, dout, grads);
 
     public void LsProjection(Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum) =>
         LsProjectionCuda.Forward(this, scores, k, v, mask, kbar, vbar, colmax, colsum);

@@ -61,6 +61,17 @@ public interface IBackend : IDisposable
     void LsAttentionBackward(Ops.LsAttention.LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
         Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk, Tensor dv, Tensor dkbar, Tensor dvbar);
 
+    // ---- causal LS attention (kernels/ls_attention_causal.cu) ----
+    /// <summary>
+    /// One softmax over the compressed keys of earlier chunks and the band of the last w positions, with the
+    /// Transformer-XL relative terms (reference section 3.2-3.4). Shapes: <see cref="Ops.LsCausalAttention.LsCausalInputs"/>;
+    /// o: like q; lse: [B, H, L] float32.
+    /// </summary>
+    void LsCausalAttention(Ops.LsCausalAttention.LsCausalConfig cfg, in Ops.LsCausalAttention.LsCausalInputs x, Tensor o, Tensor lse);
+    /// <summary>Gradients of the causal LS attention from its saved output and log-sum-exp; every gradient is overwritten.</summary>
+    void LsCausalAttentionBackward(Ops.LsCausalAttention.LsCausalConfig cfg, in Ops.LsCausalAttention.LsCausalInputs x, Tensor o, Tensor lse,
+        Tensor dout, in Ops.LsCausalAttention.LsCausalGradients grads);
+
     // ---- dynamic projection (kernels/ls_projection.cu) ----
     /// <summary>
     /// K̄ = P·K, V̄ = P·V with P = softmax over the sequence of scores [B, n, H·r] (padding excluded), per head;

@@ -1,0 +1,359 @@
+// Causal Long-Short attention (enwik8 code, reference section 3): query i of a block of L attends under ONE
+// softmax to the compressed keys of the chunks strictly before its own (cache chunks first) with the chunk
+// relative term, and to the band of the last w positions (itself included; negative positions come from the
+// P cached rows) with the Transformer-XL terms:
+//   compressed (c, k): σq_i·(K̄_{c,k} + Rc_δ),  δ = (Mc + ⌊i/l⌋ − c)·r − 1 − k
+//   window j:          (σq_i + u)·k_j + (σq_i + v)·R_{i−j}
+// Reference: src/TransformerLS/Ops/LsCausalAttention/LsCausalAttention.cs.
+//
+// A block owns up to QB queries of ONE projection chunk, so all its queries see the same compressed keys and
+// the same δ for each of them: the tile holds K̄ + Rc directly. Window tiles of KT positions bring the R rows of
+// every δ the tile's (query, key) pairs can have (QB + KT − 1 rows); u·k_j and v·R_δ are per-key constants.
+// fp32 math on the CUDA cores, one lane per key as in ls_attention_bidir.cu.
+#include "prelude.cuh"
+
+#define KT 32
+#define QB 32
+#define RT (QB + KT - 1)
+#define NWARP 4
+
+struct LsCausalParams
+{
+    const void* q;       // [B, H, L, d], unscaled
+    const void* k;       // [B, H, P + L, d]
+    const void* v;
+    const void* u;       // [H, d]
+    const void* vb;      // [H, d]
+    const void* rel;     // [H, w, d]
+    const void* kc;      // [B, H, Nc, d]
+    const void* vc;
+    const void* relc;    // [H, Nc, d]
+    const float* mask;   // [B, P + L] or null
+    void* o;             // [B, H, L, d]
+    float* lse;          // [B, H, L]
+    const void* dout;
+    void* dq;
+    float *dk, *dv, *du, *dvb, *drel, *dkc, *dvc, *drelc;  // fp32 accumulators, zeroed
+    int B, H, L, P, d, w, l, r, mc, nc, tiles;             // tiles: query tiles per chunk
+    float scale;
+};
+
+struct Block
+{
+    int b, h, bh, q0, nq, ncmp, jlo, nwin;
+    i64 qbase, kbase, cbase;
+};
+
+TLS_DEVICE Block block_of(const LsCausalParams& p)
+{
+    Block k;
+    k.bh = blockIdx.z;
+    k.b = k.bh / p.H;
+    k.h = k.bh % p.H;
+    int chunk = blockIdx.x / p.tiles;
+    k.q0 = chunk * p.l + (blockIdx.x % p.tiles) * QB;
+    int qend = min(min(k.q0 + QB, (chunk + 1) * p.l), p.L);
+    k.nq = max(0, qend - k.q0);
+    k.ncmp = (p.mc + chunk) * p.r;
+    k.jlo = max(k.q0 - p.w + 1, -p.P);
+    k.nwin = k.q0 + k.nq - k.jlo;
+    k.qbase = (i64)k.bh * p.L * p.d;
+    k.kbase = (i64)k.bh * (p.P + p.L) * p.d;
+    k.cbase = (i64)k.bh * p.nc * p.d;
+    return k;
+}
+
+TLS_DEVICE bool is_token(const LsCausalParams& p, int b, int j) { return !p.mask || p.mask[(i64)b * (p.P + p.L) + p.P + j] != 0.f; }
+
+struct Smem
+{
+    float *Ks, *Vs, *Rs, *Us, *VBs, *ub, *vr;
+    int *valid, *pos;
+};
+
+// Tile t0 of the compressed keys (window = false) or of the window positions (window = true).
+template <typename T>
+TLS_DEVICE void load_tile(const LsCausalParams& p, const Block& k, bool window, int t0, const Smem& s)
+{
+    const int d = p.d, ds = d + 1;
+    for (int idx = threadIdx.x; idx < KT * d; idx += blockDim.x)
+    {
+        int kk = idx / d, c = idx % d, t = t0 + kk;
+        float kv = 0.f, vv = 0.f;
+        int ok = 0, at = 0;
+        if (!window && t < k.ncmp)
+        {
+            i64 off = k.cbase + (i64)t * d + c;
+            kv = load<T>(p.kc, off) + load<T>(p.relc, ((i64)k.h * p.nc + k.ncmp - 1 - t) * d + c);
+            vv = load<T>(p.vc, off);
+            ok = 1; at = t;
+        }
+        else if (window && t < k.nwin)
+        {
+            at = k.jlo + t;
+            if (is_token(p, k.b, at))
+            {
+                i64 off = k.kbase + (i64)(p.P + at) * d + c;
+                kv = load<T>(p.k, off); vv = load<T>(p.v, off); ok = 1;
+            }
+        }
+        s.Ks[kk * ds + c] = kv;
+        s.Vs[kk * ds + c] = vv;
+        if (c == 0) { s.valid[kk] = ok; s.pos[kk] = at; }
+    }
+    if (!window) return;
+    // R rows of δ = δ0 + row, δ0 = q0 − (jlo + t0) − KT + 1; rows outside [0, w) are never inside the band.
+    int d0 = k.q0 - (k.jlo + t0) - KT + 1;
+    for (int idx = threadIdx.x; idx < RT * d; idx += blockDim.x)
+    {
+        int row = idx / d, c = idx % d, delta = d0 + row;
+        s.Rs[row * ds + c] = delta >= 0 && delta < p.w ? load<T>(p.rel, ((i64)k.h * p.w + delta) * d + c) : 0.f;
+    }
+    __syncthreads();
+    // Per-key and per-δ constants: u·k_j and v·R_δ, one warp per row.
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    for (int row = warp; row < KT + RT; row += NWARP)
+    {
+        const float* x = row < KT ? s.Ks + row * ds : s.Rs + (row - KT) * ds;
+        const float* y = row < KT ? s.Us : s.VBs;
+        float a = 0.f;
+        for (int c = lane; c < d; c += 32) a += x[c] * y[c];
+        a = warp_sum(a);
+        if (lane == 0) { if (row < KT) s.ub[row] = a; else s.vr[row - KT] = a; }
+    }
+}
+
+TLS_DEVICE float row_dot(const float* a, const float* b, int d)
+{
+    float s = 0.f;
+    for (int c = 0; c < d; ++c) s += a[c] * b[c];
+    return s;
+}
+
+// Logit of query qi against the tile's key `lane`, or −inf where the key is not in qi's set.
+TLS_DEVICE float logit(const LsCausalParams& p, const Block& k, bool window, int t0, const Smem& s, const float* qs, int qi, int lane)
+{
+    const int ds = p.d + 1;
+    if (!window) return t0 + lane < k.ncmp ? row_dot(qs, s.Ks + lane * ds, p.d) : -TLS_INF;
+    int i = k.q0 + qi, j = s.pos[lane];
+    if (t0 + lane >= k.nwin || !s.valid[lane] || j > i || j <= i - p.w) return -TLS_INF;
+    int row = qi + KT - 1 - lane;
+    return row_dot(qs, s.Ks + lane * ds, p.d) + s.ub[lane] + row_dot(qs, s.Rs + row * ds, p.d) + s.vr[row];
+}
+
+TLS_DEVICE float* carve(float*& at, int n) { float* r = at; at += n; return r; }
+
+TLS_DEVICE Smem carve_common(float*& at, int d)
+{
+    Smem s;
+    const int ds = d + 1;
+    s.Ks = carve(at, KT * ds); s.Vs = carve(at, KT * ds); s.Rs = carve(at, RT * ds);
+    s.Us = carve(at, d); s.VBs = carve(at, d); s.ub = carve(at, KT); s.vr = carve(at, RT);
+    s.valid = (int*)carve(at, KT); s.pos = (int*)carve(at, KT);
+    return s;
+}
+
+template <typename T> __device__ void ls_causal_fwd(LsCausalParams p)
+{
+    extern __shared__ float sm[];
+    const Block k = block_of(p);
+    if (k.nq <= 0) return;
+    const int d = p.d, lane = threadIdx.x % 32, warp = threadIdx.x / 32, dpl = d / 32, ds = d + 1;
+    float* at = sm;
+    const Smem s = carve_common(at, d);
+    float* Qs = carve(at, QB * d);
+    float* Acc = carve(at, QB * d);
+    float* M = carve(at, QB);
+    float* Lsum = carve(at, QB);
+
+    for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
+    {
+        Qs[idx] = p.scale * load<T>(p.q, k.qbase + (i64)k.q0 * d + idx);
+        Acc[idx] = 0.f;
+    }
+    for (int c = threadIdx.x; c < d; c += blockDim.x)
+    {
+        s.Us[c] = load<T>(p.u, (i64)k.h * d + c);
+        s.VBs[c] = load<T>(p.vb, (i64)k.h * d + c);
+    }
+    for (int i = threadIdx.x; i < QB; i += blockDim.x) { M[i] = -TLS_INF; Lsum[i] = 0.f; }
+
+    for (int phase = 0; phase < 2; ++phase)
+    {
+        const bool window = phase == 1;
+        const int count = window ? k.nwin : k.ncmp;
+        for (int t0 = 0; t0 < count; t0 += KT)
+        {
+            __syncthreads();
+            load_tile<T>(p, k, window, t0, s);
+            __syncthreads();
+            for (int qi = warp; qi < k.nq; qi += NWARP)
+            {
+                float sc = logit(p, k, window, t0, s, Qs + qi * d, qi, lane);
+                float mold = M[qi], mnew = fmaxf(mold, warp_max(sc));
+                if (mnew == -TLS_INF) continue;
+                float pr = sc == -TLS_INF ? 0.f : expf(sc - mnew);
+                float corr = expf(mold - mnew);
+                float lsum = warp_sum(pr);
+                for (int t = 0; t < dpl; ++t)
+                {
+                    int c = lane + 32 * t;
+                    float a = Acc[qi * d + c] * corr;
+                    for (int kk = 0; kk < KT; ++kk) a += __shfl_sync(0xffffffffu, pr, kk) * s.Vs[kk * ds + c];
+                    Acc[qi * d + c] = a;
+                }
+                __syncwarp();
+                if (lane == 0) { M[qi] = mnew; Lsum[qi] = Lsum[qi] * corr + lsum; }
+                __syncwarp();
+            }
+        }
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
+    {
+        int qi = idx / d, i = k.q0 + qi;
+        bool pad = !is_token(p, k.b, i);
+        store<T>(p.o, k.qbase + (i64)i * d + idx % d, pad ? 0.f : Acc[idx] / Lsum[qi]);
+        if (idx % d == 0) p.lse[(i64)k.bh * p.L + i] = pad ? 0.f : M[qi] + logf(Lsum[qi]);
+    }
+}
+
+// dS = P ∘ (dP − D), D_i = dO_i·O_i. dQ = σ·Σ dS·(key + R or Rc). Key-side gradients collect per tile in shared
+// memory, then go to the fp32 accumulators atomically: dK += dS·σq + (Σ_i dS)·u, du += (Σ_i dS)·k,
+// dR_δ += dS·σq + (Σ_δ dS)·v, dv_bias += (Σ_δ dS)·R_δ, and dK̄ = dRc = dS·σq for the compressed rows.
+template <typename T> __device__ void ls_causal_bwd(LsCausalParams p)
+{
+    extern __shared__ float sm[];
+    const Block k = block_of(p);
+    if (k.nq <= 0) return;
+    const int d = p.d, lane = threadIdx.x % 32, warp = threadIdx.x / 32, dpl = d / 32, ds = d + 1;
+    float* at = sm;
+    const Smem s = carve_common(at, d);
+    float* dKs = carve(at, KT * ds);
+    float* dVs = carve(at, KT * ds);
+    float* dRs = carve(at, RT * ds);
+    float* dsum = carve(at, KT);    // Σ_i dS per key
+    float* dssum = carve(at, RT);   // Σ dS per δ row
+    float* dU = carve(at, d);
+    float* dVB = carve(at, d);
+    float* Qs = carve(at, QB * d);
+    float* dOs = carve(at, QB * d);
+    float* dQs = carve(at, QB * d);
+    float* Lse = carve(at, QB);
+    float* Dd = carve(at, QB);
+    int* qok = (int*)carve(at, QB);
+
+    for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
+    {
+        i64 off = k.qbase + (i64)k.q0 * d + idx;
+        Qs[idx] = p.scale * load<T>(p.q, off);
+        dOs[idx] = load<T>(p.dout, off);
+        dQs[idx] = 0.f;
+    }
+    for (int c = threadIdx.x; c < d; c += blockDim.x)
+    {
+        s.Us[c] = load<T>(p.u, (i64)k.h * d + c);
+        s.VBs[c] = load<T>(p.vb, (i64)k.h * d + c);
+        dU[c] = 0.f; dVB[c] = 0.f;
+    }
+    __syncthreads();
+    for (int qi = warp; qi < k.nq; qi += NWARP)
+    {
+        int i = k.q0 + qi;
+        float a = 0.f;
+        for (int c = lane; c < d; c += 32) a += dOs[qi * d + c] * load<T>(p.o, k.qbase + (i64)i * d + c);
+        a = warp_sum(a);
+        if (lane == 0) { Dd[qi] = a; Lse[qi] = p.lse[(i64)k.bh * p.L + i]; qok[qi] = is_token(p, k.b, i); }
+    }
+
+    for (int phase = 0; phase < 2; ++phase)
+    {
+        const bool window = phase == 1;
+        const int count = window ? k.nwin : k.ncmp;
+        for (int t0 = 0; t0 < count; t0 += KT)
+        {
+            __syncthreads();
+            load_tile<T>(p, k, window, t0, s);
+            for (int idx = threadIdx.x; idx < KT * ds; idx += blockDim.x) { dKs[idx] = 0.f; dVs[idx] = 0.f; }
+            for (int idx = threadIdx.x; idx < RT * ds; idx += blockDim.x) dRs[idx] = 0.f;
+            for (int idx = threadIdx.x; idx < RT; idx += blockDim.x) { dssum[idx] = 0.f; if (idx < KT) dsum[idx] = 0.f; }
+            __syncthreads();
+            for (int qi = warp; qi < k.nq; qi += NWARP)
+            {
+                if (!qok[qi]) continue;
+                float sc = logit(p, k, window, t0, s, Qs + qi * d, qi, lane);
+                bool ok = sc != -TLS_INF;
+                float pr = 0.f, dsv = 0.f;
+                if (ok)
+                {
+                    pr = expf(sc - Lse[qi]);
+                    dsv = pr * (row_dot(dOs + qi * d, s.Vs + lane * ds, d) - Dd[qi]);
+                }
+                for (int t = 0; t < dpl; ++t)
+                {
+                    int c = lane + 32 * t;
+                    float g = 0.f;
+                    for (int kk = 0; kk < KT; ++kk)
+                    {
+                        float key = s.Ks[kk * ds + c];
+                        if (window) key += s.Rs[(qi + KT - 1 - kk) * ds + c];
+                        g += __shfl_sync(0xffffffffu, dsv, kk) * key;
+                    }
+                    dQs[qi * d + c] += g;
+                }
+                if (!ok) continue;
+                int row = qi + KT - 1 - lane;
+                for (int c = 0; c < d; ++c)
+                {
+                    atomicAdd(&dKs[lane * ds + c], dsv * Qs[qi * d + c]);
+                    atomicAdd(&dVs[lane * ds + c], pr * dOs[qi * d + c]);
+                    if (window) atomicAdd(&dRs[row * ds + c], dsv * Qs[qi * d + c]);
+                }
+                if (window) { atomicAdd(&dsum[lane], dsv); atomicAdd(&dssum[row], dsv); }
+            }
+            __syncthreads();
+            for (int idx = threadIdx.x; idx < KT * d; idx += blockDim.x)
+            {
+                int kk = idx / d, c = idx % d;
+                if (t0 + kk >= count || !s.valid[kk]) continue;
+                float gk = dKs[kk * ds + c], gv = dVs[kk * ds + c];
+                if (!window)
+                {
+                    int n = s.pos[kk];
+                    atomicAdd(p.dkc + k.cbase + (i64)n * d + c, gk);
+                    atomicAdd(p.dvc + k.cbase + (i64)n * d + c, gv);
+                    atomicAdd(p.drelc + ((i64)k.h * p.nc + k.ncmp - 1 - n) * d + c, gk);
+                }
+                else
+                {
+                    i64 off = k.kbase + (i64)(p.P + s.pos[kk]) * d + c;
+                    atomicAdd(p.dk + off, gk + dsum[kk] * s.Us[c]);
+                    atomicAdd(p.dv + off, gv);
+                    atomicAdd(&dU[c], dsum[kk] * s.Ks[kk * ds + c]);
+                }
+            }
+            if (window)
+            {
+                int d0 = k.q0 - (k.jlo + t0) - KT + 1;
+                for (int idx = threadIdx.x; idx < RT * d; idx += blockDim.x)
+                {
+                    int row = idx / d, c = idx % d, delta = d0 + row;
+                    if (delta < 0 || delta >= p.w) continue;
+                    atomicAdd(p.drel + ((i64)k.h * p.w + delta) * d + c, dRs[row * ds + c] + dssum[row] * s.VBs[c]);
+                    atomicAdd(&dVB[c], dssum[row] * s.Rs[row * ds + c]);
+                }
+            }
+        }
+    }
+    __syncthreads();
+    for (int c = threadIdx.x; c < d; c += blockDim.x)
+    {
+        atomicAdd(p.du + (i64)k.h * d + c, dU[c]);
+        atomicAdd(p.dvb + (i64)k.h * d + c, dVB[c]);
+    }
+    for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
+        store<T>(p.dq, k.qbase + (i64)k.q0 * d + idx, qok[idx / d] ? p.scale * dQs[idx] : 0.f);
+}
+
+TLS_INSTANTIATE(ls_causal_fwd, LsCausalParams)
+TLS_INSTANTIATE(ls_causal_bwd, LsCausalParams)

@@ -1,0 +1,172 @@
+using System.Numerics;
+using TransformerLS.Backends;
+using TransformerLS.Ops.LsAttention;
+using TransformerLS.Ops.LsCausalAttention;
+using TransformerLS.Ops.LsProjection;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Conformance;
+
+/// <summary>The table's rows for the Long-Short attention families.</summary>
+public static partial class OpCases
+{
+    static void AddAttention(List<OpCase> list, DType dt)
+    {
+        var f = DType.Float32;
+        foreach (var (B, H, n, d, w, r, masked) in new[]
+        {
+            (2, 2, 37, 32, 8, 5, true),    // n not a multiple of w, padding
+            (1, 1, 20, 64, 1, 3, false),   // w = 1: left neighbour, self, right neighbour
+            (1, 3, 64, 128, 16, 8, true),
+            (3, 1, 50, 32, 64, 2, true),   // one segment longer than the sequence
+        })
+        {
+            var cfg = new LsAttentionConfig(w, r);
+            var shape = $"B{B} H{H} n{n} d{d} w{w} r{r}{(masked ? " masked" : "")}";
+            var geo = new LsAttentionGeometry(B, H, n, d, w, r, cfg.Extension, 1f / MathF.Sqrt(d));
+            InputSpec[] ins =
+            [
+                In("q", dt, 1, B, H, n, d), In("k", dt, 1, B, H, n, d), In("v", dt, 1, B, H, n, d),
+                In("kbar", dt, 1, B, H, r, d), In("vbar", dt, 1, B, H, r, d),
+                .. masked ? new[] { new InputSpec("mask", new Shape(B, n), f, InputKind.PaddingMask) } : [],
+            ];
+            list.Add(Make("ls_attention", dt, shape, ins, [Out("o", dt, B, H, n, d), Out("lse", f, B, H, n)],
+                (be, i, o) => be.LsAttention(cfg, i[0], i[1], i[2], i[3], i[4], masked ? i[5] : null, o[0], o[1]),
+                new LsAttentionRef(geo, masked, false)));
+            list.Add(Make("ls_attention_backward", dt, shape, [.. ins, In("dout", dt, 1, B, H, n, d)],
+                [Out("dq", dt, B, H, n, d), Out("dk", dt, B, H, n, d), Out("dv", dt, B, H, n, d), Out("dkbar", dt, B, H, r, d), Out("dvbar", dt, B, H, r, d)],
+                (be, i, o) => RunLsAttentionBackward(be, cfg, i, o, masked), new LsAttentionRef(geo, masked, true)));
+        }
+
+        foreach (var (B, H, n, d, r, masked) in new[] { (2, 2, 45, 32, 4, true), (1, 1, 70, 64, 1, false), (1, 3, 33, 128, 8, true) })
+        {
+            var shape = $"B{B} H{H} n{n} d{d} r{r}{(masked ? " masked" : "")}";
+            var geo = new LsProjectionGeometry(B, H, n, d, r);
+            InputSpec[] ins =
+            [
+                In("scores", dt, 2, B, n, H * r), In("k", dt, 1, B, H, n, d), In("v", dt, 1, B, H, n, d),
+                .. masked ? new[] { new InputSpec("mask", new Shape(B, n), f, InputKind.PaddingMask) } : [],
+            ];
+            list.Add(Make("ls_projection", dt, shape, ins, [Out("kbar", dt, B, H, r, d), Out("vbar", dt, B, H, r, d)],
+                (be, i, o) =>
+                {
+                    using var cm = be.Empty(new Shape(B, H * r), f);
+                    using var cs = be.Empty(new Shape(B, H * r), f);
+                    be.LsProjection(i[0], i[1], i[2], masked ? i[3] : null, o[0], o[1], cm, cs);
+                }, new LsProjectionRef(geo, masked, false)));
+            list.Add(Make("ls_projection_backward", dt, shape, [.. ins, In("dkbar", dt, 1, B, H, r, d), In("dvbar", dt, 1, B, H, r, d)],
+                [Out("dscores", dt, B, n, H * r), Out("dk", dt, B, H, n, d), Out("dv", dt, B, H, n, d)],
+                (be, i, o) =>
+                {
+                    var m = masked ? i[3] : null;
+                    var at = masked ? 4 : 3;
+                    using var cm = be.Empty(new Shape(B, H * r), f);
+                    using var cs = be.Empty(new Shape(B, H * r), f);
+                    using var kb = be.Empty(new Shape(B, H, r, d), dt);
+                    using var vb = be.Empty(new Shape(B, H, r, d), dt);
+                    be.LsProjection(i[0], i[1], i[2], m, kb, vb, cm, cs);
+                    be.LsProjectionBackward(i[0], i[1], i[2], m, cm, cs, i[at], i[at + 1], o[0], o[1], o[2]);
+                }, new LsProjectionRef(geo, masked, true)));
+        }
+    }
+
+    static void AddCausal(List<OpCase> list, DType dt)
+    {
+        var f = DType.Float32;
+        foreach (var (B, H, L, P, d, w, l, r, mc, masked) in new[]
+        {
+            (2, 2, 37, 5, 32, 8, 4, 2, 2, true),    // L not a multiple of l, a short window prefix, padding
+            (1, 1, 20, 0, 64, 1, 1, 3, 0, false),   // w = 1 and l = 1, no cache
+            (1, 3, 48, 16, 128, 16, 16, 1, 3, true),
+            (3, 1, 24, 8, 32, 32, 8, 2, 1, false),  // the window is longer than the block
+            (1, 2, 90, 8, 64, 8, 40, 2, 1, true),   // a chunk longer than the kernel's query tile
+        })
+        {
+            var cfg = new LsCausalConfig(w, l, r);
+            var nc = (mc + (L + l - 1) / l) * r;
+            var shape = $"B{B} H{H} L{L} P{P} d{d} w{w} l{l} r{r} Mc{mc}{(masked ? " masked" : "")}";
+            var geo = new LsCausalGeometry(B, H, L, P, d, w, l, r, mc, 1f / MathF.Sqrt(d));
+            InputSpec[] ins =
+            [
+                In("q", dt, 1, B, H, L, d), In("k", dt, 1, B, H, P + L, d), In("v", dt, 1, B, H, P + L, d),
+                In("u", dt, 0.1, H, d), In("vbias", dt, 0.1, H, d), In("rel", dt, 1, H, w, d),
+                In("kc", dt, 1, B, H, nc, d), In("vc", dt, 1, B, H, nc, d), In("relc", dt, 1, H, nc, d),
+                .. masked ? new[] { new InputSpec("mask", new Shape(B, P + L), f, InputKind.PaddingMask) } : [],
+            ];
+            list.Add(Make("ls_causal_attention", dt, shape, ins, [Out("o", dt, B, H, L, d), Out("lse", f, B, H, L)],
+                (be, i, o) => be.LsCausalAttention(cfg, CausalInputs(i, masked), o[0], o[1]), new LsCausalRef(geo, masked, false)));
+            list.Add(Make("ls_causal_attention_backward", dt, shape, [.. ins, In("dout", dt, 1, B, H, L, d)],
+                [Out("dq", dt, B, H, L, d), Out("dk", dt, B, H, P + L, d), Out("dv", dt, B, H, P + L, d), Out("du", dt, H, d), Out("dvbias", dt, H, d),
+                 Out("drel", dt, H, w, d), Out("dkc", dt, B, H, nc, d), Out("dvc", dt, B, H, nc, d), Out("drelc", dt, H, nc, d)],
+                (be, i, o) =>
+                {
+                    var x = CausalInputs(i, masked);
+                    using var att = be.Empty(i[0].Shape, dt);
+                    using var lse = be.Empty(new Shape(B, H, L), f);
+                    be.LsCausalAttention(cfg, x, att, lse);
+                    be.LsCausalAttentionBackward(cfg, x, att, lse, i[masked ? 10 : 9], new LsCausalGradients(o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8]));
+                }, new LsCausalRef(geo, masked, true)));
+        }
+    }
+
+    static LsCausalInputs CausalInputs(Tensor[] i, bool masked) => new(i[0], i[1], i[2], i[3], i[4], i[5], i[6], i[7], i[8], masked ? i[9] : null);
+
+    sealed record LsCausalRef(LsCausalGeometry G, bool Masked, bool Backward) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var x = new LsCausalData<T>(i[0], i[1], i[2], i[3], i[4], i[5], i[6], i[7], i[8], Masked ? i[9] : []);
+            T[] o = new T[i[0].Length], lse = new T[G.B * G.H * G.L];
+            LsCausalAttention.Forward(G, x, o, lse);
+            if (!Backward) return [o, lse];
+            for (var j = 0; j < o.Length; j++) o[j] = stored(o[j]);
+            var g = new LsCausalData<T>(new T[i[0].Length], new T[i[1].Length], new T[i[2].Length], new T[i[3].Length], new T[i[4].Length],
+                new T[i[5].Length], new T[i[6].Length], new T[i[7].Length], new T[i[8].Length], []);
+            LsCausalAttention.Backward(G, x, o, lse, i[Masked ? 10 : 9], g);
+            return [g.Q, g.K, g.V, g.U, g.VBias, g.Rel, g.KC, g.VC, g.RelC];
+        }
+    }
+
+    static void RunLsAttentionBackward(IBackend be, LsAttentionConfig cfg, Tensor[] i, Tensor[] o, bool masked)
+    {
+        var mask = masked ? i[5] : null;
+        var dout = i[masked ? 6 : 5];
+        using var att = be.Empty(i[0].Shape, i[0].DType);
+        using var lse = be.Empty(new Shape(i[0].Shape[0], i[0].Shape[1], i[0].Shape[2]), DType.Float32);
+        be.LsAttention(cfg, i[0], i[1], i[2], i[3], i[4], mask, att, lse);
+        be.LsAttentionBackward(cfg, i[0], i[1], i[2], i[3], i[4], mask, att, lse, dout, o[0], o[1], o[2], o[3], o[4]);
+    }
+
+    sealed record LsAttentionRef(LsAttentionGeometry G, bool Masked, bool Backward) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var mask = Masked ? i[5] : [];
+            T[] o = new T[i[0].Length], lse = new T[G.B * G.H * G.N];
+            LsAttention.Forward(G, i[0], i[1], i[2], i[3], i[4], mask, o, lse);
+            if (!Backward) return [o, lse];
+            for (var j = 0; j < o.Length; j++) o[j] = stored(o[j]); // the backward reads O as the forward stored it
+            T[] dq = new T[o.Length], dk = new T[o.Length], dv = new T[o.Length], dkb = new T[i[3].Length], dvb = new T[i[3].Length];
+            LsAttention.Backward(G, i[0], i[1], i[2], i[3], i[4], mask, o, lse, i[Masked ? 6 : 5], dq, dk, dv, dkb, dvb);
+            return [dq, dk, dv, dkb, dvb];
+        }
+    }
+
+    sealed record LsProjectionRef(LsProjectionGeometry G, bool Masked, bool Backward) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var mask = Masked ? i[3] : [];
+            if (!Backward)
+            {
+                T[] kb = new T[G.B * G.H * G.R * G.D], vb = new T[kb.Length];
+                LsProjection.Forward(G, i[0], i[1], i[2], mask, kb, vb);
+                return [kb, vb];
+            }
+            var at = Masked ? 4 : 3;
+            T[] ds = new T[i[0].Length], dk = new T[i[1].Length], dv = new T[i[2].Length];
+            LsProjection.Backward(G, i[0], i[1], i[2], mask, i[at], i[at + 1], ds, dk, dv);
+            return [ds, dk, dv];
+        }
+    }
+}

@@ -1,0 +1,67 @@
+using System.Runtime.InteropServices;
+using TransformerLS.Backends;
+using TransformerLS.Cuda;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Ops.LsCausalAttention;
+
+/// <summary>Mirror of LsCausalParams in kernels/ls_attention_causal.cu.</summary>
+[StructLayout(LayoutKind.Sequential)]
+struct LsCausalParams
+{
+    public ulong Q, K, V, U, VB, Rel, KC, VC, RelC, Mask, O, Lse, DOut, DQ, DK, DV, DU, DVB, DRel, DKC, DVC, DRelC;
+    public int B, H, L, P, D, W, Lc, R, Mc, Nc, Tiles;
+    public float Scale;
+}
+
+static class LsCausalAttentionCuda
+{
+    const string File = "ls_attention_causal.cu";
+    const int KT = 32, QB = 32, RT = QB + KT - 1, Threads = 128;
+
+    static LsCausalParams Params(LsCausalGeometry g, in LsCausalInputs x, Tensor o, Tensor lse)
+    {
+        if (g.D % 32 != 0 || g.D > 128)
+            throw new ArgumentOutOfRangeException("q", g.D, "the CUDA causal LS attention supports head dims 32, 64, 96 and 128 (d % 32 == 0, d <= 128)");
+        return new()
+        {
+            Q = x.Q.DevicePointer, K = x.K.DevicePointer, V = x.V.DevicePointer, U = x.U.DevicePointer, VB = x.VBias.DevicePointer,
+            Rel = x.Rel.DevicePointer, KC = x.KC.DevicePointer, VC = x.VC.DevicePointer, RelC = x.RelC.DevicePointer,
+            Mask = x.Mask?.DevicePointer ?? 0, O = o.DevicePointer, Lse = lse.DevicePointer,
+            B = g.B, H = g.H, L = g.L, P = g.P, D = g.D, W = g.W, Lc = g.Lc, R = g.R, Mc = g.Mc, Nc = g.Nc, Tiles = Tiles(g), Scale = g.Scale,
+        };
+    }
+
+    /// <summary>Query tiles per projection chunk: a block never straddles two chunks.</summary>
+    static int Tiles(LsCausalGeometry g) => (Math.Min(g.Lc, g.L) + QB - 1) / QB;
+
+    static Dim3 Grid(LsCausalGeometry g) => new((uint)(g.BlockChunks * Tiles(g)), 1, (uint)(g.B * g.H));
+
+    /// <summary>Shared floats both kernels carve first (kernel: carve_common).</summary>
+    static int Common(int d) => 2 * KT * (d + 1) + RT * (d + 1) + 2 * d + KT + RT + 2 * KT;
+
+    public static void Forward(CudaBackend be, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse)
+    {
+        var g = LsCausalAttention.CheckForward(be, cfg, x, o, lse);
+        var p = Params(g, x, o, lse);
+        var smem = (uint)(4 * (Common(g.D) + 2 * QB * g.D + 2 * QB));
+        be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_fwd_f32" : "ls_causal_fwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
+    }
+
+    public static void Backward(CudaBackend be, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse, Tensor dout, in LsCausalGradients gr)
+    {
+        var g = LsCausalAttention.CheckBackward(be, cfg, x, o, lse, dout, gr);
+        var p = Params(g, x, o, lse);
+        // Everything but dq accumulates atomically in fp32.
+        using var seq = new Float32Accumulators(be, gr.DK, gr.DV);
+        using var cmp = new Float32Accumulators(be, gr.DKC, gr.DVC);
+        using var bias = new Float32Accumulators(be, gr.DU, gr.DVBias);
+        using var rel = new Float32Accumulators(be, gr.DRel, gr.DRelC);
+        p.DOut = dout.DevicePointer; p.DQ = gr.DQ.DevicePointer;
+        p.DK = seq.P0; p.DV = seq.P1; p.DKC = cmp.P0; p.DVC = cmp.P1; p.DU = bias.P0; p.DVB = bias.P1; p.DRel = rel.P0; p.DRelC = rel.P1;
+        var d = g.D;
+        var smem = (uint)(4 * (Common(d) + 2 * KT * (d + 1) + RT * (d + 1) + KT + RT + 2 * d + 3 * QB * d + 3 * QB));
+        be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_bwd_f32" : "ls_causal_bwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
+        seq.Complete(); cmp.Complete(); bias.Complete(); rel.Complete();
+    }
+}
