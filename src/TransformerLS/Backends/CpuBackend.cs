@@ -184,6 +184,23 @@ public sealed class CpuBackend : IBackend
     static LsCausalData<double> Read(in LsCausalInputs x) => new(Read(x.Q), Read(x.K), Read(x.V), Read(x.U), Read(x.VBias), Read(x.Rel),
         Read(x.KC), Read(x.VC), Read(x.RelC), x.Mask is null ? [] : Read(x.Mask));
 
+    public void LsChunkProjection(int chunk, Tensor scores, Tensor x, Tensor? mask, Tensor y)
+    {
+        var g = Ops.LsChunkProjection.LsChunkProjection.Check(this, chunk, scores, x, mask, y);
+        var r = new double[y.Count];
+        Ops.LsChunkProjection.LsChunkProjection.Forward(g, Read(scores), Read(x), mask is null ? [] : Read(mask), r);
+        Write(y, r);
+    }
+
+    public void LsChunkProjectionBackward(int chunk, Tensor scores, Tensor x, Tensor? mask, Tensor dy, Tensor dscores, Tensor dx, bool accumulate = false)
+    {
+        var g = Ops.LsChunkProjection.LsChunkProjection.CheckBackward(this, chunk, scores, x, mask, dy, dscores, dx);
+        double[] ds = accumulate ? Read(dscores) : new double[dscores.Count], gx = accumulate ? Read(dx) : new double[dx.Count];
+        Ops.LsChunkProjection.LsChunkProjection.Backward(g, Read(scores), Read(x), mask is null ? [] : Read(mask), Read(dy), ds, gx, accumulate);
+        Write(dscores, ds);
+        Write(dx, gx);
+    }
+
     public void LsProjection(Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum)
     {
         var g = Ops.LsProjection.LsProjection.CheckForward(this, scores, k, v, mask, kbar, vbar, colmax, colsum);

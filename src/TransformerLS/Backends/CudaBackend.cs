@@ -2,6 +2,7 @@ using TransformerLS.Cuda;
 using TransformerLS.Ops.Elementwise;
 using TransformerLS.Ops.LayerNorm;
 using TransformerLS.Ops.LsAttention;
+using TransformerLS.Ops.LsChunkProjection;
 using TransformerLS.Ops.LsCausalAttention;
 using TransformerLS.Ops.LsProjection;
 using TransformerLS.Ops.MatMul;
@@ -104,6 +105,10 @@ public sealed class CudaBackend : IBackend
     public void LsCausalAttention(LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse) => LsCausalAttentionCuda.Forward(this, cfg, x, o, lse);
     public void LsCausalAttentionBackward(LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse, Tensor dout, in LsCausalGradients grads) =>
         LsCausalAttentionCuda.Backward(this, cfg, x, o, lse, dout, grads);
+
+    public void LsChunkProjection(int chunk, Tensor scores, Tensor x, Tensor? mask, Tensor y) => LsChunkProjectionCuda.Forward(this, chunk, scores, x, mask, y);
+    public void LsChunkProjectionBackward(int chunk, Tensor scores, Tensor x, Tensor? mask, Tensor dy, Tensor dscores, Tensor dx, bool accumulate = false) =>
+        LsChunkProjectionCuda.Backward(this, chunk, scores, x, mask, dy, dscores, dx, accumulate);
 
     public void LsProjection(Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum) =>
         LsProjectionCuda.Forward(this, scores, k, v, mask, kbar, vbar, colmax, colsum);

@@ -72,6 +72,15 @@ public interface IBackend : IDisposable
     void LsCausalAttentionBackward(Ops.LsCausalAttention.LsCausalConfig cfg, in Ops.LsCausalAttention.LsCausalInputs x, Tensor o, Tensor lse,
         Tensor dout, in Ops.LsCausalAttention.LsCausalGradients grads);
 
+    // ---- chunked dynamic projection of the causal attention (kernels/ls_projection_chunked.cu) ----
+    /// <summary>
+    /// y[c·r + k] = Σ_t P_t·x_t, P = softmax over the tokens of chunk c (l positions) of scores[:, h·r + k], per head.
+    /// scores [B, T, H·r]; x [B, H, T, d]; mask [B, T] or null; y [B, H, ⌈T/l⌉·r, d].
+    /// </summary>
+    void LsChunkProjection(int chunk, Tensor scores, Tensor x, Tensor? mask, Tensor y);
+    /// <summary>dscores and dx, overwritten or, with <paramref name="accumulate"/>, added to.</summary>
+    void LsChunkProjectionBackward(int chunk, Tensor scores, Tensor x, Tensor? mask, Tensor dy, Tensor dscores, Tensor dx, bool accumulate = false);
+
     // ---- dynamic projection (kernels/ls_projection.cu) ----
     /// <summary>
     /// K̄ = P·K, V̄ = P·V with P = softmax over the sequence of scores [B, n, H·r] (padding excluded), per head;

@@ -1,6 +1,7 @@
 using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Ops.LsAttention;
+using TransformerLS.Ops.LsChunkProjection;
 using TransformerLS.Ops.LsCausalAttention;
 using TransformerLS.Ops.LsProjection;
 using TransformerLS.Tensors;
@@ -106,6 +107,43 @@ public static partial class OpCases
                     be.LsCausalAttention(cfg, x, att, lse);
                     be.LsCausalAttentionBackward(cfg, x, att, lse, i[masked ? 10 : 9], new LsCausalGradients(o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8]));
                 }, new LsCausalRef(geo, masked, true)));
+        }
+    }
+
+    static void AddChunkProjection(List<OpCase> list, DType dt)
+    {
+        foreach (var (B, H, T, d, r, l, masked) in new[] { (2, 2, 37, 32, 2, 4, true), (1, 1, 16, 64, 1, 16, false), (1, 3, 50, 128, 3, 7, true), (2, 1, 9, 32, 1, 1, false) })
+        {
+            var g = new LsChunkProjectionGeometry(B, H, T, d, r, l);
+            var shape = $"B{B} H{H} T{T} d{d} r{r} l{l}{(masked ? " masked" : "")}";
+            InputSpec[] ins =
+            [
+                In("scores", dt, 2, B, T, H * r), In("x", dt, 1, B, H, T, d),
+                .. masked ? new[] { new InputSpec("mask", new Shape(B, T), DType.Float32, InputKind.PaddingMask) } : [],
+            ];
+            list.Add(Make("ls_chunk_projection", dt, shape, ins, [Out("y", dt, B, H, g.Chunks * r, d)],
+                (be, i, o) => be.LsChunkProjection(l, i[0], i[1], masked ? i[2] : null, o[0]), new LsChunkProjectionRef(g, masked, false)));
+            list.Add(Make("ls_chunk_projection_backward", dt, shape, [.. ins, In("dy", dt, 1, B, H, g.Chunks * r, d)],
+                [Out("dscores", dt, B, T, H * r), Out("dx", dt, B, H, T, d)],
+                (be, i, o) => be.LsChunkProjectionBackward(l, i[0], i[1], masked ? i[2] : null, i[masked ? 3 : 2], o[0], o[1]),
+                new LsChunkProjectionRef(g, masked, true)));
+        }
+    }
+
+    sealed record LsChunkProjectionRef(LsChunkProjectionGeometry G, bool Masked, bool Backward) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var mask = Masked ? i[2] : [];
+            if (!Backward)
+            {
+                var y = new T[G.B * G.H * G.Chunks * G.R * G.D];
+                LsChunkProjection.Forward(G, i[0], i[1], mask, y);
+                return [y];
+            }
+            T[] ds = new T[i[0].Length], dx = new T[i[1].Length];
+            LsChunkProjection.Backward(G, i[0], i[1], mask, i[Masked ? 3 : 2], ds, dx, false);
+            return [ds, dx];
         }
     }
 

@@ -110,6 +110,7 @@ public static partial class OpCases
 
             AddAttention(list, dt);
             AddCausal(list, dt);
+            AddChunkProjection(list, dt);
         }
         return list;
     }

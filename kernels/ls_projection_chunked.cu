@@ -1,0 +1,101 @@
+// Causal dynamic projection (enwik8 code, reference section 3.3): per chunk of l positions, head h and rank k,
+// P = softmax over the chunk's tokens of scores[:, h·r + k], y[c·r + k] = Σ_t P_t·x_t. The backward recomputes P.
+// Reference: src/TransformerLS/Ops/LsChunkProjection/LsChunkProjection.cs.
+// One block per (chunk, head, batch): chunks are short (l = 16 in the released configs), so P for all r ranks
+// of a chunk sits in shared memory; the backward keeps dP and Σ P·dP in double (the cancellation in
+// dP − Σ P·dP is where fp32 lost accuracy in the sequence-wide projection).
+#include "prelude.cuh"
+
+struct LsChunkProjParams
+{
+    const void* s;       // [B, T, H·r]
+    const void* x;       // [B, H, T, d]
+    const float* mask;   // [B, T] or null
+    void* y;             // [B, H, chunks·r, d]
+    const void* dy;
+    void* ds;            // [B, T, H·r]
+    void* dx;            // [B, H, T, d]
+    int B, H, T, d, r, l, chunks, accumulate;
+};
+
+// P[t·r + k] for the block's chunk; n = positions in the chunk.
+template <typename T>
+TLS_DEVICE void chunk_probabilities(const LsChunkProjParams& p, int b, int h, int t0, int n, float* P)
+{
+    const int hr = p.H * p.r;
+    for (int k = threadIdx.x; k < p.r; k += blockDim.x)
+    {
+        float m = -TLS_INF;
+        for (int t = 0; t < n; ++t)
+            if (!p.mask || p.mask[(i64)b * p.T + t0 + t] != 0.f) m = fmaxf(m, load<T>(p.s, ((i64)b * p.T + t0 + t) * hr + h * p.r + k));
+        float sum = 0.f;
+        for (int t = 0; t < n; ++t)
+        {
+            bool tok = m != -TLS_INF && (!p.mask || p.mask[(i64)b * p.T + t0 + t] != 0.f);
+            float e = tok ? expf(load<T>(p.s, ((i64)b * p.T + t0 + t) * hr + h * p.r + k) - m) : 0.f;
+            P[t * p.r + k] = e;
+            sum += e;
+        }
+        for (int t = 0; t < n; ++t) P[t * p.r + k] = sum > 0.f ? P[t * p.r + k] / sum : 0.f;
+    }
+    __syncthreads();
+}
+
+template <typename T> __device__ void ls_chunk_proj_fwd(LsChunkProjParams p)
+{
+    extern __shared__ float sm[];
+    const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, t0 = c * p.l, n = min(p.l, p.T - t0);
+    chunk_probabilities<T>(p, b, h, t0, n, sm);
+    const i64 xb = (((i64)b * p.H + h) * p.T + t0) * p.d, yb = (((i64)b * p.H + h) * p.chunks + c) * p.r * p.d;
+    for (int idx = threadIdx.x; idx < p.r * p.d; idx += blockDim.x)
+    {
+        int k = idx / p.d, e = idx % p.d;
+        float a = 0.f;
+        for (int t = 0; t < n; ++t) a += sm[t * p.r + k] * load<T>(p.x, xb + (i64)t * p.d + e);
+        store<T>(p.y, yb + idx, a);
+    }
+}
+
+template <typename T> __device__ void ls_chunk_proj_bwd(LsChunkProjParams p)
+{
+    extern __shared__ double smd[];
+    const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, t0 = c * p.l, n = min(p.l, p.T - t0), hr = p.H * p.r;
+    double* dP = smd;                      // [n·r]
+    double* dot = dP + p.l * p.r;          // [r]
+    float* P = (float*)(dot + p.r);        // [n·r]
+    chunk_probabilities<T>(p, b, h, t0, n, P);
+    const i64 xb = (((i64)b * p.H + h) * p.T + t0) * p.d, yb = (((i64)b * p.H + h) * p.chunks + c) * p.r * p.d;
+    for (int idx = threadIdx.x; idx < n * p.r; idx += blockDim.x)
+    {
+        int t = idx / p.r, k = idx % p.r;
+        double a = 0.0;
+        for (int e = 0; e < p.d; ++e) a += (double)load<T>(p.dy, yb + (i64)k * p.d + e) * load<T>(p.x, xb + (i64)t * p.d + e);
+        dP[idx] = a;
+    }
+    for (int idx = threadIdx.x; idx < n * p.d; idx += blockDim.x)
+    {
+        int t = idx / p.d, e = idx % p.d;
+        float a = 0.f;
+        for (int k = 0; k < p.r; ++k) a += P[t * p.r + k] * load<T>(p.dy, yb + (i64)k * p.d + e);
+        i64 off = xb + idx;
+        store<T>(p.dx, off, p.accumulate ? load<T>(p.dx, off) + a : a);
+    }
+    __syncthreads();
+    for (int k = threadIdx.x; k < p.r; k += blockDim.x)
+    {
+        double a = 0.0;
+        for (int t = 0; t < n; ++t) a += (double)P[t * p.r + k] * dP[t * p.r + k];
+        dot[k] = a;
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < n * p.r; idx += blockDim.x)
+    {
+        int t = idx / p.r, k = idx % p.r;
+        float g = (float)((double)P[idx] * (dP[idx] - dot[k]));
+        i64 off = ((i64)b * p.T + t0 + t) * hr + h * p.r + k;
+        store<T>(p.ds, off, p.accumulate ? load<T>(p.ds, off) + g : g);
+    }
+}
+
+TLS_INSTANTIATE(ls_chunk_proj_fwd, LsChunkProjParams)
+TLS_INSTANTIATE(ls_chunk_proj_bwd, LsChunkProjParams)

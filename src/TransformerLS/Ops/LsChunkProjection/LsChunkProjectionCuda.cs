@@ -1,0 +1,54 @@
+using System.Runtime.InteropServices;
+using TransformerLS.Backends;
+using TransformerLS.Cuda;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Ops.LsChunkProjection;
+
+/// <summary>Mirror of LsChunkProjParams in kernels/ls_projection_chunked.cu.</summary>
+[StructLayout(LayoutKind.Sequential)]
+struct LsChunkProjParams
+{
+    public ulong S, X, Mask, Y, Dy, Ds, Dx;
+    public int B, H, T, D, R, L, Chunks, Accumulate;
+}
+
+static class LsChunkProjectionCuda
+{
+    const string File = "ls_projection_chunked.cu";
+    const int Threads = 128;
+
+    static LsChunkProjParams Params(LsChunkProjectionGeometry g, Tensor s, Tensor x, Tensor? mask) => new()
+    {
+        S = s.DevicePointer, X = x.DevicePointer, Mask = mask?.DevicePointer ?? 0,
+        B = g.B, H = g.H, T = g.T, D = g.D, R = g.R, L = g.Lc, Chunks = g.Chunks,
+    };
+
+    static uint SharedBytes(CudaBackend be, LsChunkProjectionGeometry g, long bytes)
+    {
+        if (bytes > be.Context.Device.MaxSharedMemoryPerBlockOptin)
+            throw new ArgumentOutOfRangeException("chunk", $"l={g.Lc}, r={g.R}",
+                $"the CUDA chunk projection needs {bytes} bytes of shared memory for l·r = {g.Lc}·{g.R}; the device allows {be.Context.Device.MaxSharedMemoryPerBlockOptin}");
+        return (uint)bytes;
+    }
+
+    static Dim3 Grid(LsChunkProjectionGeometry g) => new((uint)g.Chunks, (uint)g.H, (uint)g.B);
+
+    public static void Forward(CudaBackend be, int chunk, Tensor s, Tensor x, Tensor? mask, Tensor y)
+    {
+        var g = LsChunkProjection.Check(be, chunk, s, x, mask, y);
+        var p = Params(g, s, x, mask);
+        p.Y = y.DevicePointer;
+        var smem = SharedBytes(be, g, 4L * g.Lc * g.R);
+        be.Kernel(File, x.DType == DType.Float32 ? "ls_chunk_proj_fwd_f32" : "ls_chunk_proj_fwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
+    }
+
+    public static void Backward(CudaBackend be, int chunk, Tensor s, Tensor x, Tensor? mask, Tensor dy, Tensor ds, Tensor dx, bool accumulate)
+    {
+        var g = LsChunkProjection.CheckBackward(be, chunk, s, x, mask, dy, ds, dx);
+        var p = Params(g, s, x, mask);
+        p.Dy = dy.DevicePointer; p.Ds = ds.DevicePointer; p.Dx = dx.DevicePointer; p.Accumulate = accumulate ? 1 : 0;
+        var smem = SharedBytes(be, g, 12L * g.Lc * g.R + 8L * g.R);
+        be.Kernel(File, x.DType == DType.Float32 ? "ls_chunk_proj_bwd_f32" : "ls_chunk_proj_bwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
+    }
+}
