@@ -123,10 +123,12 @@ TLS_DEVICE void load_tile(const LsCausalParams& p, const Block& k, bool window, 
     }
 }
 
-TLS_DEVICE float row_dot(const float* a, const float* b, int d)
+// Logits are sums of four dot products here (content, u, relative, v terms); accumulating in double keeps the
+// fp32 kernel within 2x of a float32 CPU evaluation of the same sum (plain fp32 missed it for du and dK̄).
+TLS_DEVICE double row_dot(const float* a, const float* b, int d)
 {
-    float s = 0.f;
-    for (int c = 0; c < d; ++c) s += a[c] * b[c];
+    double s = 0.0;
+    for (int c = 0; c < d; ++c) s += (double)a[c] * b[c];
     return s;
 }
 
@@ -134,11 +136,11 @@ TLS_DEVICE float row_dot(const float* a, const float* b, int d)
 TLS_DEVICE float logit(const LsCausalParams& p, const Block& k, bool window, int t0, const Smem& s, const float* qs, int qi, int lane)
 {
     const int ds = p.d + 1;
-    if (!window) return t0 + lane < k.ncmp ? row_dot(qs, s.Ks + lane * ds, p.d) : -TLS_INF;
+    if (!window) return t0 + lane < k.ncmp ? (float)row_dot(qs, s.Ks + lane * ds, p.d) : -TLS_INF;
     int i = k.q0 + qi, j = s.pos[lane];
     if (t0 + lane >= k.nwin || !s.valid[lane] || j > i || j <= i - p.w) return -TLS_INF;
     int row = qi + KT - 1 - lane;
-    return row_dot(qs, s.Ks + lane * ds, p.d) + s.ub[lane] + row_dot(qs, s.Rs + row * ds, p.d) + s.vr[row];
+    return (float)(row_dot(qs, s.Ks + lane * ds, p.d) + s.ub[lane] + row_dot(qs, s.Rs + row * ds, p.d) + s.vr[row]);
 }
 
 TLS_DEVICE float* carve(float*& at, int n) { float* r = at; at += n; return r; }
@@ -240,8 +242,8 @@ template <typename T> __device__ void ls_causal_bwd(LsCausalParams p)
     float* dOs = carve(at, QB * d);
     float* dQs = carve(at, QB * d);
     float* Lse = carve(at, QB);
-    float* Dd = carve(at, QB);
     int* qok = (int*)carve(at, QB);
+    double* Dd = (double*)(((size_t)carve(at, 2 * QB + 1) + 7) & ~(size_t)7);  // 8-byte aligned
 
     for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
     {
@@ -257,12 +259,13 @@ template <typename T> __device__ void ls_causal_bwd(LsCausalParams p)
         dU[c] = 0.f; dVB[c] = 0.f;
     }
     __syncthreads();
+    // D_i in double, like dP: where one key holds all the weight, dP − D must cancel to ~0, not to fp32 noise.
     for (int qi = warp; qi < k.nq; qi += NWARP)
     {
         int i = k.q0 + qi;
-        float a = 0.f;
-        for (int c = lane; c < d; c += 32) a += dOs[qi * d + c] * load<T>(p.o, k.qbase + (i64)i * d + c);
-        a = warp_sum(a);
+        double a = 0.0;
+        for (int c = lane; c < d; c += 32) a += (double)dOs[qi * d + c] * load<T>(p.o, k.qbase + (i64)i * d + c);
+        for (int o = 16; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
         if (lane == 0) { Dd[qi] = a; Lse[qi] = p.lse[(i64)k.bh * p.L + i]; qok[qi] = is_token(p, k.b, i); }
     }
 
@@ -286,8 +289,8 @@ template <typename T> __device__ void ls_causal_bwd(LsCausalParams p)
                 float pr = 0.f, dsv = 0.f;
                 if (ok)
                 {
-                    pr = expf(sc - Lse[qi]);
-                    dsv = pr * (row_dot(dOs + qi * d, s.Vs + lane * ds, d) - Dd[qi]);
+                    pr = (float)exp((double)sc - Lse[qi]);
+                    dsv = (float)(pr * (row_dot(dOs + qi * d, s.Vs + lane * ds, d) - Dd[qi]));
                 }
                 for (int t = 0; t < dpl; ++t)
                 {
