@@ -101,6 +101,54 @@ public sealed class CpuBackend : IBackend
         Write(y, r);
     }
 
+    public void SwapAxes12(Tensor x, Tensor y)
+    {
+        var (a, b, c, d) = Ops.Layout.Layout.CheckSwap(this, x, y);
+        var r = new double[y.Count];
+        Ops.Layout.Layout.SwapAxes12(a, b, c, d, Read(x), r);
+        Write(y, r);
+    }
+
+    public void CopySlice(Tensor src, int srcOffset, Tensor dst, int dstOffset, int axis, int length, bool accumulate = false)
+    {
+        var g = Ops.Layout.Layout.CheckSlice(this, src, srcOffset, dst, dstOffset, axis, length);
+        var r = Read(dst);
+        Ops.Layout.Layout.CopySlice(g, Read(src), r, accumulate);
+        Write(dst, r);
+    }
+
+    public void DualLayerNorm(Tensor xk, Tensor? xv, Tensor gamma, Tensor beta, Tensor yk, Tensor? yv, Tensor mean, Tensor rstd, float eps)
+    {
+        var g = Ops.DualLayerNorm.DualLayerNorm.CheckForward(this, xk, xv, gamma, beta, yk, yv, mean, rstd, eps);
+        double[] m = new double[mean.Count], s = new double[rstd.Count];
+        var (gm, bt) = (Read(gamma), Read(beta));
+        foreach (var (x, y, at) in new[] { (xk, yk, 0), (xv, yv, 1) })
+        {
+            if (x is null) continue;
+            var r = new double[y!.Count];
+            Ops.DualLayerNorm.DualLayerNorm.Forward(g, Read(x), gm, bt, r, m.AsSpan(at * g.Rows, g.Rows), s.AsSpan(at * g.Rows, g.Rows), eps);
+            Write(y, r);
+        }
+        Write(mean, m);
+        Write(rstd, s);
+    }
+
+    public void DualLayerNormBackward(Tensor dyk, Tensor? dyv, Tensor xk, Tensor? xv, Tensor gamma, Tensor mean, Tensor rstd,
+        Tensor dxk, Tensor? dxv, Tensor dgamma, Tensor dbeta)
+    {
+        var g = Ops.DualLayerNorm.DualLayerNorm.CheckBackward(this, dyk, dyv, xk, xv, gamma, mean, rstd, dxk, dxv, dgamma, dbeta);
+        double[] dg = new double[dgamma.Count], db = new double[dbeta.Count], m = Read(mean), s = Read(rstd), gm = Read(gamma);
+        foreach (var (dy, x, dx, at) in new[] { (dyk, xk, dxk, 0), (dyv, xv, dxv, 1) })
+        {
+            if (x is null) continue;
+            var r = new double[dx!.Count];
+            Ops.DualLayerNorm.DualLayerNorm.Backward(g, Read(dy!), Read(x), gm, m.AsSpan(at * g.Rows, g.Rows), s.AsSpan(at * g.Rows, g.Rows), r, dg, db);
+            Write(dx, r);
+        }
+        Write(dgamma, dg);
+        Write(dbeta, db);
+    }
+
     public void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha = 1f, float beta = 0f)
     {
         var g = Ops.MatMul.MatMul.CheckShapes(this, a, transA, b, transB, c);

@@ -1,5 +1,7 @@
 using TransformerLS.Cuda;
+using TransformerLS.Ops.DualLayerNorm;
 using TransformerLS.Ops.Elementwise;
+using TransformerLS.Ops.Layout;
 using TransformerLS.Ops.LayerNorm;
 using TransformerLS.Ops.LsAttention;
 using TransformerLS.Ops.LsChunkProjection;
@@ -87,6 +89,13 @@ public sealed class CudaBackend : IBackend
     public void BiasAdd(Tensor x, Tensor bias, Tensor y) => ElementwiseCuda.BiasAdd(this, x, bias, y);
     public void Cast(Tensor x, Tensor y) => ElementwiseCuda.Cast(this, x, y);
     public void ColumnSum(Tensor x, Tensor y, float beta = 0f) => ElementwiseCuda.ColumnSum(this, x, y, beta);
+    public void SwapAxes12(Tensor x, Tensor y) => LayoutCuda.SwapAxes12(this, x, y);
+    public void CopySlice(Tensor src, int srcOffset, Tensor dst, int dstOffset, int axis, int length, bool accumulate = false) =>
+        LayoutCuda.CopySlice(this, src, srcOffset, dst, dstOffset, axis, length, accumulate);
+    public void DualLayerNorm(Tensor xk, Tensor? xv, Tensor gamma, Tensor beta, Tensor yk, Tensor? yv, Tensor mean, Tensor rstd, float eps) =>
+        DualLayerNormCuda.Forward(this, xk, xv, gamma, beta, yk, yv, mean, rstd, eps);
+    public void DualLayerNormBackward(Tensor dyk, Tensor? dyv, Tensor xk, Tensor? xv, Tensor gamma, Tensor mean, Tensor rstd,
+        Tensor dxk, Tensor? dxv, Tensor dgamma, Tensor dbeta) => DualLayerNormCuda.Backward(this, dyk, dyv, xk, xv, gamma, mean, rstd, dxk, dxv, dgamma, dbeta);
     public void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha = 1f, float beta = 0f) =>
         MatMulCuda.Run(this, a, transA, b, transB, c, alpha, beta);
     public void LayerNorm(Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor? mean, Tensor? rstd, float eps) =>

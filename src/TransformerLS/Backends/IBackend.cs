@@ -34,6 +34,25 @@ public interface IBackend : IDisposable
     /// <summary>y[c] = beta·y[c] + Σ_rows x[..., c] (reads y only when beta ≠ 0).</summary>
     void ColumnSum(Tensor x, Tensor y, float beta = 0f);
 
+    // ---- layout (kernels/layout.cu) ----
+    /// <summary>x [A, B, C, D] → y [A, C, B, D]: split heads ([B, T, H, d] → [B, H, T, d]) and merge them back.</summary>
+    void SwapAxes12(Tensor x, Tensor y);
+    /// <summary>
+    /// dst[.., dstOffset + j, ..] = src[.., srcOffset + j, ..] for j &lt; length along <paramref name="axis"/> (added to
+    /// dst with <paramref name="accumulate"/>); the shapes agree on every other axis. Concatenation and slicing.
+    /// </summary>
+    void CopySlice(Tensor src, int srcOffset, Tensor dst, int dstOffset, int axis, int length, bool accumulate = false);
+
+    // ---- dual layernorm of the LS attention (kernels/dual_layernorm.cu) ----
+    /// <summary>
+    /// LayerNorm over all H·d channels of each token of xk (and xv, same weights) into head-split yk/yv [B, H, T, d].
+    /// x: token-major [B, T, H·d] or head-split [B, H, T, d]; mean, rstd: [S, B, T] float32 (S = 2 with xv, else 1).
+    /// </summary>
+    void DualLayerNorm(Tensor xk, Tensor? xv, Tensor gamma, Tensor beta, Tensor yk, Tensor? yv, Tensor mean, Tensor rstd, float eps);
+    /// <summary>dxk/dxv in x's layout; dgamma and dbeta (summed over K and V) are overwritten.</summary>
+    void DualLayerNormBackward(Tensor dyk, Tensor? dyv, Tensor xk, Tensor? xv, Tensor gamma, Tensor mean, Tensor rstd,
+        Tensor dxk, Tensor? dxv, Tensor dgamma, Tensor dbeta);
+
     // ---- matmul (cuBLAS on the GPU) ----
     /// <summary>
     /// Batched row-major c = alpha·op(a)·op(b) + beta·c over the leading axes; b may be 2-D (one matrix for the

@@ -1,5 +1,7 @@
 using System.Numerics;
 using TransformerLS.Backends;
+using TransformerLS.Ops.DualLayerNorm;
+using TransformerLS.Ops.Layout;
 using TransformerLS.Ops.LsAttention;
 using TransformerLS.Ops.LsChunkProjection;
 using TransformerLS.Ops.LsCausalAttention;
@@ -144,6 +146,91 @@ public static partial class OpCases
             T[] ds = new T[i[0].Length], dx = new T[i[1].Length];
             LsChunkProjection.Backward(G, i[0], i[1], mask, i[Masked ? 3 : 2], ds, dx, false);
             return [ds, dx];
+        }
+    }
+
+    static void AddLayoutAndDualLayerNorm(List<OpCase> list, DType dt)
+    {
+        var f = DType.Float32;
+        list.Add(Make("swap_axes12", dt, "[2,5,3,7]", [In("x", dt, 1, 2, 5, 3, 7)], [Out("y", dt, 2, 3, 5, 7)],
+            (be, i, o) => be.SwapAxes12(i[0], o[0]), new SwapRef(2, 5, 3, 7)));
+        var slice = new SliceGeometry(2, 4, 3, 7, 1, 2, 2);
+        list.Add(Make("copy_slice", dt, "[2,3,4][1:3] += into [2,7,4][2:4]", [In("src", dt, 1, 2, 3, 4), In("base", dt, 1, 2, 7, 4)], [Out("dst", dt, 2, 7, 4)],
+            (be, i, o) =>
+            {
+                be.CopySlice(i[1], 0, o[0], 0, 1, 7);
+                be.CopySlice(i[0], 1, o[0], 2, 1, 2, accumulate: true);
+            }, new SliceRef(slice)));
+        foreach (var (B, H, T, d, tokenMajor, both) in new[] { (2, 4, 5, 16, true, true), (1, 3, 7, 32, false, false), (3, 2, 1, 8, true, false) })
+        {
+            var shape = $"B{B} H{H} T{T} d{d} {(tokenMajor ? "token-major" : "head-split")}{(both ? " K+V" : "")}";
+            var g = new DualLayerNormGeometry(both ? 2 : 1, B, H, T, d, tokenMajor);
+            int[] xs = tokenMajor ? [B, T, H * d] : [B, H, T, d];
+            InputSpec[] ins = [In("xk", dt, 3, xs), .. both ? new[] { In("xv", dt, 2, xs) } : [], In("gamma", f, 1, H * d), In("beta", f, 1, H * d)];
+            var at = both ? 2 : 1;
+            list.Add(Make("dual_layernorm", dt, shape, ins,
+                [Out("yk", dt, B, H, T, d), .. both ? new[] { Out("yv", dt, B, H, T, d) } : [], Out("mean", f, g.S, B, T), Out("rstd", f, g.S, B, T)],
+                (be, i, o) => be.DualLayerNorm(i[0], both ? i[1] : null, i[at], i[at + 1], o[0], both ? o[1] : null, o[at], o[at + 1], 1e-5f),
+                new DualLayerNormRef(g, false)));
+            list.Add(Make("dual_layernorm_backward", dt, shape, [.. ins, In("dyk", dt, 1, B, H, T, d), .. both ? new[] { In("dyv", dt, 1, B, H, T, d) } : []],
+                [Out("dxk", dt, xs), .. both ? new[] { Out("dxv", dt, xs) } : [], Out("dgamma", f, H * d), Out("dbeta", f, H * d)],
+                (be, i, o) =>
+                {
+                    var (xv, dyv, dxv) = both ? (i[1], i[at + 3], o[1]) : (null, null, null);
+                    using var yk = be.Empty(new Shape(B, H, T, d), dt);
+                    using var yv = both ? be.Empty(new Shape(B, H, T, d), dt) : null;
+                    using var mean = be.Empty(new Shape(g.S, B, T), f);
+                    using var rstd = be.Empty(new Shape(g.S, B, T), f);
+                    be.DualLayerNorm(i[0], xv, i[at], i[at + 1], yk, yv, mean, rstd, 1e-5f);
+                    be.DualLayerNormBackward(i[at + 2], dyv, i[0], xv, i[at], mean, rstd, o[0], dxv, o[at], o[at + 1]);
+                }, new DualLayerNormRef(g, true)));
+        }
+    }
+
+    sealed record SwapRef(int A, int B, int C, int D) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var y = new T[i[0].Length];
+            Layout.SwapAxes12(A, B, C, D, i[0], y);
+            return [y];
+        }
+    }
+
+    sealed record SliceRef(SliceGeometry G) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var y = (T[])i[1].Clone();
+            Layout.CopySlice(G, i[0], y, true);
+            return [y];
+        }
+    }
+
+    sealed record DualLayerNormRef(DualLayerNormGeometry G, bool Backward) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var at = G.S;
+            var eps = T.CreateChecked(1e-5f);
+            T[] mean = new T[G.S * G.Rows], rstd = new T[G.S * G.Rows];
+            var ys = new List<T[]>();
+            for (var s = 0; s < G.S; s++)
+            {
+                var y = new T[i[0].Length];
+                DualLayerNorm.Forward(G, i[s], i[at], i[at + 1], y, mean.AsSpan(s * G.Rows, G.Rows), rstd.AsSpan(s * G.Rows, G.Rows), eps);
+                ys.Add(y);
+            }
+            if (!Backward) return [.. ys, mean, rstd];
+            T[] dg = new T[G.Channels], db = new T[G.Channels];
+            var dxs = new List<T[]>();
+            for (var s = 0; s < G.S; s++)
+            {
+                var dx = new T[i[0].Length];
+                DualLayerNorm.Backward(G, i[at + 2 + s], i[s], i[at], mean.AsSpan(s * G.Rows, G.Rows), rstd.AsSpan(s * G.Rows, G.Rows), dx, dg, db);
+                dxs.Add(dx);
+            }
+            return [.. dxs, dg, db];
         }
     }
 

@@ -111,6 +111,7 @@ public static partial class OpCases
             AddAttention(list, dt);
             AddCausal(list, dt);
             AddChunkProjection(list, dt);
+            AddLayoutAndDualLayerNorm(list, dt);
         }
         return list;
     }

@@ -1,0 +1,43 @@
+// Layout ops of the attention modules: split/merge heads ([B, T, H, d] <-> [B, H, T, d], a swap of axes 1 and 2)
+// and copies of a range along one axis (concatenation and slicing: the CLS landmark, cache ++ block).
+// Reference: src/TransformerLS/Ops/Layout/Layout.cs.
+#include "prelude.cuh"
+
+struct LayoutParams
+{
+    const void* src;
+    void* dst;
+    i64 outer, inner;             // swap: dims [outer, a, b, inner]; copy: [outer, axis, inner]
+    int a, b;                     // swap: src axes 1 and 2
+    int src_len, dst_len, src_off, dst_off, length, accumulate;  // copy along the axis
+};
+
+#define GRID_STRIDE(i, n) for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
+
+// dst[o, j, i, c] = src[o, i, j, c]; indexed by the destination so writes are contiguous.
+template <typename T> __device__ void swap_axes12(LayoutParams p)
+{
+    GRID_STRIDE(idx, p.outer * p.a * p.b * p.inner)
+    {
+        i64 c = idx % p.inner, r = idx / p.inner;
+        i64 i = r % p.a; r /= p.a;
+        i64 j = r % p.b, o = r / p.b;
+        ((T*)p.dst)[idx] = ((const T*)p.src)[((o * p.a + i) * p.b + j) * p.inner + c];
+    }
+}
+
+template <typename T> __device__ void copy_slice(LayoutParams p)
+{
+    GRID_STRIDE(idx, p.outer * p.length * p.inner)
+    {
+        i64 c = idx % p.inner, r = idx / p.inner;
+        i64 j = r % p.length, o = r / p.length;
+        i64 from = (o * p.src_len + p.src_off + j) * p.inner + c, to = (o * p.dst_len + p.dst_off + j) * p.inner + c;
+        float v = load<T>(p.src, from);
+        if (p.accumulate) v += load<T>(p.dst, to);
+        store<T>(p.dst, to, v);
+    }
+}
+
+TLS_INSTANTIATE(swap_axes12, LayoutParams)
+TLS_INSTANTIATE(copy_slice, LayoutParams)

@@ -1,0 +1,49 @@
+using System.Runtime.InteropServices;
+using TransformerLS.Backends;
+using TransformerLS.Cuda;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Ops.DualLayerNorm;
+
+/// <summary>Mirror of DualLayerNormParams in kernels/dual_layernorm.cu.</summary>
+[StructLayout(LayoutKind.Sequential)]
+struct DualLayerNormParams
+{
+    public ulong X0, X1, Y0, Y1, Dy0, Dy1, Dx0, Dx1, Gamma, Beta, Mean, Rstd, DGamma, DBeta;
+    public int S, B, H, T, D, TokenMajor;
+    public float Eps;
+}
+
+static class DualLayerNormCuda
+{
+    const string File = "dual_layernorm.cu";
+    const int RowsPerBlock = 4; // one warp per token row
+
+    static DualLayerNormParams Params(DualLayerNormGeometry g) => new() { S = g.S, B = g.B, H = g.H, T = g.T, D = g.D, TokenMajor = g.TokenMajor ? 1 : 0 };
+
+    static uint RowBlocks(DualLayerNormGeometry g) => (uint)(((long)g.S * g.Rows + RowsPerBlock - 1) / RowsPerBlock);
+
+    public static void Forward(CudaBackend be, Tensor xk, Tensor? xv, Tensor gamma, Tensor beta, Tensor yk, Tensor? yv, Tensor mean, Tensor rstd, float eps)
+    {
+        var g = DualLayerNorm.CheckForward(be, xk, xv, gamma, beta, yk, yv, mean, rstd, eps);
+        var p = Params(g);
+        p.X0 = xk.DevicePointer; p.X1 = xv?.DevicePointer ?? 0; p.Y0 = yk.DevicePointer; p.Y1 = yv?.DevicePointer ?? 0;
+        p.Gamma = gamma.DevicePointer; p.Beta = beta.DevicePointer; p.Mean = mean.DevicePointer; p.Rstd = rstd.DevicePointer; p.Eps = eps;
+        be.Kernel(File, xk.DType == DType.Float32 ? "dual_layernorm_fwd_f32" : "dual_layernorm_fwd_bf16")
+            .Launch(RowBlocks(g), 32 * RowsPerBlock, 0, be.Stream, p);
+    }
+
+    public static void Backward(CudaBackend be, Tensor dyk, Tensor? dyv, Tensor xk, Tensor? xv, Tensor gamma, Tensor mean, Tensor rstd,
+        Tensor dxk, Tensor? dxv, Tensor dgamma, Tensor dbeta)
+    {
+        var g = DualLayerNorm.CheckBackward(be, dyk, dyv, xk, xv, gamma, mean, rstd, dxk, dxv, dgamma, dbeta);
+        var p = Params(g);
+        p.X0 = xk.DevicePointer; p.X1 = xv?.DevicePointer ?? 0; p.Dy0 = dyk.DevicePointer; p.Dy1 = dyv?.DevicePointer ?? 0;
+        p.Dx0 = dxk.DevicePointer; p.Dx1 = dxv?.DevicePointer ?? 0; p.Gamma = gamma.DevicePointer; p.Mean = mean.DevicePointer; p.Rstd = rstd.DevicePointer;
+        p.DGamma = dgamma.DevicePointer; p.DBeta = dbeta.DevicePointer;
+        var f32 = xk.DType == DType.Float32;
+        be.Kernel(File, f32 ? "dual_layernorm_bwd_input_f32" : "dual_layernorm_bwd_input_bf16").Launch(RowBlocks(g), 32 * RowsPerBlock, 0, be.Stream, p);
+        be.Kernel(File, f32 ? "dual_layernorm_bwd_params_f32" : "dual_layernorm_bwd_params_bf16")
+            .Launch((uint)((g.Channels + 31) / 32), new Dim3(32, 8), 0, be.Stream, p);
+    }
+}

@@ -1,0 +1,45 @@
+using System.Runtime.InteropServices;
+using TransformerLS.Backends;
+using TransformerLS.Cuda;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Ops.Layout;
+
+/// <summary>Mirror of LayoutParams in kernels/layout.cu.</summary>
+[StructLayout(LayoutKind.Sequential)]
+struct LayoutParams
+{
+    public ulong Src, Dst;
+    public long Outer, Inner;
+    public int A, B;
+    public int SrcLen, DstLen, SrcOff, DstOff, Length, Accumulate;
+}
+
+static class LayoutCuda
+{
+    const string File = "layout.cu";
+    const int Threads = 256;
+
+    static uint Blocks(long n) => (uint)Math.Clamp((n + Threads - 1) / Threads, 1, 65535 * 8);
+
+    public static void SwapAxes12(CudaBackend be, Tensor x, Tensor y)
+    {
+        var (a, b, c, d) = Layout.CheckSwap(be, x, y);
+        var p = new LayoutParams { Src = x.DevicePointer, Dst = y.DevicePointer, Outer = a, Inner = d, A = b, B = c };
+        if (x.Count == 0) return;
+        be.Kernel(File, x.DType == DType.Float32 ? "swap_axes12_f32" : "swap_axes12_bf16").Launch(Blocks(x.Count), Threads, 0, be.Stream, p);
+    }
+
+    public static void CopySlice(CudaBackend be, Tensor src, int srcOffset, Tensor dst, int dstOffset, int axis, int length, bool accumulate)
+    {
+        var g = Layout.CheckSlice(be, src, srcOffset, dst, dstOffset, axis, length);
+        var n = g.Outer * g.Length * g.Inner;
+        if (n == 0) return;
+        var p = new LayoutParams
+        {
+            Src = src.DevicePointer, Dst = dst.DevicePointer, Outer = g.Outer, Inner = g.Inner, SrcLen = g.SrcLen, DstLen = g.DstLen,
+            SrcOff = g.SrcOffset, DstOff = g.DstOffset, Length = g.Length, Accumulate = accumulate ? 1 : 0,
+        };
+        be.Kernel(File, src.DType == DType.Float32 ? "copy_slice_f32" : "copy_slice_bf16").Launch(Blocks(n), Threads, 0, be.Stream, p);
+    }
+}
