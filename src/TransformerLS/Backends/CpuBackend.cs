@@ -210,6 +210,25 @@ public sealed class CpuBackend : IBackend
         Write(dq, gq); Write(dk, gk); Write(dv, gv); Write(dkbar, gkb); Write(dvbar, gvb);
     }
 
+    public void LsClsAttention(Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse)
+    {
+        var g = Ops.LsClsAttention.LsClsAttention.CheckForward(this, q, k, v, c, mask, o, lse);
+        double[] r = new double[o.Count], l = new double[lse.Count];
+        Ops.LsClsAttention.LsClsAttention.Forward(g, Read(q), Read(k), Read(v), Read(c), mask is null ? [] : Read(mask), r, l);
+        Write(o, r);
+        Write(lse, l);
+    }
+
+    public void LsClsAttentionBackward(Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse, Tensor dout,
+        Tensor dq, Tensor dk, Tensor dv, Tensor dc, bool accumulate = false)
+    {
+        var g = Ops.LsClsAttention.LsClsAttention.CheckBackward(this, q, k, v, c, mask, o, lse, dout, dq, dk, dv, dc);
+        double[] gq = new double[dq.Count], gk = new double[dk.Count], gv = new double[dv.Count], gc = accumulate ? Read(dc) : new double[dc.Count];
+        Ops.LsClsAttention.LsClsAttention.Backward(g, Read(q), Read(k), Read(v), Read(c), mask is null ? [] : Read(mask), Read(o), Read(lse), Read(dout),
+            gq, gk, gv, gc, accumulate);
+        Write(dq, gq); Write(dk, gk); Write(dv, gv); Write(dc, gc);
+    }
+
     public void LsCausalAttention(LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse)
     {
         var g = Ops.LsCausalAttention.LsCausalAttention.CheckForward(this, cfg, x, o, lse);

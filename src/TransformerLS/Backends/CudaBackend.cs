@@ -5,6 +5,7 @@ using TransformerLS.Ops.Layout;
 using TransformerLS.Ops.LayerNorm;
 using TransformerLS.Ops.LsAttention;
 using TransformerLS.Ops.LsChunkProjection;
+using TransformerLS.Ops.LsClsAttention;
 using TransformerLS.Ops.LsCausalAttention;
 using TransformerLS.Ops.LsProjection;
 using TransformerLS.Ops.MatMul;
@@ -110,6 +111,12 @@ public sealed class CudaBackend : IBackend
     public void LsAttentionBackward(LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
         Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk, Tensor dv, Tensor dkbar, Tensor dvbar) =>
         LsAttentionCuda.Backward(this, cfg, q, k, v, kbar, vbar, mask, o, lse, dout, dq, dk, dv, dkbar, dvbar);
+
+    public void LsClsAttention(Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse) =>
+        LsClsAttentionCuda.Forward(this, q, k, v, c, mask, o, lse);
+    public void LsClsAttentionBackward(Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse, Tensor dout,
+        Tensor dq, Tensor dk, Tensor dv, Tensor dc, bool accumulate = false) =>
+        LsClsAttentionCuda.Backward(this, q, k, v, c, mask, o, lse, dout, dq, dk, dv, dc, accumulate);
 
     public void LsCausalAttention(LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse) => LsCausalAttentionCuda.Forward(this, cfg, x, o, lse);
     public void LsCausalAttentionBackward(LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse, Tensor dout, in LsCausalGradients grads) =>

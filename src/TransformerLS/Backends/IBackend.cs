@@ -80,6 +80,16 @@ public interface IBackend : IDisposable
     void LsAttentionBackward(Ops.LsAttention.LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
         Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk, Tensor dv, Tensor dkbar, Tensor dvbar);
 
+    // ---- CLS attention of the LRA last layer (kernels/ls_cls_attention.cu) ----
+    /// <summary>
+    /// o = softmax([σq·k, σq·C_t for real tokens t])·[v; C_t] (reference section 1.6). q, k, v, o: [B, H, d] (q unscaled);
+    /// c: [B, H, n, d], the tokens' attention outputs; mask [B, n] or null; lse: [B, H] float32.
+    /// </summary>
+    void LsClsAttention(Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse);
+    /// <summary>dq, dk, dv overwritten; dc overwritten or, with <paramref name="accumulate"/>, added to.</summary>
+    void LsClsAttentionBackward(Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse, Tensor dout,
+        Tensor dq, Tensor dk, Tensor dv, Tensor dc, bool accumulate = false);
+
     // ---- causal LS attention (kernels/ls_attention_causal.cu) ----
     /// <summary>
     /// One softmax over the compressed keys of earlier chunks and the band of the last w positions, with the

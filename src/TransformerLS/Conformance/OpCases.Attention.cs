@@ -4,6 +4,7 @@ using TransformerLS.Ops.DualLayerNorm;
 using TransformerLS.Ops.Layout;
 using TransformerLS.Ops.LsAttention;
 using TransformerLS.Ops.LsChunkProjection;
+using TransformerLS.Ops.LsClsAttention;
 using TransformerLS.Ops.LsCausalAttention;
 using TransformerLS.Ops.LsProjection;
 using TransformerLS.Tensors;
@@ -231,6 +232,47 @@ public static partial class OpCases
                 dxs.Add(dx);
             }
             return [.. dxs, dg, db];
+        }
+    }
+
+    static void AddCls(List<OpCase> list, DType dt)
+    {
+        foreach (var (B, H, n, d, masked) in new[] { (2, 2, 37, 32, true), (1, 1, 300, 64, false), (1, 3, 5, 128, true), (2, 1, 1, 48, false) })
+        {
+            var g = new LsClsGeometry(B, H, n, d, 1f / MathF.Sqrt(d));
+            var shape = $"B{B} H{H} n{n} d{d}{(masked ? " masked" : "")}";
+            InputSpec[] ins =
+            [
+                In("q", dt, 1, B, H, d), In("k", dt, 1, B, H, d), In("v", dt, 1, B, H, d), In("c", dt, 1, B, H, n, d),
+                .. masked ? new[] { new InputSpec("mask", new Shape(B, n), DType.Float32, InputKind.PaddingMask) } : [],
+            ];
+            list.Add(Make("ls_cls_attention", dt, shape, ins, [Out("o", dt, B, H, d), Out("lse", DType.Float32, B, H)],
+                (be, i, o) => be.LsClsAttention(i[0], i[1], i[2], i[3], masked ? i[4] : null, o[0], o[1]), new LsClsRef(g, masked, false)));
+            list.Add(Make("ls_cls_attention_backward", dt, shape, [.. ins, In("dout", dt, 1, B, H, d)],
+                [Out("dq", dt, B, H, d), Out("dk", dt, B, H, d), Out("dv", dt, B, H, d), Out("dc", dt, B, H, n, d)],
+                (be, i, o) =>
+                {
+                    var mask = masked ? i[4] : null;
+                    using var att = be.Empty(new Shape(B, H, d), dt);
+                    using var lse = be.Empty(new Shape(B, H), DType.Float32);
+                    be.LsClsAttention(i[0], i[1], i[2], i[3], mask, att, lse);
+                    be.LsClsAttentionBackward(i[0], i[1], i[2], i[3], mask, att, lse, i[masked ? 5 : 4], o[0], o[1], o[2], o[3]);
+                }, new LsClsRef(g, masked, true)));
+        }
+    }
+
+    sealed record LsClsRef(LsClsGeometry G, bool Masked, bool Backward) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var mask = Masked ? i[4] : [];
+            T[] o = new T[i[0].Length], lse = new T[G.B * G.H];
+            LsClsAttention.Forward(G, i[0], i[1], i[2], i[3], mask, o, lse);
+            if (!Backward) return [o, lse];
+            for (var j = 0; j < o.Length; j++) o[j] = stored(o[j]);
+            T[] dq = new T[o.Length], dk = new T[o.Length], dv = new T[o.Length], dc = new T[i[3].Length];
+            LsClsAttention.Backward(G, i[0], i[1], i[2], i[3], mask, o, lse, i[Masked ? 5 : 4], dq, dk, dv, dc, false);
+            return [dq, dk, dv, dc];
         }
     }
 

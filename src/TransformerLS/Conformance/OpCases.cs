@@ -109,6 +109,7 @@ public static partial class OpCases
             }
 
             AddAttention(list, dt);
+            AddCls(list, dt);
             AddCausal(list, dt);
             AddChunkProjection(list, dt);
             AddLayoutAndDualLayerNorm(list, dt);

@@ -1,0 +1,48 @@
+using System.Runtime.InteropServices;
+using TransformerLS.Backends;
+using TransformerLS.Cuda;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Ops.LsClsAttention;
+
+/// <summary>Mirror of LsClsParams in kernels/ls_cls_attention.cu.</summary>
+[StructLayout(LayoutKind.Sequential)]
+struct LsClsParams
+{
+    public ulong Q, K, V, C, Mask, O, Lse, DOut, DQ, DK, DV, DC;
+    public int B, H, N, D, Accumulate;
+    public float Scale;
+}
+
+static class LsClsAttentionCuda
+{
+    const string File = "ls_cls_attention.cu";
+    const int Threads = 256;
+
+    static LsClsParams Params(LsClsGeometry g, Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse)
+    {
+        if (g.D > 128) throw new ArgumentOutOfRangeException("q", g.D, "the CUDA CLS attention supports head dims up to 128");
+        return new()
+        {
+            Q = q.DevicePointer, K = k.DevicePointer, V = v.DevicePointer, C = c.DevicePointer, Mask = mask?.DevicePointer ?? 0,
+            O = o.DevicePointer, Lse = lse.DevicePointer, B = g.B, H = g.H, N = g.N, D = g.D, Scale = g.Scale,
+        };
+    }
+
+    public static void Forward(CudaBackend be, Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse)
+    {
+        var g = LsClsAttention.CheckForward(be, q, k, v, c, mask, o, lse);
+        var p = Params(g, q, k, v, c, mask, o, lse);
+        be.Kernel(File, q.DType == DType.Float32 ? "ls_cls_fwd_f32" : "ls_cls_fwd_bf16").Launch((uint)(g.B * g.H), Threads, 0, be.Stream, p);
+    }
+
+    public static void Backward(CudaBackend be, Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse, Tensor dout,
+        Tensor dq, Tensor dk, Tensor dv, Tensor dc, bool accumulate)
+    {
+        var g = LsClsAttention.CheckBackward(be, q, k, v, c, mask, o, lse, dout, dq, dk, dv, dc);
+        var p = Params(g, q, k, v, c, mask, o, lse);
+        p.DOut = dout.DevicePointer; p.DQ = dq.DevicePointer; p.DK = dk.DevicePointer; p.DV = dv.DevicePointer; p.DC = dc.DevicePointer;
+        p.Accumulate = accumulate ? 1 : 0;
+        be.Kernel(File, q.DType == DType.Float32 ? "ls_cls_bwd_f32" : "ls_cls_bwd_bf16").Launch((uint)(g.B * g.H), Threads, 0, be.Stream, p);
+    }
+}
