@@ -1,0 +1,177 @@
+using TransformerLS.Backends;
+using TransformerLS.Layers;
+using TransformerLS.Tensors;
+
+using static TransformerLS.Tests.DenseReference;
+
+namespace TransformerLS.Tests;
+
+/// <summary>
+/// Whole attention modules (linear maps, DualLN, projection, attention, CLS, output map) composed from the backend's
+/// ops, against <see cref="DenseReference"/>: on the CPU backend (float32 storage, so a small tolerance), and on
+/// the GPU by the FlashAttention rule against the CPU backend's error.
+/// </summary>
+public class LsModuleTests
+{
+    /// <summary>Parameters big enough that every term matters (the reference init, N(0, 0.02), would hide wiring slips).</summary>
+    static Dictionary<string, float[]> Randomize(ParameterSet ps, int seed)
+    {
+        var rng = new Random(seed);
+        var values = new Dictionary<string, float[]>();
+        foreach (var (name, t) in ps.Tensors.OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            var ln = name.Contains("ln") && name.EndsWith(".weight");
+            var std = name.EndsWith(".weight") && !ln ? 1 / Math.Sqrt(t.Shape[-1]) : 0.4;
+            var v = new float[t.Count];
+            for (var i = 0; i < v.Length; i++) v[i] = t.DType.Round((float)((ln ? 1 : 0) + std * Conformance.ConformanceRunner.Normal(rng)));
+            t.CopyFrom(v);
+            values[name] = v;
+        }
+        return values;
+    }
+
+    static void Load(ParameterSet ps, Dictionary<string, float[]> values)
+    {
+        foreach (var (name, v) in values) ps[name].CopyFrom(v);
+    }
+
+    static double[] P(Dictionary<string, float[]> ps, string name) => [.. ps[name].Select(x => (double)x)];
+
+    static float[] Input(Random rng, long n) => [.. Enumerable.Range(0, (int)n).Select(_ => (float)Conformance.ConformanceRunner.Normal(rng))];
+
+    // ------------------------------------------------------------------ bidirectional (sections 1.2-1.6, 9)
+
+    static double[] DenseBidirectional(LsAttentionModuleConfig cfg, Dictionary<string, float[]> ps, float[] x, float[]? mask, int B, int rows)
+    {
+        int D = cfg.Dim, H = cfg.Heads, d = cfg.HeadDim, r = cfg.Rank, w = cfg.Window, e = Math.Max(w / 2, 1);
+        int extra = cfg.Cls ? 1 : 0, n = rows - extra;
+        var sigma = (double)(1f / MathF.Sqrt(d));
+        var outAll = new List<double>();
+        for (var b = 0; b < B; b++)
+        {
+            var all = Enumerable.Range(0, rows).Select(t => Enumerable.Range(0, D).Select(c => (double)x[(b * rows + t) * D + c]).ToArray()).ToArray();
+            var tok = all[extra..];
+            bool Real(int t) => mask is null || mask[b * n + t] != 0;
+            var q = Linear(tok, P(ps, "W_q.weight"), P(ps, "W_q.bias"), D).Select(v => v.Select(z => z * sigma).ToArray()).ToArray();
+            var kf = Linear(tok, P(ps, "W_k.weight"), P(ps, "W_k.bias"), D).Select(v => LayerNorm(v, P(ps, "dual_ln_l.weight"), P(ps, "dual_ln_l.bias"))).ToArray();
+            var vf = Linear(tok, P(ps, "W_v.weight"), P(ps, "W_v.bias"), D).Select(v => LayerNorm(v, P(ps, "dual_ln_l.weight"), P(ps, "dual_ln_l.bias"))).ToArray();
+            var s = Linear(tok, P(ps, "dconv_fc.weight"), P(ps, "dconv_fc.bias"), H * r);
+            var real = Enumerable.Range(0, n).Where(Real).ToList();
+            var kbar = new List<double[]>();
+            var vbar = new List<double[]>();
+            if (cfg.Cls)
+            {
+                kbar.Add(Linear([all[0]], P(ps, "W_k.weight"), P(ps, "W_k.bias"), D)[0]);
+                vbar.Add(Linear([all[0]], P(ps, "W_v.weight"), P(ps, "W_v.bias"), D)[0]);
+            }
+            for (var k = 0; k < r; k++)
+            {
+                double[] kr = new double[D], vr = new double[D];
+                for (var h = 0; h < H; h++)
+                {
+                    var p = ColumnSoftmax(s, h * r + k, real);
+                    for (var t = 0; t < n; t++)
+                        for (var c = 0; c < d; c++) { kr[h * d + c] += p[t] * kf[t][h * d + c]; vr[h * d + c] += p[t] * vf[t][h * d + c]; }
+                }
+                kbar.Add(kr);
+                vbar.Add(vr);
+            }
+            var kn = kbar.Select(v => LayerNorm(v, P(ps, "dual_ln_s.weight"), P(ps, "dual_ln_s.bias"))).ToArray();
+            var vn = vbar.Select(v => LayerNorm(v, P(ps, "dual_ln_s.weight"), P(ps, "dual_ln_s.bias"))).ToArray();
+            var ctx = new double[n][];
+            for (var i = 0; i < n; i++)
+            {
+                ctx[i] = new double[D];
+                if (!Real(i)) continue;
+                for (var h = 0; h < H; h++)
+                {
+                    var (logits, values) = (new List<double>(), new List<double[]>());
+                    var qi = Slice(q[i], h, d);
+                    foreach (var (kk, vv) in kn.Zip(vn)) { logits.Add(Dot(qi, Slice(kk, h, d))); values.Add(Slice(vv, h, d)); }
+                    var seg = i / w;
+                    for (var j = seg * w - e; j < (seg + 1) * w + e; j++)
+                        if (j >= 0 && j < n && Real(j)) { logits.Add(Dot(qi, Slice(kf[j], h, d))); values.Add(Slice(vf[j], h, d)); }
+                    Attend(logits, values).CopyTo(ctx[i], h * d);
+                }
+            }
+            var merged = ctx.ToList();
+            if (cfg.Cls)
+            {
+                var qc = Linear([all[0]], P(ps, "W_q.weight"), P(ps, "W_q.bias"), D)[0].Select(z => z * sigma).ToArray();
+                var (kc, vc) = (kbar[0], vbar[0]);  // un-normalized, as the reference uses them here
+                var oc = new double[D];
+                for (var h = 0; h < H; h++)
+                {
+                    var logits = new List<double> { Dot(Slice(qc, h, d), Slice(kc, h, d)) };
+                    var values = new List<double[]> { Slice(vc, h, d) };
+                    foreach (var t in real) { logits.Add(Dot(Slice(qc, h, d), Slice(ctx[t], h, d))); values.Add(Slice(ctx[t], h, d)); }
+                    Attend(logits, values).CopyTo(oc, h * d);
+                }
+                merged.Insert(0, oc);
+            }
+            foreach (var row in Linear([.. merged], P(ps, "W_o.weight"), P(ps, "W_o.bias"), D)) outAll.AddRange(row);
+        }
+        return [.. outAll];
+    }
+
+    public static TheoryData<int, int, int, int, bool, bool> BidirectionalCases => new()
+    {
+        { 2, 13, 4, 3, false, true },   // n not a multiple of w, padding
+        { 2, 13, 4, 3, true, true },    // the CLS layer
+        { 1, 9, 1, 2, true, false },    // w = 1, batch 1
+        { 1, 6, 16, 1, false, false },  // a window longer than the sequence
+    };
+
+    static (Dictionary<string, float[]> Ps, float[] X, float[]? Mask, double[] Dense) Bidirectional(LsAttentionModuleConfig cfg, int B, int n, bool masked)
+    {
+        var rng = new Random(31);
+        using var m = new LsAttentionModule(CpuBackend.Instance, cfg, DType.Float32, rng);
+        var ps = Randomize(m.Parameters, 17);
+        var rows = n + (cfg.Cls ? 1 : 0);
+        var x = Input(rng, (long)B * rows * cfg.Dim);
+        float[]? mask = masked ? [.. Enumerable.Range(0, B * n).Select(i => i >= n && (i % n == 2 || i % n >= n - 3) ? 0f : 1f)] : null;
+        return (ps, x, mask, DenseBidirectional(cfg, ps, x, mask, B, rows));
+    }
+
+    static double[] RunBidirectional(IBackend be, LsAttentionModuleConfig cfg, DType dt, Dictionary<string, float[]> ps, float[] x, float[]? mask, int B, int n)
+    {
+        using var scope = new TensorScope();
+        using var m = new LsAttentionModule(be, cfg, dt, new Random(1));
+        Load(m.Parameters, ps);
+        var xt = be.Empty(new Shape(B, n + (cfg.Cls ? 1 : 0), cfg.Dim), dt);
+        xt.CopyFrom(x);
+        Tensor? mt = null;
+        if (mask is not null) { mt = be.Empty(new Shape(B, n), DType.Float32); mt.CopyFrom(mask); }
+        return [.. m.Forward(xt, mt).ToArray().Select(v => (double)v)];
+    }
+
+    static double MaxErr(double[] a, double[] b) => a.Zip(b, (p, q) => double.IsNaN(p) ? double.PositiveInfinity : Math.Abs(p - q)).Max();
+
+    [Theory]
+    [MemberData(nameof(BidirectionalCases))]
+    public void Bidirectional_module_on_cpu_equals_dense_section_9(int B, int n, int w, int r, bool cls, bool masked)
+    {
+        var cfg = new LsAttentionModuleConfig(64, 2, w, r, cls);
+        var (ps, x, mask, dense) = Bidirectional(cfg, B, n, masked);
+        var got = RunBidirectional(CpuBackend.Instance, cfg, DType.Float32, ps, x, mask, B, n);
+        Assert.True(MaxErr(got, dense) < 2e-5 * Math.Max(1, dense.Max(Math.Abs)), $"max error {MaxErr(got, dense):E2}");
+    }
+
+    [Theory]
+    [MemberData(nameof(BidirectionalCases))]
+    public void Bidirectional_module_on_gpu_within_2x_of_cpu(int B, int n, int w, int r, bool cls, bool masked)
+    {
+        TestEnv.RequireGpu();
+        var cfg = new LsAttentionModuleConfig(64, 2, w, r, cls);
+        var (ps, x, mask, dense) = Bidirectional(cfg, B, n, masked);
+        using var gpu = new CudaBackend();
+        foreach (var dt in new[] { DType.Float32, DType.BFloat16 })
+        {
+            var ps2 = ps.ToDictionary(p => p.Key, p => p.Value.Select(v => dt.Round(v)).ToArray());
+            var x2 = x.Select(v => dt.Round(v)).ToArray();
+            var cpuErr = MaxErr(RunBidirectional(CpuBackend.Instance, cfg, dt, ps2, x2, mask, B, n), DenseBidirectional(cfg, ps2, x2, mask, B, n + (cls ? 1 : 0)));
+            var gpuErr = MaxErr(RunBidirectional(gpu, cfg, dt, ps2, x2, mask, B, n), DenseBidirectional(cfg, ps2, x2, mask, B, n + (cls ? 1 : 0)));
+            Assert.True(gpuErr <= 2 * cpuErr + Math.Max(1, dense.Max(Math.Abs)) / (1 << 23), $"{dt.Name()}: GPU error {gpuErr:E2}, CPU error {cpuErr:E2}");
+        }
+    }
+}
