@@ -174,4 +174,147 @@ public class LsModuleTests
             Assert.True(gpuErr <= 2 * cpuErr + Math.Max(1, dense.Max(Math.Abs)) / (1 << 23), $"{dt.Name()}: GPU error {gpuErr:E2}, CPU error {cpuErr:E2}");
         }
     }
+
+    // ------------------------------------------------------------------ causal (sections 3.1-3.4, 9)
+
+    static double[] DenseCausal(LsCausalModuleConfig cfg, Dictionary<string, float[]> ps, float[] hIn, float[]? cIn, int B, int L, int M)
+    {
+        int D = cfg.Dim, H = cfg.Heads, d = cfg.HeadDim, r = cfg.Rank, w = cfg.Window, l = cfg.ChunkLength, mc = M / l, lc = (L + l - 1) / l;
+        int nc = (mc + lc) * r;
+        var sigma = (double)(1f / MathF.Sqrt(d));
+        var rel = Linear([.. Enumerable.Range(0, w).Select(t => Sinusoid(t, D))], P(ps, "r_net.weight"), null, D);
+        var relc = Linear([.. Enumerable.Range(0, nc).Select(t => Sinusoid(t, D))], P(ps, "r_net_chunk.weight"), P(ps, "r_net_chunk.bias"), D);
+        double[] u = P(ps, "r_w_bias"), vb = P(ps, "r_r_bias");
+        var outAll = new List<double>();
+        for (var b = 0; b < B; b++)
+        {
+            var h = Enumerable.Range(0, L).Select(t => Enumerable.Range(0, D).Select(c => (double)hIn[(b * L + t) * D + c]).ToArray()).ToArray();
+            var c = Enumerable.Range(0, M).Select(t => Enumerable.Range(0, D).Select(e => (double)cIn![(b * M + t) * D + e]).ToArray()).ToArray();
+            var q = Linear(h, P(ps, "proj_query.weight"), null, D).Select(v => v.Select(z => z * sigma).ToArray()).ToArray();
+            // Window keys for every position j in [−M, L): LN_win of the re-projected state.
+            var states = c.Concat(h).ToArray();
+            var kw = Linear(states, P(ps, "proj_key.weight"), null, D).Select(v => LayerNorm(v, P(ps, "dual_ln_win.weight"), P(ps, "dual_ln_win.bias"))).ToArray();
+            var vw = Linear(states, P(ps, "proj_val.weight"), null, D).Select(v => LayerNorm(v, P(ps, "dual_ln_win.weight"), P(ps, "dual_ln_win.bias"))).ToArray();
+            // Compressed rows, cache chunks first: row n = chunk·r + k.
+            var kcRows = new List<double[]>();
+            var vcRows = new List<double[]>();
+            var sc = Linear(c, P(ps, "dconv_1.weight"), P(ps, "dconv_1.bias"), H * r);
+            for (var ch = 0; ch < mc; ch++)
+                for (var k = 0; k < r; k++)
+                {
+                    var pooled = new double[D];  // compress the raw cache per head slice, then project with the full Wk / Wv
+                    for (var hh = 0; hh < H; hh++)
+                    {
+                        var p = ColumnSoftmax(sc, hh * r + k, [.. Enumerable.Range(ch * l, l)]);
+                        for (var t = ch * l; t < (ch + 1) * l; t++)
+                            for (var e = 0; e < d; e++) pooled[hh * d + e] += p[t] * c[t][hh * d + e];
+                    }
+                    kcRows.Add(Linear([pooled], P(ps, "proj_key.weight"), null, D)[0]);
+                    vcRows.Add(Linear([pooled], P(ps, "proj_val.weight"), null, D)[0]);
+                }
+            var sb = Linear(h, P(ps, "dconv_1.weight"), P(ps, "dconv_1.bias"), H * r);
+            var hk = Linear(h, P(ps, "proj_key.weight"), null, D);
+            var hv = Linear(h, P(ps, "proj_val.weight"), null, D);
+            for (var ch = 0; ch < lc; ch++)
+                for (var k = 0; k < r; k++)
+                {
+                    double[] kr = new double[D], vr = new double[D];  // project per head, then compress
+                    for (var hh = 0; hh < H; hh++)
+                    {
+                        var p = ColumnSoftmax(sb, hh * r + k, [.. Enumerable.Range(ch * l, Math.Min(l, L - ch * l))]);
+                        for (var t = ch * l; t < Math.Min((ch + 1) * l, L); t++)
+                            for (var e = 0; e < d; e++) { kr[hh * d + e] += p[t] * hk[t][hh * d + e]; vr[hh * d + e] += p[t] * hv[t][hh * d + e]; }
+                    }
+                    kcRows.Add(kr);
+                    vcRows.Add(vr);
+                }
+            var kbar = kcRows.Select(v => LayerNorm(v, P(ps, "dual_ln_dproj.weight"), P(ps, "dual_ln_dproj.bias"))).ToArray();
+            var vbar = vcRows.Select(v => LayerNorm(v, P(ps, "dual_ln_dproj.weight"), P(ps, "dual_ln_dproj.bias"))).ToArray();
+            var ctx = new double[L][];
+            for (var i = 0; i < L; i++)
+            {
+                ctx[i] = new double[D];
+                var ci = mc + i / l;
+                for (var hh = 0; hh < H; hh++)
+                {
+                    var qi = Slice(q[i], hh, d);
+                    var (logits, values) = (new List<double>(), new List<double[]>());
+                    for (var n = 0; n < nc; n++)
+                    {
+                        int ch = n / r, k = n % r;
+                        if (ch >= ci) continue;
+                        logits.Add(Dot(qi, Slice(kbar[n], hh, d)) + Dot(qi, Slice(relc[(ci - ch) * r - 1 - k], hh, d)));
+                        values.Add(Slice(vbar[n], hh, d));
+                    }
+                    for (var j = Math.Max(i - w + 1, -M); j <= i; j++)
+                    {
+                        var qu = qi.Select((z, e) => z + u[hh * d + e]).ToArray();
+                        var qv = qi.Select((z, e) => z + vb[hh * d + e]).ToArray();
+                        logits.Add(Dot(qu, Slice(kw[M + j], hh, d)) + Dot(qv, Slice(rel[i - j], hh, d)));
+                        values.Add(Slice(vw[M + j], hh, d));
+                    }
+                    Attend(logits, values).CopyTo(ctx[i], hh * d);
+                }
+            }
+            foreach (var row in Linear(ctx, P(ps, "proj_out.weight"), null, D)) outAll.AddRange(row);
+        }
+        return [.. outAll];
+    }
+
+    public static TheoryData<int, int, int, int, int, int> CausalCases => new()
+    {
+        { 2, 12, 8, 6, 4, 2 },   // cache of two chunks, a window reaching into it
+        { 1, 10, 0, 4, 4, 1 },   // no cache; L not a multiple of l
+        { 1, 7, 3, 1, 1, 2 },    // w = 1, l = 1
+        { 2, 8, 16, 24, 8, 1 },  // a window longer than block + cache
+    };
+
+    static (Dictionary<string, float[]> Ps, float[] H, float[]? C) Causal(LsCausalModuleConfig cfg, int B, int L, int M)
+    {
+        var rng = new Random(41);
+        using var m = new LsCausalAttentionModule(CpuBackend.Instance, cfg, DType.Float32, rng);
+        return (Randomize(m.Parameters, 23), Input(rng, (long)B * L * cfg.Dim), M > 0 ? Input(rng, (long)B * M * cfg.Dim) : null);
+    }
+
+    static double[] RunCausal(IBackend be, LsCausalModuleConfig cfg, DType dt, Dictionary<string, float[]> ps, float[] h, float[]? c, int B, int L, int M)
+    {
+        using var scope = new TensorScope();
+        using var m = new LsCausalAttentionModule(be, cfg, dt, new Random(1));
+        Load(m.Parameters, ps);
+        var ht = be.Empty(new Shape(B, L, cfg.Dim), dt);
+        ht.CopyFrom(h);
+        Tensor? ct = null;
+        if (c is not null) { ct = be.Empty(new Shape(B, M, cfg.Dim), dt); ct.CopyFrom(c); }
+        return [.. m.Forward(ht, ct).ToArray().Select(v => (double)v)];
+    }
+
+    [Theory]
+    [MemberData(nameof(CausalCases))]
+    public void Causal_module_on_cpu_equals_dense_section_9(int B, int L, int M, int w, int l, int r)
+    {
+        var cfg = new LsCausalModuleConfig(64, 2, w, l, r);
+        var (ps, h, c) = Causal(cfg, B, L, M);
+        var dense = DenseCausal(cfg, ps, h, c, B, L, M);
+        var got = RunCausal(CpuBackend.Instance, cfg, DType.Float32, ps, h, c, B, L, M);
+        Assert.True(MaxErr(got, dense) < 2e-5 * Math.Max(1, dense.Max(Math.Abs)), $"max error {MaxErr(got, dense):E2}");
+    }
+
+    [Theory]
+    [MemberData(nameof(CausalCases))]
+    public void Causal_module_on_gpu_within_2x_of_cpu(int B, int L, int M, int w, int l, int r)
+    {
+        TestEnv.RequireGpu();
+        var cfg = new LsCausalModuleConfig(64, 2, w, l, r);
+        var (ps, h, c) = Causal(cfg, B, L, M);
+        using var gpu = new CudaBackend();
+        foreach (var dt in new[] { DType.Float32, DType.BFloat16 })
+        {
+            var ps2 = ps.ToDictionary(p => p.Key, p => p.Value.Select(v => dt.Round(v)).ToArray());
+            var (h2, c2) = (h.Select(v => dt.Round(v)).ToArray(), c?.Select(v => dt.Round(v)).ToArray());
+            var dense = DenseCausal(cfg, ps2, h2, c2, B, L, M);
+            var cpuErr = MaxErr(RunCausal(CpuBackend.Instance, cfg, dt, ps2, h2, c2, B, L, M), dense);
+            var gpuErr = MaxErr(RunCausal(gpu, cfg, dt, ps2, h2, c2, B, L, M), dense);
+            Assert.True(gpuErr <= 2 * cpuErr + Math.Max(1, dense.Max(Math.Abs)) / (1 << 23), $"{dt.Name()}: GPU error {gpuErr:E2}, CPU error {cpuErr:E2}");
+        }
+    }
 }
