@@ -2,12 +2,13 @@ using TransformerLS.Backends;
 using TransformerLS.Conformance;
 using TransformerLS.Cuda;
 using TransformerLS.Ops.LsAttention;
+using TransformerLS.Ops.LsCausalAttention;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Cli;
 
 /// <summary>
-/// `tls time-attention`: device time of the fused bidirectional LS attention, forward and backward, with CUDA
+/// `tls time-attention`: device time of the fused bidirectional LS attention (then the causal one), forward and backward, with CUDA
 /// events (warm-up, then the median of the runs) on random inputs. Useful FLOPs: 4·B·H·N·(2w + r)·d forward,
 /// 2.5x that backward.
 /// </summary>
@@ -42,7 +43,45 @@ static class TimeAttentionCommand
                 var flops = 4.0 * b * heads * n * (2.0 * window + rank) * headDim;
                 Console.WriteLine($"{dt.Name(),-9}{n,7}{b,5}{fwd,10:F3}{flops / fwd / 1e9,10:F2}{bwd,10:F3}{2.5 * flops / bwd / 1e9,10:F2}");
             }
+        TimeCausal(be, tokens, heads, headDim, runs);
         return 0;
+    }
+
+    /// <summary>
+    /// The causal kernel at the enwik8 phase-1 shape: w = 512, l = 16, r = 1, L = M = 2048, 64K block tokens per call.
+    /// Useful FLOPs per query: 6·d per window key (q·k, q·R, p·v) and 4·d per visible compressed key; backward 2.5x.
+    /// </summary>
+    static void TimeCausal(CudaBackend be, int tokens, int heads, int headDim, int runs)
+    {
+        const int W = 512, Lc = 16, R = 1, L = 2048, M = 2048;
+        int b = Math.Max(1, tokens / L), p = W - 1, mc = M / Lc, nc = (mc + L / Lc) * R;
+        var cfg = new LsCausalConfig(W, Lc, R);
+        Console.WriteLine($"causal LS attention: B={b} L={L} M={M} H={heads} d={headDim} w={W} l={Lc} r={R}");
+        Console.WriteLine($"{"dtype",-9}{"fwd ms",10}{"fwd TF/s",10}{"bwd ms",10}{"bwd TF/s",10}");
+        foreach (var dt in new[] { DType.BFloat16, DType.Float32 })
+        {
+            using var scope = new TensorScope();
+            var rng = new Random(5);
+            Tensor Rand(double scale, params int[] dims)
+            {
+                var t = be.Empty(new Shape(dims), dt);
+                t.CopyFrom(ConformanceRunner.MakeInput(new InputSpec("x", t.Shape, dt, Scale: scale), rng));
+                return t;
+            }
+            var x = new LsCausalInputs(Rand(1, b, heads, L, headDim), Rand(1, b, heads, p + L, headDim), Rand(1, b, heads, p + L, headDim),
+                Rand(0.1, heads, headDim), Rand(0.1, heads, headDim), Rand(1, heads, W, headDim),
+                Rand(1, b, heads, nc, headDim), Rand(1, b, heads, nc, headDim), Rand(1, heads, nc, headDim), null);
+            var o = be.Empty(x.Q.Shape, dt);
+            var lse = be.Empty(new Shape(b, heads, L), DType.Float32);
+            var dout = Rand(1, b, heads, L, headDim);
+            var g = new LsCausalGradients(be.Empty(x.Q.Shape, dt), be.Empty(x.K.Shape, dt), be.Empty(x.K.Shape, dt), be.Empty(x.U.Shape, dt),
+                be.Empty(x.U.Shape, dt), be.Empty(x.Rel.Shape, dt), be.Empty(x.KC.Shape, dt), be.Empty(x.KC.Shape, dt), be.Empty(x.RelC.Shape, dt));
+            var fwd = Median(be, runs, () => be.LsCausalAttention(cfg, x, o, lse));
+            var bwd = Median(be, runs, () => be.LsCausalAttentionBackward(cfg, x, o, lse, dout, g));
+            var compressed = (mc + (L / Lc - 1) / 2.0) * R;
+            var flops = (double)b * heads * L * headDim * (6.0 * W + 4.0 * compressed);
+            Console.WriteLine($"{dt.Name(),-9}{fwd,10:F3}{flops / fwd / 1e9,10:F2}{bwd,10:F3}{2.5 * flops / bwd / 1e9,10:F2}");
+        }
     }
 
     static double Median(CudaBackend be, int runs, Action op)
