@@ -6,6 +6,17 @@ namespace TransformerLS.Layers;
 /// <summary>Small compositions the attention modules share: head split/merge, named parameters, sinusoids.</summary>
 public static class AttentionParts
 {
+    /// <summary>x·Wᵀ (+ b) with the parameters "{name}.weight" and, when <paramref name="bias"/>, "{name}.bias"; a new tensor.</summary>
+    public static Tensor Linear(IBackend be, ParameterSet ps, Tensor x, string name, bool bias)
+    {
+        var w = ps[$"{name}.weight"];
+        var dims = x.Shape.Dims.ToArray();
+        dims[^1] = w.Shape[0];
+        var y = be.Empty(new Shape(dims), x.DType);
+        Ops.Linear.Linear.Forward(be, x, w, bias ? ps[$"{name}.bias"] : null, y);
+        return y;
+    }
+
     /// <summary>[B, T, H·d] → a new [B, H, T, d].</summary>
     public static Tensor SplitHeads(IBackend be, Tensor x, int heads)
     {

@@ -2,7 +2,6 @@ using TransformerLS.Backends;
 using TransformerLS.Ops.LsAttention;
 using TransformerLS.Tensors;
 using static TransformerLS.Layers.AttentionParts;
-using LinearOp = TransformerLS.Ops.Linear.Linear;
 
 namespace TransformerLS.Layers;
 
@@ -51,15 +50,7 @@ public sealed class LsAttentionModule : IDisposable
         }
     }
 
-    Tensor Linear(Tensor x, string name)
-    {
-        var w = Parameters[$"{name}.weight"];
-        var dims = x.Shape.Dims.ToArray();
-        dims[^1] = w.Shape[0];
-        var y = _be.Empty(new Shape(dims), x.DType);
-        LinearOp.Forward(_be, x, w, Parameters[$"{name}.bias"], y);
-        return y;
-    }
+    Tensor Linear(Tensor x, string name) => AttentionParts.Linear(_be, Parameters, x, name, bias: true);
 
     /// <summary>
     /// x: [B, n, D] (already normed by the block), or [B, 1 + n, D] with the CLS embedding first when the config has

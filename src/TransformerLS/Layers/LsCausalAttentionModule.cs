@@ -2,7 +2,6 @@ using TransformerLS.Backends;
 using TransformerLS.Ops.LsCausalAttention;
 using TransformerLS.Tensors;
 using static TransformerLS.Layers.AttentionParts;
-using LinearOp = TransformerLS.Ops.Linear.Linear;
 
 namespace TransformerLS.Layers;
 
@@ -51,15 +50,7 @@ public sealed class LsCausalAttentionModule : IDisposable
         }
     }
 
-    Tensor Linear(Tensor x, string name, bool bias = false)
-    {
-        var w = Parameters[$"{name}.weight"];
-        var dims = x.Shape.Dims.ToArray();
-        dims[^1] = w.Shape[0];
-        var y = _be.Empty(new Shape(dims), x.DType);
-        LinearOp.Forward(_be, x, w, bias ? Parameters[$"{name}.bias"] : null, y);
-        return y;
-    }
+    Tensor Linear(Tensor x, string name, bool bias = false) => AttentionParts.Linear(_be, Parameters, x, name, bias);
 
     /// <summary>[count, D] relative embeddings of δ = 0 … count−1 through <paramref name="net"/>, as [H, count, d].</summary>
     Tensor Relative(string name, int count, bool bias, DType dtype)
