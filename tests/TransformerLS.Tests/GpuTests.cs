@@ -1,5 +1,6 @@
 using TransformerLS.Backends;
 using TransformerLS.Cuda;
+using TransformerLS.Ops.LsCausalAttention;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Tests;
@@ -93,6 +94,37 @@ public class GpuTests
             gpu.LayerNorm(x, g, g, y, null, null, 1e-5f);
             gpu.Gelu(y, x);
         }
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        gpu.Synchronize();
+        Assert.Equal(0, allocated);
+    }
+
+    /// <summary>The attention-side launch paths, checks included, allocate nothing either (float32: no accumulator scratch).</summary>
+    [Fact]
+    public void Attention_launch_paths_allocate_nothing_on_the_managed_heap()
+    {
+        var gpu = TestEnv.RequireGpu();
+        using var scope = new TensorScope();
+        Tensor T(params int[] s) { var t = gpu.Empty(new Shape(s), DType.Float32); gpu.Fill(t, 0.5f); return t; }
+        const int B = 2, H = 2, L = 32, P = 7, d = 32, w = 8, l = 8, r = 2;
+        var nc = (1 + L / l) * r;
+        var x = new LsCausalInputs(T(B, H, L, d), T(B, H, P + L, d), T(B, H, P + L, d), T(H, d), T(H, d), T(H, w, d), T(B, H, nc, d), T(B, H, nc, d), T(H, nc, d), null);
+        var cfg = new LsCausalConfig(w, l, r);
+        Tensor o = T(B, H, L, d), lse = T(B, H, L), tok = T(B, L, H * d), split = T(B, H, L, d), split2 = T(B, H, L, d), stats = T(2, B, L), stats2 = T(2, B, L);
+        Tensor gamma = T(H * d), scores = T(B, L, H * r), chunks = T(B, H, L / l * r, d), q1 = T(B, H, d), o1 = T(B, H, d), lse1 = T(B, H);
+        using var view = tok.Reshape(B, L, H, d);
+        void Launch() // a local function, not a delegate: calling it allocates nothing
+        {
+            gpu.LsCausalAttention(cfg, x, o, lse);
+            gpu.DualLayerNorm(tok, tok, gamma, gamma, split, split2, stats, stats2, 1e-5f);
+            gpu.SwapAxes12(split, view);
+            gpu.CopySlice(split, 0, split2, 0, 2, L / 2);
+            gpu.LsChunkProjection(l, scores, split, null, chunks);
+            gpu.LsClsAttention(q1, q1, q1, split, null, o1, lse1);
+        }
+        Launch(); // warm: compile and load
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 50; i++) Launch();
         var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         gpu.Synchronize();
         Assert.Equal(0, allocated);

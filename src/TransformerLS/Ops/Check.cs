@@ -23,6 +23,13 @@ public static class Check
         if (t.Shape != expected) throw new ArgumentException($"{name} has shape {t.Shape}; expected {expected}", name);
     }
 
+    /// <summary>Exactly these dimensions, checked without allocating (the message is built only on failure).</summary>
+    public static void Dims(Tensor t, string name, params ReadOnlySpan<int> dims)
+    {
+        if (!t.Shape.Dims.SequenceEqual(dims))
+            throw new ArgumentException($"{name} has shape {t.Shape}; expected [{string.Join(", ", dims.ToArray())}]", name);
+    }
+
     public static void DTypeIs(Tensor t, DType expected, string name)
     {
         if (t.DType != expected) throw new ArgumentException($"{name} has dtype {t.DType.Name()}; expected {expected.Name()}", name);

@@ -28,8 +28,7 @@ public static class DualLayerNorm
         Check.On(be, xk, nameof(xk));
         Check.DTypeIs(xk, yk.DType, nameof(xk));
         var tokenMajor = xk.Shape.Rank == 3;
-        var expected = tokenMajor ? new Shape(B, T, H * d) : new Shape(B, H, T, d);
-        if (xk.Shape != expected)
+        if (!(tokenMajor ? xk.Shape.Dims.SequenceEqual([B, T, H * d]) : xk.Shape.Dims.SequenceEqual([B, H, T, d])))
             throw new ArgumentException($"xk has shape {xk.Shape}; expected [{B}, {T}, {H * d}] (token-major) or [{B}, {H}, {T}, {d}] (head-split)", nameof(xk));
         if ((xv is null) != (yv is null)) throw new ArgumentException("xv and yv must both be given or both be null", nameof(xv));
         if (xv is not null) { Check.Like(be, xv, xk, nameof(xv)); Check.Like(be, yv!, yk, nameof(yv)); }
@@ -57,7 +56,7 @@ public static class DualLayerNorm
     {
         Check.On(be, t, name);
         Check.DTypeIs(t, DType.Float32, name);
-        Check.SameShape(t, new Shape(s, b, n), name);
+        Check.Dims(t, name, s, b, n);
     }
 
     /// <summary>Index in x of (token row, channel), and in the head-split layout.</summary>

@@ -17,7 +17,7 @@ public static class Layout
         if (x.Shape.Rank != 4) throw new ArgumentException($"x has shape {x.Shape}; expected 4 axes [A, B, C, D]", nameof(x));
         Check.On(be, y, nameof(y));
         Check.DTypeIs(y, x.DType, nameof(y));
-        Check.SameShape(y, new Shape(x.Shape[0], x.Shape[2], x.Shape[1], x.Shape[3]), nameof(y));
+        Check.Dims(y, nameof(y), x.Shape[0], x.Shape[2], x.Shape[1], x.Shape[3]);
         return (x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]);
     }
 
@@ -36,7 +36,9 @@ public static class Layout
         Check.On(be, dst, nameof(dst));
         Check.DTypeIs(dst, src.DType, nameof(dst));
         var ax = src.Shape.Axis(axis, nameof(axis));
-        if (dst.Shape.Rank != src.Shape.Rank || Enumerable.Range(0, src.Shape.Rank).Any(i => i != ax && src.Shape[i] != dst.Shape[i]))
+        var agree = dst.Shape.Rank == src.Shape.Rank;
+        for (var i = 0; agree && i < src.Shape.Rank; i++) agree = i == ax || src.Shape[i] == dst.Shape[i];
+        if (!agree)
             throw new ArgumentException($"dst has shape {dst.Shape}; expected src's shape {src.Shape} except along axis {ax}", nameof(dst));
         if (length < 0) throw new ArgumentOutOfRangeException(nameof(length), length, "length must be >= 0");
         if (srcOffset < 0 || srcOffset + length > src.Shape[ax])

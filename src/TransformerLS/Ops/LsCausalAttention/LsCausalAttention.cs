@@ -77,7 +77,7 @@ public static class LsCausalAttention
         Check.Like(be, o, q, nameof(o));
         Check.On(be, lse, nameof(lse));
         Check.DTypeIs(lse, DType.Float32, nameof(lse));
-        if (lse.Shape != new Shape(B, H, L)) throw new ArgumentException($"lse has shape {lse.Shape}; expected [{B}, {H}, {L}]", nameof(lse));
+        Check.Dims(lse, nameof(lse), B, H, L);
         return new LsCausalGeometry(B, H, L, P, d, cfg.Window, cfg.ChunkLength, cfg.Rank, nc / cfg.Rank - blockChunks, 1f / MathF.Sqrt(d));
     }
 
@@ -106,11 +106,11 @@ public static class LsCausalAttention
             throw new ArgumentException($"{name} has shape {t.Shape}; expected [{q.Shape[0]}, {q.Shape[1]}, rows, {q.Shape[3]}]", name);
     }
 
-    static void Param(IBackend be, Tensor t, Tensor q, string name, params int[] dims)
+    static void Param(IBackend be, Tensor t, Tensor q, string name, params ReadOnlySpan<int> dims)
     {
         Check.On(be, t, name);
         Check.DTypeIs(t, q.DType, name);
-        Check.SameShape(t, new Shape(dims), name);
+        Check.Dims(t, name, dims);
     }
 
     static bool Token<T>(T[] mask, LsCausalGeometry g, int b, int j) where T : IFloatingPointIeee754<T> =>

@@ -32,7 +32,7 @@ public static class LsChunkProjection
         Ops.Check.PaddingMask(be, mask, B, T, nameof(mask));
         Ops.Check.On(be, y, nameof(y));
         Ops.Check.DTypeIs(y, x.DType, nameof(y));
-        Ops.Check.SameShape(y, new Shape(B, H, g.Chunks * g.R, d), nameof(y));
+        Ops.Check.Dims(y, nameof(y), B, H, g.Chunks * g.R, d);
         return g;
     }
 

@@ -21,14 +21,14 @@ public static class LsClsAttention
         if (d < 1) throw new ArgumentException($"c has shape {c.Shape}; head dim d must be >= 1", nameof(c));
         Check.On(be, q, nameof(q));
         Check.DTypeIs(q, c.DType, nameof(q));
-        Check.SameShape(q, new Shape(B, H, d), nameof(q));
+        Check.Dims(q, nameof(q), B, H, d);
         Check.Like(be, k, q, nameof(k));
         Check.Like(be, v, q, nameof(v));
         Check.Like(be, o, q, nameof(o));
         Check.PaddingMask(be, mask, B, n, nameof(mask));
         Check.On(be, lse, nameof(lse));
         Check.DTypeIs(lse, DType.Float32, nameof(lse));
-        Check.SameShape(lse, new Shape(B, H), nameof(lse));
+        Check.Dims(lse, nameof(lse), B, H);
         return new LsClsGeometry(B, H, n, d, 1f / MathF.Sqrt(d));
     }
 
