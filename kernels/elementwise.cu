@@ -12,8 +12,6 @@ struct ElementwiseParams
     float alpha, beta;
 };
 
-#define GRID_STRIDE(i, n) for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
-
 template <typename T> __device__ void axpby(ElementwiseParams p)
 {
     GRID_STRIDE(i, p.n)

@@ -12,8 +12,6 @@ struct LayoutParams
     int src_len, dst_len, src_off, dst_off, length, accumulate;  // copy along the axis
 };
 
-#define GRID_STRIDE(i, n) for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
-
 // dst[o, j, i, c] = src[o, i, j, c]; indexed by the destination so writes are contiguous.
 template <typename T> __device__ void swap_axes12(LayoutParams p)
 {

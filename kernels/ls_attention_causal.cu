@@ -229,7 +229,8 @@ template <typename T> __device__ void ls_causal_bwd(LsCausalParams p)
     const Block k = block_of(p);
     if (k.nq <= 0) return;
     const int d = p.d, lane = threadIdx.x % 32, warp = threadIdx.x / 32, dpl = d / 32, ds = d + 1;
-    float* at = sm;
+    double* Dd = (double*)sm;      // first: the dynamic shared base is 16-byte aligned
+    float* at = sm + 2 * QB;
     const Smem s = carve_common(at, d);
     float* dKs = carve(at, KT * ds);
     float* dVs = carve(at, KT * ds);
@@ -243,7 +244,6 @@ template <typename T> __device__ void ls_causal_bwd(LsCausalParams p)
     float* dQs = carve(at, QB * d);
     float* Lse = carve(at, QB);
     int* qok = (int*)carve(at, QB);
-    double* Dd = (double*)(((size_t)carve(at, 2 * QB + 1) + 7) & ~(size_t)7);  // 8-byte aligned
 
     for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
     {
@@ -265,7 +265,7 @@ template <typename T> __device__ void ls_causal_bwd(LsCausalParams p)
         int i = k.q0 + qi;
         double a = 0.0;
         for (int c = lane; c < d; c += 32) a += (double)dOs[qi * d + c] * load<T>(p.o, k.qbase + (i64)i * d + c);
-        for (int o = 16; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
+        a = warp_sum(a);
         if (lane == 0) { Dd[qi] = a; Lse[qi] = p.lse[(i64)k.bh * p.L + i]; qok[qi] = is_token(p, k.b, i); }
     }
 

@@ -22,12 +22,6 @@ struct LsClsParams
     float scale;
 };
 
-TLS_DEVICE double warp_sum_d(double v)
-{
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 template <typename T> TLS_DEVICE double dot_lanes(const float* a, const void* x, i64 base, int d)
 {
     double s = 0.0;
@@ -36,7 +30,7 @@ template <typename T> TLS_DEVICE double dot_lanes(const float* a, const void* x,
         int ch = (threadIdx.x % 32) + 32 * j;
         if (ch < d) s += (double)a[j] * load<T>(x, base + ch);
     }
-    return warp_sum_d(s);
+    return warp_sum(s);
 }
 
 TLS_DEVICE bool token(const LsClsParams& p, int b, int t) { return !p.mask || p.mask[(i64)b * p.n + t] != 0.f; }

@@ -33,6 +33,13 @@ TLS_DEVICE float warp_sum(float v)
     return v;
 }
 
+// The double version, where a sum must cancel exactly against another taken in a different order (dP − D).
+TLS_DEVICE double warp_sum(double v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
 TLS_DEVICE float warp_max(float v)
 {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -77,6 +84,9 @@ TLS_DEVICE void cp_async_16(void* smem, const void* gmem, int src_bytes)
 }
 TLS_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 TLS_DEVICE void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::); }
+
+// Grid-stride loop over n elements for the flat kernels.
+#define GRID_STRIDE(i, n) for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 
 // One extern "C" entry per dtype, so a kernel is found by a plain name in a CUBIN or in cmake's fatbin.
 #define TLS_INSTANTIATE(name, Params)                                                  \

@@ -60,7 +60,7 @@ static class LsCausalAttentionCuda
         p.DOut = dout.DevicePointer; p.DQ = gr.DQ.DevicePointer;
         p.DK = seq.P0; p.DV = seq.P1; p.DKC = cmp.P0; p.DVC = cmp.P1; p.DU = bias.P0; p.DVB = bias.P1; p.DRel = rel.P0; p.DRelC = rel.P1;
         var d = g.D;
-        var smem = (uint)(4 * (Common(d) + 2 * KT * (d + 1) + RT * (d + 1) + KT + RT + 2 * d + 3 * QB * d + 4 * QB + 1));
+        var smem = (uint)(4 * (Common(d) + 2 * KT * (d + 1) + RT * (d + 1) + KT + RT + 2 * d + 3 * QB * d + 4 * QB)); // 4·QB: Lse, qok and the double D_i
         be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_bwd_f32" : "ls_causal_bwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
         seq.Complete(); cmp.Complete(); bias.Complete(); rel.Complete();
     }
