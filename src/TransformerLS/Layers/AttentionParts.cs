@@ -17,6 +17,18 @@ public static class AttentionParts
         return y;
     }
 
+    /// <summary>
+    /// DualLN of xk and xv with the parameters "{name}.weight/bias" into new head-split tensors of
+    /// <paramref name="shape"/> [B, H, T, d]; the statistics live in the caller's scope.
+    /// </summary>
+    public static (Tensor K, Tensor V) DualLayerNorm(IBackend be, ParameterSet ps, string name, Tensor xk, Tensor xv, Shape shape, float eps)
+    {
+        var (k, v) = (be.Empty(shape, xk.DType), be.Empty(shape, xk.DType));
+        var stats = new Shape(2, shape[0], shape[2]);
+        be.DualLayerNorm(xk, xv, ps[$"{name}.weight"], ps[$"{name}.bias"], k, v, be.Empty(stats, DType.Float32), be.Empty(stats, DType.Float32), eps);
+        return (k, v);
+    }
+
     /// <summary>[B, T, H·d] → a new [B, H, T, d].</summary>
     public static Tensor SplitHeads(IBackend be, Tensor x, int heads)
     {
@@ -92,6 +104,20 @@ public sealed class ParameterSet : IDisposable
         t.CopyFrom(values);
         _tensors.Add(name, t);
         return t;
+    }
+
+    /// <summary>"{name}.weight" [out, in] and, with <paramref name="bias"/>, "{name}.bias" [out], both N(0, std²).</summary>
+    public void AddLinear(IBackend be, string name, int outDim, int inDim, bool bias, DType dtype, Random rng, double std)
+    {
+        Add(be, $"{name}.weight", new Shape(outDim, inDim), dtype, rng, std);
+        if (bias) Add(be, $"{name}.bias", new Shape(outDim), dtype, rng, std);
+    }
+
+    /// <summary>"{name}.weight" ~ N(1, std²) and "{name}.bias" = 0, float32 like every LayerNorm's weights here.</summary>
+    public void AddLayerNorm(IBackend be, string name, int dim, Random rng, double std)
+    {
+        Add(be, $"{name}.weight", new Shape(dim), DType.Float32, rng, std, 1);
+        Add(be, $"{name}.bias", new Shape(dim), DType.Float32, rng, 0);
     }
 
     public void Dispose()

@@ -34,20 +34,11 @@ public sealed class LsAttentionModule : IDisposable
         cfg.Validate();
         _be = be;
         Config = cfg;
-        int D = cfg.Dim, hr = cfg.Heads * cfg.Rank;
-        foreach (var name in new[] { "W_q", "W_k", "W_v", "W_o" })
-        {
-            Parameters.Add(be, $"{name}.weight", new Shape(D, D), dtype, rng, 0.02);
-            Parameters.Add(be, $"{name}.bias", new Shape(D), dtype, rng, 0.02);
-        }
-        Parameters.Add(be, "dconv_fc.weight", new Shape(hr, D), dtype, rng, 0.02);
-        Parameters.Add(be, "dconv_fc.bias", new Shape(hr), dtype, rng, 0.02);
-        foreach (var ln in new[] { "dual_ln_l", "dual_ln_s" })
-        {
-            Parameters.Add(be, $"{ln}.weight", new Shape(D), DType.Float32, rng, 0);
-            be.Fill(Parameters[$"{ln}.weight"], 1f);
-            Parameters.Add(be, $"{ln}.bias", new Shape(D), DType.Float32, rng, 0);
-        }
+        int D = cfg.Dim;
+        foreach (var name in new[] { "W_q", "W_k", "W_v", "W_o" }) Parameters.AddLinear(be, name, D, D, true, dtype, rng, 0.02);
+        Parameters.AddLinear(be, "dconv_fc", cfg.Heads * cfg.Rank, D, true, dtype, rng, 0.02);
+        Parameters.AddLayerNorm(be, "dual_ln_l", D, rng, 0);  // torch's LayerNorm init: weight 1, bias 0
+        Parameters.AddLayerNorm(be, "dual_ln_s", D, rng, 0);
     }
 
     Tensor Linear(Tensor x, string name) => AttentionParts.Linear(_be, Parameters, x, name, bias: true);
@@ -66,9 +57,7 @@ public sealed class LsAttentionModule : IDisposable
         var tokens = cfg.Cls ? Rows(_be, x, 1, n) : x;
 
         var q = SplitHeads(_be, Linear(tokens, "W_q"), H);
-        var (k, v) = (_be.Empty(q.Shape, x.DType), _be.Empty(q.Shape, x.DType));
-        _be.DualLayerNorm(Linear(tokens, "W_k"), Linear(tokens, "W_v"), Parameters["dual_ln_l.weight"], Parameters["dual_ln_l.bias"], k, v,
-            _be.Empty(new Shape(2, B, n), DType.Float32), _be.Empty(new Shape(2, B, n), DType.Float32), cfg.Eps);
+        var (k, v) = DualLayerNorm(_be, Parameters, "dual_ln_l", Linear(tokens, "W_k"), Linear(tokens, "W_v"), q.Shape, cfg.Eps);
 
         var (kbar, vbar) = (_be.Empty(new Shape(B, H, cfg.Rank, d), x.DType), _be.Empty(new Shape(B, H, cfg.Rank, d), x.DType));
         _be.LsProjection(Linear(tokens, "dconv_fc"), k, v, mask, kbar, vbar,
@@ -83,9 +72,7 @@ public sealed class LsAttentionModule : IDisposable
             (kbar, vbar) = (Concat(_be, kc, kbar, 2), Concat(_be, vc, vbar, 2));
         }
         var landmarks = kbar.Shape[2];
-        var (kn, vn) = (_be.Empty(kbar.Shape, x.DType), _be.Empty(kbar.Shape, x.DType));
-        _be.DualLayerNorm(kbar, vbar, Parameters["dual_ln_s.weight"], Parameters["dual_ln_s.bias"], kn, vn,
-            _be.Empty(new Shape(2, B, landmarks), DType.Float32), _be.Empty(new Shape(2, B, landmarks), DType.Float32), cfg.Eps);
+        var (kn, vn) = DualLayerNorm(_be, Parameters, "dual_ln_s", kbar, vbar, kbar.Shape, cfg.Eps);
 
         var c = _be.Empty(q.Shape, x.DType);
         _be.LsAttention(new LsAttentionConfig(cfg.Window, landmarks), q, k, v, kn, vn, mask, c, _be.Empty(new Shape(B, H, n), DType.Float32));

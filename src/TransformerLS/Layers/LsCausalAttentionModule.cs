@@ -37,22 +37,17 @@ public sealed class LsCausalAttentionModule : IDisposable
         Config = cfg;
         int D = cfg.Dim;
         foreach (var name in new[] { "proj_query", "proj_key", "proj_val", "proj_out", "r_net", "r_net_chunk" })
-            Parameters.Add(be, $"{name}.weight", new Shape(D, D), dtype, rng, 0.02);
-        Parameters.Add(be, "r_net_chunk.bias", new Shape(D), dtype, rng, 0.02);
-        Parameters.Add(be, "dconv_1.weight", new Shape(cfg.Heads * cfg.Rank, D), dtype, rng, 0.02);
-        Parameters.Add(be, "dconv_1.bias", new Shape(cfg.Heads * cfg.Rank), dtype, rng, 0.02);
+            Parameters.AddLinear(be, name, D, D, bias: name == "r_net_chunk", dtype, rng, 0.02);
+        Parameters.AddLinear(be, "dconv_1", cfg.Heads * cfg.Rank, D, true, dtype, rng, 0.02);
         Parameters.Add(be, "r_w_bias", new Shape(cfg.Heads, cfg.HeadDim), dtype, rng, 0.02);
         Parameters.Add(be, "r_r_bias", new Shape(cfg.Heads, cfg.HeadDim), dtype, rng, 0.02);
-        foreach (var ln in new[] { "dual_ln_win", "dual_ln_dproj" })
-        {
-            Parameters.Add(be, $"{ln}.weight", new Shape(D), DType.Float32, rng, 0.02, 1);
-            Parameters.Add(be, $"{ln}.bias", new Shape(D), DType.Float32, rng, 0);
-        }
+        Parameters.AddLayerNorm(be, "dual_ln_win", D, rng, 0.02);  // section 3.5: LayerNorm weights N(1, 0.02)
+        Parameters.AddLayerNorm(be, "dual_ln_dproj", D, rng, 0.02);
     }
 
     Tensor Linear(Tensor x, string name, bool bias = false) => AttentionParts.Linear(_be, Parameters, x, name, bias);
 
-    /// <summary>[count, D] relative embeddings of δ = 0 … count−1 through <paramref name="net"/>, as [H, count, d].</summary>
+    /// <summary>[count, D] relative embeddings of δ = 0 … count−1 through the Linear <paramref name="name"/>, as [H, count, d].</summary>
     Tensor Relative(string name, int count, bool bias, DType dtype)
     {
         var sin = _be.Empty(new Shape(1, count, Config.Dim), dtype);
@@ -78,12 +73,9 @@ public sealed class LsCausalAttentionModule : IDisposable
 
         // Window keys: the last P cached states re-projected, then the block; LN over D (dual_ln_win).
         var xw = P > 0 ? Concat(_be, Rows(_be, cache!, M - P, P), h, 1) : h;
-        var kw = _be.Empty(new Shape(B, H, P + L, cfg.HeadDim), dt);
-        var vw = _be.Empty(kw.Shape, dt);
         var kraw = Linear(xw, "proj_key");
         var vraw = Linear(xw, "proj_val");
-        _be.DualLayerNorm(kraw, vraw, Parameters["dual_ln_win.weight"], Parameters["dual_ln_win.bias"], kw, vw,
-            _be.Empty(new Shape(2, B, P + L), DType.Float32), _be.Empty(new Shape(2, B, P + L), DType.Float32), cfg.Eps);
+        var (kw, vw) = DualLayerNorm(_be, Parameters, "dual_ln_win", kraw, vraw, new Shape(B, H, P + L, cfg.HeadDim), cfg.Eps);
 
         // Block chunks: project, then compress (per head, the raw h·Wk).
         var sb = Linear(h, "dconv_1", bias: true);
@@ -96,9 +88,7 @@ public sealed class LsCausalAttentionModule : IDisposable
             vb = Concat(_be, SplitHeads(_be, Linear(pc, "proj_val"), H), vb, 2);
         }
         var nc = kb.Shape[2];
-        var (kc, vc) = (_be.Empty(kb.Shape, dt), _be.Empty(kb.Shape, dt));
-        _be.DualLayerNorm(kb, vb, Parameters["dual_ln_dproj.weight"], Parameters["dual_ln_dproj.bias"], kc, vc,
-            _be.Empty(new Shape(2, B, nc), DType.Float32), _be.Empty(new Shape(2, B, nc), DType.Float32), cfg.Eps);
+        var (kc, vc) = DualLayerNorm(_be, Parameters, "dual_ln_dproj", kb, vb, kb.Shape, cfg.Eps);
 
         var o = _be.Empty(q.Shape, dt);
         var x = new LsCausalInputs(q, kw, vw, Parameters["r_w_bias"], Parameters["r_r_bias"], Relative("r_net", cfg.Window, false, dt),
