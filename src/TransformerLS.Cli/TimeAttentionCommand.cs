@@ -27,12 +27,7 @@ static class TimeAttentionCommand
                 var b = tokens / n;
                 using var scope = new TensorScope();
                 var rng = new Random(n);
-                Tensor Rand(params int[] dims)
-                {
-                    var t = be.Empty(new Shape(dims), dt);
-                    t.CopyFrom(ConformanceRunner.MakeInput(new InputSpec("x", t.Shape, dt), rng));
-                    return t;
-                }
+                Tensor Rand(params int[] dims) => RandomTensor(be, dt, rng, 1, dims);
                 Tensor Like(Tensor t, DType? d = null) => be.Empty(t.Shape, d ?? t.DType);
                 var q = Rand(b, heads, n, headDim); var k = Rand(b, heads, n, headDim); var v = Rand(b, heads, n, headDim);
                 var kb = Rand(b, heads, rank, headDim); var vb = Rand(b, heads, rank, headDim); var dout = Rand(b, heads, n, headDim);
@@ -62,12 +57,7 @@ static class TimeAttentionCommand
         {
             using var scope = new TensorScope();
             var rng = new Random(5);
-            Tensor Rand(double scale, params int[] dims)
-            {
-                var t = be.Empty(new Shape(dims), dt);
-                t.CopyFrom(ConformanceRunner.MakeInput(new InputSpec("x", t.Shape, dt, Scale: scale), rng));
-                return t;
-            }
+            Tensor Rand(double scale, params int[] dims) => RandomTensor(be, dt, rng, scale, dims);
             var x = new LsCausalInputs(Rand(1, b, heads, L, headDim), Rand(1, b, heads, p + L, headDim), Rand(1, b, heads, p + L, headDim),
                 Rand(0.1, heads, headDim), Rand(0.1, heads, headDim), Rand(1, heads, W, headDim),
                 Rand(1, b, heads, nc, headDim), Rand(1, b, heads, nc, headDim), Rand(1, heads, nc, headDim), null);
@@ -82,6 +72,14 @@ static class TimeAttentionCommand
             var flops = (double)b * heads * L * headDim * (6.0 * W + 4.0 * compressed);
             Console.WriteLine($"{dt.Name(),-9}{fwd,10:F3}{flops / fwd / 1e9,10:F2}{bwd,10:F3}{2.5 * flops / bwd / 1e9,10:F2}");
         }
+    }
+
+    /// <summary>N(0, scale²) values, never zeros, so the timed kernels do real work.</summary>
+    static Tensor RandomTensor(CudaBackend be, DType dt, Random rng, double scale, int[] dims)
+    {
+        var t = be.Empty(new Shape(dims), dt);
+        t.CopyFrom(ConformanceRunner.MakeInput(new InputSpec("x", t.Shape, dt, Scale: scale), rng));
+        return t;
     }
 
     static double Median(CudaBackend be, int runs, Action op)
