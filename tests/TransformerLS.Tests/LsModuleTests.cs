@@ -122,7 +122,7 @@ public class LsModuleTests
         { 1, 6, 16, 1, false, false },  // a window longer than the sequence
     };
 
-    static (Dictionary<string, float[]> Ps, float[] X, float[]? Mask, double[] Dense) Bidirectional(LsAttentionModuleConfig cfg, int B, int n, bool masked)
+    static (Dictionary<string, float[]> Ps, float[] X, float[]? Mask) Bidirectional(LsAttentionModuleConfig cfg, int B, int n, bool masked)
     {
         var rng = new Random(31);
         using var m = new LsAttentionModule(CpuBackend.Instance, cfg, DType.Float32, rng);
@@ -130,7 +130,7 @@ public class LsModuleTests
         var rows = n + (cfg.Cls ? 1 : 0);
         var x = Input(rng, (long)B * rows * cfg.Dim);
         float[]? mask = masked ? [.. Enumerable.Range(0, B * n).Select(i => i >= n && (i % n == 2 || i % n >= n - 3) ? 0f : 1f)] : null;
-        return (ps, x, mask, DenseBidirectional(cfg, ps, x, mask, B, rows));
+        return (ps, x, mask);
     }
 
     static double[] RunBidirectional(IBackend be, LsAttentionModuleConfig cfg, DType dt, Dictionary<string, float[]> ps, float[] x, float[]? mask, int B, int n)
@@ -153,6 +153,28 @@ public class LsModuleTests
     /// </summary>
     static double ModuleBound(double cpuErr, double[] dense) => 2 * cpuErr + 8.0 / (1 << 23) * Math.Max(1, dense.Max(Math.Abs));
 
+    /// <summary>
+    /// For float32 and bfloat16 (parameters and inputs rounded to the dtype inside the callbacks): the GPU module's
+    /// error against the dense reference is within <see cref="ModuleBound"/> of the CPU backend's.
+    /// </summary>
+    static void AssertGpuWithinModuleRule(Func<DType, double[]> dense, Func<IBackend, DType, double[]> run)
+    {
+        using var gpu = new CudaBackend();
+        foreach (var dt in new[] { DType.Float32, DType.BFloat16 })
+        {
+            var reference = dense(dt);
+            var cpuErr = MaxErr(run(CpuBackend.Instance, dt), reference);
+            var gpuErr = MaxErr(run(gpu, dt), reference);
+            Assert.True(gpuErr <= ModuleBound(cpuErr, reference),
+                $"{dt.Name()}: GPU error {gpuErr:E2}, CPU error {cpuErr:E2}, bound {ModuleBound(cpuErr, reference):E2}");
+        }
+    }
+
+    static Dictionary<string, float[]> Rounded(Dictionary<string, float[]> ps, DType dt) => ps.ToDictionary(p => p.Key, p => Rounded(p.Value, dt)!);
+
+    [return: System.Diagnostics.CodeAnalysis.NotNullIfNotNull(nameof(v))]
+    static float[]? Rounded(float[]? v, DType dt) => v?.Select(x => dt.Round(x)).ToArray();
+
     static double MaxErr(double[] a, double[] b) => a.Zip(b, (p, q) => double.IsNaN(p) ? double.PositiveInfinity : Math.Abs(p - q)).Max();
 
     [Theory]
@@ -160,7 +182,8 @@ public class LsModuleTests
     public void Bidirectional_module_on_cpu_equals_dense_section_9(int B, int n, int w, int r, bool cls, bool masked)
     {
         var cfg = new LsAttentionModuleConfig(64, 2, w, r, cls);
-        var (ps, x, mask, dense) = Bidirectional(cfg, B, n, masked);
+        var (ps, x, mask) = Bidirectional(cfg, B, n, masked);
+        var dense = DenseBidirectional(cfg, ps, x, mask, B, n + (cls ? 1 : 0));
         var got = RunBidirectional(CpuBackend.Instance, cfg, DType.Float32, ps, x, mask, B, n);
         Assert.True(MaxErr(got, dense) < 2e-5 * Math.Max(1, dense.Max(Math.Abs)), $"max error {MaxErr(got, dense):E2}");
     }
@@ -171,16 +194,9 @@ public class LsModuleTests
     {
         TestEnv.RequireGpu();
         var cfg = new LsAttentionModuleConfig(64, 2, w, r, cls);
-        var (ps, x, mask, dense) = Bidirectional(cfg, B, n, masked);
-        using var gpu = new CudaBackend();
-        foreach (var dt in new[] { DType.Float32, DType.BFloat16 })
-        {
-            var ps2 = ps.ToDictionary(p => p.Key, p => p.Value.Select(v => dt.Round(v)).ToArray());
-            var x2 = x.Select(v => dt.Round(v)).ToArray();
-            var cpuErr = MaxErr(RunBidirectional(CpuBackend.Instance, cfg, dt, ps2, x2, mask, B, n), DenseBidirectional(cfg, ps2, x2, mask, B, n + (cls ? 1 : 0)));
-            var gpuErr = MaxErr(RunBidirectional(gpu, cfg, dt, ps2, x2, mask, B, n), DenseBidirectional(cfg, ps2, x2, mask, B, n + (cls ? 1 : 0)));
-            Assert.True(gpuErr <= ModuleBound(cpuErr, dense), $"{dt.Name()}: GPU error {gpuErr:E2}, CPU error {cpuErr:E2}, bound {ModuleBound(cpuErr, dense):E2}");
-        }
+        var (ps, x, mask) = Bidirectional(cfg, B, n, masked);
+        AssertGpuWithinModuleRule(dt => DenseBidirectional(cfg, Rounded(ps, dt), Rounded(x, dt), mask, B, n + (cls ? 1 : 0)),
+            (be, dt) => RunBidirectional(be, cfg, dt, Rounded(ps, dt), Rounded(x, dt), mask, B, n));
     }
 
     // ------------------------------------------------------------------ causal (sections 3.1-3.4, 9)
@@ -314,15 +330,7 @@ public class LsModuleTests
         TestEnv.RequireGpu();
         var cfg = new LsCausalModuleConfig(64, 2, w, l, r);
         var (ps, h, c) = Causal(cfg, B, L, M);
-        using var gpu = new CudaBackend();
-        foreach (var dt in new[] { DType.Float32, DType.BFloat16 })
-        {
-            var ps2 = ps.ToDictionary(p => p.Key, p => p.Value.Select(v => dt.Round(v)).ToArray());
-            var (h2, c2) = (h.Select(v => dt.Round(v)).ToArray(), c?.Select(v => dt.Round(v)).ToArray());
-            var dense = DenseCausal(cfg, ps2, h2, c2, B, L, M);
-            var cpuErr = MaxErr(RunCausal(CpuBackend.Instance, cfg, dt, ps2, h2, c2, B, L, M), dense);
-            var gpuErr = MaxErr(RunCausal(gpu, cfg, dt, ps2, h2, c2, B, L, M), dense);
-            Assert.True(gpuErr <= ModuleBound(cpuErr, dense), $"{dt.Name()}: GPU error {gpuErr:E2}, CPU error {cpuErr:E2}, bound {ModuleBound(cpuErr, dense):E2}");
-        }
+        AssertGpuWithinModuleRule(dt => DenseCausal(cfg, Rounded(ps, dt), Rounded(h, dt), Rounded(c, dt), B, L, M),
+            (be, dt) => RunCausal(be, cfg, dt, Rounded(ps, dt), Rounded(h, dt), Rounded(c, dt), B, L, M));
     }
 }
