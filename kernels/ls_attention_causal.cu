@@ -143,6 +143,16 @@ TLS_DEVICE float logit(const LsCausalParams& p, const Block& k, bool window, int
     return (float)(row_dot(qs, s.Ks + lane * ds, p.d) + s.ub[lane] + row_dot(qs, s.Rs + row * ds, p.d) + s.vr[row]);
 }
 
+// u and v of the block's head (r_w_bias, r_r_bias), used by every window tile.
+template <typename T> TLS_DEVICE void load_biases(const LsCausalParams& p, const Block& k, const Smem& s)
+{
+    for (int c = threadIdx.x; c < p.d; c += blockDim.x)
+    {
+        s.Us[c] = load<T>(p.u, (i64)k.h * p.d + c);
+        s.VBs[c] = load<T>(p.vb, (i64)k.h * p.d + c);
+    }
+}
+
 TLS_DEVICE float* carve(float*& at, int n) { float* r = at; at += n; return r; }
 
 TLS_DEVICE Smem carve_common(float*& at, int d)
@@ -173,11 +183,7 @@ template <typename T> __device__ void ls_causal_fwd(LsCausalParams p)
         Qs[idx] = p.scale * load<T>(p.q, k.qbase + (i64)k.q0 * d + idx);
         Acc[idx] = 0.f;
     }
-    for (int c = threadIdx.x; c < d; c += blockDim.x)
-    {
-        s.Us[c] = load<T>(p.u, (i64)k.h * d + c);
-        s.VBs[c] = load<T>(p.vb, (i64)k.h * d + c);
-    }
+    load_biases<T>(p, k, s);
     for (int i = threadIdx.x; i < QB; i += blockDim.x) { M[i] = -TLS_INF; Lsum[i] = 0.f; }
 
     for (int phase = 0; phase < 2; ++phase)
@@ -252,12 +258,8 @@ template <typename T> __device__ void ls_causal_bwd(LsCausalParams p)
         dOs[idx] = load<T>(p.dout, off);
         dQs[idx] = 0.f;
     }
-    for (int c = threadIdx.x; c < d; c += blockDim.x)
-    {
-        s.Us[c] = load<T>(p.u, (i64)k.h * d + c);
-        s.VBs[c] = load<T>(p.vb, (i64)k.h * d + c);
-        dU[c] = 0.f; dVB[c] = 0.f;
-    }
+    load_biases<T>(p, k, s);
+    for (int c = threadIdx.x; c < d; c += blockDim.x) { dU[c] = 0.f; dVB[c] = 0.f; }
     __syncthreads();
     // D_i in double, like dP: where one key holds all the weight, dP − D must cancel to ~0, not to fp32 noise.
     for (int qi = warp; qi < k.nq; qi += NWARP)
