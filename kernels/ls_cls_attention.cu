@@ -4,7 +4,9 @@
 // Reference: src/TransformerLS/Ops/LsClsAttention/LsClsAttention.cs.
 // One block per (batch, head); each warp runs an online softmax over a strided share of the tokens, lanes
 // holding channels; the warps' partial states merge in shared memory. Dot products and D = dO·O in double, so
-// dP − D cancels exactly when one key holds all the weight (a sequence of padding only).
+// dP − D cancels exactly when one key holds all the weight (a sequence of padding only); the softmax
+// statistics too, so the saved lse carries no expf/logf ulps into the backward's p (fp32 missed the 2x rule
+// for dk on one seed in eight with a single token).
 #include "prelude.cuh"
 
 #define NWARP 8
@@ -37,7 +39,8 @@ TLS_DEVICE bool token(const LsClsParams& p, int b, int t) { return !p.mask || p.
 
 template <typename T> __device__ void ls_cls_fwd(LsClsParams p)
 {
-    __shared__ float wm[NWARP], wl[NWARP], wacc[NWARP][128];
+    __shared__ double wm[NWARP], wl[NWARP];
+    __shared__ float wacc[NWARP][128];
     const int bh = blockIdx.x, b = bh / p.H, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const i64 vb = (i64)bh * p.d, cb = (i64)bh * p.n * p.d;
     float qs[MAXC], acc[MAXC];
@@ -47,20 +50,20 @@ template <typename T> __device__ void ls_cls_fwd(LsClsParams p)
         qs[j] = ch < p.d ? p.scale * load<T>(p.q, vb + ch) : 0.f;
         acc[j] = 0.f;
     }
-    float m = -TLS_INF, l = 0.f;
+    double m = -TLS_INF, l = 0.0;  // the softmax statistics in double: the backward's p = exp(s − lse) depends on them
     // Key -1 is the CLS token's own (k, v), taken by warp 0; then the tokens, strided over the warps.
     for (int t = warp == 0 ? -1 : warp; t < p.n; t += (t == -1 ? 1 : NWARP))
     {
         if (t >= 0 && !token(p, b, t)) continue;
         const void* key = t < 0 ? p.k : p.c;
         i64 base = t < 0 ? vb : cb + (i64)t * p.d;
-        float s = (float)dot_lanes<T>(qs, key, base, p.d);
-        float mn = fmaxf(m, s), corr = expf(m - mn), e = expf(s - mn);
+        double s = dot_lanes<T>(qs, key, base, p.d);
+        double mn = fmax(m, s), corr = exp(m - mn), e = exp(s - mn);
         const void* val = t < 0 ? p.v : p.c;
         for (int j = 0; j < MAXC; ++j)
         {
             int ch = lane + 32 * j;
-            if (ch < p.d) acc[j] = acc[j] * corr + e * load<T>(val, base + ch);
+            if (ch < p.d) acc[j] = (float)(acc[j] * corr + e * load<T>(val, base + ch));
         }
         l = l * corr + e;
         m = mn;
@@ -68,17 +71,17 @@ template <typename T> __device__ void ls_cls_fwd(LsClsParams p)
     if (lane == 0) { wm[warp] = m; wl[warp] = l; }
     for (int j = 0; j < MAXC; ++j) if (lane + 32 * j < p.d) wacc[warp][lane + 32 * j] = acc[j];
     __syncthreads();
-    float M = -TLS_INF;
-    for (int w = 0; w < NWARP; ++w) M = fmaxf(M, wm[w]);  // finite: warp 0 always has the CLS key
-    float L = 0.f;
-    for (int w = 0; w < NWARP; ++w) L += wm[w] == -TLS_INF ? 0.f : wl[w] * expf(wm[w] - M);
+    double M = -TLS_INF;
+    for (int w = 0; w < NWARP; ++w) M = fmax(M, wm[w]);  // finite: warp 0 always has the CLS key
+    double L = 0.0;
+    for (int w = 0; w < NWARP; ++w) L += wm[w] == -TLS_INF ? 0.0 : wl[w] * exp(wm[w] - M);
     for (int ch = threadIdx.x; ch < p.d; ch += blockDim.x)
     {
-        float a = 0.f;
-        for (int w = 0; w < NWARP; ++w) if (wm[w] != -TLS_INF) a += wacc[w][ch] * expf(wm[w] - M);
-        store<T>(p.o, vb + ch, a / L);
+        double a = 0.0;
+        for (int w = 0; w < NWARP; ++w) if (wm[w] != -TLS_INF) a += wacc[w][ch] * exp(wm[w] - M);
+        store<T>(p.o, vb + ch, (float)(a / L));
     }
-    if (threadIdx.x == 0) p.lse[bh] = M + logf(L);
+    if (threadIdx.x == 0) p.lse[bh] = (float)(M + log(L));
 }
 
 // ds = p·(dP − D); dq = σ·(ds_cls·k + Σ ds_t·C_t); dk = ds_cls·σq; dv = p_cls·dO; dC_t (+)= ds_t·σq + p_t·dO.
