@@ -7,55 +7,12 @@
 // A block owns up to QB queries of one segment of one (batch, head). The key list (r landmarks, then the
 // 2e + w window positions) streams through shared memory KT keys at a time; within a tile each lane of a
 // warp owns one key, so a warp scores 32 keys at once and updates its query's online softmax.
-// First version: fp32 math on the CUDA cores. Tensor cores (mma.sync from the prelude) come next.
-#include "prelude.cuh"
+// fp32 math on the CUDA cores: the float32 path. bf16 runs on the tensor cores in ls_attention_bidir_mma.cu.
+#include "ls_attention_bidir.cuh"
 
 #define KT 32
 #define QB 32
 #define NWARP 4
-
-struct LsAttnParams
-{
-    const void* q;       // [B, H, n, d], unscaled
-    const void* k;       // [B, H, n, d]
-    const void* v;       // [B, H, n, d]
-    const void* kbar;    // [B, H, r, d]
-    const void* vbar;    // [B, H, r, d]
-    const float* mask;   // [B, n], 1 = token, 0 = pad; may be null
-    void* o;             // [B, H, n, d]
-    float* lse;          // [B, H, n]
-    const void* dout;    // backward: [B, H, n, d]
-    void* dq;            // backward: [B, H, n, d]
-    float* dk;           // backward, fp32 accumulators: [B, H, n, d]
-    float* dv;
-    float* dkbar;        // [B, H, r, d]
-    float* dvbar;
-    int B, H, n, d, w, r, e, chunks;  // chunks = ceil(w / QB) query chunks per segment
-    float scale;
-};
-
-struct Block
-{
-    int b, bh, seg, q0, nq, wstart, total;
-    i64 base;
-};
-
-TLS_DEVICE Block block_of(const LsAttnParams& p)
-{
-    Block k;
-    k.bh = blockIdx.z;
-    k.b = k.bh / p.H;
-    k.seg = blockIdx.x / p.chunks;
-    k.q0 = k.seg * p.w + (blockIdx.x % p.chunks) * QB;
-    int seg_end = min((k.seg + 1) * p.w, p.n);
-    k.nq = max(0, min(QB, seg_end - k.q0));
-    k.wstart = k.seg * p.w - p.e;
-    k.total = p.r + p.w + 2 * p.e;
-    k.base = (i64)k.bh * p.n * p.d;
-    return k;
-}
-
-TLS_DEVICE bool is_token(const LsAttnParams& p, int b, int j) { return !p.mask || p.mask[(i64)b * p.n + j] != 0.f; }
 
 // Loads keys [t0, t0 + KT) of the block's key list into Ks/Vs (row stride d + 1: conflict-free columns).
 // Returns through valid[] which keys exist; for window keys, pos[] holds the sequence position (-1: landmark).
@@ -99,7 +56,7 @@ TLS_DEVICE float row_dot(const float* a, const float* b, int d)
 template <typename T> __device__ void ls_attn_fwd(LsAttnParams p)
 {
     extern __shared__ float sm[];
-    const Block k = block_of(p);
+    const Block k = block_of(p, QB);
     if (k.nq <= 0) return;
     const int d = p.d, ds = d + 1, lane = threadIdx.x % 32, warp = threadIdx.x / 32, dpl = d / 32;
     float* Ks = sm;
@@ -160,7 +117,7 @@ template <typename T> __device__ void ls_attn_fwd(LsAttnParams p)
 template <typename T> __device__ void ls_attn_bwd(LsAttnParams p)
 {
     extern __shared__ float sm[];
-    const Block k = block_of(p);
+    const Block k = block_of(p, QB);
     if (k.nq <= 0) return;
     const int d = p.d, ds = d + 1, lane = threadIdx.x % 32, warp = threadIdx.x / 32, dpl = d / 32;
     float* Ks = sm;
@@ -251,5 +208,6 @@ template <typename T> __device__ void ls_attn_bwd(LsAttnParams p)
         store<T>(p.dq, k.base + (i64)k.q0 * d + idx, qok[idx / d] ? p.scale * dQs[idx] : 0.f);
 }
 
-TLS_INSTANTIATE(ls_attn_fwd, LsAttnParams)
-TLS_INSTANTIATE(ls_attn_bwd, LsAttnParams)
+// float32 only: bf16 takes the tensor-core kernels.
+extern "C" __global__ void ls_attn_fwd_f32(LsAttnParams p) { ls_attn_fwd<float>(p); }
+extern "C" __global__ void ls_attn_bwd_f32(LsAttnParams p) { ls_attn_bwd<float>(p); }

@@ -77,6 +77,20 @@ TLS_DEVICE void ldmatrix_x2_trans(unsigned r[2], const void* smem_row)
                  : "=r"(r[0]), "=r"(r[1]) : "r"(smem_addr(smem_row)));
 }
 
+TLS_DEVICE void ldmatrix_x4_trans(unsigned r[4], const void* smem_row)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(smem_row)));
+}
+
+// x = hi + lo with both halves bf16: an fp32 value (a probability, a score gradient) that must enter an mma
+// keeps ~16 significant bits through two mmas instead of the 8 a single bf16 rounding leaves.
+TLS_DEVICE void split_bf16x2(float x0, float x1, unsigned& hi, unsigned& lo)
+{
+    hi = pack_bf16x2(x0, x1);
+    lo = pack_bf16x2(x0 - __uint_as_float(hi << 16), x1 - __uint_as_float(hi & 0xffff0000u));
+}
+
 // 16-byte global -> shared copy that bypasses registers; src_bytes < 16 zero-fills the rest.
 TLS_DEVICE void cp_async_16(void* smem, const void* gmem, int src_bytes)
 {

@@ -7,7 +7,8 @@ namespace TransformerLS.Backends;
 /// <summary>
 /// The kernel sources of kernels/, embedded in this assembly, and how a module is obtained for a device:
 /// a fatbin built by cmake/ (TLS_KERNEL_FATBIN_DIR), else a CUBIN from the on-disk cache, else NVRTC.
-/// The cache key covers the source, the prelude, the options, the arch and the NVRTC version; an entry whose
+/// Every kernels/*.cuh (the prelude and the headers op families share) is handed to NVRTC as an in-memory
+/// header. The cache key covers the source, all headers, the options, the arch and the NVRTC version; an entry whose
 /// checksum does not match is rebuilt, not trusted.
 /// </summary>
 public static class KernelLibrary
@@ -21,9 +22,14 @@ public static class KernelLibrary
     static readonly byte[] Magic = "TLSK1\n"u8.ToArray();
 
     /// <summary>Names of the .cu files (e.g. "layernorm.cu").</summary>
-    public static IReadOnlyList<string> Sources { get; } =
+    public static IReadOnlyList<string> Sources { get; } = Embedded(".cu");
+
+    /// <summary>Names of the .cuh headers (the prelude among them).</summary>
+    public static IReadOnlyList<string> Headers { get; } = Embedded(".cuh");
+
+    static string[] Embedded(string extension) =>
         [.. typeof(KernelLibrary).Assembly.GetManifestResourceNames()
-            .Where(n => n.StartsWith("kernels/", StringComparison.Ordinal) && n.EndsWith(".cu", StringComparison.Ordinal))
+            .Where(n => n.StartsWith("kernels/", StringComparison.Ordinal) && n.EndsWith(extension, StringComparison.Ordinal))
             .Select(n => n["kernels/".Length..]).Order(StringComparer.Ordinal)];
 
     public static string ReadSource(string file)
@@ -40,8 +46,12 @@ public static class KernelLibrary
             : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "transformerls", "kernels");
 
     /// <summary>Compiles one source with NVRTC for sm_<paramref name="arch"/>; needs no GPU.</summary>
-    public static CompiledKernelImage Compile(string file, int arch) =>
-        new CudaRuntimeCompiler(ReadSource(file), file).AddHeader(PreludeName, ReadSource(PreludeName)).Compile(arch, Options);
+    public static CompiledKernelImage Compile(string file, int arch)
+    {
+        var compiler = new CudaRuntimeCompiler(ReadSource(file), file);
+        foreach (var h in Headers) compiler.AddHeader(h, ReadSource(h));
+        return compiler.Compile(arch, Options);
+    }
 
     /// <summary>Where the image for <paramref name="file"/> came from, for `tls check`.</summary>
     public enum Origin { Fatbin, Cache, Compiled }
@@ -66,7 +76,7 @@ public static class KernelLibrary
 
     static string Key(string file, int arch, int major, int minor)
     {
-        var text = string.Join("\0", ReadSource(file), ReadSource(PreludeName), string.Join(' ', Options), arch, $"{major}.{minor}");
+        var text = string.Join("\0", [ReadSource(file), .. Headers.Select(ReadSource), string.Join(' ', Options), $"{arch}", $"{major}.{minor}"]);
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..24].ToLowerInvariant();
     }
 

@@ -23,6 +23,7 @@ public static partial class OpCases
             (1, 1, 20, 64, 1, 3, false),   // w = 1: left neighbour, self, right neighbour
             (1, 3, 64, 128, 16, 8, true),
             (3, 1, 50, 32, 64, 2, true),   // one segment longer than the sequence
+            (1, 2, 300, 96, 128, 70, true), // two landmark tiles, two query blocks per segment, a short last segment
         })
         {
             var cfg = new LsAttentionConfig(w, r);

@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops.LsAttention;
 
-/// <summary>Mirror of LsAttnParams in kernels/ls_attention_bidir.cu.</summary>
+/// <summary>Mirror of LsAttnParams in kernels/ls_attention_bidir.cuh.</summary>
 [StructLayout(LayoutKind.Sequential)]
 struct LsAttnParams
 {
@@ -14,10 +14,16 @@ struct LsAttnParams
     public float Scale;
 }
 
+/// <summary>
+/// float32 runs kernels/ls_attention_bidir.cu (CUDA cores); bfloat16 runs kernels/ls_attention_bidir_mma.cu
+/// (tensor cores, one instantiation per head dim).
+/// </summary>
 static class LsAttentionCuda
 {
-    const string File = "ls_attention_bidir.cu";
-    const int KT = 32, QB = 32, Threads = 128;
+    const string File = "ls_attention_bidir.cu", MmaFile = "ls_attention_bidir_mma.cu";
+    const int KT = 32, QB = 32, MmaKT = 64, MmaQB = 64, Threads = 128;
+    static readonly string[] MmaForward = ["ls_attn_fwd_mma_d32", "ls_attn_fwd_mma_d64", "ls_attn_fwd_mma_d96", "ls_attn_fwd_mma_d128"];
+    static readonly string[] MmaBackward = ["ls_attn_bwd_mma_d32", "ls_attn_bwd_mma_d64", "ls_attn_bwd_mma_d96", "ls_attn_bwd_mma_d128"];
 
     static void CheckHeadDim(LsAttentionGeometry g)
     {
@@ -29,21 +35,30 @@ static class LsAttentionCuda
     {
         Q = q.DevicePointer, K = k.DevicePointer, V = v.DevicePointer, KBar = kbar.DevicePointer, VBar = vbar.DevicePointer,
         Mask = mask?.DevicePointer ?? 0, O = o.DevicePointer, Lse = lse.DevicePointer,
-        B = g.B, H = g.H, N = g.N, D = g.D, W = g.W, R = g.R, E = g.E, Chunks = Chunks(g), Scale = g.Scale,
+        B = g.B, H = g.H, N = g.N, D = g.D, W = g.W, R = g.R, E = g.E, Chunks = Chunks(g, BlockQueries(q)), Scale = g.Scale,
     };
 
-    /// <summary>Query chunks of QB per segment; the kernel splits blockIdx.x by the same number.</summary>
-    static int Chunks(LsAttentionGeometry g) => (g.W + QB - 1) / QB;
+    static bool UsesMma(Tensor q) => q.DType == DType.BFloat16;
+    static int BlockQueries(Tensor q) => UsesMma(q) ? MmaQB : QB;
 
-    static Dim3 Grid(LsAttentionGeometry g) => new((uint)(g.Segments * Chunks(g)), 1, (uint)(g.B * g.H));
+    /// <summary>Query chunks per segment; the kernel splits blockIdx.x by the same number.</summary>
+    static int Chunks(LsAttentionGeometry g, int blockQueries) => (g.W + blockQueries - 1) / blockQueries;
+
+    static Dim3 Grid(LsAttentionGeometry g, Tensor q) => new((uint)(g.Segments * Chunks(g, BlockQueries(q))), 1, (uint)(g.B * g.H));
+
+    /// <summary>The mma kernels' bf16 rows are padded by 8 elements (ls_attention_bidir_mma.cu's STRIDE).</summary>
+    static uint MmaShared(LsAttentionGeometry g, bool backward) =>
+        (uint)(8 * MmaKT + 2 * (backward ? 2 * (MmaQB + MmaKT) * (g.D + 8) + 4 * MmaQB * (MmaKT + 8) : (MmaQB + 2 * MmaKT) * (g.D + 8)));
 
     public static void Forward(CudaBackend be, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse)
     {
         var g = LsAttention.CheckForward(be, cfg, q, k, v, kbar, vbar, mask, o, lse);
         CheckHeadDim(g);
         var p = Params(g, q, k, v, kbar, vbar, mask, o, lse);
-        var smem = (uint)(4 * (2 * KT * (g.D + 1) + 2 * QB * g.D + 2 * QB + 2 * KT));
-        be.Kernel(File, q.DType == DType.Float32 ? "ls_attn_fwd_f32" : "ls_attn_fwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
+        if (UsesMma(q))
+            be.Kernel(MmaFile, MmaForward[g.D / 32 - 1]).Launch(Grid(g, q), Threads, MmaShared(g, false), be.Stream, p);
+        else
+            be.Kernel(File, "ls_attn_fwd_f32").Launch(Grid(g, q), Threads, (uint)(4 * (2 * KT * (g.D + 1) + 2 * QB * g.D + 2 * QB + 2 * KT)), be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
@@ -55,8 +70,10 @@ static class LsAttentionCuda
         using var grads = new Float32Accumulators(be, dk, dv, dkbar, dvbar);
         var p = Params(g, q, k, v, kbar, vbar, mask, o, lse);
         p.DOut = dout.DevicePointer; p.DQ = dq.DevicePointer; p.DK = grads.P0; p.DV = grads.P1; p.DKBar = grads.P2; p.DVBar = grads.P3;
-        var smem = (uint)(4 * (4 * KT * (g.D + 1) + 3 * QB * g.D + 3 * QB + 2 * KT));
-        be.Kernel(File, q.DType == DType.Float32 ? "ls_attn_bwd_f32" : "ls_attn_bwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
+        if (UsesMma(q))
+            be.Kernel(MmaFile, MmaBackward[g.D / 32 - 1]).Launch(Grid(g, q), Threads, MmaShared(g, true), be.Stream, p);
+        else
+            be.Kernel(File, "ls_attn_bwd_f32").Launch(Grid(g, q), Threads, (uint)(4 * (4 * KT * (g.D + 1) + 3 * QB * g.D + 3 * QB + 2 * KT)), be.Stream, p);
         grads.Complete();
     }
 }

@@ -1,0 +1,50 @@
+// What both bidirectional LS attention kernels share: the params (mirrored by LsAttnParams in
+// src/TransformerLS/Ops/LsAttention/LsAttentionCuda.cs) and which queries and keys a block owns.
+// ls_attention_bidir.cu: fp32 on the CUDA cores; ls_attention_bidir_mma.cu: bf16 on the tensor cores.
+#pragma once
+#include "prelude.cuh"
+
+struct LsAttnParams
+{
+    const void* q;       // [B, H, n, d], unscaled
+    const void* k;       // [B, H, n, d]
+    const void* v;       // [B, H, n, d]
+    const void* kbar;    // [B, H, r, d]
+    const void* vbar;    // [B, H, r, d]
+    const float* mask;   // [B, n], 1 = token, 0 = pad; may be null
+    void* o;             // [B, H, n, d]
+    float* lse;          // [B, H, n]
+    const void* dout;    // backward: [B, H, n, d]
+    void* dq;            // backward: [B, H, n, d]
+    float* dk;           // backward, fp32 accumulators: [B, H, n, d]
+    float* dv;
+    float* dkbar;        // [B, H, r, d]
+    float* dvbar;
+    int B, H, n, d, w, r, e, chunks;  // chunks = ceil(w / qb) query chunks per segment (qb: the kernel's block)
+    float scale;
+};
+
+struct Block
+{
+    int b, bh, seg, q0, nq, wstart, total;
+    i64 base;
+};
+
+// A block owns up to qb queries [q0, q0 + nq) of segment seg; its key list is the r landmarks, then the
+// window positions [wstart, wstart + w + 2e).
+TLS_DEVICE Block block_of(const LsAttnParams& p, int qb)
+{
+    Block k;
+    k.bh = blockIdx.z;
+    k.b = k.bh / p.H;
+    k.seg = blockIdx.x / p.chunks;
+    k.q0 = k.seg * p.w + (blockIdx.x % p.chunks) * qb;
+    int seg_end = min((k.seg + 1) * p.w, p.n);
+    k.nq = max(0, min(qb, seg_end - k.q0));
+    k.wstart = k.seg * p.w - p.e;
+    k.total = p.r + p.w + 2 * p.e;
+    k.base = (i64)k.bh * p.n * p.d;
+    return k;
+}
+
+TLS_DEVICE bool is_token(const LsAttnParams& p, int b, int j) { return !p.mask || p.mask[(i64)b * p.n + j] != 0.f; }
