@@ -9,61 +9,14 @@
 // A block owns up to QB queries of ONE projection chunk, so all its queries see the same compressed keys and
 // the same δ for each of them: the tile holds K̄ + Rc directly. Window tiles of KT positions bring the R rows of
 // every δ the tile's (query, key) pairs can have (QB + KT − 1 rows); u·k_j and v·R_δ are per-key constants.
-// fp32 math on the CUDA cores, one lane per key as in ls_attention_bidir.cu.
-#include "prelude.cuh"
+// fp32 math on the CUDA cores, one lane per key as in ls_attention_bidir.cu: the float32 path (bf16 runs on the
+// tensor cores in ls_attention_causal_mma.cu).
+#include "ls_attention_causal.cuh"
 
 #define KT 32
 #define QB 32
 #define RT (QB + KT - 1)
 #define NWARP 4
-
-struct LsCausalParams
-{
-    const void* q;       // [B, H, L, d], unscaled
-    const void* k;       // [B, H, P + L, d]
-    const void* v;
-    const void* u;       // [H, d]
-    const void* vb;      // [H, d]
-    const void* rel;     // [H, w, d]
-    const void* kc;      // [B, H, Nc, d]
-    const void* vc;
-    const void* relc;    // [H, Nc, d]
-    const float* mask;   // [B, P + L] or null
-    void* o;             // [B, H, L, d]
-    float* lse;          // [B, H, L]
-    const void* dout;
-    void* dq;
-    float *dk, *dv, *du, *dvb, *drel, *dkc, *dvc, *drelc;  // fp32 accumulators, zeroed
-    int B, H, L, P, d, w, l, r, mc, nc, tiles;             // tiles: query tiles per chunk
-    float scale;
-};
-
-struct Block
-{
-    int b, h, bh, q0, nq, ncmp, jlo, nwin;
-    i64 qbase, kbase, cbase;
-};
-
-TLS_DEVICE Block block_of(const LsCausalParams& p)
-{
-    Block k;
-    k.bh = blockIdx.z;
-    k.b = k.bh / p.H;
-    k.h = k.bh % p.H;
-    int chunk = blockIdx.x / p.tiles;
-    k.q0 = chunk * p.l + (blockIdx.x % p.tiles) * QB;
-    int qend = min(min(k.q0 + QB, (chunk + 1) * p.l), p.L);
-    k.nq = max(0, qend - k.q0);
-    k.ncmp = (p.mc + chunk) * p.r;
-    k.jlo = max(k.q0 - p.w + 1, -p.P);
-    k.nwin = k.q0 + k.nq - k.jlo;
-    k.qbase = (i64)k.bh * p.L * p.d;
-    k.kbase = (i64)k.bh * (p.P + p.L) * p.d;
-    k.cbase = (i64)k.bh * p.nc * p.d;
-    return k;
-}
-
-TLS_DEVICE bool is_token(const LsCausalParams& p, int b, int j) { return !p.mask || p.mask[(i64)b * (p.P + p.L) + p.P + j] != 0.f; }
 
 struct Smem
 {
@@ -168,7 +121,7 @@ TLS_DEVICE Smem carve_common(float*& at, int d)
 template <typename T> __device__ void ls_causal_fwd(LsCausalParams p)
 {
     extern __shared__ float sm[];
-    const Block k = block_of(p);
+    const Block k = block_of(p, QB);
     if (k.nq <= 0) return;
     const int d = p.d, lane = threadIdx.x % 32, warp = threadIdx.x / 32, dpl = d / 32, ds = d + 1;
     float* at = sm;
@@ -232,7 +185,7 @@ template <typename T> __device__ void ls_causal_fwd(LsCausalParams p)
 template <typename T> __device__ void ls_causal_bwd(LsCausalParams p)
 {
     extern __shared__ float sm[];
-    const Block k = block_of(p);
+    const Block k = block_of(p, QB);
     if (k.nq <= 0) return;
     const int d = p.d, lane = threadIdx.x % 32, warp = threadIdx.x / 32, dpl = d / 32, ds = d + 1;
     double* Dd = (double*)sm;      // first: the dynamic shared base is 16-byte aligned
@@ -360,5 +313,5 @@ template <typename T> __device__ void ls_causal_bwd(LsCausalParams p)
         store<T>(p.dq, k.qbase + (i64)k.q0 * d + idx, qok[idx / d] ? p.scale * dQs[idx] : 0.f);
 }
 
-TLS_INSTANTIATE(ls_causal_fwd, LsCausalParams)
-TLS_INSTANTIATE(ls_causal_bwd, LsCausalParams)
+extern "C" __global__ void ls_causal_fwd_f32(LsCausalParams p) { ls_causal_fwd<float>(p); }
+extern "C" __global__ void ls_causal_bwd_f32(LsCausalParams p) { ls_causal_bwd<float>(p); }

@@ -85,6 +85,7 @@ public static partial class OpCases
             (1, 3, 48, 16, 128, 16, 16, 1, 3, true),
             (3, 1, 24, 8, 32, 32, 8, 2, 1, false),  // the window is longer than the block
             (1, 2, 90, 8, 64, 8, 40, 2, 1, true),   // a chunk longer than the kernel's query tile
+            (1, 2, 200, 70, 96, 100, 80, 3, 20, true), // several compressed and window tiles, two query blocks per chunk
         })
         {
             var cfg = new LsCausalConfig(w, l, r);

@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops.LsCausalAttention;
 
-/// <summary>Mirror of LsCausalParams in kernels/ls_attention_causal.cu.</summary>
+/// <summary>Mirror of LsCausalParams in kernels/ls_attention_causal.cuh.</summary>
 [StructLayout(LayoutKind.Sequential)]
 struct LsCausalParams
 {
@@ -14,10 +14,16 @@ struct LsCausalParams
     public float Scale;
 }
 
+/// <summary>
+/// float32 runs kernels/ls_attention_causal.cu (CUDA cores); bfloat16 runs kernels/ls_attention_causal_mma.cu
+/// (tensor cores, one instantiation per head dim, 16 queries per warp and up to 4 warps a block).
+/// </summary>
 static class LsCausalAttentionCuda
 {
-    const string File = "ls_attention_causal.cu";
-    const int KT = 32, QB = 32, RT = QB + KT - 1, Threads = 128;
+    const string File = "ls_attention_causal.cu", MmaFile = "ls_attention_causal_mma.cu";
+    const int KT = 32, QB = 32, RT = QB + KT - 1, Threads = 128, MmaKT = 64, MmaRW = MmaKT + 16;
+    static readonly string[] MmaForward = ["ls_causal_fwd_mma_d32", "ls_causal_fwd_mma_d64", "ls_causal_fwd_mma_d96", "ls_causal_fwd_mma_d128"];
+    static readonly string[] MmaBackward = ["ls_causal_bwd_mma_d32", "ls_causal_bwd_mma_d64", "ls_causal_bwd_mma_d96", "ls_causal_bwd_mma_d128"];
 
     static LsCausalParams Params(LsCausalGeometry g, in LsCausalInputs x, Tensor o, Tensor lse)
     {
@@ -28,14 +34,36 @@ static class LsCausalAttentionCuda
             Q = x.Q.DevicePointer, K = x.K.DevicePointer, V = x.V.DevicePointer, U = x.U.DevicePointer, VB = x.VBias.DevicePointer,
             Rel = x.Rel.DevicePointer, KC = x.KC.DevicePointer, VC = x.VC.DevicePointer, RelC = x.RelC.DevicePointer,
             Mask = x.Mask?.DevicePointer ?? 0, O = o.DevicePointer, Lse = lse.DevicePointer,
-            B = g.B, H = g.H, L = g.L, P = g.P, D = g.D, W = g.W, Lc = g.Lc, R = g.R, Mc = g.Mc, Nc = g.Nc, Tiles = Tiles(g), Scale = g.Scale,
+            B = g.B, H = g.H, L = g.L, P = g.P, D = g.D, W = g.W, Lc = g.Lc, R = g.R, Mc = g.Mc, Nc = g.Nc,
+            Tiles = Tiles(g, BlockQueries(g, x.Q)), Scale = g.Scale,
         };
     }
 
-    /// <summary>Query tiles per projection chunk: a block never straddles two chunks.</summary>
-    static int Tiles(LsCausalGeometry g) => (Math.Min(g.Lc, g.L) + QB - 1) / QB;
+    static bool UsesMma(Tensor q) => q.DType == DType.BFloat16;
 
-    static Dim3 Grid(LsCausalGeometry g) => new((uint)(g.BlockChunks * Tiles(g)), 1, (uint)(g.B * g.H));
+    /// <summary>Warps of an mma block: 16 queries each, no more than a chunk holds, at most 4.</summary>
+    static int MmaWarps(LsCausalGeometry g) => Math.Min(4, (Math.Min(g.Lc, g.L) + 15) / 16);
+
+    static int BlockQueries(LsCausalGeometry g, Tensor q) => UsesMma(q) ? 16 * MmaWarps(g) : QB;
+
+    /// <summary>Query blocks per projection chunk: a block never straddles two chunks.</summary>
+    static int Tiles(LsCausalGeometry g, int blockQueries) => (Math.Min(g.Lc, g.L) + blockQueries - 1) / blockQueries;
+
+    static Dim3 Grid(LsCausalGeometry g, Tensor q) => new((uint)(g.BlockChunks * Tiles(g, BlockQueries(g, q))), 1, (uint)(g.B * g.H));
+
+    /// <summary>Bytes of the mma kernels' shared memory: the same 16-byte pieces in the order carve_common and the
+    /// backward take them.</summary>
+    static uint MmaShared(LsCausalGeometry g, bool backward)
+    {
+        static int Take(int n, int size) => (n * size + 15) / 16 * 16;
+        int qb = 16 * MmaWarps(g), d = g.D, row = d + 8;
+        int bytes = Take(MmaKT, 8) + Take(qb + MmaKT, 8) + Take(qb * row, 2) + 2 * Take(MmaKT * row, 2) + Take((qb + MmaKT) * row, 2)
+            + 2 * Take(d, 4) + Take(MmaKT, 4) + Take(qb + MmaKT, 4) + Take(qb * (MmaRW + 4), 4);
+        if (backward)
+            bytes += Take(qb * row, 2) + 4 * Take(qb * (MmaKT + 8), 2) + 2 * Take(qb * (MmaRW + 8), 2)
+                + Take(MmaKT, 4) + Take(qb + MmaKT, 4) + 2 * Take(d, 4);
+        return (uint)bytes;
+    }
 
     /// <summary>Shared floats both kernels carve first (kernel: carve_common).</summary>
     static int Common(int d) => 2 * KT * (d + 1) + RT * (d + 1) + 2 * d + KT + RT + 2 * KT;
@@ -44,8 +72,10 @@ static class LsCausalAttentionCuda
     {
         var g = LsCausalAttention.CheckForward(be, cfg, x, o, lse);
         var p = Params(g, x, o, lse);
-        var smem = (uint)(4 * (Common(g.D) + 2 * QB * g.D + 2 * QB));
-        be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_fwd_f32" : "ls_causal_fwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
+        if (UsesMma(x.Q))
+            be.Kernel(MmaFile, MmaForward[g.D / 32 - 1]).Launch(Grid(g, x.Q), 32 * MmaWarps(g), MmaShared(g, false), be.Stream, p);
+        else
+            be.Kernel(File, "ls_causal_fwd_f32").Launch(Grid(g, x.Q), Threads, (uint)(4 * (Common(g.D) + 2 * QB * g.D + 2 * QB)), be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse, Tensor dout, in LsCausalGradients gr)
@@ -61,7 +91,10 @@ static class LsCausalAttentionCuda
         p.DK = seq.P0; p.DV = seq.P1; p.DKC = cmp.P0; p.DVC = cmp.P1; p.DU = bias.P0; p.DVB = bias.P1; p.DRel = rel.P0; p.DRelC = rel.P1;
         var d = g.D;
         var smem = (uint)(4 * (Common(d) + 2 * KT * (d + 1) + RT * (d + 1) + KT + RT + 2 * d + 3 * QB * d + 4 * QB)); // 4·QB: Lse, qok and the double D_i
-        be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_bwd_f32" : "ls_causal_bwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
+        if (UsesMma(x.Q))
+            be.Kernel(MmaFile, MmaBackward[g.D / 32 - 1]).Launch(Grid(g, x.Q), 32 * MmaWarps(g), MmaShared(g, true), be.Stream, p);
+        else
+            be.Kernel(File, "ls_causal_bwd_f32").Launch(Grid(g, x.Q), Threads, smem, be.Stream, p);
         seq.Complete(); cmp.Complete(); bias.Complete(); rel.Complete();
     }
 }

@@ -1,0 +1,55 @@
+// What both causal LS attention kernels share: the params (mirrored by LsCausalParams in
+// src/TransformerLS/Ops/LsCausalAttention/LsCausalAttentionCuda.cs) and which queries and keys a block owns.
+// ls_attention_causal.cu: fp32 on the CUDA cores; ls_attention_causal_mma.cu: bf16 on the tensor cores.
+#pragma once
+#include "prelude.cuh"
+
+struct LsCausalParams
+{
+    const void* q;       // [B, H, L, d], unscaled
+    const void* k;       // [B, H, P + L, d]
+    const void* v;
+    const void* u;       // [H, d]
+    const void* vb;      // [H, d]
+    const void* rel;     // [H, w, d]
+    const void* kc;      // [B, H, Nc, d]
+    const void* vc;
+    const void* relc;    // [H, Nc, d]
+    const float* mask;   // [B, P + L] or null
+    void* o;             // [B, H, L, d]
+    float* lse;          // [B, H, L]
+    const void* dout;
+    void* dq;
+    float *dk, *dv, *du, *dvb, *drel, *dkc, *dvc, *drelc;  // fp32 accumulators, zeroed
+    int B, H, L, P, d, w, l, r, mc, nc, tiles;             // tiles: query blocks per chunk
+    float scale;
+};
+
+struct Block
+{
+    int b, h, bh, q0, nq, ncmp, jlo, nwin;
+    i64 qbase, kbase, cbase;
+};
+
+// A block owns up to qb queries [q0, q0 + nq) of ONE projection chunk; it sees the first ncmp compressed keys
+// and the window positions [jlo, q0 + nq).
+TLS_DEVICE Block block_of(const LsCausalParams& p, int qb)
+{
+    Block k;
+    k.bh = blockIdx.z;
+    k.b = k.bh / p.H;
+    k.h = k.bh % p.H;
+    int chunk = blockIdx.x / p.tiles;
+    k.q0 = chunk * p.l + (blockIdx.x % p.tiles) * qb;
+    int qend = min(min(k.q0 + qb, (chunk + 1) * p.l), p.L);
+    k.nq = max(0, qend - k.q0);
+    k.ncmp = (p.mc + chunk) * p.r;
+    k.jlo = max(k.q0 - p.w + 1, -p.P);
+    k.nwin = k.q0 + k.nq - k.jlo;
+    k.qbase = (i64)k.bh * p.L * p.d;
+    k.kbase = (i64)k.bh * (p.P + p.L) * p.d;
+    k.cbase = (i64)k.bh * p.nc * p.d;
+    return k;
+}
+
+TLS_DEVICE bool is_token(const LsCausalParams& p, int b, int j) { return !p.mask || p.mask[(i64)b * (p.P + p.L) + p.P + j] != 0.f; }

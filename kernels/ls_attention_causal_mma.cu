@@ -1,0 +1,342 @@
+// Causal Long-Short attention in bf16 on the tensor cores (mma.sync m16n8k16, fp32 accumulation): the same math,
+// key sets and outputs as ls_attention_causal.cu (see there and reference section 3).
+//
+// A block owns qb = 16·warps ≤ 64 queries of ONE projection chunk (warps = min(4, ⌈l/16⌉), so short chunks do
+// not leave warps idle); the compressed keys, then the window positions, stream through shared memory KT = 64 at
+// a time. Content scores Q·Kᵀ, Q·K̄ᵀ and Q·Rcᵀ (the compressed key is K̄ + Rc, two mmas) are mmas on the bf16
+// inputs as given. The relative term σq_i·R_{i−j} is an mma of the warp's 16 queries against the 16 + KT − 1 R
+// rows its (query, key) pairs can need, gathered along the diagonal i − j through shared memory; in the backward
+// the score gradients are scattered onto the same diagonals, so dQ += dS_R·R and dR += dS_Rᵀ·Q are mmas too.
+// Probabilities and score gradients enter mmas as hi + lo bf16 pairs (mma_tiles.cuh).
+#include "ls_attention_causal.cuh"
+#include "mma_tiles.cuh"
+
+#define KT 64
+#define RW (KT + 16)       // R rows one warp's 16 queries need per window tile (16 + KT − 1, padded)
+#define QR_STRIDE (RW + 4)
+
+struct Smem
+{
+    i64 *rows, *rel_rows;     // per key: K/V row (−1: none); per relative row: R or Rc row (−1: none)
+    u16 *Qs, *Ks, *Vs, *Rs;
+    float *u, *vb, *ub, *vr;  // biases; u·k_j per key, v·R_δ per relative row
+    float* QR;                // per warp [16][QR_STRIDE]: q·R before the diagonal gather
+};
+
+// Shared memory in 16-byte pieces; LsCausalAttentionCuda.MmaShared adds up the same sequence.
+template <typename X> TLS_DEVICE X* take(unsigned char*& at, int n)
+{
+    X* r = (X*)at;
+    at += (n * (int)sizeof(X) + 15) / 16 * 16;
+    return r;
+}
+
+template <int D> TLS_DEVICE Smem carve_common(unsigned char*& at, int qb)
+{
+    Smem s;
+    s.rows = take<i64>(at, KT); s.rel_rows = take<i64>(at, qb + KT);
+    s.Qs = take<u16>(at, qb * STRIDE(D)); s.Ks = take<u16>(at, KT * STRIDE(D)); s.Vs = take<u16>(at, KT * STRIDE(D));
+    s.Rs = take<u16>(at, (qb + KT) * STRIDE(D));
+    s.u = take<float>(at, D); s.vb = take<float>(at, D); s.ub = take<float>(at, KT); s.vr = take<float>(at, qb + KT);
+    s.QR = take<float>(at, qb * QR_STRIDE);
+    return s;
+}
+
+template <int D> TLS_DEVICE void load_biases(const LsCausalParams& p, const Block& k, const Smem& s)
+{
+    for (int c = threadIdx.x; c < D; c += blockDim.x)
+    {
+        s.u[c] = load<bf16>(p.u, (i64)k.h * D + c);
+        s.vb[c] = load<bf16>(p.vb, (i64)k.h * D + c);
+    }
+}
+
+TLS_DEVICE float bf(u16 x) { return to_float(bf16{x}); }
+
+// Tile t0 of the compressed keys (window = false: K̄, V̄ and each key's Rc row) or of the window positions (K, V
+// and the R rows of δ = q0 − (jlo + t0) − KT + 1 + row, with u·k_j and v·R_δ). Returns, block-uniformly, whether
+// the tile has any key.
+template <int D>
+TLS_DEVICE bool load_tile(const LsCausalParams& p, const Block& k, bool window, int t0, int qb, const Smem& s)
+{
+    const int nrel = window ? qb + KT : KT;
+    for (int i = threadIdx.x; i < nrel; i += blockDim.x)
+    {
+        int t = t0 + i;
+        if (i < KT)
+            s.rows[i] = !window ? (t < k.ncmp ? k.cbase + (i64)t * D : -1)
+                      : (t < k.nwin && is_token(p, k.b, k.jlo + t) ? k.kbase + (i64)(p.P + k.jlo + t) * D : -1);
+        int delta = k.q0 - (k.jlo + t0) - KT + 1 + i;
+        s.rel_rows[i] = !window ? (t < k.ncmp ? ((i64)k.h * p.nc + k.ncmp - 1 - t) * D : -1)
+                      : (delta >= 0 && delta < p.w ? ((i64)k.h * p.w + delta) * D : -1);
+    }
+    __syncthreads();
+    load_rows<D>(s.Ks, window ? p.k : p.kc, s.rows, KT);
+    load_rows<D>(s.Vs, window ? p.v : p.vc, s.rows, KT);
+    load_rows<D>(s.Rs, window ? p.rel : p.relc, s.rel_rows, nrel);
+    cp_async_commit();
+    bool any = false;
+    for (int i = threadIdx.x; i < KT; i += blockDim.x) any |= s.rows[i] >= 0;
+    cp_async_wait_all();
+    if (!__syncthreads_or(any)) return false;
+    if (!window) return true;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarp = blockDim.x / 32;
+    for (int row = warp; row < KT + nrel; row += nwarp)
+    {
+        const u16* x = row < KT ? s.Ks + row * STRIDE(D) : s.Rs + (row - KT) * STRIDE(D);
+        const float* y = row < KT ? s.u : s.vb;
+        float a = 0.f;
+        for (int c = lane; c < D; c += 32) a += bf(x[c]) * y[c];
+        a = warp_sum(a);
+        if (lane == 0) { if (row < KT) s.ub[row] = a; else s.vr[row - KT] = a; }
+    }
+    __syncthreads();
+    return true;
+}
+
+// Logits of this warp's 16 queries against the tile's keys, −inf outside each query's key set.
+template <int D>
+TLS_DEVICE void logits(const LsCausalParams& p, const Block& k, bool window, int t0, const Smem& s, float sc[KT / 8][4])
+{
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const u16* Qw = s.Qs + warp * 16 * STRIDE(D);
+    zero(sc, KT / 8);
+    mma_abt<D, KT>(sc, Qw, STRIDE(D), s.Ks, STRIDE(D));
+    if (!window)
+    {
+        mma_abt<D, KT>(sc, Qw, STRIDE(D), s.Rs, STRIDE(D));
+        for (int nb = 0; nb < KT / 8; ++nb)
+            for (int e = 0; e < 4; ++e)
+                sc[nb][e] = s.rows[nb * 8 + 2 * (lane % 4) + e % 2] >= 0 ? p.scale * sc[nb][e] : -TLS_INF;
+        return;
+    }
+    // Warp row `row` and tile key kk have δ = i − j at relative row warp·16 + row + KT − 1 − kk of the block.
+    float* QR = s.QR + warp * 16 * QR_STRIDE;
+    {
+        float qr[RW / 8][4] = {};
+        mma_abt<D, RW>(qr, Qw, STRIDE(D), s.Rs + warp * 16 * STRIDE(D), STRIDE(D));
+        for (int nb = 0; nb < RW / 8; ++nb)
+            for (int e = 0; e < 4; ++e) QR[(lane / 4 + 8 * (e / 2)) * QR_STRIDE + nb * 8 + 2 * (lane % 4) + e % 2] = qr[nb][e];
+        __syncwarp();
+    }
+    for (int nb = 0; nb < KT / 8; ++nb)
+        for (int e = 0; e < 4; ++e)
+        {
+            int kk = nb * 8 + 2 * (lane % 4) + e % 2, row = lane / 4 + 8 * (e / 2), idx = row + KT - 1 - kk;
+            int i = k.q0 + warp * 16 + row, j = k.jlo + t0 + kk;
+            bool ok = s.rows[kk] >= 0 && j <= i && j > i - p.w;
+            sc[nb][e] = ok ? p.scale * (sc[nb][e] + QR[row * QR_STRIDE + idx]) + s.ub[kk] + s.vr[warp * 16 + idx] : -TLS_INF;
+        }
+}
+
+template <int D> __device__ void ls_causal_fwd_mma(const LsCausalParams& p)
+{
+    extern __shared__ __align__(16) unsigned char smem[];
+    const int qb = 16 * (blockDim.x / 32), lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const Block k = block_of(p, qb);
+    if (k.nq <= 0) return;
+    unsigned char* at = smem;
+    const Smem s = carve_common<D>(at, qb);
+    load_biases<D>(p, k, s);
+    load_consecutive<D>(s.Qs, p.q, k.qbase + (i64)k.q0 * D, k.nq, qb, s.rows);
+
+    float o[D / 8][4] = {};
+    float m[2] = {-TLS_INF, -TLS_INF}, l[2] = {0.f, 0.f};
+    for (int phase = 0; phase < 2; ++phase)
+    {
+        const bool window = phase == 1;
+        for (int t0 = 0; t0 < (window ? k.nwin : k.ncmp); t0 += KT)
+        {
+            __syncthreads();
+            if (!load_tile<D>(p, k, window, t0, qb, s)) continue;
+            float sc[KT / 8][4];
+            logits<D>(p, k, window, t0, s, sc);
+            online_softmax<KT, D>(sc, o, m[0], l[0], 0);
+            online_softmax<KT, D>(sc, o, m[1], l[1], 1);
+            mma_xb<KT, D>(o, sc, s.Vs, STRIDE(D));
+        }
+    }
+    for (int h = 0; h < 2; ++h)
+    {
+        float sum = quad_sum(l[h]);
+        int qi = warp * 16 + lane / 4 + 8 * h, i = k.q0 + qi;
+        if (qi >= k.nq) continue;
+        bool keep = is_token(p, k.b, i) && sum > 0.f;
+        store_row_bf16<D>((u16*)p.o + k.qbase + (i64)i * D, o, h, keep ? 1.f / sum : 0.f);
+        if (lane % 4 == 0) p.lse[(i64)k.bh * p.L + i] = keep ? m[h] + logf(sum) : 0.f;
+    }
+}
+
+// dst[offs[row0 + r] + c] += mul·acc[r][c] + coef[row0 + r]·vec[c] (coef may be null) for the rows with an offset.
+template <int D>
+TLS_DEVICE void add_rows(float* dst, const i64* offs, int row0, const float acc[D / 8][4], float mul, const float* coef, const float* vec)
+{
+    const int lane = threadIdx.x % 32;
+    for (int h = 0; h < 2; ++h)
+    {
+        int row = row0 + lane / 4 + 8 * h;
+        i64 off = offs[row];
+        if (off < 0) continue;
+        float cf = coef ? coef[row] : 0.f;
+        for (int nb = 0; nb < D / 8; ++nb)
+            for (int e = 0; e < 2; ++e)
+            {
+                int c = nb * 8 + 2 * (lane % 4) + e;
+                atomicAdd(dst + off + c, mul * acc[nb][2 * h + e] + (coef ? cf * vec[c] : 0.f));
+            }
+    }
+}
+
+// dS = P ∘ (dP − D), D_i = dO_i·O_i; dQ = σ·Σ dS·(key + R or Rc) stays in registers. Key-side gradients, from
+// P and dS in shared memory, go to the fp32 accumulators atomically: dK += σ·dSᵀQ + (Σ_i dS)·u, du += (Σ_i dS)·k,
+// dV += PᵀdO, dR_δ += σ·dS_Rᵀ·Q + (Σ_δ dS)·v, dv_bias += (Σ_δ dS)·R_δ, dK̄ = dRc = σ·dSᵀQ, dV̄ = PᵀdO.
+template <int D> __device__ void ls_causal_bwd_mma(const LsCausalParams& p)
+{
+    extern __shared__ __align__(16) unsigned char smem[];
+    const int nwarp = blockDim.x / 32, qb = 16 * nwarp, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const Block k = block_of(p, qb);
+    if (k.nq <= 0) return;
+    unsigned char* at = smem;
+    const Smem s = carve_common<D>(at, qb);
+    u16* dOs = take<u16>(at, qb * STRIDE(D));
+    u16* Ph = take<u16>(at, qb * STRIDE(KT));
+    u16* Pl = take<u16>(at, qb * STRIDE(KT));
+    u16* dSh = take<u16>(at, qb * STRIDE(KT));
+    u16* dSl = take<u16>(at, qb * STRIDE(KT));
+    u16* SRh = take<u16>(at, qb * STRIDE(RW)) + warp * 16 * STRIDE(RW);  // this warp's dS on the δ diagonals
+    u16* SRl = take<u16>(at, qb * STRIDE(RW)) + warp * 16 * STRIDE(RW);
+    float* dsum = take<float>(at, KT);       // Σ_i dS per window key
+    float* dssum = take<float>(at, qb + KT); // Σ dS per relative row
+    float* dU = take<float>(at, D);
+    float* dVB = take<float>(at, D);
+    load_biases<D>(p, k, s);
+    for (int c = threadIdx.x; c < D; c += blockDim.x) { dU[c] = 0.f; dVB[c] = 0.f; }
+    load_consecutive<D>(s.Qs, p.q, k.qbase + (i64)k.q0 * D, k.nq, qb, s.rows);
+    load_consecutive<D>(dOs, p.dout, k.qbase + (i64)k.q0 * D, k.nq, qb, s.rows);
+
+    // Per row of this thread: log-sum-exp (+inf where the row takes no part: padded, or past the chunk) and D.
+    float lse[2], dd[2];
+    for (int h = 0; h < 2; ++h)
+    {
+        int qi = warp * 16 + lane / 4 + 8 * h, i = k.q0 + qi;
+        bool ok = qi < k.nq && is_token(p, k.b, i);
+        float a = 0.f;
+        if (ok)
+            for (int c = lane % 4; c < D; c += 4) a += load<bf16>(p.o, k.qbase + (i64)i * D + c) * bf(dOs[qi * STRIDE(D) + c]);
+        dd[h] = quad_sum(a);
+        lse[h] = ok ? p.lse[(i64)k.bh * p.L + i] : TLS_INF;
+    }
+
+    float dq[D / 8][4] = {};
+    const u16* Qw = s.Qs + warp * 16 * STRIDE(D);
+    for (int phase = 0; phase < 2; ++phase)
+    {
+        const bool window = phase == 1;
+        for (int t0 = 0; t0 < (window ? k.nwin : k.ncmp); t0 += KT)
+        {
+            __syncthreads();
+            for (int i = threadIdx.x; i < qb + KT; i += blockDim.x) dssum[i] = 0.f;
+            if (!load_tile<D>(p, k, window, t0, qb, s)) continue;
+            float pr[KT / 8][4], ds[KT / 8][4] = {};
+            logits<D>(p, k, window, t0, s, pr);
+            mma_abt<D, KT>(ds, dOs + warp * 16 * STRIDE(D), STRIDE(D), s.Vs, STRIDE(D));
+            for (int nb = 0; nb < KT / 8; ++nb)
+                for (int e = 0; e < 4; ++e)
+                {
+                    float x = expf(pr[nb][e] - lse[e / 2]);  // −inf logits and +inf lse rows give 0
+                    pr[nb][e] = x;
+                    ds[nb][e] = x * (ds[nb][e] - dd[e / 2]);
+                }
+            mma_xb<KT, D>(dq, ds, s.Ks, STRIDE(D));
+            if (!window) mma_xb<KT, D>(dq, ds, s.Rs, STRIDE(D));
+            else
+            {
+                for (int i = lane; i < 16 * STRIDE(RW) / 2; i += 32) { ((unsigned*)SRh)[i] = 0u; ((unsigned*)SRl)[i] = 0u; }
+                __syncwarp();
+                for (int nb = 0; nb < KT / 8; ++nb)
+                    for (int e = 0; e < 4; ++e)
+                    {
+                        int kk = nb * 8 + 2 * (lane % 4) + e % 2, row = lane / 4 + 8 * (e / 2);
+                        bf16 hi = from_float<bf16>(ds[nb][e]);
+                        SRh[row * STRIDE(RW) + row + KT - 1 - kk] = hi.bits;
+                        SRl[row * STRIDE(RW) + row + KT - 1 - kk] = from_float<bf16>(ds[nb][e] - to_float(hi)).bits;
+                    }
+                __syncwarp();
+                mma_sb<RW, D>(dq, SRh, SRl, STRIDE(RW), s.Rs + warp * 16 * STRIDE(D), STRIDE(D));
+                for (int idx = lane; idx < RW; idx += 32)
+                {
+                    float a = 0.f;
+                    for (int row = 0; row < 16; ++row) a += bf(SRh[row * STRIDE(RW) + idx]) + bf(SRl[row * STRIDE(RW) + idx]);
+                    atomicAdd(&dssum[warp * 16 + idx], a);
+                }
+                for (int mt = 0; mt < RW / 16; ++mt)
+                {
+                    float g[D / 8][4] = {};
+                    mma_xtb<D>(g, SRh, SRl, STRIDE(RW), mt * 16, 16, Qw, STRIDE(D));
+                    add_rows<D>(p.drel, s.rel_rows, warp * 16 + mt * 16, g, p.scale, nullptr, nullptr);
+                }
+            }
+            store_split<KT>(pr, Ph, Pl, STRIDE(KT), warp * 16);
+            store_split<KT>(ds, dSh, dSl, STRIDE(KT), warp * 16);
+            __syncthreads();
+            if (window)
+            {
+                for (int kk = threadIdx.x; kk < KT; kk += blockDim.x)
+                {
+                    float a = 0.f;
+                    for (int row = 0; row < qb; ++row) a += bf(dSh[row * STRIDE(KT) + kk]) + bf(dSl[row * STRIDE(KT) + kk]);
+                    dsum[kk] = a;
+                }
+                __syncthreads();
+                for (int c = threadIdx.x; c < D; c += blockDim.x)
+                {
+                    float gu = 0.f, gv = 0.f;
+                    for (int kk = 0; kk < KT; ++kk) gu += dsum[kk] * bf(s.Ks[kk * STRIDE(D) + c]);
+                    for (int row = 0; row < qb + KT; ++row) gv += dssum[row] * bf(s.Rs[row * STRIDE(D) + c]);
+                    dU[c] += gu;
+                    dVB[c] += gv;
+                }
+                for (int idx = threadIdx.x; idx < (qb + KT) * D; idx += blockDim.x)
+                {
+                    int row = idx / D, c = idx % D;
+                    if (s.rel_rows[row] >= 0 && dssum[row] != 0.f) atomicAdd(p.drel + s.rel_rows[row] + c, dssum[row] * s.vb[c]);
+                }
+            }
+            for (int mt = warp; mt < KT / 16; mt += nwarp)
+            {
+                float g[D / 8][4] = {};
+                mma_xtb<D>(g, Ph, Pl, STRIDE(KT), mt * 16, qb, dOs, STRIDE(D));
+                add_rows<D>(window ? p.dv : p.dvc, s.rows, mt * 16, g, 1.f, nullptr, nullptr);
+                zero(g, D / 8);
+                mma_xtb<D>(g, dSh, dSl, STRIDE(KT), mt * 16, qb, s.Qs, STRIDE(D));
+                if (window) add_rows<D>(p.dk, s.rows, mt * 16, g, p.scale, dsum, s.u);
+                else
+                {
+                    add_rows<D>(p.dkc, s.rows, mt * 16, g, p.scale, nullptr, nullptr);
+                    add_rows<D>(p.drelc, s.rel_rows, mt * 16, g, p.scale, nullptr, nullptr);
+                }
+            }
+        }
+    }
+    __syncthreads();
+    for (int c = threadIdx.x; c < D; c += blockDim.x)
+    {
+        atomicAdd(p.du + (i64)k.h * D + c, dU[c]);
+        atomicAdd(p.dvb + (i64)k.h * D + c, dVB[c]);
+    }
+    for (int h = 0; h < 2; ++h)
+    {
+        int qi = warp * 16 + lane / 4 + 8 * h, i = k.q0 + qi;
+        if (qi < k.nq) store_row_bf16<D>((u16*)p.dq + k.qbase + (i64)i * D, dq, h, lse[h] == TLS_INF ? 0.f : p.scale);
+    }
+}
+
+// Up to 4 warps: the launcher picks the count from the chunk length.
+#define TLS_INSTANTIATE_MMA(D)                                                                                       \
+    extern "C" __global__ void __launch_bounds__(128) ls_causal_fwd_mma_d##D(LsCausalParams p) { ls_causal_fwd_mma<D>(p); } \
+    extern "C" __global__ void __launch_bounds__(128) ls_causal_bwd_mma_d##D(LsCausalParams p) { ls_causal_bwd_mma<D>(p); }
+
+TLS_INSTANTIATE_MMA(32)
+TLS_INSTANTIATE_MMA(64)
+TLS_INSTANTIATE_MMA(96)
+TLS_INSTANTIATE_MMA(128)

@@ -1,0 +1,178 @@
+// Warp-level tile products on the tensor cores (mma.sync m16n8k16, bf16 in, fp32 accumulate) for the attention
+// kernels: operands are bf16 row-major tiles in shared memory or fp32 accumulator tiles in registers.
+//
+// Fragment layouts (PTX ISA, mma.m16n8k16): a thread holds rows lane/4 and lane/4 + 8 of a 16-row tile, and
+// columns 2·(lane%4) + {0, 1} of every 8-column block of an accumulator: acc[n-block][e], e = 2·half + {0, 1}.
+// fp32 values that must enter an mma (probabilities, score gradients) go in as hi + lo bf16 pairs
+// (split_bf16x2): two mmas, ~16 significant bits, as accurate as an fp32 CUDA-core kernel.
+#pragma once
+#include "prelude.cuh"
+
+typedef unsigned short u16;
+
+// bf16 row stride in shared memory: 8 extra elements put the 8 rows of every ldmatrix in distinct banks.
+#define STRIDE(cols) ((cols) + 8)
+
+// rows × D bf16 from global rows (row_off[i] < 0: zeros) into shared memory, 16 bytes per cp.async.
+// The caller commits and waits.
+template <int D>
+TLS_DEVICE void load_rows(u16* dst, const void* src, const i64* row_off, int rows)
+{
+    for (int idx = threadIdx.x; idx < rows * (D / 8); idx += blockDim.x)
+    {
+        int row = idx / (D / 8), c = (idx % (D / 8)) * 8;
+        i64 off = row_off[row];
+        cp_async_16(dst + row * STRIDE(D) + c, (const u16*)src + (off < 0 ? 0 : off + c), off < 0 ? 0 : 16);
+    }
+}
+
+// `count` shared rows from `n` consecutive rows of a row-major [*, D] bf16 tensor starting at element `first`
+// (rows past n are zero); `rows` is scratch for count row offsets. Waits for the copies.
+template <int D> TLS_DEVICE void load_consecutive(u16* dst, const void* src, i64 first, int n, int count, i64* rows)
+{
+    for (int i = threadIdx.x; i < count; i += blockDim.x) rows[i] = i < n ? first + (i64)i * D : -1;
+    __syncthreads();
+    load_rows<D>(dst, src, rows, count);
+    cp_async_commit();
+    cp_async_wait_all();
+    __syncthreads();
+}
+
+TLS_DEVICE void zero(float acc[][4], int blocks)
+{
+    for (int nb = 0; nb < blocks; ++nb)
+        for (int e = 0; e < 4; ++e) acc[nb][e] = 0.f;
+}
+
+// acc[16 × N] += A[16 × K] · B[N × K]ᵀ; A and B row-major bf16 in shared memory (strides in elements).
+template <int K, int N>
+TLS_DEVICE void mma_abt(float acc[N / 8][4], const u16* A, int sa, const u16* B, int sb)
+{
+    const int lane = threadIdx.x % 32;
+    for (int kc = 0; kc < K / 16; ++kc)
+    {
+        unsigned a[4];
+        ldmatrix_x4(a, A + (lane % 16) * sa + kc * 16 + (lane / 16) * 8);
+        for (int np = 0; np < N / 16; ++np)
+        {
+            unsigned b[4];
+            ldmatrix_x4(b, B + (np * 16 + lane % 8 + (lane / 16) * 8) * sb + kc * 16 + ((lane / 8) % 2) * 8);
+            mma_bf16_16816(acc[2 * np], a, b, acc[2 * np]);
+            mma_bf16_16816(acc[2 * np + 1], a, b + 2, acc[2 * np + 1]);
+        }
+    }
+}
+
+// acc[16 × N] += (hi + lo)[16 × 16] · B[16 rows × N], B row-major bf16 in shared memory: one k-chunk.
+template <int N>
+TLS_DEVICE void mma_split_chunk(float acc[N / 8][4], const unsigned hi[4], const unsigned lo[4], const u16* B, int sb)
+{
+    const int lane = threadIdx.x % 32;
+    for (int np = 0; np < N / 16; ++np)
+    {
+        unsigned b[4];
+        ldmatrix_x4_trans(b, B + (lane % 8 + ((lane / 8) % 2) * 8) * sb + np * 16 + (lane / 16) * 8);
+        mma_bf16_16816(acc[2 * np], hi, b, acc[2 * np]);
+        mma_bf16_16816(acc[2 * np], lo, b, acc[2 * np]);
+        mma_bf16_16816(acc[2 * np + 1], hi, b + 2, acc[2 * np + 1]);
+        mma_bf16_16816(acc[2 * np + 1], lo, b + 2, acc[2 * np + 1]);
+    }
+}
+
+// acc[16 × N] += X[16 × K] · B[K × N]; X fp32 in accumulator layout (registers), B row-major bf16 in shared.
+template <int K, int N>
+TLS_DEVICE void mma_xb(float acc[N / 8][4], const float x[K / 8][4], const u16* B, int sb)
+{
+    for (int kc = 0; kc < K / 16; ++kc)
+    {
+        unsigned hi[4], lo[4];
+        split_bf16x2(x[2 * kc][0], x[2 * kc][1], hi[0], lo[0]);
+        split_bf16x2(x[2 * kc][2], x[2 * kc][3], hi[1], lo[1]);
+        split_bf16x2(x[2 * kc + 1][0], x[2 * kc + 1][1], hi[2], lo[2]);
+        split_bf16x2(x[2 * kc + 1][2], x[2 * kc + 1][3], hi[3], lo[3]);
+        mma_split_chunk<N>(acc, hi, lo, B + kc * 16 * sb, sb);
+    }
+}
+
+// acc[16 × N] += X[16 × K] · B[K × N]; X stored as hi and lo bf16 [16][sx] in shared memory.
+template <int K, int N>
+TLS_DEVICE void mma_sb(float acc[N / 8][4], const u16* Xhi, const u16* Xlo, int sx, const u16* B, int sb)
+{
+    const int lane = threadIdx.x % 32;
+    for (int kc = 0; kc < K / 16; ++kc)
+    {
+        unsigned hi[4], lo[4];
+        int at = (lane % 16) * sx + kc * 16 + (lane / 16) * 8;
+        ldmatrix_x4(hi, Xhi + at);
+        ldmatrix_x4(lo, Xlo + at);
+        mma_split_chunk<N>(acc, hi, lo, B + kc * 16 * sb, sb);
+    }
+}
+
+// acc[16 × N] += Xᵀ[rows m0..m0+15 of Xᵀ] · B[k × N]: X stored as hi and lo bf16 [k][sx] in shared memory (so
+// the product runs over X's rows, k of them, a multiple of 16), B row-major bf16 [k][sb] in shared memory.
+template <int N>
+TLS_DEVICE void mma_xtb(float acc[N / 8][4], const u16* Xhi, const u16* Xlo, int sx, int m0, int k, const u16* B, int sb)
+{
+    const int lane = threadIdx.x % 32;
+    for (int kc = 0; kc < k / 16; ++kc)
+    {
+        unsigned hi[4], lo[4];
+        int at = (kc * 16 + lane % 8 + (lane / 16) * 8) * sx + m0 + ((lane / 8) % 2) * 8;
+        ldmatrix_x4_trans(hi, Xhi + at);
+        ldmatrix_x4_trans(lo, Xlo + at);
+        mma_split_chunk<N>(acc, hi, lo, B + kc * 16 * sb, sb);
+    }
+}
+
+// Writes an accumulator-layout [16 × N] fp32 tile as hi and lo bf16 halves into rows row0.. of [*][sx] arrays.
+template <int N>
+TLS_DEVICE void store_split(const float x[N / 8][4], u16* hi, u16* lo, int sx, int row0)
+{
+    const int lane = threadIdx.x % 32;
+    for (int nb = 0; nb < N / 8; ++nb)
+        for (int h = 0; h < 2; ++h)
+        {
+            int at = (row0 + lane / 4 + 8 * h) * sx + nb * 8 + 2 * (lane % 4);
+            split_bf16x2(x[nb][2 * h], x[nb][2 * h + 1], *(unsigned*)(hi + at), *(unsigned*)(lo + at));
+        }
+}
+
+// Stores row `row` (0..15 of the warp's tile; this thread's half h) of an accumulator tile as bf16, times mul.
+template <int N>
+TLS_DEVICE void store_row_bf16(u16* dst, const float acc[N / 8][4], int h, float mul)
+{
+    const int lane = threadIdx.x % 32;
+    for (int nb = 0; nb < N / 8; ++nb)
+        *(unsigned*)(dst + nb * 8 + 2 * (lane % 4)) = pack_bf16x2(mul * acc[nb][2 * h], mul * acc[nb][2 * h + 1]);
+}
+
+// Reductions over the 4 lanes that hold one accumulator row.
+TLS_DEVICE float quad_max(float v)
+{
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+TLS_DEVICE float quad_sum(float v)
+{
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// One step of the online softmax for half h of a warp's score tile s[16 × N] (already scaled, −inf = no key):
+// turns s into exp(s − m) for the new running max m, rescales the output accumulator o[16 × D] and the
+// per-thread partial row sum l (the 4 lanes of a row share m, so their partial sums add at the end).
+template <int N, int D>
+TLS_DEVICE void online_softmax(float s[N / 8][4], float o[D / 8][4], float& m, float& l, int h)
+{
+    float mx = -TLS_INF;
+    for (int nb = 0; nb < N / 8; ++nb) mx = fmaxf(mx, fmaxf(s[nb][2 * h], s[nb][2 * h + 1]));
+    float mnew = fmaxf(m, quad_max(mx));
+    float base = mnew == -TLS_INF ? 0.f : mnew;  // no key yet: every exp below is 0
+    float corr = expf(m - base), sum = 0.f;
+    for (int nb = 0; nb < N / 8; ++nb)
+        for (int e = 2 * h; e < 2 * h + 2; ++e) { s[nb][e] = expf(s[nb][e] - base); sum += s[nb][e]; }
+    for (int nb = 0; nb < D / 8; ++nb) { o[nb][2 * h] *= corr; o[nb][2 * h + 1] *= corr; }
+    m = mnew;
+    l = l * corr + sum;
+}
