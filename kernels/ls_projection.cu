@@ -6,6 +6,7 @@
 #include "prelude.cuh"
 
 #define TCHUNK 32
+#define RTILE 32  // ranks the backward holds in shared memory at a time, so any r fits
 
 struct LsProjParams
 {
@@ -44,13 +45,13 @@ template <typename T> __device__ void ls_proj_stats(LsProjParams p)
     p.colsum[(i64)b * hr + c] = (float)z;
 }
 
-// P[k][t] for the block's TCHUNK tokens of head h.
-template <typename T> TLS_DEVICE void load_p(const LsProjParams& p, int b, int h, int t0, int nt, float* P)
+// P[k][t] for ranks [k0, k0 + nr) and the block's TCHUNK tokens of head h.
+template <typename T> TLS_DEVICE void load_p(const LsProjParams& p, int b, int h, int t0, int nt, int k0, int nr, float* P)
 {
     int hr = p.H * p.r;
-    for (int idx = threadIdx.x; idx < p.r * TCHUNK; idx += blockDim.x)
+    for (int idx = threadIdx.x; idx < nr * TCHUNK; idx += blockDim.x)
     {
-        int kk = idx / TCHUNK, t = idx % TCHUNK, col = h * p.r + kk;
+        int kk = idx / TCHUNK, t = idx % TCHUNK, col = h * p.r + k0 + kk;
         float z = p.colsum[(i64)b * hr + col], pr = 0.f;
         // Double exp: expf's 2-ulp error, times (dP − Σ P·dP) in the backward, was the largest error term.
         if (t < nt && z > 0.f && proj_token(p, b, t0 + t))
@@ -74,7 +75,7 @@ template <typename T> __device__ void ls_proj_compress(LsProjParams p)
     float* Ks = P + p.r * TCHUNK;
     float* Vs = Ks + TCHUNK * d;
     i64 base = ((i64)b * p.H + h) * p.n * d;
-    load_p<T>(p, b, h, t0, nt, P);
+    load_p<T>(p, b, h, t0, nt, 0, p.r, P);
     load_rows<T>(p.k, base, t0, nt, d, Ks);
     load_rows<T>(p.v, base, t0, nt, d, Vs);
     __syncthreads();
@@ -89,7 +90,7 @@ template <typename T> __device__ void ls_proj_compress(LsProjParams p)
     }
 }
 
-// Backward, two launches over the same blocks (chunk, h, b):
+// Backward, two launches over the same blocks (chunk, h, b), each walking the ranks RTILE at a time:
 // phase 0: dP[k][t] = dK̄_k·K_t + dV̄_k·V_t; coldot += Σ_t P·dP; dK_t (+)= Σ_k P[k][t]·dK̄_k, dV likewise.
 // phase 1 (after every coldot is complete): dS = P ∘ (dP − coldot), the softmax backward over the sequence.
 template <typename T> __device__ void ls_proj_bwd(LsProjParams p)
@@ -97,58 +98,71 @@ template <typename T> __device__ void ls_proj_bwd(LsProjParams p)
     extern __shared__ float sm[];
     int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * TCHUNK, nt = min(TCHUNK, p.n - t0), d = p.d, hr = p.H * p.r;
     double* dP = (double*)sm;   // kept in double through the cancelling dP − Σ P·dP
-    float* P = (float*)(dP + p.r * TCHUNK);
-    float* Ks = P + p.r * TCHUNK;
+    float* P = (float*)(dP + RTILE * TCHUNK);
+    float* Ks = P + RTILE * TCHUNK;
     float* Vs = Ks + TCHUNK * d;
     float* dKb = Vs + TCHUNK * d;
-    float* dVb = dKb + p.r * d;
+    float* dVb = dKb + RTILE * d;
+    float* dKs = dVb + RTILE * d;  // phase 0: dK, dV of the chunk's tokens over all ranks
+    float* dVs = dKs + TCHUNK * d;
     i64 base = ((i64)b * p.H + h) * p.n * d, lbase = ((i64)b * p.H + h) * p.r * d;
-    load_p<T>(p, b, h, t0, nt, P);
     load_rows<T>(p.k, base, t0, nt, d, Ks);
     load_rows<T>(p.v, base, t0, nt, d, Vs);
-    for (int idx = threadIdx.x; idx < p.r * d; idx += blockDim.x)
+    for (int idx = threadIdx.x; idx < TCHUNK * d; idx += blockDim.x) { dKs[idx] = 0.f; dVs[idx] = 0.f; }
+    for (int k0 = 0; k0 < p.r; k0 += RTILE)
     {
-        dKb[idx] = load<T>(p.dkbar, lbase + idx);
-        dVb[idx] = load<T>(p.dvbar, lbase + idx);
-    }
-    __syncthreads();
-    for (int idx = threadIdx.x; idx < p.r * TCHUNK; idx += blockDim.x)
-    {
-        int kk = idx / TCHUNK, t = idx % TCHUNK;
-        // 2d-term dot product in double: dS = P·(dP − Σ P·dP) cancels, so dP's rounding error would dominate dS.
-        double g = 0.0;
-        for (int c = 0; c < d; ++c) g += (double)dKb[kk * d + c] * Ks[t * d + c] + (double)dVb[kk * d + c] * Vs[t * d + c];
-        dP[idx] = g;
-    }
-    __syncthreads();
-    if (p.phase == 0)
-    {
-        for (int kk = threadIdx.x / 32; kk < p.r; kk += blockDim.x / 32)
+        const int nr = min(RTILE, p.r - k0);
+        __syncthreads();
+        load_p<T>(p, b, h, t0, nt, k0, nr, P);
+        for (int idx = threadIdx.x; idx < nr * d; idx += blockDim.x)
         {
-            double s = 0.0;
-            for (int t = threadIdx.x % 32; t < TCHUNK; t += 32) s += P[kk * TCHUNK + t] * dP[kk * TCHUNK + t];
-            for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-            if (threadIdx.x % 32 == 0) atomicAdd(p.coldot + (i64)b * hr + h * p.r + kk, s);
+            dKb[idx] = load<T>(p.dkbar, lbase + (i64)k0 * d + idx);
+            dVb[idx] = load<T>(p.dvbar, lbase + (i64)k0 * d + idx);
         }
-        for (int idx = threadIdx.x; idx < nt * d; idx += blockDim.x)
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < nr * TCHUNK; idx += blockDim.x)
         {
-            int t = idx / d, c = idx % d;
-            float gk = 0.f, gv = 0.f;
-            for (int kk = 0; kk < p.r; ++kk) { float pr = P[kk * TCHUNK + t]; gk += pr * dKb[kk * d + c]; gv += pr * dVb[kk * d + c]; }
-            i64 off = base + (i64)t0 * d + idx;
-            if (p.accumulate) { gk += load<T>(p.dk, off); gv += load<T>(p.dv, off); }
-            store<T>(p.dk, off, gk);
-            store<T>(p.dv, off, gv);
+            int kk = idx / TCHUNK, t = idx % TCHUNK;
+            // 2d-term dot product in double: dS = P·(dP − Σ P·dP) cancels, so dP's rounding error would dominate dS.
+            double g = 0.0;
+            for (int c = 0; c < d; ++c) g += (double)dKb[kk * d + c] * Ks[t * d + c] + (double)dVb[kk * d + c] * Vs[t * d + c];
+            dP[idx] = g;
         }
+        __syncthreads();
+        if (p.phase == 0)
+        {
+            for (int kk = threadIdx.x / 32; kk < nr; kk += blockDim.x / 32)
+            {
+                double s = 0.0;
+                for (int t = threadIdx.x % 32; t < TCHUNK; t += 32) s += P[kk * TCHUNK + t] * dP[kk * TCHUNK + t];
+                s = warp_sum(s);
+                if (threadIdx.x % 32 == 0) atomicAdd(p.coldot + (i64)b * hr + h * p.r + k0 + kk, s);
+            }
+            for (int idx = threadIdx.x; idx < nt * d; idx += blockDim.x)
+            {
+                int t = idx / d, c = idx % d;
+                float gk = 0.f, gv = 0.f;
+                for (int kk = 0; kk < nr; ++kk) { float pr = P[kk * TCHUNK + t]; gk += pr * dKb[kk * d + c]; gv += pr * dVb[kk * d + c]; }
+                dKs[idx] += gk;
+                dVs[idx] += gv;
+            }
+        }
+        else
+            for (int idx = threadIdx.x; idx < nt * nr; idx += blockDim.x)
+            {
+                int t = idx / nr, kk = idx % nr, col = h * p.r + k0 + kk;
+                float g = (float)(P[kk * TCHUNK + t] * (dP[kk * TCHUNK + t] - p.coldot[(i64)b * hr + col]));
+                store<T>(p.ds, ((i64)b * p.n + t0 + t) * hr + col, g);
+            }
     }
-    else
+    if (p.phase != 0) return;
+    for (int idx = threadIdx.x; idx < nt * d; idx += blockDim.x)
     {
-        for (int idx = threadIdx.x; idx < nt * p.r; idx += blockDim.x)
-        {
-            int t = idx / p.r, kk = idx % p.r, col = h * p.r + kk;
-            float g = (float)(P[kk * TCHUNK + t] * (dP[kk * TCHUNK + t] - p.coldot[(i64)b * hr + col]));
-            store<T>(p.ds, ((i64)b * p.n + t0 + t) * hr + col, g);
-        }
+        i64 off = base + (i64)t0 * d + idx;
+        float gk = dKs[idx], gv = dVs[idx];
+        if (p.accumulate) { gk += load<T>(p.dk, off); gv += load<T>(p.dv, off); }
+        store<T>(p.dk, off, gk);
+        store<T>(p.dv, off, gv);
     }
 }
 

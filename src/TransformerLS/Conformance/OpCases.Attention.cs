@@ -43,7 +43,11 @@ public static partial class OpCases
                 (be, i, o) => RunLsAttentionBackward(be, cfg, i, o, masked), new LsAttentionRef(geo, masked, true)));
         }
 
-        foreach (var (B, H, n, d, r, masked) in new[] { (2, 2, 45, 32, 4, true), (1, 1, 70, 64, 1, false), (1, 3, 33, 128, 8, true) })
+        foreach (var (B, H, n, d, r, masked) in new[]
+        {
+            (2, 2, 45, 32, 4, true), (1, 1, 70, 64, 1, false), (1, 3, 33, 128, 8, true),
+            (1, 1, 40, 128, 254, true),  // ranks in 8 tiles of the backward's shared memory
+        })
         {
             var shape = $"B{B} H{H} n{n} d{d} r{r}{(masked ? " masked" : "")}";
             var geo = new LsProjectionGeometry(B, H, n, d, r);

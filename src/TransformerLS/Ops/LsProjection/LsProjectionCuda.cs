@@ -16,7 +16,7 @@ struct LsProjParams
 static class LsProjectionCuda
 {
     const string File = "ls_projection.cu";
-    const int TChunk = 32, Threads = 256;
+    const int TChunk = 32, RTile = 32, Threads = 256;
 
     static LsProjParams Params(LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum) => new()
     {
@@ -55,7 +55,8 @@ static class LsProjectionCuda
         Tensor dkbar, Tensor dvbar, Tensor ds, Tensor dk, Tensor dv, bool accumulate)
     {
         var g = LsProjection.CheckBackward(be, s, k, v, mask, colmax, colsum, dkbar, dvbar, ds, dk, dv);
-        var smem = SharedBytes(be, 3L * g.R * TChunk + 2L * TChunk * g.D + 2L * g.R * g.D, g); // dP is double
+        // dP (double) and P for RTile ranks; K, V, dK and dV of TChunk tokens; dK̄ and dV̄ of RTile ranks.
+        var smem = SharedBytes(be, 3L * RTile * TChunk + 4L * TChunk * g.D + 2L * RTile * g.D, g);
         var p = Params(g, s, k, v, mask, colmax, colsum);
         p.DKBar = dkbar.DevicePointer; p.DVBar = dvbar.DevicePointer; p.DK = dk.DevicePointer; p.DV = dv.DevicePointer;
         p.DS = ds.DevicePointer; p.Accumulate = accumulate ? 1 : 0;
