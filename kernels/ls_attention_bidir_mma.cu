@@ -54,17 +54,34 @@ TLS_DEVICE bool load_tile(const LsAttnParams& p, const Block& k, const Tile& t, 
     return __syncthreads_or(any);
 }
 
+// Shared memory both kernels start with: key rows of the tile, then the queries, K and V tiles as bf16.
+struct Smem
+{
+    i64* rows;
+    u16 *Qs, *Ks, *Vs;
+};
+
+// Carves the common part (the backward carves on from `at`) and loads the block's queries.
+template <int D> TLS_DEVICE Smem start(const LsAttnParams& p, const Block& k, unsigned char*& at)
+{
+    Smem s;
+    s.rows = (i64*)at;
+    s.Qs = (u16*)(s.rows + KT);
+    s.Ks = s.Qs + QB * STRIDE(D);
+    s.Vs = s.Ks + KT * STRIDE(D);
+    at = (unsigned char*)(s.Vs + KT * STRIDE(D));
+    load_consecutive<D>(s.Qs, p.q, k.base + (i64)k.q0 * D, k.nq, QB, s.rows);
+    return s;
+}
+
 template <int D> __device__ void ls_attn_fwd_mma(const LsAttnParams& p)
 {
     extern __shared__ __align__(16) unsigned char smem[];
     const Block k = block_of(p, QB);
     if (k.nq <= 0) return;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    i64* rows = (i64*)smem;
-    u16* Qs = (u16*)(rows + KT);
-    u16* Ks = Qs + QB * STRIDE(D);
-    u16* Vs = Ks + KT * STRIDE(D);
-    load_consecutive<D>(Qs, p.q, k.base + (i64)k.q0 * D, k.nq, QB, rows);
+    unsigned char* at = smem;
+    const Smem sm = start<D>(p, k, at);
 
     float o[D / 8][4] = {};
     float m[2] = {-TLS_INF, -TLS_INF}, l[2] = {0.f, 0.f};
@@ -73,26 +90,17 @@ template <int D> __device__ void ls_attn_fwd_mma(const LsAttnParams& p)
     {
         const Tile t = tile_of(p, k, tile);
         __syncthreads();
-        if (!load_tile<D>(p, k, t, Ks, Vs, rows)) continue;
+        if (!load_tile<D>(p, k, t, sm.Ks, sm.Vs, sm.rows)) continue;
         float s[KT / 8][4] = {};
-        mma_abt<D, KT>(s, Qs + warp * 16 * STRIDE(D), STRIDE(D), Ks, STRIDE(D));
+        mma_abt<D, KT>(s, sm.Qs + warp * 16 * STRIDE(D), STRIDE(D), sm.Ks, STRIDE(D));
         for (int nb = 0; nb < KT / 8; ++nb)
             for (int e = 0; e < 4; ++e)
-                s[nb][e] = rows[nb * 8 + 2 * (lane % 4) + e % 2] >= 0 ? s[nb][e] * p.scale : -TLS_INF;
-        online_softmax<KT, D>(s, o, m[0], l[0], 0);
-        online_softmax<KT, D>(s, o, m[1], l[1], 1);
-        mma_xb<KT, D>(o, s, Vs, STRIDE(D));
+                s[nb][e] = sm.rows[nb * 8 + 2 * (lane % 4) + e % 2] >= 0 ? s[nb][e] * p.scale : -TLS_INF;
+        attend_tile<KT, D>(s, o, m, l, sm.Vs);
     }
 
-    for (int h = 0; h < 2; ++h)
-    {
-        float sum = quad_sum(l[h]);
-        int qi = warp * 16 + lane / 4 + 8 * h, i = k.q0 + qi;
-        if (qi >= k.nq) continue;
-        bool keep = is_token(p, k.b, i) && sum > 0.f;
-        store_row_bf16<D>((u16*)p.o + k.base + (i64)i * D, o, h, keep ? 1.f / sum : 0.f);
-        if (lane % 4 == 0) p.lse[(i64)k.bh * p.n + i] = keep ? m[h] + logf(sum) : 0.f;
-    }
+    store_softmax_rows<D>((u16*)p.o + k.base + (i64)k.q0 * D, p.lse + (i64)k.bh * p.n + k.q0, k.nq, o, m, l,
+                          [&](int qi) { return is_token(p, k.b, k.q0 + qi); });
 }
 
 // Adds a warp's [16 keys × D] gradient tile (keys key0.. of tile t) to the fp32 accumulators: a window key is
@@ -123,35 +131,18 @@ template <int D> __device__ void ls_attn_bwd_mma(const LsAttnParams& p)
     const Block k = block_of(p, QB);
     if (k.nq <= 0) return;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    i64* rows = (i64*)smem;
-    u16* Qs = (u16*)(rows + KT);
-    u16* dOs = Qs + QB * STRIDE(D);
-    u16* Ks = dOs + QB * STRIDE(D);
-    u16* Vs = Ks + KT * STRIDE(D);
-    u16* Ph = Vs + KT * STRIDE(D);
+    unsigned char* at = smem;
+    const Smem sm = start<D>(p, k, at);
+    u16* dOs = (u16*)at;
+    u16* Ph = dOs + QB * STRIDE(D);
     u16* Pl = Ph + QB * STRIDE(KT);
     u16* dSh = Pl + QB * STRIDE(KT);
     u16* dSl = dSh + QB * STRIDE(KT);
-    load_consecutive<D>(Qs, p.q, k.base + (i64)k.q0 * D, k.nq, QB, rows);
-    load_consecutive<D>(dOs, p.dout, k.base + (i64)k.q0 * D, k.nq, QB, rows);
+    load_consecutive<D>(dOs, p.dout, k.base + (i64)k.q0 * D, k.nq, QB, sm.rows);
 
-    // Per row of this thread: log-sum-exp (+inf where the row takes no part: padded, or past the segment) and D.
     float lse[2], dd[2];
-    for (int h = 0; h < 2; ++h)
-    {
-        int qi = warp * 16 + lane / 4 + 8 * h, i = k.q0 + qi;
-        bool ok = qi < k.nq && is_token(p, k.b, i);
-        float a = 0.f;
-        if (ok)
-            for (int c = 2 * (lane % 4); c < D; c += 8)
-            {
-                const u16* o = (const u16*)p.o + k.base + (i64)i * D + c;
-                a += to_float(bf16{o[0]}) * to_float(bf16{dOs[qi * STRIDE(D) + c]})
-                   + to_float(bf16{o[1]}) * to_float(bf16{dOs[qi * STRIDE(D) + c + 1]});
-            }
-        dd[h] = quad_sum(a);
-        lse[h] = ok ? p.lse[(i64)k.bh * p.n + i] : TLS_INF;
-    }
+    backward_rows<D>((const u16*)p.o + k.base + (i64)k.q0 * D, p.lse + (i64)k.bh * p.n + k.q0, dOs, k.nq,
+                     [&](int qi) { return is_token(p, k.b, k.q0 + qi); }, lse, dd);
 
     float dq[D / 8][4] = {};
     const int tiles = tile_count(p);
@@ -159,28 +150,28 @@ template <int D> __device__ void ls_attn_bwd_mma(const LsAttnParams& p)
     {
         const Tile t = tile_of(p, k, tile);
         __syncthreads();
-        if (!load_tile<D>(p, k, t, Ks, Vs, rows)) continue;
+        if (!load_tile<D>(p, k, t, sm.Ks, sm.Vs, sm.rows)) continue;
         float pr[KT / 8][4] = {}, ds[KT / 8][4] = {};
-        mma_abt<D, KT>(pr, Qs + warp * 16 * STRIDE(D), STRIDE(D), Ks, STRIDE(D));
-        mma_abt<D, KT>(ds, dOs + warp * 16 * STRIDE(D), STRIDE(D), Vs, STRIDE(D));
+        mma_abt<D, KT>(pr, sm.Qs + warp * 16 * STRIDE(D), STRIDE(D), sm.Ks, STRIDE(D));
+        mma_abt<D, KT>(ds, dOs + warp * 16 * STRIDE(D), STRIDE(D), sm.Vs, STRIDE(D));
         for (int nb = 0; nb < KT / 8; ++nb)
             for (int e = 0; e < 4; ++e)
             {
                 int key = nb * 8 + 2 * (lane % 4) + e % 2;
-                float x = rows[key] >= 0 ? expf(pr[nb][e] * p.scale - lse[e / 2]) : 0.f;
+                float x = sm.rows[key] >= 0 ? expf(pr[nb][e] * p.scale - lse[e / 2]) : 0.f;
                 pr[nb][e] = x;
                 ds[nb][e] = x * (ds[nb][e] - dd[e / 2]);
             }
-        mma_xb<KT, D>(dq, ds, Ks, STRIDE(D));
+        mma_xb<KT, D>(dq, ds, sm.Ks, STRIDE(D));
         store_split<KT>(pr, Ph, Pl, STRIDE(KT), warp * 16);
         store_split<KT>(ds, dSh, dSl, STRIDE(KT), warp * 16);
         __syncthreads();
         float g[D / 8][4] = {};
         mma_xtb<D>(g, Ph, Pl, STRIDE(KT), warp * 16, QB, dOs, STRIDE(D));
-        add_key_grad<D>(p, k, t, rows, warp * 16, g, p.dvbar, p.dv, 1.f);
+        add_key_grad<D>(p, k, t, sm.rows, warp * 16, g, p.dvbar, p.dv, 1.f);
         zero(g, D / 8);
-        mma_xtb<D>(g, dSh, dSl, STRIDE(KT), warp * 16, QB, Qs, STRIDE(D));
-        add_key_grad<D>(p, k, t, rows, warp * 16, g, p.dkbar, p.dk, p.scale);
+        mma_xtb<D>(g, dSh, dSl, STRIDE(KT), warp * 16, QB, sm.Qs, STRIDE(D));
+        add_key_grad<D>(p, k, t, sm.rows, warp * 16, g, p.dkbar, p.dk, p.scale);
     }
 
     for (int h = 0; h < 2; ++h)

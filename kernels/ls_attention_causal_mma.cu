@@ -132,7 +132,7 @@ TLS_DEVICE void logits(const LsCausalParams& p, const Block& k, bool window, int
 template <int D> __device__ void ls_causal_fwd_mma(const LsCausalParams& p)
 {
     extern __shared__ __align__(16) unsigned char smem[];
-    const int qb = 16 * (blockDim.x / 32), lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int qb = 16 * (blockDim.x / 32);
     const Block k = block_of(p, qb);
     if (k.nq <= 0) return;
     unsigned char* at = smem;
@@ -151,20 +151,11 @@ template <int D> __device__ void ls_causal_fwd_mma(const LsCausalParams& p)
             if (!load_tile<D>(p, k, window, t0, qb, s)) continue;
             float sc[KT / 8][4];
             logits<D>(p, k, window, t0, s, sc);
-            online_softmax<KT, D>(sc, o, m[0], l[0], 0);
-            online_softmax<KT, D>(sc, o, m[1], l[1], 1);
-            mma_xb<KT, D>(o, sc, s.Vs, STRIDE(D));
+            attend_tile<KT, D>(sc, o, m, l, s.Vs);
         }
     }
-    for (int h = 0; h < 2; ++h)
-    {
-        float sum = quad_sum(l[h]);
-        int qi = warp * 16 + lane / 4 + 8 * h, i = k.q0 + qi;
-        if (qi >= k.nq) continue;
-        bool keep = is_token(p, k.b, i) && sum > 0.f;
-        store_row_bf16<D>((u16*)p.o + k.qbase + (i64)i * D, o, h, keep ? 1.f / sum : 0.f);
-        if (lane % 4 == 0) p.lse[(i64)k.bh * p.L + i] = keep ? m[h] + logf(sum) : 0.f;
-    }
+    store_softmax_rows<D>((u16*)p.o + k.qbase + (i64)k.q0 * D, p.lse + (i64)k.bh * p.L + k.q0, k.nq, o, m, l,
+                          [&](int qi) { return is_token(p, k.b, k.q0 + qi); });
 }
 
 // dst[offs[row0 + r] + c] += mul·acc[r][c] + coef[row0 + r]·vec[c] (coef may be null) for the rows with an offset.
@@ -214,18 +205,9 @@ template <int D> __device__ void ls_causal_bwd_mma(const LsCausalParams& p)
     load_consecutive<D>(s.Qs, p.q, k.qbase + (i64)k.q0 * D, k.nq, qb, s.rows);
     load_consecutive<D>(dOs, p.dout, k.qbase + (i64)k.q0 * D, k.nq, qb, s.rows);
 
-    // Per row of this thread: log-sum-exp (+inf where the row takes no part: padded, or past the chunk) and D.
     float lse[2], dd[2];
-    for (int h = 0; h < 2; ++h)
-    {
-        int qi = warp * 16 + lane / 4 + 8 * h, i = k.q0 + qi;
-        bool ok = qi < k.nq && is_token(p, k.b, i);
-        float a = 0.f;
-        if (ok)
-            for (int c = lane % 4; c < D; c += 4) a += load<bf16>(p.o, k.qbase + (i64)i * D + c) * bf(dOs[qi * STRIDE(D) + c]);
-        dd[h] = quad_sum(a);
-        lse[h] = ok ? p.lse[(i64)k.bh * p.L + i] : TLS_INF;
-    }
+    backward_rows<D>((const u16*)p.o + k.qbase + (i64)k.q0 * D, p.lse + (i64)k.bh * p.L + k.q0, dOs, k.nq,
+                     [&](int qi) { return is_token(p, k.b, k.q0 + qi); }, lse, dd);
 
     float dq[D / 8][4] = {};
     const u16* Qw = s.Qs + warp * 16 * STRIDE(D);

@@ -176,3 +176,49 @@ TLS_DEVICE void online_softmax(float s[N / 8][4], float o[D / 8][4], float& m, f
     m = mnew;
     l = l * corr + sum;
 }
+
+// One key tile of a forward: scores s[16 × N] (scaled, −inf = no key) become probabilities under the running
+// max of each row, and o += P·V with V [N rows × D] row-major bf16 in shared memory.
+template <int N, int D>
+TLS_DEVICE void attend_tile(float s[N / 8][4], float o[D / 8][4], float m[2], float l[2], const u16* V)
+{
+    online_softmax<N, D>(s, o, m[0], l[0], 0);
+    online_softmax<N, D>(s, o, m[1], l[1], 1);
+    mma_xb<N, D>(o, s, V, STRIDE(D));
+}
+
+// The end of a forward: writes this warp's rows of O = o / l (l: the per-thread partial sums) and the
+// log-sum-exp, for rows < nq of the block; a row where keep(row) is false (a padded query) gets zeros.
+// out and lse point at the block's first query.
+template <int D, typename Keep>
+TLS_DEVICE void store_softmax_rows(u16* out, float* lse, int nq, const float o[D / 8][4], const float m[2], const float l[2], Keep keep)
+{
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    for (int h = 0; h < 2; ++h)
+    {
+        float sum = quad_sum(l[h]);
+        int qi = warp * 16 + lane / 4 + 8 * h;
+        if (qi >= nq) continue;
+        bool ok = keep(qi) && sum > 0.f;
+        store_row_bf16<D>(out + (i64)qi * D, o, h, ok ? 1.f / sum : 0.f);
+        if (lane % 4 == 0) lse[qi] = ok ? m[h] + logf(sum) : 0.f;
+    }
+}
+
+// The start of a backward, per row of this thread: D_i = dO_i·O_i and the log-sum-exp, +inf where the row takes
+// no part (past nq, or keep(row) false), so its probabilities are 0. o and lse_in point at the block's first query.
+template <int D, typename Keep>
+TLS_DEVICE void backward_rows(const void* o, const float* lse_in, const u16* dOs, int nq, Keep keep, float lse[2], float dd[2])
+{
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    for (int h = 0; h < 2; ++h)
+    {
+        int qi = warp * 16 + lane / 4 + 8 * h;
+        bool ok = qi < nq && keep(qi);
+        float a = 0.f;
+        if (ok)
+            for (int c = lane % 4; c < D; c += 4) a += load<bf16>(o, (i64)qi * D + c) * to_float(bf16{dOs[qi * STRIDE(D) + c]});
+        dd[h] = quad_sum(a);
+        lse[h] = ok ? lse_in[qi] : TLS_INF;
+    }
+}
