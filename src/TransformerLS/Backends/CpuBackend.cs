@@ -93,6 +93,22 @@ public sealed class CpuBackend : IBackend
         Write(y, Read(x));
     }
 
+    public void SumOfSquares(Tensor x, Tensor acc)
+    {
+        Ops.Optimizer.Optimizer.CheckSumOfSquares(this, x, acc);
+        Write(acc, [Read(acc)[0] + Ops.Optimizer.Optimizer.SumOfSquares<double>(Read(x))]);
+    }
+
+    public void AdamStep(in Ops.Optimizer.AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares = null, Tensor? copy = null)
+    {
+        Ops.Optimizer.Optimizer.CheckAdam(this, h, param, grad, m, v, sumSquares, copy);
+        var clip = sumSquares is null ? 1.0 : Ops.Optimizer.Optimizer.Clip(Read(sumSquares)[0], (double)h.MaxNorm);
+        double[] w = Read(param), mm = Read(m), vv = Read(v);
+        Ops.Optimizer.Optimizer.AdamStep<double>(h, w, Read(grad), mm, vv, clip);
+        Write(param, w); Write(m, mm); Write(v, vv);
+        if (copy is not null) Write(copy, w);
+    }
+
     public void ColumnSum(Tensor x, Tensor y, float beta = 0f)
     {
         Elementwise.CheckColumnSum(this, x, y);

@@ -89,6 +89,9 @@ public sealed class CudaBackend : IBackend
     public void GeluBackward(Tensor x, Tensor dy, Tensor dx) => ElementwiseCuda.GeluBackward(this, x, dy, dx);
     public void BiasAdd(Tensor x, Tensor bias, Tensor y) => ElementwiseCuda.BiasAdd(this, x, bias, y);
     public void Cast(Tensor x, Tensor y) => ElementwiseCuda.Cast(this, x, y);
+    public void SumOfSquares(Tensor x, Tensor acc) => Ops.Optimizer.OptimizerCuda.SumOfSquares(this, x, acc);
+    public void AdamStep(in Ops.Optimizer.AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares = null, Tensor? copy = null) =>
+        Ops.Optimizer.OptimizerCuda.AdamStep(this, h, param, grad, m, v, sumSquares, copy);
     public void ColumnSum(Tensor x, Tensor y, float beta = 0f) => ElementwiseCuda.ColumnSum(this, x, y, beta);
     public void SwapAxes12(Tensor x, Tensor y) => LayoutCuda.SwapAxes12(this, x, y);
     public void CopySlice(Tensor src, int srcOffset, Tensor dst, int dstOffset, int axis, int length, bool accumulate = false) =>

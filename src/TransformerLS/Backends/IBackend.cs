@@ -119,4 +119,14 @@ public interface IBackend : IDisposable
     /// <summary>dscores (overwritten); dk, dv overwritten or, with <paramref name="accumulate"/>, added to.</summary>
     void LsProjectionBackward(Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum,
         Tensor dkbar, Tensor dvbar, Tensor dscores, Tensor dk, Tensor dv, bool accumulate = false);
+
+    // ---- optimizer (kernels/optimizer.cu) ----
+    /// <summary>acc[0] += Σ x² (acc: float32 [1]): summed over all gradients, the global norm for clipping.</summary>
+    void SumOfSquares(Tensor x, Tensor acc);
+    /// <summary>
+    /// One torch.optim.Adam / AdamW step, in place on the float32 param, m and v. With <paramref name="sumSquares"/>
+    /// (Σ g² of all gradients, on the device) the gradient is clipped to the global norm h.MaxNorm without a host
+    /// round trip; <paramref name="copy"/> (bf16) receives the updated weights when param is a master copy.
+    /// </summary>
+    void AdamStep(in Ops.Optimizer.AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares = null, Tensor? copy = null);
 }

@@ -113,6 +113,7 @@ public static partial class OpCases
             AddCausal(list, dt);
             AddChunkProjection(list, dt);
             AddLayoutAndDualLayerNorm(list, dt);
+            AddOptimizer(list, dt);
         }
         return list;
     }

@@ -1,0 +1,61 @@
+// Optimizer family: the squared norm of gradients (summed over tensors for global-norm clipping) and the fused
+// Adam / AdamW step with the clipping factor read on the device, so a step never waits for the host.
+// Reference: src/TransformerLS/Ops/Optimizer/Optimizer.cs.
+#include "prelude.cuh"
+
+struct OptimParams
+{
+    float* param;        // fp32 weights (the master copy under mixed precision), updated in place
+    const void* grad;    // gradient (T)
+    float* m;            // fp32 moments, updated in place
+    float* v;
+    void* copy;          // optional bf16 model weights, rewritten from the master
+    float* sumsq;        // sum_squares: accumulated into; adam_step: Σ g² of all gradients, or null (no clipping)
+    i64 n;
+    float lr, beta1, beta2, eps, weight_decay, max_norm;
+    float bias1, bias2;  // 1 − β1^t and 1 − β2^t
+    int decoupled;       // 1: AdamW (decay on the weights); 0: Adam (decay added to the gradient)
+};
+
+// Per-block double sums, one float atomic per block.
+template <typename T> __device__ void sum_squares(OptimParams p)
+{
+    __shared__ double part[32];
+    double a = 0.0;
+    GRID_STRIDE(i, p.n)
+    {
+        double g = load<T>(p.grad, i);
+        a += g * g;
+    }
+    a = warp_sum(a);
+    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = a;
+    __syncthreads();
+    if (threadIdx.x >= 32) return;
+    a = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : 0.0;
+    a = warp_sum(a);
+    if (threadIdx.x == 0) atomicAdd(p.sumsq, (float)a);
+}
+
+// torch.optim.Adam / AdamW (non-amsgrad, non-foreach) on g·clip, clip = min(1, max_norm / (‖g‖ + 1e-6)) as
+// torch.nn.utils.clip_grad_norm_ computes it.
+template <typename T> __device__ void adam_step(OptimParams p)
+{
+    const float clip = p.sumsq ? fminf(1.f, p.max_norm / (sqrtf(*p.sumsq) + 1e-6f)) : 1.f;
+    const float step = p.lr / p.bias1, root2 = sqrtf(p.bias2);
+    GRID_STRIDE(i, p.n)
+    {
+        float w = p.param[i], g = clip * load<T>(p.grad, i);
+        if (p.decoupled) w *= 1.f - p.lr * p.weight_decay;
+        else g += p.weight_decay * w;
+        float m = p.beta1 * p.m[i] + (1.f - p.beta1) * g;
+        float v = p.beta2 * p.v[i] + (1.f - p.beta2) * g * g;
+        p.m[i] = m;
+        p.v[i] = v;
+        w -= step * m / (sqrtf(v) / root2 + p.eps);
+        p.param[i] = w;
+        if (p.copy) store<bf16>(p.copy, i, w);
+    }
+}
+
+TLS_INSTANTIATE(sum_squares, OptimParams)
+TLS_INSTANTIATE(adam_step, OptimParams)

@@ -1,0 +1,45 @@
+using System.Runtime.InteropServices;
+using TransformerLS.Backends;
+using TransformerLS.Cuda;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Ops.Optimizer;
+
+/// <summary>Mirror of OptimParams in kernels/optimizer.cu.</summary>
+[StructLayout(LayoutKind.Sequential)]
+struct OptimParams
+{
+    public ulong Param, Grad, M, V, Copy, SumSq;
+    public long N;
+    public float Lr, Beta1, Beta2, Eps, WeightDecay, MaxNorm, Bias1, Bias2;
+    public int Decoupled;
+}
+
+/// <summary>Launchers for kernels/optimizer.cu.</summary>
+static class OptimizerCuda
+{
+    const string File = "optimizer.cu";
+    const int Threads = 256;
+
+    static Dim3 Grid(long n) => (uint)Math.Clamp((n + Threads - 1) / Threads, 1, 1024);
+
+    public static void SumOfSquares(CudaBackend be, Tensor x, Tensor acc)
+    {
+        Optimizer.CheckSumOfSquares(be, x, acc);
+        var p = new OptimParams { Grad = x.DevicePointer, SumSq = acc.DevicePointer, N = x.Count };
+        if (p.N > 0) be.Kernel(File, x.DType == DType.Float32 ? "sum_squares_f32" : "sum_squares_bf16").Launch(Grid(p.N), Threads, 0, be.Stream, p);
+    }
+
+    public static void AdamStep(CudaBackend be, in AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares, Tensor? copy)
+    {
+        Optimizer.CheckAdam(be, h, param, grad, m, v, sumSquares, copy);
+        var p = new OptimParams
+        {
+            Param = param.DevicePointer, Grad = grad.DevicePointer, M = m.DevicePointer, V = v.DevicePointer,
+            Copy = copy?.DevicePointer ?? 0, SumSq = sumSquares?.DevicePointer ?? 0, N = param.Count,
+            Lr = h.Lr, Beta1 = h.Beta1, Beta2 = h.Beta2, Eps = h.Eps, WeightDecay = h.WeightDecay, MaxNorm = h.MaxNorm,
+            Bias1 = h.Bias1, Bias2 = h.Bias2, Decoupled = h.Decoupled ? 1 : 0,
+        };
+        if (p.N > 0) be.Kernel(File, grad.DType == DType.Float32 ? "adam_step_f32" : "adam_step_bf16").Launch(Grid(p.N), Threads, 0, be.Stream, p);
+    }
+}

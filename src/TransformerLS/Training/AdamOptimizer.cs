@@ -1,0 +1,93 @@
+using TransformerLS.Backends;
+using TransformerLS.Ops.Optimizer;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Training;
+
+/// <summary>
+/// Adam / AdamW over a model's parameters, on their backend. float32 parameters are updated in place; a
+/// bfloat16 parameter gets a float32 master copy (mixed precision) that the step updates and rounds back into
+/// the parameter. With <see cref="ClipNorm"/> the gradients are clipped to that global norm on the device: the
+/// sum of squares and the step run back to back on the stream, nothing comes back to the host.
+/// </summary>
+public sealed class AdamOptimizer : IDisposable
+{
+    sealed record Slot(Tensor Param, Tensor? Master, Tensor M, Tensor V);
+
+    readonly IBackend _be;
+    readonly Dictionary<string, Slot> _slots = [];
+    readonly Tensor _sumSquares;
+
+    public float Beta1 { get; init; } = 0.9f;
+    public float Beta2 { get; init; } = 0.999f;
+    public float Eps { get; init; } = 1e-8f;
+    public float WeightDecay { get; init; } = 0.01f;
+    /// <summary>AdamW (decay on the weights, the default) or Adam (decay added to the gradient).</summary>
+    public bool Decoupled { get; init; } = true;
+    /// <summary>Global gradient-norm clip; null: none.</summary>
+    public float? ClipNorm { get; init; } = 1f;
+    /// <summary>Steps taken; the next step is Steps + 1.</summary>
+    public int Steps { get; private set; }
+
+    public AdamOptimizer(IBackend be, IReadOnlyDictionary<string, Tensor> parameters)
+    {
+        _be = be;
+        foreach (var (name, p) in parameters.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            Tensor? master = null;
+            if (p.DType != DType.Float32)
+            {
+                master = be.Empty(p.Shape, DType.Float32);
+                be.Cast(p, master);
+            }
+            var m = be.Empty(p.Shape, DType.Float32);
+            var v = be.Empty(p.Shape, DType.Float32);
+            be.Fill(m, 0); be.Fill(v, 0);
+            _slots.Add(name, new Slot(p, master, m, v));
+        }
+        _sumSquares = be.Empty(new Shape(1), DType.Float32);
+    }
+
+    /// <summary>One step with learning rate <paramref name="lr"/>; <paramref name="grads"/> has one gradient per parameter.</summary>
+    public void Step(IReadOnlyDictionary<string, Tensor> grads, float lr)
+    {
+        foreach (var name in _slots.Keys)
+            if (!grads.ContainsKey(name)) throw new ArgumentException($"no gradient for parameter '{name}'", nameof(grads));
+        var h = new AdamHyper(lr, Steps + 1, Beta1, Beta2, Eps, WeightDecay, Decoupled, ClipNorm ?? 1f);
+        h.Validate();
+        if (ClipNorm is not null)
+        {
+            _be.Fill(_sumSquares, 0);
+            foreach (var name in _slots.Keys) _be.SumOfSquares(grads[name], _sumSquares);
+        }
+        foreach (var (name, s) in _slots)
+            _be.AdamStep(h, s.Master ?? s.Param, grads[name], s.M, s.V, ClipNorm is null ? null : _sumSquares, s.Master is null ? null : s.Param);
+        Steps++;
+    }
+
+    /// <summary>
+    /// The optimizer's tensors under checkpoint names ("{param}.exp_avg", "{param}.exp_avg_sq", "{param}.master"),
+    /// for saving and for loading in place; <see cref="Steps"/> travels in the checkpoint's metadata.
+    /// </summary>
+    public IReadOnlyDictionary<string, Tensor> State()
+    {
+        var d = new Dictionary<string, Tensor>();
+        foreach (var (name, s) in _slots)
+        {
+            d[$"{name}.exp_avg"] = s.M;
+            d[$"{name}.exp_avg_sq"] = s.V;
+            if (s.Master is not null) d[$"{name}.master"] = s.Master;
+        }
+        return d;
+    }
+
+    /// <summary>Sets the step count after loading <see cref="State"/> from a checkpoint.</summary>
+    public void Resume(int steps) => Steps = steps >= 0 ? steps : throw new ArgumentOutOfRangeException(nameof(steps), steps, "expected >= 0");
+
+    public void Dispose()
+    {
+        foreach (var s in _slots.Values) { s.Master?.Dispose(); s.M.Dispose(); s.V.Dispose(); }
+        _slots.Clear();
+        _sumSquares.Dispose();
+    }
+}
