@@ -93,6 +93,27 @@ public sealed class CpuBackend : IBackend
         Write(y, Read(x));
     }
 
+    public void CrossEntropy(Tensor logits, Tensor target, Tensor loss, Tensor lse)
+    {
+        var (n, v) = Ops.CrossEntropy.CrossEntropy.Check(this, logits, target, loss, lse);
+        var t = Read(target);
+        Ops.CrossEntropy.CrossEntropy.CheckTargets(t, v);
+        double[] l = new double[n], s = new double[n];
+        Ops.CrossEntropy.CrossEntropy.Forward<double>(v, Read(logits), t, l, s);
+        Write(loss, l); Write(lse, s);
+    }
+
+    public void CrossEntropyBackward(Tensor logits, Tensor target, Tensor lse, Tensor dloss, Tensor dlogits)
+    {
+        var (_, v) = Ops.CrossEntropy.CrossEntropy.Check(this, logits, target, dloss, lse);
+        Ops.Check.Like(this, dlogits, logits, nameof(dlogits));
+        var t = Read(target);
+        Ops.CrossEntropy.CrossEntropy.CheckTargets(t, v);
+        var r = new double[dlogits.Count];
+        Ops.CrossEntropy.CrossEntropy.Backward<double>(v, Read(logits), t, Read(lse), Read(dloss), r);
+        Write(dlogits, r);
+    }
+
     public void SumOfSquares(Tensor x, Tensor acc)
     {
         Ops.Optimizer.Optimizer.CheckSumOfSquares(this, x, acc);

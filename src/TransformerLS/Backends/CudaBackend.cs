@@ -89,6 +89,9 @@ public sealed class CudaBackend : IBackend
     public void GeluBackward(Tensor x, Tensor dy, Tensor dx) => ElementwiseCuda.GeluBackward(this, x, dy, dx);
     public void BiasAdd(Tensor x, Tensor bias, Tensor y) => ElementwiseCuda.BiasAdd(this, x, bias, y);
     public void Cast(Tensor x, Tensor y) => ElementwiseCuda.Cast(this, x, y);
+    public void CrossEntropy(Tensor logits, Tensor target, Tensor loss, Tensor lse) => Ops.CrossEntropy.CrossEntropyCuda.Forward(this, logits, target, loss, lse);
+    public void CrossEntropyBackward(Tensor logits, Tensor target, Tensor lse, Tensor dloss, Tensor dlogits) =>
+        Ops.CrossEntropy.CrossEntropyCuda.Backward(this, logits, target, lse, dloss, dlogits);
     public void SumOfSquares(Tensor x, Tensor acc) => Ops.Optimizer.OptimizerCuda.SumOfSquares(this, x, acc);
     public void AdamStep(in Ops.Optimizer.AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares = null, Tensor? copy = null) =>
         Ops.Optimizer.OptimizerCuda.AdamStep(this, h, param, grad, m, v, sumSquares, copy);

@@ -129,4 +129,13 @@ public interface IBackend : IDisposable
     /// round trip; <paramref name="copy"/> (bf16) receives the updated weights when param is a master copy.
     /// </summary>
     void AdamStep(in Ops.Optimizer.AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares = null, Tensor? copy = null);
+
+    // ---- cross-entropy (kernels/cross_entropy.cu) ----
+    /// <summary>
+    /// loss_i = logsumexp(logits_i) − logits_i[target_i] over logits [N, V]; target: float32 [N] class indices, negative =
+    /// ignored (loss 0); loss and lse: float32 [N] (lse is saved for the backward).
+    /// </summary>
+    void CrossEntropy(Tensor logits, Tensor target, Tensor loss, Tensor lse);
+    /// <summary>dlogits = dloss_i·(softmax(logits_i) − onehot(target_i)), zero on ignored rows; overwritten.</summary>
+    void CrossEntropyBackward(Tensor logits, Tensor target, Tensor lse, Tensor dloss, Tensor dlogits);
 }

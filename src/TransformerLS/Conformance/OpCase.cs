@@ -11,6 +11,8 @@ public enum InputKind
     SoftmaxOfNormal,
     /// <summary>A [B, n] 0/1 padding mask: a random padded tail per row plus scattered holes; row 0 has no padding.</summary>
     PaddingMask,
+    /// <summary>float32 class indices in [0, Scale), about 10% of them −1 (ignored rows).</summary>
+    ClassIndex,
 }
 
 public sealed record InputSpec(string Name, Shape Shape, DType DType, InputKind Kind = InputKind.Normal, double Scale = 1.0, int Axis = -1);
@@ -120,6 +122,8 @@ public static class ConformanceRunner
                 for (var j = 0; j < n; j++) v[b * n + j] = b > 0 && (j >= n - tail || rng.NextDouble() < 0.1) ? 0f : 1f;
             }
         }
+        if (s.Kind == InputKind.ClassIndex)
+            for (var i = 0; i < v.Length; i++) v[i] = rng.NextDouble() < 0.1 ? -1 : rng.Next((int)s.Scale);
         for (var i = 0; i < v.Length; i++) v[i] = s.DType.Round(v[i]);
         return v;
     }

@@ -114,6 +114,7 @@ public static partial class OpCases
             AddChunkProjection(list, dt);
             AddLayoutAndDualLayerNorm(list, dt);
             AddOptimizer(list, dt);
+            AddCrossEntropy(list, dt);
         }
         return list;
     }

@@ -4,9 +4,44 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Conformance;
 
-/// <summary>The table's rows for the optimizer family; dt is the gradient's dtype (weights and moments are float32).</summary>
+/// <summary>The table's rows for the training-side families: cross-entropy and the optimizer.</summary>
 public static partial class OpCases
 {
+    static void AddCrossEntropy(List<OpCase> list, DType dt)
+    {
+        var f = DType.Float32;
+        foreach (var (n, v) in new[] { (37, 50), (5, 300), (1, 1) })
+        {
+            var shape = $"[{n},{v}]";
+            var target = new InputSpec("target", new Shape(n), f, InputKind.ClassIndex, Scale: v);
+            list.Add(Make("cross_entropy", dt, shape, [In("logits", dt, 3, n, v), target], [Out("loss", f, n), Out("lse", f, n)],
+                (be, i, o) => be.CrossEntropy(i[0], i[1], o[0], o[1]), new CrossEntropyRef(v, false)));
+            list.Add(Make("cross_entropy_backward", dt, shape, [In("logits", dt, 3, n, v), target, In("dloss", f, 1, n)], [Out("dlogits", dt, n, v)],
+                (be, i, o) =>
+                {
+                    var loss = be.Empty(new Shape(n), f);
+                    var lse = be.Empty(new Shape(n), f);
+                    be.CrossEntropy(i[0], i[1], loss, lse);
+                    be.CrossEntropyBackward(i[0], i[1], lse, i[2], o[0]);
+                }, new CrossEntropyRef(v, true)));
+        }
+    }
+
+    sealed record CrossEntropyRef(int Vocab, bool Backward) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var n = i[1].Length;
+            T[] loss = new T[n], lse = new T[n];
+            Ops.CrossEntropy.CrossEntropy.Forward<T>(Vocab, i[0], i[1], loss, lse);
+            if (!Backward) return [loss, lse];
+            var dx = new T[i[0].Length];
+            Ops.CrossEntropy.CrossEntropy.Backward<T>(Vocab, i[0], i[1], lse, i[2], dx);
+            return [dx];
+        }
+    }
+
+    /// <summary>dt is the gradient's dtype (weights and moments are float32).</summary>
     static void AddOptimizer(List<OpCase> list, DType dt)
     {
         var f = DType.Float32;

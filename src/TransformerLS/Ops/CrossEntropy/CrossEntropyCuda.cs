@@ -1,0 +1,39 @@
+using System.Runtime.InteropServices;
+using TransformerLS.Backends;
+using TransformerLS.Cuda;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Ops.CrossEntropy;
+
+/// <summary>Mirror of CrossEntropyParams in kernels/cross_entropy.cu.</summary>
+[StructLayout(LayoutKind.Sequential)]
+struct CrossEntropyParams
+{
+    public ulong X, Target, Loss, Lse, DLoss, DX;
+    public long Rows;
+    public int Vocab;
+}
+
+/// <summary>Launchers for kernels/cross_entropy.cu: 8 warps per block, a warp per row.</summary>
+static class CrossEntropyCuda
+{
+    const string File = "cross_entropy.cu";
+    const int Threads = 256;
+
+    static Dim3 Grid(long rows) => (uint)((rows + Threads / 32 - 1) / (Threads / 32));
+
+    public static void Forward(CudaBackend be, Tensor logits, Tensor target, Tensor loss, Tensor lse)
+    {
+        var (n, v) = CrossEntropy.Check(be, logits, target, loss, lse);
+        var p = new CrossEntropyParams { X = logits.DevicePointer, Target = target.DevicePointer, Loss = loss.DevicePointer, Lse = lse.DevicePointer, Rows = n, Vocab = v };
+        be.Kernel(File, logits.DType == DType.Float32 ? "cross_entropy_fwd_f32" : "cross_entropy_fwd_bf16").Launch(Grid(n), Threads, 0, be.Stream, p);
+    }
+
+    public static void Backward(CudaBackend be, Tensor logits, Tensor target, Tensor lse, Tensor dloss, Tensor dlogits)
+    {
+        var (n, v) = CrossEntropy.Check(be, logits, target, dloss, lse);
+        Ops.Check.Like(be, dlogits, logits, nameof(dlogits));
+        var p = new CrossEntropyParams { X = logits.DevicePointer, Target = target.DevicePointer, Lse = lse.DevicePointer, DLoss = dloss.DevicePointer, DX = dlogits.DevicePointer, Rows = n, Vocab = v };
+        be.Kernel(File, logits.DType == DType.Float32 ? "cross_entropy_bwd_f32" : "cross_entropy_bwd_bf16").Launch(Grid(n), Threads, 0, be.Stream, p);
+    }
+}
