@@ -114,6 +114,28 @@ public sealed class CpuBackend : IBackend
         Write(dlogits, r);
     }
 
+    public void Embedding(Tensor weight, Tensor tokens, Tensor y)
+    {
+        var (n, v, d) = Ops.Embedding.Embedding.Check(this, weight, tokens, y, nameof(y));
+        Ops.Check.DTypeIs(y, weight.DType, nameof(y));
+        var t = Read(tokens);
+        Ops.Embedding.Embedding.CheckTokens(t, v);
+        var r = new double[(long)n * d];
+        Ops.Embedding.Embedding.Forward<double>(d, Read(weight), t, r);
+        Write(y, r);
+    }
+
+    public void EmbeddingBackward(Tensor tokens, Tensor dy, Tensor dweight, bool accumulate = false)
+    {
+        var (_, v, d) = Ops.Embedding.Embedding.Check(this, dweight, tokens, dy, nameof(dy));
+        Ops.Check.DTypeIs(dweight, DType.Float32, nameof(dweight));
+        var t = Read(tokens);
+        Ops.Embedding.Embedding.CheckTokens(t, v);
+        var r = accumulate ? Read(dweight) : new double[dweight.Count];
+        Ops.Embedding.Embedding.Backward<double>(d, t, Read(dy), r);
+        Write(dweight, r);
+    }
+
     public void SumOfSquares(Tensor x, Tensor acc)
     {
         Ops.Optimizer.Optimizer.CheckSumOfSquares(this, x, acc);

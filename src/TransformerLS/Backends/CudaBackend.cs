@@ -92,6 +92,9 @@ public sealed class CudaBackend : IBackend
     public void CrossEntropy(Tensor logits, Tensor target, Tensor loss, Tensor lse) => Ops.CrossEntropy.CrossEntropyCuda.Forward(this, logits, target, loss, lse);
     public void CrossEntropyBackward(Tensor logits, Tensor target, Tensor lse, Tensor dloss, Tensor dlogits) =>
         Ops.CrossEntropy.CrossEntropyCuda.Backward(this, logits, target, lse, dloss, dlogits);
+    public void Embedding(Tensor weight, Tensor tokens, Tensor y) => Ops.Embedding.EmbeddingCuda.Forward(this, weight, tokens, y);
+    public void EmbeddingBackward(Tensor tokens, Tensor dy, Tensor dweight, bool accumulate = false) =>
+        Ops.Embedding.EmbeddingCuda.Backward(this, tokens, dy, dweight, accumulate);
     public void SumOfSquares(Tensor x, Tensor acc) => Ops.Optimizer.OptimizerCuda.SumOfSquares(this, x, acc);
     public void AdamStep(in Ops.Optimizer.AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares = null, Tensor? copy = null) =>
         Ops.Optimizer.OptimizerCuda.AdamStep(this, h, param, grad, m, v, sumSquares, copy);

@@ -138,4 +138,10 @@ public interface IBackend : IDisposable
     void CrossEntropy(Tensor logits, Tensor target, Tensor loss, Tensor lse);
     /// <summary>dlogits = dloss_i·(softmax(logits_i) − onehot(target_i)), zero on ignored rows; overwritten.</summary>
     void CrossEntropyBackward(Tensor logits, Tensor target, Tensor lse, Tensor dloss, Tensor dlogits);
+
+    // ---- embedding (kernels/embedding.cu) ----
+    /// <summary>y[i] = weight[tokens[i]] (weight [V, D], tokens float32 [N] indices, negative = padding: a zero row); y [N, D].</summary>
+    void Embedding(Tensor weight, Tensor tokens, Tensor y);
+    /// <summary>dweight (float32 [V, D]) = or += the sum of dy rows per token; padding tokens add nothing.</summary>
+    void EmbeddingBackward(Tensor tokens, Tensor dy, Tensor dweight, bool accumulate = false);
 }

@@ -4,7 +4,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Conformance;
 
-/// <summary>The table's rows for the training-side families: cross-entropy and the optimizer.</summary>
+/// <summary>The table's rows for the training-side families: embedding, cross-entropy and the optimizer.</summary>
 public static partial class OpCases
 {
     static void AddCrossEntropy(List<OpCase> list, DType dt)
@@ -24,6 +24,36 @@ public static partial class OpCases
                     be.CrossEntropy(i[0], i[1], loss, lse);
                     be.CrossEntropyBackward(i[0], i[1], lse, i[2], o[0]);
                 }, new CrossEntropyRef(v, true)));
+        }
+    }
+
+    static void AddEmbedding(List<OpCase> list, DType dt)
+    {
+        var f = DType.Float32;
+        foreach (var (n, v, d) in new[] { (45, 20, 33), (3, 256, 64) })
+        {
+            var shape = $"N{n} V{v} D{d}";
+            var tokens = new InputSpec("tokens", new Shape(n), f, InputKind.ClassIndex, Scale: v);  // some −1: padding
+            list.Add(Make("embedding", dt, shape, [In("weight", dt, 1, v, d), tokens], [Out("y", dt, n, d)],
+                (be, i, o) => be.Embedding(i[0], i[1], o[0]), new EmbeddingRef(d, false)));
+            list.Add(Make("embedding_backward", dt, shape + " accumulate", [tokens, In("dy", dt, 1, n, d), In("dweight0", f, 1, v, d)], [Out("dweight", f, v, d)],
+                (be, i, o) => { be.Cast(i[2], o[0]); be.EmbeddingBackward(i[0], i[1], o[0], accumulate: true); }, new EmbeddingRef(d, true)));
+        }
+    }
+
+    sealed record EmbeddingRef(int Dim, bool Backward) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            if (Backward)
+            {
+                var dw = (T[])i[2].Clone();
+                Ops.Embedding.Embedding.Backward<T>(Dim, i[0], i[1], dw);
+                return [dw];
+            }
+            var y = new T[i[1].Length * Dim];
+            Ops.Embedding.Embedding.Forward<T>(Dim, i[0], i[1], y);
+            return [y];
         }
     }
 

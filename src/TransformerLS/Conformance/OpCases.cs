@@ -115,6 +115,7 @@ public static partial class OpCases
             AddLayoutAndDualLayerNorm(list, dt);
             AddOptimizer(list, dt);
             AddCrossEntropy(list, dt);
+            AddEmbedding(list, dt);
         }
         return list;
     }
