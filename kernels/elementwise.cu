@@ -1,5 +1,5 @@
-// Elementwise family: y = alpha*a + beta*b, dtype casts, GELU (erf form, as torch.nn.GELU) and its gradient,
-// row-broadcast bias add, and column sums (bias gradients). Reference: src/TransformerLS/Ops/Elementwise.
+// Elementwise family: y = alpha*a + beta*b, dtype casts, GELU (erf form, as torch.nn.GELU) and ReLU with their
+// gradients, dropout, row-broadcast bias add, and column sums (bias gradients). Reference: src/TransformerLS/Ops/Elementwise.
 #include "prelude.cuh"
 
 struct ElementwiseParams
@@ -39,6 +39,39 @@ template <typename T> __device__ void gelu_fwd(ElementwiseParams p)
 template <typename T> __device__ void gelu_bwd(ElementwiseParams p)
 {
     GRID_STRIDE(i, p.n) store<T>(p.y, i, load<T>(p.b, i) * gelu_grad(load<T>(p.a, i)));
+}
+
+// a = x (forward: y = max(x, 0)); backward: b = dy, y = dx = dy·[x > 0].
+template <typename T> __device__ void relu_fwd(ElementwiseParams p)
+{
+    GRID_STRIDE(i, p.n) store<T>(p.y, i, fmaxf(load<T>(p.a, i), 0.f));
+}
+
+template <typename T> __device__ void relu_bwd(ElementwiseParams p)
+{
+    GRID_STRIDE(i, p.n) store<T>(p.y, i, load<T>(p.a, i) > 0.f ? load<T>(p.b, i) : 0.f);
+}
+
+// Counter-based dropout: element i is kept when hash(seed, i) / 2^24 >= p, so the mask is a pure function of
+// (seed, index) — recomputed in the backward, reproducible by seed, identical on the CPU (Elementwise.KeepMask).
+// alpha = p; cols carries the 64-bit seed. Forward and backward are the same map: y = a·keep/(1 − p).
+TLS_DEVICE unsigned mix32(unsigned x)
+{
+    x ^= x >> 16; x *= 0x7feb352du;
+    x ^= x >> 15; x *= 0x846ca68bu;
+    return x ^ (x >> 16);
+}
+
+TLS_DEVICE bool keep(unsigned long long seed, i64 i, float p)
+{
+    unsigned h = mix32((unsigned)i ^ mix32((unsigned)((unsigned long long)i >> 32) ^ mix32((unsigned)seed ^ mix32((unsigned)(seed >> 32)))));
+    return (float)(h >> 8) * (1.f / 16777216.f) >= p;
+}
+
+template <typename T> __device__ void dropout(ElementwiseParams p)
+{
+    const float scale = 1.f / (1.f - p.alpha);
+    GRID_STRIDE(i, p.n) store<T>(p.y, i, keep((unsigned long long)p.cols, i, p.alpha) ? load<T>(p.a, i) * scale : 0.f);
 }
 
 // y[r, c] = a[r, c] + b[c]
@@ -82,5 +115,8 @@ TLS_INSTANTIATE(axpby, ElementwiseParams)
 TLS_INSTANTIATE(convert_from_f32, ElementwiseParams)
 TLS_INSTANTIATE(gelu_fwd, ElementwiseParams)
 TLS_INSTANTIATE(gelu_bwd, ElementwiseParams)
+TLS_INSTANTIATE(relu_fwd, ElementwiseParams)
+TLS_INSTANTIATE(relu_bwd, ElementwiseParams)
+TLS_INSTANTIATE(dropout, ElementwiseParams)
 TLS_INSTANTIATE(bias_add, ElementwiseParams)
 TLS_INSTANTIATE(column_sum, ElementwiseParams)

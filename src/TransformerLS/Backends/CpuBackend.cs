@@ -79,6 +79,30 @@ public sealed class CpuBackend : IBackend
         Write(dx, r);
     }
 
+    public void Relu(Tensor x, Tensor y)
+    {
+        Elementwise.CheckUnary(this, x, y);
+        var r = new double[y.Count];
+        Elementwise.Relu<double>(Read(x), r);
+        Write(y, r);
+    }
+
+    public void ReluBackward(Tensor x, Tensor dy, Tensor dx)
+    {
+        Elementwise.CheckUnary(this, x, dx, dy);
+        var r = new double[dx.Count];
+        Elementwise.ReluBackward<double>(Read(x), Read(dy), r);
+        Write(dx, r);
+    }
+
+    public void Dropout(Tensor x, Tensor y, float p, ulong seed)
+    {
+        Elementwise.CheckDropout(this, x, y, p);
+        var r = new double[y.Count];
+        Elementwise.Dropout<double>(Read(x), r, p, seed);
+        Write(y, r);
+    }
+
     public void BiasAdd(Tensor x, Tensor bias, Tensor y)
     {
         Elementwise.CheckBiasAdd(this, x, bias, y);

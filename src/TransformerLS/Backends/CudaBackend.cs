@@ -87,6 +87,9 @@ public sealed class CudaBackend : IBackend
     public void Axpby(Tensor a, float alpha, Tensor? b, float beta, Tensor y) => ElementwiseCuda.Axpby(this, a, alpha, b, beta, y);
     public void Gelu(Tensor x, Tensor y) => ElementwiseCuda.Gelu(this, x, y);
     public void GeluBackward(Tensor x, Tensor dy, Tensor dx) => ElementwiseCuda.GeluBackward(this, x, dy, dx);
+    public void Relu(Tensor x, Tensor y) => ElementwiseCuda.Relu(this, x, y);
+    public void ReluBackward(Tensor x, Tensor dy, Tensor dx) => ElementwiseCuda.ReluBackward(this, x, dy, dx);
+    public void Dropout(Tensor x, Tensor y, float p, ulong seed) => ElementwiseCuda.Dropout(this, x, y, p, seed);
     public void BiasAdd(Tensor x, Tensor bias, Tensor y) => ElementwiseCuda.BiasAdd(this, x, bias, y);
     public void Cast(Tensor x, Tensor y) => ElementwiseCuda.Cast(this, x, y);
     public void CrossEntropy(Tensor logits, Tensor target, Tensor loss, Tensor lse) => Ops.CrossEntropy.CrossEntropyCuda.Forward(this, logits, target, loss, lse);

@@ -27,6 +27,13 @@ public interface IBackend : IDisposable
     /// <summary>y = GELU(x), the erf form (torch.nn.GELU()).</summary>
     void Gelu(Tensor x, Tensor y);
     void GeluBackward(Tensor x, Tensor dy, Tensor dx);
+    void Relu(Tensor x, Tensor y);
+    void ReluBackward(Tensor x, Tensor dy, Tensor dx);
+    /// <summary>
+    /// y = x·keep/(1 − p), keep a pure function of (seed, element index), so the backward is Dropout(dy, dx, p, seed)
+    /// with the same seed, and CPU and GPU drop the same elements.
+    /// </summary>
+    void Dropout(Tensor x, Tensor y, float p, ulong seed);
     /// <summary>y[..., c] = x[..., c] + bias[c].</summary>
     void BiasAdd(Tensor x, Tensor bias, Tensor y);
     /// <summary>y = x converted to y's dtype (rounded to nearest even for bf16); same shape.</summary>

@@ -49,6 +49,13 @@ public static partial class OpCases
                 (be, i, o) => be.Gelu(i[0], o[0]), new GeluRef(false)));
             list.Add(Make("gelu_backward", dt, "[4,333]", [In("x", dt, 2, 4, 333), In("dy", dt, 1, 4, 333)], [Out("dx", dt, 4, 333)],
                 (be, i, o) => be.GeluBackward(i[0], i[1], o[0]), new GeluRef(true)));
+            list.Add(Make("relu", dt, "[4,333]", [In("x", dt, 2, 4, 333)], [Out("y", dt, 4, 333)],
+                (be, i, o) => be.Relu(i[0], o[0]), new ReluRef(false)));
+            list.Add(Make("relu_backward", dt, "[4,333]", [In("x", dt, 2, 4, 333), In("dy", dt, 1, 4, 333)], [Out("dx", dt, 4, 333)],
+                (be, i, o) => be.ReluBackward(i[0], i[1], o[0]), new ReluRef(true)));
+            // A seed above 2^32 exercises both halves of the counter hash; the same mask on both backends or the row fails.
+            list.Add(Make("dropout", dt, "[3,5000] p0.3", [In("x", dt, 1, 3, 5000)], [Out("y", dt, 3, 5000)],
+                (be, i, o) => be.Dropout(i[0], o[0], 0.3f, 0x1234_5678_9abcUL), new DropoutRef(0.3f, 0x1234_5678_9abcUL)));
             list.Add(Make("bias_add", dt, "[5,7,96]", [In("x", dt, 1, 5, 7, 96), In("bias", dt, 1, 96)], [Out("y", dt, 5, 7, 96)],
                 (be, i, o) => be.BiasAdd(i[0], i[1], o[0]), new BiasAddRef()));
             var other = dt == DType.Float32 ? DType.BFloat16 : DType.Float32;
@@ -154,6 +161,26 @@ public static partial class OpCases
         {
             var y = new T[i[0].Length];
             if (Backward) Elementwise.GeluBackward<T>(i[0], i[1], y); else Elementwise.Gelu<T>(i[0], y);
+            return [y];
+        }
+    }
+
+    sealed record ReluRef(bool Backward) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var y = new T[i[0].Length];
+            if (Backward) Elementwise.ReluBackward<T>(i[0], i[1], y); else Elementwise.Relu<T>(i[0], y);
+            return [y];
+        }
+    }
+
+    sealed record DropoutRef(float P, ulong Seed) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var y = new T[i[0].Length];
+            Elementwise.Dropout<T>(i[0], y, P, Seed);
             return [y];
         }
     }

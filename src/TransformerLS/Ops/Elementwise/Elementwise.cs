@@ -68,6 +68,43 @@ public static class Elementwise
         }
     }
 
+    public static void Relu<T>(ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T>
+    {
+        for (var i = 0; i < y.Length; i++) y[i] = T.Max(x[i], T.Zero);
+    }
+
+    public static void ReluBackward<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx) where T : IFloatingPointIeee754<T>
+    {
+        for (var i = 0; i < dx.Length; i++) dx[i] = x[i] > T.Zero ? dy[i] : T.Zero;
+    }
+
+    public static void CheckDropout(IBackend be, Tensor x, Tensor y, float p)
+    {
+        CheckUnary(be, x, y);
+        if (!(p >= 0 && p < 1)) throw new ArgumentOutOfRangeException(nameof(p), p, "the dropout probability must be in [0, 1)");
+    }
+
+    static uint Mix32(uint x)
+    {
+        x ^= x >> 16; x *= 0x7feb352du;
+        x ^= x >> 15; x *= 0x846ca68bu;
+        return x ^ (x >> 16);
+    }
+
+    /// <summary>Whether dropout keeps element <paramref name="i"/>: the kernel's counter hash, bit for bit.</summary>
+    public static bool KeepMask(ulong seed, long i, float p)
+    {
+        var h = Mix32((uint)i ^ Mix32((uint)((ulong)i >> 32) ^ Mix32((uint)seed ^ Mix32((uint)(seed >> 32)))));
+        return (h >> 8) * (1f / 16777216f) >= p;
+    }
+
+    /// <summary>y = x·keep/(1 − p); the backward is the same map applied to dy.</summary>
+    public static void Dropout<T>(ReadOnlySpan<T> x, Span<T> y, float p, ulong seed) where T : IFloatingPointIeee754<T>
+    {
+        var scale = T.CreateChecked(1f / (1f - p));
+        for (var i = 0; i < y.Length; i++) y[i] = KeepMask(seed, i, p) ? x[i] * scale : T.Zero;
+    }
+
     public static void BiasAdd<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> bias, Span<T> y) where T : IFloatingPointIeee754<T>
     {
         for (var i = 0; i < y.Length; i++) y[i] = x[i] + bias[i % bias.Length];

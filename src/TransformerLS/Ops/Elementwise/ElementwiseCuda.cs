@@ -46,6 +46,27 @@ static class ElementwiseCuda
         Launch(be, x.DType, "gelu_bwd_f32", "gelu_bwd_bf16", Grid(p.N), Threads, p);
     }
 
+    public static void Relu(CudaBackend be, Tensor x, Tensor y)
+    {
+        Elementwise.CheckUnary(be, x, y);
+        var p = new ElementwiseParams { A = x.DevicePointer, Y = y.DevicePointer, N = y.Count };
+        Launch(be, x.DType, "relu_fwd_f32", "relu_fwd_bf16", Grid(p.N), Threads, p);
+    }
+
+    public static void ReluBackward(CudaBackend be, Tensor x, Tensor dy, Tensor dx)
+    {
+        Elementwise.CheckUnary(be, x, dx, dy);
+        var p = new ElementwiseParams { A = x.DevicePointer, B = dy.DevicePointer, Y = dx.DevicePointer, N = dx.Count };
+        Launch(be, x.DType, "relu_bwd_f32", "relu_bwd_bf16", Grid(p.N), Threads, p);
+    }
+
+    public static void Dropout(CudaBackend be, Tensor x, Tensor y, float prob, ulong seed)
+    {
+        Elementwise.CheckDropout(be, x, y, prob);
+        var p = new ElementwiseParams { A = x.DevicePointer, Y = y.DevicePointer, N = y.Count, Cols = (long)seed, Alpha = prob };
+        Launch(be, x.DType, "dropout_f32", "dropout_bf16", Grid(p.N), Threads, p);
+    }
+
     public static void BiasAdd(CudaBackend be, Tensor x, Tensor bias, Tensor y)
     {
         var cols = Elementwise.CheckBiasAdd(be, x, bias, y);
