@@ -63,37 +63,29 @@ public sealed class CpuBackend : IBackend
         Write(y, r);
     }
 
-    public void Gelu(Tensor x, Tensor y)
+    delegate void Map(ReadOnlySpan<double> x, Span<double> y);
+    delegate void Map2(ReadOnlySpan<double> x, ReadOnlySpan<double> dy, Span<double> dx);
+
+    void Activation(Tensor x, Tensor y, Map f)
     {
         Elementwise.CheckUnary(this, x, y);
         var r = new double[y.Count];
-        Elementwise.Gelu<double>(Read(x), r);
+        f(Read(x), r);
         Write(y, r);
     }
 
-    public void GeluBackward(Tensor x, Tensor dy, Tensor dx)
+    void ActivationBackward(Tensor x, Tensor dy, Tensor dx, Map2 f)
     {
         Elementwise.CheckUnary(this, x, dx, dy);
         var r = new double[dx.Count];
-        Elementwise.GeluBackward<double>(Read(x), Read(dy), r);
+        f(Read(x), Read(dy), r);
         Write(dx, r);
     }
 
-    public void Relu(Tensor x, Tensor y)
-    {
-        Elementwise.CheckUnary(this, x, y);
-        var r = new double[y.Count];
-        Elementwise.Relu<double>(Read(x), r);
-        Write(y, r);
-    }
-
-    public void ReluBackward(Tensor x, Tensor dy, Tensor dx)
-    {
-        Elementwise.CheckUnary(this, x, dx, dy);
-        var r = new double[dx.Count];
-        Elementwise.ReluBackward<double>(Read(x), Read(dy), r);
-        Write(dx, r);
-    }
+    public void Gelu(Tensor x, Tensor y) => Activation(x, y, Elementwise.Gelu);
+    public void GeluBackward(Tensor x, Tensor dy, Tensor dx) => ActivationBackward(x, dy, dx, Elementwise.GeluBackward);
+    public void Relu(Tensor x, Tensor y) => Activation(x, y, Elementwise.Relu);
+    public void ReluBackward(Tensor x, Tensor dy, Tensor dx) => ActivationBackward(x, dy, dx, Elementwise.ReluBackward);
 
     public void Dropout(Tensor x, Tensor y, float p, ulong seed)
     {

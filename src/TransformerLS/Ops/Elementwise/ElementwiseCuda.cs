@@ -32,33 +32,26 @@ static class ElementwiseCuda
         Launch(be, a.DType, "axpby_f32", "axpby_bf16", Grid(p.N), Threads, p);
     }
 
-    public static void Gelu(CudaBackend be, Tensor x, Tensor y)
+    /// <summary>y = f(x) for the activation kernels named f32 / bf16.</summary>
+    static void Activation(CudaBackend be, Tensor x, Tensor y, string f32, string bf16)
     {
         Elementwise.CheckUnary(be, x, y);
         var p = new ElementwiseParams { A = x.DevicePointer, Y = y.DevicePointer, N = y.Count };
-        Launch(be, x.DType, "gelu_fwd_f32", "gelu_fwd_bf16", Grid(p.N), Threads, p);
+        Launch(be, x.DType, f32, bf16, Grid(p.N), Threads, p);
     }
 
-    public static void GeluBackward(CudaBackend be, Tensor x, Tensor dy, Tensor dx)
+    /// <summary>dx = dy·f'(x) for the activation-gradient kernels named f32 / bf16.</summary>
+    static void ActivationBackward(CudaBackend be, Tensor x, Tensor dy, Tensor dx, string f32, string bf16)
     {
         Elementwise.CheckUnary(be, x, dx, dy);
         var p = new ElementwiseParams { A = x.DevicePointer, B = dy.DevicePointer, Y = dx.DevicePointer, N = dx.Count };
-        Launch(be, x.DType, "gelu_bwd_f32", "gelu_bwd_bf16", Grid(p.N), Threads, p);
+        Launch(be, x.DType, f32, bf16, Grid(p.N), Threads, p);
     }
 
-    public static void Relu(CudaBackend be, Tensor x, Tensor y)
-    {
-        Elementwise.CheckUnary(be, x, y);
-        var p = new ElementwiseParams { A = x.DevicePointer, Y = y.DevicePointer, N = y.Count };
-        Launch(be, x.DType, "relu_fwd_f32", "relu_fwd_bf16", Grid(p.N), Threads, p);
-    }
-
-    public static void ReluBackward(CudaBackend be, Tensor x, Tensor dy, Tensor dx)
-    {
-        Elementwise.CheckUnary(be, x, dx, dy);
-        var p = new ElementwiseParams { A = x.DevicePointer, B = dy.DevicePointer, Y = dx.DevicePointer, N = dx.Count };
-        Launch(be, x.DType, "relu_bwd_f32", "relu_bwd_bf16", Grid(p.N), Threads, p);
-    }
+    public static void Gelu(CudaBackend be, Tensor x, Tensor y) => Activation(be, x, y, "gelu_fwd_f32", "gelu_fwd_bf16");
+    public static void GeluBackward(CudaBackend be, Tensor x, Tensor dy, Tensor dx) => ActivationBackward(be, x, dy, dx, "gelu_bwd_f32", "gelu_bwd_bf16");
+    public static void Relu(CudaBackend be, Tensor x, Tensor y) => Activation(be, x, y, "relu_fwd_f32", "relu_fwd_bf16");
+    public static void ReluBackward(CudaBackend be, Tensor x, Tensor dy, Tensor dx) => ActivationBackward(be, x, dy, dx, "relu_bwd_f32", "relu_bwd_bf16");
 
     public static void Dropout(CudaBackend be, Tensor x, Tensor y, float prob, ulong seed)
     {
