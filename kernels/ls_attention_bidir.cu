@@ -9,8 +9,9 @@
 // warp owns one key, so a warp scores 32 keys at once and updates its query's online softmax.
 // fp32 math on the CUDA cores: the float32 path. bf16 runs on the tensor cores in ls_attention_bidir_mma.cu.
 #include "ls_attention_bidir.cuh"
+#include "simt_tiles.cuh"
 
-#define KT 32
+#define KT 32  // one key per lane: simt_tiles.cuh
 #define QB 32
 #define NWARP 4
 
@@ -58,7 +59,7 @@ template <typename T> __device__ void ls_attn_fwd(LsAttnParams p)
     extern __shared__ float sm[];
     const Block k = block_of(p, QB);
     if (k.nq <= 0) return;
-    const int d = p.d, ds = d + 1, lane = threadIdx.x % 32, warp = threadIdx.x / 32, dpl = d / 32;
+    const int d = p.d, ds = d + 1, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     float* Ks = sm;
     float* Vs = Ks + KT * ds;
     float* Qs = Vs + KT * ds;   // scaled queries
@@ -84,31 +85,12 @@ template <typename T> __device__ void ls_attn_fwd(LsAttnParams p)
         {
             bool ok = t0 + lane < k.total && valid[lane];
             float s = ok ? row_dot(Qs + qi * d, Ks + lane * ds, d) : -TLS_INF;
-            float mold = M[qi], mnew = fmaxf(mold, warp_max(s));
-            if (mnew == -TLS_INF) continue; // no valid key yet (uniform across the warp)
-            float pr = ok ? expf(s - mnew) : 0.f;
-            float corr = expf(mold - mnew);
-            float lsum = warp_sum(pr);
-            for (int t = 0; t < dpl; ++t)
-            {
-                int c = lane + 32 * t;
-                float a = Acc[qi * d + c] * corr;
-                for (int kk = 0; kk < KT; ++kk) a += __shfl_sync(0xffffffffu, pr, kk) * Vs[kk * ds + c];
-                Acc[qi * d + c] = a;
-            }
-            __syncwarp();
-            if (lane == 0) { M[qi] = mnew; L[qi] = L[qi] * corr + lsum; }
-            __syncwarp();
+            warp_online_softmax(s, M[qi], L[qi], Acc + qi * d, Vs, d, ds);
         }
     }
     __syncthreads();
-    for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
-    {
-        int qi = idx / d, i = k.q0 + qi;
-        bool pad = !is_token(p, k.b, i);
-        store<T>(p.o, k.base + (i64)i * d + idx % d, pad ? 0.f : Acc[idx] / L[qi]);
-        if (idx % d == 0) p.lse[(i64)k.bh * p.n + i] = pad ? 0.f : M[qi] + logf(L[qi]);
-    }
+    store_softmax_rows<T>(p.o, k.base + (i64)k.q0 * d, p.lse + (i64)k.bh * p.n + k.q0, k.nq, d, Acc, M, L,
+                          [&](int qi) { return is_token(p, k.b, k.q0 + qi); });
 }
 
 // dS = P ∘ (dP − D), D_i = dO_i·O_i; dQ = σ·dS·K, dK += dSᵀ·(σQ), dV += Pᵀ·dO. dQ is owned by one warp per

@@ -103,26 +103,6 @@ template <int D> __device__ void ls_attn_fwd_mma(const LsAttnParams& p)
                           [&](int qi) { return is_token(p, k.b, k.q0 + qi); });
 }
 
-// Adds a warp's [16 keys × D] gradient tile (keys key0.. of tile t) to the fp32 accumulators: a window key is
-// shared by up to three segments and a landmark by every query of its head, so the adds are atomic.
-template <int D>
-TLS_DEVICE void add_key_grad(const LsAttnParams& p, const Block& k, const Tile& t, const i64* rows, int key0,
-                             const float acc[D / 8][4], float* landmark_grad, float* key_grad, float mul)
-{
-    const int lane = threadIdx.x % 32;
-    for (int h = 0; h < 2; ++h)
-    {
-        i64 off = rows[key0 + lane / 4 + 8 * h];
-        if (off < 0) continue;
-        float* g = t.landmarks ? landmark_grad : key_grad;
-        for (int nb = 0; nb < D / 8; ++nb)
-        {
-            atomicAdd(g + off + nb * 8 + 2 * (lane % 4), mul * acc[nb][2 * h]);
-            atomicAdd(g + off + nb * 8 + 2 * (lane % 4) + 1, mul * acc[nb][2 * h + 1]);
-        }
-    }
-}
-
 // dS = P ∘ (dP − D), D_i = dO_i·O_i; dQ = σ·dS·K stays in registers; dV = Pᵀ·dO and dK = σ·dSᵀ·Q per tile, each
 // warp owning 16 of the tile's keys, read P and dS back from shared memory.
 template <int D> __device__ void ls_attn_bwd_mma(const LsAttnParams& p)
@@ -168,10 +148,10 @@ template <int D> __device__ void ls_attn_bwd_mma(const LsAttnParams& p)
         __syncthreads();
         float g[D / 8][4] = {};
         mma_xtb<D>(g, Ph, Pl, STRIDE(KT), warp * 16, QB, dOs, STRIDE(D));
-        add_key_grad<D>(p, k, t, sm.rows, warp * 16, g, p.dvbar, p.dv, 1.f);
+        add_rows<D>(t.landmarks ? p.dvbar : p.dv, sm.rows, warp * 16, g, 1.f, nullptr, nullptr);
         zero(g, D / 8);
         mma_xtb<D>(g, dSh, dSl, STRIDE(KT), warp * 16, QB, sm.Qs, STRIDE(D));
-        add_key_grad<D>(p, k, t, sm.rows, warp * 16, g, p.dkbar, p.dk, p.scale);
+        add_rows<D>(t.landmarks ? p.dkbar : p.dk, sm.rows, warp * 16, g, p.scale, nullptr, nullptr);
     }
 
     for (int h = 0; h < 2; ++h)

@@ -12,8 +12,9 @@
 // fp32 math on the CUDA cores, one lane per key as in ls_attention_bidir.cu: the float32 path (bf16 runs on the
 // tensor cores in ls_attention_causal_mma.cu).
 #include "ls_attention_causal.cuh"
+#include "simt_tiles.cuh"
 
-#define KT 32
+#define KT 32  // one key per lane: simt_tiles.cuh
 #define QB 32
 #define RT (QB + KT - 1)
 #define NWARP 4
@@ -123,7 +124,7 @@ template <typename T> __device__ void ls_causal_fwd(LsCausalParams p)
     extern __shared__ float sm[];
     const Block k = block_of(p, QB);
     if (k.nq <= 0) return;
-    const int d = p.d, lane = threadIdx.x % 32, warp = threadIdx.x / 32, dpl = d / 32, ds = d + 1;
+    const int d = p.d, lane = threadIdx.x % 32, warp = threadIdx.x / 32, ds = d + 1;
     float* at = sm;
     const Smem s = carve_common(at, d);
     float* Qs = carve(at, QB * d);
@@ -151,32 +152,13 @@ template <typename T> __device__ void ls_causal_fwd(LsCausalParams p)
             for (int qi = warp; qi < k.nq; qi += NWARP)
             {
                 float sc = logit(p, k, window, t0, s, Qs + qi * d, qi, lane);
-                float mold = M[qi], mnew = fmaxf(mold, warp_max(sc));
-                if (mnew == -TLS_INF) continue;
-                float pr = sc == -TLS_INF ? 0.f : expf(sc - mnew);
-                float corr = expf(mold - mnew);
-                float lsum = warp_sum(pr);
-                for (int t = 0; t < dpl; ++t)
-                {
-                    int c = lane + 32 * t;
-                    float a = Acc[qi * d + c] * corr;
-                    for (int kk = 0; kk < KT; ++kk) a += __shfl_sync(0xffffffffu, pr, kk) * s.Vs[kk * ds + c];
-                    Acc[qi * d + c] = a;
-                }
-                __syncwarp();
-                if (lane == 0) { M[qi] = mnew; Lsum[qi] = Lsum[qi] * corr + lsum; }
-                __syncwarp();
+                warp_online_softmax(sc, M[qi], Lsum[qi], Acc + qi * d, s.Vs, d, ds);
             }
         }
     }
     __syncthreads();
-    for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
-    {
-        int qi = idx / d, i = k.q0 + qi;
-        bool pad = !is_token(p, k.b, i);
-        store<T>(p.o, k.qbase + (i64)i * d + idx % d, pad ? 0.f : Acc[idx] / Lsum[qi]);
-        if (idx % d == 0) p.lse[(i64)k.bh * p.L + i] = pad ? 0.f : M[qi] + logf(Lsum[qi]);
-    }
+    store_softmax_rows<T>(p.o, k.qbase + (i64)k.q0 * d, p.lse + (i64)k.bh * p.L + k.q0, k.nq, d, Acc, M, Lsum,
+                          [&](int qi) { return is_token(p, k.b, k.q0 + qi); });
 }
 
 // dS = P ∘ (dP − D), D_i = dO_i·O_i. dQ = σ·Σ dS·(key + R or Rc). Key-side gradients collect per tile in shared

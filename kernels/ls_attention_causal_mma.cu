@@ -51,8 +51,6 @@ template <int D> TLS_DEVICE void load_biases(const LsCausalParams& p, const Bloc
     }
 }
 
-TLS_DEVICE float bf(u16 x) { return to_float(bf16{x}); }
-
 // Tile t0 of the compressed keys (window = false: K̄, V̄ and each key's Rc row) or of the window positions (K, V
 // and the R rows of δ = q0 − (jlo + t0) − KT + 1 + row, with u·k_j and v·R_δ). Returns, block-uniformly, whether
 // the tile has any key.
@@ -156,26 +154,6 @@ template <int D> __device__ void ls_causal_fwd_mma(const LsCausalParams& p)
     }
     store_softmax_rows<D>((u16*)p.o + k.qbase + (i64)k.q0 * D, p.lse + (i64)k.bh * p.L + k.q0, k.nq, o, m, l,
                           [&](int qi) { return is_token(p, k.b, k.q0 + qi); });
-}
-
-// dst[offs[row0 + r] + c] += mul·acc[r][c] + coef[row0 + r]·vec[c] (coef may be null) for the rows with an offset.
-template <int D>
-TLS_DEVICE void add_rows(float* dst, const i64* offs, int row0, const float acc[D / 8][4], float mul, const float* coef, const float* vec)
-{
-    const int lane = threadIdx.x % 32;
-    for (int h = 0; h < 2; ++h)
-    {
-        int row = row0 + lane / 4 + 8 * h;
-        i64 off = offs[row];
-        if (off < 0) continue;
-        float cf = coef ? coef[row] : 0.f;
-        for (int nb = 0; nb < D / 8; ++nb)
-            for (int e = 0; e < 2; ++e)
-            {
-                int c = nb * 8 + 2 * (lane % 4) + e;
-                atomicAdd(dst + off + c, mul * acc[nb][2 * h + e] + (coef ? cf * vec[c] : 0.f));
-            }
-    }
 }
 
 // dS = P ∘ (dP − D), D_i = dO_i·O_i; dQ = σ·Σ dS·(key + R or Rc) stays in registers. Key-side gradients, from

@@ -10,6 +10,8 @@
 
 typedef unsigned short u16;
 
+TLS_DEVICE float bf(u16 x) { return to_float(bf16{x}); }
+
 // bf16 row stride in shared memory: 8 extra elements put the 8 rows of every ldmatrix in distinct banks.
 #define STRIDE(cols) ((cols) + 8)
 
@@ -147,6 +149,28 @@ TLS_DEVICE void store_row_bf16(u16* dst, const float acc[N / 8][4], int h, float
         *(unsigned*)(dst + nb * 8 + 2 * (lane % 4)) = pack_bf16x2(mul * acc[nb][2 * h], mul * acc[nb][2 * h + 1]);
 }
 
+// Adds a warp's accumulator tile to fp32 gradients in global memory, atomically (a key is shared by several
+// blocks): dst[offs[row0 + r] + c] += mul·acc[r][c] + coef[row0 + r]·vec[c] (coef may be null), for the rows with
+// an offset (offs < 0: no such key).
+template <int D>
+TLS_DEVICE void add_rows(float* dst, const i64* offs, int row0, const float acc[D / 8][4], float mul, const float* coef, const float* vec)
+{
+    const int lane = threadIdx.x % 32;
+    for (int h = 0; h < 2; ++h)
+    {
+        int row = row0 + lane / 4 + 8 * h;
+        i64 off = offs[row];
+        if (off < 0) continue;
+        float cf = coef ? coef[row] : 0.f;
+        for (int nb = 0; nb < D / 8; ++nb)
+            for (int e = 0; e < 2; ++e)
+            {
+                int c = nb * 8 + 2 * (lane % 4) + e;
+                atomicAdd(dst + off + c, mul * acc[nb][2 * h + e] + (coef ? cf * vec[c] : 0.f));
+            }
+    }
+}
+
 // Reductions over the 4 lanes that hold one accumulator row.
 TLS_DEVICE float quad_max(float v)
 {
@@ -217,7 +241,7 @@ TLS_DEVICE void backward_rows(const void* o, const float* lse_in, const u16* dOs
         bool ok = qi < nq && keep(qi);
         float a = 0.f;
         if (ok)
-            for (int c = lane % 4; c < D; c += 4) a += load<bf16>(o, (i64)qi * D + c) * to_float(bf16{dOs[qi * STRIDE(D) + c]});
+            for (int c = lane % 4; c < D; c += 4) a += load<bf16>(o, (i64)qi * D + c) * bf(dOs[qi * STRIDE(D) + c]);
         dd[h] = quad_sum(a);
         lse[h] = ok ? lse_in[qi] : TLS_INF;
     }
