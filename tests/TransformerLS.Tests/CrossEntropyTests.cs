@@ -62,6 +62,9 @@ public class CrossEntropyTests
         Assert.Contains("target[0]", Assert.Throws<ArgumentOutOfRangeException>(() => be.CrossEntropy(x, t, loss, lse)).Message);
         Assert.Contains("loss", Assert.Throws<ArgumentException>(() => be.CrossEntropy(x, t, be.Empty(new Shape(3), DType.Float32), lse)).Message);
         Assert.Contains("logits", Assert.Throws<ArgumentException>(() => be.CrossEntropy(be.Empty(new Shape(6), DType.Float32), t, loss, lse)).Message);
+        t.CopyFrom([1, 0]);
+        Assert.Equal("dloss", Assert.Throws<ArgumentException>(() =>
+            be.CrossEntropyBackward(x, t, lse, be.Empty(new Shape(3), DType.Float32), be.Empty(new Shape(2, 3), DType.Float32))).ParamName);
     }
 
     /// <summary>On the GPU an out-of-range target cannot throw without a host round trip: its loss is NaN, never a wild read.</summary>

@@ -45,6 +45,8 @@ public class EmbeddingTests
         Assert.Contains("tokens[1]", Assert.Throws<ArgumentOutOfRangeException>(() => be.Embedding(w, Make(be, new Shape(2), DType.Float32, [0, 4]), y)).Message);
         Assert.Contains("tokens[0]", Assert.Throws<ArgumentOutOfRangeException>(() => be.Embedding(w, Make(be, new Shape(2), DType.Float32, [0.5f, 1]), y)).Message);
         Assert.Contains("y", Assert.Throws<ArgumentException>(() => be.Embedding(w, Make(be, new Shape(3), DType.Float32, [0, 1, 2]), y)).Message);
+        Assert.Equal("dweight", Assert.Throws<ArgumentException>(() =>
+            be.EmbeddingBackward(Make(be, new Shape(2), DType.Float32, [0, 1]), y, Make(be, new Shape(8), DType.Float32, new float[8]))).ParamName);
         Assert.Contains("dweight", Assert.Throws<ArgumentException>(() =>
             be.EmbeddingBackward(Make(be, new Shape(2), DType.Float32, [0, 1]), y, Make(be, new Shape(4, 2), DType.BFloat16, new float[8]))).Message);
     }

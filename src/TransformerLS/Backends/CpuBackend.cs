@@ -121,7 +121,7 @@ public sealed class CpuBackend : IBackend
 
     public void CrossEntropyBackward(Tensor logits, Tensor target, Tensor lse, Tensor dloss, Tensor dlogits)
     {
-        var (_, v) = Ops.CrossEntropy.CrossEntropy.Check(this, logits, target, dloss, lse);
+        var (_, v) = Ops.CrossEntropy.CrossEntropy.Check(this, logits, target, dloss, lse, nameof(dloss));
         Ops.Check.Like(this, dlogits, logits, nameof(dlogits));
         var t = Read(target);
         Ops.CrossEntropy.CrossEntropy.CheckTargets(t, v);
@@ -132,7 +132,7 @@ public sealed class CpuBackend : IBackend
 
     public void Embedding(Tensor weight, Tensor tokens, Tensor y)
     {
-        var (n, v, d) = Ops.Embedding.Embedding.Check(this, weight, tokens, y, nameof(y));
+        var (n, v, d) = Ops.Embedding.Embedding.Check(this, weight, nameof(weight), tokens, y, nameof(y));
         Ops.Check.DTypeIs(y, weight.DType, nameof(y));
         var t = Read(tokens);
         Ops.Embedding.Embedding.CheckTokens(t, v);
@@ -143,7 +143,7 @@ public sealed class CpuBackend : IBackend
 
     public void EmbeddingBackward(Tensor tokens, Tensor dy, Tensor dweight, bool accumulate = false)
     {
-        var (_, v, d) = Ops.Embedding.Embedding.Check(this, dweight, tokens, dy, nameof(dy));
+        var (_, v, d) = Ops.Embedding.Embedding.Check(this, dweight, nameof(dweight), tokens, dy, nameof(dy));
         Ops.Check.DTypeIs(dweight, DType.Float32, nameof(dweight));
         var t = Read(tokens);
         Ops.Embedding.Embedding.CheckTokens(t, v);

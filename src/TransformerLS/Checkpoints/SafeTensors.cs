@@ -197,12 +197,15 @@ public sealed class SafeTensorsFile
         if (!_entries.TryGetValue(name, out var e))
             throw new CheckpointException($"checkpoint '{Path}' has no tensor '{name}'");
         CheckMatch(e, target);
+        using var f = File.OpenRead(Path);
+        Read(f, e, target);
+    }
+
+    void Read(FileStream f, SafeTensorsEntry e, Tensor target)
+    {
         var bytes = new byte[e.End - e.Begin];
-        using (var f = File.OpenRead(Path))
-        {
-            f.Position = _dataStart + e.Begin;
-            f.ReadExactly(bytes);
-        }
+        f.Position = _dataStart + e.Begin;
+        f.ReadExactly(bytes);
         target.Backend.CopyFromHost(target, bytes);
     }
 
@@ -218,7 +221,8 @@ public sealed class SafeTensorsFile
             throw new CheckpointException($"checkpoint '{Path}' does not match the model: missing [{string.Join(", ", missing)}], " +
                 $"unexpected [{string.Join(", ", extra)}]");
         foreach (var (name, t) in targets) CheckMatch(_entries[name], t);
-        foreach (var (name, t) in targets) ReadInto(name, t);
+        using var f = File.OpenRead(Path);
+        foreach (var (name, t) in targets) Read(f, _entries[name], t);
     }
 
     void CheckMatch(SafeTensorsEntry e, Tensor t)

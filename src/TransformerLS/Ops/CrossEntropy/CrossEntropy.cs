@@ -7,15 +7,18 @@ namespace TransformerLS.Ops.CrossEntropy;
 /// <summary>Checks and CPU reference of kernels/cross_entropy.cu, generic over the accumulation type.</summary>
 public static class CrossEntropy
 {
-    /// <summary>logits [N, V]; target, loss, lse: float32 [N]; returns (N, V). Target values are checked on the CPU only.</summary>
-    public static (int Rows, int Vocab) Check(IBackend be, Tensor logits, Tensor target, Tensor loss, Tensor lse)
+    /// <summary>
+    /// logits [N, V]; target, loss (dloss in the backward: <paramref name="lossName"/>), lse: float32 [N]; returns (N, V).
+    /// Target values are checked on the CPU only.
+    /// </summary>
+    public static (int Rows, int Vocab) Check(IBackend be, Tensor logits, Tensor target, Tensor loss, Tensor lse, string lossName = "loss")
     {
         Ops.Check.On(be, logits, nameof(logits));
         if (logits.Shape.Rank != 2 || logits.Shape[1] < 1)
             throw new ArgumentException($"{nameof(logits)} has shape {logits.Shape}; expected [rows, classes] with classes >= 1", nameof(logits));
         int n = logits.Shape[0], v = logits.Shape[1];
         Ops.Check.Vector(be, target, n, DType.Float32, nameof(target));
-        Ops.Check.Vector(be, loss, n, DType.Float32, nameof(loss));
+        Ops.Check.Vector(be, loss, n, DType.Float32, lossName);
         Ops.Check.Vector(be, lse, n, DType.Float32, nameof(lse));
         return (n, v);
     }

@@ -31,7 +31,7 @@ static class CrossEntropyCuda
 
     public static void Backward(CudaBackend be, Tensor logits, Tensor target, Tensor lse, Tensor dloss, Tensor dlogits)
     {
-        var (n, v) = CrossEntropy.Check(be, logits, target, dloss, lse);
+        var (n, v) = CrossEntropy.Check(be, logits, target, dloss, lse, nameof(dloss));
         Ops.Check.Like(be, dlogits, logits, nameof(dlogits));
         var p = new CrossEntropyParams { X = logits.DevicePointer, Target = target.DevicePointer, Lse = lse.DevicePointer, DLoss = dloss.DevicePointer, DX = dlogits.DevicePointer, Rows = n, Vocab = v };
         be.Kernel(File, logits.DType == DType.Float32 ? "cross_entropy_bwd_f32" : "cross_entropy_bwd_bf16").Launch(Grid(n), Threads, 0, be.Stream, p);

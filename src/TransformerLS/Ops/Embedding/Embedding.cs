@@ -7,15 +7,18 @@ namespace TransformerLS.Ops.Embedding;
 /// <summary>Checks and CPU reference of kernels/embedding.cu.</summary>
 public static class Embedding
 {
-    /// <summary>weight [V, D]; tokens float32 [N]; rows [N, D] (y, or dy); returns (N, V, D).</summary>
-    public static (int N, int Vocab, int Dim) Check(IBackend be, Tensor weight, Tensor tokens, Tensor rows, string rowsName)
+    /// <summary>
+    /// The table [V, D] (weight, or dweight in the backward: <paramref name="tableName"/>); tokens float32 [N]; rows [N, D]
+    /// (y, or dy); returns (N, V, D).
+    /// </summary>
+    public static (int N, int Vocab, int Dim) Check(IBackend be, Tensor table, string tableName, Tensor tokens, Tensor rows, string rowsName)
     {
-        Ops.Check.On(be, weight, nameof(weight));
-        if (weight.Shape.Rank != 2) throw new ArgumentException($"{nameof(weight)} has shape {weight.Shape}; expected [vocab, dim]", nameof(weight));
+        Ops.Check.On(be, table, tableName);
+        if (table.Shape.Rank != 2) throw new ArgumentException($"{tableName} has shape {table.Shape}; expected [vocab, dim]", tableName);
         Ops.Check.On(be, tokens, nameof(tokens));
         Ops.Check.DTypeIs(tokens, DType.Float32, nameof(tokens));
         if (tokens.Shape.Rank != 1) throw new ArgumentException($"{nameof(tokens)} has shape {tokens.Shape}; expected [N] (flatten batch and time)", nameof(tokens));
-        int n = tokens.Shape[0], v = weight.Shape[0], d = weight.Shape[1];
+        int n = tokens.Shape[0], v = table.Shape[0], d = table.Shape[1];
         Ops.Check.On(be, rows, rowsName);
         Ops.Check.Dims(rows, rowsName, n, d);
         return (n, v, d);

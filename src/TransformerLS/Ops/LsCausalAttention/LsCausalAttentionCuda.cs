@@ -90,11 +90,11 @@ static class LsCausalAttentionCuda
         p.DOut = dout.DevicePointer; p.DQ = gr.DQ.DevicePointer;
         p.DK = seq.P0; p.DV = seq.P1; p.DKC = cmp.P0; p.DVC = cmp.P1; p.DU = bias.P0; p.DVB = bias.P1; p.DRel = rel.P0; p.DRelC = rel.P1;
         var d = g.D;
-        var smem = (uint)(4 * (Common(d) + 2 * KT * (d + 1) + RT * (d + 1) + KT + RT + 2 * d + 3 * QB * d + 4 * QB)); // 4·QB: Lse, qok and the double D_i
         if (UsesMma(x.Q))
-            be.Kernel(MmaFile, MmaBackward[g.D / 32 - 1]).Launch(Grid(g, x.Q), 32 * MmaWarps(g), MmaShared(g, true), be.Stream, p);
-        else
-            be.Kernel(File, "ls_causal_bwd_f32").Launch(Grid(g, x.Q), Threads, smem, be.Stream, p);
+            be.Kernel(MmaFile, MmaBackward[d / 32 - 1]).Launch(Grid(g, x.Q), 32 * MmaWarps(g), MmaShared(g, true), be.Stream, p);
+        else // 4·QB: Lse, qok and the double D_i
+            be.Kernel(File, "ls_causal_bwd_f32").Launch(Grid(g, x.Q), Threads,
+                (uint)(4 * (Common(d) + 2 * KT * (d + 1) + RT * (d + 1) + KT + RT + 2 * d + 3 * QB * d + 4 * QB)), be.Stream, p);
         seq.Complete(); cmp.Complete(); bias.Complete(); rel.Complete();
     }
 }
