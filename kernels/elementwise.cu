@@ -81,7 +81,8 @@ template <typename T> __device__ void bias_add(ElementwiseParams p)
 }
 
 // y[c] = beta*y[c] + sum_r a[r, c]. Block (32, 8) owns 32 columns; fixed summation order: deterministic.
-template <typename T> __device__ void column_sum(ElementwiseParams p)
+// TY is y's type: T, or float for bf16 bias gradients summed into fp32 parameter gradients.
+template <typename T, typename TY = T> __device__ void column_sum(ElementwiseParams p)
 {
     __shared__ float part[8][33];
     i64 c = blockIdx.x * 32 + threadIdx.x;
@@ -95,7 +96,7 @@ template <typename T> __device__ void column_sum(ElementwiseParams p)
     {
         float t = 0.f;
         for (int k = 0; k < 8; ++k) t += part[k][threadIdx.x];
-        store<T>(p.y, c, p.beta != 0.f ? p.beta * load<T>(p.y, c) + t : t);
+        store<TY>(p.y, c, p.beta != 0.f ? p.beta * load<TY>(p.y, c) + t : t);
     }
 }
 
@@ -109,6 +110,14 @@ template <typename T> __device__ void convert_from_f32(ElementwiseParams p)
 extern "C" __global__ void cast_bf16_to_f32(ElementwiseParams p)
 {
     GRID_STRIDE(i, p.n) ((float*)p.y)[i] = to_float(((const bf16*)p.a)[i]);
+}
+
+extern "C" __global__ void column_sum_bf16_to_f32(ElementwiseParams p) { column_sum<bf16, float>(p); }
+
+// y (fp32) += a (bf16): gradient contributions in the activations' dtype added to fp32 parameter gradients.
+extern "C" __global__ void add_bf16_to_f32(ElementwiseParams p)
+{
+    GRID_STRIDE(i, p.n) ((float*)p.y)[i] += to_float(((const bf16*)p.a)[i]);
 }
 
 TLS_INSTANTIATE(axpby, ElementwiseParams)

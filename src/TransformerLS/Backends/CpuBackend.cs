@@ -14,16 +14,30 @@ namespace TransformerLS.Backends;
 /// </summary>
 public sealed class CpuBackend : IBackend
 {
+    /// <summary>The shared instance; tests that assert memory statistics make their own.</summary>
     public static readonly CpuBackend Instance = new();
+    long _live, _peak, _liveCount, _total;
 
     public Device Device => Device.Cpu;
+
+    public Cuda.AllocatorStats MemoryStats => new(Interlocked.Read(ref _live), Interlocked.Read(ref _peak),
+        Interlocked.Read(ref _liveCount), Interlocked.Read(ref _total));
+
+    public void ResetPeak() => Interlocked.Exchange(ref _peak, Interlocked.Read(ref _live));
 
     public Tensor Empty(Shape shape, DType dtype)
     {
         var bytes = shape.Count * dtype.Size();
         if (bytes > Array.MaxLength)
             throw new ArgumentOutOfRangeException(nameof(shape), shape.ToString(), $"a CPU tensor holds at most {Array.MaxLength} bytes; {bytes} asked");
-        return new Tensor(this, shape, dtype, new byte[bytes], 0, owns: true);
+        var t = new Tensor(this, shape, dtype, new byte[bytes], 0, owns: true);
+        // Counted like the CUDA allocator (an empty tensor counts one byte), so memory plans check on both backends.
+        var live = Interlocked.Add(ref _live, Math.Max(bytes, 1));
+        Interlocked.Increment(ref _liveCount);
+        Interlocked.Increment(ref _total);
+        long peak;
+        while (live > (peak = Interlocked.Read(ref _peak)) && Interlocked.CompareExchange(ref _peak, live, peak) != peak) { }
+        return t;
     }
 
     public void Fill(Tensor t, float value)
@@ -35,7 +49,11 @@ public sealed class CpuBackend : IBackend
 
     public void CopyFromHost(Tensor t, ReadOnlySpan<byte> bytes) => bytes.CopyTo(t.HostBytes);
     public void CopyToHost(Tensor t, Span<byte> bytes) => t.HostBytes.CopyTo(bytes);
-    void IBackend.Free(ulong devicePointer, long bytes) { }
+    void IBackend.Free(ulong devicePointer, long bytes)
+    {
+        Interlocked.Add(ref _live, -Math.Max(bytes, 1));
+        Interlocked.Decrement(ref _liveCount);
+    }
     public void Synchronize() { }
     public void Dispose() { }
 
@@ -166,6 +184,15 @@ public sealed class CpuBackend : IBackend
         Ops.Optimizer.Optimizer.AdamStep<double>(h, w, Read(grad), mm, vv, clip);
         Write(param, w); Write(m, mm); Write(v, vv);
         if (copy is not null) Write(copy, w);
+    }
+
+    public void AddTo(Tensor x, Tensor y)
+    {
+        Elementwise.CheckAddTo(this, x, y);
+        var r = Read(y);
+        var a = Read(x);
+        for (var i = 0; i < r.Length; i++) r[i] += a[i];
+        Write(y, r);
     }
 
     public void ColumnSum(Tensor x, Tensor y, float beta = 0f)

@@ -30,6 +30,7 @@ public sealed class CudaBackend : IBackend
     public CudaStream Stream => Context.Stream;
     public Device Device { get; }
     public AllocatorStats MemoryStats => Context.Allocator.Stats;
+    public void ResetPeak() => Context.Allocator.ResetPeak();
 
     /// <summary>Let float32 matmuls use TF32 tensor cores (off by default: full fp32).</summary>
     public bool AllowTf32 { get; set; }
@@ -102,6 +103,7 @@ public sealed class CudaBackend : IBackend
     public void AdamStep(in Ops.Optimizer.AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares = null, Tensor? copy = null) =>
         Ops.Optimizer.OptimizerCuda.AdamStep(this, h, param, grad, m, v, sumSquares, copy);
     public void ColumnSum(Tensor x, Tensor y, float beta = 0f) => ElementwiseCuda.ColumnSum(this, x, y, beta);
+    public void AddTo(Tensor x, Tensor y) => ElementwiseCuda.AddTo(this, x, y);
     public void SwapAxes12(Tensor x, Tensor y) => LayoutCuda.SwapAxes12(this, x, y);
     public void CopySlice(Tensor src, int srcOffset, Tensor dst, int dstOffset, int axis, int length, bool accumulate = false) =>
         LayoutCuda.CopySlice(this, src, srcOffset, dst, dstOffset, axis, length, accumulate);

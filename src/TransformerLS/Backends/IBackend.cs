@@ -20,6 +20,10 @@ public interface IBackend : IDisposable
     internal void Free(ulong devicePointer, long bytes);
     /// <summary>Waits for all queued work (a no-op on the CPU).</summary>
     void Synchronize();
+    /// <summary>Bytes of tensors and op scratch live on this backend, and their high-water mark.</summary>
+    Cuda.AllocatorStats MemoryStats { get; }
+    /// <summary>Starts a new high-water mark at the current live size.</summary>
+    void ResetPeak();
 
     // ---- elementwise family (kernels/elementwise.cu) ----
     /// <summary>y = alpha·a + beta·b (b may be null).</summary>
@@ -38,8 +42,10 @@ public interface IBackend : IDisposable
     void BiasAdd(Tensor x, Tensor bias, Tensor y);
     /// <summary>y = x converted to y's dtype (rounded to nearest even for bf16); same shape.</summary>
     void Cast(Tensor x, Tensor y);
-    /// <summary>y[c] = beta·y[c] + Σ_rows x[..., c] (reads y only when beta ≠ 0).</summary>
+    /// <summary>y[c] = beta·y[c] + Σ_rows x[..., c] (reads y only when beta ≠ 0); y has x's dtype or float32.</summary>
     void ColumnSum(Tensor x, Tensor y, float beta = 0f);
+    /// <summary>y += x, y of x's dtype or float32 (gradient accumulation into fp32 parameter gradients).</summary>
+    void AddTo(Tensor x, Tensor y);
 
     // ---- layout (kernels/layout.cu) ----
     /// <summary>x [A, B, C, D] → y [A, C, B, D]: split heads ([B, T, H, d] → [B, H, T, d]) and merge them back.</summary>

@@ -63,6 +63,15 @@ public static partial class OpCases
                 (be, i, o) => be.Cast(i[0], o[0]), new IdentityRef()));
             list.Add(Make("column_sum", dt, "[300,67]", [In("x", dt, 1, 300, 67)], [Out("y", dt, 67)],
                 (be, i, o) => be.ColumnSum(i[0], o[0]), new ColumnSumRef()));
+            list.Add(Make("add_to", dt, "[5,301] += float32", [In("x", dt, 1, 5, 301), In("y0", f, 1, 5, 301)], [Out("y", f, 5, 301)],
+                (be, i, o) => { be.Cast(i[1], o[0]); be.AddTo(i[0], o[0]); }, new AxpbyRef(1, 1, true)));
+            if (dt == DType.BFloat16)
+            {
+                list.Add(Make("add_to", dt, "[5,301] += bfloat16", [In("x", dt, 1, 5, 301), In("y0", dt, 1, 5, 301)], [Out("y", dt, 5, 301)],
+                    (be, i, o) => { be.Cast(i[1], o[0]); be.AddTo(i[0], o[0]); }, new AxpbyRef(1, 1, true)));
+                list.Add(Make("column_sum", dt, "[300,67] -> float32", [In("x", dt, 1, 300, 67)], [Out("y", f, 67)],
+                    (be, i, o) => be.ColumnSum(i[0], o[0]), new ColumnSumRef()));
+            }
 
             foreach (var (ta, tb, sa, sb, name) in new[]
             {

@@ -1,7 +1,8 @@
 using TransformerLS.Backends;
+using TransformerLS.Graph;
+using TransformerLS.Graph.Nodes;
 using TransformerLS.Ops.LsAttention;
 using TransformerLS.Tensors;
-using static TransformerLS.Layers.AttentionParts;
 
 namespace TransformerLS.Layers;
 
@@ -19,10 +20,52 @@ public sealed record LsAttentionModuleConfig(int Dim, int Heads, int Window, int
 }
 
 /// <summary>
-/// The bidirectional Long-Short attention module of the LRA code (reference sections 1.2-1.6), inference path,
-/// built from the backend's ops so it runs on either backend. Parameter names follow the state_dict
-/// (W_q, W_k, W_v, W_o, dconv_fc, dual_ln_l = LN_A, dual_ln_s = LN_B).
+/// The bidirectional Long-Short attention module of the LRA code (reference sections 1.2-1.6) as graph nodes, so
+/// it runs forward and backward on either backend. Parameter names follow the state_dict (W_q, W_k, W_v, W_o,
+/// dconv_fc, dual_ln_l = LN_A, dual_ln_s = LN_B).
 /// </summary>
+public static class LsAttentionBlock
+{
+    public static void AddParameters(ParameterSet ps, IBackend be, string prefix, LsAttentionModuleConfig cfg, DType dtype, Random rng)
+    {
+        cfg.Validate();
+        int D = cfg.Dim;
+        foreach (var name in new[] { "W_q", "W_k", "W_v", "W_o" }) ps.AddLinear(be, prefix + name, D, D, true, dtype, rng, 0.02);
+        ps.AddLinear(be, prefix + "dconv_fc", cfg.Heads * cfg.Rank, D, true, dtype, rng, 0.02);
+        ps.AddLayerNorm(be, prefix + "dual_ln_l", D, rng, 0);  // torch's LayerNorm init: weight 1, bias 0
+        ps.AddLayerNorm(be, prefix + "dual_ln_s", D, rng, 0);
+    }
+
+    /// <summary>
+    /// tokens: [B, n, D] (normed by the block); cls: [B, 1, D] (the un-normed CLS embedding) in the CLS layer, else null;
+    /// mask: [B, n] float32 or null. Returns [B, n, D], or [B, 1 + n, D] with the CLS row first.
+    /// </summary>
+    public static Value Build(Graph.Graph g, LsAttentionModuleConfig cfg, ParameterValues p, Value tokens, Value? cls, Value? mask)
+    {
+        if (tokens.Shape.Rank != 3 || tokens.Shape[2] != cfg.Dim)
+            throw new ArgumentException($"tokens are {tokens}; expected [B, n, {cfg.Dim}]", nameof(tokens));
+        if (cfg.Cls != cls is not null) throw new ArgumentException($"the CLS embedding must be given exactly when the config has CLS ({cfg.Cls})", nameof(cls));
+        int H = cfg.Heads;
+        Value Linear(Value x, string name) => g.Linear(x, p[$"{name}.weight"], p[$"{name}.bias"]);
+
+        var q = g.SplitHeads(Linear(tokens, "W_q"), H);
+        var (k, v) = g.DualLayerNorm(Linear(tokens, "W_k"), Linear(tokens, "W_v"), p["dual_ln_l.weight"], p["dual_ln_l.bias"], q.Shape, cfg.Eps);
+        var (kbar, vbar) = g.LsProjection(Linear(tokens, "dconv_fc"), k, v, mask, cfg.Rank);
+        Value? qc = null, kc = null, vc = null;
+        if (cls is not null)
+        {
+            // The CLS key/value join the landmarks before LN_B (un-normalized by LN_A); its query attends in the CLS attention.
+            (qc, kc, vc) = (g.SplitHeads(Linear(cls, "W_q"), H), g.SplitHeads(Linear(cls, "W_k"), H), g.SplitHeads(Linear(cls, "W_v"), H));
+            (kbar, vbar) = (g.Concat(kc, kbar, 2), g.Concat(vc, vbar, 2));
+        }
+        var (kn, vn) = g.DualLayerNorm(kbar, vbar, p["dual_ln_s.weight"], p["dual_ln_s.bias"], kbar.Shape, cfg.Eps);
+        var c = g.LsAttention(new LsAttentionConfig(cfg.Window, kbar.Shape[2]), q, k, v, kn, vn, mask);
+        if (cls is not null) c = g.Concat(g.LsClsAttention(qc!, kc!, vc!, c, mask), c, 2);
+        return Linear(g.MergeHeads(c), "W_o");
+    }
+}
+
+/// <summary>One attention module with its own parameters, run forward through a graph (a convenience for tests and inference).</summary>
 public sealed class LsAttentionModule : IDisposable
 {
     readonly IBackend _be;
@@ -31,59 +74,33 @@ public sealed class LsAttentionModule : IDisposable
 
     public LsAttentionModule(IBackend be, LsAttentionModuleConfig cfg, DType dtype, Random rng)
     {
-        cfg.Validate();
         _be = be;
         Config = cfg;
-        int D = cfg.Dim;
-        foreach (var name in new[] { "W_q", "W_k", "W_v", "W_o" }) Parameters.AddLinear(be, name, D, D, true, dtype, rng, 0.02);
-        Parameters.AddLinear(be, "dconv_fc", cfg.Heads * cfg.Rank, D, true, dtype, rng, 0.02);
-        Parameters.AddLayerNorm(be, "dual_ln_l", D, rng, 0);  // torch's LayerNorm init: weight 1, bias 0
-        Parameters.AddLayerNorm(be, "dual_ln_s", D, rng, 0);
+        LsAttentionBlock.AddParameters(Parameters, be, "", cfg, dtype, rng);
     }
 
-    Tensor Linear(Tensor x, string name) => AttentionParts.Linear(_be, Parameters, x, name, bias: true);
-
     /// <summary>
-    /// x: [B, n, D] (already normed by the block), or [B, 1 + n, D] with the CLS embedding first when the config has
-    /// CLS; mask: [B, n] float32 over the tokens, or null. Returns a new tensor shaped like x.
+    /// x: [B, n, D], or [B, 1 + n, D] with the CLS embedding first when the config has CLS; mask: [B, n] float32 over
+    /// the tokens, or null. Returns a new tensor shaped like x.
     /// </summary>
     public Tensor Forward(Tensor x, Tensor? mask)
     {
         var cfg = Config;
         if (x.Shape.Rank != 3 || x.Shape[2] != cfg.Dim || x.Shape[1] < (cfg.Cls ? 2 : 1))
             throw new ArgumentException($"x has shape {x.Shape}; expected [B, {(cfg.Cls ? "1 + n" : "n")}, {cfg.Dim}]{(cfg.Cls ? " with the CLS row first" : "")}", nameof(x));
-        using var scope = new TensorScope();
-        int B = x.Shape[0], extra = cfg.Cls ? 1 : 0, n = x.Shape[1] - extra, H = cfg.Heads, d = cfg.HeadDim;
-        var tokens = cfg.Cls ? Rows(_be, x, 1, n) : x;
-
-        var q = SplitHeads(_be, Linear(tokens, "W_q"), H);
-        var (k, v) = DualLayerNorm(_be, Parameters, "dual_ln_l", Linear(tokens, "W_k"), Linear(tokens, "W_v"), q.Shape, cfg.Eps);
-
-        var (kbar, vbar) = (_be.Empty(new Shape(B, H, cfg.Rank, d), x.DType), _be.Empty(new Shape(B, H, cfg.Rank, d), x.DType));
-        _be.LsProjection(Linear(tokens, "dconv_fc"), k, v, mask, kbar, vbar,
-            _be.Empty(new Shape(B, H * cfg.Rank), DType.Float32), _be.Empty(new Shape(B, H * cfg.Rank), DType.Float32));
-
-        Tensor? qc = null, kc = null, vc = null;
-        if (cfg.Cls)
-        {
-            // The CLS key/value join the landmarks before LN_B (un-normalized by LN_A); its query attends in ClsAttention.
-            var cls = Rows(_be, x, 0, 1);
-            (qc, kc, vc) = (SplitHeads(_be, Linear(cls, "W_q"), H), SplitHeads(_be, Linear(cls, "W_k"), H), SplitHeads(_be, Linear(cls, "W_v"), H));
-            (kbar, vbar) = (Concat(_be, kc, kbar, 2), Concat(_be, vc, vbar, 2));
-        }
-        var landmarks = kbar.Shape[2];
-        var (kn, vn) = DualLayerNorm(_be, Parameters, "dual_ln_s", kbar, vbar, kbar.Shape, cfg.Eps);
-
-        var c = _be.Empty(q.Shape, x.DType);
-        _be.LsAttention(new LsAttentionConfig(cfg.Window, landmarks), q, k, v, kn, vn, mask, c, _be.Empty(new Shape(B, H, n), DType.Float32));
-        if (cfg.Cls)
-        {
-            var oc = _be.Empty(new Shape(B, H, 1, d), x.DType);
-            using (Tensor q3 = qc!.Reshape(B, H, d), k3 = kc!.Reshape(B, H, d), v3 = vc!.Reshape(B, H, d), o3 = oc.Reshape(B, H, d))
-                _be.LsClsAttention(q3, k3, v3, c, mask, o3, _be.Empty(new Shape(B, H), DType.Float32));
-            c = Concat(_be, oc, c, 2);
-        }
-        return scope.Keep(Linear(MergeHeads(_be, c), "W_o"));
+        using var g = new Graph.Graph(_be);
+        var xv = g.Input("x", x.Shape, x.DType);
+        var mv = mask is null ? null : g.Input("mask", mask.Shape, mask.DType);
+        var n = x.Shape[1] - (cfg.Cls ? 1 : 0);
+        var tokens = cfg.Cls ? g.Slice(xv, 1, 1, n) : xv;
+        var y = LsAttentionBlock.Build(g, cfg, new ParameterValues(g, Parameters), tokens, cfg.Cls ? g.Slice(xv, 1, 0, 1) : null, mv);
+        using var run = new Executor(g, new ExecutorOptions { Keep = [y] });
+        var feeds = new Dictionary<Value, Tensor> { [xv] = x };
+        if (mv is not null) feeds[mv] = mask!;
+        run.Forward(feeds);
+        var result = _be.Empty(y.Shape, y.DType);
+        _be.Cast(run[y], result);
+        return result;
     }
 
     public void Dispose() => Parameters.Dispose();

@@ -85,7 +85,7 @@ public sealed class Tensor : IDisposable
     {
         if (IsDisposed) return;
         IsDisposed = true;
-        if (_ownsStorage && _device != 0) Backend.Free(_device, Bytes);
+        if (_ownsStorage) Backend.Free(_device, Bytes);
         _host = null;
         _device = 0;
     }
@@ -117,6 +117,19 @@ public sealed class TensorScope : IDisposable
     }
 
     internal static void Register(Tensor t) => t_current?._owned.Add(t);
+
+    /// <summary>Until disposed, new tensors join no scope (the graph executor owns its buffers itself).</summary>
+    internal static Detached Detach()
+    {
+        var saved = t_current;
+        t_current = null;
+        return new(saved);
+    }
+
+    internal readonly struct Detached(TensorScope? saved) : IDisposable
+    {
+        public void Dispose() => t_current = saved;
+    }
 
     /// <summary>Moves <paramref name="t"/> to the enclosing scope (or to the caller, at the outermost scope).</summary>
     public Tensor Keep(Tensor t)

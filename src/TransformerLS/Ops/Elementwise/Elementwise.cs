@@ -38,12 +38,22 @@ public static class Elementwise
         return x.Shape[-1];
     }
 
+    /// <summary>y has x's dtype, or float32 (bf16 bias gradients summed into fp32 parameter gradients).</summary>
     public static int CheckColumnSum(IBackend be, Tensor x, Tensor y)
     {
         Check.On(be, x, nameof(x));
         Check.RankAtLeast(x, 1, nameof(x));
-        Check.Vector(be, y, x.Shape[-1], x.DType, nameof(y));
+        Check.Vector(be, y, x.Shape[-1], y.DType == DType.Float32 ? DType.Float32 : x.DType, nameof(y));
         return x.Shape[-1];
+    }
+
+    /// <summary>y += x: y has x's shape and x's dtype or float32.</summary>
+    public static void CheckAddTo(IBackend be, Tensor x, Tensor y)
+    {
+        Check.On(be, x, nameof(x));
+        Check.On(be, y, nameof(y));
+        Check.SameShape(y, x.Shape, nameof(y));
+        if (y.DType != DType.Float32) Check.DTypeIs(y, x.DType, nameof(y));
     }
 
     public static void Axpby<T>(ReadOnlySpan<T> a, T alpha, ReadOnlySpan<T> b, T beta, Span<T> y) where T : IFloatingPointIeee754<T>

@@ -87,6 +87,14 @@ static class ElementwiseCuda
     {
         var cols = Elementwise.CheckColumnSum(be, x, y);
         var p = new ElementwiseParams { A = x.DevicePointer, Y = y.DevicePointer, N = x.Count, Cols = cols, Beta = beta };
-        Launch(be, x.DType, "column_sum_f32", "column_sum_bf16", (uint)((cols + 31) / 32), new Dim3(32, 8), p);
+        Launch(be, x.DType, "column_sum_f32", y.DType == DType.Float32 ? "column_sum_bf16_to_f32" : "column_sum_bf16", (uint)((cols + 31) / 32), new Dim3(32, 8), p);
+    }
+
+    public static void AddTo(CudaBackend be, Tensor x, Tensor y)
+    {
+        Elementwise.CheckAddTo(be, x, y);
+        var p = new ElementwiseParams { A = x.DevicePointer, B = y.DevicePointer, Y = y.DevicePointer, N = y.Count, Alpha = 1, Beta = 1 };
+        if (x.DType == y.DType) Launch(be, x.DType, "axpby_f32", "axpby_bf16", Grid(p.N), Threads, p);
+        else Launch(be, x.DType, "add_bf16_to_f32", "add_bf16_to_f32", Grid(p.N), Threads, p);
     }
 }

@@ -1,0 +1,160 @@
+using TransformerLS.Backends;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Graph;
+
+/// <summary>How the executor runs a graph.</summary>
+public sealed record ExecutorOptions
+{
+    /// <summary>The scalar (float32 [1]) to differentiate; null for an inference-only executor.</summary>
+    public Value? Loss { get; init; }
+    /// <summary>Values the caller reads after a run (logits, memories); they live until the next run.</summary>
+    public IReadOnlyList<Value> Keep { get; init; } = [];
+    /// <summary>Activation checkpointing: keep only block boundaries in the forward and recompute each block before its backward.</summary>
+    public bool Recompute { get; init; }
+}
+
+/// <summary>
+/// Runs a graph forward, or forward and backward, on its backend, following a <see cref="MemoryPlan"/>:
+/// activations and their gradients are allocated at first write and freed after last read, so nothing
+/// outlives its last use. Parameter gradients (the model's, float32) are zeroed before each backward unless
+/// the run accumulates. Nothing in a run synchronizes with the host.
+/// </summary>
+public sealed class Executor : IDisposable
+{
+    readonly Graph _graph;
+    readonly IBackend _be;
+    readonly RunContext _ctx;
+    readonly IReadOnlyDictionary<string, Tensor> _grads;
+    readonly Tensor?[] _temps;
+    MemoryPlan? _inference, _training;
+    long _startLive;
+
+    /// <param name="grads">Float32 gradients of the trainable parameters by parameter name (the model's; needed for <see cref="Backward"/>).</param>
+    public Executor(Graph graph, ExecutorOptions options, IReadOnlyDictionary<string, Tensor>? grads = null)
+    {
+        _graph = graph;
+        _be = graph.Backend;
+        Options = options;
+        _grads = grads ?? new Dictionary<string, Tensor>();
+        var inputs = graph.Nodes.Count == 0 ? 0 : graph.Nodes.Max(n => n.Inputs.Length);
+        _ctx = new RunContext(_be, graph.Values.Count, inputs);
+        _temps = new Tensor?[inputs];
+        if (options.Loss is { } loss && (loss.Shape.Count != 1 || loss.DType != DType.Float32 || loss.Kind != ValueKind.Activation))
+            throw new ArgumentException($"the loss {loss} must be a float32 activation with one element", nameof(options));
+        foreach (var v in graph.Values.Where(v => v.Kind == ValueKind.Parameter && v.RequiresGrad))
+            if (options.Loss is not null && (!_grads.TryGetValue(v.Name, out var g) || g.DType != DType.Float32 || g.Shape != v.Shape))
+                throw new ArgumentException($"parameter {v} needs a float32 gradient of shape {v.Shape} named '{v.Name}' in grads", nameof(grads));
+    }
+
+    public ExecutorOptions Options { get; }
+
+    /// <summary>The plan of a forward-only run (activations freed as soon as nothing reads them).</summary>
+    public MemoryPlan InferencePlan => _inference ??= MemoryPlan.Build(_graph, Options.Keep, null, false, _be.Device);
+
+    /// <summary>The plan of a forward + backward run.</summary>
+    public MemoryPlan TrainingPlan => _training ??= Options.Loss is null
+        ? throw new InvalidOperationException("this executor has no loss: construct it with ExecutorOptions.Loss to train")
+        : MemoryPlan.Build(_graph, [.. Options.Keep, Options.Loss], Options.Loss, Options.Recompute, _be.Device);
+
+    /// <summary>Executor-owned bytes at the high-water mark of the last run, measured by the backend's allocator.</summary>
+    public long MeasuredPeakBytes { get; private set; }
+
+    /// <summary>A kept value (or the loss) after a run; valid until the next run.</summary>
+    public Tensor this[Value v] => _ctx.Tensors[v.Id] ?? throw new InvalidOperationException($"{v} is not kept: list it in ExecutorOptions.Keep");
+
+    /// <summary>Forward only, in inference mode (dropout off).</summary>
+    public void Forward(IReadOnlyDictionary<Value, Tensor> feeds) => Run(InferencePlan, feeds, false, 0, 1, false);
+
+    /// <summary>
+    /// Forward and backward in training mode: parameter gradients receive d(<paramref name="lossScale"/>·loss)/dθ,
+    /// added to what they hold when <paramref name="accumulate"/> (gradient accumulation), else overwriting it.
+    /// </summary>
+    public void Backward(IReadOnlyDictionary<Value, Tensor> feeds, ulong seed, float lossScale = 1f, bool accumulate = false, bool training = true) =>
+        Run(TrainingPlan, feeds, training, seed, lossScale, accumulate);
+
+    void Run(MemoryPlan plan, IReadOnlyDictionary<Value, Tensor> feeds, bool training, ulong seed, float lossScale, bool accumulate)
+    {
+        ReleaseOutputs();
+        using var detached = TensorScope.Detach();
+        foreach (var v in _graph.Values.Where(v => v.Kind == ValueKind.Input))
+        {
+            if (!feeds.TryGetValue(v, out var t))
+                throw new ArgumentException($"input '{v.Name}' ({v.Shape}, {v.DType.Name()}) was not fed", nameof(feeds));
+            if (t.Shape != v.Shape || t.DType != v.DType || t.Backend != _be)
+                throw new ArgumentException($"input '{v.Name}' was fed {t}; expected ({v.Shape}, {v.DType.Name()}) on {_be.Device}", nameof(feeds));
+            _ctx.Tensors[v.Id] = t;
+        }
+        _ctx.Training = training;
+        _ctx.Seed = seed;
+        var nv = _graph.Values.Count;
+        _startLive = _be.MemoryStats.LiveBytes;
+        _be.ResetPeak();
+        if (plan.Loss is not null && !accumulate)
+            foreach (var g in _grads.Values) _be.Fill(g, 0f);
+        foreach (var s in plan.Steps)
+        {
+            foreach (var slot in s.Births)
+            {
+                var v = _graph.Values[slot % nv];
+                var t = _be.Empty(v.Shape, v.DType);
+                if (slot < nv) { _ctx.Tensors[slot] = t; continue; }
+                _ctx.Grads[v.Id] = t;
+                if (v == plan.Loss) _be.Fill(t, lossScale);
+            }
+            foreach (var slot in s.Zeroed) _be.Fill(_ctx.Grads[slot - nv]!, 0f);
+            if (s.Kind == StepKind.Backward) RunBackward(s);
+            else s.Node.Forward(_ctx);
+            foreach (var slot in s.Deaths)
+            {
+                ref var t = ref slot < nv ? ref _ctx.Tensors[slot] : ref _ctx.Grads[slot - nv];
+                t!.Dispose();
+                t = null;
+            }
+        }
+        MeasuredPeakBytes = _be.MemoryStats.PeakBytes - _startLive;
+        foreach (var v in _graph.Values.Where(v => v.Kind == ValueKind.Input)) _ctx.Tensors[v.Id] = null;
+    }
+
+    void RunBackward(PlannedStep s)
+    {
+        var n = s.Node;
+        for (var k = 0; k < n.Inputs.Length; k++)
+        {
+            var v = n.Inputs[k];
+            var grad = v.Kind == ValueKind.Parameter ? _grads[v.Name] : _ctx.Grads[v.Id];
+            _ctx.Targets[k] = s.Targets[k] switch
+            {
+                TargetMode.Overwrite => new GradTarget(grad, false),
+                TargetMode.Accumulate => new GradTarget(grad, true),
+                TargetMode.Temporary => new GradTarget(_temps[k] = _be.Empty(v.Shape, v.DType), false),
+                _ => default,
+            };
+        }
+        n.Backward(_ctx);
+        for (var k = 0; k < n.Inputs.Length; k++)
+        {
+            if (_temps[k] is not { } t) continue;
+            var v = n.Inputs[k];
+            _be.AddTo(t, v.Kind == ValueKind.Parameter ? _grads[v.Name] : _ctx.Grads[v.Id]!);
+            t.Dispose();
+            _temps[k] = null;
+        }
+        Array.Clear(_ctx.Targets);
+    }
+
+    /// <summary>Frees the kept values of the last run.</summary>
+    public void ReleaseOutputs()
+    {
+        for (var k = 0; k < _temps.Length; k++) { _temps[k]?.Dispose(); _temps[k] = null; }
+        for (var i = 0; i < _ctx.Tensors.Length; i++)
+        {
+            if (_graph.Values[i].Kind == ValueKind.Activation) _ctx.Tensors[i]?.Dispose();
+            _ctx.Tensors[i] = null;
+            _ctx.Grads[i]?.Dispose();
+            _ctx.Grads[i] = null;
+        }
+    }
+
+    public void Dispose() => ReleaseOutputs();
+}

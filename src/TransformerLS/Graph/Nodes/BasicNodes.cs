@@ -1,0 +1,224 @@
+using TransformerLS.Tensors;
+using LinearOp = TransformerLS.Ops.Linear.Linear;
+
+namespace TransformerLS.Graph.Nodes;
+
+/// <summary>Shared pieces of node backwards.</summary>
+static class Grads
+{
+    /// <summary>
+    /// For ops with one accumulate flag over several gradients: true when any wanted target adds, after zeroing
+    /// the targets that would have been overwritten.
+    /// </summary>
+    public static bool OneFlag(RunContext c, GradTarget a, GradTarget b)
+    {
+        if (!(a.Accumulate || b.Accumulate)) return false;
+        if (a.Wanted && !a.Accumulate) c.Backend.Fill(a.Tensor!, 0f);
+        if (b.Wanted && !b.Accumulate) c.Backend.Fill(b.Tensor!, 0f);
+        return true;
+    }
+
+    /// <summary>A throwaway gradient buffer where an op must write one nobody wants (declared as workspace).</summary>
+    public static Tensor? Scratch(RunContext c, GradTarget t, Value v) => t.Wanted ? null : c.Backend.Empty(v.Shape, v.DType);
+
+    public static long ScratchBytes(Node n, params int[] inputs) => inputs.Where(k => !n.Inputs[k].RequiresGrad).Sum(k => n.Inputs[k].Bytes);
+
+    /// <summary>dst = alpha·src, or dst += alpha·src.</summary>
+    public static void Scaled(RunContext c, Tensor src, float alpha, GradTarget t)
+    {
+        if (t.Wanted) c.Backend.Axpby(src, alpha, t.Accumulate ? t.Tensor : null, t.Accumulate ? 1f : 0f, t.Tensor!);
+    }
+}
+
+/// <summary>y = x·Wᵀ + b (torch.nn.Linear; cuBLAS on the GPU). Weight and bias gradients add into the float32 parameter gradients.</summary>
+sealed class LinearNode(Value x, Value w, Value? b, Value y)
+    : Node($"linear {w.Name}", b is null ? [x, w] : [x, w, b], [y], saved: [x, w])
+{
+    public override void Forward(RunContext c) => LinearOp.Forward(c.Backend, c[x], c[w], b is null ? null : c[b], c[y]);
+
+    public override void Backward(RunContext c)
+    {
+        var be = c.Backend;
+        var dy = c.Grad(y);
+        if (c.Target(0).Tensor is { } dx) be.MatMul(dy, false, c[w], false, dx);
+        if (b is not null && c.Target(2).Tensor is { } db) be.ColumnSum(dy, db, c.Target(2).Accumulate ? 1f : 0f);
+        if (c.Target(1).Tensor is not { } dw) return;
+        int rows = (int)(x.Shape.Count / x.Shape[-1]);
+        using Tensor dy2 = dy.Reshape(rows, y.Shape[-1]), x2 = c[x].Reshape(rows, x.Shape[-1]);
+        be.MatMul(dy2, true, x2, false, dw, 1f, c.Target(1).Accumulate ? 1f : 0f);
+    }
+
+    public override bool Accumulates(int input) => input > 0;
+
+    // Linear.Forward sums a bf16 product with its bias in float32: a float32 bias and output while it runs.
+    public override long Workspace(Device device, bool backward) =>
+        !backward && b is not null && y.DType == DType.BFloat16 ? 4 * (b.Shape.Count + y.Shape.Count) : 0;
+}
+
+/// <summary>y = a + b (residual connections).</summary>
+sealed class AddNode(Value a, Value b, Value y) : Node($"add {y.Name}", [a, b], [y])
+{
+    public override void Forward(RunContext c) => c.Backend.Axpby(c[a], 1f, c[b], 1f, c[y]);
+    public override void Backward(RunContext c)
+    {
+        Grads.Scaled(c, c.Grad(y), 1f, c.Target(0));
+        Grads.Scaled(c, c.Grad(y), 1f, c.Target(1));
+    }
+    public override bool Accumulates(int input) => true;
+}
+
+/// <summary>y = alpha·x (the LM's embedding scale √D).</summary>
+sealed class ScaleNode(Value x, float alpha, Value y) : Node($"scale {y.Name}", [x], [y])
+{
+    public override void Forward(RunContext c) => c.Backend.Axpby(c[x], alpha, null, 0f, c[y]);
+    public override void Backward(RunContext c) => Grads.Scaled(c, c.Grad(y), alpha, c.Target(0));
+    public override bool Accumulates(int input) => true;
+}
+
+/// <summary>LayerNorm over the last axis (float32 weights); mean and rstd are kept for the backward.</summary>
+sealed class LayerNormNode(Value x, Value gamma, Value beta, Value y, Value mean, Value rstd, float eps)
+    : Node($"layernorm {gamma.Name}", [x, gamma, beta], [y], [mean, rstd], [x, gamma, mean, rstd])
+{
+    public override void Forward(RunContext c) => c.Backend.LayerNorm(c[x], c[gamma], c[beta], c[y], c[mean], c[rstd], eps);
+
+    public override void Backward(RunContext c)
+    {
+        using var dxs = Grads.Scratch(c, c.Target(0), x);
+        // Gamma and beta are parameters: their targets always add.
+        c.Backend.LayerNormBackward(c.Grad(y), c[x], c[gamma], c[mean], c[rstd], c.Target(0).Tensor ?? dxs!, c.Target(1).Tensor!, c.Target(2).Tensor!, accumulate: true);
+    }
+
+    public override bool Accumulates(int input) => input > 0;
+    public override long Workspace(Device device, bool backward) => backward ? Grads.ScratchBytes(this, 0) : 0;
+}
+
+public enum Activation { Gelu, Relu }
+
+sealed class ActivationNode(Value x, Activation kind, Value y) : Node($"{kind.ToString().ToLowerInvariant()} {y.Name}", [x], [y], saved: [x])
+{
+    public override void Forward(RunContext c)
+    {
+        if (kind == Activation.Gelu) c.Backend.Gelu(c[x], c[y]); else c.Backend.Relu(c[x], c[y]);
+    }
+
+    public override void Backward(RunContext c)
+    {
+        var dx = c.Target(0).Tensor!;
+        if (kind == Activation.Gelu) c.Backend.GeluBackward(c[x], c.Grad(y), dx); else c.Backend.ReluBackward(c[x], c.Grad(y), dx);
+    }
+}
+
+/// <summary>Dropout while training (the mask a hash of the run's seed, this node and the element: recomputation redraws it exactly); a copy otherwise.</summary>
+sealed class DropoutNode(Value x, float p, Value y) : Node($"dropout {y.Name}", [x], [y])
+{
+    ulong Seed(RunContext c) => c.Seed * 0x9E3779B97F4A7C15UL + (ulong)y.Id;
+
+    public override void Forward(RunContext c)
+    {
+        if (c.Training) c.Backend.Dropout(c[x], c[y], p, Seed(c)); else c.Backend.Axpby(c[x], 1f, null, 0f, c[y]);
+    }
+
+    public override void Backward(RunContext c)
+    {
+        if (c.Training) c.Backend.Dropout(c.Grad(y), c.Target(0).Tensor!, p, Seed(c)); else Grads.Scaled(c, c.Grad(y), 1f, c.Target(0));
+    }
+}
+
+/// <summary>y = x with axes 1 and 2 swapped, each seen through a view: splits heads ([B,T,H·d] as [B,T,H,d] → [B,H,T,d]) and merges them.</summary>
+sealed class SwapAxesNode(Value x, int[] xView, Value y, int[] yView) : Node($"swap {y.Name}", [x], [y])
+{
+    public override void Forward(RunContext c)
+    {
+        using Tensor a = c[x].Reshape(xView), b = c[y].Reshape(yView);
+        c.Backend.SwapAxes12(a, b);
+    }
+
+    public override void Backward(RunContext c)
+    {
+        using Tensor a = c.Grad(y).Reshape(yView), b = c.Target(0).Tensor!.Reshape(xView);
+        c.Backend.SwapAxes12(a, b);
+    }
+}
+
+/// <summary>y = x[.., from : from + count, ..] along <paramref name="axis"/>.</summary>
+sealed class SliceNode(Value x, int axis, int from, Value y) : Node($"slice {y.Name}", [x], [y])
+{
+    public override void Forward(RunContext c) => c.Backend.CopySlice(c[x], from, c[y], 0, axis, y.Shape[axis]);
+
+    public override void Backward(RunContext c)
+    {
+        var t = c.Target(0);
+        if (!t.Accumulate) c.Backend.Fill(t.Tensor!, 0f);
+        c.Backend.CopySlice(c.Grad(y), 0, t.Tensor!, from, axis, y.Shape[axis], accumulate: true);
+    }
+
+    public override bool Accumulates(int input) => true;
+}
+
+/// <summary>y = a ++ b along <paramref name="axis"/>.</summary>
+sealed class ConcatNode(Value a, Value b, int axis, Value y) : Node($"concat {y.Name}", [a, b], [y])
+{
+    public override void Forward(RunContext c)
+    {
+        c.Backend.CopySlice(c[a], 0, c[y], 0, axis, a.Shape[axis]);
+        c.Backend.CopySlice(c[b], 0, c[y], a.Shape[axis], axis, b.Shape[axis]);
+    }
+
+    public override void Backward(RunContext c)
+    {
+        var dy = c.Grad(y);
+        if (c.Target(0) is { Wanted: true } ta) c.Backend.CopySlice(dy, 0, ta.Tensor!, 0, axis, a.Shape[axis], ta.Accumulate);
+        if (c.Target(1) is { Wanted: true } tb) c.Backend.CopySlice(dy, a.Shape[axis], tb.Tensor!, 0, axis, b.Shape[axis], tb.Accumulate);
+    }
+
+    public override bool Accumulates(int input) => true;
+}
+
+/// <summary>y[i] = W[tokens[i]] (float32 token indices, negative = padding, a zero row); the gradient adds into W's.</summary>
+sealed class EmbeddingNode(Value weight, Value tokens, Value y) : Node($"embedding {weight.Name}", [weight, tokens], [y], saved: [tokens])
+{
+    public override void Forward(RunContext c)
+    {
+        using var y2 = c[y].Reshape((int)tokens.Shape.Count, weight.Shape[1]);
+        using var t1 = c[tokens].Reshape((int)tokens.Shape.Count);
+        c.Backend.Embedding(c[weight], t1, y2);
+    }
+
+    public override void Backward(RunContext c)
+    {
+        using var dy2 = c.Grad(y).Reshape((int)tokens.Shape.Count, weight.Shape[1]);
+        using var t1 = c[tokens].Reshape((int)tokens.Shape.Count);
+        c.Backend.EmbeddingBackward(t1, dy2, c.Target(0).Tensor!, accumulate: true);
+    }
+
+    public override bool Accumulates(int input) => true;
+}
+
+/// <summary>Per-row cross-entropy of logits [N, V] against float32 class indices [N] (negative = ignored, loss 0).</summary>
+sealed class CrossEntropyNode(Value logits, Value target, Value loss, Value lse)
+    : Node("cross-entropy", [logits, target], [loss], [lse], [logits, target, lse])
+{
+    public override void Forward(RunContext c) => c.Backend.CrossEntropy(c[logits], c[target], c[loss], c[lse]);
+    public override void Backward(RunContext c) => c.Backend.CrossEntropyBackward(c[logits], c[target], c[lse], c.Grad(loss), c.Target(0).Tensor!);
+}
+
+/// <summary>y [1] = Σ x / divisor over a float32 vector (the mean loss of a batch).</summary>
+sealed class SumNode(Value x, float divisor, Value y) : Node($"mean {x.Name}", [x], [y])
+{
+    public override void Forward(RunContext c)
+    {
+        using var x2 = c[x].Reshape((int)x.Shape.Count, 1);
+        c.Backend.ColumnSum(x2, c[y]);
+        c.Backend.Axpby(c[y], 1f / divisor, null, 0f, c[y]);
+    }
+
+    public override void Backward(RunContext c)
+    {
+        // dx = dy/divisor broadcast: a bias add of dy onto zeros, then the scale.
+        var dx = c.Target(0).Tensor!;
+        using var dx2 = dx.Reshape((int)x.Shape.Count, 1);
+        c.Backend.Fill(dx, 0f);
+        c.Backend.BiasAdd(dx2, c.Grad(y), dx2);
+        c.Backend.Axpby(dx, 1f / divisor, null, 0f, dx);
+    }
+}

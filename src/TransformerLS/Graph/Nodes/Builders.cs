@@ -1,0 +1,184 @@
+using TransformerLS.Ops.LsAttention;
+using TransformerLS.Ops.LsCausalAttention;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Graph.Nodes;
+
+/// <summary>The graph's vocabulary: each method adds one node and returns its output.</summary>
+public static class Builders
+{
+    static Value Act(Graph g, string name, Shape shape, DType dtype, params Value?[] from) =>
+        g.Activation(name, shape, dtype, from.Any(v => v is { RequiresGrad: true }));
+
+    static Value Aux(Graph g, string name, params int[] dims) => g.Activation(name, new Shape(dims), DType.Float32, false);
+
+    static Shape With(Shape s, int axis, int size)
+    {
+        var dims = s.Dims.ToArray();
+        dims[axis < 0 ? axis + dims.Length : axis] = size;
+        return new Shape(dims);
+    }
+
+    public static Value Linear(this Graph g, Value x, Value w, Value? b, string? name = null)
+    {
+        if (w.Shape.Rank != 2 || w.Shape[1] != x.Shape[-1])
+            throw new ArgumentException($"weight {w} does not map the last axis of {x}", nameof(w));
+        var y = Act(g, name ?? w.Name.Replace(".weight", ""), With(x.Shape, -1, w.Shape[0]), x.DType, x, w, b);
+        g.Add(new LinearNode(x, w, b, y));
+        return y;
+    }
+
+    public static Value Add(this Graph g, Value a, Value b, string name = "residual")
+    {
+        if (a.Shape != b.Shape || a.DType != b.DType) throw new ArgumentException($"cannot add {a} and {b}", nameof(b));
+        var y = Act(g, name, a.Shape, a.DType, a, b);
+        g.Add(new AddNode(a, b, y));
+        return y;
+    }
+
+    public static Value Scale(this Graph g, Value x, float alpha, string name = "scaled")
+    {
+        var y = Act(g, name, x.Shape, x.DType, x);
+        g.Add(new ScaleNode(x, alpha, y));
+        return y;
+    }
+
+    public static Value LayerNorm(this Graph g, Value x, Value gamma, Value beta, float eps = 1e-5f)
+    {
+        var name = gamma.Name.Replace(".weight", "");
+        var rows = (int)(x.Shape.Count / x.Shape[-1]);
+        var y = Act(g, name, x.Shape, x.DType, x, gamma, beta);
+        g.Add(new LayerNormNode(x, gamma, beta, y, Aux(g, $"{name}.mean", rows), Aux(g, $"{name}.rstd", rows), eps));
+        return y;
+    }
+
+    public static Value Activation(this Graph g, Value x, Activation kind)
+    {
+        var y = Act(g, kind.ToString().ToLowerInvariant(), x.Shape, x.DType, x);
+        g.Add(new ActivationNode(x, kind, y));
+        return y;
+    }
+
+    /// <summary>Dropout with probability <paramref name="p"/>; p = 0 adds nothing.</summary>
+    public static Value Dropout(this Graph g, Value x, float p)
+    {
+        if (p == 0) return x;
+        if (!(p > 0 && p < 1)) throw new ArgumentOutOfRangeException(nameof(p), p, "the dropout probability must be in [0, 1)");
+        var y = Act(g, $"{x.Name}.dropout", x.Shape, x.DType, x);
+        g.Add(new DropoutNode(x, p, y));
+        return y;
+    }
+
+    /// <summary>[B, T, H·d] → [B, H, T, d].</summary>
+    public static Value SplitHeads(this Graph g, Value x, int heads)
+    {
+        int B = x.Shape[0], T = x.Shape[1], d = x.Shape[2] / heads;
+        var y = Act(g, $"{x.Name}.heads", new Shape(B, heads, T, d), x.DType, x);
+        g.Add(new SwapAxesNode(x, [B, T, heads, d], y, [B, heads, T, d]));
+        return y;
+    }
+
+    /// <summary>[1, T, H·d] → [H, T, d] (relative-position tables, one per head).</summary>
+    public static Value SplitHeadsUnbatched(this Graph g, Value x, int heads)
+    {
+        int T = x.Shape[1], d = x.Shape[2] / heads;
+        var y = Act(g, $"{x.Name}.heads", new Shape(heads, T, d), x.DType, x);
+        g.Add(new SwapAxesNode(x, [1, T, heads, d], y, [1, heads, T, d]));
+        return y;
+    }
+
+    /// <summary>[B, H, T, d] → [B, T, H·d].</summary>
+    public static Value MergeHeads(this Graph g, Value x, string name = "merged")
+    {
+        int B = x.Shape[0], H = x.Shape[1], T = x.Shape[2], d = x.Shape[3];
+        var y = Act(g, name, new Shape(B, T, H * d), x.DType, x);
+        g.Add(new SwapAxesNode(x, [B, H, T, d], y, [B, T, H, d]));
+        return y;
+    }
+
+    public static Value Slice(this Graph g, Value x, int axis, int from, int count, string? name = null)
+    {
+        if (from < 0 || count < 0 || from + count > x.Shape[axis])
+            throw new ArgumentOutOfRangeException(nameof(count), $"[{from}, {from + count}) along axis {axis} of {x}", "the slice must lie inside the axis");
+        var y = Act(g, name ?? $"{x.Name}[{from}:{from + count}]", With(x.Shape, axis, count), x.DType, x);
+        g.Add(new SliceNode(x, axis, from, y));
+        return y;
+    }
+
+    public static Value Concat(this Graph g, Value a, Value b, int axis, string? name = null)
+    {
+        var y = Act(g, name ?? $"{a.Name}++{b.Name}", With(a.Shape, axis, a.Shape[axis] + b.Shape[axis]), a.DType, a, b);
+        g.Add(new ConcatNode(a, b, axis, y));
+        return y;
+    }
+
+    /// <summary>weight [V, D] rows for float32 token indices of any shape: y [..tokens, D].</summary>
+    public static Value Embedding(this Graph g, Value weight, Value tokens, string? name = null)
+    {
+        var y = Act(g, name ?? weight.Name.Replace(".weight", ""), new Shape([.. tokens.Shape.Dims, weight.Shape[1]]), weight.DType, weight);
+        g.Add(new EmbeddingNode(weight, tokens, y));
+        return y;
+    }
+
+    /// <summary>Mean over rows of the cross-entropy of logits [N, V] against targets [N] (ignored rows count in N: the divisor is fixed).</summary>
+    public static Value CrossEntropyMean(this Graph g, Value logits, Value target)
+    {
+        int n = logits.Shape[0];
+        var loss = g.Activation("loss.rows", new Shape(n), DType.Float32, logits.RequiresGrad);
+        g.Add(new CrossEntropyNode(logits, target, loss, Aux(g, "loss.lse", n)));
+        var mean = g.Activation("loss", new Shape(1), DType.Float32, logits.RequiresGrad);
+        g.Add(new SumNode(loss, n, mean));
+        return mean;
+    }
+
+    public static (Value K, Value V) DualLayerNorm(this Graph g, Value xk, Value xv, Value gamma, Value beta, Shape headShape, float eps)
+    {
+        var name = gamma.Name.Replace(".weight", "");
+        var (k, v) = (Act(g, $"{name}.k", headShape, xk.DType, xk, gamma), Act(g, $"{name}.v", headShape, xv.DType, xv, gamma));
+        g.Add(new DualLayerNormNode(xk, xv, gamma, beta, k, v, Aux(g, $"{name}.mean", 2, headShape[0], headShape[2]), Aux(g, $"{name}.rstd", 2, headShape[0], headShape[2]), eps));
+        return (k, v);
+    }
+
+    public static (Value KBar, Value VBar) LsProjection(this Graph g, Value scores, Value k, Value v, Value? mask, int rank)
+    {
+        int B = k.Shape[0], H = k.Shape[1], d = k.Shape[3];
+        var shape = new Shape(B, H, rank, d);
+        var (kb, vb) = (Act(g, "kbar", shape, k.DType, scores, k), Act(g, "vbar", shape, v.DType, scores, v));
+        g.Add(new LsProjectionNode(scores, k, v, mask, kb, vb, Aux(g, "proj.colmax", B, H * rank), Aux(g, "proj.colsum", B, H * rank)));
+        return (kb, vb);
+    }
+
+    public static Value LsAttention(this Graph g, LsAttentionConfig cfg, Value q, Value k, Value v, Value kbar, Value vbar, Value? mask)
+    {
+        var o = Act(g, "attn", q.Shape, q.DType, q, k, v, kbar, vbar);
+        g.Add(new LsAttentionNode(cfg, q, k, v, kbar, vbar, mask, o, Aux(g, "attn.lse", q.Shape[0], q.Shape[1], q.Shape[2])));
+        return o;
+    }
+
+    /// <summary>q, k, v: [B, H, 1, d]; ctx: [B, H, n, d]; returns [B, H, 1, d].</summary>
+    public static Value LsClsAttention(this Graph g, Value q, Value k, Value v, Value ctx, Value? mask)
+    {
+        var o = Act(g, "cls.attn", q.Shape, q.DType, q, k, v, ctx);
+        g.Add(new LsClsAttentionNode(q, k, v, ctx, mask, o, Aux(g, "cls.lse", q.Shape[0], q.Shape[1])));
+        return o;
+    }
+
+    /// <summary>scores [B, T, H·r], x [B, H, T, d] → [B, H, ⌈T/l⌉·r, d].</summary>
+    public static Value LsChunkProjection(this Graph g, int chunk, int rank, Value scores, Value x)
+    {
+        var chunks = (x.Shape[2] + chunk - 1) / chunk;
+        var y = Act(g, $"{x.Name}.compressed", new Shape(x.Shape[0], x.Shape[1], chunks * rank, x.Shape[3]), x.DType, scores, x);
+        g.Add(new LsChunkProjectionNode(chunk, scores, x, y));
+        return y;
+    }
+
+    /// <summary>The causal attention over <paramref name="x"/> = [q, k, v, u, vbias, rel, kc, vc, relc] (see <see cref="LsCausalInputs"/>).</summary>
+    public static Value LsCausalAttention(this Graph g, LsCausalConfig cfg, params Value[] x)
+    {
+        if (x.Length != 9) throw new ArgumentException($"expected the 9 inputs of LsCausalInputs, got {x.Length}", nameof(x));
+        var q = x[0];
+        var o = Act(g, "attn", q.Shape, q.DType, x);
+        g.Add(new LsCausalAttentionNode(cfg, x, o, Aux(g, "attn.lse", q.Shape[0], q.Shape[1], q.Shape[2])));
+        return o;
+    }
+}
