@@ -174,32 +174,48 @@ sealed class ConcatNode(Value a, Value b, int axis, Value y) : Node($"concat {y.
     public override bool Accumulates(int input) => true;
 }
 
-/// <summary>y[i] = W[tokens[i]] (float32 token indices, negative = padding, a zero row); the gradient adds into W's.</summary>
+/// <summary>
+/// y[i] = W[tokens[i]] (float32 token indices, negative = padding, a zero row); W is read as [rows, last axis]
+/// (cls_embed [1, 1, D] broadcast by zero indices). The gradient adds into W's.
+/// </summary>
 sealed class EmbeddingNode(Value weight, Value tokens, Value y) : Node($"embedding {weight.Name}", [weight, tokens], [y], saved: [tokens])
 {
+    int N => (int)tokens.Shape.Count;
+    int D => weight.Shape[-1];
+    int V => (int)(weight.Shape.Count / D);
+
     public override void Forward(RunContext c)
     {
-        using var y2 = c[y].Reshape((int)tokens.Shape.Count, weight.Shape[1]);
-        using var t1 = c[tokens].Reshape((int)tokens.Shape.Count);
-        c.Backend.Embedding(c[weight], t1, y2);
+        using Tensor w2 = c[weight].Reshape(V, D), t1 = c[tokens].Reshape(N), y2 = c[y].Reshape(N, D);
+        c.Backend.Embedding(w2, t1, y2);
     }
 
     public override void Backward(RunContext c)
     {
-        using var dy2 = c.Grad(y).Reshape((int)tokens.Shape.Count, weight.Shape[1]);
-        using var t1 = c[tokens].Reshape((int)tokens.Shape.Count);
-        c.Backend.EmbeddingBackward(t1, dy2, c.Target(0).Tensor!, accumulate: true);
+        using Tensor dw2 = c.Target(0).Tensor!.Reshape(V, D), t1 = c[tokens].Reshape(N), dy2 = c.Grad(y).Reshape(N, D);
+        c.Backend.EmbeddingBackward(t1, dy2, dw2, accumulate: true);
     }
 
     public override bool Accumulates(int input) => true;
 }
 
-/// <summary>Per-row cross-entropy of logits [N, V] against float32 class indices [N] (negative = ignored, loss 0).</summary>
+/// <summary>Per-row cross-entropy of logits [.., V] (read as [N, V]) against float32 class indices (N of them; negative = ignored, loss 0).</summary>
 sealed class CrossEntropyNode(Value logits, Value target, Value loss, Value lse)
     : Node("cross-entropy", [logits, target], [loss], [lse], [logits, target, lse])
 {
-    public override void Forward(RunContext c) => c.Backend.CrossEntropy(c[logits], c[target], c[loss], c[lse]);
-    public override void Backward(RunContext c) => c.Backend.CrossEntropyBackward(c[logits], c[target], c[lse], c.Grad(loss), c.Target(0).Tensor!);
+    int[] Rows => [(int)target.Shape.Count, logits.Shape[-1]];
+
+    public override void Forward(RunContext c)
+    {
+        using Tensor l2 = c[logits].Reshape(Rows), t1 = c[target].Reshape(Rows[0]);
+        c.Backend.CrossEntropy(l2, t1, c[loss], c[lse]);
+    }
+
+    public override void Backward(RunContext c)
+    {
+        using Tensor l2 = c[logits].Reshape(Rows), d2 = c.Target(0).Tensor!.Reshape(Rows), t1 = c[target].Reshape(Rows[0]);
+        c.Backend.CrossEntropyBackward(l2, t1, c[lse], c.Grad(loss), d2);
+    }
 }
 
 /// <summary>y [1] = Σ x / divisor over a float32 vector (the mean loss of a batch).</summary>

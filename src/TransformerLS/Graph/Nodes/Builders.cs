@@ -28,7 +28,7 @@ public static class Builders
         return y;
     }
 
-    public static Value Add(this Graph g, Value a, Value b, string name = "residual")
+    public static Value Plus(this Graph g, Value a, Value b, string name = "residual")
     {
         if (a.Shape != b.Shape || a.DType != b.DType) throw new ArgumentException($"cannot add {a} and {b}", nameof(b));
         var y = Act(g, name, a.Shape, a.DType, a, b);
@@ -112,18 +112,23 @@ public static class Builders
         return y;
     }
 
-    /// <summary>weight [V, D] rows for float32 token indices of any shape: y [..tokens, D].</summary>
+    /// <summary>Rows of weight (read as [V, D], D its last axis) for float32 token indices of any shape: y [..tokens, D].</summary>
     public static Value Embedding(this Graph g, Value weight, Value tokens, string? name = null)
     {
-        var y = Act(g, name ?? weight.Name.Replace(".weight", ""), new Shape([.. tokens.Shape.Dims, weight.Shape[1]]), weight.DType, weight);
+        var y = Act(g, name ?? weight.Name.Replace(".weight", ""), new Shape([.. tokens.Shape.Dims, weight.Shape[-1]]), weight.DType, weight);
         g.Add(new EmbeddingNode(weight, tokens, y));
         return y;
     }
 
-    /// <summary>Mean over rows of the cross-entropy of logits [N, V] against targets [N] (ignored rows count in N: the divisor is fixed).</summary>
+    /// <summary>
+    /// Mean over rows of the cross-entropy of logits [.., V] against targets of the leading shape (ignored rows count in
+    /// the divisor, which is fixed by the shape).
+    /// </summary>
     public static Value CrossEntropyMean(this Graph g, Value logits, Value target)
     {
-        int n = logits.Shape[0];
+        var n = (int)target.Shape.Count;
+        if (logits.Shape.Count != (long)n * logits.Shape[-1])
+            throw new ArgumentException($"logits {logits} do not have one row per target of {target}", nameof(target));
         var loss = g.Activation("loss.rows", new Shape(n), DType.Float32, logits.RequiresGrad);
         g.Add(new CrossEntropyNode(logits, target, loss, Aux(g, "loss.lse", n)));
         var mean = g.Activation("loss", new Shape(1), DType.Float32, logits.RequiresGrad);

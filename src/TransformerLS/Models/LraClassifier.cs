@@ -1,0 +1,131 @@
+using TransformerLS.Backends;
+using TransformerLS.Graph;
+using TransformerLS.Graph.Nodes;
+using TransformerLS.Layers;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Models;
+
+/// <summary>The LRA classifier's sizes (reference sections 1.7-1.8; defaults: the ListOps script).</summary>
+public sealed record LraConfig
+{
+    public int Vocab { get; init; } = 512;
+    public int MaxLength { get; init; } = 2048;
+    public int Dim { get; init; } = 64;
+    public int Heads { get; init; } = 2;
+    public int Hidden { get; init; } = 128;
+    public int Layers { get; init; } = 2;
+    public int Window { get; init; } = 8;
+    public int Rank { get; init; } = 32;
+    public int Classes { get; init; } = 10;
+    public float Dropout { get; init; }
+
+    public void Validate()
+    {
+        Positive(Vocab, nameof(Vocab)); Positive(MaxLength, nameof(MaxLength)); Positive(Hidden, nameof(Hidden));
+        Positive(Layers, nameof(Layers)); Positive(Classes, nameof(Classes));
+        if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, "dropout must be in [0, 1)");
+        Attention(true).Validate();
+    }
+
+    internal static void Positive(int v, string name)
+    {
+        if (v < 1) throw new ArgumentOutOfRangeException(name, v, $"{name} must be >= 1");
+    }
+
+    public LsAttentionModuleConfig Attention(bool cls) => new(Dim, Heads, Window, Rank, cls);
+}
+
+/// <summary>
+/// The bidirectional LS classifier of the LRA code (sections 1.7-1.8): token + learned absolute position
+/// embeddings, pre-LN blocks (LS attention, GELU MLP), the CLS embedding joining in the last layer, final
+/// LayerNorm, and a ReLU MLP head on the CLS row. Parameter names follow section 1.9.
+/// </summary>
+public sealed class LraClassifier : IDisposable
+{
+    public LraConfig Config { get; }
+    public IBackend Backend { get; }
+    public DType DType { get; }
+    public ParameterSet Parameters { get; } = new();
+
+    public LraClassifier(IBackend be, LraConfig cfg, DType dtype, int seed)
+    {
+        cfg.Validate();
+        (Backend, Config, DType) = (be, cfg, dtype);
+        var rng = new Random(seed);
+        int D = cfg.Dim;
+        Parameters.Add(be, "model.cls_embed", new Shape(1, 1, D), dtype, rng, 0); // zeros, as the reference
+        Parameters.Add(be, "model.embeddings.word_embeddings.weight", new Shape(cfg.Vocab, D), dtype, rng, 0.02);
+        Parameters.Add(be, "model.embeddings.position_embeddings.weight", new Shape(cfg.MaxLength, D), dtype, rng, 0.02);
+        for (var i = 0; i < cfg.Layers; i++)
+        {
+            var b = $"model.transformer_{i}.";
+            Parameters.AddLayerNorm(be, b + "norm1", D, rng, 0);
+            LsAttentionBlock.AddParameters(Parameters, be, b + "mha.", cfg.Attention(i == cfg.Layers - 1), dtype, rng);
+            Parameters.AddLayerNorm(be, b + "norm2", D, rng, 0);
+            Parameters.AddLinear(be, b + "mlpblock.0", cfg.Hidden, D, true, dtype, rng, 0.02);
+            Parameters.AddLinear(be, b + "mlpblock.3", D, cfg.Hidden, true, dtype, rng, 0.02);
+        }
+        Parameters.AddLayerNorm(be, "model.norm", D, rng, 0);
+        Parameters.AddLinear(be, "seq_classifer.mlpblock.0", cfg.Hidden, D, true, dtype, rng, 0.02);
+        Parameters.AddLinear(be, "seq_classifer.mlpblock.2", cfg.Classes, cfg.Hidden, true, dtype, rng, 0.02);
+    }
+
+    /// <summary>The graph of one batch of <paramref name="batch"/> sequences of <paramref name="length"/> tokens.</summary>
+    public LraGraph BuildGraph(int batch, int length)
+    {
+        LraConfig.Positive(batch, nameof(batch));
+        if (length < 1 || length > Config.MaxLength)
+            throw new ArgumentOutOfRangeException(nameof(length), length, $"the sequence length must be in [1, {Config.MaxLength}] (the position table's rows)");
+        var cfg = Config;
+        var g = new Graph.Graph(Backend);
+        var p = new ParameterValues(g, Parameters);
+        var tokens = g.Input("tokens", new Shape(batch, length), DType.Float32);
+        var mask = g.Input("mask", new Shape(batch, length), DType.Float32);
+        var labels = g.Input("labels", new Shape(batch), DType.Float32);
+        var positions = Indices(g, "positions", batch, length, t => t);
+        var x = g.Plus(g.Embedding(p["model.embeddings.word_embeddings.weight"], tokens), g.Embedding(p["model.embeddings.position_embeddings.weight"], positions), "embeddings");
+        x = g.Dropout(x, cfg.Dropout);
+        for (var i = 0; i < cfg.Layers; i++)
+        {
+            var b = p.Scope($"model.transformer_{i}.");
+            var last = i == cfg.Layers - 1;
+            g.BeginBlock();
+            var h = g.LayerNorm(x, b["norm1.weight"], b["norm1.bias"]);
+            Value? cls = null;
+            if (last)
+            {
+                // The CLS embedding joins the last layer un-normed, in the attention and in the residual (section 1.6).
+                cls = g.Embedding(p["model.cls_embed"], Indices(g, "cls.index", batch, 1, _ => 0), "cls");
+                x = g.Concat(cls, x, 1, "cls++x");
+            }
+            var a = LsAttentionBlock.Build(g, cfg.Attention(last), b.Scope("mha."), h, cls, mask);
+            x = g.Plus(x, g.Dropout(a, cfg.Dropout));
+            var m = g.LayerNorm(x, b["norm2.weight"], b["norm2.bias"]);
+            m = g.Dropout(g.Activation(g.Linear(m, b["mlpblock.0.weight"], b["mlpblock.0.bias"]), Activation.Gelu), cfg.Dropout);
+            m = g.Dropout(g.Linear(m, b["mlpblock.3.weight"], b["mlpblock.3.bias"]), cfg.Dropout);
+            x = g.Plus(x, m);
+            g.EndBlock();
+        }
+        var feature = g.Slice(g.LayerNorm(x, p["model.norm.weight"], p["model.norm.bias"]), 1, 0, 1, "cls.feature");
+        var hidden = g.Activation(g.Linear(feature, p["seq_classifer.mlpblock.0.weight"], p["seq_classifer.mlpblock.0.bias"]), Activation.Relu);
+        var logits = g.Linear(hidden, p["seq_classifer.mlpblock.2.weight"], p["seq_classifer.mlpblock.2.bias"], "logits");
+        return new LraGraph(g, tokens, mask, labels, logits, g.CrossEntropyMean(logits, labels));
+    }
+
+    /// <summary>A float32 [batch, length] constant of index(t) in every row.</summary>
+    internal static Value Indices(Graph.Graph g, string name, int batch, int length, Func<int, int> index)
+    {
+        var t = g.Backend.Empty(new Shape(batch, length), DType.Float32);
+        t.CopyFrom([.. Enumerable.Range(0, batch * length).Select(i => (float)index(i % length))]);
+        return g.Constant(name, t);
+    }
+
+    public void Dispose() => Parameters.Dispose();
+}
+
+/// <summary>One batch shape's graph: feed tokens, mask (1 token, 0 pad) and labels (class indices), all float32.</summary>
+public sealed record LraGraph(Graph.Graph Graph, Value Tokens, Value Mask, Value Labels, Value Logits, Value Loss) : IDisposable
+{
+    public void Dispose() => Graph.Dispose();
+}

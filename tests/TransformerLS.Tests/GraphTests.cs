@@ -1,0 +1,139 @@
+using TransformerLS.Backends;
+using TransformerLS.Graph;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Tests;
+
+/// <summary>
+/// Whole-model gradients and the executor's memory plan on the CPU backend: every parameter's gradient by
+/// central differences, recomputation and gradient accumulation, planned peak = measured peak.
+/// </summary>
+public class GraphTests
+{
+    public static TheoryData<string> Models => ["lra", "lm"];
+
+    internal static ModelHarness Make(IBackend be, string model, DType dt, int seed, float dropout = 0) =>
+        model == "lra" ? new ModelHarness(be, ModelHarness.Lra(dropout), dt, seed) : new ModelHarness(be, ModelHarness.Lm(dropout), dt, seed);
+
+    static float Loss(ModelHarness h, Executor run, ulong seed)
+    {
+        run.Backward(h.Feeds, seed);
+        return run[h.Loss].ToArray()[0];
+    }
+
+    /// <summary>
+    /// Three elements of every parameter, perturbed by ±h: the CPU backend computes each op in float64 and stores
+    /// float32, so the loss carries ~1e-7 relative noise; with h = 1e-2 that is ~1e-5 in a difference quotient, far
+    /// below the 1% + 2e-4 allowed, while a wrong gradient path is off by its whole size. Dropout is on (its mask is a
+    /// function of the seed, the same in every evaluation).
+    /// </summary>
+    [Theory, MemberData(nameof(Models))]
+    public void Every_parameter_gradient_matches_finite_differences(string model)
+    {
+        var be = CpuBackend.Instance;
+        using var h = Make(be, model, DType.Float32, 3, dropout: 0.1f);
+        using var run = h.Executor();
+        const ulong seed = 17;
+        Loss(h, run, seed);
+        var analytic = h.Grads.ToDictionary(p => p.Key, p => p.Value.ToArray());
+        var rng = new Random(4);
+        const float step = 1e-2f;
+        foreach (var (name, t) in h.Parameters.Tensors)
+        {
+            var values = t.ToArray();
+            foreach (var i in Enumerable.Range(0, 3).Select(_ => rng.Next(values.Length)))
+            {
+                var keep = values[i];
+                values[i] = keep + step; t.CopyFrom(values);
+                double up = Loss(h, run, seed);
+                values[i] = keep - step; t.CopyFrom(values);
+                double down = Loss(h, run, seed);
+                values[i] = keep; t.CopyFrom(values);
+                var numeric = (up - down) / (2 * (double)step);
+                var a = analytic[name][i];
+                Assert.True(Math.Abs(numeric - a) <= 1e-2 * Math.Abs(numeric) + 2e-4, $"{model} {name}[{i}]: finite difference {numeric:G6}, backward {a:G6}");
+            }
+        }
+        Assert.Contains(analytic.Values, g => g.Any(v => v != 0));
+    }
+
+    [Theory, MemberData(nameof(Models))]
+    public void Recomputation_gives_the_same_gradients_in_less_memory(string model)
+    {
+        var be = new CpuBackend();
+        using var h = Make(be, model, DType.Float32, 5, dropout: 0.2f);
+        float[][] Run(bool recompute, out MemoryPlan plan)
+        {
+            using var run = h.Executor(recompute);
+            run.Backward(h.Feeds, seed: 9);
+            plan = run.TrainingPlan;
+            Assert.Equal(plan.PeakBytes, run.MeasuredPeakBytes);
+            return [.. h.Grads.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Value.ToArray())];
+        }
+        var plain = Run(false, out var full);
+        var again = Run(true, out var checkpointed);
+        for (var i = 0; i < plain.Length; i++) Assert.Equal(plain[i], again[i]);
+        Assert.True(checkpointed.PeakBytes < full.PeakBytes, $"recomputation peak {checkpointed.PeakBytes} B, plain {full.PeakBytes} B");
+    }
+
+    [Theory, MemberData(nameof(Models))]
+    public void Planned_peak_equals_measured_and_beats_no_reuse(string model)
+    {
+        var be = new CpuBackend();
+        foreach (var dt in new[] { DType.Float32, DType.BFloat16 })
+        {
+            using var h = Make(be, model, dt, 6);
+            using var run = h.Executor(false, h.Logits);
+            var before = be.MemoryStats.LiveBytes;
+            run.Forward(h.Feeds);
+            var inference = run.InferencePlan;
+            Assert.Equal(inference.PeakBytes, run.MeasuredPeakBytes);
+            Assert.Equal(before + h.Logits.Bytes, be.MemoryStats.LiveBytes); // only the kept logits remain
+            run.Backward(h.Feeds, seed: 1);
+            var training = run.TrainingPlan;
+            Assert.Equal(training.PeakBytes, run.MeasuredPeakBytes);
+            Assert.True(training.PeakBytes < training.NoReuseBytes, $"{dt}: planned {training.PeakBytes} B, without reuse {training.NoReuseBytes} B");
+            Assert.True(inference.PeakBytes < training.PeakBytes, $"{dt}: inference {inference.PeakBytes} B, training {training.PeakBytes} B");
+            run.ReleaseOutputs();
+            Assert.Equal(before, be.MemoryStats.LiveBytes);
+        }
+    }
+
+    [Fact]
+    public void Accumulating_two_half_scaled_runs_equals_one_run()
+    {
+        var be = CpuBackend.Instance;
+        using var h = Make(be, "lm", DType.Float32, 7);
+        using var run = h.Executor();
+        run.Backward(h.Feeds, 3);
+        var once = h.Grads.ToDictionary(p => p.Key, p => p.Value.ToArray());
+        run.Backward(h.Feeds, 3, lossScale: 0.5f);
+        run.Backward(h.Feeds, 3, lossScale: 0.5f, accumulate: true);
+        foreach (var (name, g) in h.Grads)
+        {
+            var twice = g.ToArray();
+            for (var i = 0; i < twice.Length; i++)
+                Assert.True(Math.Abs(twice[i] - once[name][i]) <= 1e-6f * (1 + Math.Abs(once[name][i])), $"{name}[{i}]: {twice[i]} vs {once[name][i]}");
+        }
+    }
+
+    [Fact]
+    public void Bad_feeds_and_options_are_named()
+    {
+        var be = CpuBackend.Instance;
+        using var h = Make(be, "lra", DType.Float32, 8);
+        using var run = h.Executor();
+        var missing = new Dictionary<Value, Tensor>(h.Feeds);
+        missing.Remove(missing.Keys.First(v => v.Name == "mask"));
+        Assert.Contains("'mask'", Assert.Throws<ArgumentException>(() => run.Backward(missing, 1)).Message);
+        using var wrong = be.Empty(new Shape(3), DType.Float32);
+        var bad = new Dictionary<Value, Tensor>(h.Feeds) { [h.Feeds.Keys.First(v => v.Name == "labels")] = wrong };
+        Assert.Contains("'labels'", Assert.Throws<ArgumentException>(() => run.Backward(bad, 1)).Message);
+        Assert.Contains("float32 activation with one element",
+            Assert.Throws<ArgumentException>(() => new Executor(h.Graph, new ExecutorOptions { Loss = h.Logits }, h.Grads)).Message);
+        Assert.Contains("needs a float32 gradient",
+            Assert.Throws<ArgumentException>(() => new Executor(h.Graph, new ExecutorOptions { Loss = h.Loss })).Message);
+        using var inference = new Executor(h.Graph, new ExecutorOptions());
+        Assert.Throws<InvalidOperationException>(() => inference.TrainingPlan);
+    }
+}

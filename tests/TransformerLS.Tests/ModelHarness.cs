@@ -1,0 +1,97 @@
+using TransformerLS.Backends;
+using TransformerLS.Graph;
+using TransformerLS.Models;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Tests;
+
+/// <summary>Tiny models with random batches, shared by the graph, model and GPU tests.</summary>
+sealed class ModelHarness : IDisposable
+{
+    public const int Batch = 2;
+
+    readonly List<IDisposable> _owned = [];
+    public IBackend Backend { get; }
+    public Layers.ParameterSet Parameters { get; }
+    public Graph.Graph Graph { get; }
+    public Value Loss { get; }
+    public Value Logits { get; }
+    public Dictionary<Value, Tensor> Feeds { get; } = [];
+    public Dictionary<string, Tensor> Grads { get; }
+
+    /// <summary>The LRA classifier: 2 layers, n = 11 with padding in the second row, w = 4, r = 3.</summary>
+    public static LraConfig Lra(float dropout = 0) => new()
+    {
+        Vocab = 20, MaxLength = 16, Dim = 16, Heads = 2, Hidden = 24, Layers = 2, Window = 4, Rank = 3, Classes = 5, Dropout = dropout,
+    };
+
+    /// <summary>The causal LM: 2 layers, L = 12, M = 8, w = 5, l = 4, r = 2.</summary>
+    public static CausalLmConfig Lm(float dropout = 0) => new()
+    {
+        Vocab = 23, Dim = 16, Heads = 2, Hidden = 24, Layers = 2, Window = 5, ChunkLength = 4, Rank = 2, Dropout = dropout, Length = 12, Memory = 8,
+    };
+
+    public ModelHarness(IBackend be, LraConfig cfg, DType dtype, int seed, int length = 11)
+    {
+        Backend = be;
+        var model = new LraClassifier(be, cfg, dtype, 5);
+        _owned.Add(model);
+        Parameters = model.Parameters;
+        Randomize(seed);
+        var g = model.BuildGraph(Batch, length);
+        _owned.Add(g);
+        (Graph, Loss, Logits) = (g.Graph, g.Loss, g.Logits);
+        var rng = new Random(seed);
+        Feed(g.Tokens, [.. Enumerable.Range(0, Batch * length).Select(_ => (float)rng.Next(cfg.Vocab))]);
+        Feed(g.Mask, [.. Enumerable.Range(0, Batch * length).Select(i => i >= length && i % length >= length - 3 ? 0f : 1f)]);
+        Feed(g.Labels, [.. Enumerable.Range(0, Batch).Select(_ => (float)rng.Next(cfg.Classes))]);
+        Grads = Parameters.CreateGradients(be);
+    }
+
+    public ModelHarness(IBackend be, CausalLmConfig cfg, DType dtype, int seed)
+    {
+        Backend = be;
+        var model = new CausalLm(be, cfg, dtype, 5);
+        _owned.Add(model);
+        Parameters = model.Parameters;
+        Randomize(seed);
+        var g = model.BuildGraph(Batch);
+        _owned.Add(g);
+        (Graph, Loss, Logits) = (g.Graph, g.Loss, g.Logits);
+        var rng = new Random(seed);
+        var n = Batch * cfg.Length;
+        Feed(g.Tokens, [.. Enumerable.Range(0, n).Select(_ => (float)rng.Next(cfg.Vocab))]);
+        Feed(g.Targets, [.. Enumerable.Range(0, n).Select(i => i == 3 ? -1f : rng.Next(cfg.Vocab))]); // one ignored target
+        foreach (var m in g.Memories) Feed(m, [.. Enumerable.Range(0, (int)m.Shape.Count).Select(_ => (float)Conformance.ConformanceRunner.Normal(rng))]);
+        Grads = Parameters.CreateGradients(be);
+    }
+
+    /// <summary>Parameters big enough that every path matters (N(0, 0.02) would hide wiring slips).</summary>
+    void Randomize(int seed)
+    {
+        var rng = new Random(seed);
+        foreach (var (name, t) in Parameters.Tensors.OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            var norm = name.Contains("norm") || name.Contains("ln_");
+            var std = name.EndsWith(".weight") && !norm ? 1 / Math.Sqrt(t.Shape[-1]) : 0.3;
+            t.CopyFrom([.. Enumerable.Range(0, (int)t.Count).Select(_ => (float)((norm && name.EndsWith(".weight") ? 1 : 0) + std * Conformance.ConformanceRunner.Normal(rng)))]);
+        }
+    }
+
+    void Feed(Value v, float[] values)
+    {
+        var t = Backend.Empty(v.Shape, v.DType);
+        t.CopyFrom(values);
+        _owned.Add(t);
+        Feeds[v] = t;
+    }
+
+    public Executor Executor(bool recompute = false, params Value[] keep) =>
+        new(Graph, new ExecutorOptions { Loss = Loss, Keep = keep, Recompute = recompute }, Grads);
+
+    public void Dispose()
+    {
+        foreach (var t in Grads.Values) t.Dispose();
+        for (var i = _owned.Count - 1; i >= 0; i--) _owned[i].Dispose();
+    }
+}
