@@ -16,5 +16,33 @@ var runs = new Option<int>("--runs") { Description = "timed runs per shape (medi
 var timeAttention = new Command("time-attention", "CUDA-event timings of the fused LS attention forward and backward, N = 1K, 4K, 16K, 64K") { tokens, runs };
 timeAttention.SetAction(r => TimeAttentionCommand.Run(r.GetValue(tokens), heads: 8, headDim: 64, window: 128, rank: 64, r.GetValue(runs)));
 
-var root = new RootCommand("TransformerLS.Native: Long-Short Transformer kernels for .NET") { info, check, timeAttention };
+var config = new Option<string?>("--config") { Description = "JSON training config (camelCase fields of TrainConfig; flags override it)" };
+var task = new Option<string?>("--task") { Description = "listops | lm" };
+var data = new Option<string?>("--data") { Description = "byte file for the lm task (enwik8 gets its 90M/5M/5M split)" };
+var steps = new Option<int?>("--steps") { Description = "optimizer steps" };
+var batch = new Option<int?>("--batch") { Description = "sequences per micro-batch" };
+var lr = new Option<float?>("--lr") { Description = "peak learning rate" };
+var dtype = new Option<string?>("--dtype") { Description = "float32 | bfloat16 (bf16 weights with fp32 masters)" };
+var recompute = new Option<bool?>("--recompute") { Description = "recompute each layer's activations in the backward" };
+var accumulate = new Option<int?>("--accumulate") { Description = "micro-batches per optimizer step" };
+var save = new Option<string?>("--checkpoint") { Description = "write model + optimizer state here (safetensors) at the end" };
+var resume = new Option<string?>("--resume") { Description = "continue from a checkpoint written by train" };
+var train = new Command("train", "Train the LRA classifier on generated ListOps or the causal LM on a byte file")
+    { config, task, data, steps, batch, lr, dtype, seed, recompute, accumulate, device, save, resume };
+train.SetAction(r => TrainCommand.Train(r.GetValue(config), new TrainCommand.Overrides(r.GetValue(task), r.GetValue(data), r.GetValue(steps),
+    r.GetValue(batch), r.GetValue(lr), r.GetValue(dtype), r.GetValue(seed), r.GetValue(recompute), r.GetValue(accumulate)),
+    r.GetValue(device)!, r.GetValue(save), r.GetValue(resume)));
+
+var checkpointArg = new Argument<string>("checkpoint") { Description = "a checkpoint written by tls train" };
+var evalBatches = new Option<int?>("--batches") { Description = "held-out batches (default: the config's evalBatches)" };
+var eval = new Command("eval", "Held-out accuracy (listops) or bits per byte (lm) of a checkpoint") { checkpointArg, device, evalBatches };
+eval.SetAction(r => TrainCommand.Eval(r.GetValue(checkpointArg)!, r.GetValue(device)!, r.GetValue(evalBatches)));
+
+var prompt = new Option<string>("--prompt") { Description = "text to continue", DefaultValueFactory = _ => "" };
+var count = new Option<int>("--bytes") { Description = "bytes to generate", DefaultValueFactory = _ => 200 };
+var temperature = new Option<float>("--temperature") { Description = "sampling temperature (0: greedy)", DefaultValueFactory = _ => 0.8f };
+var generate = new Command("generate", "Sample bytes from a causal LM checkpoint") { checkpointArg, prompt, count, temperature, seed, device };
+generate.SetAction(r => GenerateCommand.Run(r.GetValue(checkpointArg)!, r.GetValue(prompt)!, r.GetValue(count), r.GetValue(temperature), r.GetValue(seed), r.GetValue(device)!));
+
+var root = new RootCommand("TransformerLS.Native: Long-Short Transformer kernels for .NET") { info, check, timeAttention, train, eval, generate };
 return root.Parse(args).Invoke();

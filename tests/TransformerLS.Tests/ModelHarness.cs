@@ -11,6 +11,7 @@ sealed class ModelHarness : IDisposable
     public const int Batch = 2;
 
     readonly List<IDisposable> _owned = [];
+    readonly DType _round;
     public IBackend Backend { get; }
     public Layers.ParameterSet Parameters { get; }
     public Graph.Graph Graph { get; }
@@ -20,19 +21,21 @@ sealed class ModelHarness : IDisposable
     public Dictionary<string, Tensor> Grads { get; }
 
     /// <summary>The LRA classifier: 2 layers, n = 11 with padding in the second row, w = 4, r = 3.</summary>
-    public static LraConfig Lra(float dropout = 0) => new()
+    public static LraConfig Lra(float dropout = 0, int dim = 16) => new()
     {
-        Vocab = 20, MaxLength = 16, Dim = 16, Heads = 2, Hidden = 24, Layers = 2, Window = 4, Rank = 3, Classes = 5, Dropout = dropout,
+        Vocab = 20, MaxLength = 16, Dim = dim, Heads = 2, Hidden = 24, Layers = 2, Window = 4, Rank = 3, Classes = 5, Dropout = dropout,
     };
 
     /// <summary>The causal LM: 2 layers, L = 12, M = 8, w = 5, l = 4, r = 2.</summary>
-    public static CausalLmConfig Lm(float dropout = 0) => new()
+    public static CausalLmConfig Lm(float dropout = 0, int dim = 16) => new()
     {
-        Vocab = 23, Dim = 16, Heads = 2, Hidden = 24, Layers = 2, Window = 5, ChunkLength = 4, Rank = 2, Dropout = dropout, Length = 12, Memory = 8,
+        Vocab = 23, Dim = dim, Heads = 2, Hidden = 24, Layers = 2, Window = 5, ChunkLength = 4, Rank = 2, Dropout = dropout, Length = 12, Memory = 8,
     };
 
-    public ModelHarness(IBackend be, LraConfig cfg, DType dtype, int seed, int length = 11)
+    /// <summary>Values (parameters, memories) are rounded to <paramref name="valuesOf"/> (default: the model's dtype), so a float32 model can hold a bf16 model's values.</summary>
+    public ModelHarness(IBackend be, LraConfig cfg, DType dtype, int seed, int length = 11, DType? valuesOf = null)
     {
+        _round = valuesOf ?? dtype;
         Backend = be;
         var model = new LraClassifier(be, cfg, dtype, 5);
         _owned.Add(model);
@@ -48,8 +51,9 @@ sealed class ModelHarness : IDisposable
         Grads = Parameters.CreateGradients(be);
     }
 
-    public ModelHarness(IBackend be, CausalLmConfig cfg, DType dtype, int seed)
+    public ModelHarness(IBackend be, CausalLmConfig cfg, DType dtype, int seed, DType? valuesOf = null)
     {
+        _round = valuesOf ?? dtype;
         Backend = be;
         var model = new CausalLm(be, cfg, dtype, 5);
         _owned.Add(model);
@@ -62,7 +66,7 @@ sealed class ModelHarness : IDisposable
         var n = Batch * cfg.Length;
         Feed(g.Tokens, [.. Enumerable.Range(0, n).Select(_ => (float)rng.Next(cfg.Vocab))]);
         Feed(g.Targets, [.. Enumerable.Range(0, n).Select(i => i == 3 ? -1f : rng.Next(cfg.Vocab))]); // one ignored target
-        foreach (var m in g.Memories) Feed(m, [.. Enumerable.Range(0, (int)m.Shape.Count).Select(_ => (float)Conformance.ConformanceRunner.Normal(rng))]);
+        foreach (var m in g.Memories) Feed(m, [.. Enumerable.Range(0, (int)m.Shape.Count).Select(_ => _round.Round(Conformance.ConformanceRunner.Normal(rng)))]);
         Grads = Parameters.CreateGradients(be);
     }
 
@@ -74,7 +78,7 @@ sealed class ModelHarness : IDisposable
         {
             var norm = name.Contains("norm") || name.Contains("ln_");
             var std = name.EndsWith(".weight") && !norm ? 1 / Math.Sqrt(t.Shape[-1]) : 0.3;
-            t.CopyFrom([.. Enumerable.Range(0, (int)t.Count).Select(_ => (float)((norm && name.EndsWith(".weight") ? 1 : 0) + std * Conformance.ConformanceRunner.Normal(rng)))]);
+            t.CopyFrom([.. Enumerable.Range(0, (int)t.Count).Select(_ => _round.Round((norm && name.EndsWith(".weight") ? 1 : 0) + std * Conformance.ConformanceRunner.Normal(rng)))]);
         }
     }
 

@@ -39,6 +39,8 @@ public sealed class Executor : IDisposable
         _grads = grads ?? new Dictionary<string, Tensor>();
         var inputs = graph.Nodes.Count == 0 ? 0 : graph.Nodes.Max(n => n.Inputs.Length);
         _ctx = new RunContext(_be, graph.Values.Count, inputs);
+        // cuBLAS's workspace is made on first use and lives with the backend: make it now, so a first run's measured peak is the plan's.
+        if (_be is CudaBackend cuda) _ = cuda.Blas;
         _temps = new Tensor?[inputs];
         if (options.Loss is { } loss && (loss.Shape.Count != 1 || loss.DType != DType.Float32 || loss.Kind != ValueKind.Activation))
             throw new ArgumentException($"the loss {loss} must be a float32 activation with one element", nameof(options));

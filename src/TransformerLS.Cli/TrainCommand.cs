@@ -1,0 +1,92 @@
+using Spectre.Console;
+using TransformerLS.Backends;
+using TransformerLS.Checkpoints;
+using TransformerLS.Cuda;
+using TransformerLS.Tensors;
+using TransformerLS.Training;
+
+namespace TransformerLS.Cli;
+
+/// <summary>`tls train` and `tls eval`: a run from a JSON config and flags, with a progress bar and a result line.</summary>
+static class TrainCommand
+{
+    /// <summary>Flags that override the config file (null: keep the file's or the default value).</summary>
+    public sealed record Overrides(string? Task, string? Data, int? Steps, int? Batch, float? Lr, string? DType, int? Seed, bool? Recompute, int? Accumulate);
+
+    public static int Train(string? configPath, Overrides o, string device, string? checkpoint, string? resume)
+    {
+        try
+        {
+            var cfg = configPath is null ? new TrainConfig() : TrainConfig.Load(configPath);
+            cfg = cfg with
+            {
+                Task = o.Task ?? cfg.Task, Data = o.Data ?? cfg.Data, Steps = o.Steps ?? cfg.Steps, Batch = o.Batch ?? cfg.Batch, Lr = o.Lr ?? cfg.Lr,
+                DType = o.DType ?? cfg.DType, Seed = o.Seed ?? cfg.Seed, Recompute = o.Recompute ?? cfg.Recompute, Accumulate = o.Accumulate ?? cfg.Accumulate,
+            };
+            using var be = Open(device);
+            using var trainer = new Trainer(be, cfg);
+            if (resume is not null) trainer.Resume(resume);
+            var plan = trainer.Task.Executor.TrainingPlan;
+            Console.WriteLine($"tls train: task {cfg.Task}, {cfg.DType}, {trainer.Task.Parameters.Count:N0} parameters, on {be.Device}; " +
+                $"{cfg.Steps} steps of {cfg.Accumulate} x {trainer.Task.TokensPerBatch:N0} tokens; planned activation peak {Mib(plan.PeakBytes)} " +
+                $"(without reuse {Mib(plan.NoReuseBytes)}{(cfg.Recompute ? ", recomputing each layer" : "")})");
+            TrainResult result = null!;
+            AnsiConsole.Progress()
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                .Start(ctx =>
+                {
+                    var bar = ctx.AddTask("training", maxValue: cfg.Steps);
+                    bar.Value = trainer.Step;
+                    result = trainer.Run(p =>
+                    {
+                        bar.Value = p.Step;
+                        bar.Description = $"step {p.Step}/{p.Steps} loss {p.Loss:F4} lr {p.Lr:E2} {p.TokensPerSecond:N0} tok/s";
+                    });
+                });
+            foreach (var (step, loss) in result.Losses.Where((_, i) => i % Math.Max(1, result.Losses.Count / 10) == 0 || i == result.Losses.Count - 1))
+                Console.WriteLine($"  step {step,6}  loss {loss:F4}");
+            Console.WriteLine($"{result.Metric}: {result.Before:F4} before, {result.After:F4} after, chance {result.Chance:F4} (held-out loss {result.LossBefore:F4} -> {result.LossAfter:F4}); " +
+                $"{result.TokensPerSecond:N0} tokens/s; activation peak planned {Mib(result.PlannedPeakBytes)}, measured {Mib(result.MeasuredPeakBytes)}");
+            if (checkpoint is not null)
+            {
+                trainer.Save(checkpoint);
+                Console.WriteLine($"checkpoint: {checkpoint}");
+            }
+            return 0;
+        }
+        catch (Exception e) when (e is ArgumentException or IOException or CheckpointException or CudaException or CudaLibraryNotFoundException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"tls train: {e.Message}");
+            return 2;
+        }
+    }
+
+    public static int Eval(string checkpoint, string device, int? batches)
+    {
+        try
+        {
+            var cfg = Trainer.ConfigOf(checkpoint);
+            using var be = Open(device);
+            using var trainer = new Trainer(be, cfg);
+            trainer.Resume(checkpoint);
+            var (metric, value, loss) = trainer.Task.Evaluate(batches ?? cfg.EvalBatches);
+            Console.WriteLine($"{checkpoint} (task {cfg.Task}, step {trainer.Step}): {metric} {value:F4}, held-out loss {loss:F4}");
+            return 0;
+        }
+        catch (Exception e) when (e is ArgumentException or IOException or CheckpointException or CudaException or CudaLibraryNotFoundException)
+        {
+            Console.Error.WriteLine($"tls eval: {e.Message}");
+            return 2;
+        }
+    }
+
+    static string Mib(long bytes) => $"{bytes / 1048576.0:F1} MiB";
+
+    /// <summary>auto: the first GPU where one works, else the CPU.</summary>
+    public static IBackend Open(string device)
+    {
+        if (device == "auto") return CudaContext.IsAvailable(out _) ? new CudaBackend(0) : new CpuBackend();
+        var d = Device.Parse(device);
+        return d.Kind == DeviceKind.Cpu ? new CpuBackend() : new CudaBackend(d.Index);
+    }
+}

@@ -1,0 +1,183 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using TransformerLS.Backends;
+using TransformerLS.Checkpoints;
+using TransformerLS.Data;
+using TransformerLS.Models;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Training;
+
+/// <summary>A training run: task, model, data, optimizer and schedule. Read from JSON (<see cref="Load"/>) or built in code.</summary>
+public sealed record TrainConfig
+{
+    /// <summary>"listops" (the LRA classifier on generated ListOps) or "lm" (the causal LM on a byte file).</summary>
+    public string Task { get; init; } = "listops";
+    /// <summary>The byte file of the lm task.</summary>
+    public string? Data { get; init; }
+    public string DType { get; init; } = "float32";
+    public int Steps { get; init; } = 600;
+    public int Batch { get; init; } = 16;
+    /// <summary>Micro-batches per optimizer step (gradient accumulation).</summary>
+    public int Accumulate { get; init; } = 1;
+    public float Lr { get; init; } = 2e-3f;
+    public int Warmup { get; init; } = 20;
+    public LrDecay Decay { get; init; } = LrDecay.Cosine;
+    public float WeightDecay { get; init; } = 0.01f;
+    /// <summary>Adam with L2 in the gradient instead of AdamW's decoupled decay.</summary>
+    public bool L2 { get; init; }
+    public float? ClipNorm { get; init; } = 1f;
+    public int Seed { get; init; } = 1;
+    public int LogEvery { get; init; } = 10;
+    public int EvalBatches { get; init; } = 8;
+    public bool Recompute { get; init; }
+    public ListOpsConfig ListOps { get; init; } = new(MaxDepth: 3, MaxArgs: 5, MinLength: 4, MaxLength: 64);
+    /// <summary>The LRA ListOps model (D 64, 2 heads, Dff 128, 2 layers, w 8) with r = 8 for these short sequences.</summary>
+    public LraConfig Lra { get; init; } = new() { MaxLength = 64, Dim = 64, Heads = 2, Hidden = 128, Layers = 2, Window = 8, Rank = 8 };
+    public CausalLmConfig Lm { get; init; } = new() { Dim = 64, Heads = 2, Hidden = 128, Layers = 2, Window = 32, ChunkLength = 8, Rank = 1, Dropout = 0.1f, Length = 64, Memory = 64 };
+
+
+    [JsonIgnore]
+    public DType ParsedDType => DType switch
+    {
+        "float32" or "f32" => Tensors.DType.Float32,
+        "bfloat16" or "bf16" => Tensors.DType.BFloat16,
+        _ => throw new ArgumentException($"dtype '{DType}' is not one of float32, bfloat16", nameof(DType)),
+    };
+
+    public void Validate()
+    {
+        if (Task is not ("listops" or "lm")) throw new ArgumentException($"task '{Task}' is not one of listops, lm", nameof(Task));
+        _ = ParsedDType;
+        foreach (var (v, name) in new[] { (Steps, nameof(Steps)), (Batch, nameof(Batch)), (Accumulate, nameof(Accumulate)), (LogEvery, nameof(LogEvery)), (EvalBatches, nameof(EvalBatches)) })
+            LraConfig.Positive(v, name);
+        new LrSchedule(Lr, Warmup, Steps, Decay).Validate();
+        if (Task == "listops")
+        {
+            ListOps.Validate();
+            Lra.Validate();
+            if (Lra.MaxLength < ListOps.MaxLength)
+                throw new ArgumentException($"lra.maxLength {Lra.MaxLength} is shorter than listOps.maxLength {ListOps.MaxLength}", nameof(Lra));
+        }
+        else Lm.Validate();
+    }
+
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
+    {
+        WriteIndented = true, Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) }, UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    };
+
+    /// <summary>Reads a JSON config (camelCase names, unknown names rejected).</summary>
+    public static TrainConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"config file '{path}' does not exist", path);
+        try { return JsonSerializer.Deserialize<TrainConfig>(File.ReadAllText(path), Json) ?? throw new JsonException("the file holds null"); }
+        catch (JsonException e) { throw new ArgumentException($"config file '{path}': {e.Message}", nameof(path), e); }
+    }
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+}
+
+/// <summary>Where a run stands, for progress displays.</summary>
+public readonly record struct TrainProgress(int Step, int Steps, float Loss, float Lr, double TokensPerSecond, TimeSpan Elapsed);
+
+/// <summary>The outcome of <see cref="Trainer.Run"/>.</summary>
+public sealed record TrainResult(string Metric, double Before, double After, double Chance, double LossBefore, double LossAfter, double TokensPerSecond,
+    long PlannedPeakBytes, long MeasuredPeakBytes, IReadOnlyList<(int Step, float Loss)> Losses);
+
+/// <summary>
+/// The training loop: micro-batches through the executor (forward + backward, gradients accumulated), one
+/// AdamW/Adam step with on-device clipping, the learning-rate schedule, held-out evaluation before and after,
+/// checkpoints in safetensors (model, optimizer state, config and step in the metadata).
+/// </summary>
+public sealed class Trainer : IDisposable
+{
+    readonly ITrainingTask _task;
+    readonly AdamOptimizer _optimizer;
+    readonly IBackend _be;
+
+    public Trainer(IBackend be, TrainConfig cfg)
+    {
+        cfg.Validate();
+        (_be, Config) = (be, cfg);
+        _task = cfg.Task == "listops" ? new ListOpsTask(be, cfg) : new ByteLmTask(be, cfg);
+        _optimizer = new AdamOptimizer(be, _task.Parameters.Tensors)
+        {
+            WeightDecay = cfg.WeightDecay, Decoupled = !cfg.L2, ClipNorm = cfg.ClipNorm, Eps = cfg.Task == "listops" ? 1e-6f : 1e-8f,
+        };
+    }
+
+    public TrainConfig Config { get; }
+    public ITrainingTask Task => _task;
+    public int Step => _optimizer.Steps;
+
+    public TrainResult Run(Action<TrainProgress>? progress = null, CancellationToken cancel = default)
+    {
+        var cfg = Config;
+        var schedule = new LrSchedule(cfg.Lr, cfg.Warmup, cfg.Steps, cfg.Decay);
+        var (metric, before, lossBefore) = _task.Evaluate(cfg.EvalBatches);
+        var losses = new List<(int, float)>();
+        var clock = Stopwatch.StartNew();
+        long tokens = 0, measured = 0;
+        while (_optimizer.Steps < cfg.Steps && !cancel.IsCancellationRequested)
+        {
+            var step = _optimizer.Steps;
+            for (var m = 0; m < cfg.Accumulate; m++)
+            {
+                _task.Load((long)step * cfg.Accumulate + m);
+                _task.Executor.Backward(_task.Feeds, seed: (ulong)(cfg.Seed * 1_000_003L + step * cfg.Accumulate + m), 1f / cfg.Accumulate, accumulate: m > 0);
+                _task.AfterRun();
+                measured = Math.Max(measured, _task.Executor.MeasuredPeakBytes);
+                tokens += _task.TokensPerBatch;
+            }
+            var lr = schedule.At(step + 1);
+            _optimizer.Step(_task.Gradients, lr);
+            if (_optimizer.Steps % cfg.LogEvery == 0 || _optimizer.Steps == cfg.Steps)
+            {
+                var loss = _task.Executor[_task.Loss].ToArray()[0]; // the one host read of a logged step
+                losses.Add((_optimizer.Steps, loss));
+                progress?.Invoke(new TrainProgress(_optimizer.Steps, cfg.Steps, loss, lr, tokens / clock.Elapsed.TotalSeconds, clock.Elapsed));
+            }
+        }
+        _be.Synchronize();
+        var rate = tokens / clock.Elapsed.TotalSeconds;
+        var (_, after, lossAfter) = _task.Evaluate(cfg.EvalBatches);
+        return new TrainResult(metric, before, after, _task.Chance, lossBefore, lossAfter, rate, _task.Executor.TrainingPlan.PeakBytes, measured, losses);
+    }
+
+    /// <summary>Model and optimizer state in one safetensors file; the config and step go in its metadata.</summary>
+    public void Save(string path)
+    {
+        var all = new Dictionary<string, Tensor>(_task.Parameters.Tensors);
+        foreach (var (name, t) in _optimizer.State()) all[$"optimizer.{name}"] = t;
+        SafeTensors.Save(path, all, new Dictionary<string, string> { ["config"] = Config.ToJson(), ["step"] = _optimizer.Steps.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+    }
+
+    /// <summary>Loads a checkpoint written by <see cref="Save"/> into this trainer (same config), resuming at its step.</summary>
+    public void Resume(string path)
+    {
+        var file = SafeTensors.Open(path);
+        var targets = new Dictionary<string, Tensor>(_task.Parameters.Tensors);
+        foreach (var (name, t) in _optimizer.State()) targets[$"optimizer.{name}"] = t;
+        file.LoadInto(targets);
+        if (!file.Metadata.TryGetValue("step", out var s) || !int.TryParse(s, System.Globalization.CultureInfo.InvariantCulture, out var step))
+            throw new CheckpointException($"{path}: no step in the metadata; not a training checkpoint");
+        _optimizer.Resume(step);
+    }
+
+    /// <summary>The config stored in a checkpoint's metadata.</summary>
+    public static TrainConfig ConfigOf(string path)
+    {
+        var file = SafeTensors.Open(path);
+        if (!file.Metadata.TryGetValue("config", out var json))
+            throw new CheckpointException($"{path}: no config in the metadata; not a checkpoint written by tls train");
+        return JsonSerializer.Deserialize<TrainConfig>(json, TrainConfig.Json) ?? throw new CheckpointException($"{path}: the stored config is null");
+    }
+
+    public void Dispose()
+    {
+        _optimizer.Dispose();
+        _task.Dispose();
+    }
+}
