@@ -9,6 +9,7 @@ namespace TransformerLS.Tests;
 /// model's in the test's dtype), with dropout on (the masks are the same on both backends). Then the memory plan:
 /// planned peak = the CUDA allocator's measured peak, with and without recomputation.
 /// </summary>
+[Collection(GpuCollection.Name)]
 public class GpuModelTests
 {
     public static TheoryData<string, DType> Cases => new()
