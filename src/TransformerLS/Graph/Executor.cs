@@ -27,8 +27,8 @@ public sealed class Executor : IDisposable
     readonly RunContext _ctx;
     readonly IReadOnlyDictionary<string, Tensor> _grads;
     readonly Tensor?[] _temps;
+    readonly Value[] _inputs;
     MemoryPlan? _inference, _training;
-    long _startLive;
 
     /// <param name="grads">Float32 gradients of the trainable parameters by parameter name (the model's; needed for <see cref="Backward"/>).</param>
     public Executor(Graph graph, ExecutorOptions options, IReadOnlyDictionary<string, Tensor>? grads = null)
@@ -37,6 +37,7 @@ public sealed class Executor : IDisposable
         _be = graph.Backend;
         Options = options;
         _grads = grads ?? new Dictionary<string, Tensor>();
+        _inputs = [.. graph.Values.Where(v => v.Kind == ValueKind.Input)];
         var inputs = graph.Nodes.Count == 0 ? 0 : graph.Nodes.Max(n => n.Inputs.Length);
         _ctx = new RunContext(_be, graph.Values.Count, inputs);
         // cuBLAS's workspace is made on first use and lives with the backend: make it now, so a first run's measured peak is the plan's.
@@ -79,7 +80,7 @@ public sealed class Executor : IDisposable
     {
         ReleaseOutputs();
         using var detached = TensorScope.Detach();
-        foreach (var v in _graph.Values.Where(v => v.Kind == ValueKind.Input))
+        foreach (var v in _inputs)
         {
             if (!feeds.TryGetValue(v, out var t))
                 throw new ArgumentException($"input '{v.Name}' ({v.Shape}, {v.DType.Name()}) was not fed", nameof(feeds));
@@ -90,7 +91,7 @@ public sealed class Executor : IDisposable
         _ctx.Training = training;
         _ctx.Seed = seed;
         var nv = _graph.Values.Count;
-        _startLive = _be.MemoryStats.LiveBytes;
+        var startLive = _be.MemoryStats.LiveBytes;
         _be.ResetPeak();
         if (plan.Loss is not null && !accumulate)
             foreach (var g in _grads.Values) _be.Fill(g, 0f);
@@ -114,8 +115,8 @@ public sealed class Executor : IDisposable
                 t = null;
             }
         }
-        MeasuredPeakBytes = _be.MemoryStats.PeakBytes - _startLive;
-        foreach (var v in _graph.Values.Where(v => v.Kind == ValueKind.Input)) _ctx.Tensors[v.Id] = null;
+        MeasuredPeakBytes = _be.MemoryStats.PeakBytes - startLive;
+        foreach (var v in _inputs) _ctx.Tensors[v.Id] = null;
     }
 
     void RunBackward(PlannedStep s)
@@ -143,6 +144,16 @@ public sealed class Executor : IDisposable
             _temps[k] = null;
         }
         Array.Clear(_ctx.Targets);
+    }
+
+    /// <summary>Runs <paramref name="graph"/> forward once and returns a copy of <paramref name="output"/> that the caller owns.</summary>
+    public static Tensor ForwardOnce(Graph graph, Value output, IReadOnlyDictionary<Value, Tensor> feeds)
+    {
+        using var run = new Executor(graph, new ExecutorOptions { Keep = [output] });
+        run.Forward(feeds);
+        var result = graph.Backend.Empty(output.Shape, output.DType);
+        graph.Backend.Cast(run[output], result);
+        return result;
     }
 
     /// <summary>Frees the kept values of the last run.</summary>

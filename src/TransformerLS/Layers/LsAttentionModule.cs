@@ -94,13 +94,9 @@ public sealed class LsAttentionModule : IDisposable
         var n = x.Shape[1] - (cfg.Cls ? 1 : 0);
         var tokens = cfg.Cls ? g.Slice(xv, 1, 1, n) : xv;
         var y = LsAttentionBlock.Build(g, cfg, new ParameterValues(g, Parameters), tokens, cfg.Cls ? g.Slice(xv, 1, 0, 1) : null, mv);
-        using var run = new Executor(g, new ExecutorOptions { Keep = [y] });
         var feeds = new Dictionary<Value, Tensor> { [xv] = x };
         if (mv is not null) feeds[mv] = mask!;
-        run.Forward(feeds);
-        var result = _be.Empty(y.Shape, y.DType);
-        _be.Cast(run[y], result);
-        return result;
+        return Executor.ForwardOnce(g, y, feeds);
     }
 
     public void Dispose() => Parameters.Dispose();

@@ -116,13 +116,9 @@ public sealed class LsCausalAttentionModule : IDisposable
         var nc = LsCausalAttentionBlock.CompressedKeys(cfg, h.Shape[1], cache?.Shape[1] ?? 0);
         var y = LsCausalAttentionBlock.Build(g, cfg, new ParameterValues(g, Parameters), hv, cv,
             LsCausalAttentionBlock.Sinusoids(g, "sin.window", cfg.Window, cfg.Dim, h.DType), LsCausalAttentionBlock.Sinusoids(g, "sin.chunks", nc, cfg.Dim, h.DType));
-        using var run = new Executor(g, new ExecutorOptions { Keep = [y] });
         var feeds = new Dictionary<Value, Tensor> { [hv] = h };
         if (cv is not null) feeds[cv] = cache!;
-        run.Forward(feeds);
-        var result = _be.Empty(y.Shape, y.DType);
-        _be.Cast(run[y], result);
-        return result;
+        return Executor.ForwardOnce(g, y, feeds);
     }
 
     public void Dispose() => Parameters.Dispose();

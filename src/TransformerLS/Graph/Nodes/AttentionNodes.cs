@@ -106,11 +106,13 @@ sealed class LsChunkProjectionNode(int chunk, Value scores, Value x, Value y)
 sealed class LsCausalAttentionNode(LsCausalConfig cfg, Value[] inputs, Value o, Value lse)
     : Node("ls-causal-attention", inputs, [o], [lse], [.. inputs, o, lse])
 {
-    Value[] x => Inputs;
+    LsCausalInputs Bind(RunContext c)
+    {
+        var x = Inputs;
+        return new(c[x[0]], c[x[1]], c[x[2]], c[x[3]], c[x[4]], c[x[5]], c[x[6]], c[x[7]], c[x[8]], null);
+    }
 
-    LsCausalInputs Inputs9(RunContext c) => new(c[x[0]], c[x[1]], c[x[2]], c[x[3]], c[x[4]], c[x[5]], c[x[6]], c[x[7]], c[x[8]], null);
-
-    public override void Forward(RunContext c) => c.Backend.LsCausalAttention(cfg, Inputs9(c), c[o], c[lse]);
+    public override void Forward(RunContext c) => c.Backend.LsCausalAttention(cfg, Bind(c), c[o], c[lse]);
 
     public override void Backward(RunContext c)
     {
@@ -118,8 +120,8 @@ sealed class LsCausalAttentionNode(LsCausalConfig cfg, Value[] inputs, Value o, 
         try
         {
             var g = new Tensor[9];
-            for (var i = 0; i < 9; i++) g[i] = c.Target(i).Tensor ?? (scratch[i] = c.Backend.Empty(x[i].Shape, x[i].DType));
-            c.Backend.LsCausalAttentionBackward(cfg, Inputs9(c), c[o], c[lse], c.Grad(o), new LsCausalGradients(g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8]));
+            for (var i = 0; i < 9; i++) g[i] = c.Target(i).Tensor ?? (scratch[i] = Grads.Scratch(c, c.Target(i), Inputs[i]))!;
+            c.Backend.LsCausalAttentionBackward(cfg, Bind(c), c[o], c[lse], c.Grad(o), new LsCausalGradients(g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8]));
         }
         finally
         {
@@ -132,7 +134,7 @@ sealed class LsCausalAttentionNode(LsCausalConfig cfg, Value[] inputs, Value o, 
         if (!backward) return 0;
         var bytes = Grads.ScratchBytes(this, 0, 1, 2, 3, 4, 5, 6, 7, 8);
         // Everything but dq sums atomically in fp32 for bf16.
-        if (device.Kind == DeviceKind.Cuda && x[0].DType == DType.BFloat16) bytes += 4 * x[1..].Sum(v => v.Shape.Count);
+        if (device.Kind == DeviceKind.Cuda && Inputs[0].DType == DType.BFloat16) bytes += 4 * Inputs[1..].Sum(v => v.Shape.Count);
         return bytes;
     }
 }

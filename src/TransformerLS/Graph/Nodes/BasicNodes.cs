@@ -38,14 +38,9 @@ sealed class LinearNode(Value x, Value w, Value? b, Value y)
 
     public override void Backward(RunContext c)
     {
-        var be = c.Backend;
-        var dy = c.Grad(y);
-        if (c.Target(0).Tensor is { } dx) be.MatMul(dy, false, c[w], false, dx);
-        if (b is not null && c.Target(2).Tensor is { } db) be.ColumnSum(dy, db, c.Target(2).Accumulate ? 1f : 0f);
-        if (c.Target(1).Tensor is not { } dw) return;
-        int rows = (int)(x.Shape.Count / x.Shape[-1]);
-        using Tensor dy2 = dy.Reshape(rows, y.Shape[-1]), x2 = c[x].Reshape(rows, x.Shape[-1]);
-        be.MatMul(dy2, true, x2, false, dw, 1f, c.Target(1).Accumulate ? 1f : 0f);
+        // Weight and bias share one accumulate flag in Linear.Backward (parameter targets always add).
+        var acc = Grads.OneFlag(c, c.Target(1), b is null ? default : c.Target(2));
+        LinearOp.Backward(c.Backend, c.Grad(y), c[x], c[w], c.Target(0).Tensor, c.Target(1).Tensor, b is null ? null : c.Target(2).Tensor, acc);
     }
 
     public override bool Accumulates(int input) => input > 0;
