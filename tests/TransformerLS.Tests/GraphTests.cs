@@ -131,6 +131,7 @@ public class GraphTests
         Assert.Contains("'labels'", Assert.Throws<ArgumentException>(() => run.Backward(bad, 1)).Message);
         Assert.Contains("float32 activation with one element",
             Assert.Throws<ArgumentException>(() => new Executor(h.Graph, new ExecutorOptions { Loss = h.Logits }, h.Grads)).Message);
+        using (new Executor(h.Graph, new ExecutorOptions { Loss = h.Logits, SumLoss = true }, h.Grads)) { }
         Assert.Contains("needs a float32 gradient",
             Assert.Throws<ArgumentException>(() => new Executor(h.Graph, new ExecutorOptions { Loss = h.Loss })).Message);
         using var inference = new Executor(h.Graph, new ExecutorOptions());

@@ -52,6 +52,27 @@ public static class Builders
         return y;
     }
 
+    /// <summary>c = alpha·op(a)·op(b) over the leading (batch) axes, which a and b share; c has a's dtype.</summary>
+    public static Value MatMul(this Graph g, Value a, bool transA, Value b, bool transB, float alpha = 1f, string name = "matmul")
+    {
+        if (a.Shape.Rank < 2 || b.Shape.Rank != a.Shape.Rank || !a.Shape.Dims[..^2].SequenceEqual(b.Shape.Dims[..^2]) || a.DType != b.DType)
+            throw new ArgumentException($"matmul {name}: {a} and {b} must have one dtype and the same batch axes", nameof(b));
+        int m = transA ? a.Shape[-1] : a.Shape[-2], k = transA ? a.Shape[-2] : a.Shape[-1];
+        int kb = transB ? b.Shape[-1] : b.Shape[-2], n = transB ? b.Shape[-2] : b.Shape[-1];
+        if (k != kb) throw new ArgumentException($"matmul {name}: inner sizes differ: op(a) of {a} is {m}x{k}, op(b) of {b} is {kb}x{n}", nameof(b));
+        var c = Act(g, name, new Shape([.. a.Shape.Dims[..^2], m, n]), a.DType, a, b);
+        g.Add(new MatMulNode(a, transA, b, transB, alpha, c));
+        return c;
+    }
+
+    /// <summary>Softmax over the last axis.</summary>
+    public static Value Softmax(this Graph g, Value x, string name = "softmax")
+    {
+        var y = Act(g, name, x.Shape, x.DType, x);
+        g.Add(new SoftmaxNode(x, y));
+        return y;
+    }
+
     public static Value Activation(this Graph g, Value x, Activation kind)
     {
         var y = Act(g, kind.ToString().ToLowerInvariant(), x.Shape, x.DType, x);
