@@ -1,3 +1,4 @@
+using TransformerLS.Backends;
 using System.Text;
 using TransformerLS.Checkpoints;
 using TransformerLS.Cuda;
@@ -15,7 +16,7 @@ static class GenerateCommand
         {
             var cfg = Trainer.ConfigOf(checkpoint);
             if (cfg.Task != "lm") throw new ArgumentException($"{checkpoint} holds a {cfg.Task} model; generate needs an lm checkpoint", nameof(checkpoint));
-            using var be = TrainCommand.Open(device);
+            using var be = BackendFactory.Open(device);
             using var model = new CausalLm(be, cfg.Lm, cfg.ParsedDType, cfg.Seed);
             var file = SafeTensors.Open(checkpoint);
             foreach (var (name, t) in model.Parameters.Tensors) file.ReadInto(name, t);

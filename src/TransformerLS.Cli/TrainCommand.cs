@@ -23,7 +23,7 @@ static class TrainCommand
                 Task = o.Task ?? cfg.Task, Data = o.Data ?? cfg.Data, Steps = o.Steps ?? cfg.Steps, Batch = o.Batch ?? cfg.Batch, Lr = o.Lr ?? cfg.Lr,
                 DType = o.DType ?? cfg.DType, Seed = o.Seed ?? cfg.Seed, Recompute = o.Recompute ?? cfg.Recompute, Accumulate = o.Accumulate ?? cfg.Accumulate,
             };
-            using var be = Open(device);
+            using var be = BackendFactory.Open(device);
             using var trainer = new Trainer(be, cfg);
             if (resume is not null) trainer.Resume(resume);
             var plan = trainer.Task.Executor.TrainingPlan;
@@ -66,7 +66,7 @@ static class TrainCommand
         try
         {
             var cfg = Trainer.ConfigOf(checkpoint);
-            using var be = Open(device);
+            using var be = BackendFactory.Open(device);
             using var trainer = new Trainer(be, cfg);
             trainer.Resume(checkpoint);
             var (metric, value, loss) = trainer.Task.Evaluate(batches ?? cfg.EvalBatches);
@@ -81,12 +81,4 @@ static class TrainCommand
     }
 
     static string Mib(long bytes) => $"{bytes / 1048576.0:F1} MiB";
-
-    /// <summary>auto: the first GPU where one works, else the CPU.</summary>
-    public static IBackend Open(string device)
-    {
-        if (device == "auto") return CudaContext.IsAvailable(out _) ? new CudaBackend(0) : new CpuBackend();
-        var d = Device.Parse(device);
-        return d.Kind == DeviceKind.Cpu ? new CpuBackend() : new CudaBackend(d.Index);
-    }
 }

@@ -1,0 +1,113 @@
+using TransformerLS.Backends;
+using TransformerLS.Bench.Harness;
+using TransformerLS.Bench.Kernels;
+using TransformerLS.Bench.Scale;
+using TransformerLS.Bench.SideBySide;
+using TransformerLS.Cuda;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Bench;
+
+/// <summary>The command actions: parse, run, write the files, print where they went. Errors are one line and exit code 2.</summary>
+public static class Commands
+{
+    static int Guard(string command, Func<int> body)
+    {
+        try { return body(); }
+        catch (Exception e) when (e is ArgumentException or IOException or CudaException or CudaLibraryNotFoundException or FormatException or System.Text.Json.JsonException)
+        {
+            Console.Error.WriteLine($"tls-bench {command}: {e.Message}");
+            return 2;
+        }
+    }
+
+    public static IReadOnlyList<DType> ParseDTypes(string text) => [.. text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => s switch
+    {
+        "bf16" or "bfloat16" => DType.BFloat16,
+        "fp32" or "float32" => DType.Float32,
+        _ => throw new ArgumentException($"--dtype: '{s}' is not bf16 or fp32", "dtype"),
+    })];
+
+    static IReadOnlyList<LayerKind> ParseLayers(string text) => [.. text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => s switch
+    {
+        "ls" => LayerKind.Ls,
+        "full" => LayerKind.Full,
+        _ => throw new ArgumentException($"--layer: '{s}' is not ls or full", "layer"),
+    })];
+
+    static IReadOnlyList<int> ParseLengths(string text) => [.. text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s =>
+        int.TryParse(s, out var v) && v > 0 ? v : throw new ArgumentException($"--lengths: '{s}' is not a positive length", "lengths"))];
+
+    static void Positive(int value, string name)
+    {
+        if (value < 1) throw new ArgumentOutOfRangeException(name, value, $"{name} must be at least 1");
+    }
+
+    public static int Kernels(string device, string outDir, int runs, int tokens, int n, string dtypes, string? filter, int gemm, int copyMib) => Guard("kernels", () =>
+    {
+        Positive(runs, "--runs"); Positive(tokens, "--tokens"); Positive(n, "--n"); Positive(gemm, "--ceiling-gemm"); Positive(copyMib, "--ceiling-copy-mib");
+        using var be = BackendFactory.Open(device);
+        var report = KernelBench.Run(be, new KernelBench.Options(new KernelShape(tokens, n), ParseDTypes(dtypes), runs, Filter: filter,
+            CeilingGemm: gemm, CeilingCopyBytes: (long)copyMib << 20), Console.Out);
+        report.Save(outDir, "kernels");
+        Console.WriteLine($"wrote {Path.Combine(outDir, "kernels")}.json/.csv/.md ({report.Rows.Count} kernels)");
+        return 0;
+    });
+
+    static IEnumerable<LayerSpec> Specs(string layer, string dtypes, int dim, int heads, int window, int rank) =>
+        from dt in ParseDTypes(dtypes) from kind in ParseLayers(layer) select new LayerSpec(kind, dt, dim, heads, window, rank);
+
+    public static int Scale(string device, string outDir, string layer, string dtypes, int start, int maxLength, double timeCap, int runs,
+        int dim, int heads, int window, int rank) => Guard("scale", () =>
+    {
+        Positive(start, "--start"); Positive(maxLength, "--max-length"); Positive(runs, "--runs");
+        using var be = BackendFactory.Open(device);
+        var env = BenchEnvironment.Of(be);
+        var all = new List<ScaleRow>();
+        var shared = new List<StepRow>();
+        foreach (var spec in Specs(layer, dtypes, dim, heads, window, rank))
+        {
+            Console.WriteLine($"sweep: {spec.Describe}, batch 1, from N = {start}");
+            var rows = ScaleSweep.Run(be, spec, new ScaleSweep.Options(start, maxLength, timeCap, runs), Console.Out);
+            all.AddRange(rows);
+            shared.AddRange(LayerBench.FromSweep(spec, rows));
+        }
+        Directory.CreateDirectory(outDir);
+        File.WriteAllText(Path.Combine(outDir, "scale.csv"), ScaleSweep.ToCsv(all, env));
+        File.WriteAllText(Path.Combine(outDir, "scale.rows.json"), StepRow.ToJson(shared));
+        var (memory, time) = ScaleSweep.Plots(all, $"D={dim} H={heads} w={window} r={rank}");
+        File.WriteAllText(Path.Combine(outDir, "scale-memory.svg"), memory);
+        File.WriteAllText(Path.Combine(outDir, "scale-time.svg"), time);
+        foreach (var (config, longest, stop) in ScaleSweep.Longest(all)) Console.WriteLine($"{config}: longest N that fit {longest} (stopped by {stop})");
+        Console.WriteLine($"wrote scale.csv, scale.rows.json, scale-memory.svg, scale-time.svg in {outDir}");
+        return 0;
+    });
+
+    public static int Layers(string device, string outDir, string layer, string dtypes, int tokens, string lengths, int runs,
+        int dim, int heads, int window, int rank) => Guard("layers", () =>
+    {
+        Positive(tokens, "--tokens"); Positive(runs, "--runs");
+        using var be = BackendFactory.Open(device);
+        var rows = LayerBench.Run(be, Specs(layer, dtypes, dim, heads, window, rank), tokens, ParseLengths(lengths), runs, Console.Out);
+        Directory.CreateDirectory(outDir);
+        File.WriteAllText(Path.Combine(outDir, "layers.rows.json"), StepRow.ToJson(rows));
+        Console.WriteLine($"wrote {Path.Combine(outDir, "layers.rows.json")}");
+        return 0;
+    });
+
+    public static int Table(string dir) => Guard("table", () =>
+    {
+        if (!Directory.Exists(dir)) throw new ArgumentException($"results folder '{dir}' does not exist", "results");
+        var rows = StepRow.Load(dir);
+        if (rows.Count == 0) throw new ArgumentException($"'{dir}' holds no *.rows.json", "results");
+        var env = Path.Combine(dir, "kernels.md") is var k && File.Exists(k) ? File.ReadLines(k).First() : "";
+        var md = SideBySideTable.Markdown(rows, env);
+        File.WriteAllText(Path.Combine(dir, "side-by-side.md"), md);
+        var (memory, time) = SideBySideTable.Plots(rows);
+        File.WriteAllText(Path.Combine(dir, "sweep-memory.svg"), memory);
+        File.WriteAllText(Path.Combine(dir, "sweep-time.svg"), time);
+        Console.WriteLine(md);
+        Console.WriteLine($"wrote side-by-side.md, sweep-memory.svg, sweep-time.svg in {dir}");
+        return 0;
+    });
+}

@@ -1,0 +1,49 @@
+using System.CommandLine;
+using TransformerLS.Backends;
+using TransformerLS.Bench;
+using TransformerLS.Tensors;
+
+// tls-bench: kernel microbenchmarks, memory-scaling sweeps and the library's side of the peer comparison.
+// Every command writes its results into --out (JSON/CSV/markdown/SVG) and prints a summary.
+var device = new Option<string>("--device") { Description = "auto | cpu | cuda | cuda:N", DefaultValueFactory = _ => "auto" };
+var outDir = new Option<string>("--out") { Description = "results folder", DefaultValueFactory = _ => "bench-results" };
+var runs = new Option<int>("--runs") { Description = "timed runs per case (median reported)", DefaultValueFactory = _ => 30 };
+var tokens = new Option<int>("--tokens") { Description = "tokens per call (B = tokens / N)", DefaultValueFactory = _ => 65536 };
+var dtypes = new Option<string>("--dtype") { Description = "bf16, fp32 or both (comma-separated)", DefaultValueFactory = _ => "bf16,fp32" };
+
+var n = new Option<int>("--n") { Description = "sequence length of the bidirectional kernels", DefaultValueFactory = _ => 4096 };
+var filter = new Option<string?>("--filter") { Description = "run only kernels whose family.kernel contains this text" };
+var gemm = new Option<int>("--ceiling-gemm") { Description = "size of the square bf16 GEMM that measures the matrix ceiling", DefaultValueFactory = _ => 8192 };
+var copyMib = new Option<int>("--ceiling-copy-mib") { Description = "MiB of the device-to-device copy that measures the copy ceiling", DefaultValueFactory = _ => 1024 };
+var kernels = new Command("kernels", "Per-kernel device time (CUDA events, L2 flushed), TFLOP/s and GB/s against the measured ceilings")
+    { device, outDir, runs, tokens, n, dtypes, filter, gemm, copyMib };
+kernels.SetAction(r => Commands.Kernels(r.GetValue(device)!, r.GetValue(outDir)!, r.GetValue(runs), r.GetValue(tokens), r.GetValue(n),
+    r.GetValue(dtypes)!, r.GetValue(filter), r.GetValue(gemm), r.GetValue(copyMib)));
+
+var layer = new Option<string>("--layer") { Description = "ls, full or both (comma-separated)", DefaultValueFactory = _ => "ls,full" };
+var start = new Option<int>("--start") { Description = "first length of the sweep", DefaultValueFactory = _ => 1024 };
+var maxLength = new Option<int>("--max-length") { Description = "longest length tried", DefaultValueFactory = _ => 1 << 24 };
+var timeCap = new Option<double>("--time-cap-ms") { Description = "stop once a forward + backward step takes longer", DefaultValueFactory = _ => 10_000 };
+var sweepRuns = new Option<int>("--runs") { Description = "timed runs per length (median reported)", DefaultValueFactory = _ => 5 };
+var dim = new Option<int>("--dim") { Description = "model width D", DefaultValueFactory = _ => 512 };
+var heads = new Option<int>("--heads") { Description = "heads H", DefaultValueFactory = _ => 8 };
+var window = new Option<int>("--window") { Description = "LS window w", DefaultValueFactory = _ => 128 };
+var rank = new Option<int>("--rank") { Description = "LS rank r", DefaultValueFactory = _ => 64 };
+var scale = new Command("scale", "Batch-1 memory-scaling sweep of the LS layer and the full-attention baseline: CSV and log-log SVG plots")
+    { device, outDir, layer, dtypes, start, maxLength, timeCap, sweepRuns, dim, heads, window, rank };
+scale.SetAction(r => Commands.Scale(r.GetValue(device)!, r.GetValue(outDir)!, r.GetValue(layer)!, r.GetValue(dtypes)!, r.GetValue(start),
+    r.GetValue(maxLength), r.GetValue(timeCap), r.GetValue(sweepRuns), r.GetValue(dim), r.GetValue(heads), r.GetValue(window), r.GetValue(rank)));
+
+var lengths = new Option<string>("--lengths") { Description = "sequence lengths, comma-separated", DefaultValueFactory = _ => "1024,4096,16384,65536" };
+var layerRuns = new Option<int>("--runs") { Description = "timed runs per shape (median reported)", DefaultValueFactory = _ => 20 };
+var layers = new Command("layers", "The LS and full-attention layers at a fixed token count per step, forward and forward + backward (the peers' shapes)")
+    { device, outDir, layer, dtypes, tokens, lengths, layerRuns, dim, heads, window, rank };
+layers.SetAction(r => Commands.Layers(r.GetValue(device)!, r.GetValue(outDir)!, r.GetValue(layer)!, r.GetValue(dtypes)!, r.GetValue(tokens),
+    r.GetValue(lengths)!, r.GetValue(layerRuns), r.GetValue(dim), r.GetValue(heads), r.GetValue(window), r.GetValue(rank)));
+
+var dir = new Argument<string>("results") { Description = "a results folder holding *.rows.json (this program's and bench/peers')" };
+var table = new Command("table", "Merges every *.rows.json of a results folder into one markdown/CSV table and sweep plots") { dir };
+table.SetAction(r => Commands.Table(r.GetValue(dir)!));
+
+var root = new RootCommand("tls-bench: TransformerLS.Native microbenchmarks, memory-scaling studies and side-by-side runs") { kernels, scale, layers, table };
+return root.Parse(args).Invoke();

@@ -1,0 +1,137 @@
+using System.Xml.Linq;
+using TransformerLS.Backends;
+using TransformerLS.Bench;
+using TransformerLS.Bench.Harness;
+using TransformerLS.Bench.Kernels;
+using TransformerLS.Bench.Scale;
+using TransformerLS.Bench.SideBySide;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Tests;
+
+/// <summary>
+/// Smoke runs of the benchmark harness on the CPU backend (tiny shapes; the numbers mean nothing, the plumbing is
+/// what is checked): every kernel case launches, rates follow from the formulas and times, the exports agree,
+/// the memory sweep's plan equals the allocator's peak at every length, the plots are well-formed SVG.
+/// </summary>
+public class BenchHarnessTests
+{
+    static readonly KernelShape Tiny = new(Tokens: 64, N: 32, Heads: 2, HeadDim: 8, Window: 8, Rank: 4,
+        CausalLength: 16, CausalMemory: 16, CausalWindow: 8, ChunkLength: 4, CausalRank: 1);
+
+    [Fact]
+    public void Median_and_percentiles_are_order_statistics()
+    {
+        Assert.Equal(new TimeStats(3, 2, 1, 3), TimeStats.Of([3, 1, 2]));
+        Assert.Equal(2.5, TimeStats.Of([4, 1, 3, 2]).MedianMs);
+        Assert.Equal(9, TimeStats.Of([.. Enumerable.Range(1, 10).Select(i => (double)i)]).P90Ms);
+        Assert.Throws<ArgumentException>(() => TimeStats.Of([]));
+    }
+
+    [Fact]
+    public void Every_kernel_case_runs_and_the_exports_agree()
+    {
+        using var be = new CpuBackend();
+        var report = KernelBench.Run(be, new KernelBench.Options(Tiny, [DType.BFloat16, DType.Float32], Runs: 3, Warmup: 1, CeilingGemm: 32, CeilingCopyBytes: 1 << 16));
+        var cases = KernelCases.All(Tiny, [DType.BFloat16, DType.Float32]).ToList();
+        Assert.Equal(cases.Count, report.Rows.Count);
+        Assert.Equal(16, cases.Count / 2); // 8 families x forward/backward per dtype
+        foreach (var (r, c) in report.Rows.Zip(cases))
+        {
+            Assert.Equal((c.Family, c.Kernel), (r.Family, r.Kernel));
+            Assert.True(r.Time.MedianMs > 0 && r.Time.MinMs <= r.Time.MedianMs && r.Time.MedianMs <= r.Time.P90Ms, $"{r.Family}.{r.Kernel}: {r.Time}");
+            Assert.True(c.Bytes > 0, $"{r.Family}.{r.Kernel} moves no bytes");
+            Assert.Equal(c.Bytes / (r.Time.MedianMs * 1e6), r.GBps, 9);
+            Assert.Equal(100 * r.GBps / report.Ceilings.CopyGBps, r.PctCopy, 9);
+            if (c.Flops > 0) Assert.Equal(c.Flops / (r.Time.MedianMs * 1e9), r.Tflops, 9); else Assert.True(double.IsNaN(r.Tflops));
+        }
+        // The backward of the fused attention counts 2.5x the forward's FLOPs and the projection's 2x (bench/README.md).
+        double F(string family, string kernel) => cases.First(c => c.Family == family && c.Kernel == kernel).Flops;
+        Assert.Equal(2.5 * F("ls_attention", "forward"), F("ls_attention", "backward"));
+        Assert.Equal(2 * F("ls_projection", "forward"), F("ls_projection", "backward"));
+        // The forward FLOPs of the fused attention: 4·B·H·N·(2e + w + r)·d.
+        Assert.Equal(4.0 * 2 * 2 * 32 * (8 + 8 + 4) * 8, F("ls_attention", "forward"));
+
+        var back = KernelReport.FromJson(report.ToJson());
+        Assert.Equal(report.Rows.Count, back.Rows.Count);
+        Assert.Equal(report.Rows[0].Time, back.Rows[0].Time);
+        Assert.Equal(report.Environment, back.Environment);
+        var csv = report.ToCsv().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(report.Rows.Count + 1, csv.Count(l => !l.StartsWith('#')));
+        Assert.Contains(csv, l => l.StartsWith("# commit: "));
+        Assert.Equal(report.Rows.Count, report.ToMarkdown().Split('\n').Count(l => l.StartsWith("| ls_") || l.StartsWith("| layernorm") || l.StartsWith("| gelu")
+            || l.StartsWith("| linear") || l.StartsWith("| dual_")));
+    }
+
+    [Theory]
+    [InlineData(LayerKind.Ls)]
+    [InlineData(LayerKind.Full)]
+    public void The_sweep_doubles_to_the_cap_and_its_plan_equals_the_measured_peak(LayerKind kind)
+    {
+        using var be = new CpuBackend();
+        var spec = new LayerSpec(kind, DType.Float32, Dim: 16, Heads: 2, Window: 4, Rank: 3);
+        var rows = ScaleSweep.Run(be, spec, new ScaleSweep.Options(Start: 8, MaxLength: 40, Runs: 1));
+        Assert.Equal([8, 16, 32, 64], rows.Select(r => r.Length));
+        Assert.All(rows.Take(3), r =>
+        {
+            Assert.Equal("ok", r.Status);
+            Assert.Equal(r.PlannedTrainBytes, r.PeakTrainBytes);
+            Assert.True(r.PeakForwardBytes < r.PeakTrainBytes);
+            Assert.True(r.ForwardMs > 0 && r.TrainMs > 0);
+        });
+        Assert.Equal("length-cap", rows[^1].Status);
+        Assert.Equal(0, be.MemoryStats.LiveBytes); // every length's tensors were freed
+        var (memory, time) = ScaleSweep.Plots(rows, "test");
+        Assert.Single(XDocument.Parse(memory).Descendants(XName.Get("polyline", "http://www.w3.org/2000/svg")));
+        Assert.Equal(2, XDocument.Parse(time).Descendants(XName.Get("polyline", "http://www.w3.org/2000/svg")).Count());
+        var csv = ScaleSweep.ToCsv(rows, BenchEnvironment.Of(be)).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(rows.Count + 1, csv.Count(l => !l.StartsWith('#')));
+    }
+
+    [Fact]
+    public void Full_attention_memory_grows_faster_than_ls()
+    {
+        using var be = new CpuBackend();
+        ScaleRow At(LayerKind kind, int n) => ScaleSweep.Run(be, new LayerSpec(kind, DType.Float32, Dim: 16, Heads: 2, Window: 4, Rank: 3),
+            new ScaleSweep.Options(Start: n, MaxLength: n, Runs: 1))[0];
+        double Growth(LayerKind kind) => (double)At(kind, 256).PeakTrainBytes / At(kind, 64).PeakTrainBytes;
+        Assert.True(Growth(LayerKind.Full) > 8, $"full attention grew {Growth(LayerKind.Full):F1}x for 4x the length");
+        Assert.True(Growth(LayerKind.Ls) < 4.5, $"LS attention grew {Growth(LayerKind.Ls):F1}x for 4x the length");
+    }
+
+    [Fact]
+    public void Side_by_side_table_merges_steps_and_sweeps()
+    {
+        List<StepRow> rows =
+        [
+            new("tls-ls", "bf16", "step", 1024, 64, "ok", 1.0, 3.0, 1 << 30),
+            new("torch-sdpa", "bf16", "step", 1024, 64, "ok", 2.0, 5.0, 2L << 30),
+            new("tls-ls", "bf16", "sweep", 1024, 1, "ok", 0.1, 0.3, 1 << 20),
+            new("tls-ls", "bf16", "sweep", 2048, 1, "ok", 0.2, 0.5, 2 << 20),
+            new("tls-ls", "bf16", "sweep", 4096, 1, "oom", null, null, null),
+        ];
+        var dir = Directory.CreateTempSubdirectory("tls-bench-");
+        try
+        {
+            File.WriteAllText(Path.Combine(dir.FullName, "a.rows.json"), StepRow.ToJson(rows.Take(2)));
+            File.WriteAllText(Path.Combine(dir.FullName, "b.rows.json"), StepRow.ToJson(rows.Skip(2)));
+            var loaded = StepRow.Load(dir.FullName);
+            Assert.Equal(rows, loaded);
+            var md = SideBySideTable.Markdown(loaded, "header");
+            Assert.Contains("| bf16 | 1024 | 64 | tls-ls | 1.000 | 3.000 | 21.85 | 1024 | ok |", md);
+            Assert.Contains("| tls-ls | bf16 | 2048 | 2 | 1024 | 0.500 | oom |", md);
+            Assert.Equal(0, Commands.Table(dir.FullName));
+            Assert.True(File.Exists(Path.Combine(dir.FullName, "sweep-memory.svg")));
+        }
+        finally { dir.Delete(true); }
+    }
+
+    [Fact]
+    public void Bad_arguments_are_named()
+    {
+        Assert.Contains("'fp16'", Assert.Throws<ArgumentException>(() => Commands.ParseDTypes("bf16,fp16")).Message);
+        Assert.Equal(2, Commands.Table("/nonexistent/tls-results"));
+        using var be = new CpuBackend();
+        Assert.Throws<ArgumentOutOfRangeException>(() => ScaleSweep.Run(be, new LayerSpec(LayerKind.Ls, DType.Float32), new ScaleSweep.Options(Start: 0)));
+    }
+}
