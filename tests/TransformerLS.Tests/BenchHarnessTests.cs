@@ -29,6 +29,18 @@ public class BenchHarnessTests
     }
 
     [Fact]
+    public void Inputs_larger_than_the_pool_tile_it_without_zeros()
+    {
+        using var be = new CpuBackend();
+        using var t = new RandomInputs(1).Normal(be, DType.Float32, 2, 3, 1 << 20);
+        var v = t.ToArray();
+        Assert.DoesNotContain(0f, v);
+        Assert.Equal(v[5], v[5 + (1 << 20)]);
+        Assert.Equal(v[7], v[7 + (2 << 20)]);
+        Assert.InRange(v.Take(1 << 20).Select(x => (double)x * x).Average(), 3.9, 4.1); // N(0, 2²)
+    }
+
+    [Fact]
     public void Every_kernel_case_runs_and_the_exports_agree()
     {
         using var be = new CpuBackend();

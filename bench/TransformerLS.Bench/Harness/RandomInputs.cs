@@ -1,11 +1,13 @@
 using TransformerLS.Backends;
+using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Bench.Harness;
 
 /// <summary>
-/// Random tensors for timing: N(0, scale²) values (never zeros, which some hardware paths shortcut), tiled from a
-/// pool of 2^20 normals at a random offset so a 64K-token input costs a copy, not millions of fresh draws.
+/// Random tensors for timing: N(0, scale²) values (never zeros, which some hardware paths shortcut), taken from a
+/// pool of 2^20 normals at a random offset. Tensors larger than the pool tile it on the backend (device-to-device
+/// copies), so a sweep's multi-GiB inputs never pass through a host array.
 /// </summary>
 public sealed class RandomInputs(int seed)
 {
@@ -18,11 +20,20 @@ public sealed class RandomInputs(int seed)
     public Tensor Normal(IBackend be, DType dtype, double scale, params int[] dims)
     {
         var t = be.Empty(new Shape(dims), dtype);
-        var values = new float[t.Count];
-        var pool = Pool;
+        var first = (int)Math.Min(t.Count, PoolSize);
+        var values = new float[first];
         var offset = _rng.Next(PoolSize);
-        for (long i = 0; i < values.Length; i++) values[i] = (float)scale * pool[(offset + i) % PoolSize];
-        t.CopyFrom(values);
+        for (var i = 0; i < first; i++) values[i] = (float)scale * Pool[(offset + i) % PoolSize];
+        if (first == t.Count) { t.CopyFrom(values); return t; }
+        using var tile = be.Empty(new Shape(first), dtype);
+        tile.CopyFrom(values);
+        var size = dtype.Size();
+        for (long at = 0; at < t.Count; at += first)
+        {
+            var bytes = Math.Min(first, t.Count - at) * size;
+            if (be is CudaBackend cuda) CudaMemory.CopyDeviceToDevice(cuda.Stream, t.DevicePointer + (ulong)(at * size), tile.DevicePointer, bytes);
+            else tile.HostBytes[..(int)bytes].CopyTo(t.HostBytes.Slice((int)(at * size)));
+        }
         return t;
     }
 }
