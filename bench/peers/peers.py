@@ -76,9 +76,9 @@ def row(impl, dtype, mode, n, b, status, fwd=None, train=None, peak=None):
             "forward_ms": fwd, "train_ms": train, "peak_bytes": peak}
 
 
-def attempt(impl, model, b, n, args, dtype_name):
+def attempt(impl, model, b, n, args, dtype_name, runs=None):
     try:
-        fwd, train, peak = measure(model, b, n, args.dim, DTYPES[dtype_name], args.runs, args.warmup)
+        fwd, train, peak = measure(model, b, n, args.dim, DTYPES[dtype_name], runs or args.runs, args.warmup)
         return "ok", fwd, train, peak
     except torch.OutOfMemoryError:
         return "oom", None, None, None
@@ -102,6 +102,8 @@ def main():
     ap.add_argument("--sweep-start", type=int, default=1024)
     ap.add_argument("--sweep-max", type=int, default=1 << 22)
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--sweep-runs", type=int, default=5)
+    ap.add_argument("--sweep-time-cap-ms", type=float, default=3000, help="end a sweep once a forward + backward step takes longer")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--budget-s", type=float, default=420, help="stop starting new measurements after this many seconds")
     ap.add_argument("--dim", type=int, default=512)
@@ -146,9 +148,12 @@ def main():
                 if over():
                     log(row(impl, dtype_name, "sweep", n, 1, "time-cap"))
                     break
-                r = row(impl, dtype_name, "sweep", n, 1, *attempt(impl, model, 1, n, args, dtype_name))
+                r = row(impl, dtype_name, "sweep", n, 1, *attempt(impl, model, 1, n, args, dtype_name, args.sweep_runs))
                 log(r)
                 if r["status"] != "ok":
+                    break
+                if r["train_ms"] > args.sweep_time_cap_ms:
+                    log(row(impl, dtype_name, "sweep", 2 * n, 1, "time-cap"))
                     break
                 n *= 2
             del model

@@ -47,7 +47,6 @@ public sealed class LayerStep : IDisposable
             _run = new Executor(_graph, new ExecutorOptions { Loss = y, SumLoss = true }, _grads);
             _x = rnd.Normal(be, spec.DType, 1, batch, n, spec.Dim);
             _feeds = new() { [x] = _x };
-            FixedBytes = _params.Tensors.Values.Sum(t => t.Bytes) + _grads.Values.Sum(t => t.Bytes) + _x.Bytes;
         }
         catch
         {
@@ -56,8 +55,6 @@ public sealed class LayerStep : IDisposable
         }
     }
 
-    /// <summary>Parameters, their float32 gradients and the input: what lives outside the executor's plan.</summary>
-    public long FixedBytes { get; }
     public MemoryPlan ForwardPlan => _run.InferencePlan;
     public MemoryPlan TrainPlan => _run.TrainingPlan;
     /// <summary>The executor's measured high-water mark of its last run.</summary>

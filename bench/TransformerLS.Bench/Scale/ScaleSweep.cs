@@ -6,7 +6,10 @@ using TransformerLS.Cuda;
 
 namespace TransformerLS.Bench.Scale;
 
-/// <summary>One length of a sweep. Bytes are the allocator's unless named driver; times are medians in ms (NaN when not run).</summary>
+/// <summary>
+/// One length of a sweep. Bytes are the allocator's unless named driver; planned = what was live before the step
+/// (parameters, gradients, input, the backend's cuBLAS workspace) + the memory plan's peak. Times are medians in ms (NaN when not run).
+/// </summary>
 public sealed record ScaleRow(string Config, int Length, string Status, long PlannedTrainBytes, long PeakForwardBytes, long PeakTrainBytes,
     long DriverUsedBytes, double BytesPerToken, double ForwardMs, double TrainMs);
 
@@ -70,6 +73,7 @@ public static class ScaleSweep
             be.Synchronize();
             var peakForward = be.MemoryStats.PeakBytes;
             be.ResetPeak();
+            var live = be.MemoryStats.LiveBytes; // parameters, gradients, input and the backend's own (the cuBLAS workspace)
             step.Train();
             be.Synchronize();
             var peakTrain = be.MemoryStats.PeakBytes;
@@ -77,7 +81,7 @@ public static class ScaleSweep
             if (be is CudaBackend cuda) { var (free, total) = cuda.Context.MemoryInfo(); driver = total - free; }
             var fwd = TimeStats.Of(timer.Time(step.Forward, 1, o.Runs)).MedianMs;
             var train = TimeStats.Of(timer.Time(step.Train, 1, o.Runs)).MedianMs;
-            return new(spec.Name, n, "ok", step.TrainPlan.PeakBytes + step.FixedBytes, peakForward, peakTrain, driver, (double)peakTrain / n, fwd, train);
+            return new(spec.Name, n, "ok", live + step.TrainPlan.PeakBytes, peakForward, peakTrain, driver, (double)peakTrain / n, fwd, train);
         }
         catch (CudaOutOfMemoryException)
         {
