@@ -1,7 +1,7 @@
 """Times the PyTorch peers of the LS attention layer and writes rows in tls-bench's format (a *.rows.json list).
 
   python3 bench/peers/peers.py --out results/peers.rows.json [--tokens 65536] [--lengths 1024,4096,16384,65536]
-      [--dtypes bf16,fp32] [--impls ls-eager,ls-compile,sdpa,flex] [--sweep-dtypes bf16] [--budget-s 420]
+      [--dtypes bf16,fp32] [--impls ls-eager,ls-compile,sdpa,flex] [--sweep-dtypes bf16] [--budget-s 420] [--sweep-budget-s 240]
 
 Mode "step": 64K tokens per step (B = tokens / N), forward and forward + backward (y.backward(dy), every parameter
 gradient), CUDA events, median of --runs after warm-up. Mode "sweep": batch 1, N doubling from --sweep-start until
@@ -105,7 +105,8 @@ def main():
     ap.add_argument("--sweep-runs", type=int, default=5)
     ap.add_argument("--sweep-time-cap-ms", type=float, default=3000, help="end a sweep once a forward + backward step takes longer")
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--budget-s", type=float, default=420, help="stop starting new measurements after this many seconds")
+    ap.add_argument("--budget-s", type=float, default=420, help="stop starting new step measurements after this many seconds")
+    ap.add_argument("--sweep-budget-s", type=float, default=240, help="the same for the sweeps, counted from their start")
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--window", type=int, default=128)
@@ -116,12 +117,15 @@ def main():
             ap.error(f"--dtypes: '{name}' is not bf16 or fp32")
     lengths = [int(v) for v in args.lengths.split(",")]
     t0 = time.time()
-    over = lambda: time.time() - t0 > args.budget_s
+    budget = [args.budget_s]
+    over = lambda: time.time() - t0 > budget[0]
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, CUDA {torch.version.cuda}")
     rows = []
 
     def log(r):
         rows.append(r)
+        with open(args.out, "w") as f:  # after every row: a run cut short still leaves its rows
+            json.dump(rows, f, indent=1)
         print(f"{r['impl']:<17}{r['dtype']:<6}{r['mode']:<6} N={r['n']:>8} B={r['batch']:>3} {r['status']:<6}"
               f" fwd {r['forward_ms'] or 0:9.3f} ms  fwd+bwd {r['train_ms'] or 0:9.3f} ms  peak {(r['peak_bytes'] or 0) / 2**20:9.0f} MiB", flush=True)
 
@@ -140,13 +144,14 @@ def main():
             del model
             torch.cuda.empty_cache()
 
+    budget[0] = time.time() - t0 + args.sweep_budget_s
     for dtype_name in args.sweep_dtypes.split(","):
         for impl in args.sweep_impls.split(","):
             model = make(impl, args.dim, args.heads, args.window, args.rank, DTYPES[dtype_name])
             n = args.sweep_start
             while n <= args.sweep_max:
                 if over():
-                    log(row(impl, dtype_name, "sweep", n, 1, "time-cap"))
+                    log(row(impl, dtype_name, "sweep", n, 1, "skipped (time budget)"))
                     break
                 r = row(impl, dtype_name, "sweep", n, 1, *attempt(impl, model, 1, n, args, dtype_name, args.sweep_runs))
                 log(r)
@@ -159,8 +164,6 @@ def main():
             del model
             torch.cuda.empty_cache()
 
-    with open(args.out, "w") as f:
-        json.dump(rows, f, indent=1)
     print(f"wrote {args.out} ({len(rows)} rows, {time.time() - t0:.0f} s)")
 
 
