@@ -21,21 +21,23 @@ public static class Commands
         }
     }
 
-    public static IReadOnlyList<DType> ParseDTypes(string text) => [.. text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => s switch
+    static string[] Items(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    public static IReadOnlyList<DType> ParseDTypes(string text) => [.. Items(text).Select(s => s switch
     {
         "bf16" or "bfloat16" => DType.BFloat16,
         "fp32" or "float32" => DType.Float32,
         _ => throw new ArgumentException($"--dtype: '{s}' is not bf16 or fp32", "dtype"),
     })];
 
-    static IReadOnlyList<LayerKind> ParseLayers(string text) => [.. text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => s switch
+    static IReadOnlyList<LayerKind> ParseLayers(string text) => [.. Items(text).Select(s => s switch
     {
         "ls" => LayerKind.Ls,
         "full" => LayerKind.Full,
         _ => throw new ArgumentException($"--layer: '{s}' is not ls or full", "layer"),
     })];
 
-    static IReadOnlyList<int> ParseLengths(string text) => [.. text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s =>
+    static IReadOnlyList<int> ParseLengths(string text) => [.. Items(text).Select(s =>
         int.TryParse(s, out var v) && v > 0 ? v : throw new ArgumentException($"--lengths: '{s}' is not a positive length", "lengths"))];
 
     static void Positive(int value, string name)
@@ -78,7 +80,8 @@ public static class Commands
         var (memory, time) = ScaleSweep.Plots(all, $"D={dim} H={heads} w={window} r={rank}");
         File.WriteAllText(Path.Combine(outDir, "scale-memory.svg"), memory);
         File.WriteAllText(Path.Combine(outDir, "scale-time.svg"), time);
-        foreach (var (config, longest, stop) in ScaleSweep.Longest(all)) Console.WriteLine($"{config}: longest N that fit {longest} (stopped by {stop})");
+        foreach (var (impl, dtype, best, stop) in SideBySideTable.Longest(shared))
+            Console.WriteLine($"{impl} {dtype}: longest N that fit {best?.N.ToString() ?? "none"} (stopped by {stop})");
         Console.WriteLine($"wrote scale.csv, scale.rows.json, scale-memory.svg, scale-time.svg in {outDir}");
         return 0;
     });
@@ -100,8 +103,8 @@ public static class Commands
         if (!Directory.Exists(dir)) throw new ArgumentException($"results folder '{dir}' does not exist", "results");
         var rows = StepRow.Load(dir);
         if (rows.Count == 0) throw new ArgumentException($"'{dir}' holds no *.rows.json", "results");
-        var env = Path.Combine(dir, "kernels.md") is var k && File.Exists(k) ? File.ReadLines(k).First() : "";
-        var md = SideBySideTable.Markdown(rows, env);
+        var kernels = Path.Combine(dir, "kernels.md"); // its first line names the device, versions and commit
+        var md = SideBySideTable.Markdown(rows, File.Exists(kernels) ? File.ReadLines(kernels).First() : "");
         File.WriteAllText(Path.Combine(dir, "side-by-side.md"), md);
         var (memory, time) = SideBySideTable.Plots(rows);
         File.WriteAllText(Path.Combine(dir, "sweep-memory.svg"), memory);

@@ -22,8 +22,9 @@ public sealed class RandomInputs(int seed)
         var t = be.Empty(new Shape(dims), dtype);
         var first = (int)Math.Min(t.Count, PoolSize);
         var values = new float[first];
+        var pool = Pool;
         var offset = _rng.Next(PoolSize);
-        for (var i = 0; i < first; i++) values[i] = (float)scale * Pool[(offset + i) % PoolSize];
+        for (var i = 0; i < first; i++) values[i] = (float)scale * pool[(offset + i) % PoolSize];
         if (first == t.Count) { t.CopyFrom(values); return t; }
         using var tile = be.Empty(new Shape(first), dtype);
         tile.CopyFrom(values);

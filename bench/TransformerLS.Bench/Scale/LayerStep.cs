@@ -1,5 +1,6 @@
 using TransformerLS.Backends;
 using TransformerLS.Bench.Harness;
+using TransformerLS.Cuda;
 using TransformerLS.Graph;
 using TransformerLS.Layers;
 using TransformerLS.Tensors;
@@ -11,11 +12,16 @@ public enum LayerKind { Ls, Full }
 /// <summary>One attention layer to measure: the LS module (sections 1.2-1.5, no mask, no CLS) or the full-attention baseline of the same width.</summary>
 public sealed record LayerSpec(LayerKind Kind, DType DType, int Dim = 512, int Heads = 8, int Window = 128, int Rank = 64)
 {
-    public string Name => (Kind == LayerKind.Ls ? "ls" : "full") + "-" + (DType == DType.BFloat16 ? "bf16" : "fp32");
+    public string KindName => Kind == LayerKind.Ls ? "ls" : "full";
+    public string DTypeName => DType == DType.BFloat16 ? "bf16" : "fp32";
+    public string Name => $"{KindName}-{DTypeName}";
     public string Describe => Kind == LayerKind.Ls
         ? $"LS attention, D={Dim} H={Heads} w={Window} r={Rank}, {DType.Name()}"
         : $"full attention (materialized scores), D={Dim} H={Heads}, {DType.Name()}";
 }
+
+/// <summary>Bytes of one layer step (planned = live before the step + the plan's peak) and its median times in ms.</summary>
+public sealed record LayerMeasurement(long PlannedTrainBytes, long PeakForwardBytes, long PeakTrainBytes, long DriverUsedBytes, double ForwardMs, double TrainMs);
 
 /// <summary>
 /// A layer on random tokens [B, N, D] with its parameters and gradients, run by the graph executor: forward in
@@ -55,13 +61,42 @@ public sealed class LayerStep : IDisposable
         }
     }
 
-    public MemoryPlan ForwardPlan => _run.InferencePlan;
     public MemoryPlan TrainPlan => _run.TrainingPlan;
-    /// <summary>The executor's measured high-water mark of its last run.</summary>
-    public long MeasuredPeakBytes => _run.MeasuredPeakBytes;
 
     public void Forward() => _run.Forward(_feeds);
     public void Train() => _run.Backward(_feeds, ++_seed);
+
+    /// <summary>
+    /// Builds the layer at [batch, n], measures the allocator's peak over a forward and over a forward + backward
+    /// step, then times both (median of <paramref name="runs"/> after <paramref name="warmup"/>); null when it does not fit.
+    /// </summary>
+    public static LayerMeasurement? Measure(IBackend be, LayerSpec spec, int batch, int n, RandomInputs rnd, BenchTimer timer, int runs, int warmup)
+    {
+        (be as CudaBackend)?.Context.TrimPool(); // so the driver's free memory shows this shape's pool alone
+        try
+        {
+            using var step = new LayerStep(be, spec, batch, n, rnd);
+            be.Synchronize();
+            be.ResetPeak();
+            step.Forward();
+            be.Synchronize();
+            var peakForward = be.MemoryStats.PeakBytes;
+            be.ResetPeak();
+            var live = be.MemoryStats.LiveBytes; // parameters, gradients, input and the backend's own (the cuBLAS workspace)
+            step.Train();
+            be.Synchronize();
+            var peakTrain = be.MemoryStats.PeakBytes;
+            long driver = 0;
+            if (be is CudaBackend cuda) { var (free, total) = cuda.Context.MemoryInfo(); driver = total - free; }
+            var fwd = TimeStats.Of(timer.Time(step.Forward, warmup, runs)).MedianMs;
+            var train = TimeStats.Of(timer.Time(step.Train, warmup, runs)).MedianMs;
+            return new(live + step.TrainPlan.PeakBytes, peakForward, peakTrain, driver, fwd, train);
+        }
+        catch (CudaOutOfMemoryException)
+        {
+            return null;
+        }
+    }
 
     public void Dispose()
     {

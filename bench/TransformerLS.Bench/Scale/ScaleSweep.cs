@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Text;
 using TransformerLS.Backends;
 using TransformerLS.Bench.Harness;
-using TransformerLS.Cuda;
 
 namespace TransformerLS.Bench.Scale;
 
@@ -61,33 +60,10 @@ public static class ScaleSweep
 
     static ScaleRow Stop(LayerSpec spec, int n, string why) => new(spec.Name, n, why, 0, 0, 0, 0, double.NaN, double.NaN, double.NaN);
 
-    static ScaleRow Measure(IBackend be, LayerSpec spec, int n, Options o, BenchTimer timer, RandomInputs rnd)
-    {
-        (be as CudaBackend)?.Context.TrimPool(); // so the driver's free memory shows this length's pool alone
-        try
-        {
-            using var step = new LayerStep(be, spec, 1, n, rnd);
-            be.Synchronize();
-            be.ResetPeak();
-            step.Forward();
-            be.Synchronize();
-            var peakForward = be.MemoryStats.PeakBytes;
-            be.ResetPeak();
-            var live = be.MemoryStats.LiveBytes; // parameters, gradients, input and the backend's own (the cuBLAS workspace)
-            step.Train();
-            be.Synchronize();
-            var peakTrain = be.MemoryStats.PeakBytes;
-            long driver = 0;
-            if (be is CudaBackend cuda) { var (free, total) = cuda.Context.MemoryInfo(); driver = total - free; }
-            var fwd = TimeStats.Of(timer.Time(step.Forward, 1, o.Runs)).MedianMs;
-            var train = TimeStats.Of(timer.Time(step.Train, 1, o.Runs)).MedianMs;
-            return new(spec.Name, n, "ok", live + step.TrainPlan.PeakBytes, peakForward, peakTrain, driver, (double)peakTrain / n, fwd, train);
-        }
-        catch (CudaOutOfMemoryException)
-        {
-            return Stop(spec, n, "oom");
-        }
-    }
+    static ScaleRow Measure(IBackend be, LayerSpec spec, int n, Options o, BenchTimer timer, RandomInputs rnd) =>
+        LayerStep.Measure(be, spec, 1, n, rnd, timer, o.Runs, warmup: 1) is { } m
+            ? new(spec.Name, n, "ok", m.PlannedTrainBytes, m.PeakForwardBytes, m.PeakTrainBytes, m.DriverUsedBytes, (double)m.PeakTrainBytes / n, m.ForwardMs, m.TrainMs)
+            : Stop(spec, n, "oom");
 
     public static string Format(ScaleRow r) => r.Status != "ok"
         ? $"{r.Config,-10} N={r.Length,9}  {r.Status}"
@@ -105,11 +81,6 @@ public static class ScaleSweep
                 F(r.BytesPerToken), F(r.ForwardMs), F(r.TrainMs)));
         return sb.ToString();
     }
-
-    /// <summary>The longest measured length that fit, per config.</summary>
-    public static IEnumerable<(string Config, int Longest, string StoppedBy)> Longest(IEnumerable<ScaleRow> rows) =>
-        rows.GroupBy(r => r.Config).Select(g => (g.Key, g.Where(r => r.Status == "ok").Select(r => r.Length).DefaultIfEmpty().Max(),
-            g.LastOrDefault(r => r.Status != "ok")?.Status ?? "none"));
 
     /// <summary>Memory vs length and time vs length, log-log, one line per config.</summary>
     public static (string Memory, string Time) Plots(IReadOnlyList<ScaleRow> rows, string title)

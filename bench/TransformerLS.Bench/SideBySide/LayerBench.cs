@@ -1,8 +1,6 @@
 using TransformerLS.Backends;
 using TransformerLS.Bench.Harness;
 using TransformerLS.Bench.Scale;
-using TransformerLS.Cuda;
-using TransformerLS.Tensors;
 
 namespace TransformerLS.Bench.SideBySide;
 
@@ -22,34 +20,16 @@ public static class LayerBench
             foreach (var n in lengths)
             {
                 var b = Math.Max(1, tokens / n);
-                (be as CudaBackend)?.Context.TrimPool();
-                StepRow row;
-                try
-                {
-                    using var step = new LayerStep(be, spec, b, n, rnd);
-                    be.Synchronize();
-                    be.ResetPeak();
-                    step.Train();
-                    be.Synchronize();
-                    var peak = be.MemoryStats.PeakBytes;
-                    var fwd = TimeStats.Of(timer.Time(step.Forward, 2, runs)).MedianMs;
-                    var train = TimeStats.Of(timer.Time(step.Train, 2, runs)).MedianMs;
-                    row = new("tls-" + spec.Name.Split('-')[0], Short(spec.DType), "step", n, b, "ok", fwd, train, peak);
-                }
-                catch (CudaOutOfMemoryException)
-                {
-                    row = new("tls-" + spec.Name.Split('-')[0], Short(spec.DType), "step", n, b, "oom", null, null, null);
-                }
+                var m = LayerStep.Measure(be, spec, b, n, rnd, timer, runs, warmup: 2);
+                var row = new StepRow("tls-" + spec.KindName, spec.DTypeName, "step", n, b, m is null ? "oom" : "ok", m?.ForwardMs, m?.TrainMs, m?.PeakTrainBytes);
                 rows.Add(row);
                 log?.WriteLine($"{row.Impl,-10} {row.DType,-5} N={n,6} B={b,3} {row.Status,-4} fwd {row.ForwardMs,9:F3} ms  fwd+bwd {row.TrainMs,9:F3} ms  peak {(row.PeakBytes ?? 0) / 1048576.0,8:F0} MiB");
             }
         return rows;
     }
 
-    public static string Short(DType dt) => dt == DType.BFloat16 ? "bf16" : "fp32";
-
     /// <summary>A sweep's rows in the shared format.</summary>
     public static IEnumerable<StepRow> FromSweep(LayerSpec spec, IEnumerable<ScaleRow> rows) => rows.Select(r =>
-        new StepRow("tls-" + spec.Name.Split('-')[0], Short(spec.DType), "sweep", r.Length, 1, r.Status,
+        new StepRow("tls-" + spec.KindName, spec.DTypeName, "sweep", r.Length, 1, r.Status,
             r.Status == "ok" ? r.ForwardMs : null, r.Status == "ok" ? r.TrainMs : null, r.Status == "ok" ? r.PeakTrainBytes : null));
 }

@@ -56,24 +56,25 @@ public static class SideBySideTable
             }
             sb.AppendLine();
         }
-        var sweeps = rows.Where(r => r.Mode == "sweep").GroupBy(r => (r.Impl, r.DType)).ToList();
-        if (sweeps.Count > 0)
+        if (rows.Any(r => r.Mode == "sweep"))
         {
             sb.AppendLine("Batch-1 length sweep: the longest N that ran forward + backward, and what stopped the sweep.")
               .AppendLine()
               .AppendLine("| impl | dtype | longest N | peak MiB there | bytes/token there | fwd+bwd ms there | stopped by |")
               .AppendLine("| --- | --- | ---: | ---: | ---: | ---: | --- |");
-            foreach (var g in sweeps.OrderBy(g => g.Key.DType).ThenBy(g => g.Key.Impl, StringComparer.Ordinal))
-            {
-                var best = g.Where(r => r.Status == "ok").MaxBy(r => r.N);
-                var stop = g.LastOrDefault(r => r.Status != "ok")?.Status ?? "none";
+            foreach (var (impl, dtype, best, stop) in Longest(rows))
                 sb.AppendLine(best is null
-                    ? $"| {g.Key.Impl} | {g.Key.DType} | none | | | | {stop} |"
-                    : $"| {g.Key.Impl} | {g.Key.DType} | {best.N} | {Mib(best.PeakBytes)} | {(best.PeakBytes ?? 0) / (double)best.N:F0} | {Ms(best.TrainMs)} | {stop} |");
-            }
+                    ? $"| {impl} | {dtype} | none | | | | {stop} |"
+                    : $"| {impl} | {dtype} | {best.N} | {Mib(best.PeakBytes)} | {(best.PeakBytes ?? 0) / (double)best.N:F0} | {Ms(best.TrainMs)} | {stop} |");
         }
         return sb.ToString();
     }
+
+    /// <summary>Per swept implementation and dtype: the longest N that ran (null if none) and the status that ended the sweep.</summary>
+    public static IEnumerable<(string Impl, string DType, StepRow? Best, string StoppedBy)> Longest(IEnumerable<StepRow> rows) =>
+        rows.Where(r => r.Mode == "sweep").GroupBy(r => (r.Impl, r.DType))
+            .OrderBy(g => g.Key.DType).ThenBy(g => g.Key.Impl, StringComparer.Ordinal)
+            .Select(g => (g.Key.Impl, g.Key.DType, g.Where(r => r.Status == "ok").MaxBy(r => r.N), g.LastOrDefault(r => r.Status != "ok")?.Status ?? "none"));
 
     /// <summary>Peak memory and step time of every batch-1 sweep, one line per implementation and dtype.</summary>
     public static (string Memory, string Time) Plots(IReadOnlyList<StepRow> rows)
