@@ -52,6 +52,17 @@ public class GpuTests
     }
 
     [Fact]
+    public void Float64_is_refused_on_the_gpu_by_name()
+    {
+        var gpu = TestEnv.RequireGpu();
+        var before = gpu.MemoryStats;
+        var e = Assert.Throws<ArgumentException>(() => gpu.Empty(new(3, 4), DType.Float64));
+        Assert.Equal("dtype", e.ParamName);
+        Assert.Contains("float64 tensors exist only on the CPU backend", e.Message);
+        Assert.Equal(before.LiveBytes, gpu.MemoryStats.LiveBytes);
+    }
+
+    [Fact]
     public void Out_of_memory_says_how_much_was_asked_and_is_free()
     {
         var gpu = TestEnv.RequireGpu();

@@ -23,7 +23,7 @@ public class LsModuleTests
             var ln = name.Contains("ln") && name.EndsWith(".weight");
             var std = name.EndsWith(".weight") && !ln ? 1 / Math.Sqrt(t.Shape[-1]) : 0.4;
             var v = new float[t.Count];
-            for (var i = 0; i < v.Length; i++) v[i] = t.DType.Round((float)((ln ? 1 : 0) + std * Conformance.ConformanceRunner.Normal(rng)));
+            for (var i = 0; i < v.Length; i++) v[i] = (float)t.DType.Round((float)((ln ? 1 : 0) + std * Conformance.ConformanceRunner.Normal(rng)));
             t.CopyFrom(v);
             values[name] = v;
         }
@@ -173,7 +173,7 @@ public class LsModuleTests
     static Dictionary<string, float[]> Rounded(Dictionary<string, float[]> ps, DType dt) => ps.ToDictionary(p => p.Key, p => Rounded(p.Value, dt)!);
 
     [return: System.Diagnostics.CodeAnalysis.NotNullIfNotNull(nameof(v))]
-    static float[]? Rounded(float[]? v, DType dt) => v?.Select(x => dt.Round(x)).ToArray();
+    static float[]? Rounded(float[]? v, DType dt) => v?.Select(x => (float)dt.Round(x)).ToArray();
 
     static double MaxErr(double[] a, double[] b) => a.Zip(b, (p, q) => double.IsNaN(p) ? double.PositiveInfinity : Math.Abs(p - q)).Max();
 

@@ -45,9 +45,9 @@ sealed class ModelHarness : IDisposable
         _owned.Add(g);
         (Graph, Loss, Logits) = (g.Graph, g.Loss, g.Logits);
         var rng = new Random(seed);
-        Feed(g.Tokens, [.. Enumerable.Range(0, Batch * length).Select(_ => (float)rng.Next(cfg.Vocab))]);
-        Feed(g.Mask, [.. Enumerable.Range(0, Batch * length).Select(i => i >= length && i % length >= length - 3 ? 0f : 1f)]);
-        Feed(g.Labels, [.. Enumerable.Range(0, Batch).Select(_ => (float)rng.Next(cfg.Classes))]);
+        Feed(g.Tokens, [.. Enumerable.Range(0, Batch * length).Select(_ => (double)rng.Next(cfg.Vocab))]);
+        Feed(g.Mask, [.. Enumerable.Range(0, Batch * length).Select(i => i >= length && i % length >= length - 3 ? 0.0 : 1.0)]);
+        Feed(g.Labels, [.. Enumerable.Range(0, Batch).Select(_ => (double)rng.Next(cfg.Classes))]);
         Grads = Parameters.CreateGradients(be);
     }
 
@@ -64,8 +64,8 @@ sealed class ModelHarness : IDisposable
         (Graph, Loss, Logits) = (g.Graph, g.Loss, g.Logits);
         var rng = new Random(seed);
         var n = Batch * cfg.Length;
-        Feed(g.Tokens, [.. Enumerable.Range(0, n).Select(_ => (float)rng.Next(cfg.Vocab))]);
-        Feed(g.Targets, [.. Enumerable.Range(0, n).Select(i => i == 3 ? -1f : rng.Next(cfg.Vocab))]); // one ignored target
+        Feed(g.Tokens, [.. Enumerable.Range(0, n).Select(_ => (double)rng.Next(cfg.Vocab))]);
+        Feed(g.Targets, [.. Enumerable.Range(0, n).Select(i => i == 3 ? -1.0 : rng.Next(cfg.Vocab))]); // one ignored target
         foreach (var m in g.Memories) Feed(m, [.. Enumerable.Range(0, (int)m.Shape.Count).Select(_ => _round.Round(Conformance.ConformanceRunner.Normal(rng)))]);
         Grads = Parameters.CreateGradients(be);
     }
@@ -82,7 +82,7 @@ sealed class ModelHarness : IDisposable
         }
     }
 
-    void Feed(Value v, float[] values)
+    void Feed(Value v, double[] values)
     {
         var t = Backend.Empty(v.Shape, v.DType);
         t.CopyFrom(values);

@@ -11,6 +11,7 @@ namespace TransformerLS.Backends;
 /// <summary>
 /// The reference backend: every op reads its inputs exactly, computes in float64 with the generic reference
 /// in Ops/, and rounds each output once to its dtype. Used by every GPU test, by CI and where no GPU is.
+/// It alone holds float64 tensors (a float64 model is the reference for model-level finite differences).
 /// </summary>
 public sealed class CpuBackend : IBackend
 {
@@ -43,8 +44,12 @@ public sealed class CpuBackend : IBackend
     public void Fill(Tensor t, float value)
     {
         Ops.Check.On(this, t, nameof(t));
-        if (t.DType == DType.Float32) t.HostFloats.Fill(value);
-        else t.HostBFloat16.Fill(BFloat16.FromFloat(value));
+        switch (t.DType)
+        {
+            case DType.Float32: t.HostFloats.Fill(value); break;
+            case DType.BFloat16: t.HostBFloat16.Fill(BFloat16.FromFloat(value)); break;
+            default: t.HostDoubles.Fill(value); break;
+        }
     }
 
     public void CopyFromHost(Tensor t, ReadOnlySpan<byte> bytes) => bytes.CopyTo(t.HostBytes);
@@ -61,16 +66,24 @@ public sealed class CpuBackend : IBackend
     public static double[] Read(Tensor t)
     {
         var r = new double[t.Count];
-        if (t.DType == DType.Float32) { var s = t.HostFloats; for (var i = 0; i < r.Length; i++) r[i] = s[i]; }
-        else { var s = t.HostBFloat16; for (var i = 0; i < r.Length; i++) r[i] = BFloat16.ToFloat(s[i]); }
+        switch (t.DType)
+        {
+            case DType.Float32: { var s = t.HostFloats; for (var i = 0; i < r.Length; i++) r[i] = s[i]; break; }
+            case DType.BFloat16: { var s = t.HostBFloat16; for (var i = 0; i < r.Length; i++) r[i] = BFloat16.ToFloat(s[i]); break; }
+            default: t.HostDoubles.CopyTo(r); break;
+        }
         return r;
     }
 
     /// <summary>Stores float64 results, rounded once to the tensor's dtype.</summary>
     public static void Write(Tensor t, ReadOnlySpan<double> v)
     {
-        if (t.DType == DType.Float32) { var s = t.HostFloats; for (var i = 0; i < v.Length; i++) s[i] = (float)v[i]; }
-        else { var s = t.HostBFloat16; for (var i = 0; i < v.Length; i++) s[i] = BFloat16.FromFloat((float)v[i]); }
+        switch (t.DType)
+        {
+            case DType.Float32: { var s = t.HostFloats; for (var i = 0; i < v.Length; i++) s[i] = (float)v[i]; break; }
+            case DType.BFloat16: { var s = t.HostBFloat16; for (var i = 0; i < v.Length; i++) s[i] = BFloat16.FromFloat((float)v[i]); break; }
+            default: v.CopyTo(t.HostDoubles); break;
+        }
     }
 
     public void Axpby(Tensor a, float alpha, Tensor? b, float beta, Tensor y)

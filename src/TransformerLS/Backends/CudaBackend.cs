@@ -64,8 +64,9 @@ public sealed class CudaBackend : IBackend
         }
     }
 
-    public Tensor Empty(Shape shape, DType dtype) =>
-        new(this, shape, dtype, null, Context.Allocator.Allocate(shape.Count * dtype.Size()), owns: true);
+    public Tensor Empty(Shape shape, DType dtype) => dtype == DType.Float64
+        ? throw new ArgumentException($"float64 tensors exist only on the CPU backend (the finite-difference reference); asked for {shape} float64 on {Device}", nameof(dtype))
+        : new(this, shape, dtype, null, Context.Allocator.Allocate(shape.Count * dtype.Size()), owns: true);
 
     public void Fill(Tensor t, float value)
     {

@@ -29,7 +29,7 @@ public static class SafeTensors
         ["BF16"] = 2, ["I32"] = 4, ["U32"] = 4, ["F32"] = 4, ["I64"] = 8, ["U64"] = 8, ["F64"] = 8,
     };
 
-    public static string Code(DType t) => t == DType.Float32 ? "F32" : "BF16";
+    public static string Code(DType t) => t switch { DType.Float32 => "F32", DType.BFloat16 => "BF16", _ => "F64" };
 
     /// <summary>
     /// Writes <paramref name="tensors"/> (in name order, so equal models give equal files) and the metadata to

@@ -124,7 +124,7 @@ public static class ConformanceRunner
         }
         if (s.Kind == InputKind.ClassIndex)
             for (var i = 0; i < v.Length; i++) v[i] = rng.NextDouble() < 0.1 ? -1 : rng.Next((int)s.Scale);
-        for (var i = 0; i < v.Length; i++) v[i] = s.DType.Round(v[i]);
+        for (var i = 0; i < v.Length; i++) v[i] = (float)s.DType.Round(v[i]);
         return v;
     }
 

@@ -29,7 +29,7 @@ public static partial class OpCases
         IReference r, Func<float, float>? sameInput = null) => new()
     {
         Op = op, Name = $"{op} {dt.Name()} {shapes}", Inputs = ins, Outputs = outs, Run = run,
-        Reference64 = i => r.Run<double>(i, x => x), Reference32 = i => r.Run<float>(i, x => dt.Round(x)), SamePrecisionInput = sameInput,
+        Reference64 = i => r.Run<double>(i, x => x), Reference32 = i => r.Run<float>(i, x => (float)dt.Round(x)), SamePrecisionInput = sameInput,
     };
 
     static InputSpec In(string name, DType dt, double scale = 1, params int[] dims) => new(name, new Shape(dims), dt, Scale: scale);

@@ -6,7 +6,7 @@ namespace TransformerLS.Graph;
 /// <summary>How the executor runs a graph.</summary>
 public sealed record ExecutorOptions
 {
-    /// <summary>The scalar (float32 [1]) to differentiate; null for an inference-only executor.</summary>
+    /// <summary>The scalar (float32 [1], float64 in a float64 model) to differentiate; null for an inference-only executor.</summary>
     public Value? Loss { get; init; }
     /// <summary>Values the caller reads after a run (logits, memories); they live until the next run.</summary>
     public IReadOnlyList<Value> Keep { get; init; } = [];
@@ -22,7 +22,7 @@ public sealed record ExecutorOptions
 /// <summary>
 /// Runs a graph forward, or forward and backward, on its backend, following a <see cref="MemoryPlan"/>:
 /// activations and their gradients are allocated at first write and freed after last read, so nothing
-/// outlives its last use. Parameter gradients (the model's, float32) are zeroed before each backward unless
+/// outlives its last use. Parameter gradients (the model's, in each parameter's wide dtype) are zeroed before each backward unless
 /// the run accumulates. Nothing in a run synchronizes with the host.
 /// </summary>
 public sealed class Executor : IDisposable
@@ -35,7 +35,7 @@ public sealed class Executor : IDisposable
     readonly Value[] _inputs;
     MemoryPlan? _inference, _training;
 
-    /// <param name="grads">Float32 gradients of the trainable parameters by parameter name (the model's; needed for <see cref="Backward"/>).</param>
+    /// <param name="grads">Gradients (float32; float64 for float64 parameters) of the trainable parameters by parameter name (the model's; needed for <see cref="Backward"/>).</param>
     public Executor(Graph graph, ExecutorOptions options, IReadOnlyDictionary<string, Tensor>? grads = null)
     {
         _graph = graph;
@@ -48,12 +48,12 @@ public sealed class Executor : IDisposable
         // cuBLAS's workspace is made on first use and lives with the backend: make it now, so a first run's measured peak is the plan's.
         if (_be is CudaBackend cuda) _ = cuda.Blas;
         _temps = new Tensor?[inputs];
-        if (options.Loss is { } loss && (loss.Kind != ValueKind.Activation || !options.SumLoss && (loss.Shape.Count != 1 || loss.DType != DType.Float32)))
+        if (options.Loss is { } loss && (loss.Kind != ValueKind.Activation || !options.SumLoss && (loss.Shape.Count != 1 || loss.DType != DType.Float32 && loss.DType != DType.Float64)))
             throw new ArgumentException(options.SumLoss ? $"the loss {loss} must be an activation"
-                : $"the loss {loss} must be a float32 activation with one element (or set SumLoss to differentiate the sum of its elements)", nameof(options));
+                : $"the loss {loss} must be a float32 (or float64) activation with one element (or set SumLoss to differentiate the sum of its elements)", nameof(options));
         foreach (var v in graph.Values.Where(v => v.Kind == ValueKind.Parameter && v.RequiresGrad))
-            if (options.Loss is not null && (!_grads.TryGetValue(v.Name, out var g) || g.DType != DType.Float32 || g.Shape != v.Shape))
-                throw new ArgumentException($"parameter {v} needs a float32 gradient of shape {v.Shape} named '{v.Name}' in grads", nameof(grads));
+            if (options.Loss is not null && (!_grads.TryGetValue(v.Name, out var g) || g.DType != v.DType.Wide() || g.Shape != v.Shape))
+                throw new ArgumentException($"parameter {v} needs a {v.DType.Wide().Name()} gradient of shape {v.Shape} named '{v.Name}' in grads", nameof(grads));
     }
 
     public ExecutorOptions Options { get; }

@@ -32,8 +32,8 @@ public static class LsAttentionBlock
         int D = cfg.Dim;
         foreach (var name in new[] { "W_q", "W_k", "W_v", "W_o" }) ps.AddLinear(be, prefix + name, D, D, true, dtype, rng, 0.02);
         ps.AddLinear(be, prefix + "dconv_fc", cfg.Heads * cfg.Rank, D, true, dtype, rng, 0.02);
-        ps.AddLayerNorm(be, prefix + "dual_ln_l", D, rng, 0);  // torch's LayerNorm init: weight 1, bias 0
-        ps.AddLayerNorm(be, prefix + "dual_ln_s", D, rng, 0);
+        ps.AddLayerNorm(be, prefix + "dual_ln_l", D, rng, 0, dtype);  // torch's LayerNorm init: weight 1, bias 0
+        ps.AddLayerNorm(be, prefix + "dual_ln_s", D, rng, 0, dtype);
     }
 
     /// <summary>

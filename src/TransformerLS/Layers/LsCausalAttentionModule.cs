@@ -36,8 +36,8 @@ public static class LsCausalAttentionBlock
         ps.AddLinear(be, prefix + "dconv_1", cfg.Heads * cfg.Rank, D, true, dtype, rng, 0.02);
         ps.Add(be, prefix + "r_w_bias", new Shape(cfg.Heads, cfg.HeadDim), dtype, rng, 0.02);
         ps.Add(be, prefix + "r_r_bias", new Shape(cfg.Heads, cfg.HeadDim), dtype, rng, 0.02);
-        ps.AddLayerNorm(be, prefix + "dual_ln_win", D, rng, 0.02);  // section 3.5: LayerNorm weights N(1, 0.02)
-        ps.AddLayerNorm(be, prefix + "dual_ln_dproj", D, rng, 0.02);
+        ps.AddLayerNorm(be, prefix + "dual_ln_win", D, rng, 0.02, dtype);  // section 3.5: LayerNorm weights N(1, 0.02)
+        ps.AddLayerNorm(be, prefix + "dual_ln_dproj", D, rng, 0.02, dtype);
     }
 
     /// <summary>Number of compressed keys of a block of L after a memory of M: (M + L)/l chunks of r.</summary>

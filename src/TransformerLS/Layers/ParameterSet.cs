@@ -17,8 +17,8 @@ public sealed class ParameterSet : IDisposable
     /// <summary>Adds a parameter drawn from N(mean, std²), rounded to its dtype.</summary>
     public Tensor Add(IBackend be, string name, Shape shape, DType dtype, Random rng, double std, double mean = 0)
     {
-        var values = new float[shape.Count];
-        for (var i = 0; i < values.Length; i++) values[i] = (float)(mean + std * Conformance.ConformanceRunner.Normal(rng));
+        var values = new double[shape.Count];
+        for (var i = 0; i < values.Length; i++) values[i] = mean + std * Conformance.ConformanceRunner.Normal(rng);
         var t = be.Empty(shape, dtype);
         t.CopyFrom(values);
         _tensors.Add(name, t);
@@ -32,20 +32,23 @@ public sealed class ParameterSet : IDisposable
         if (bias) Add(be, $"{name}.bias", new Shape(outDim), dtype, rng, std);
     }
 
-    /// <summary>"{name}.weight" ~ N(1, std²) and "{name}.bias" = 0, float32 like every LayerNorm's weights here.</summary>
-    public void AddLayerNorm(IBackend be, string name, int dim, Random rng, double std)
+    /// <summary>
+    /// "{name}.weight" ~ N(1, std²) and "{name}.bias" = 0 in the wide dtype of a <paramref name="model"/> model
+    /// (float32 like every LayerNorm's weights here; float64 in a float64 model).
+    /// </summary>
+    public void AddLayerNorm(IBackend be, string name, int dim, Random rng, double std, DType model)
     {
-        Add(be, $"{name}.weight", new Shape(dim), DType.Float32, rng, std, 1);
-        Add(be, $"{name}.bias", new Shape(dim), DType.Float32, rng, 0);
+        Add(be, $"{name}.weight", new Shape(dim), model.Wide(), rng, std, 1);
+        Add(be, $"{name}.bias", new Shape(dim), model.Wide(), rng, 0);
     }
 
-    /// <summary>A float32 gradient for every parameter, by name (the caller owns them).</summary>
+    /// <summary>A gradient for every parameter, by name, in its wide dtype (float32, or float64 for float64); the caller owns them.</summary>
     public Dictionary<string, Tensor> CreateGradients(IBackend be)
     {
         var grads = new Dictionary<string, Tensor>();
         foreach (var (name, t) in _tensors)
         {
-            var g = be.Empty(t.Shape, DType.Float32);
+            var g = be.Empty(t.Shape, t.DType.Wide());
             be.Fill(g, 0f);
             grads[name] = g;
         }

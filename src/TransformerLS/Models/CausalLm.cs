@@ -61,10 +61,10 @@ public sealed class CausalLm : IDisposable
         {
             var b = $"layers.{i}.";
             LsCausalAttentionBlock.AddParameters(Parameters, be, b + "attn.", cfg.Attention, dtype, rng);
-            Parameters.AddLayerNorm(be, b + "norm1", D, rng, 0.02);
+            Parameters.AddLayerNorm(be, b + "norm1", D, rng, 0.02, dtype);
             Parameters.AddLinear(be, b + "ff.fc1", cfg.Hidden, D, true, dtype, rng, 0.02);
             Parameters.AddLinear(be, b + "ff.fc2", D, cfg.Hidden, true, dtype, rng, 0.02);
-            Parameters.AddLayerNorm(be, b + "norm2", D, rng, 0.02);
+            Parameters.AddLayerNorm(be, b + "norm2", D, rng, 0.02, dtype);
         }
     }
 

@@ -60,13 +60,13 @@ public sealed class LraClassifier : IDisposable
         for (var i = 0; i < cfg.Layers; i++)
         {
             var b = $"model.transformer_{i}.";
-            Parameters.AddLayerNorm(be, b + "norm1", D, rng, 0);
+            Parameters.AddLayerNorm(be, b + "norm1", D, rng, 0, dtype);
             LsAttentionBlock.AddParameters(Parameters, be, b + "mha.", cfg.Attention(i == cfg.Layers - 1), dtype, rng);
-            Parameters.AddLayerNorm(be, b + "norm2", D, rng, 0);
+            Parameters.AddLayerNorm(be, b + "norm2", D, rng, 0, dtype);
             Parameters.AddLinear(be, b + "mlpblock.0", cfg.Hidden, D, true, dtype, rng, 0.02);
             Parameters.AddLinear(be, b + "mlpblock.3", D, cfg.Hidden, true, dtype, rng, 0.02);
         }
-        Parameters.AddLayerNorm(be, "model.norm", D, rng, 0);
+        Parameters.AddLayerNorm(be, "model.norm", D, rng, 0, dtype);
         Parameters.AddLinear(be, "seq_classifer.mlpblock.0", cfg.Hidden, D, true, dtype, rng, 0.02);
         Parameters.AddLinear(be, "seq_classifer.mlpblock.2", cfg.Classes, cfg.Hidden, true, dtype, rng, 0.02);
     }

@@ -42,6 +42,7 @@ public sealed class Tensor : IDisposable
     }
 
     public Span<float> HostFloats => DType == DType.Float32 ? MemoryMarshal.Cast<byte, float>(HostBytes) : throw DTypeIs(DType.Float32);
+    public Span<double> HostDoubles => DType == DType.Float64 ? MemoryMarshal.Cast<byte, double>(HostBytes) : throw DTypeIs(DType.Float64);
     public Span<ushort> HostBFloat16 => DType == DType.BFloat16 ? MemoryMarshal.Cast<byte, ushort>(HostBytes) : throw DTypeIs(DType.BFloat16);
 
     /// <summary>A view with another shape of the same element count; disposing the view frees nothing.</summary>
@@ -54,29 +55,51 @@ public sealed class Tensor : IDisposable
         return new Tensor(Backend, shape, DType, _host, _device, owns: false);
     }
 
-    /// <summary>All elements as float32 (bf16 widened exactly); copies from the device if needed.</summary>
-    public float[] ToArray()
+    /// <summary>All elements as float32 (bf16 widened exactly, float64 rounded); copies from the device if needed.</summary>
+    public float[] ToArray() => [.. ToDoubles().Select(v => (float)v)];
+
+    /// <summary>All elements, widened exactly to float64; copies from the device if needed.</summary>
+    public double[] ToDoubles()
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         var bytes = new byte[Bytes];
         Backend.CopyToHost(this, bytes);
-        return DType == DType.Float32
-            ? MemoryMarshal.Cast<byte, float>(bytes).ToArray()
-            : [.. MemoryMarshal.Cast<byte, ushort>(bytes).ToArray().Select(BFloat16.ToFloat)];
+        return DType switch
+        {
+            DType.Float32 => [.. MemoryMarshal.Cast<byte, float>(bytes).ToArray().Select(v => (double)v)],
+            DType.BFloat16 => [.. MemoryMarshal.Cast<byte, ushort>(bytes).ToArray().Select(b => (double)BFloat16.ToFloat(b))],
+            _ => MemoryMarshal.Cast<byte, double>(bytes).ToArray(),
+        };
     }
 
     /// <summary>Writes <paramref name="values"/> (rounded to this tensor's dtype).</summary>
     public void CopyFrom(ReadOnlySpan<float> values)
     {
+        var wide = new double[values.Length];
+        for (var i = 0; i < wide.Length; i++) wide[i] = values[i];
+        CopyFrom(wide);
+    }
+
+    /// <summary>Writes <paramref name="values"/>, each rounded once to this tensor's dtype.</summary>
+    public void CopyFrom(ReadOnlySpan<double> values)
+    {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         if (values.Length != Count)
             throw new ArgumentException($"got {values.Length} values for a tensor of shape {Shape} ({Count} elements)", nameof(values));
         var bytes = new byte[Bytes];
-        if (DType == DType.Float32) MemoryMarshal.AsBytes(values).CopyTo(bytes);
-        else
+        switch (DType)
         {
-            var dst = MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan());
-            for (var i = 0; i < values.Length; i++) dst[i] = BFloat16.FromFloat(values[i]);
+            case DType.Float32:
+                var f = MemoryMarshal.Cast<byte, float>(bytes.AsSpan());
+                for (var i = 0; i < values.Length; i++) f[i] = (float)values[i];
+                break;
+            case DType.BFloat16:
+                var h = MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan());
+                for (var i = 0; i < values.Length; i++) h[i] = BFloat16.FromFloat((float)values[i]);
+                break;
+            default:
+                MemoryMarshal.AsBytes(values).CopyTo(bytes);
+                break;
         }
         Backend.CopyFromHost(this, bytes);
     }

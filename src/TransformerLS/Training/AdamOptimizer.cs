@@ -35,13 +35,13 @@ public sealed class AdamOptimizer : IDisposable
         foreach (var (name, p) in parameters.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             Tensor? master = null;
-            if (p.DType != DType.Float32)
+            if (p.DType == DType.BFloat16)
             {
                 master = be.Empty(p.Shape, DType.Float32);
                 be.Cast(p, master);
             }
-            var m = be.Empty(p.Shape, DType.Float32);
-            var v = be.Empty(p.Shape, DType.Float32);
+            var m = be.Empty(p.Shape, p.DType.Wide());
+            var v = be.Empty(p.Shape, p.DType.Wide());
             be.Fill(m, 0); be.Fill(v, 0);
             _slots.Add(name, new Slot(p, master, m, v));
         }

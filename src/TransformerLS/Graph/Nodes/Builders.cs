@@ -10,7 +10,8 @@ public static class Builders
     static Value Act(Graph g, string name, Shape shape, DType dtype, params Value?[] from) =>
         g.Activation(name, shape, dtype, from.Any(v => v is { RequiresGrad: true }));
 
-    static Value Aux(Graph g, string name, params int[] dims) => g.Activation(name, new Shape(dims), DType.Float32, false);
+    /// <summary>A saved statistic (mean, rstd, lse, ...) of an op over <paramref name="of"/>: in its wide dtype.</summary>
+    static Value Aux(Graph g, Value of, string name, params int[] dims) => g.Activation(name, new Shape(dims), of.DType.Wide(), false);
 
     static Shape With(Shape s, int axis, int size)
     {
@@ -48,7 +49,7 @@ public static class Builders
         var name = gamma.Name.Replace(".weight", "");
         var rows = (int)(x.Shape.Count / x.Shape[-1]);
         var y = Act(g, name, x.Shape, x.DType, x, gamma, beta);
-        g.Add(new LayerNormNode(x, gamma, beta, y, Aux(g, $"{name}.mean", rows), Aux(g, $"{name}.rstd", rows), eps));
+        g.Add(new LayerNormNode(x, gamma, beta, y, Aux(g, x, $"{name}.mean", rows), Aux(g, x, $"{name}.rstd", rows), eps));
         return y;
     }
 
@@ -150,9 +151,9 @@ public static class Builders
         var n = (int)target.Shape.Count;
         if (logits.Shape.Count != (long)n * logits.Shape[-1])
             throw new ArgumentException($"logits {logits} do not have one row per target of {target}", nameof(target));
-        var loss = g.Activation("loss.rows", new Shape(n), DType.Float32, logits.RequiresGrad);
-        g.Add(new CrossEntropyNode(logits, target, loss, Aux(g, "loss.lse", n)));
-        var mean = g.Activation("loss", new Shape(1), DType.Float32, logits.RequiresGrad);
+        var loss = g.Activation("loss.rows", new Shape(n), logits.DType.Wide(), logits.RequiresGrad);
+        g.Add(new CrossEntropyNode(logits, target, loss, Aux(g, logits, "loss.lse", n)));
+        var mean = g.Activation("loss", new Shape(1), logits.DType.Wide(), logits.RequiresGrad);
         g.Add(new SumNode(loss, n, mean));
         return mean;
     }
@@ -161,7 +162,7 @@ public static class Builders
     {
         var name = gamma.Name.Replace(".weight", "");
         var (k, v) = (Act(g, $"{name}.k", headShape, xk.DType, xk, gamma), Act(g, $"{name}.v", headShape, xv.DType, xv, gamma));
-        g.Add(new DualLayerNormNode(xk, xv, gamma, beta, k, v, Aux(g, $"{name}.mean", 2, headShape[0], headShape[2]), Aux(g, $"{name}.rstd", 2, headShape[0], headShape[2]), eps));
+        g.Add(new DualLayerNormNode(xk, xv, gamma, beta, k, v, Aux(g, xk, $"{name}.mean", 2, headShape[0], headShape[2]), Aux(g, xk, $"{name}.rstd", 2, headShape[0], headShape[2]), eps));
         return (k, v);
     }
 
@@ -170,14 +171,14 @@ public static class Builders
         int B = k.Shape[0], H = k.Shape[1], d = k.Shape[3];
         var shape = new Shape(B, H, rank, d);
         var (kb, vb) = (Act(g, "kbar", shape, k.DType, scores, k), Act(g, "vbar", shape, v.DType, scores, v));
-        g.Add(new LsProjectionNode(scores, k, v, mask, kb, vb, Aux(g, "proj.colmax", B, H * rank), Aux(g, "proj.colsum", B, H * rank)));
+        g.Add(new LsProjectionNode(scores, k, v, mask, kb, vb, Aux(g, k, "proj.colmax", B, H * rank), Aux(g, k, "proj.colsum", B, H * rank)));
         return (kb, vb);
     }
 
     public static Value LsAttention(this Graph g, LsAttentionConfig cfg, Value q, Value k, Value v, Value kbar, Value vbar, Value? mask)
     {
         var o = Act(g, "attn", q.Shape, q.DType, q, k, v, kbar, vbar);
-        g.Add(new LsAttentionNode(cfg, q, k, v, kbar, vbar, mask, o, Aux(g, "attn.lse", q.Shape[0], q.Shape[1], q.Shape[2])));
+        g.Add(new LsAttentionNode(cfg, q, k, v, kbar, vbar, mask, o, Aux(g, q, "attn.lse", q.Shape[0], q.Shape[1], q.Shape[2])));
         return o;
     }
 
@@ -185,7 +186,7 @@ public static class Builders
     public static Value LsClsAttention(this Graph g, Value q, Value k, Value v, Value ctx, Value? mask)
     {
         var o = Act(g, "cls.attn", q.Shape, q.DType, q, k, v, ctx);
-        g.Add(new LsClsAttentionNode(q, k, v, ctx, mask, o, Aux(g, "cls.lse", q.Shape[0], q.Shape[1])));
+        g.Add(new LsClsAttentionNode(q, k, v, ctx, mask, o, Aux(g, q, "cls.lse", q.Shape[0], q.Shape[1])));
         return o;
     }
 
@@ -204,7 +205,7 @@ public static class Builders
         if (x.Length != 9) throw new ArgumentException($"expected the 9 inputs of LsCausalInputs, got {x.Length}", nameof(x));
         var q = x[0];
         var o = Act(g, "attn", q.Shape, q.DType, x);
-        g.Add(new LsCausalAttentionNode(cfg, x, o, Aux(g, "attn.lse", q.Shape[0], q.Shape[1], q.Shape[2])));
+        g.Add(new LsCausalAttentionNode(cfg, x, o, Aux(g, q, "attn.lse", q.Shape[0], q.Shape[1], q.Shape[2])));
         return o;
     }
 }

@@ -19,7 +19,7 @@ public static class Linear
         if (bias is null) { be.MatMul(x, false, weight, true, y); return; }
         // y = bias (exact), then y = x·Wᵀ + 1·y in one GEMM. For bf16 that sum is kept in float32 and cast once:
         // a bf16 C with beta = 1 was rounded more than once by cuBLAS (up to 1.5 ulp, failing the 2x rule).
-        if (y.DType == DType.Float32)
+        if (y.DType != DType.BFloat16)
         {
             be.Fill(y, 0f);
             be.BiasAdd(y, bias, y);
