@@ -14,12 +14,11 @@ public class GpuModelTests
 {
     public static TheoryData<string, DType> Cases => new()
     {
-        { "lra", DType.Float32 }, { "lra", DType.BFloat16 }, { "lm", DType.Float32 }, { "lm", DType.BFloat16 },
+        { "lra", DType.Float32 }, { "lra", DType.BFloat16 }, { "lra-mean", DType.Float32 }, { "lra-mean", DType.BFloat16 },
+        { "lm", DType.Float32 }, { "lm", DType.BFloat16 },
     };
 
-    static ModelHarness Make(IBackend be, string model, DType dt, DType values) => model == "lra"
-        ? new ModelHarness(be, ModelHarness.Lra(0.1f, dim: 64), dt, 21, valuesOf: values)
-        : new ModelHarness(be, ModelHarness.Lm(0.1f, dim: 64), dt, 21, valuesOf: values);
+    static ModelHarness Make(IBackend be, string model, DType dt, DType values) => ModelHarness.Create(be, model, dt, 21, 0.1f, 64, values);
 
     static (float Loss, Dictionary<string, float[]> Grads) Run(ModelHarness h, bool recompute = false)
     {

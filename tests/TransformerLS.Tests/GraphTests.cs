@@ -1,5 +1,6 @@
 using TransformerLS.Backends;
 using TransformerLS.Graph;
+using TransformerLS.Graph.Nodes;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Tests;
@@ -10,10 +11,9 @@ namespace TransformerLS.Tests;
 /// </summary>
 public class GraphTests
 {
-    public static TheoryData<string> Models => ["lra", "lm"];
+    public static TheoryData<string> Models => ["lra", "lra-mean", "lm"];
 
-    internal static ModelHarness Make(IBackend be, string model, DType dt, int seed, float dropout = 0) =>
-        model == "lra" ? new ModelHarness(be, ModelHarness.Lra(dropout), dt, seed) : new ModelHarness(be, ModelHarness.Lm(dropout), dt, seed);
+    internal static ModelHarness Make(IBackend be, string model, DType dt, int seed, float dropout = 0) => ModelHarness.Create(be, model, dt, seed, dropout);
 
     static float Loss(ModelHarness h, Executor run, ulong seed)
     {
@@ -158,6 +158,37 @@ public class GraphTests
             for (var i = 0; i < twice.Length; i++)
                 Assert.True(Math.Abs(twice[i] - once[name][i]) <= 1e-6f * (1 + Math.Abs(once[name][i])), $"{name}[{i}]: {twice[i]} vs {once[name][i]}");
         }
+    }
+
+    /// <summary>Mean pooling as the LRA code does it: Σ mask·x / N, padding zeroed but counted; bf16 x takes the cast path.</summary>
+    [Theory, InlineData(DType.Float32), InlineData(DType.BFloat16)]
+    public void Masked_mean_divides_by_every_position_like_the_reference(DType dt)
+    {
+        var be = new CpuBackend();
+        const int B = 2, N = 5, D = 3;
+        var rng = new Random(12);
+        double[] xs = [.. Enumerable.Range(0, B * N * D).Select(_ => dt.Round(Conformance.ConformanceRunner.Normal(rng)))];
+        double[] ms = [1, 1, 1, 1, 1, 1, 1, 0, 1, 0];
+        using (var g = new Graph.Graph(be))
+        {
+            var x = g.Input("x", new Shape(B, N, D), dt);
+            var mask = g.Input("mask", new Shape(B, N), DType.Float32);
+            var y = g.MaskedMean(x, mask);
+            using var xt = be.Empty(x.Shape, dt);
+            using var mt = be.Empty(mask.Shape, DType.Float32);
+            xt.CopyFrom(xs); mt.CopyFrom(ms);
+            using var got = Executor.ForwardOnce(g, y, new Dictionary<Value, Tensor> { [x] = xt, [mask] = mt });
+            var values = got.ToDoubles();
+            for (var b = 0; b < B; b++)
+                for (var k = 0; k < D; k++)
+                {
+                    var expected = Enumerable.Range(0, N).Sum(t => ms[b * N + t] * xs[(b * N + t) * D + k]) / N;
+                    var ulp = dt == DType.Float32 ? 1e-6 : 1.0 / 256; // one rounding of the result
+                    Assert.True(Math.Abs(values[b * D + k] - expected) <= ulp * Math.Abs(expected) + 1e-7, $"[{b}, {k}]: {values[b * D + k]} vs {expected}");
+                }
+            Assert.Contains("float32 [B, N]", Assert.Throws<ArgumentException>(() => g.MaskedMean(x, g.Input("bad", new Shape(B, N + 1), DType.Float32))).Message);
+        }
+        Assert.Equal(0, be.MemoryStats.LiveBytes);
     }
 
     [Fact]

@@ -20,6 +20,15 @@ sealed class ModelHarness : IDisposable
     public Dictionary<Value, Tensor> Feeds { get; } = [];
     public Dictionary<string, Tensor> Grads { get; }
 
+    /// <summary>The tiny models by name: "lra" (CLS pooling), "lra-mean" (mean pooling) and "lm".</summary>
+    public static ModelHarness Create(IBackend be, string model, DType dt, int seed, float dropout = 0, int dim = 16, DType? valuesOf = null) => model switch
+    {
+        "lra" => new ModelHarness(be, Lra(dropout, dim), dt, seed, valuesOf: valuesOf),
+        "lra-mean" => new ModelHarness(be, Lra(dropout, dim) with { Pooling = LraPooling.Mean }, dt, seed, valuesOf: valuesOf),
+        "lm" => new ModelHarness(be, Lm(dropout, dim), dt, seed, valuesOf),
+        _ => throw new ArgumentOutOfRangeException(nameof(model), model, "lra, lra-mean or lm"),
+    };
+
     /// <summary>The LRA classifier: 2 layers, n = 11 with padding in the second row, w = 4, r = 3.</summary>
     public static LraConfig Lra(float dropout = 0, int dim = 16) => new()
     {

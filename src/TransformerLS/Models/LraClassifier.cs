@@ -6,6 +6,15 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Models;
 
+/// <summary>How the classifier reads one feature vector per sequence (reference section 1.7).</summary>
+public enum LraPooling
+{
+    /// <summary>The scripts' <c>--cls_last_layer</c>: a learned CLS embedding joins the last layer and the head reads its row.</summary>
+    Cls,
+    /// <summary>Without it: the mean over positions of LN(X)·mask, divided by N (padding counts, as torch's mean does).</summary>
+    Mean,
+}
+
 /// <summary>The LRA classifier's sizes (reference sections 1.7-1.8; defaults: the ListOps script).</summary>
 public sealed record LraConfig
 {
@@ -19,12 +28,14 @@ public sealed record LraConfig
     public int Rank { get; init; } = 32;
     public int Classes { get; init; } = 10;
     public float Dropout { get; init; }
+    public LraPooling Pooling { get; init; } = LraPooling.Cls;
 
     public void Validate()
     {
         Positive(Vocab, nameof(Vocab)); Positive(MaxLength, nameof(MaxLength)); Positive(Hidden, nameof(Hidden));
         Positive(Layers, nameof(Layers)); Positive(Classes, nameof(Classes));
         if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, "dropout must be in [0, 1)");
+        if (!Enum.IsDefined(Pooling)) throw new ArgumentOutOfRangeException(nameof(Pooling), Pooling, "pooling must be cls or mean");
         Attention(true).Validate();
     }
 
@@ -34,12 +45,16 @@ public sealed record LraConfig
     }
 
     public LsAttentionModuleConfig Attention(bool cls) => new(Dim, Heads, Window, Rank, cls);
+
+    /// <summary>Whether layer <paramref name="i"/> takes the CLS embedding (the last one, with CLS pooling).</summary>
+    public bool TakesCls(int i) => Pooling == LraPooling.Cls && i == Layers - 1;
 }
 
 /// <summary>
 /// The bidirectional LS classifier of the LRA code (sections 1.7-1.8): token + learned absolute position
 /// embeddings, pre-LN blocks (LS attention, GELU MLP), the CLS embedding joining in the last layer, final
-/// LayerNorm, and a ReLU MLP head on the CLS row. Parameter names follow section 1.9.
+/// LayerNorm, and a ReLU MLP head on the CLS row (or, with <see cref="LraPooling.Mean"/>, on the masked mean of all
+/// rows, with no CLS embedding). Parameter names follow section 1.9.
 /// </summary>
 public sealed class LraClassifier : IDisposable
 {
@@ -54,14 +69,14 @@ public sealed class LraClassifier : IDisposable
         (Backend, Config, DType) = (be, cfg, dtype);
         var rng = new Random(seed);
         int D = cfg.Dim;
-        Parameters.Add(be, "model.cls_embed", new Shape(1, 1, D), dtype, rng, 0); // zeros, as the reference
+        if (cfg.Pooling == LraPooling.Cls) Parameters.Add(be, "model.cls_embed", new Shape(1, 1, D), dtype, rng, 0); // zeros, as the reference
         Parameters.Add(be, "model.embeddings.word_embeddings.weight", new Shape(cfg.Vocab, D), dtype, rng, 0.02);
         Parameters.Add(be, "model.embeddings.position_embeddings.weight", new Shape(cfg.MaxLength, D), dtype, rng, 0.02);
         for (var i = 0; i < cfg.Layers; i++)
         {
             var b = $"model.transformer_{i}.";
             Parameters.AddLayerNorm(be, b + "norm1", D, rng, 0, dtype);
-            LsAttentionBlock.AddParameters(Parameters, be, b + "mha.", cfg.Attention(i == cfg.Layers - 1), dtype, rng);
+            LsAttentionBlock.AddParameters(Parameters, be, b + "mha.", cfg.Attention(cfg.TakesCls(i)), dtype, rng);
             Parameters.AddLayerNorm(be, b + "norm2", D, rng, 0, dtype);
             Parameters.AddLinear(be, b + "mlpblock.0", cfg.Hidden, D, true, dtype, rng, 0.02);
             Parameters.AddLinear(be, b + "mlpblock.3", D, cfg.Hidden, true, dtype, rng, 0.02);
@@ -89,7 +104,7 @@ public sealed class LraClassifier : IDisposable
         for (var i = 0; i < cfg.Layers; i++)
         {
             var b = p.Scope($"model.transformer_{i}.");
-            var last = i == cfg.Layers - 1;
+            var last = cfg.TakesCls(i);
             g.BeginBlock();
             var h = g.LayerNorm(x, b["norm1.weight"], b["norm1.bias"]);
             Value? cls = null;
@@ -107,7 +122,8 @@ public sealed class LraClassifier : IDisposable
             x = g.Plus(x, m);
             g.EndBlock();
         }
-        var feature = g.Slice(g.LayerNorm(x, p["model.norm.weight"], p["model.norm.bias"]), 1, 0, 1, "cls.feature");
+        var normed = g.LayerNorm(x, p["model.norm.weight"], p["model.norm.bias"]);
+        var feature = cfg.Pooling == LraPooling.Cls ? g.Slice(normed, 1, 0, 1, "cls.feature") : g.MaskedMean(normed, mask, "mean.feature");
         var hidden = g.Activation(g.Linear(feature, p["seq_classifer.mlpblock.0.weight"], p["seq_classifer.mlpblock.0.bias"]), Activation.Relu);
         var logits = g.Linear(hidden, p["seq_classifer.mlpblock.2.weight"], p["seq_classifer.mlpblock.2.bias"], "logits");
         return new LraGraph(g, tokens, mask, labels, logits, g.CrossEntropyMean(logits, labels));

@@ -66,6 +66,19 @@ public static class Builders
         return c;
     }
 
+    /// <summary>
+    /// x [B, N, D], float32 mask [B, N] → [B, D]: Σ_t mask·x / N, the LRA code's mean pooling (padding zeroed by the
+    /// mask but counted in N, as torch's mean over the sequence axis counts it).
+    /// </summary>
+    public static Value MaskedMean(this Graph g, Value x, Value mask, string name = "pooled")
+    {
+        if (x.Shape.Rank != 3 || mask.Shape != new Shape(x.Shape[0], x.Shape[1]) || mask.DType != DType.Float32)
+            throw new ArgumentException($"masked mean {name}: x {x} must be [B, N, D] and the mask {mask} float32 [B, N]", nameof(mask));
+        var y = Act(g, name, new Shape(x.Shape[0], x.Shape[2]), x.DType, x);
+        g.Add(new MaskedMeanNode(x, mask, y));
+        return y;
+    }
+
     /// <summary>Softmax over the last axis.</summary>
     public static Value Softmax(this Graph g, Value x, string name = "softmax")
     {

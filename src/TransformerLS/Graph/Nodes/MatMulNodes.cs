@@ -39,3 +39,44 @@ sealed class SoftmaxNode(Value x, Value y) : Node($"softmax {y.Name}", [x], [y],
     public override void Forward(RunContext c) => c.Backend.Softmax(c[x], c[y], -1);
     public override void Backward(RunContext c) => c.Backend.SoftmaxBackward(c[y], c.Grad(y), c.Target(0).Tensor!, -1);
 }
+
+/// <summary>
+/// y [B, D] = (1/N)·Σ_t mask[b, t]·x[b, t, :] for x [B, N, D]: the LRA code's mean pooling of LN(X)·mask, whose
+/// divisor is N even where the mask zeroes padding (torch's mean over the sequence axis). One batched GEMM of the
+/// mask row [B, 1, N] with x; the float32 mask is cast to x's dtype first when they differ (0 and 1 stay exact).
+/// </summary>
+sealed class MaskedMeanNode(Value x, Value mask, Value y) : Node($"masked mean {y.Name}", [x, mask], [y], saved: [mask])
+{
+    int B => x.Shape[0];
+    int N => x.Shape[1];
+
+    Tensor MaskRow(RunContext c)
+    {
+        var m = c[mask];
+        if (m.DType == x.DType) return m.Reshape(B, 1, N);
+        var cast = c.Backend.Empty(new Shape(B, 1, N), x.DType);
+        using var row = m.Reshape(B, 1, N);
+        c.Backend.Cast(row, cast);
+        return cast;
+    }
+
+    public override void Forward(RunContext c)
+    {
+        using var m = MaskRow(c);
+        using var y3 = c[y].Reshape(B, 1, x.Shape[2]);
+        c.Backend.MatMul(m, false, c[x], false, y3, 1f / N);
+    }
+
+    // dx[b, t, :] = mask[b, t]/N · dy[b, :]: the outer product of the mask column with dy.
+    public override void Backward(RunContext c)
+    {
+        if (c.Target(0) is not { Wanted: true } dx) return;
+        using var m = MaskRow(c);
+        using var dy3 = c.Grad(y).Reshape(B, 1, x.Shape[2]);
+        c.Backend.MatMul(m, true, dy3, false, dx.Tensor!, 1f / N, dx.Accumulate ? 1f : 0f);
+    }
+
+    public override bool Accumulates(int input) => input == 0;
+
+    public override long Workspace(Device device, bool backward) => mask.DType == x.DType ? 0 : (long)B * N * x.DType.Size();
+}
