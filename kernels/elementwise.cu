@@ -68,10 +68,14 @@ TLS_DEVICE bool keep(unsigned long long seed, i64 i, float p)
     return (float)(h >> 8) * (1.f / 16777216.f) >= p;
 }
 
+// In a captured CUDA graph the run's seed changes between replays, so it is read from device memory: b, when set,
+// points at it, and the mask's seed is run_seed·φ64 + cols, the same mix DropoutNode computes on the host otherwise.
 template <typename T> __device__ void dropout(ElementwiseParams p)
 {
     const float scale = 1.f / (1.f - p.alpha);
-    GRID_STRIDE(i, p.n) store<T>(p.y, i, keep((unsigned long long)p.cols, i, p.alpha) ? load<T>(p.a, i) * scale : 0.f);
+    unsigned long long seed = (unsigned long long)p.cols;
+    if (p.b) seed += *(const unsigned long long*)p.b * 0x9E3779B97F4A7C15ull;
+    GRID_STRIDE(i, p.n) store<T>(p.y, i, keep(seed, i, p.alpha) ? load<T>(p.a, i) * scale : 0.f);
 }
 
 // y[r, c] = a[r, c] + b[c]

@@ -11,7 +11,7 @@ namespace TransformerLS.Cli;
 static class TrainCommand
 {
     /// <summary>Flags that override the config file (null: keep the file's or the default value).</summary>
-    public sealed record Overrides(string? Task, string? Data, int? Steps, int? Batch, float? Lr, string? DType, int? Seed, bool? Recompute, int? Accumulate);
+    public sealed record Overrides(string? Task, string? Data, int? Steps, int? Batch, float? Lr, string? DType, int? Seed, bool? Recompute, int? Accumulate, bool? CudaGraph);
 
     public static int Train(string? configPath, Overrides o, string device, string? checkpoint, string? resume)
     {
@@ -22,6 +22,7 @@ static class TrainCommand
             {
                 Task = o.Task ?? cfg.Task, Data = o.Data ?? cfg.Data, Steps = o.Steps ?? cfg.Steps, Batch = o.Batch ?? cfg.Batch, Lr = o.Lr ?? cfg.Lr,
                 DType = o.DType ?? cfg.DType, Seed = o.Seed ?? cfg.Seed, Recompute = o.Recompute ?? cfg.Recompute, Accumulate = o.Accumulate ?? cfg.Accumulate,
+                CudaGraph = o.CudaGraph ?? cfg.CudaGraph,
             };
             using var be = BackendFactory.Open(device);
             using var trainer = new Trainer(be, cfg);
@@ -29,7 +30,8 @@ static class TrainCommand
             var plan = trainer.Task.Executor.TrainingPlan;
             Console.WriteLine($"tls train: task {cfg.Task}, {cfg.DType}, {trainer.Task.Parameters.Count:N0} parameters, on {be.Device}; " +
                 $"{cfg.Steps} steps of {cfg.Accumulate} x {trainer.Task.TokensPerBatch:N0} tokens; planned activation peak {Mib(plan.PeakBytes)} " +
-                $"(without reuse {Mib(plan.NoReuseBytes)}{(cfg.Recompute ? ", recomputing each layer" : "")})");
+                $"(without reuse {Mib(plan.NoReuseBytes)}{(cfg.Recompute ? ", recomputing each layer" : "")})" +
+                (cfg.CudaGraph ? be is CudaBackend ? "; runs replayed from CUDA graphs" : "; --cuda-graph has no effect on the CPU" : ""));
             TrainResult result = null!;
             AnsiConsole.Progress()
                 .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())

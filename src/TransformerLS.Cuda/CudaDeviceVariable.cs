@@ -107,6 +107,13 @@ public static unsafe class CudaMemory
         Driver.Check(Driver.cuMemsetD32Async(dst, pattern, (nuint)count32, stream.Handle));
     }
 
+    /// <summary>Fills <paramref name="count16"/> 16-bit words with <paramref name="pattern"/> (bf16 fills; no host copy, so capturable).</summary>
+    public static void Fill16(CudaStream stream, ulong dst, ushort pattern, long count16)
+    {
+        stream.Context.MakeCurrent();
+        Driver.Check(Driver.cuMemsetD16Async(dst, pattern, (nuint)count16, stream.Handle));
+    }
+
     public static void Fill8(CudaStream stream, ulong dst, byte value, long bytes)
     {
         stream.Context.MakeCurrent();

@@ -43,11 +43,20 @@ internal static unsafe partial class Driver
     [LibraryImport(L)] public static partial int cuMemcpyDtoHAsync_v2(void* dst, ulong src, nuint bytes, nint stream);
     [LibraryImport(L)] public static partial int cuMemcpyDtoDAsync_v2(ulong dst, ulong src, nuint bytes, nint stream);
     [LibraryImport(L)] public static partial int cuMemsetD8Async(ulong dst, byte value, nuint count, nint stream);
+    [LibraryImport(L)] public static partial int cuMemsetD16Async(ulong dst, ushort value, nuint count, nint stream);
     [LibraryImport(L)] public static partial int cuMemsetD32Async(ulong dst, uint value, nuint count, nint stream);
     [LibraryImport(L)] public static partial int cuMemGetInfo_v2(nuint* free, nuint* total);
     [LibraryImport(L)] public static partial int cuDeviceGetDefaultMemPool(nint* pool, int dev);
     [LibraryImport(L)] public static partial int cuMemPoolSetAttribute(nint pool, int attr, void* value);
     [LibraryImport(L)] public static partial int cuMemPoolTrimTo(nint pool, nuint minBytesToKeep);
+    [LibraryImport(L)] public static partial int cuStreamBeginCapture_v2(nint stream, int mode);
+    [LibraryImport(L)] public static partial int cuStreamEndCapture(nint stream, nint* graph);
+    [LibraryImport(L)] public static partial int cuGraphInstantiateWithFlags(nint* exec, nint graph, ulong flags);
+    [LibraryImport(L)] public static partial int cuGraphLaunch(nint exec, nint stream);
+    [LibraryImport(L)] public static partial int cuGraphExecDestroy(nint exec);
+    [LibraryImport(L)] public static partial int cuGraphDestroy(nint graph);
+    [LibraryImport(L)] public static partial int cuGraphGetNodes(nint graph, nint* nodes, nuint* count);
+    [LibraryImport(L)] public static partial int cuDeviceGraphMemTrim(int device);
     [LibraryImport(L)] public static partial int cuGetErrorName(int error, byte** name);
     [LibraryImport(L)] public static partial int cuGetErrorString(int error, byte** text);
 

@@ -192,6 +192,21 @@ public class GraphTests
     }
 
     [Fact]
+    public void Graph_capture_is_ignored_on_the_cpu()
+    {
+        var be = new CpuBackend();
+        using var h = Make(be, "lm", DType.Float32, 9, dropout: 0.1f);
+        float[] Grads(bool graph)
+        {
+            using var run = new Executor(h.Graph, new ExecutorOptions { Loss = h.Loss, CaptureGraph = graph }, h.Grads);
+            for (var i = 0; i < 3; i++) run.Backward(h.Feeds, (ulong)i);
+            Assert.Equal(0, run.GraphReplays);
+            return [.. h.Grads.OrderBy(p => p.Key, StringComparer.Ordinal).SelectMany(p => p.Value.ToArray())];
+        }
+        Assert.Equal(Grads(false), Grads(true));
+    }
+
+    [Fact]
     public void Bad_feeds_and_options_are_named()
     {
         var be = CpuBackend.Instance;

@@ -73,12 +73,7 @@ public sealed class CudaBackend : IBackend
         Ops.Check.On(this, t, nameof(t));
         if (t.DType == DType.Float32)
             CudaMemory.Fill32(Stream, t.DevicePointer, BitConverter.SingleToUInt32Bits(value), t.Count);
-        else
-        {
-            var h = (uint)BFloat16.FromFloat(value);
-            CudaMemory.Fill32(Stream, t.DevicePointer, h | h << 16, t.Count / 2);
-            if (t.Count % 2 == 1) CudaMemory.CopyHostToDevice(Stream, t.DevicePointer + (ulong)(t.Bytes - 2), BitConverter.GetBytes((ushort)h));
-        }
+        else CudaMemory.Fill16(Stream, t.DevicePointer, BFloat16.FromFloat(value), t.Count);
     }
 
     public void CopyFromHost(Tensor t, ReadOnlySpan<byte> bytes) => CudaMemory.CopyHostToDevice(Stream, t.DevicePointer, bytes);
@@ -92,6 +87,9 @@ public sealed class CudaBackend : IBackend
     public void Relu(Tensor x, Tensor y) => ElementwiseCuda.Relu(this, x, y);
     public void ReluBackward(Tensor x, Tensor dy, Tensor dx) => ElementwiseCuda.ReluBackward(this, x, dy, dx);
     public void Dropout(Tensor x, Tensor y, float p, ulong seed) => ElementwiseCuda.Dropout(this, x, y, p, seed);
+
+    /// <summary>Dropout whose seed is runSeed·φ64 + <paramref name="salt"/>, runSeed read from device memory when the kernel runs (a captured graph's replays).</summary>
+    public void Dropout(Tensor x, Tensor y, float p, ulong salt, ulong runSeedAddress) => ElementwiseCuda.Dropout(this, x, y, p, salt, runSeedAddress);
     public void BiasAdd(Tensor x, Tensor bias, Tensor y) => ElementwiseCuda.BiasAdd(this, x, bias, y);
     public void Cast(Tensor x, Tensor y) => ElementwiseCuda.Cast(this, x, y);
     public void CrossEntropy(Tensor logits, Tensor target, Tensor loss, Tensor lse) => Ops.CrossEntropy.CrossEntropyCuda.Forward(this, logits, target, loss, lse);

@@ -1,4 +1,5 @@
 using TransformerLS.Backends;
+using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Graph;
@@ -17,6 +18,13 @@ public sealed record ExecutorOptions
     /// loss scale everywhere): the backward of a layer without a loss head, as the benchmarks run it.
     /// </summary>
     public bool SumLoss { get; init; }
+    /// <summary>
+    /// On the CUDA backend, record each distinct run (forward; or backward with its training flag, accumulate flag and
+    /// loss scale) as a CUDA graph on its second call (the first warms up: kernels load, cuBLAS picks algorithms) and
+    /// replay it from then on: one launch instead of one per op. Replays must be fed the same input tensors (write
+    /// new values into them); the seed may change. The CPU backend runs as without it.
+    /// </summary>
+    public bool CaptureGraph { get; init; }
 }
 
 /// <summary>
@@ -33,7 +41,29 @@ public sealed class Executor : IDisposable
     readonly IReadOnlyDictionary<string, Tensor> _grads;
     readonly Tensor?[] _temps;
     readonly Value[] _inputs;
+    readonly CudaBackend? _cuda;                  // set when runs are captured as CUDA graphs
+    readonly Dictionary<RunKey, CapturedRun> _captured = [];
+    readonly HashSet<RunKey> _warmedUp = [];
+    readonly ulong _runSeed;                      // device word the captured dropout kernels read
+    CapturedRun? _borrowed;                       // the replay whose kept tensors _ctx shows
     MemoryPlan? _inference, _training;
+
+    readonly record struct RunKey(bool Backward, bool Training, bool Accumulate, float LossScale);
+
+    /// <summary>A recorded run: its graph, the feed tensors it reads, the kept values it leaves, its measured peak.</summary>
+    sealed class CapturedRun(CudaGraph graph, Tensor[] feeds, Tensor?[] kept, long peakBytes) : IDisposable
+    {
+        public CudaGraph Graph => graph;
+        public Tensor[] Feeds => feeds;
+        public Tensor?[] Kept => kept;
+        public long PeakBytes => peakBytes;
+
+        public void Dispose()
+        {
+            foreach (var t in kept) t?.Dispose();
+            graph.Dispose();
+        }
+    }
 
     /// <param name="grads">Gradients (float32; float64 for float64 parameters) of the trainable parameters by parameter name (the model's; needed for <see cref="Backward"/>).</param>
     public Executor(Graph graph, ExecutorOptions options, IReadOnlyDictionary<string, Tensor>? grads = null)
@@ -47,6 +77,11 @@ public sealed class Executor : IDisposable
         _ctx = new RunContext(_be, graph.Values.Count, inputs);
         // cuBLAS's workspace is made on first use and lives with the backend: make it now, so a first run's measured peak is the plan's.
         if (_be is CudaBackend cuda) _ = cuda.Blas;
+        if (options.CaptureGraph && _be is CudaBackend graphs)
+        {
+            _cuda = graphs;
+            _runSeed = graphs.Context.Allocator.Allocate(8);
+        }
         _temps = new Tensor?[inputs];
         if (options.Loss is { } loss && (loss.Kind != ValueKind.Activation || !options.SumLoss && (loss.Shape.Count != 1 || loss.DType != DType.Float32 && loss.DType != DType.Float64)))
             throw new ArgumentException(options.SumLoss ? $"the loss {loss} must be an activation"
@@ -66,8 +101,14 @@ public sealed class Executor : IDisposable
         ? throw new InvalidOperationException("this executor has no loss: construct it with ExecutorOptions.Loss to train")
         : MemoryPlan.Build(_graph, [.. Options.Keep, Options.Loss], Options.Loss, Options.Recompute, _be.Device);
 
-    /// <summary>Executor-owned bytes at the high-water mark of the last run, measured by the backend's allocator.</summary>
+    /// <summary>Executor-owned bytes at the high-water mark of the last run, measured by the backend's allocator (a replay reports its recording's).</summary>
     public long MeasuredPeakBytes { get; private set; }
+
+    /// <summary>Runs replayed from a CUDA graph so far (see <see cref="ExecutorOptions.CaptureGraph"/>).</summary>
+    public int GraphReplays { get; private set; }
+
+    /// <summary>Runs recorded as CUDA graphs so far.</summary>
+    public int GraphsCaptured => _captured.Count;
 
     /// <summary>A kept value (or the loss) after a run; valid until the next run.</summary>
     public Tensor this[Value v] => _ctx.Tensors[v.Id] ?? throw new InvalidOperationException($"{v} is not kept: list it in ExecutorOptions.Keep");
@@ -92,10 +133,49 @@ public sealed class Executor : IDisposable
                 throw new ArgumentException($"input '{v.Name}' ({v.Shape}, {v.DType.Name()}) was not fed", nameof(feeds));
             if (t.Shape != v.Shape || t.DType != v.DType || t.Backend != _be)
                 throw new ArgumentException($"input '{v.Name}' was fed {t}; expected ({v.Shape}, {v.DType.Name()}) on {_be.Device}", nameof(feeds));
-            _ctx.Tensors[v.Id] = t;
         }
         _ctx.Training = training;
         _ctx.Seed = seed;
+        var key = new RunKey(plan.Loss is not null, training, accumulate, lossScale);
+        if (_cuda is null || _warmedUp.Add(key)) { RunSteps(plan, feeds, lossScale, accumulate); return; }
+        if (!_captured.TryGetValue(key, out var run)) _captured[key] = run = Capture(plan, feeds, lossScale, accumulate);
+        Replay(run, feeds, seed);
+    }
+
+    CapturedRun Capture(MemoryPlan plan, IReadOnlyDictionary<Value, Tensor> feeds, float lossScale, bool accumulate)
+    {
+        _ctx.RunSeedAddress = _runSeed;
+        try
+        {
+            var graph = CudaGraph.Capture(_cuda!.Stream, () => RunSteps(plan, feeds, lossScale, accumulate));
+            // What the recording left alive are the kept values: the graph's outputs, at fixed addresses, which the run now owns.
+            var kept = new Tensor?[_ctx.Tensors.Length];
+            for (var i = 0; i < kept.Length; i++)
+                if (_graph.Values[i].Kind == ValueKind.Activation) (kept[i], _ctx.Tensors[i]) = (_ctx.Tensors[i], null);
+            return new CapturedRun(graph, [.. _inputs.Select(v => feeds[v])], kept, MeasuredPeakBytes);
+        }
+        finally { _ctx.RunSeedAddress = 0; }
+    }
+
+    void Replay(CapturedRun run, IReadOnlyDictionary<Value, Tensor> feeds, ulong seed)
+    {
+        for (var i = 0; i < _inputs.Length; i++)
+            if (!ReferenceEquals(feeds[_inputs[i]], run.Feeds[i]) || run.Feeds[i].IsDisposed)
+                throw new ArgumentException($"input '{_inputs[i].Name}' was fed another tensor than the one its CUDA graph was recorded with: " +
+                    "a captured run reads fixed addresses, so write new values into the tensor it was first fed", nameof(feeds));
+        var stream = _cuda!.Stream;
+        CudaMemory.Fill32(stream, _runSeed, (uint)seed, 1);
+        CudaMemory.Fill32(stream, _runSeed + 4, (uint)(seed >> 32), 1);
+        run.Graph.Launch(stream);
+        Array.Copy(run.Kept, _ctx.Tensors, run.Kept.Length);
+        _borrowed = run;
+        MeasuredPeakBytes = run.PeakBytes;
+        GraphReplays++;
+    }
+
+    void RunSteps(MemoryPlan plan, IReadOnlyDictionary<Value, Tensor> feeds, float lossScale, bool accumulate)
+    {
+        foreach (var v in _inputs) _ctx.Tensors[v.Id] = feeds[v];
         var nv = _graph.Values.Count;
         var startLive = _be.MemoryStats.LiveBytes;
         _be.ResetPeak();
@@ -162,9 +242,14 @@ public sealed class Executor : IDisposable
         return result;
     }
 
-    /// <summary>Frees the kept values of the last run.</summary>
+    /// <summary>Frees the kept values of the last run (a replayed graph keeps its outputs for the next replay).</summary>
     public void ReleaseOutputs()
     {
+        if (_borrowed is not null)
+        {
+            Array.Clear(_ctx.Tensors);
+            _borrowed = null;
+        }
         for (var k = 0; k < _temps.Length; k++) { _temps[k]?.Dispose(); _temps[k] = null; }
         for (var i = 0; i < _ctx.Tensors.Length; i++)
         {
@@ -175,5 +260,13 @@ public sealed class Executor : IDisposable
         }
     }
 
-    public void Dispose() => ReleaseOutputs();
+    public void Dispose()
+    {
+        ReleaseOutputs();
+        if (_cuda is null) return;
+        _cuda.Synchronize(); // graphs are destroyed after their last replay has run
+        foreach (var run in _captured.Values) run.Dispose();
+        _captured.Clear();
+        _cuda.Context.Allocator.Free(_runSeed, 8);
+    }
 }

@@ -81,8 +81,8 @@ sealed class ListOpsTask : TaskBase
         _eval = _model.BuildGraph(_batch, _length);
         foreach (var v in new[] { _train.Tokens, _train.Mask, _train.Labels }) Feed(FeedTensors, v);
         foreach (var v in new[] { _eval.Tokens, _eval.Mask, _eval.Labels }) Feed(_evalFeeds, v);
-        _run = new Executor(_train.Graph, new ExecutorOptions { Loss = _train.Loss, Recompute = cfg.Recompute }, Grads);
-        _evalRun = new Executor(_eval.Graph, new ExecutorOptions { Keep = [_eval.Logits, _eval.Loss] });
+        _run = new Executor(_train.Graph, new ExecutorOptions { Loss = _train.Loss, Recompute = cfg.Recompute, CaptureGraph = cfg.CudaGraph }, Grads);
+        _evalRun = new Executor(_eval.Graph, new ExecutorOptions { Keep = [_eval.Logits, _eval.Loss], CaptureGraph = cfg.CudaGraph });
         _stream = ListOps.Generate(cfg.ListOps, cfg.Seed).GetEnumerator();
         // Held-out examples from another seed, none of them in the first training examples' text.
         _held = [.. ListOps.Generate(cfg.ListOps, cfg.Seed + 1_000_003).Take(cfg.EvalBatches * _batch)];
@@ -161,8 +161,8 @@ sealed class ByteLmTask : TaskBase
         _eval = _model.BuildGraph(1);
         foreach (var v in _train.Memories.Append(_train.Tokens).Append(_train.Targets)) Feed(FeedTensors, v);
         foreach (var v in _eval.Memories.Append(_eval.Tokens).Append(_eval.Targets)) Feed(_evalFeeds, v);
-        _run = new Executor(_train.Graph, new ExecutorOptions { Loss = _train.Loss, Keep = _train.NextMemories, Recompute = cfg.Recompute }, Grads);
-        _evalRun = new Executor(_eval.Graph, new ExecutorOptions { Keep = [.. _eval.NextMemories, _eval.Loss] });
+        _run = new Executor(_train.Graph, new ExecutorOptions { Loss = _train.Loss, Keep = _train.NextMemories, Recompute = cfg.Recompute, CaptureGraph = cfg.CudaGraph }, Grads);
+        _evalRun = new Executor(_eval.Graph, new ExecutorOptions { Keep = [.. _eval.NextMemories, _eval.Loss], CaptureGraph = cfg.CudaGraph });
         (_inputs, _targets) = (new int[cfg.Batch * L], new int[cfg.Batch * L]);
         (_evalInputs, _evalTargets) = (new int[L], new int[L]);
     }

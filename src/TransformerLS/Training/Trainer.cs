@@ -32,6 +32,8 @@ public sealed record TrainConfig
     public int LogEvery { get; init; } = 10;
     public int EvalBatches { get; init; } = 8;
     public bool Recompute { get; init; }
+    /// <summary>Replay each training and evaluation run from a CUDA graph (GPU only; see ExecutorOptions.CaptureGraph).</summary>
+    public bool CudaGraph { get; init; }
     public ListOpsConfig ListOps { get; init; } = new(MaxDepth: 3, MaxArgs: 5, MinLength: 4, MaxLength: 64);
     /// <summary>The LRA ListOps model (D 64, 2 heads, Dff 128, 2 layers, w 8) with r = 8 for these short sequences.</summary>
     public LraConfig Lra { get; init; } = new() { MaxLength = 64, Dim = 64, Heads = 2, Hidden = 128, Layers = 2, Window = 8, Rank = 8 };

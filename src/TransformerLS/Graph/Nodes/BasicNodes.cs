@@ -1,3 +1,4 @@
+using TransformerLS.Backends;
 using TransformerLS.Tensors;
 using LinearOp = TransformerLS.Ops.Linear.Linear;
 
@@ -106,16 +107,21 @@ sealed class ActivationNode(Value x, Activation kind, Value y) : Node($"{kind.To
 /// <summary>Dropout while training (the mask a hash of the run's seed, this node and the element: recomputation redraws it exactly); a copy otherwise.</summary>
 sealed class DropoutNode(Value x, float p, Value y) : Node($"dropout {y.Name}", [x], [y])
 {
-    ulong Seed(RunContext c) => c.Seed * 0x9E3779B97F4A7C15UL + (ulong)y.Id;
+    // The mask's seed: run seed·φ64 + node. A captured graph reads the run seed from device memory (the kernel mixes the same way).
+    void Apply(RunContext c, Tensor src, Tensor dst)
+    {
+        if (c.RunSeedAddress != 0) ((CudaBackend)c.Backend).Dropout(src, dst, p, (ulong)y.Id, c.RunSeedAddress);
+        else c.Backend.Dropout(src, dst, p, c.Seed * 0x9E3779B97F4A7C15UL + (ulong)y.Id);
+    }
 
     public override void Forward(RunContext c)
     {
-        if (c.Training) c.Backend.Dropout(c[x], c[y], p, Seed(c)); else c.Backend.Axpby(c[x], 1f, null, 0f, c[y]);
+        if (c.Training) Apply(c, c[x], c[y]); else c.Backend.Axpby(c[x], 1f, null, 0f, c[y]);
     }
 
     public override void Backward(RunContext c)
     {
-        if (c.Training) c.Backend.Dropout(c.Grad(y), c.Target(0).Tensor!, p, Seed(c)); else Grads.Scaled(c, c.Grad(y), 1f, c.Target(0));
+        if (c.Training) Apply(c, c.Grad(y), c.Target(0).Tensor!); else Grads.Scaled(c, c.Grad(y), 1f, c.Target(0));
     }
 }
 

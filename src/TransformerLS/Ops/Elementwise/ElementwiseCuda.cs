@@ -53,10 +53,11 @@ static class ElementwiseCuda
     public static void Relu(CudaBackend be, Tensor x, Tensor y) => Activation(be, x, y, "relu_fwd_f32", "relu_fwd_bf16");
     public static void ReluBackward(CudaBackend be, Tensor x, Tensor dy, Tensor dx) => ActivationBackward(be, x, dy, dx, "relu_bwd_f32", "relu_bwd_bf16");
 
-    public static void Dropout(CudaBackend be, Tensor x, Tensor y, float prob, ulong seed)
+    /// <param name="runSeed">0, or the device address of a 64-bit run seed: the mask's seed is then runSeed·φ64 + <paramref name="seed"/> (graph replays).</param>
+    public static void Dropout(CudaBackend be, Tensor x, Tensor y, float prob, ulong seed, ulong runSeed = 0)
     {
         Elementwise.CheckDropout(be, x, y, prob);
-        var p = new ElementwiseParams { A = x.DevicePointer, Y = y.DevicePointer, N = y.Count, Cols = (long)seed, Alpha = prob };
+        var p = new ElementwiseParams { A = x.DevicePointer, B = runSeed, Y = y.DevicePointer, N = y.Count, Cols = (long)seed, Alpha = prob };
         Launch(be, x.DType, "dropout_f32", "dropout_bf16", Grid(p.N), Threads, p);
     }
 
