@@ -51,3 +51,43 @@ template <typename T> __device__ void cross_entropy_bwd(CrossEntropyParams p)
 
 TLS_INSTANTIATE(cross_entropy_fwd, CrossEntropyParams)
 TLS_INSTANTIATE(cross_entropy_bwd, CrossEntropyParams)
+
+// The batch loss as torch's CrossEntropyLoss(reduction='mean') takes it with ignored targets: the sum over rows
+// that have a target divided by their count (0 when every row is ignored). The count is computed here, on the
+// device, so no host round trip learns it; it is saved for the backward. One block of 1024 threads, double sums.
+struct LossMeanParams
+{
+    const float* loss;     // [N] per-row losses
+    const float* target;   // [N]; negative = ignored
+    float* mean;           // forward: [1]
+    float* count;          // forward output, backward input: [1] rows with a target
+    const float* dmean;    // backward: [1]
+    float* dloss;          // backward: [N]
+    i64 rows;
+};
+
+extern "C" __global__ void loss_mean_fwd(LossMeanParams p)
+{
+    __shared__ double sums[32], counts[32];
+    double s = 0.0, c = 0.0;
+    for (i64 i = threadIdx.x; i < p.rows; i += blockDim.x)
+        if (p.target[i] >= 0.f) { s += p.loss[i]; c += 1.0; }
+    s = warp_sum(s);
+    c = warp_sum(c);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) { sums[warp] = s; counts[warp] = c; }
+    __syncthreads();
+    if (warp != 0) return;
+    const int warps = blockDim.x / 32;
+    s = warp_sum(lane < warps ? sums[lane] : 0.0);
+    c = warp_sum(lane < warps ? counts[lane] : 0.0);
+    if (lane != 0) return;
+    p.count[0] = (float)c;
+    p.mean[0] = c > 0.0 ? (float)(s / c) : 0.f;
+}
+
+extern "C" __global__ void loss_mean_bwd(LossMeanParams p)
+{
+    const float c = p.count[0], g = c > 0.f ? p.dmean[0] / c : 0.f;
+    GRID_STRIDE(i, p.rows) p.dloss[i] = p.target[i] < 0.f ? 0.f : g;
+}

@@ -1,4 +1,5 @@
 using TransformerLS.Backends;
+using TransformerLS.Graph.Nodes;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Tests;
@@ -44,6 +45,61 @@ public class CrossEntropyTests
         }
         Assert.All(got.Skip(v).Take(v), g => Assert.Equal(0f, g)); // the ignored row
         Assert.Equal(0f, loss.ToArray()[1]);
+    }
+
+    /// <summary>
+    /// The graph's mean loss leaves ignored rows out of the divisor, as torch's CrossEntropyLoss(ignore_index) does,
+    /// on both backends; with every row ignored the loss and its gradient are 0, not NaN.
+    /// </summary>
+    [Theory, InlineData("cpu"), InlineData("cuda")]
+    public void The_mean_loss_divides_by_the_rows_that_have_a_target(string device)
+    {
+        IBackend be = device == "cpu" ? new CpuBackend() : TestEnv.RequireGpu();
+        var live = be.MemoryStats.LiveBytes;
+        const int n = 5, v = 4;
+        var rng = new Random(8);
+        double[] xs = [.. Enumerable.Range(0, n * v).Select(_ => Conformance.ConformanceRunner.Normal(rng))];
+        foreach (double[] targets in new[] { new double[] { 1, -1, 3, -1, 0 }, [-1, -1, -1, -1, -1] })
+        {
+            using var g = new Graph.Graph(be);
+            var logits = g.Input("logits", new Shape(n, v), DType.Float32);
+            var target = g.Input("target", new Shape(n), DType.Float32);
+            var w = be.Empty(new Shape(n, v), DType.Float32);
+            w.CopyFrom(xs);
+            var weight = g.Parameter("w", w);
+            var loss = g.CrossEntropyMean(g.Plus(logits, weight), target);
+            using var zeros = be.Empty(new Shape(n, v), DType.Float32);
+            using var t = be.Empty(new Shape(n), DType.Float32);
+            be.Fill(zeros, 0f);
+            t.CopyFrom(targets);
+            using var dw = be.Empty(new Shape(n, v), DType.Float32);
+            using (var run = new Graph.Executor(g, new Graph.ExecutorOptions { Loss = loss }, new Dictionary<string, Tensor> { ["w"] = dw }))
+            {
+                run.Backward(new Dictionary<Graph.Value, Tensor> { [logits] = zeros, [target] = t }, 1);
+                var valid = Enumerable.Range(0, n).Where(i => targets[i] >= 0).ToArray();
+                double Row(int i)
+                {
+                    var row = xs.AsSpan(i * v, v).ToArray();
+                    var m = row.Max();
+                    return m + Math.Log(row.Sum(x => Math.Exp(x - m))) - row[(int)targets[i]];
+                }
+                var expected = valid.Length == 0 ? 0 : valid.Sum(Row) / valid.Length;
+                Assert.Equal(expected, run[loss].ToDoubles()[0], 5e-6);
+                var grad = dw.ToDoubles();
+                for (var i = 0; i < n; i++)
+                    for (var j = 0; j < v; j++)
+                    {
+                        // d mean / d x_ij = (softmax_ij − [j = t_i]) / rows with a target; 0 on ignored rows.
+                        var row = xs.AsSpan(i * v, v).ToArray();
+                        var p = Math.Exp(row[j]) / row.Sum(Math.Exp);
+                        var want = targets[i] < 0 ? 0 : (p - (j == (int)targets[i] ? 1 : 0)) / valid.Length;
+                        Assert.Equal(want, grad[i * v + j], 1e-6);
+                    }
+            }
+            w.Dispose();
+        }
+        be.Synchronize();
+        Assert.Equal(live, be.MemoryStats.LiveBytes);
     }
 
     [Fact]

@@ -161,6 +161,21 @@ public sealed class CpuBackend : IBackend
         Write(dlogits, r);
     }
 
+    public void LossMean(Tensor loss, Tensor target, Tensor mean, Tensor count)
+    {
+        Ops.CrossEntropy.CrossEntropy.CheckMean(this, loss, target, mean, count);
+        Ops.CrossEntropy.CrossEntropy.Mean<double>(Read(loss), Read(target), out var m, out var c);
+        Write(mean, [m]); Write(count, [c]);
+    }
+
+    public void LossMeanBackward(Tensor target, Tensor count, Tensor dmean, Tensor dloss)
+    {
+        Ops.CrossEntropy.CrossEntropy.CheckMean(this, dloss, target, dmean, count, nameof(dloss), nameof(dmean));
+        var r = new double[dloss.Count];
+        Ops.CrossEntropy.CrossEntropy.MeanBackward<double>(Read(target), Read(count)[0], Read(dmean)[0], r);
+        Write(dloss, r);
+    }
+
     public void Embedding(Tensor weight, Tensor tokens, Tensor y)
     {
         var (n, v, d) = Ops.Embedding.Embedding.Check(this, weight, nameof(weight), tokens, y, nameof(y));

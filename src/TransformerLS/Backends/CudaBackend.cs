@@ -95,6 +95,8 @@ public sealed class CudaBackend : IBackend
     public void CrossEntropy(Tensor logits, Tensor target, Tensor loss, Tensor lse) => Ops.CrossEntropy.CrossEntropyCuda.Forward(this, logits, target, loss, lse);
     public void CrossEntropyBackward(Tensor logits, Tensor target, Tensor lse, Tensor dloss, Tensor dlogits) =>
         Ops.CrossEntropy.CrossEntropyCuda.Backward(this, logits, target, lse, dloss, dlogits);
+    public void LossMean(Tensor loss, Tensor target, Tensor mean, Tensor count) => Ops.CrossEntropy.CrossEntropyCuda.Mean(this, loss, target, mean, count);
+    public void LossMeanBackward(Tensor target, Tensor count, Tensor dmean, Tensor dloss) => Ops.CrossEntropy.CrossEntropyCuda.MeanBackward(this, target, count, dmean, dloss);
     public void Embedding(Tensor weight, Tensor tokens, Tensor y) => Ops.Embedding.EmbeddingCuda.Forward(this, weight, tokens, y);
     public void EmbeddingBackward(Tensor tokens, Tensor dy, Tensor dweight, bool accumulate = false) =>
         Ops.Embedding.EmbeddingCuda.Backward(this, tokens, dy, dweight, accumulate);

@@ -151,6 +151,13 @@ public interface IBackend : IDisposable
     void CrossEntropy(Tensor logits, Tensor target, Tensor loss, Tensor lse);
     /// <summary>dlogits = dloss_i·(softmax(logits_i) − onehot(target_i)), zero on ignored rows; overwritten.</summary>
     void CrossEntropyBackward(Tensor logits, Tensor target, Tensor lse, Tensor dloss, Tensor dlogits);
+    /// <summary>
+    /// mean [1] = Σ loss_i over rows whose target is not ignored / count, count [1] = those rows (0 and 0 when all are
+    /// ignored): torch's CrossEntropyLoss mean, with the count found on the device. All float32.
+    /// </summary>
+    void LossMean(Tensor loss, Tensor target, Tensor mean, Tensor count);
+    /// <summary>dloss_i = dmean / count on rows with a target, 0 on ignored rows; overwritten.</summary>
+    void LossMeanBackward(Tensor target, Tensor count, Tensor dmean, Tensor dloss);
 
     // ---- embedding (kernels/embedding.cu) ----
     /// <summary>y[i] = weight[tokens[i]] (weight [V, D], tokens float32 [N] indices, negative = padding: a zero row); y [N, D].</summary>

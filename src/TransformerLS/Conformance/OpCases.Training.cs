@@ -25,6 +25,33 @@ public static partial class OpCases
                     be.CrossEntropyBackward(i[0], i[1], lse, i[2], o[0]);
                 }, new CrossEntropyRef(v, true)));
         }
+        if (dt != DType.Float32) return; // the loss mean is float32 whatever the logits
+        foreach (var n in new[] { 37, 4099, 1 })
+        {
+            var target = new InputSpec("target", new Shape(n), f, InputKind.ClassIndex, Scale: 7);
+            list.Add(Make("loss_mean", f, $"[{n}]", [In("loss", f, 3, n), target], [Out("mean", f, 1), Out("count", f, 1)],
+                (be, i, o) => be.LossMean(i[0], i[1], o[0], o[1]), new LossMeanRef(false)));
+            list.Add(Make("loss_mean_backward", f, $"[{n}]", [In("loss", f, 3, n), target, In("dmean", f, 1, 1)], [Out("dloss", f, n)],
+                (be, i, o) =>
+                {
+                    var mean = be.Empty(new Shape(1), f);
+                    var count = be.Empty(new Shape(1), f);
+                    be.LossMean(i[0], i[1], mean, count);
+                    be.LossMeanBackward(i[1], count, i[2], o[0]);
+                }, new LossMeanRef(true)));
+        }
+    }
+
+    sealed record LossMeanRef(bool Backward) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            Ops.CrossEntropy.CrossEntropy.Mean<T>(i[0], i[1], out var mean, out var count);
+            if (!Backward) return [[mean], [count]];
+            var d = new T[i[1].Length];
+            Ops.CrossEntropy.CrossEntropy.MeanBackward<T>(i[1], count, i[2][0], d);
+            return [d];
+        }
     }
 
     static void AddEmbedding(List<OpCase> list, DType dt)

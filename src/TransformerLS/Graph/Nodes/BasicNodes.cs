@@ -219,23 +219,19 @@ sealed class CrossEntropyNode(Value logits, Value target, Value loss, Value lse)
     }
 }
 
-/// <summary>y [1] = Σ x / divisor over a float32 vector (the mean loss of a batch).</summary>
-sealed class SumNode(Value x, float divisor, Value y) : Node($"mean {x.Name}", [x], [y])
+/// <summary>y [1] = Σ loss over rows with a target / their count (torch's mean with ignored targets); count [1] is saved.</summary>
+sealed class LossMeanNode(Value loss, Value target, Value y, Value count)
+    : Node($"mean {loss.Name}", [loss, target], [y], [count], [target, count])
 {
     public override void Forward(RunContext c)
     {
-        using var x2 = c[x].Reshape((int)x.Shape.Count, 1);
-        c.Backend.ColumnSum(x2, c[y]);
-        c.Backend.Axpby(c[y], 1f / divisor, null, 0f, c[y]);
+        using var t1 = c[target].Reshape((int)target.Shape.Count);
+        c.Backend.LossMean(c[loss], t1, c[y], c[count]);
     }
 
     public override void Backward(RunContext c)
     {
-        // dx = dy/divisor broadcast: a bias add of dy onto zeros, then the scale.
-        var dx = c.Target(0).Tensor!;
-        using var dx2 = dx.Reshape((int)x.Shape.Count, 1);
-        c.Backend.Fill(dx, 0f);
-        c.Backend.BiasAdd(dx2, c.Grad(y), dx2);
-        c.Backend.Axpby(dx, 1f / divisor, null, 0f, dx);
+        using var t1 = c[target].Reshape((int)target.Shape.Count);
+        c.Backend.LossMeanBackward(t1, c[count], c.Grad(y), c.Target(0).Tensor!);
     }
 }

@@ -156,8 +156,8 @@ public static class Builders
     }
 
     /// <summary>
-    /// Mean over rows of the cross-entropy of logits [.., V] against targets of the leading shape (ignored rows count in
-    /// the divisor, which is fixed by the shape).
+    /// Mean over rows of the cross-entropy of logits [.., V] against targets of the leading shape, as torch's
+    /// CrossEntropyLoss takes it: ignored rows (negative targets) are left out of the sum and of the divisor.
     /// </summary>
     public static Value CrossEntropyMean(this Graph g, Value logits, Value target)
     {
@@ -167,7 +167,7 @@ public static class Builders
         var loss = g.Activation("loss.rows", new Shape(n), logits.DType.Wide(), logits.RequiresGrad);
         g.Add(new CrossEntropyNode(logits, target, loss, Aux(g, logits, "loss.lse", n)));
         var mean = g.Activation("loss", new Shape(1), logits.DType.Wide(), logits.RequiresGrad);
-        g.Add(new SumNode(loss, n, mean));
+        g.Add(new LossMeanNode(loss, target, mean, Aux(g, logits, "loss.count", 1)));
         return mean;
     }
 

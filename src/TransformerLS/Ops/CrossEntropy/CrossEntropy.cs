@@ -23,6 +23,35 @@ public static class CrossEntropy
         return (n, v);
     }
 
+    /// <summary>loss (dloss in the backward), target: float32 [N]; mean (dmean), count: float32 [1]; returns N.</summary>
+    public static int CheckMean(IBackend be, Tensor loss, Tensor target, Tensor mean, Tensor count, string lossName = "loss", string meanName = "mean")
+    {
+        Ops.Check.On(be, loss, lossName);
+        if (loss.Shape.Rank != 1) throw new ArgumentException($"{lossName} has shape {loss.Shape}; expected [rows]", lossName);
+        var n = loss.Shape[0];
+        Ops.Check.Vector(be, loss, n, DType.Float32, lossName);
+        Ops.Check.Vector(be, target, n, DType.Float32, nameof(target));
+        Ops.Check.Vector(be, mean, 1, DType.Float32, meanName);
+        Ops.Check.Vector(be, count, 1, DType.Float32, nameof(count));
+        return n;
+    }
+
+    /// <summary>mean = Σ loss over rows with a target / their count (0 if none): torch's mean with ignored targets.</summary>
+    public static void Mean<T>(ReadOnlySpan<T> loss, ReadOnlySpan<T> target, out T mean, out T count) where T : IFloatingPointIeee754<T>
+    {
+        T s = T.Zero, c = T.Zero;
+        for (var i = 0; i < loss.Length; i++)
+            if (target[i] >= T.Zero) { s += loss[i]; c += T.One; }
+        mean = c > T.Zero ? s / c : T.Zero;
+        count = c;
+    }
+
+    public static void MeanBackward<T>(ReadOnlySpan<T> target, T count, T dmean, Span<T> dloss) where T : IFloatingPointIeee754<T>
+    {
+        var g = count > T.Zero ? dmean / count : T.Zero;
+        for (var i = 0; i < dloss.Length; i++) dloss[i] = target[i] < T.Zero ? T.Zero : g;
+    }
+
     /// <summary>Every target must be a class index in [0, V) or negative (ignored): out of range would read past the row.</summary>
     public static void CheckTargets(ReadOnlySpan<double> target, int vocab)
     {

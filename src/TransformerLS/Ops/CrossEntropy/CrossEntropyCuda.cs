@@ -14,7 +14,15 @@ struct CrossEntropyParams
     public int Vocab;
 }
 
-/// <summary>Launchers for kernels/cross_entropy.cu: 8 warps per block, a warp per row.</summary>
+/// <summary>Mirror of LossMeanParams in kernels/cross_entropy.cu.</summary>
+[StructLayout(LayoutKind.Sequential)]
+struct LossMeanParams
+{
+    public ulong Loss, Target, Mean, Count, DMean, DLoss;
+    public long Rows;
+}
+
+/// <summary>Launchers for kernels/cross_entropy.cu: 8 warps per block, a warp per row; the loss mean in one block.</summary>
 static class CrossEntropyCuda
 {
     const string File = "cross_entropy.cu";
@@ -35,5 +43,19 @@ static class CrossEntropyCuda
         Ops.Check.Like(be, dlogits, logits, nameof(dlogits));
         var p = new CrossEntropyParams { X = logits.DevicePointer, Target = target.DevicePointer, Lse = lse.DevicePointer, DLoss = dloss.DevicePointer, DX = dlogits.DevicePointer, Rows = n, Vocab = v };
         be.Kernel(File, logits.DType == DType.Float32 ? "cross_entropy_bwd_f32" : "cross_entropy_bwd_bf16").Launch(Grid(n), Threads, 0, be.Stream, p);
+    }
+
+    public static void Mean(CudaBackend be, Tensor loss, Tensor target, Tensor mean, Tensor count)
+    {
+        var n = CrossEntropy.CheckMean(be, loss, target, mean, count);
+        var p = new LossMeanParams { Loss = loss.DevicePointer, Target = target.DevicePointer, Mean = mean.DevicePointer, Count = count.DevicePointer, Rows = n };
+        be.Kernel(File, "loss_mean_fwd").Launch(1, 1024, 0, be.Stream, p);
+    }
+
+    public static void MeanBackward(CudaBackend be, Tensor target, Tensor count, Tensor dmean, Tensor dloss)
+    {
+        var n = CrossEntropy.CheckMean(be, dloss, target, dmean, count, nameof(dloss), nameof(dmean));
+        var p = new LossMeanParams { Target = target.DevicePointer, Count = count.DevicePointer, DMean = dmean.DevicePointer, DLoss = dloss.DevicePointer, Rows = n };
+        if (n > 0) be.Kernel(File, "loss_mean_bwd").Launch((uint)Math.Min((n + Threads - 1) / Threads, 65535L), Threads, 0, be.Stream, p);
     }
 }
