@@ -28,15 +28,17 @@ TLS_DEVICE void chunk_probabilities(const LsChunkProjParams& p, int b, int h, in
         float m = -TLS_INF;
         for (int t = 0; t < n; ++t)
             if (!p.mask || p.mask[(i64)b * p.T + t0 + t] != 0.f) m = fmaxf(m, load<T>(p.s, ((i64)b * p.T + t0 + t) * hr + h * p.r + k));
-        float sum = 0.f;
+        // exp and the normalizer in double, P rounded once: expf's 2-ulp error made dscores (∝ P) up to 2.5 ulps
+        // off, beyond twice a CPU float32 computation's error. A chunk has only l·r of them.
+        double sum = 0.0;
+        for (int t = 0; t < n; ++t)
+            if (m != -TLS_INF && (!p.mask || p.mask[(i64)b * p.T + t0 + t] != 0.f))
+                sum += exp((double)load<T>(p.s, ((i64)b * p.T + t0 + t) * hr + h * p.r + k) - m);
         for (int t = 0; t < n; ++t)
         {
             bool tok = m != -TLS_INF && (!p.mask || p.mask[(i64)b * p.T + t0 + t] != 0.f);
-            float e = tok ? expf(load<T>(p.s, ((i64)b * p.T + t0 + t) * hr + h * p.r + k) - m) : 0.f;
-            P[t * p.r + k] = e;
-            sum += e;
+            P[t * p.r + k] = tok && sum > 0.0 ? (float)(exp((double)load<T>(p.s, ((i64)b * p.T + t0 + t) * hr + h * p.r + k) - m) / sum) : 0.f;
         }
-        for (int t = 0; t < n; ++t) P[t * p.r + k] = sum > 0.f ? P[t * p.r + k] / sum : 0.f;
     }
     __syncthreads();
 }
