@@ -20,6 +20,19 @@ static class FiniteDifferences
         return (up - down) / (2 * Step);
     }
 
+    /// <summary>d loss / d t[i] by central differences of step <paramref name="h"/>: t[i] is perturbed in place (rounded to t's dtype) and restored.</summary>
+    public static double OfElement(Tensors.Tensor t, int i, double h, Func<double> loss)
+    {
+        var values = t.ToDoubles();
+        var keep = values[i];
+        values[i] = keep + h; t.CopyFrom(values);
+        var up = loss();
+        values[i] = keep - h; t.CopyFrom(values);
+        var down = loss();
+        values[i] = keep; t.CopyFrom(values);
+        return (up - down) / (2 * h);
+    }
+
     /// <summary>Every element: |numeric − analytic| &lt; Tolerance·max(1, |numeric|).</summary>
     public static void Check(Func<double> loss, double[] x, double[] analytic, string what)
     {
