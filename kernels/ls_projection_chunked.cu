@@ -23,22 +23,20 @@ template <typename T>
 TLS_DEVICE void chunk_probabilities(const LsChunkProjParams& p, int b, int h, int t0, int n, float* P)
 {
     const int hr = p.H * p.r;
+    auto is_token = [&](int t) { return !p.mask || p.mask[(i64)b * p.T + t0 + t] != 0.f; };
     for (int k = threadIdx.x; k < p.r; k += blockDim.x)
     {
+        auto score = [&](int t) { return load<T>(p.s, ((i64)b * p.T + t0 + t) * hr + h * p.r + k); };
         float m = -TLS_INF;
         for (int t = 0; t < n; ++t)
-            if (!p.mask || p.mask[(i64)b * p.T + t0 + t] != 0.f) m = fmaxf(m, load<T>(p.s, ((i64)b * p.T + t0 + t) * hr + h * p.r + k));
+            if (is_token(t)) m = fmaxf(m, score(t));
         // exp and the normalizer in double, P rounded once: expf's 2-ulp error made dscores (∝ P) up to 2.5 ulps
         // off, beyond twice a CPU float32 computation's error. A chunk has only l·r of them.
         double sum = 0.0;
         for (int t = 0; t < n; ++t)
-            if (m != -TLS_INF && (!p.mask || p.mask[(i64)b * p.T + t0 + t] != 0.f))
-                sum += exp((double)load<T>(p.s, ((i64)b * p.T + t0 + t) * hr + h * p.r + k) - m);
+            if (is_token(t) && m != -TLS_INF) sum += exp((double)score(t) - m);
         for (int t = 0; t < n; ++t)
-        {
-            bool tok = m != -TLS_INF && (!p.mask || p.mask[(i64)b * p.T + t0 + t] != 0.f);
-            P[t * p.r + k] = tok && sum > 0.0 ? (float)(exp((double)load<T>(p.s, ((i64)b * p.T + t0 + t) * hr + h * p.r + k) - m) / sum) : 0.f;
-        }
+            P[t * p.r + k] = is_token(t) && sum > 0.0 ? (float)(exp((double)score(t) - m) / sum) : 0.f;
     }
     __syncthreads();
 }

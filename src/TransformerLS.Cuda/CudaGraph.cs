@@ -15,17 +15,6 @@ public sealed unsafe class CudaGraph : IDisposable
 
     CudaGraph(CudaContext context, nint graph, nint exec) => (_context, _graph, _exec) = (context, graph, exec);
 
-    /// <summary>Nodes (kernels, memsets, copies, allocations, frees) in the recorded graph.</summary>
-    public int NodeCount
-    {
-        get
-        {
-            nuint n = 0;
-            Driver.Check(Driver.cuGraphGetNodes(_graph, null, &n));
-            return (int)n;
-        }
-    }
-
     /// <summary>Records what <paramref name="record"/> queues on <paramref name="stream"/> (nothing runs) and instantiates it.</summary>
     public static CudaGraph Capture(CudaStream stream, Action record)
     {

@@ -55,7 +55,6 @@ internal static unsafe partial class Driver
     [LibraryImport(L)] public static partial int cuGraphLaunch(nint exec, nint stream);
     [LibraryImport(L)] public static partial int cuGraphExecDestroy(nint exec);
     [LibraryImport(L)] public static partial int cuGraphDestroy(nint graph);
-    [LibraryImport(L)] public static partial int cuGraphGetNodes(nint graph, nint* nodes, nuint* count);
     [LibraryImport(L)] public static partial int cuDeviceGraphMemTrim(int device);
     [LibraryImport(L)] public static partial int cuGetErrorName(int error, byte** name);
     [LibraryImport(L)] public static partial int cuGetErrorString(int error, byte** text);

@@ -15,12 +15,6 @@ public class GraphTests
 
     internal static ModelHarness Make(IBackend be, string model, DType dt, int seed, float dropout = 0) => ModelHarness.Create(be, model, dt, seed, dropout);
 
-    static float Loss(ModelHarness h, Executor run, ulong seed)
-    {
-        run.Backward(h.Feeds, seed);
-        return run[h.Loss].ToArray()[0];
-    }
-
     /// <summary>
     /// Three elements of every parameter, perturbed by ±h: the CPU backend computes each op in float64 and stores
     /// float32, so the loss carries ~1e-7 relative noise; with h = 1e-2 that is ~1e-5 in a difference quotient, far
@@ -28,25 +22,8 @@ public class GraphTests
     /// function of the seed, the same in every evaluation).
     /// </summary>
     [Theory, MemberData(nameof(Models))]
-    public void Every_parameter_gradient_matches_finite_differences(string model)
-    {
-        var be = CpuBackend.Instance;
-        using var h = Make(be, model, DType.Float32, 3, dropout: 0.1f);
-        using var run = h.Executor();
-        const ulong seed = 17;
-        Loss(h, run, seed);
-        var analytic = h.Grads.ToDictionary(p => p.Key, p => p.Value.ToArray());
-        var rng = new Random(4);
-        const double step = 1e-2;
-        foreach (var (name, t) in h.Parameters.Tensors)
-            foreach (var i in Enumerable.Range(0, 3).Select(_ => rng.Next((int)t.Count)))
-            {
-                var numeric = FiniteDifferences.OfElement(t, i, step, () => Loss(h, run, seed));
-                var a = analytic[name][i];
-                Assert.True(Math.Abs(numeric - a) <= 1e-2 * Math.Abs(numeric) + 2e-4, $"{model} {name}[{i}]: finite difference {numeric:G6}, backward {a:G6}");
-            }
-        Assert.Contains(analytic.Values, g => g.Any(v => v != 0));
-    }
+    public void Every_parameter_gradient_matches_finite_differences(string model) =>
+        CheckGradients(model, DType.Float32, samples: 3, step: 1e-2, relative: 1e-2, absolute: 2e-4);
 
     /// <summary>
     /// The same check on a float64 model (parameters, activations, statistics and gradients all float64, on the CPU
@@ -55,11 +32,15 @@ public class GraphTests
     /// rounding anywhere in the backward would break. Seven elements of every parameter, dropout on.
     /// </summary>
     [Theory, MemberData(nameof(Models))]
-    public void Float64_model_gradients_match_finite_differences_to_1e_6(string model)
+    public void Float64_model_gradients_match_finite_differences_to_1e_6(string model) =>
+        CheckGradients(model, DType.Float64, samples: 7, step: 1e-5, relative: 1e-6, absolute: 1e-9);
+
+    /// <summary>|fd − backward| ≤ relative·|fd| + absolute at <paramref name="samples"/> random elements of every parameter of a <paramref name="dt"/> model.</summary>
+    static void CheckGradients(string model, DType dt, int samples, double step, double relative, double absolute)
     {
         var be = new CpuBackend();
-        using var h = Make(be, model, DType.Float64, 3, dropout: 0.1f);
-        Assert.All(h.Grads.Values, g => Assert.Equal(DType.Float64, g.DType));
+        using var h = Make(be, model, dt, 3, dropout: 0.1f);
+        Assert.All(h.Parameters.Tensors.Values.Concat(h.Grads.Values), t => Assert.True(t.DType == dt || t.DType == dt.Wide(), $"{t} in a {dt.Name()} model"));
         using var run = h.Executor();
         const ulong seed = 17;
         double Loss()
@@ -70,17 +51,13 @@ public class GraphTests
         Loss();
         var analytic = h.Grads.ToDictionary(p => p.Key, p => p.Value.ToDoubles());
         var rng = new Random(4);
-        const double step = 1e-5;
         foreach (var (name, t) in h.Parameters.Tensors)
-        {
-            Assert.Equal(DType.Float64, t.DType);
-            foreach (var i in Enumerable.Range(0, 7).Select(_ => rng.Next((int)t.Count)))
+            foreach (var i in Enumerable.Range(0, samples).Select(_ => rng.Next((int)t.Count)))
             {
                 var numeric = FiniteDifferences.OfElement(t, i, step, Loss);
                 var a = analytic[name][i];
-                Assert.True(Math.Abs(numeric - a) <= 1e-6 * Math.Abs(numeric) + 1e-9, $"{model} {name}[{i}]: finite difference {numeric:R}, backward {a:R}");
+                Assert.True(Math.Abs(numeric - a) <= relative * Math.Abs(numeric) + absolute, $"{model} {name}[{i}]: finite difference {numeric:R}, backward {a:R}");
             }
-        }
         Assert.Contains(analytic.Values, g => g.Any(v => v != 0));
     }
 

@@ -66,24 +66,14 @@ public sealed class CpuBackend : IBackend
     public static double[] Read(Tensor t)
     {
         var r = new double[t.Count];
-        switch (t.DType)
-        {
-            case DType.Float32: { var s = t.HostFloats; for (var i = 0; i < r.Length; i++) r[i] = s[i]; break; }
-            case DType.BFloat16: { var s = t.HostBFloat16; for (var i = 0; i < r.Length; i++) r[i] = BFloat16.ToFloat(s[i]); break; }
-            default: t.HostDoubles.CopyTo(r); break;
-        }
+        t.DType.Decode(t.HostBytes, r);
         return r;
     }
 
     /// <summary>Stores float64 results, rounded once to the tensor's dtype.</summary>
     public static void Write(Tensor t, ReadOnlySpan<double> v)
     {
-        switch (t.DType)
-        {
-            case DType.Float32: { var s = t.HostFloats; for (var i = 0; i < v.Length; i++) s[i] = (float)v[i]; break; }
-            case DType.BFloat16: { var s = t.HostBFloat16; for (var i = 0; i < v.Length; i++) s[i] = BFloat16.FromFloat((float)v[i]); break; }
-            default: v.CopyTo(t.HostDoubles); break;
-        }
+        t.DType.Encode(v, t.HostBytes);
     }
 
     public void Axpby(Tensor a, float alpha, Tensor? b, float beta, Tensor y)

@@ -76,11 +76,10 @@ public sealed class Executor : IDisposable
         var inputs = graph.Nodes.Count == 0 ? 0 : graph.Nodes.Max(n => n.Inputs.Length);
         _ctx = new RunContext(_be, graph.Values.Count, inputs);
         // cuBLAS's workspace is made on first use and lives with the backend: make it now, so a first run's measured peak is the plan's.
-        if (_be is CudaBackend cuda) _ = cuda.Blas;
-        if (options.CaptureGraph && _be is CudaBackend graphs)
+        if (_be is CudaBackend cuda)
         {
-            _cuda = graphs;
-            _runSeed = graphs.Context.Allocator.Allocate(8);
+            _ = cuda.Blas;
+            if (options.CaptureGraph) (_cuda, _runSeed) = (cuda, cuda.Context.Allocator.Allocate(8));
         }
         _temps = new Tensor?[inputs];
         if (options.Loss is { } loss && (loss.Kind != ValueKind.Activation || !options.SumLoss && (loss.Shape.Count != 1 || loss.DType != DType.Float32 && loss.DType != DType.Float64)))

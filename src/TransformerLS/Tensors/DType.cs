@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace TransformerLS.Tensors;
 
 /// <summary>
@@ -29,6 +31,44 @@ public static class DTypeExtensions
     /// gradients and optimizer state. float32 for float32 and bfloat16; float64 for float64.
     /// </summary>
     public static DType Wide(this DType t) => t == DType.Float64 ? DType.Float64 : DType.Float32;
+
+    /// <summary>Stores <paramref name="values"/> as <paramref name="t"/> elements in <paramref name="bytes"/>, each rounded once.</summary>
+    public static void Encode(this DType t, ReadOnlySpan<double> values, Span<byte> bytes)
+    {
+        switch (t)
+        {
+            case DType.Float32:
+                var f = MemoryMarshal.Cast<byte, float>(bytes);
+                for (var i = 0; i < values.Length; i++) f[i] = (float)values[i];
+                break;
+            case DType.BFloat16:
+                var h = MemoryMarshal.Cast<byte, ushort>(bytes);
+                for (var i = 0; i < values.Length; i++) h[i] = BFloat16.FromFloat((float)values[i]);
+                break;
+            default:
+                values.CopyTo(MemoryMarshal.Cast<byte, double>(bytes));
+                break;
+        }
+    }
+
+    /// <summary>Reads <paramref name="values"/>.Length <paramref name="t"/> elements from <paramref name="bytes"/>, widened exactly.</summary>
+    public static void Decode(this DType t, ReadOnlySpan<byte> bytes, Span<double> values)
+    {
+        switch (t)
+        {
+            case DType.Float32:
+                var f = MemoryMarshal.Cast<byte, float>(bytes);
+                for (var i = 0; i < values.Length; i++) values[i] = f[i];
+                break;
+            case DType.BFloat16:
+                var h = MemoryMarshal.Cast<byte, ushort>(bytes);
+                for (var i = 0; i < values.Length; i++) values[i] = BFloat16.ToFloat(h[i]);
+                break;
+            default:
+                MemoryMarshal.Cast<byte, double>(bytes)[..values.Length].CopyTo(values);
+                break;
+        }
+    }
 
     /// <summary>Rounds <paramref name="v"/> to the nearest value representable in <paramref name="t"/>.</summary>
     public static double Round(this DType t, double v) => t switch

@@ -64,12 +64,9 @@ public sealed class Tensor : IDisposable
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         var bytes = new byte[Bytes];
         Backend.CopyToHost(this, bytes);
-        return DType switch
-        {
-            DType.Float32 => [.. MemoryMarshal.Cast<byte, float>(bytes).ToArray().Select(v => (double)v)],
-            DType.BFloat16 => [.. MemoryMarshal.Cast<byte, ushort>(bytes).ToArray().Select(b => (double)BFloat16.ToFloat(b))],
-            _ => MemoryMarshal.Cast<byte, double>(bytes).ToArray(),
-        };
+        var values = new double[Count];
+        DType.Decode(bytes, values);
+        return values;
     }
 
     /// <summary>Writes <paramref name="values"/> (rounded to this tensor's dtype).</summary>
@@ -87,20 +84,7 @@ public sealed class Tensor : IDisposable
         if (values.Length != Count)
             throw new ArgumentException($"got {values.Length} values for a tensor of shape {Shape} ({Count} elements)", nameof(values));
         var bytes = new byte[Bytes];
-        switch (DType)
-        {
-            case DType.Float32:
-                var f = MemoryMarshal.Cast<byte, float>(bytes.AsSpan());
-                for (var i = 0; i < values.Length; i++) f[i] = (float)values[i];
-                break;
-            case DType.BFloat16:
-                var h = MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan());
-                for (var i = 0; i < values.Length; i++) h[i] = BFloat16.FromFloat((float)values[i]);
-                break;
-            default:
-                MemoryMarshal.AsBytes(values).CopyTo(bytes);
-                break;
-        }
+        DType.Encode(values, bytes);
         Backend.CopyFromHost(this, bytes);
     }
 
