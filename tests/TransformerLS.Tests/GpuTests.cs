@@ -78,12 +78,12 @@ public class GpuTests
     public void Launch_errors_name_the_call_the_error_and_the_kernel()
     {
         var gpu = TestEnv.RequireGpu();
-        var k = gpu.Kernel("elementwise.cu", "axpby_f32");
+        var k = gpu.Kernel("elementwise/elementwise.cu", "axpby_f32");
         var e = Assert.Throws<CudaException>(() => k.Launch(1, 4096, 0, gpu.Stream, 0L)); // 4096 threads > 1024
         Assert.Equal("cuLaunchKernel", e.Call);
         Assert.Equal("axpby_f32", e.Kernel);
         Assert.Contains("CUDA_ERROR_INVALID_VALUE", e.Message);
-        var missing = Assert.Throws<CudaException>(() => gpu.Kernel("elementwise.cu", "no_such_kernel"));
+        var missing = Assert.Throws<CudaException>(() => gpu.Kernel("elementwise/elementwise.cu", "no_such_kernel"));
         Assert.Contains("CUDA_ERROR_NOT_FOUND", missing.Message);
         Assert.Contains("no_such_kernel", missing.Message);
     }
@@ -145,7 +145,7 @@ public class GpuTests
     public void Kernel_resources_are_reported()
     {
         var gpu = TestEnv.RequireGpu();
-        foreach (var (file, name) in new[] { ("layernorm.cu", "layernorm_fwd_bf16"), ("softmax.cu", "softmax_cols_fwd_f32") })
+        foreach (var (file, name) in new[] { ("layer_norm/layer_norm.cu", "layer_norm_fwd_bf16"), ("softmax/softmax.cu", "softmax_cols_fwd_f32") })
         {
             var a = gpu.Kernel(file, name).Attributes;
             Assert.InRange(a.Registers, 1, 255);

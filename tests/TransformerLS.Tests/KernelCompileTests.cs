@@ -28,7 +28,9 @@ public class KernelCompileTests
     [Fact]
     public void Every_kernel_file_is_embedded()
     {
-        var onDisk = Directory.GetFiles(Path.Combine(TestEnv.RepoRoot, "kernels"), "*.cu").Select(Path.GetFileName).Order().ToArray();
+        var root = Path.Combine(TestEnv.RepoRoot, "kernels");
+        var onDisk = Directory.GetFiles(root, "*.cu", SearchOption.AllDirectories)
+            .Select(f => Path.GetRelativePath(root, f).Replace('\\', '/')).Order(StringComparer.Ordinal).ToArray();
         Assert.Equal(onDisk, KernelLibrary.Sources.ToArray());
         Assert.Contains("mma.sync", KernelLibrary.ReadSource(KernelLibrary.PreludeName));
     }

@@ -7,13 +7,13 @@ namespace TransformerLS.Backends;
 /// <summary>
 /// The kernel sources of kernels/, embedded in this assembly, and how a module is obtained for a device:
 /// a fatbin built by cmake/ (TLS_KERNEL_FATBIN_DIR), else a CUBIN from the on-disk cache, else NVRTC.
-/// Every kernels/*.cuh (the prelude and the headers op families share) is handed to NVRTC as an in-memory
+/// Every kernels/**/*.cuh (common/: the prelude and tile helpers; each family's params header) is handed to NVRTC as an in-memory
 /// header. The cache key covers the source, all headers, the options, the arch and the NVRTC version; an entry whose
 /// checksum does not match is rebuilt, not trusted.
 /// </summary>
 public static class KernelLibrary
 {
-    public const string PreludeName = "prelude.cuh";
+    public const string PreludeName = "common/prelude.cuh";
     public const string FatbinDirVariable = "TLS_KERNEL_FATBIN_DIR";
     public const string CacheDirVariable = "TLS_KERNEL_CACHE_DIR";
     // -lineinfo (source lines for ncu and compute-sanitizer) only from NVRTC 12: NVRTC 11.8 segfaults on it for sm_90.
@@ -21,10 +21,10 @@ public static class KernelLibrary
         ? ["--std=c++17", "-DTLS_NVRTC=1", "-lineinfo"] : ["--std=c++17", "-DTLS_NVRTC=1"];
     static readonly byte[] Magic = "TLSK1\n"u8.ToArray();
 
-    /// <summary>Names of the .cu files (e.g. "layernorm.cu").</summary>
+    /// <summary>Paths of the .cu files under kernels/ (e.g. "layer_norm/layer_norm.cu").</summary>
     public static IReadOnlyList<string> Sources { get; } = Embedded(".cu");
 
-    /// <summary>Names of the .cuh headers (the prelude among them).</summary>
+    /// <summary>Paths of the .cuh headers under kernels/ (e.g. "common/prelude.cuh"); kernels include them by that path.</summary>
     public static IReadOnlyList<string> Headers { get; } = Embedded(".cuh");
 
     static string[] Embedded(string extension) =>
@@ -61,7 +61,7 @@ public static class KernelLibrary
     {
         if (Environment.GetEnvironmentVariable(FatbinDirVariable) is { Length: > 0 } dir)
         {
-            var fatbin = Path.Combine(dir, Path.ChangeExtension(file, ".fatbin"));
+            var fatbin = Path.Combine(dir, Path.ChangeExtension(Path.GetFileName(file), ".fatbin"));
             if (!File.Exists(fatbin))
                 throw new FileNotFoundException($"{FatbinDirVariable}={dir} but {fatbin} does not exist; build it with cmake/ or unset the variable", fatbin);
             return (File.ReadAllBytes(fatbin), Origin.Fatbin);

@@ -25,7 +25,7 @@ struct LossMeanParams
 /// <summary>Launchers for kernels/cross_entropy.cu: 8 warps per block, a warp per row; the loss mean in one block.</summary>
 static class CrossEntropyCuda
 {
-    const string File = "cross_entropy.cu";
+    const string File = "cross_entropy/cross_entropy.cu";
     const int Threads = 256;
 
     static Dim3 Grid(long rows) => (uint)((rows + Threads / 32 - 1) / (Threads / 32));

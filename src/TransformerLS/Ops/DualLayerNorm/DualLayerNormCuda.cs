@@ -16,7 +16,7 @@ struct DualLayerNormParams
 
 static class DualLayerNormCuda
 {
-    const string File = "dual_layernorm.cu";
+    const string File = "dual_layer_norm/dual_layer_norm.cu";
     const int RowsPerBlock = 4; // one warp per token row
 
     static DualLayerNormParams Params(DualLayerNormGeometry g) => new() { S = g.S, B = g.B, H = g.H, T = g.T, D = g.D, TokenMajor = g.TokenMajor ? 1 : 0 };
@@ -29,7 +29,7 @@ static class DualLayerNormCuda
         var p = Params(g);
         p.X0 = xk.DevicePointer; p.X1 = xv?.DevicePointer ?? 0; p.Y0 = yk.DevicePointer; p.Y1 = yv?.DevicePointer ?? 0;
         p.Gamma = gamma.DevicePointer; p.Beta = beta.DevicePointer; p.Mean = mean.DevicePointer; p.Rstd = rstd.DevicePointer; p.Eps = eps;
-        be.Kernel(File, xk.DType == DType.Float32 ? "dual_layernorm_fwd_f32" : "dual_layernorm_fwd_bf16")
+        be.Kernel(File, xk.DType == DType.Float32 ? "dual_layer_norm_fwd_f32" : "dual_layer_norm_fwd_bf16")
             .Launch(RowBlocks(g), 32 * RowsPerBlock, 0, be.Stream, p);
     }
 
@@ -42,8 +42,8 @@ static class DualLayerNormCuda
         p.Dx0 = dxk.DevicePointer; p.Dx1 = dxv?.DevicePointer ?? 0; p.Gamma = gamma.DevicePointer; p.Mean = mean.DevicePointer; p.Rstd = rstd.DevicePointer;
         p.DGamma = dgamma.DevicePointer; p.DBeta = dbeta.DevicePointer;
         var f32 = xk.DType == DType.Float32;
-        be.Kernel(File, f32 ? "dual_layernorm_bwd_input_f32" : "dual_layernorm_bwd_input_bf16").Launch(RowBlocks(g), 32 * RowsPerBlock, 0, be.Stream, p);
-        be.Kernel(File, f32 ? "dual_layernorm_bwd_params_f32" : "dual_layernorm_bwd_params_bf16")
+        be.Kernel(File, f32 ? "dual_layer_norm_bwd_input_f32" : "dual_layer_norm_bwd_input_bf16").Launch(RowBlocks(g), 32 * RowsPerBlock, 0, be.Stream, p);
+        be.Kernel(File, f32 ? "dual_layer_norm_bwd_params_f32" : "dual_layer_norm_bwd_params_bf16")
             .Launch((uint)((g.Channels + 31) / 32), new Dim3(32, 8), 0, be.Stream, p);
     }
 }

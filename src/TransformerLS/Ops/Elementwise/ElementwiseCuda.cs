@@ -17,7 +17,7 @@ struct ElementwiseParams
 /// <summary>Launchers for kernels/elementwise.cu.</summary>
 static class ElementwiseCuda
 {
-    const string File = "elementwise.cu";
+    const string File = "elementwise/elementwise.cu";
     const int Threads = 256;
 
     static Dim3 Grid(long n) => (uint)Math.Clamp((n + Threads - 1) / Threads, 1, 65535L * 16);

@@ -17,7 +17,7 @@ struct EmbeddingParams
 /// <summary>Launchers for kernels/embedding.cu.</summary>
 static class EmbeddingCuda
 {
-    const string File = "embedding.cu";
+    const string File = "embedding/embedding.cu";
     const int Threads = 256;
 
     static Dim3 Grid(long n) => (uint)Math.Clamp((n + Threads - 1) / Threads, 1, 65535L * 16);

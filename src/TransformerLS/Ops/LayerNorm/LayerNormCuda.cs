@@ -17,7 +17,7 @@ struct LayerNormParams
 
 static class LayerNormCuda
 {
-    const string File = "layernorm.cu";
+    const string File = "layer_norm/layer_norm.cu";
     const int RowsPerBlock = 4; // one warp per row
 
     public static void Forward(CudaBackend be, Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor? mean, Tensor? rstd, float eps)
@@ -28,7 +28,7 @@ static class LayerNormCuda
             X = x.DevicePointer, Gamma = gamma.DevicePointer, Beta = beta.DevicePointer, Y = y.DevicePointer,
             Mean = mean?.DevicePointer ?? 0, Rstd = rstd?.DevicePointer ?? 0, Rows = rows, Cols = cols, Eps = eps,
         };
-        be.Kernel(File, x.DType == DType.Float32 ? "layernorm_fwd_f32" : "layernorm_fwd_bf16")
+        be.Kernel(File, x.DType == DType.Float32 ? "layer_norm_fwd_f32" : "layer_norm_fwd_bf16")
             .Launch((uint)((rows + RowsPerBlock - 1) / RowsPerBlock), 32 * RowsPerBlock, 0, be.Stream, p);
     }
 
@@ -42,9 +42,9 @@ static class LayerNormCuda
             Rows = rows, Cols = cols, Accumulate = accumulate ? 1 : 0,
         };
         var f32 = x.DType == DType.Float32;
-        be.Kernel(File, f32 ? "layernorm_bwd_input_f32" : "layernorm_bwd_input_bf16")
+        be.Kernel(File, f32 ? "layer_norm_bwd_input_f32" : "layer_norm_bwd_input_bf16")
             .Launch((uint)((rows + RowsPerBlock - 1) / RowsPerBlock), 32 * RowsPerBlock, 0, be.Stream, p);
-        be.Kernel(File, f32 ? "layernorm_bwd_params_f32" : "layernorm_bwd_params_bf16")
+        be.Kernel(File, f32 ? "layer_norm_bwd_params_f32" : "layer_norm_bwd_params_bf16")
             .Launch((uint)((cols + 31) / 32), new Dim3(32, 8), 0, be.Stream, p);
     }
 }

@@ -17,7 +17,7 @@ struct LayoutParams
 
 static class LayoutCuda
 {
-    const string File = "layout.cu";
+    const string File = "layout/layout.cu";
     const int Threads = 256;
 
     static uint Blocks(long n) => (uint)Math.Clamp((n + Threads - 1) / Threads, 1, 65535 * 8);

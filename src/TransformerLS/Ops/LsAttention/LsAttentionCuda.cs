@@ -5,9 +5,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops.LsAttention;
 
-/// <summary>Mirror of LsAttnParams in kernels/ls_attention_bidir.cuh.</summary>
+/// <summary>Mirror of LsAttentionParams in kernels/ls_attention_bidir.cuh.</summary>
 [StructLayout(LayoutKind.Sequential)]
-struct LsAttnParams
+struct LsAttentionParams
 {
     public ulong Q, K, V, KBar, VBar, Mask, O, Lse, DOut, DQ, DK, DV, DKBar, DVBar;
     public int B, H, N, D, W, R, E, Chunks;
@@ -20,10 +20,10 @@ struct LsAttnParams
 /// </summary>
 static class LsAttentionCuda
 {
-    const string File = "ls_attention_bidir.cu", MmaFile = "ls_attention_bidir_mma.cu";
+    const string File = "ls_attention/ls_attention.cu", MmaFile = "ls_attention/ls_attention_mma.cu";
     const int KT = 32, QB = 32, MmaKT = 64, MmaQB = 64, Threads = 128;
-    static readonly string[] MmaForward = ["ls_attn_fwd_mma_d32", "ls_attn_fwd_mma_d64", "ls_attn_fwd_mma_d96", "ls_attn_fwd_mma_d128"];
-    static readonly string[] MmaBackward = ["ls_attn_bwd_mma_d32", "ls_attn_bwd_mma_d64", "ls_attn_bwd_mma_d96", "ls_attn_bwd_mma_d128"];
+    static readonly string[] MmaForward = ["ls_attention_fwd_mma_d32", "ls_attention_fwd_mma_d64", "ls_attention_fwd_mma_d96", "ls_attention_fwd_mma_d128"];
+    static readonly string[] MmaBackward = ["ls_attention_bwd_mma_d32", "ls_attention_bwd_mma_d64", "ls_attention_bwd_mma_d96", "ls_attention_bwd_mma_d128"];
 
     static void CheckHeadDim(LsAttentionGeometry g)
     {
@@ -31,7 +31,7 @@ static class LsAttentionCuda
             throw new ArgumentOutOfRangeException("q", g.D, "the CUDA LS attention supports head dims 32, 64, 96 and 128 (d % 32 == 0, d <= 128)");
     }
 
-    static LsAttnParams Params(LsAttentionGeometry g, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse) => new()
+    static LsAttentionParams Params(LsAttentionGeometry g, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse) => new()
     {
         Q = q.DevicePointer, K = k.DevicePointer, V = v.DevicePointer, KBar = kbar.DevicePointer, VBar = vbar.DevicePointer,
         Mask = mask?.DevicePointer ?? 0, O = o.DevicePointer, Lse = lse.DevicePointer,
@@ -58,7 +58,7 @@ static class LsAttentionCuda
         if (UsesMma(q))
             be.Kernel(MmaFile, MmaForward[g.D / 32 - 1]).Launch(Grid(g, q), Threads, MmaShared(g, false), be.Stream, p);
         else
-            be.Kernel(File, "ls_attn_fwd_f32").Launch(Grid(g, q), Threads, (uint)(4 * (2 * KT * (g.D + 1) + 2 * QB * g.D + 2 * QB + 2 * KT)), be.Stream, p);
+            be.Kernel(File, "ls_attention_fwd_f32").Launch(Grid(g, q), Threads, (uint)(4 * (2 * KT * (g.D + 1) + 2 * QB * g.D + 2 * QB + 2 * KT)), be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
@@ -73,7 +73,7 @@ static class LsAttentionCuda
         if (UsesMma(q))
             be.Kernel(MmaFile, MmaBackward[g.D / 32 - 1]).Launch(Grid(g, q), Threads, MmaShared(g, true), be.Stream, p);
         else
-            be.Kernel(File, "ls_attn_bwd_f32").Launch(Grid(g, q), Threads, (uint)(4 * (4 * KT * (g.D + 1) + 3 * QB * g.D + 3 * QB + 2 * KT)), be.Stream, p);
+            be.Kernel(File, "ls_attention_bwd_f32").Launch(Grid(g, q), Threads, (uint)(4 * (4 * KT * (g.D + 1) + 3 * QB * g.D + 3 * QB + 2 * KT)), be.Stream, p);
         grads.Complete();
     }
 }

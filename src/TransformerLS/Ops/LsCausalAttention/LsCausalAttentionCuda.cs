@@ -5,9 +5,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops.LsCausalAttention;
 
-/// <summary>Mirror of LsCausalParams in kernels/ls_attention_causal.cuh.</summary>
+/// <summary>Mirror of LsCausalAttentionParams in kernels/ls_attention_causal.cuh.</summary>
 [StructLayout(LayoutKind.Sequential)]
-struct LsCausalParams
+struct LsCausalAttentionParams
 {
     public ulong Q, K, V, U, VB, Rel, KC, VC, RelC, Mask, O, Lse, DOut, DQ, DK, DV, DU, DVB, DRel, DKC, DVC, DRelC;
     public int B, H, L, P, D, W, Lc, R, Mc, Nc, Tiles;
@@ -20,12 +20,12 @@ struct LsCausalParams
 /// </summary>
 static class LsCausalAttentionCuda
 {
-    const string File = "ls_attention_causal.cu", MmaFile = "ls_attention_causal_mma.cu";
+    const string File = "ls_causal_attention/ls_causal_attention.cu", MmaFile = "ls_causal_attention/ls_causal_attention_mma.cu";
     const int KT = 32, QB = 32, RT = QB + KT - 1, Threads = 128, MmaKT = 64, MmaRW = MmaKT + 16;
-    static readonly string[] MmaForward = ["ls_causal_fwd_mma_d32", "ls_causal_fwd_mma_d64", "ls_causal_fwd_mma_d96", "ls_causal_fwd_mma_d128"];
-    static readonly string[] MmaBackward = ["ls_causal_bwd_mma_d32", "ls_causal_bwd_mma_d64", "ls_causal_bwd_mma_d96", "ls_causal_bwd_mma_d128"];
+    static readonly string[] MmaForward = ["ls_causal_attention_fwd_mma_d32", "ls_causal_attention_fwd_mma_d64", "ls_causal_attention_fwd_mma_d96", "ls_causal_attention_fwd_mma_d128"];
+    static readonly string[] MmaBackward = ["ls_causal_attention_bwd_mma_d32", "ls_causal_attention_bwd_mma_d64", "ls_causal_attention_bwd_mma_d96", "ls_causal_attention_bwd_mma_d128"];
 
-    static LsCausalParams Params(LsCausalGeometry g, in LsCausalInputs x, Tensor o, Tensor lse)
+    static LsCausalAttentionParams Params(LsCausalGeometry g, in LsCausalInputs x, Tensor o, Tensor lse)
     {
         if (g.D % 32 != 0 || g.D > 128)
             throw new ArgumentOutOfRangeException("q", g.D, "the CUDA causal LS attention supports head dims 32, 64, 96 and 128 (d % 32 == 0, d <= 128)");
@@ -75,7 +75,7 @@ static class LsCausalAttentionCuda
         if (UsesMma(x.Q))
             be.Kernel(MmaFile, MmaForward[g.D / 32 - 1]).Launch(Grid(g, x.Q), 32 * MmaWarps(g), MmaShared(g, false), be.Stream, p);
         else
-            be.Kernel(File, "ls_causal_fwd_f32").Launch(Grid(g, x.Q), Threads, (uint)(4 * (Common(g.D) + 2 * QB * g.D + 2 * QB)), be.Stream, p);
+            be.Kernel(File, "ls_causal_attention_fwd_f32").Launch(Grid(g, x.Q), Threads, (uint)(4 * (Common(g.D) + 2 * QB * g.D + 2 * QB)), be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse, Tensor dout, in LsCausalGradients gr)
@@ -93,7 +93,7 @@ static class LsCausalAttentionCuda
         if (UsesMma(x.Q))
             be.Kernel(MmaFile, MmaBackward[d / 32 - 1]).Launch(Grid(g, x.Q), 32 * MmaWarps(g), MmaShared(g, true), be.Stream, p);
         else // 4·QB: Lse, qok and the double D_i
-            be.Kernel(File, "ls_causal_bwd_f32").Launch(Grid(g, x.Q), Threads,
+            be.Kernel(File, "ls_causal_attention_bwd_f32").Launch(Grid(g, x.Q), Threads,
                 (uint)(4 * (Common(d) + 2 * KT * (d + 1) + RT * (d + 1) + KT + RT + 2 * d + 3 * QB * d + 4 * QB)), be.Stream, p);
         seq.Complete(); cmp.Complete(); bias.Complete(); rel.Complete();
     }

@@ -5,9 +5,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops.LsChunkProjection;
 
-/// <summary>Mirror of LsChunkProjParams in kernels/ls_projection_chunked.cu.</summary>
+/// <summary>Mirror of LsChunkProjectionParams in kernels/ls_projection_chunked.cu.</summary>
 [StructLayout(LayoutKind.Sequential)]
-struct LsChunkProjParams
+struct LsChunkProjectionParams
 {
     public ulong S, X, Mask, Y, Dy, Ds, Dx;
     public int B, H, T, D, R, L, Chunks, Accumulate;
@@ -15,10 +15,10 @@ struct LsChunkProjParams
 
 static class LsChunkProjectionCuda
 {
-    const string File = "ls_projection_chunked.cu";
+    const string File = "ls_chunk_projection/ls_chunk_projection.cu";
     const int Threads = 128;
 
-    static LsChunkProjParams Params(LsChunkProjectionGeometry g, Tensor s, Tensor x, Tensor? mask) => new()
+    static LsChunkProjectionParams Params(LsChunkProjectionGeometry g, Tensor s, Tensor x, Tensor? mask) => new()
     {
         S = s.DevicePointer, X = x.DevicePointer, Mask = mask?.DevicePointer ?? 0,
         B = g.B, H = g.H, T = g.T, D = g.D, R = g.R, L = g.Lc, Chunks = g.Chunks,
@@ -40,7 +40,7 @@ static class LsChunkProjectionCuda
         var p = Params(g, s, x, mask);
         p.Y = y.DevicePointer;
         var smem = SharedBytes(be, g, 4L * g.Lc * g.R);
-        be.Kernel(File, x.DType == DType.Float32 ? "ls_chunk_proj_fwd_f32" : "ls_chunk_proj_fwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
+        be.Kernel(File, x.DType == DType.Float32 ? "ls_chunk_projection_fwd_f32" : "ls_chunk_projection_fwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, int chunk, Tensor s, Tensor x, Tensor? mask, Tensor dy, Tensor ds, Tensor dx, bool accumulate)
@@ -49,6 +49,6 @@ static class LsChunkProjectionCuda
         var p = Params(g, s, x, mask);
         p.Dy = dy.DevicePointer; p.Ds = ds.DevicePointer; p.Dx = dx.DevicePointer; p.Accumulate = accumulate ? 1 : 0;
         var smem = SharedBytes(be, g, 12L * g.Lc * g.R + 8L * g.R);
-        be.Kernel(File, x.DType == DType.Float32 ? "ls_chunk_proj_bwd_f32" : "ls_chunk_proj_bwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
+        be.Kernel(File, x.DType == DType.Float32 ? "ls_chunk_projection_bwd_f32" : "ls_chunk_projection_bwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
     }
 }

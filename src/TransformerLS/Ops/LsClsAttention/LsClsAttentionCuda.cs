@@ -5,9 +5,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops.LsClsAttention;
 
-/// <summary>Mirror of LsClsParams in kernels/ls_cls_attention.cu.</summary>
+/// <summary>Mirror of LsClsAttentionParams in kernels/ls_cls_attention.cu.</summary>
 [StructLayout(LayoutKind.Sequential)]
-struct LsClsParams
+struct LsClsAttentionParams
 {
     public ulong Q, K, V, C, Mask, O, Lse, DOut, DQ, DK, DV, DC;
     public int B, H, N, D, Accumulate;
@@ -16,10 +16,10 @@ struct LsClsParams
 
 static class LsClsAttentionCuda
 {
-    const string File = "ls_cls_attention.cu";
+    const string File = "ls_cls_attention/ls_cls_attention.cu";
     const int Threads = 256;
 
-    static LsClsParams Params(LsClsGeometry g, Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse)
+    static LsClsAttentionParams Params(LsClsGeometry g, Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse)
     {
         if (g.D > 128) throw new ArgumentOutOfRangeException("q", g.D, "the CUDA CLS attention supports head dims up to 128");
         return new()
@@ -33,7 +33,7 @@ static class LsClsAttentionCuda
     {
         var g = LsClsAttention.CheckForward(be, q, k, v, c, mask, o, lse);
         var p = Params(g, q, k, v, c, mask, o, lse);
-        be.Kernel(File, q.DType == DType.Float32 ? "ls_cls_fwd_f32" : "ls_cls_fwd_bf16").Launch((uint)(g.B * g.H), Threads, 0, be.Stream, p);
+        be.Kernel(File, q.DType == DType.Float32 ? "ls_cls_attention_fwd_f32" : "ls_cls_attention_fwd_bf16").Launch((uint)(g.B * g.H), Threads, 0, be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse, Tensor dout,
@@ -43,6 +43,6 @@ static class LsClsAttentionCuda
         var p = Params(g, q, k, v, c, mask, o, lse);
         p.DOut = dout.DevicePointer; p.DQ = dq.DevicePointer; p.DK = dk.DevicePointer; p.DV = dv.DevicePointer; p.DC = dc.DevicePointer;
         p.Accumulate = accumulate ? 1 : 0;
-        be.Kernel(File, q.DType == DType.Float32 ? "ls_cls_bwd_f32" : "ls_cls_bwd_bf16").Launch((uint)(g.B * g.H), Threads, 0, be.Stream, p);
+        be.Kernel(File, q.DType == DType.Float32 ? "ls_cls_attention_bwd_f32" : "ls_cls_attention_bwd_bf16").Launch((uint)(g.B * g.H), Threads, 0, be.Stream, p);
     }
 }

@@ -5,9 +5,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops.LsProjection;
 
-/// <summary>Mirror of LsProjParams in kernels/ls_projection.cu.</summary>
+/// <summary>Mirror of LsProjectionParams in kernels/ls_projection.cu.</summary>
 [StructLayout(LayoutKind.Sequential)]
-struct LsProjParams
+struct LsProjectionParams
 {
     public ulong S, K, V, Mask, ColMax, ColSum, KBarAcc, VBarAcc, DKBar, DVBar, ColDot, DK, DV, DS;
     public int B, H, N, D, R, Accumulate, Phase;
@@ -15,10 +15,10 @@ struct LsProjParams
 
 static class LsProjectionCuda
 {
-    const string File = "ls_projection.cu";
+    const string File = "ls_projection/ls_projection.cu";
     const int TChunk = 32, RTile = 32, Threads = 256;
 
-    static LsProjParams Params(LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum) => new()
+    static LsProjectionParams Params(LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum) => new()
     {
         S = s.DevicePointer, K = k.DevicePointer, V = v.DevicePointer, Mask = mask?.DevicePointer ?? 0,
         ColMax = colmax.DevicePointer, ColSum = colsum.DevicePointer, B = g.B, H = g.H, N = g.N, D = g.D, R = g.R,
@@ -41,13 +41,13 @@ static class LsProjectionCuda
         var smem = SharedBytes(be, (long)g.R * TChunk + 2L * TChunk * g.D, g);
         var f32 = k.DType == DType.Float32;
         var p = Params(g, s, k, v, mask, colmax, colsum);
-        be.Kernel(File, f32 ? "ls_proj_stats_f32" : "ls_proj_stats_bf16")
+        be.Kernel(File, f32 ? "ls_projection_stats_f32" : "ls_projection_stats_bf16")
             .Launch(new Dim3((uint)((g.H * g.R + 127) / 128), (uint)g.B), 128, 0, be.Stream, p);
         // K̄ and V̄ sum partial products over sequence chunks atomically, in fp32.
         using var sums = new Float32Accumulators(be, kbar, vbar);
         p.KBarAcc = sums.P0;
         p.VBarAcc = sums.P1;
-        be.Kernel(File, f32 ? "ls_proj_compress_f32" : "ls_proj_compress_bf16").Launch(Chunks(g), Threads, smem, be.Stream, p);
+        be.Kernel(File, f32 ? "ls_projection_compress_f32" : "ls_projection_compress_bf16").Launch(Chunks(g), Threads, smem, be.Stream, p);
         sums.Complete();
     }
 
@@ -65,7 +65,7 @@ static class LsProjectionCuda
         try
         {
             CudaMemory.Fill32(be.Stream, p.ColDot, 0, 2 * cols);
-            var kernel = be.Kernel(File, k.DType == DType.Float32 ? "ls_proj_bwd_f32" : "ls_proj_bwd_bf16");
+            var kernel = be.Kernel(File, k.DType == DType.Float32 ? "ls_projection_bwd_f32" : "ls_projection_bwd_bf16");
             kernel.Launch(Chunks(g), Threads, smem, be.Stream, p);
             p.Phase = 1;
             kernel.Launch(Chunks(g), Threads, smem, be.Stream, p);

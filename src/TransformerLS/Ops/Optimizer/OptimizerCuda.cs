@@ -5,9 +5,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops.Optimizer;
 
-/// <summary>Mirror of OptimParams in kernels/optimizer.cu.</summary>
+/// <summary>Mirror of OptimizerParams in kernels/optimizer.cu.</summary>
 [StructLayout(LayoutKind.Sequential)]
-struct OptimParams
+struct OptimizerParams
 {
     public ulong Param, Grad, M, V, Copy, SumSq;
     public long N;
@@ -18,7 +18,7 @@ struct OptimParams
 /// <summary>Launchers for kernels/optimizer.cu.</summary>
 static class OptimizerCuda
 {
-    const string File = "optimizer.cu";
+    const string File = "optimizer/optimizer.cu";
     const int Threads = 256;
 
     static Dim3 Grid(long n) => (uint)Math.Clamp((n + Threads - 1) / Threads, 1, 1024);
@@ -26,14 +26,14 @@ static class OptimizerCuda
     public static void SumOfSquares(CudaBackend be, Tensor x, Tensor acc)
     {
         Optimizer.CheckSumOfSquares(be, x, acc);
-        var p = new OptimParams { Grad = x.DevicePointer, SumSq = acc.DevicePointer, N = x.Count };
-        if (p.N > 0) be.Kernel(File, x.DType == DType.Float32 ? "sum_squares_f32" : "sum_squares_bf16").Launch(Grid(p.N), Threads, 0, be.Stream, p);
+        var p = new OptimizerParams { Grad = x.DevicePointer, SumSq = acc.DevicePointer, N = x.Count };
+        if (p.N > 0) be.Kernel(File, x.DType == DType.Float32 ? "sum_of_squares_f32" : "sum_of_squares_bf16").Launch(Grid(p.N), Threads, 0, be.Stream, p);
     }
 
     public static void AdamStep(CudaBackend be, in AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares, Tensor? copy)
     {
         Optimizer.CheckAdam(be, h, param, grad, m, v, sumSquares, copy);
-        var p = new OptimParams
+        var p = new OptimizerParams
         {
             Param = param.DevicePointer, Grad = grad.DevicePointer, M = m.DevicePointer, V = v.DevicePointer,
             Copy = copy?.DevicePointer ?? 0, SumSq = sumSquares?.DevicePointer ?? 0, N = param.Count,

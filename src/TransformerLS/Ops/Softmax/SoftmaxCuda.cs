@@ -16,7 +16,7 @@ struct SoftmaxParams
 
 static class SoftmaxCuda
 {
-    const string File = "softmax.cu";
+    const string File = "softmax/softmax.cu";
 
     public static void Forward(CudaBackend be, Tensor x, Tensor y, int axis)
     {

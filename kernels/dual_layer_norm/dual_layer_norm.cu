@@ -3,7 +3,7 @@
 // kernels read. The input is token-major [B, T, D] (straight from a Linear: LN_A / LN_W) or already head-split
 // [B, H, T, d] (the landmarks: LN_B / LN_P). Statistics and weights in fp32.
 // Reference: src/TransformerLS/Ops/DualLayerNorm/DualLayerNorm.cs.
-#include "prelude.cuh"
+#include "common/prelude.cuh"
 
 struct DualLayerNormParams
 {
@@ -40,7 +40,7 @@ TLS_DEVICE i64 in_offset(const DualLayerNormParams& p, const Row& w, int col)
     return p.token_major ? w.bt * p.H * p.d + col : head_split(p, w, col);
 }
 
-template <typename T> __device__ void dual_layernorm_fwd(DualLayerNormParams p)
+template <typename T> __device__ void dual_layer_norm_fwd(DualLayerNormParams p)
 {
     int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32, D = p.H * p.d;
     if (r >= p.S * p.B * p.T) return;
@@ -59,7 +59,7 @@ template <typename T> __device__ void dual_layernorm_fwd(DualLayerNormParams p)
 }
 
 // dx = rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dy·gamma; dy is head-split, dx in x's layout.
-template <typename T> __device__ void dual_layernorm_bwd_input(DualLayerNormParams p)
+template <typename T> __device__ void dual_layer_norm_bwd_input(DualLayerNormParams p)
 {
     int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32, D = p.H * p.d;
     if (r >= p.S * p.B * p.T) return;
@@ -84,7 +84,7 @@ template <typename T> __device__ void dual_layernorm_bwd_input(DualLayerNormPara
 }
 
 // dgamma = Σ dy·x̂, dbeta = Σ dy over the rows of K and V together. Block (32, 8) per 32 channels, fixed order.
-template <typename T> __device__ void dual_layernorm_bwd_params(DualLayerNormParams p)
+template <typename T> __device__ void dual_layer_norm_bwd_params(DualLayerNormParams p)
 {
     __shared__ float pg[8][33], pb[8][33];
     int c = blockIdx.x * 32 + threadIdx.x, D = p.H * p.d, rows = p.S * p.B * p.T;
@@ -109,6 +109,6 @@ template <typename T> __device__ void dual_layernorm_bwd_params(DualLayerNormPar
     }
 }
 
-TLS_INSTANTIATE(dual_layernorm_fwd, DualLayerNormParams)
-TLS_INSTANTIATE(dual_layernorm_bwd_input, DualLayerNormParams)
-TLS_INSTANTIATE(dual_layernorm_bwd_params, DualLayerNormParams)
+TLS_INSTANTIATE(dual_layer_norm_fwd, DualLayerNormParams)
+TLS_INSTANTIATE(dual_layer_norm_bwd_input, DualLayerNormParams)
+TLS_INSTANTIATE(dual_layer_norm_bwd_params, DualLayerNormParams)

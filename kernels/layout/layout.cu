@@ -1,7 +1,7 @@
 // Layout ops of the attention modules: split/merge heads ([B, T, H, d] <-> [B, H, T, d], a swap of axes 1 and 2)
 // and copies of a range along one axis (concatenation and slicing: the CLS landmark, cache ++ block).
 // Reference: src/TransformerLS/Ops/Layout/Layout.cs.
-#include "prelude.cuh"
+#include "common/prelude.cuh"
 
 struct LayoutParams
 {

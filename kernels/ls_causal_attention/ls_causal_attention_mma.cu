@@ -8,8 +8,8 @@
 // rows its (query, key) pairs can need, gathered along the diagonal i − j through shared memory; in the backward
 // the score gradients are scattered onto the same diagonals, so dQ += dS_R·R and dR += dS_Rᵀ·Q are mmas too.
 // Probabilities and score gradients enter mmas as hi + lo bf16 pairs (mma_tiles.cuh).
-#include "ls_attention_causal.cuh"
-#include "mma_tiles.cuh"
+#include "ls_causal_attention/ls_causal_attention.cuh"
+#include "common/mma_tiles.cuh"
 
 #define KT 64
 #define RW (KT + 16)       // R rows one warp's 16 queries need per window tile (16 + KT − 1, padded)
@@ -42,7 +42,7 @@ template <int D> TLS_DEVICE Smem carve_common(unsigned char*& at, int qb)
     return s;
 }
 
-template <int D> TLS_DEVICE void load_biases(const LsCausalParams& p, const Block& k, const Smem& s)
+template <int D> TLS_DEVICE void load_biases(const LsCausalAttentionParams& p, const Block& k, const Smem& s)
 {
     for (int c = threadIdx.x; c < D; c += blockDim.x)
     {
@@ -55,7 +55,7 @@ template <int D> TLS_DEVICE void load_biases(const LsCausalParams& p, const Bloc
 // and the R rows of δ = q0 − (jlo + t0) − KT + 1 + row, with u·k_j and v·R_δ). Returns, block-uniformly, whether
 // the tile has any key.
 template <int D>
-TLS_DEVICE bool load_tile(const LsCausalParams& p, const Block& k, bool window, int t0, int qb, const Smem& s)
+TLS_DEVICE bool load_tile(const LsCausalAttentionParams& p, const Block& k, bool window, int t0, int qb, const Smem& s)
 {
     const int nrel = window ? qb + KT : KT;
     for (int i = threadIdx.x; i < nrel; i += blockDim.x)
@@ -94,7 +94,7 @@ TLS_DEVICE bool load_tile(const LsCausalParams& p, const Block& k, bool window, 
 
 // Logits of this warp's 16 queries against the tile's keys, −inf outside each query's key set.
 template <int D>
-TLS_DEVICE void logits(const LsCausalParams& p, const Block& k, bool window, int t0, const Smem& s, float sc[KT / 8][4])
+TLS_DEVICE void logits(const LsCausalAttentionParams& p, const Block& k, bool window, int t0, const Smem& s, float sc[KT / 8][4])
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const u16* Qw = s.Qs + warp * 16 * STRIDE(D);
@@ -127,7 +127,7 @@ TLS_DEVICE void logits(const LsCausalParams& p, const Block& k, bool window, int
         }
 }
 
-template <int D> __device__ void ls_causal_fwd_mma(const LsCausalParams& p)
+template <int D> __device__ void ls_causal_attention_fwd_mma(const LsCausalAttentionParams& p)
 {
     extern __shared__ __align__(16) unsigned char smem[];
     const int qb = 16 * (blockDim.x / 32);
@@ -159,7 +159,7 @@ template <int D> __device__ void ls_causal_fwd_mma(const LsCausalParams& p)
 // dS = P ∘ (dP − D), D_i = dO_i·O_i; dQ = σ·Σ dS·(key + R or Rc) stays in registers. Key-side gradients, from
 // P and dS in shared memory, go to the fp32 accumulators atomically: dK += σ·dSᵀQ + (Σ_i dS)·u, du += (Σ_i dS)·k,
 // dV += PᵀdO, dR_δ += σ·dS_Rᵀ·Q + (Σ_δ dS)·v, dv_bias += (Σ_δ dS)·R_δ, dK̄ = dRc = σ·dSᵀQ, dV̄ = PᵀdO.
-template <int D> __device__ void ls_causal_bwd_mma(const LsCausalParams& p)
+template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAttentionParams& p)
 {
     extern __shared__ __align__(16) unsigned char smem[];
     const int nwarp = blockDim.x / 32, qb = 16 * nwarp, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -293,8 +293,8 @@ template <int D> __device__ void ls_causal_bwd_mma(const LsCausalParams& p)
 
 // Up to 4 warps: the launcher picks the count from the chunk length.
 #define TLS_INSTANTIATE_MMA(D)                                                                                       \
-    extern "C" __global__ void __launch_bounds__(128) ls_causal_fwd_mma_d##D(LsCausalParams p) { ls_causal_fwd_mma<D>(p); } \
-    extern "C" __global__ void __launch_bounds__(128) ls_causal_bwd_mma_d##D(LsCausalParams p) { ls_causal_bwd_mma<D>(p); }
+    extern "C" __global__ void __launch_bounds__(128) ls_causal_attention_fwd_mma_d##D(LsCausalAttentionParams p) { ls_causal_attention_fwd_mma<D>(p); } \
+    extern "C" __global__ void __launch_bounds__(128) ls_causal_attention_bwd_mma_d##D(LsCausalAttentionParams p) { ls_causal_attention_bwd_mma<D>(p); }
 
 TLS_INSTANTIATE_MMA(32)
 TLS_INSTANTIATE_MMA(64)

@@ -1,6 +1,6 @@
 // Elementwise family: y = alpha*a + beta*b, dtype casts, GELU (erf form, as torch.nn.GELU) and ReLU with their
 // gradients, dropout, row-broadcast bias add, and column sums (bias gradients). Reference: src/TransformerLS/Ops/Elementwise.
-#include "prelude.cuh"
+#include "common/prelude.cuh"
 
 struct ElementwiseParams
 {

@@ -1,10 +1,10 @@
-// What both causal LS attention kernels share: the params (mirrored by LsCausalParams in
+// What both causal LS attention kernels share: the params (mirrored by LsCausalAttentionParams in
 // src/TransformerLS/Ops/LsCausalAttention/LsCausalAttentionCuda.cs) and which queries and keys a block owns.
 // ls_attention_causal.cu: fp32 on the CUDA cores; ls_attention_causal_mma.cu: bf16 on the tensor cores.
 #pragma once
-#include "prelude.cuh"
+#include "common/prelude.cuh"
 
-struct LsCausalParams
+struct LsCausalAttentionParams
 {
     const void* q;       // [B, H, L, d], unscaled
     const void* k;       // [B, H, P + L, d]
@@ -33,7 +33,7 @@ struct Block
 
 // A block owns up to qb queries [q0, q0 + nq) of ONE projection chunk; it sees the first ncmp compressed keys
 // and the window positions [jlo, q0 + nq).
-TLS_DEVICE Block block_of(const LsCausalParams& p, int qb)
+TLS_DEVICE Block block_of(const LsCausalAttentionParams& p, int qb)
 {
     Block k;
     k.bh = blockIdx.z;
@@ -52,4 +52,4 @@ TLS_DEVICE Block block_of(const LsCausalParams& p, int qb)
     return k;
 }
 
-TLS_DEVICE bool is_token(const LsCausalParams& p, int b, int j) { return !p.mask || p.mask[(i64)b * (p.P + p.L) + p.P + j] != 0.f; }
+TLS_DEVICE bool is_token(const LsCausalAttentionParams& p, int b, int j) { return !p.mask || p.mask[(i64)b * (p.P + p.L) + p.P + j] != 0.f; }

@@ -7,12 +7,12 @@
 // dP − D cancels exactly when one key holds all the weight (a sequence of padding only); the softmax
 // statistics too, so the saved lse carries no expf/logf ulps into the backward's p (fp32 missed the 2x rule
 // for dk on one seed in eight with a single token).
-#include "prelude.cuh"
+#include "common/prelude.cuh"
 
 #define NWARP 8
 #define MAXC 4   // channels per lane: d <= 128
 
-struct LsClsParams
+struct LsClsAttentionParams
 {
     const void* q; const void* k; const void* v;   // [B, H, d], q unscaled
     const void* c;                                 // [B, H, n, d]
@@ -35,9 +35,9 @@ template <typename T> TLS_DEVICE double dot_lanes(const float* a, const void* x,
     return warp_sum(s);
 }
 
-TLS_DEVICE bool token(const LsClsParams& p, int b, int t) { return !p.mask || p.mask[(i64)b * p.n + t] != 0.f; }
+TLS_DEVICE bool token(const LsClsAttentionParams& p, int b, int t) { return !p.mask || p.mask[(i64)b * p.n + t] != 0.f; }
 
-template <typename T> __device__ void ls_cls_fwd(LsClsParams p)
+template <typename T> __device__ void ls_cls_attention_fwd(LsClsAttentionParams p)
 {
     __shared__ double wm[NWARP], wl[NWARP];
     __shared__ float wacc[NWARP][128];
@@ -85,7 +85,7 @@ template <typename T> __device__ void ls_cls_fwd(LsClsParams p)
 }
 
 // ds = p·(dP − D); dq = σ·(ds_cls·k + Σ ds_t·C_t); dk = ds_cls·σq; dv = p_cls·dO; dC_t (+)= ds_t·σq + p_t·dO.
-template <typename T> __device__ void ls_cls_bwd(LsClsParams p)
+template <typename T> __device__ void ls_cls_attention_bwd(LsClsAttentionParams p)
 {
     __shared__ float wdq[NWARP][128];
     __shared__ double Dsh;
@@ -147,5 +147,5 @@ template <typename T> __device__ void ls_cls_bwd(LsClsParams p)
     }
 }
 
-TLS_INSTANTIATE(ls_cls_fwd, LsClsParams)
-TLS_INSTANTIATE(ls_cls_bwd, LsClsParams)
+TLS_INSTANTIATE(ls_cls_attention_fwd, LsClsAttentionParams)
+TLS_INSTANTIATE(ls_cls_attention_bwd, LsClsAttentionParams)

@@ -1,7 +1,7 @@
 // What the CUDA-core (float32) attention kernels share: one warp per query row, one lane per key of a 32-key
 // tile. The tensor-core kernels have their counterpart in mma_tiles.cuh.
 #pragma once
-#include "prelude.cuh"
+#include "common/prelude.cuh"
 
 // One 32-key tile of a query row's online softmax: lane kk holds the logit of key kk (−inf: not in the row's
 // key set). Rescales the row's accumulator acc[0, d) and updates its running max m and sum l (shared memory).

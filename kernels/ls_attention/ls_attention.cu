@@ -8,8 +8,8 @@
 // 2e + w window positions) streams through shared memory KT keys at a time; within a tile each lane of a
 // warp owns one key, so a warp scores 32 keys at once and updates its query's online softmax.
 // fp32 math on the CUDA cores: the float32 path. bf16 runs on the tensor cores in ls_attention_bidir_mma.cu.
-#include "ls_attention_bidir.cuh"
-#include "simt_tiles.cuh"
+#include "ls_attention/ls_attention.cuh"
+#include "common/simt_tiles.cuh"
 
 #define KT 32  // one key per lane: simt_tiles.cuh
 #define QB 32
@@ -18,7 +18,7 @@
 // Loads keys [t0, t0 + KT) of the block's key list into Ks/Vs (row stride d + 1: conflict-free columns).
 // Returns through valid[] which keys exist; for window keys, pos[] holds the sequence position (-1: landmark).
 template <typename T>
-TLS_DEVICE void load_tile(const LsAttnParams& p, const Block& k, int t0, float* Ks, float* Vs, int* valid, int* pos)
+TLS_DEVICE void load_tile(const LsAttentionParams& p, const Block& k, int t0, float* Ks, float* Vs, int* valid, int* pos)
 {
     const int d = p.d, ds = d + 1;
     for (int idx = threadIdx.x; idx < KT * d; idx += blockDim.x)
@@ -54,7 +54,7 @@ TLS_DEVICE float row_dot(const float* a, const float* b, int d)
     return s;
 }
 
-template <typename T> __device__ void ls_attn_fwd(LsAttnParams p)
+template <typename T> __device__ void ls_attention_fwd(LsAttentionParams p)
 {
     extern __shared__ float sm[];
     const Block k = block_of(p, QB);
@@ -96,7 +96,7 @@ template <typename T> __device__ void ls_attn_fwd(LsAttnParams p)
 // dS = P ∘ (dP − D), D_i = dO_i·O_i; dQ = σ·dS·K, dK += dSᵀ·(σQ), dV += Pᵀ·dO. dQ is owned by one warp per
 // query; key gradients collect in shared memory per tile, then go to fp32 global accumulators atomically
 // (a key is shared by up to three segments, a landmark by every query of its head).
-template <typename T> __device__ void ls_attn_bwd(LsAttnParams p)
+template <typename T> __device__ void ls_attention_bwd(LsAttentionParams p)
 {
     extern __shared__ float sm[];
     const Block k = block_of(p, QB);
@@ -191,5 +191,5 @@ template <typename T> __device__ void ls_attn_bwd(LsAttnParams p)
 }
 
 // float32 only: bf16 takes the tensor-core kernels.
-extern "C" __global__ void ls_attn_fwd_f32(LsAttnParams p) { ls_attn_fwd<float>(p); }
-extern "C" __global__ void ls_attn_bwd_f32(LsAttnParams p) { ls_attn_bwd<float>(p); }
+extern "C" __global__ void ls_attention_fwd_f32(LsAttentionParams p) { ls_attention_fwd<float>(p); }
+extern "C" __global__ void ls_attention_bwd_f32(LsAttentionParams p) { ls_attention_bwd<float>(p); }

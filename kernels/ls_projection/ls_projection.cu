@@ -3,12 +3,12 @@
 // P is never stored: the forward keeps each column's max and sum, the backward recomputes P from them.
 // A column with no token at all gives P = 0 (zero landmarks), not NaN.
 // Reference: src/TransformerLS/Ops/LsProjection/LsProjection.cs.
-#include "prelude.cuh"
+#include "common/prelude.cuh"
 
 #define TCHUNK 32
 #define RTILE 32  // ranks the backward holds in shared memory at a time, so any r fits
 
-struct LsProjParams
+struct LsProjectionParams
 {
     const void* s;        // [B, n, H*r] scores, feature h*r + k = rank k of head h
     const void* k;        // [B, H, n, d]
@@ -27,10 +27,10 @@ struct LsProjParams
     int B, H, n, d, r, accumulate, phase;
 };
 
-TLS_DEVICE bool proj_token(const LsProjParams& p, int b, int t) { return !p.mask || p.mask[(i64)b * p.n + t] != 0.f; }
+TLS_DEVICE bool proj_token(const LsProjectionParams& p, int b, int t) { return !p.mask || p.mask[(i64)b * p.n + t] != 0.f; }
 
 // One thread per (b, column): max and sum of exp over the tokens; coalesced across columns.
-template <typename T> __device__ void ls_proj_stats(LsProjParams p)
+template <typename T> __device__ void ls_projection_stats(LsProjectionParams p)
 {
     int hr = p.H * p.r, c = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
     if (c >= hr) return;
@@ -46,7 +46,7 @@ template <typename T> __device__ void ls_proj_stats(LsProjParams p)
 }
 
 // P[k][t] for ranks [k0, k0 + nr) and the block's TCHUNK tokens of head h.
-template <typename T> TLS_DEVICE void load_p(const LsProjParams& p, int b, int h, int t0, int nt, int k0, int nr, float* P)
+template <typename T> TLS_DEVICE void load_p(const LsProjectionParams& p, int b, int h, int t0, int nt, int k0, int nr, float* P)
 {
     int hr = p.H * p.r;
     for (int idx = threadIdx.x; idx < nr * TCHUNK; idx += blockDim.x)
@@ -67,7 +67,7 @@ template <typename T> TLS_DEVICE void load_rows(const void* src, i64 base, int t
 }
 
 // Block (chunk, h, b): partial K̄, V̄ over TCHUNK tokens, added to the fp32 accumulators.
-template <typename T> __device__ void ls_proj_compress(LsProjParams p)
+template <typename T> __device__ void ls_projection_compress(LsProjectionParams p)
 {
     extern __shared__ float sm[];
     int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * TCHUNK, nt = min(TCHUNK, p.n - t0), d = p.d;
@@ -93,7 +93,7 @@ template <typename T> __device__ void ls_proj_compress(LsProjParams p)
 // Backward, two launches over the same blocks (chunk, h, b), each walking the ranks RTILE at a time:
 // phase 0: dP[k][t] = dK̄_k·K_t + dV̄_k·V_t; coldot += Σ_t P·dP; dK_t (+)= Σ_k P[k][t]·dK̄_k, dV likewise.
 // phase 1 (after every coldot is complete): dS = P ∘ (dP − coldot), the softmax backward over the sequence.
-template <typename T> __device__ void ls_proj_bwd(LsProjParams p)
+template <typename T> __device__ void ls_projection_bwd(LsProjectionParams p)
 {
     extern __shared__ float sm[];
     int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * TCHUNK, nt = min(TCHUNK, p.n - t0), d = p.d, hr = p.H * p.r;
@@ -166,6 +166,6 @@ template <typename T> __device__ void ls_proj_bwd(LsProjParams p)
     }
 }
 
-TLS_INSTANTIATE(ls_proj_stats, LsProjParams)
-TLS_INSTANTIATE(ls_proj_compress, LsProjParams)
-TLS_INSTANTIATE(ls_proj_bwd, LsProjParams)
+TLS_INSTANTIATE(ls_projection_stats, LsProjectionParams)
+TLS_INSTANTIATE(ls_projection_compress, LsProjectionParams)
+TLS_INSTANTIATE(ls_projection_bwd, LsProjectionParams)

@@ -1,6 +1,6 @@
 // LayerNorm over the last axis: y = (x - mean) * rstd * gamma + beta. Data in T, gamma/beta and the
 // saved statistics in fp32 (as autocast keeps LayerNorm in fp32). Reference: src/TransformerLS/Ops/LayerNorm.
-#include "prelude.cuh"
+#include "common/prelude.cuh"
 
 struct LayerNormParams
 {
@@ -20,7 +20,7 @@ struct LayerNormParams
 };
 
 // One warp per row; two passes over the row (mean, then centred variance) for accuracy.
-template <typename T> __device__ void layernorm_fwd(LayerNormParams p)
+template <typename T> __device__ void layer_norm_fwd(LayerNormParams p)
 {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= p.rows) return;
@@ -38,7 +38,7 @@ template <typename T> __device__ void layernorm_fwd(LayerNormParams p)
 }
 
 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma.
-template <typename T> __device__ void layernorm_bwd_input(LayerNormParams p)
+template <typename T> __device__ void layer_norm_bwd_input(LayerNormParams p)
 {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= p.rows) return;
@@ -62,7 +62,7 @@ template <typename T> __device__ void layernorm_bwd_input(LayerNormParams p)
 }
 
 // dgamma[c] = sum_r dy * xhat, dbeta[c] = sum_r dy. Block (32, 8) per 32 columns, fixed order.
-template <typename T> __device__ void layernorm_bwd_params(LayerNormParams p)
+template <typename T> __device__ void layer_norm_bwd_params(LayerNormParams p)
 {
     __shared__ float pg[8][33], pb[8][33];
     int c = blockIdx.x * 32 + threadIdx.x;
@@ -86,6 +86,6 @@ template <typename T> __device__ void layernorm_bwd_params(LayerNormParams p)
     }
 }
 
-TLS_INSTANTIATE(layernorm_fwd, LayerNormParams)
-TLS_INSTANTIATE(layernorm_bwd_input, LayerNormParams)
-TLS_INSTANTIATE(layernorm_bwd_params, LayerNormParams)
+TLS_INSTANTIATE(layer_norm_fwd, LayerNormParams)
+TLS_INSTANTIATE(layer_norm_bwd_input, LayerNormParams)
+TLS_INSTANTIATE(layer_norm_bwd_params, LayerNormParams)

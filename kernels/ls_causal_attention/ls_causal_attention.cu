@@ -11,8 +11,8 @@
 // every δ the tile's (query, key) pairs can have (QB + KT − 1 rows); u·k_j and v·R_δ are per-key constants.
 // fp32 math on the CUDA cores, one lane per key as in ls_attention_bidir.cu: the float32 path (bf16 runs on the
 // tensor cores in ls_attention_causal_mma.cu).
-#include "ls_attention_causal.cuh"
-#include "simt_tiles.cuh"
+#include "ls_causal_attention/ls_causal_attention.cuh"
+#include "common/simt_tiles.cuh"
 
 #define KT 32  // one key per lane: simt_tiles.cuh
 #define QB 32
@@ -27,7 +27,7 @@ struct Smem
 
 // Tile t0 of the compressed keys (window = false) or of the window positions (window = true).
 template <typename T>
-TLS_DEVICE void load_tile(const LsCausalParams& p, const Block& k, bool window, int t0, const Smem& s)
+TLS_DEVICE void load_tile(const LsCausalAttentionParams& p, const Block& k, bool window, int t0, const Smem& s)
 {
     const int d = p.d, ds = d + 1;
     for (int idx = threadIdx.x; idx < KT * d; idx += blockDim.x)
@@ -87,7 +87,7 @@ TLS_DEVICE double row_dot(const float* a, const float* b, int d)
 }
 
 // Logit of query qi against the tile's key `lane`, or −inf where the key is not in qi's set.
-TLS_DEVICE float logit(const LsCausalParams& p, const Block& k, bool window, int t0, const Smem& s, const float* qs, int qi, int lane)
+TLS_DEVICE float logit(const LsCausalAttentionParams& p, const Block& k, bool window, int t0, const Smem& s, const float* qs, int qi, int lane)
 {
     const int ds = p.d + 1;
     if (!window) return t0 + lane < k.ncmp ? (float)row_dot(qs, s.Ks + lane * ds, p.d) : -TLS_INF;
@@ -98,7 +98,7 @@ TLS_DEVICE float logit(const LsCausalParams& p, const Block& k, bool window, int
 }
 
 // u and v of the block's head (r_w_bias, r_r_bias), used by every window tile.
-template <typename T> TLS_DEVICE void load_biases(const LsCausalParams& p, const Block& k, const Smem& s)
+template <typename T> TLS_DEVICE void load_biases(const LsCausalAttentionParams& p, const Block& k, const Smem& s)
 {
     for (int c = threadIdx.x; c < p.d; c += blockDim.x)
     {
@@ -119,7 +119,7 @@ TLS_DEVICE Smem carve_common(float*& at, int d)
     return s;
 }
 
-template <typename T> __device__ void ls_causal_fwd(LsCausalParams p)
+template <typename T> __device__ void ls_causal_attention_fwd(LsCausalAttentionParams p)
 {
     extern __shared__ float sm[];
     const Block k = block_of(p, QB);
@@ -164,7 +164,7 @@ template <typename T> __device__ void ls_causal_fwd(LsCausalParams p)
 // dS = P ∘ (dP − D), D_i = dO_i·O_i. dQ = σ·Σ dS·(key + R or Rc). Key-side gradients collect per tile in shared
 // memory, then go to the fp32 accumulators atomically: dK += dS·σq + (Σ_i dS)·u, du += (Σ_i dS)·k,
 // dR_δ += dS·σq + (Σ_δ dS)·v, dv_bias += (Σ_δ dS)·R_δ, and dK̄ = dRc = dS·σq for the compressed rows.
-template <typename T> __device__ void ls_causal_bwd(LsCausalParams p)
+template <typename T> __device__ void ls_causal_attention_bwd(LsCausalAttentionParams p)
 {
     extern __shared__ float sm[];
     const Block k = block_of(p, QB);
@@ -295,5 +295,5 @@ template <typename T> __device__ void ls_causal_bwd(LsCausalParams p)
         store<T>(p.dq, k.qbase + (i64)k.q0 * d + idx, qok[idx / d] ? p.scale * dQs[idx] : 0.f);
 }
 
-extern "C" __global__ void ls_causal_fwd_f32(LsCausalParams p) { ls_causal_fwd<float>(p); }
-extern "C" __global__ void ls_causal_bwd_f32(LsCausalParams p) { ls_causal_bwd<float>(p); }
+extern "C" __global__ void ls_causal_attention_fwd_f32(LsCausalAttentionParams p) { ls_causal_attention_fwd<float>(p); }
+extern "C" __global__ void ls_causal_attention_bwd_f32(LsCausalAttentionParams p) { ls_causal_attention_bwd<float>(p); }

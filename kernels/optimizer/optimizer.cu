@@ -1,9 +1,9 @@
 // Optimizer family: the squared norm of gradients (summed over tensors for global-norm clipping) and the fused
 // Adam / AdamW step with the clipping factor read on the device, so a step never waits for the host.
 // Reference: src/TransformerLS/Ops/Optimizer/Optimizer.cs.
-#include "prelude.cuh"
+#include "common/prelude.cuh"
 
-struct OptimParams
+struct OptimizerParams
 {
     float* param;        // fp32 weights (the master copy under mixed precision), updated in place
     const void* grad;    // gradient (T)
@@ -18,7 +18,7 @@ struct OptimParams
 };
 
 // Per-block double sums, one float atomic per block.
-template <typename T> __device__ void sum_squares(OptimParams p)
+template <typename T> __device__ void sum_of_squares(OptimizerParams p)
 {
     __shared__ double part[32];
     double a = 0.0;
@@ -38,7 +38,7 @@ template <typename T> __device__ void sum_squares(OptimParams p)
 
 // torch.optim.Adam / AdamW (non-amsgrad, non-foreach) on g·clip, clip = min(1, max_norm / (‖g‖ + 1e-6)) as
 // torch.nn.utils.clip_grad_norm_ computes it.
-template <typename T> __device__ void adam_step(OptimParams p)
+template <typename T> __device__ void adam_step(OptimizerParams p)
 {
     const float clip = p.sumsq ? fminf(1.f, p.max_norm / (sqrtf(*p.sumsq) + 1e-6f)) : 1.f;
     const float step = p.lr / p.bias1, root2 = sqrtf(p.bias2);
@@ -57,5 +57,5 @@ template <typename T> __device__ void adam_step(OptimParams p)
     }
 }
 
-TLS_INSTANTIATE(sum_squares, OptimParams)
-TLS_INSTANTIATE(adam_step, OptimParams)
+TLS_INSTANTIATE(sum_of_squares, OptimizerParams)
+TLS_INSTANTIATE(adam_step, OptimizerParams)

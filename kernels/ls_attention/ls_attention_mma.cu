@@ -6,8 +6,8 @@
 // query of the block sees the same keys and masking is one flag per key. Scores S = Q·Kᵀ and the products
 // with V, dO, K and Q are mmas on bf16 inputs as given. Probabilities and score gradients are fp32; they enter
 // an mma as hi + lo bf16 pairs (mma_tiles.cuh), which keeps the result as accurate as the fp32 kernel's.
-#include "ls_attention_bidir.cuh"
-#include "mma_tiles.cuh"
+#include "ls_attention/ls_attention.cuh"
+#include "common/mma_tiles.cuh"
 
 #define QB 64
 #define KT 64
@@ -21,7 +21,7 @@ struct Tile
     int count;   // keys of the list in this tile (≤ KT)
 };
 
-TLS_DEVICE Tile tile_of(const LsAttnParams& p, const Block& k, int tile)
+TLS_DEVICE Tile tile_of(const LsAttentionParams& p, const Block& k, int tile)
 {
     const int lt = (p.r + KT - 1) / KT;
     if (tile < lt) return Tile{true, tile * KT, min(KT, p.r - tile * KT)};
@@ -29,10 +29,10 @@ TLS_DEVICE Tile tile_of(const LsAttnParams& p, const Block& k, int tile)
     return Tile{false, k.wstart + t0, min(KT, p.w + 2 * p.e - t0)};
 }
 
-TLS_DEVICE int tile_count(const LsAttnParams& p) { return (p.r + KT - 1) / KT + (p.w + 2 * p.e + KT - 1) / KT; }
+TLS_DEVICE int tile_count(const LsAttentionParams& p) { return (p.r + KT - 1) / KT + (p.w + 2 * p.e + KT - 1) / KT; }
 
 // Row `key` of the tile in global memory (element offset), or -1 where the key is absent, out of range or padded.
-TLS_DEVICE i64 key_row(const LsAttnParams& p, const Block& k, const Tile& t, int key)
+TLS_DEVICE i64 key_row(const LsAttentionParams& p, const Block& k, const Tile& t, int key)
 {
     if (key >= t.count) return -1;
     if (t.landmarks) return ((i64)k.bh * p.r + t.first + key) * p.d;
@@ -42,7 +42,7 @@ TLS_DEVICE i64 key_row(const LsAttnParams& p, const Block& k, const Tile& t, int
 
 // Loads the tile's K and V rows; returns (block-uniformly) whether any key of the tile exists.
 template <int D>
-TLS_DEVICE bool load_tile(const LsAttnParams& p, const Block& k, const Tile& t, u16* Ks, u16* Vs, i64* rows)
+TLS_DEVICE bool load_tile(const LsAttentionParams& p, const Block& k, const Tile& t, u16* Ks, u16* Vs, i64* rows)
 {
     for (int i = threadIdx.x; i < KT; i += blockDim.x) rows[i] = key_row(p, k, t, i);
     __syncthreads();
@@ -62,7 +62,7 @@ struct Smem
 };
 
 // Carves the common part (the backward carves on from `at`) and loads the block's queries.
-template <int D> TLS_DEVICE Smem start(const LsAttnParams& p, const Block& k, unsigned char*& at)
+template <int D> TLS_DEVICE Smem start(const LsAttentionParams& p, const Block& k, unsigned char*& at)
 {
     Smem s;
     s.rows = (i64*)at;
@@ -74,7 +74,7 @@ template <int D> TLS_DEVICE Smem start(const LsAttnParams& p, const Block& k, un
     return s;
 }
 
-template <int D> __device__ void ls_attn_fwd_mma(const LsAttnParams& p)
+template <int D> __device__ void ls_attention_fwd_mma(const LsAttentionParams& p)
 {
     extern __shared__ __align__(16) unsigned char smem[];
     const Block k = block_of(p, QB);
@@ -105,7 +105,7 @@ template <int D> __device__ void ls_attn_fwd_mma(const LsAttnParams& p)
 
 // dS = P ∘ (dP − D), D_i = dO_i·O_i; dQ = σ·dS·K stays in registers; dV = Pᵀ·dO and dK = σ·dSᵀ·Q per tile, each
 // warp owning 16 of the tile's keys, read P and dS back from shared memory.
-template <int D> __device__ void ls_attn_bwd_mma(const LsAttnParams& p)
+template <int D> __device__ void ls_attention_bwd_mma(const LsAttentionParams& p)
 {
     extern __shared__ __align__(16) unsigned char smem[];
     const Block k = block_of(p, QB);
@@ -163,8 +163,8 @@ template <int D> __device__ void ls_attn_bwd_mma(const LsAttnParams& p)
 }
 
 #define TLS_INSTANTIATE_MMA(D)                                                                                  \
-    extern "C" __global__ void __launch_bounds__(NWARP * 32) ls_attn_fwd_mma_d##D(LsAttnParams p) { ls_attn_fwd_mma<D>(p); } \
-    extern "C" __global__ void __launch_bounds__(NWARP * 32) ls_attn_bwd_mma_d##D(LsAttnParams p) { ls_attn_bwd_mma<D>(p); }
+    extern "C" __global__ void __launch_bounds__(NWARP * 32) ls_attention_fwd_mma_d##D(LsAttentionParams p) { ls_attention_fwd_mma<D>(p); } \
+    extern "C" __global__ void __launch_bounds__(NWARP * 32) ls_attention_bwd_mma_d##D(LsAttentionParams p) { ls_attention_bwd_mma<D>(p); }
 
 TLS_INSTANTIATE_MMA(32)
 TLS_INSTANTIATE_MMA(64)

@@ -4,9 +4,9 @@
 // One block per (chunk, head, batch): chunks are short (l = 16 in the released configs), so P for all r ranks
 // of a chunk sits in shared memory; the backward keeps dP and Σ P·dP in double (the cancellation in
 // dP − Σ P·dP is where fp32 lost accuracy in the sequence-wide projection).
-#include "prelude.cuh"
+#include "common/prelude.cuh"
 
-struct LsChunkProjParams
+struct LsChunkProjectionParams
 {
     const void* s;       // [B, T, H·r]
     const void* x;       // [B, H, T, d]
@@ -20,7 +20,7 @@ struct LsChunkProjParams
 
 // P[t·r + k] for the block's chunk; n = positions in the chunk.
 template <typename T>
-TLS_DEVICE void chunk_probabilities(const LsChunkProjParams& p, int b, int h, int t0, int n, float* P)
+TLS_DEVICE void chunk_probabilities(const LsChunkProjectionParams& p, int b, int h, int t0, int n, float* P)
 {
     const int hr = p.H * p.r;
     auto is_token = [&](int t) { return !p.mask || p.mask[(i64)b * p.T + t0 + t] != 0.f; };
@@ -41,7 +41,7 @@ TLS_DEVICE void chunk_probabilities(const LsChunkProjParams& p, int b, int h, in
     __syncthreads();
 }
 
-template <typename T> __device__ void ls_chunk_proj_fwd(LsChunkProjParams p)
+template <typename T> __device__ void ls_chunk_projection_fwd(LsChunkProjectionParams p)
 {
     extern __shared__ float sm[];
     const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, t0 = c * p.l, n = min(p.l, p.T - t0);
@@ -56,7 +56,7 @@ template <typename T> __device__ void ls_chunk_proj_fwd(LsChunkProjParams p)
     }
 }
 
-template <typename T> __device__ void ls_chunk_proj_bwd(LsChunkProjParams p)
+template <typename T> __device__ void ls_chunk_projection_bwd(LsChunkProjectionParams p)
 {
     extern __shared__ double smd[];
     const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, t0 = c * p.l, n = min(p.l, p.T - t0), hr = p.H * p.r;
@@ -97,5 +97,5 @@ template <typename T> __device__ void ls_chunk_proj_bwd(LsChunkProjParams p)
     }
 }
 
-TLS_INSTANTIATE(ls_chunk_proj_fwd, LsChunkProjParams)
-TLS_INSTANTIATE(ls_chunk_proj_bwd, LsChunkProjParams)
+TLS_INSTANTIATE(ls_chunk_projection_fwd, LsChunkProjectionParams)
+TLS_INSTANTIATE(ls_chunk_projection_bwd, LsChunkProjectionParams)

@@ -1,10 +1,10 @@
-// What both bidirectional LS attention kernels share: the params (mirrored by LsAttnParams in
+// What both bidirectional LS attention kernels share: the params (mirrored by LsAttentionParams in
 // src/TransformerLS/Ops/LsAttention/LsAttentionCuda.cs) and which queries and keys a block owns.
 // ls_attention_bidir.cu: fp32 on the CUDA cores; ls_attention_bidir_mma.cu: bf16 on the tensor cores.
 #pragma once
-#include "prelude.cuh"
+#include "common/prelude.cuh"
 
-struct LsAttnParams
+struct LsAttentionParams
 {
     const void* q;       // [B, H, n, d], unscaled
     const void* k;       // [B, H, n, d]
@@ -32,7 +32,7 @@ struct Block
 
 // A block owns up to qb queries [q0, q0 + nq) of segment seg; its key list is the r landmarks, then the
 // window positions [wstart, wstart + w + 2e).
-TLS_DEVICE Block block_of(const LsAttnParams& p, int qb)
+TLS_DEVICE Block block_of(const LsAttentionParams& p, int qb)
 {
     Block k;
     k.bh = blockIdx.z;
@@ -47,4 +47,4 @@ TLS_DEVICE Block block_of(const LsAttnParams& p, int qb)
     return k;
 }
 
-TLS_DEVICE bool is_token(const LsAttnParams& p, int b, int j) { return !p.mask || p.mask[(i64)b * p.n + j] != 0.f; }
+TLS_DEVICE bool is_token(const LsAttentionParams& p, int b, int j) { return !p.mask || p.mask[(i64)b * p.n + j] != 0.f; }

@@ -6,7 +6,7 @@
 // fp32 values that must enter an mma (probabilities, score gradients) go in as hi + lo bf16 pairs
 // (split_bf16x2): two mmas, ~16 significant bits, as accurate as an fp32 CUDA-core kernel.
 #pragma once
-#include "prelude.cuh"
+#include "common/prelude.cuh"
 
 typedef unsigned short u16;
 

@@ -3,7 +3,7 @@
 // 2^24); a negative target marks an ignored row (loss 0, gradient 0). A target >= V is never read past the row:
 // its loss is NaN (the CPU backend throws instead; checking here would need a host round trip). A warp per row.
 // Reference: src/TransformerLS/Ops/CrossEntropy/CrossEntropy.cs.
-#include "prelude.cuh"
+#include "common/prelude.cuh"
 
 struct CrossEntropyParams
 {

@@ -1,7 +1,7 @@
 // Softmax along one axis of a tensor viewed as [outer, dim, inner]: forward y = softmax(x) and backward
 // dx = y * (dy - sum(dy * y)). inner == 1 (last axis): a warp per row; otherwise a thread per column,
 // coalesced across inner (e.g. the projection's softmax over the sequence axis). Reference: Ops/Softmax.
-#include "prelude.cuh"
+#include "common/prelude.cuh"
 
 struct SoftmaxParams
 {

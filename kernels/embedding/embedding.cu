@@ -2,7 +2,7 @@
 // a token repeats). Tokens are indices stored as float32 (exact below 2^24); a negative token is padding (a zero
 // row, no gradient); a token >= V gives a NaN row, never a read past the table (the CPU backend throws).
 // Reference: src/TransformerLS/Ops/Embedding/Embedding.cs.
-#include "prelude.cuh"
+#include "common/prelude.cuh"
 
 struct EmbeddingParams
 {
