@@ -2,7 +2,7 @@ using BenchmarkDotNet.Attributes;
 using TransformerLS.Backends;
 using TransformerLS.Bench.Harness;
 using TransformerLS.Bench.Scale;
-using TransformerLS.Ops.LsAttention;
+using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Bench.Host;

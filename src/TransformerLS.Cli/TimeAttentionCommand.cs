@@ -1,8 +1,7 @@
 using TransformerLS.Backends;
 using TransformerLS.Conformance;
 using TransformerLS.Cuda;
-using TransformerLS.Ops.LsAttention;
-using TransformerLS.Ops.LsCausalAttention;
+using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Cli;

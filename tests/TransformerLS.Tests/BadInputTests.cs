@@ -158,9 +158,9 @@ public class LinearInputTests
         using var s = new TensorScope();
         var x = be.Empty(new(2, 5, 8), DType.Float32);
         var w = be.Empty(new(3, 8), DType.Float32);
-        var e = Assert.Throws<ArgumentException>(() => Ops.Linear.Linear.Forward(be, x, be.Empty(new(3, 7), DType.Float32), null, be.Empty(new(2, 5, 3), DType.Float32)));
+        var e = Assert.Throws<ArgumentException>(() => Ops.Linear.Forward(be, x, be.Empty(new(3, 7), DType.Float32), null, be.Empty(new(2, 5, 3), DType.Float32)));
         Assert.Contains("weight has shape [3, 7]; expected [out, 8]", e.Message);
-        e = Assert.Throws<ArgumentException>(() => Ops.Linear.Linear.Backward(be, be.Empty(new(2, 4, 3), DType.Float32), x, w, null, null, null));
+        e = Assert.Throws<ArgumentException>(() => Ops.Linear.Backward(be, be.Empty(new(2, 4, 3), DType.Float32), x, w, null, null, null));
         Assert.Contains("dy has shape [2, 4, 3]; expected [2, 5, 3]", e.Message);
     }
 }

@@ -31,7 +31,7 @@ public class CrossEntropyTests
         double Objective(double[] at)
         {
             double[] l = new double[n], s = new double[n];
-            Ops.CrossEntropy.CrossEntropy.Forward<double>(v, at, targets, l, s);
+            Ops.CrossEntropy.Forward<double>(v, at, targets, l, s);
             return l.Select((li, i) => li * dl[i]).Sum();
         }
         var got = dx.ToArray();

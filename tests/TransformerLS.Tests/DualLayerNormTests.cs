@@ -1,4 +1,4 @@
-using TransformerLS.Ops.DualLayerNorm;
+using TransformerLS.Ops;
 
 using static TransformerLS.Tests.FiniteDifferences;
 

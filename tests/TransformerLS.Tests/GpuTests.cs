@@ -1,6 +1,6 @@
 using TransformerLS.Backends;
 using TransformerLS.Cuda;
-using TransformerLS.Ops.LsCausalAttention;
+using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Tests;

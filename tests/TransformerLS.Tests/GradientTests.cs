@@ -1,7 +1,5 @@
-using TransformerLS.Ops.Elementwise;
-using TransformerLS.Ops.MatMul;
-using TransformerLS.Ops.Softmax;
-using LN = TransformerLS.Ops.LayerNorm.LayerNorm;
+using TransformerLS.Ops;
+using LN = TransformerLS.Ops.LayerNorm;
 
 using static TransformerLS.Tests.FiniteDifferences;
 
@@ -106,7 +104,7 @@ public class GradientTests
         var w = be.Empty(new(nout, nin), Tensors.DType.Float32); w.CopyFrom([.. Rand(r, nout * nin).Select(v => (float)v)]);
         var dy = be.Empty(new(rows, nout), Tensors.DType.Float32); dy.CopyFrom([.. Rand(r, rows * nout).Select(v => (float)v)]);
         var dw = be.Empty(new(nout, nin), Tensors.DType.Float32);
-        Ops.Linear.Linear.Backward(be, dy, x, w, null, dw, null);
+        Ops.Linear.Backward(be, dy, x, w, null, dw, null);
         double[] xs = [.. x.ToArray().Select(v => (double)v)], ws = [.. w.ToArray().Select(v => (double)v)], dys = [.. dy.ToArray().Select(v => (double)v)];
         double[] F(double[][] i) { var o = new double[rows * nout]; MatMul.Reference<double>(new(1, rows, nout, nin, 0, 0, 0), i[0], false, i[1], true, o, 1, 0); return o; }
         var analytic = dw.ToArray().Select(v => (double)v).ToArray();

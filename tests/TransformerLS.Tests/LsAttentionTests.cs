@@ -1,5 +1,5 @@
 using TransformerLS.Backends;
-using TransformerLS.Ops.LsAttention;
+using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
 using static TransformerLS.Tests.FiniteDifferences;
@@ -129,7 +129,7 @@ public class LsProjectionTests
     [InlineData(1, 1, 4, 2, 3, false)]
     public void Backward_matches_finite_differences(int B, int H, int n, int d, int r, bool masked)
     {
-        var g = new Ops.LsProjection.LsProjectionGeometry(B, H, n, d, r);
+        var g = new Ops.LsProjectionGeometry(B, H, n, d, r);
         var rng = new Random(13);
         int seq = B * H * n * d, lm = B * H * r * d;
         double[][] x = [Rand(rng, B * n * H * r, 2), Rand(rng, seq), Rand(rng, seq)];
@@ -138,11 +138,11 @@ public class LsProjectionTests
         double Loss(double[][] i)
         {
             double[] kb = new double[lm], vb = new double[lm];
-            Ops.LsProjection.LsProjection.Forward(g, i[0], i[1], i[2], mask, kb, vb);
+            Ops.LsProjection.Forward(g, i[0], i[1], i[2], mask, kb, vb);
             return Dot(kb, dkb) + Dot(vb, dvb);
         }
         double[][] grads = [new double[x[0].Length], new double[seq], new double[seq]];
-        Ops.LsProjection.LsProjection.Backward(g, x[0], x[1], x[2], mask, dkb, dvb, grads[0], grads[1], grads[2]);
+        Ops.LsProjection.Backward(g, x[0], x[1], x[2], mask, dkb, dvb, grads[0], grads[1], grads[2]);
         string[] names = ["dscores", "dk", "dv"];
         for (var which = 0; which < 3; which++) Check(() => Loss(x), x[which], grads[which], names[which]);
     }

@@ -1,5 +1,5 @@
 using TransformerLS.Backends;
-using TransformerLS.Ops.LsCausalAttention;
+using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
 using static TransformerLS.Tests.FiniteDifferences;

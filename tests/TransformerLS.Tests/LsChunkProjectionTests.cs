@@ -1,4 +1,4 @@
-using TransformerLS.Ops.LsChunkProjection;
+using TransformerLS.Ops;
 
 using static TransformerLS.Tests.FiniteDifferences;
 

@@ -1,4 +1,4 @@
-using TransformerLS.Ops.LsClsAttention;
+using TransformerLS.Ops;
 
 using static TransformerLS.Tests.FiniteDifferences;
 

@@ -1,6 +1,6 @@
 using TransformerLS.Backends;
 using TransformerLS.Checkpoints;
-using TransformerLS.Ops.Optimizer;
+using TransformerLS.Ops;
 using TransformerLS.Tensors;
 using TransformerLS.Training;
 

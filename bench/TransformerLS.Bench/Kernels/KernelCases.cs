@@ -1,9 +1,8 @@
 using TransformerLS.Backends;
 using TransformerLS.Bench.Harness;
-using TransformerLS.Ops.LsAttention;
-using TransformerLS.Ops.LsCausalAttention;
+using TransformerLS.Ops;
 using TransformerLS.Tensors;
-using LinearOp = TransformerLS.Ops.Linear.Linear;
+using LinearOp = TransformerLS.Ops.Linear;
 
 namespace TransformerLS.Bench.Kernels;
 

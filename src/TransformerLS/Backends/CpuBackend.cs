@@ -1,9 +1,4 @@
-using TransformerLS.Ops.Elementwise;
-using TransformerLS.Ops.LayerNorm;
-using TransformerLS.Ops.LsAttention;
-using TransformerLS.Ops.LsCausalAttention;
-using TransformerLS.Ops.MatMul;
-using TransformerLS.Ops.Softmax;
+using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Backends;
@@ -43,7 +38,7 @@ public sealed class CpuBackend : IBackend
 
     public void Fill(Tensor t, float value)
     {
-        Ops.Check.On(this, t, nameof(t));
+        Check.On(this, t, nameof(t));
         switch (t.DType)
         {
             case DType.Float32: t.HostFloats.Fill(value); break;
@@ -132,74 +127,74 @@ public sealed class CpuBackend : IBackend
 
     public void CrossEntropy(Tensor logits, Tensor target, Tensor loss, Tensor lse)
     {
-        var (n, v) = Ops.CrossEntropy.CrossEntropy.Check(this, logits, target, loss, lse);
+        var (n, v) = Ops.CrossEntropy.CheckShapes(this, logits, target, loss, lse);
         var t = Read(target);
-        Ops.CrossEntropy.CrossEntropy.CheckTargets(t, v);
+        Ops.CrossEntropy.CheckTargets(t, v);
         double[] l = new double[n], s = new double[n];
-        Ops.CrossEntropy.CrossEntropy.Forward<double>(v, Read(logits), t, l, s);
+        Ops.CrossEntropy.Forward<double>(v, Read(logits), t, l, s);
         Write(loss, l); Write(lse, s);
     }
 
     public void CrossEntropyBackward(Tensor logits, Tensor target, Tensor lse, Tensor dloss, Tensor dlogits)
     {
-        var (_, v) = Ops.CrossEntropy.CrossEntropy.Check(this, logits, target, dloss, lse, nameof(dloss));
-        Ops.Check.Like(this, dlogits, logits, nameof(dlogits));
+        var (_, v) = Ops.CrossEntropy.CheckShapes(this, logits, target, dloss, lse, nameof(dloss));
+        Check.Like(this, dlogits, logits, nameof(dlogits));
         var t = Read(target);
-        Ops.CrossEntropy.CrossEntropy.CheckTargets(t, v);
+        Ops.CrossEntropy.CheckTargets(t, v);
         var r = new double[dlogits.Count];
-        Ops.CrossEntropy.CrossEntropy.Backward<double>(v, Read(logits), t, Read(lse), Read(dloss), r);
+        Ops.CrossEntropy.Backward<double>(v, Read(logits), t, Read(lse), Read(dloss), r);
         Write(dlogits, r);
     }
 
     public void LossMean(Tensor loss, Tensor target, Tensor mean, Tensor count)
     {
-        Ops.CrossEntropy.CrossEntropy.CheckMean(this, loss, target, mean, count);
-        Ops.CrossEntropy.CrossEntropy.Mean<double>(Read(loss), Read(target), out var m, out var c);
+        Ops.CrossEntropy.CheckMean(this, loss, target, mean, count);
+        Ops.CrossEntropy.Mean<double>(Read(loss), Read(target), out var m, out var c);
         Write(mean, [m]); Write(count, [c]);
     }
 
     public void LossMeanBackward(Tensor target, Tensor count, Tensor dmean, Tensor dloss)
     {
-        Ops.CrossEntropy.CrossEntropy.CheckMean(this, dloss, target, dmean, count, nameof(dloss), nameof(dmean));
+        Ops.CrossEntropy.CheckMean(this, dloss, target, dmean, count, nameof(dloss), nameof(dmean));
         var r = new double[dloss.Count];
-        Ops.CrossEntropy.CrossEntropy.MeanBackward<double>(Read(target), Read(count)[0], Read(dmean)[0], r);
+        Ops.CrossEntropy.MeanBackward<double>(Read(target), Read(count)[0], Read(dmean)[0], r);
         Write(dloss, r);
     }
 
     public void Embedding(Tensor weight, Tensor tokens, Tensor y)
     {
-        var (n, v, d) = Ops.Embedding.Embedding.Check(this, weight, nameof(weight), tokens, y, nameof(y));
-        Ops.Check.DTypeIs(y, weight.DType, nameof(y));
+        var (n, v, d) = Ops.Embedding.CheckShapes(this, weight, nameof(weight), tokens, y, nameof(y));
+        Check.DTypeIs(y, weight.DType, nameof(y));
         var t = Read(tokens);
-        Ops.Embedding.Embedding.CheckTokens(t, v);
+        Ops.Embedding.CheckTokens(t, v);
         var r = new double[(long)n * d];
-        Ops.Embedding.Embedding.Forward<double>(d, Read(weight), t, r);
+        Ops.Embedding.Forward<double>(d, Read(weight), t, r);
         Write(y, r);
     }
 
     public void EmbeddingBackward(Tensor tokens, Tensor dy, Tensor dweight, bool accumulate = false)
     {
-        var (_, v, d) = Ops.Embedding.Embedding.Check(this, dweight, nameof(dweight), tokens, dy, nameof(dy));
-        Ops.Check.DTypeIs(dweight, DType.Float32, nameof(dweight));
+        var (_, v, d) = Ops.Embedding.CheckShapes(this, dweight, nameof(dweight), tokens, dy, nameof(dy));
+        Check.DTypeIs(dweight, DType.Float32, nameof(dweight));
         var t = Read(tokens);
-        Ops.Embedding.Embedding.CheckTokens(t, v);
+        Ops.Embedding.CheckTokens(t, v);
         var r = accumulate ? Read(dweight) : new double[dweight.Count];
-        Ops.Embedding.Embedding.Backward<double>(d, t, Read(dy), r);
+        Ops.Embedding.Backward<double>(d, t, Read(dy), r);
         Write(dweight, r);
     }
 
     public void SumOfSquares(Tensor x, Tensor acc)
     {
-        Ops.Optimizer.Optimizer.CheckSumOfSquares(this, x, acc);
-        Write(acc, [Read(acc)[0] + Ops.Optimizer.Optimizer.SumOfSquares<double>(Read(x))]);
+        Ops.Optimizer.CheckSumOfSquares(this, x, acc);
+        Write(acc, [Read(acc)[0] + Ops.Optimizer.SumOfSquares<double>(Read(x))]);
     }
 
-    public void AdamStep(in Ops.Optimizer.AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares = null, Tensor? copy = null)
+    public void AdamStep(in Ops.AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares = null, Tensor? copy = null)
     {
-        Ops.Optimizer.Optimizer.CheckAdam(this, h, param, grad, m, v, sumSquares, copy);
-        var clip = sumSquares is null ? 1.0 : Ops.Optimizer.Optimizer.Clip(Read(sumSquares)[0], (double)h.MaxNorm);
+        Ops.Optimizer.CheckAdam(this, h, param, grad, m, v, sumSquares, copy);
+        var clip = sumSquares is null ? 1.0 : Ops.Optimizer.Clip(Read(sumSquares)[0], (double)h.MaxNorm);
         double[] w = Read(param), mm = Read(m), vv = Read(v);
-        Ops.Optimizer.Optimizer.AdamStep<double>(h, w, Read(grad), mm, vv, clip);
+        Ops.Optimizer.AdamStep<double>(h, w, Read(grad), mm, vv, clip);
         Write(param, w); Write(m, mm); Write(v, vv);
         if (copy is not null) Write(copy, w);
     }
@@ -223,30 +218,30 @@ public sealed class CpuBackend : IBackend
 
     public void SwapAxes12(Tensor x, Tensor y)
     {
-        var (a, b, c, d) = Ops.Layout.Layout.CheckSwap(this, x, y);
+        var (a, b, c, d) = Ops.Layout.CheckSwap(this, x, y);
         var r = new double[y.Count];
-        Ops.Layout.Layout.SwapAxes12(a, b, c, d, Read(x), r);
+        Ops.Layout.SwapAxes12(a, b, c, d, Read(x), r);
         Write(y, r);
     }
 
     public void CopySlice(Tensor src, int srcOffset, Tensor dst, int dstOffset, int axis, int length, bool accumulate = false)
     {
-        var g = Ops.Layout.Layout.CheckSlice(this, src, srcOffset, dst, dstOffset, axis, length);
+        var g = Ops.Layout.CheckSlice(this, src, srcOffset, dst, dstOffset, axis, length);
         var r = Read(dst);
-        Ops.Layout.Layout.CopySlice(g, Read(src), r, accumulate);
+        Ops.Layout.CopySlice(g, Read(src), r, accumulate);
         Write(dst, r);
     }
 
     public void DualLayerNorm(Tensor xk, Tensor? xv, Tensor gamma, Tensor beta, Tensor yk, Tensor? yv, Tensor mean, Tensor rstd, float eps)
     {
-        var g = Ops.DualLayerNorm.DualLayerNorm.CheckForward(this, xk, xv, gamma, beta, yk, yv, mean, rstd, eps);
+        var g = Ops.DualLayerNorm.CheckForward(this, xk, xv, gamma, beta, yk, yv, mean, rstd, eps);
         double[] m = new double[mean.Count], s = new double[rstd.Count];
         var (gm, bt) = (Read(gamma), Read(beta));
         foreach (var (x, y, at) in new[] { (xk, yk, 0), (xv, yv, 1) })
         {
             if (x is null) continue;
             var r = new double[y!.Count];
-            Ops.DualLayerNorm.DualLayerNorm.Forward(g, Read(x), gm, bt, r, m.AsSpan(at * g.Rows, g.Rows), s.AsSpan(at * g.Rows, g.Rows), eps);
+            Ops.DualLayerNorm.Forward(g, Read(x), gm, bt, r, m.AsSpan(at * g.Rows, g.Rows), s.AsSpan(at * g.Rows, g.Rows), eps);
             Write(y, r);
         }
         Write(mean, m);
@@ -256,13 +251,13 @@ public sealed class CpuBackend : IBackend
     public void DualLayerNormBackward(Tensor dyk, Tensor? dyv, Tensor xk, Tensor? xv, Tensor gamma, Tensor mean, Tensor rstd,
         Tensor dxk, Tensor? dxv, Tensor dgamma, Tensor dbeta)
     {
-        var g = Ops.DualLayerNorm.DualLayerNorm.CheckBackward(this, dyk, dyv, xk, xv, gamma, mean, rstd, dxk, dxv, dgamma, dbeta);
+        var g = Ops.DualLayerNorm.CheckBackward(this, dyk, dyv, xk, xv, gamma, mean, rstd, dxk, dxv, dgamma, dbeta);
         double[] dg = new double[dgamma.Count], db = new double[dbeta.Count], m = Read(mean), s = Read(rstd), gm = Read(gamma);
         foreach (var (dy, x, dx, at) in new[] { (dyk, xk, dxk, 0), (dyv, xv, dxv, 1) })
         {
             if (x is null) continue;
             var r = new double[dx!.Count];
-            Ops.DualLayerNorm.DualLayerNorm.Backward(g, Read(dy!), Read(x), gm, m.AsSpan(at * g.Rows, g.Rows), s.AsSpan(at * g.Rows, g.Rows), r, dg, db);
+            Ops.DualLayerNorm.Backward(g, Read(dy!), Read(x), gm, m.AsSpan(at * g.Rows, g.Rows), s.AsSpan(at * g.Rows, g.Rows), r, dg, db);
             Write(dx, r);
         }
         Write(dgamma, dg);
@@ -271,51 +266,51 @@ public sealed class CpuBackend : IBackend
 
     public void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha = 1f, float beta = 0f)
     {
-        var g = Ops.MatMul.MatMul.CheckShapes(this, a, transA, b, transB, c);
+        var g = Ops.MatMul.CheckShapes(this, a, transA, b, transB, c);
         var r = beta == 0 ? new double[c.Count] : Read(c);
-        Ops.MatMul.MatMul.Reference<double>(g, Read(a), transA, Read(b), transB, r, alpha, beta);
+        Ops.MatMul.Reference<double>(g, Read(a), transA, Read(b), transB, r, alpha, beta);
         Write(c, r);
     }
 
     public void LayerNorm(Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor? mean, Tensor? rstd, float eps)
     {
-        var (rows, cols) = Ops.LayerNorm.LayerNorm.CheckForward(this, x, gamma, beta, y, mean, rstd, eps);
+        var (rows, cols) = Ops.LayerNorm.CheckForward(this, x, gamma, beta, y, mean, rstd, eps);
         double[] r = new double[y.Count], m = new double[rows], s = new double[rows];
-        Ops.LayerNorm.LayerNorm.Forward<double>(rows, cols, Read(x), Read(gamma), Read(beta), r, m, s, eps);
+        Ops.LayerNorm.Forward<double>(rows, cols, Read(x), Read(gamma), Read(beta), r, m, s, eps);
         Write(y, r);
         if (mean is not null) { Write(mean, m); Write(rstd!, s); }
     }
 
     public void LayerNormBackward(Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dx, Tensor dgamma, Tensor dbeta, bool accumulate = false)
     {
-        var (rows, cols) = Ops.LayerNorm.LayerNorm.CheckBackward(this, dy, x, gamma, mean, rstd, dx, dgamma, dbeta);
+        var (rows, cols) = Ops.LayerNorm.CheckBackward(this, dy, x, gamma, mean, rstd, dx, dgamma, dbeta);
         var r = new double[dx.Count];
         double[] dg = accumulate ? Read(dgamma) : new double[cols], db = accumulate ? Read(dbeta) : new double[cols];
-        Ops.LayerNorm.LayerNorm.Backward<double>(rows, cols, Read(dy), Read(x), Read(gamma), Read(mean), Read(rstd), r, dg, db, accumulate);
+        Ops.LayerNorm.Backward<double>(rows, cols, Read(dy), Read(x), Read(gamma), Read(mean), Read(rstd), r, dg, db, accumulate);
         Write(dx, r); Write(dgamma, dg); Write(dbeta, db);
     }
 
     public void Softmax(Tensor x, Tensor y, int axis)
     {
-        var g = Ops.Softmax.Softmax.CheckShapes(this, x, y, axis);
+        var g = Ops.Softmax.CheckShapes(this, x, y, axis);
         var r = new double[y.Count];
-        Ops.Softmax.Softmax.Forward<double>(g, Read(x), r);
+        Ops.Softmax.Forward<double>(g, Read(x), r);
         Write(y, r);
     }
 
     public void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx, int axis)
     {
-        var g = Ops.Softmax.Softmax.CheckShapes(this, y, dx, axis, dy);
+        var g = Ops.Softmax.CheckShapes(this, y, dx, axis, dy);
         var r = new double[dx.Count];
-        Ops.Softmax.Softmax.Backward<double>(g, Read(y), Read(dy), r);
+        Ops.Softmax.Backward<double>(g, Read(y), Read(dy), r);
         Write(dx, r);
     }
 
     public void LsAttention(LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse)
     {
-        var g = Ops.LsAttention.LsAttention.CheckForward(this, cfg, q, k, v, kbar, vbar, mask, o, lse);
+        var g = Ops.LsAttention.CheckForward(this, cfg, q, k, v, kbar, vbar, mask, o, lse);
         double[] r = new double[o.Count], l = new double[lse.Count];
-        Ops.LsAttention.LsAttention.Forward(g, Read(q), Read(k), Read(v), Read(kbar), Read(vbar), mask is null ? [] : Read(mask), r, l);
+        Ops.LsAttention.Forward(g, Read(q), Read(k), Read(v), Read(kbar), Read(vbar), mask is null ? [] : Read(mask), r, l);
         Write(o, r);
         Write(lse, l);
     }
@@ -323,18 +318,18 @@ public sealed class CpuBackend : IBackend
     public void LsAttentionBackward(LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
         Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk, Tensor dv, Tensor dkbar, Tensor dvbar)
     {
-        var g = Ops.LsAttention.LsAttention.CheckBackward(this, cfg, q, k, v, kbar, vbar, mask, o, lse, dout, dq, dk, dv, dkbar, dvbar);
+        var g = Ops.LsAttention.CheckBackward(this, cfg, q, k, v, kbar, vbar, mask, o, lse, dout, dq, dk, dv, dkbar, dvbar);
         double[] gq = new double[dq.Count], gk = new double[dk.Count], gv = new double[dv.Count], gkb = new double[dkbar.Count], gvb = new double[dvbar.Count];
-        Ops.LsAttention.LsAttention.Backward(g, Read(q), Read(k), Read(v), Read(kbar), Read(vbar), mask is null ? [] : Read(mask),
+        Ops.LsAttention.Backward(g, Read(q), Read(k), Read(v), Read(kbar), Read(vbar), mask is null ? [] : Read(mask),
             Read(o), Read(lse), Read(dout), gq, gk, gv, gkb, gvb);
         Write(dq, gq); Write(dk, gk); Write(dv, gv); Write(dkbar, gkb); Write(dvbar, gvb);
     }
 
     public void LsClsAttention(Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse)
     {
-        var g = Ops.LsClsAttention.LsClsAttention.CheckForward(this, q, k, v, c, mask, o, lse);
+        var g = Ops.LsClsAttention.CheckForward(this, q, k, v, c, mask, o, lse);
         double[] r = new double[o.Count], l = new double[lse.Count];
-        Ops.LsClsAttention.LsClsAttention.Forward(g, Read(q), Read(k), Read(v), Read(c), mask is null ? [] : Read(mask), r, l);
+        Ops.LsClsAttention.Forward(g, Read(q), Read(k), Read(v), Read(c), mask is null ? [] : Read(mask), r, l);
         Write(o, r);
         Write(lse, l);
     }
@@ -342,28 +337,28 @@ public sealed class CpuBackend : IBackend
     public void LsClsAttentionBackward(Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse, Tensor dout,
         Tensor dq, Tensor dk, Tensor dv, Tensor dc, bool accumulate = false)
     {
-        var g = Ops.LsClsAttention.LsClsAttention.CheckBackward(this, q, k, v, c, mask, o, lse, dout, dq, dk, dv, dc);
+        var g = Ops.LsClsAttention.CheckBackward(this, q, k, v, c, mask, o, lse, dout, dq, dk, dv, dc);
         double[] gq = new double[dq.Count], gk = new double[dk.Count], gv = new double[dv.Count], gc = accumulate ? Read(dc) : new double[dc.Count];
-        Ops.LsClsAttention.LsClsAttention.Backward(g, Read(q), Read(k), Read(v), Read(c), mask is null ? [] : Read(mask), Read(o), Read(lse), Read(dout),
+        Ops.LsClsAttention.Backward(g, Read(q), Read(k), Read(v), Read(c), mask is null ? [] : Read(mask), Read(o), Read(lse), Read(dout),
             gq, gk, gv, gc, accumulate);
         Write(dq, gq); Write(dk, gk); Write(dv, gv); Write(dc, gc);
     }
 
     public void LsCausalAttention(LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse)
     {
-        var g = Ops.LsCausalAttention.LsCausalAttention.CheckForward(this, cfg, x, o, lse);
+        var g = Ops.LsCausalAttention.CheckForward(this, cfg, x, o, lse);
         double[] r = new double[o.Count], l = new double[lse.Count];
-        Ops.LsCausalAttention.LsCausalAttention.Forward(g, Read(x), r, l);
+        Ops.LsCausalAttention.Forward(g, Read(x), r, l);
         Write(o, r);
         Write(lse, l);
     }
 
     public void LsCausalAttentionBackward(LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse, Tensor dout, in LsCausalGradients grads)
     {
-        var g = Ops.LsCausalAttention.LsCausalAttention.CheckBackward(this, cfg, x, o, lse, dout, grads);
+        var g = Ops.LsCausalAttention.CheckBackward(this, cfg, x, o, lse, dout, grads);
         var gr = new LsCausalData<double>(new double[grads.DQ.Count], new double[grads.DK.Count], new double[grads.DV.Count], new double[grads.DU.Count],
             new double[grads.DVBias.Count], new double[grads.DRel.Count], new double[grads.DKC.Count], new double[grads.DVC.Count], new double[grads.DRelC.Count], []);
-        Ops.LsCausalAttention.LsCausalAttention.Backward(g, Read(x), Read(o), Read(lse), Read(dout), gr);
+        Ops.LsCausalAttention.Backward(g, Read(x), Read(o), Read(lse), Read(dout), gr);
         Write(grads.DQ, gr.Q); Write(grads.DK, gr.K); Write(grads.DV, gr.V); Write(grads.DU, gr.U); Write(grads.DVBias, gr.VBias);
         Write(grads.DRel, gr.Rel); Write(grads.DKC, gr.KC); Write(grads.DVC, gr.VC); Write(grads.DRelC, gr.RelC);
     }
@@ -373,26 +368,26 @@ public sealed class CpuBackend : IBackend
 
     public void LsChunkProjection(int chunk, Tensor scores, Tensor x, Tensor? mask, Tensor y)
     {
-        var g = Ops.LsChunkProjection.LsChunkProjection.Check(this, chunk, scores, x, mask, y);
+        var g = Ops.LsChunkProjection.CheckForward(this, chunk, scores, x, mask, y);
         var r = new double[y.Count];
-        Ops.LsChunkProjection.LsChunkProjection.Forward(g, Read(scores), Read(x), mask is null ? [] : Read(mask), r);
+        Ops.LsChunkProjection.Forward(g, Read(scores), Read(x), mask is null ? [] : Read(mask), r);
         Write(y, r);
     }
 
     public void LsChunkProjectionBackward(int chunk, Tensor scores, Tensor x, Tensor? mask, Tensor dy, Tensor dscores, Tensor dx, bool accumulate = false)
     {
-        var g = Ops.LsChunkProjection.LsChunkProjection.CheckBackward(this, chunk, scores, x, mask, dy, dscores, dx);
+        var g = Ops.LsChunkProjection.CheckBackward(this, chunk, scores, x, mask, dy, dscores, dx);
         double[] ds = accumulate ? Read(dscores) : new double[dscores.Count], gx = accumulate ? Read(dx) : new double[dx.Count];
-        Ops.LsChunkProjection.LsChunkProjection.Backward(g, Read(scores), Read(x), mask is null ? [] : Read(mask), Read(dy), ds, gx, accumulate);
+        Ops.LsChunkProjection.Backward(g, Read(scores), Read(x), mask is null ? [] : Read(mask), Read(dy), ds, gx, accumulate);
         Write(dscores, ds);
         Write(dx, gx);
     }
 
     public void LsProjection(Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum)
     {
-        var g = Ops.LsProjection.LsProjection.CheckForward(this, scores, k, v, mask, kbar, vbar, colmax, colsum);
+        var g = Ops.LsProjection.CheckForward(this, scores, k, v, mask, kbar, vbar, colmax, colsum);
         double[] s = Read(scores), m = mask is null ? [] : Read(mask), kb = new double[kbar.Count], vb = new double[vbar.Count];
-        Ops.LsProjection.LsProjection.Forward(g, s, Read(k), Read(v), m, kb, vb);
+        Ops.LsProjection.Forward(g, s, Read(k), Read(v), m, kb, vb);
         Write(kbar, kb);
         Write(vbar, vb);
         // The saved statistics, in the kernel's layout, so either backend's backward can follow either forward.
@@ -400,7 +395,7 @@ public sealed class CpuBackend : IBackend
         int hr = g.H * g.R;
         for (var b = 0; b < g.B; b++)
             for (var c = 0; c < hr; c++)
-                (cm[b * hr + c], cs[b * hr + c]) = Ops.LsProjection.LsProjection.ColumnStats(g, s, m, b, c);
+                (cm[b * hr + c], cs[b * hr + c]) = Ops.LsProjection.ColumnStats(g, s, m, b, c);
         Write(colmax, cm);
         Write(colsum, cs);
     }
@@ -408,9 +403,9 @@ public sealed class CpuBackend : IBackend
     public void LsProjectionBackward(Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum,
         Tensor dkbar, Tensor dvbar, Tensor dscores, Tensor dk, Tensor dv, bool accumulate = false)
     {
-        var g = Ops.LsProjection.LsProjection.CheckBackward(this, scores, k, v, mask, colmax, colsum, dkbar, dvbar, dscores, dk, dv);
+        var g = Ops.LsProjection.CheckBackward(this, scores, k, v, mask, colmax, colsum, dkbar, dvbar, dscores, dk, dv);
         double[] ds = new double[dscores.Count], gk = new double[dk.Count], gv = new double[dv.Count];
-        Ops.LsProjection.LsProjection.Backward(g, Read(scores), Read(k), Read(v), mask is null ? [] : Read(mask), Read(dkbar), Read(dvbar), ds, gk, gv);
+        Ops.LsProjection.Backward(g, Read(scores), Read(k), Read(v), mask is null ? [] : Read(mask), Read(dkbar), Read(dvbar), ds, gk, gv);
         if (accumulate)
         {
             var (ok, ov) = (Read(dk), Read(dv));

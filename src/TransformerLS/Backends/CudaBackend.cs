@@ -1,15 +1,5 @@
 using TransformerLS.Cuda;
-using TransformerLS.Ops.DualLayerNorm;
-using TransformerLS.Ops.Elementwise;
-using TransformerLS.Ops.Layout;
-using TransformerLS.Ops.LayerNorm;
-using TransformerLS.Ops.LsAttention;
-using TransformerLS.Ops.LsChunkProjection;
-using TransformerLS.Ops.LsClsAttention;
-using TransformerLS.Ops.LsCausalAttention;
-using TransformerLS.Ops.LsProjection;
-using TransformerLS.Ops.MatMul;
-using TransformerLS.Ops.Softmax;
+using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Backends;
@@ -70,7 +60,7 @@ public sealed class CudaBackend : IBackend
 
     public void Fill(Tensor t, float value)
     {
-        Ops.Check.On(this, t, nameof(t));
+        Check.On(this, t, nameof(t));
         if (t.DType == DType.Float32)
             CudaMemory.Fill32(Stream, t.DevicePointer, BitConverter.SingleToUInt32Bits(value), t.Count);
         else CudaMemory.Fill16(Stream, t.DevicePointer, BFloat16.FromFloat(value), t.Count);
@@ -92,17 +82,17 @@ public sealed class CudaBackend : IBackend
     public void Dropout(Tensor x, Tensor y, float p, ulong salt, ulong runSeedAddress) => ElementwiseCuda.Dropout(this, x, y, p, salt, runSeedAddress);
     public void BiasAdd(Tensor x, Tensor bias, Tensor y) => ElementwiseCuda.BiasAdd(this, x, bias, y);
     public void Cast(Tensor x, Tensor y) => ElementwiseCuda.Cast(this, x, y);
-    public void CrossEntropy(Tensor logits, Tensor target, Tensor loss, Tensor lse) => Ops.CrossEntropy.CrossEntropyCuda.Forward(this, logits, target, loss, lse);
+    public void CrossEntropy(Tensor logits, Tensor target, Tensor loss, Tensor lse) => Ops.CrossEntropyCuda.Forward(this, logits, target, loss, lse);
     public void CrossEntropyBackward(Tensor logits, Tensor target, Tensor lse, Tensor dloss, Tensor dlogits) =>
-        Ops.CrossEntropy.CrossEntropyCuda.Backward(this, logits, target, lse, dloss, dlogits);
-    public void LossMean(Tensor loss, Tensor target, Tensor mean, Tensor count) => Ops.CrossEntropy.CrossEntropyCuda.Mean(this, loss, target, mean, count);
-    public void LossMeanBackward(Tensor target, Tensor count, Tensor dmean, Tensor dloss) => Ops.CrossEntropy.CrossEntropyCuda.MeanBackward(this, target, count, dmean, dloss);
-    public void Embedding(Tensor weight, Tensor tokens, Tensor y) => Ops.Embedding.EmbeddingCuda.Forward(this, weight, tokens, y);
+        Ops.CrossEntropyCuda.Backward(this, logits, target, lse, dloss, dlogits);
+    public void LossMean(Tensor loss, Tensor target, Tensor mean, Tensor count) => Ops.CrossEntropyCuda.Mean(this, loss, target, mean, count);
+    public void LossMeanBackward(Tensor target, Tensor count, Tensor dmean, Tensor dloss) => Ops.CrossEntropyCuda.MeanBackward(this, target, count, dmean, dloss);
+    public void Embedding(Tensor weight, Tensor tokens, Tensor y) => Ops.EmbeddingCuda.Forward(this, weight, tokens, y);
     public void EmbeddingBackward(Tensor tokens, Tensor dy, Tensor dweight, bool accumulate = false) =>
-        Ops.Embedding.EmbeddingCuda.Backward(this, tokens, dy, dweight, accumulate);
-    public void SumOfSquares(Tensor x, Tensor acc) => Ops.Optimizer.OptimizerCuda.SumOfSquares(this, x, acc);
-    public void AdamStep(in Ops.Optimizer.AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares = null, Tensor? copy = null) =>
-        Ops.Optimizer.OptimizerCuda.AdamStep(this, h, param, grad, m, v, sumSquares, copy);
+        Ops.EmbeddingCuda.Backward(this, tokens, dy, dweight, accumulate);
+    public void SumOfSquares(Tensor x, Tensor acc) => Ops.OptimizerCuda.SumOfSquares(this, x, acc);
+    public void AdamStep(in Ops.AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares = null, Tensor? copy = null) =>
+        Ops.OptimizerCuda.AdamStep(this, h, param, grad, m, v, sumSquares, copy);
     public void ColumnSum(Tensor x, Tensor y, float beta = 0f) => ElementwiseCuda.ColumnSum(this, x, y, beta);
     public void AddTo(Tensor x, Tensor y) => ElementwiseCuda.AddTo(this, x, y);
     public void SwapAxes12(Tensor x, Tensor y) => LayoutCuda.SwapAxes12(this, x, y);

@@ -1,5 +1,5 @@
 using TransformerLS.Cuda;
-using TransformerLS.Ops.Elementwise;
+using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Backends;

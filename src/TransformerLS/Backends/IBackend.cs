@@ -88,9 +88,9 @@ public interface IBackend : IDisposable
     /// q, k, v: [B, H, n, d] (q unscaled; the op applies 1/√d); kbar, vbar: [B, H, r, d]; mask: [B, n] float32
     /// (1 token, 0 pad) or null; o: [B, H, n, d]; lse: [B, H, n] float32.
     /// </summary>
-    void LsAttention(Ops.LsAttention.LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse);
+    void LsAttention(Ops.LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse);
     /// <summary>Gradients of the LS attention from its saved output and log-sum-exp; every gradient is overwritten.</summary>
-    void LsAttentionBackward(Ops.LsAttention.LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
+    void LsAttentionBackward(Ops.LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
         Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk, Tensor dv, Tensor dkbar, Tensor dvbar);
 
     // ---- CLS attention of the LRA last layer (kernels/ls_cls_attention.cu) ----
@@ -106,13 +106,13 @@ public interface IBackend : IDisposable
     // ---- causal LS attention (kernels/ls_attention_causal.cu) ----
     /// <summary>
     /// One softmax over the compressed keys of earlier chunks and the band of the last w positions, with the
-    /// Transformer-XL relative terms (reference section 3.2-3.4). Shapes: <see cref="Ops.LsCausalAttention.LsCausalInputs"/>;
+    /// Transformer-XL relative terms (reference section 3.2-3.4). Shapes: <see cref="Ops.LsCausalInputs"/>;
     /// o: like q; lse: [B, H, L] float32.
     /// </summary>
-    void LsCausalAttention(Ops.LsCausalAttention.LsCausalConfig cfg, in Ops.LsCausalAttention.LsCausalInputs x, Tensor o, Tensor lse);
+    void LsCausalAttention(Ops.LsCausalConfig cfg, in Ops.LsCausalInputs x, Tensor o, Tensor lse);
     /// <summary>Gradients of the causal LS attention from its saved output and log-sum-exp; every gradient is overwritten.</summary>
-    void LsCausalAttentionBackward(Ops.LsCausalAttention.LsCausalConfig cfg, in Ops.LsCausalAttention.LsCausalInputs x, Tensor o, Tensor lse,
-        Tensor dout, in Ops.LsCausalAttention.LsCausalGradients grads);
+    void LsCausalAttentionBackward(Ops.LsCausalConfig cfg, in Ops.LsCausalInputs x, Tensor o, Tensor lse,
+        Tensor dout, in Ops.LsCausalGradients grads);
 
     // ---- chunked dynamic projection of the causal attention (kernels/ls_projection_chunked.cu) ----
     /// <summary>
@@ -141,7 +141,7 @@ public interface IBackend : IDisposable
     /// (Σ g² of all gradients, on the device) the gradient is clipped to the global norm h.MaxNorm without a host
     /// round trip; <paramref name="copy"/> (bf16) receives the updated weights when param is a master copy.
     /// </summary>
-    void AdamStep(in Ops.Optimizer.AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares = null, Tensor? copy = null);
+    void AdamStep(in Ops.AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares = null, Tensor? copy = null);
 
     // ---- cross-entropy (kernels/cross_entropy.cu) ----
     /// <summary>

@@ -108,9 +108,9 @@ public static class ConformanceRunner
         if (s.Kind == InputKind.SoftmaxOfNormal)
         {
             var ax = s.Shape.Axis(s.Axis, nameof(s.Axis));
-            var g = new Ops.Softmax.SoftmaxGeometry(s.Shape.Product(0, ax), s.Shape[ax], s.Shape.Product(ax + 1, s.Shape.Rank));
+            var g = new Ops.SoftmaxGeometry(s.Shape.Product(0, ax), s.Shape[ax], s.Shape.Product(ax + 1, s.Shape.Rank));
             var p = new float[v.Length];
-            Ops.Softmax.Softmax.Forward<float>(g, v, p);
+            Ops.Softmax.Forward<float>(g, v, p);
             v = p;
         }
         if (s.Kind == InputKind.PaddingMask)

@@ -1,12 +1,6 @@
 using System.Numerics;
 using TransformerLS.Backends;
-using TransformerLS.Ops.DualLayerNorm;
-using TransformerLS.Ops.Layout;
-using TransformerLS.Ops.LsAttention;
-using TransformerLS.Ops.LsChunkProjection;
-using TransformerLS.Ops.LsClsAttention;
-using TransformerLS.Ops.LsCausalAttention;
-using TransformerLS.Ops.LsProjection;
+using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Conformance;

@@ -1,5 +1,5 @@
 using System.Numerics;
-using TransformerLS.Ops.Optimizer;
+using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Conformance;
@@ -46,10 +46,10 @@ public static partial class OpCases
     {
         public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
         {
-            Ops.CrossEntropy.CrossEntropy.Mean<T>(i[0], i[1], out var mean, out var count);
+            Ops.CrossEntropy.Mean<T>(i[0], i[1], out var mean, out var count);
             if (!Backward) return [[mean], [count]];
             var d = new T[i[1].Length];
-            Ops.CrossEntropy.CrossEntropy.MeanBackward<T>(i[1], count, i[2][0], d);
+            Ops.CrossEntropy.MeanBackward<T>(i[1], count, i[2][0], d);
             return [d];
         }
     }
@@ -75,11 +75,11 @@ public static partial class OpCases
             if (Backward)
             {
                 var dw = (T[])i[2].Clone();
-                Ops.Embedding.Embedding.Backward<T>(Dim, i[0], i[1], dw);
+                Ops.Embedding.Backward<T>(Dim, i[0], i[1], dw);
                 return [dw];
             }
             var y = new T[i[1].Length * Dim];
-            Ops.Embedding.Embedding.Forward<T>(Dim, i[0], i[1], y);
+            Ops.Embedding.Forward<T>(Dim, i[0], i[1], y);
             return [y];
         }
     }
@@ -90,10 +90,10 @@ public static partial class OpCases
         {
             var n = i[1].Length;
             T[] loss = new T[n], lse = new T[n];
-            Ops.CrossEntropy.CrossEntropy.Forward<T>(Vocab, i[0], i[1], loss, lse);
+            Ops.CrossEntropy.Forward<T>(Vocab, i[0], i[1], loss, lse);
             if (!Backward) return [loss, lse];
             var dx = new T[i[0].Length];
-            Ops.CrossEntropy.CrossEntropy.Backward<T>(Vocab, i[0], i[1], lse, i[2], dx);
+            Ops.CrossEntropy.Backward<T>(Vocab, i[0], i[1], lse, i[2], dx);
             return [dx];
         }
     }

@@ -1,11 +1,9 @@
 using System.Numerics;
 using TransformerLS.Backends;
-using TransformerLS.Ops.Elementwise;
-using TransformerLS.Ops.MatMul;
-using TransformerLS.Ops.Softmax;
+using TransformerLS.Ops;
 using TransformerLS.Tensors;
-using LN = TransformerLS.Ops.LayerNorm.LayerNorm;
-using LinearOp = TransformerLS.Ops.Linear.Linear;
+using LN = TransformerLS.Ops.LayerNorm;
+using LinearOp = TransformerLS.Ops.Linear;
 
 namespace TransformerLS.Conformance;
 

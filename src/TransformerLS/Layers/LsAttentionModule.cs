@@ -1,7 +1,7 @@
 using TransformerLS.Backends;
 using TransformerLS.Graph;
 using TransformerLS.Graph.Nodes;
-using TransformerLS.Ops.LsAttention;
+using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Layers;

@@ -1,5 +1,5 @@
 using TransformerLS.Backends;
-using TransformerLS.Ops.Optimizer;
+using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Training;

@@ -1,5 +1,4 @@
-using TransformerLS.Ops.LsAttention;
-using TransformerLS.Ops.LsCausalAttention;
+using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Graph.Nodes;

@@ -1,6 +1,6 @@
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
-using LinearOp = TransformerLS.Ops.Linear.Linear;
+using LinearOp = TransformerLS.Ops.Linear;
 
 namespace TransformerLS.Graph.Nodes;
 

@@ -2,7 +2,7 @@ using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.CrossEntropy;
+namespace TransformerLS.Ops;
 
 /// <summary>Checks and CPU reference of kernels/cross_entropy.cu, generic over the accumulation type.</summary>
 public static class CrossEntropy
@@ -11,28 +11,28 @@ public static class CrossEntropy
     /// logits [N, V]; target, loss (dloss in the backward: <paramref name="lossName"/>), lse: float32 [N]; returns (N, V).
     /// Target values are checked on the CPU only.
     /// </summary>
-    public static (int Rows, int Vocab) Check(IBackend be, Tensor logits, Tensor target, Tensor loss, Tensor lse, string lossName = "loss")
+    public static (int Rows, int Vocab) CheckShapes(IBackend be, Tensor logits, Tensor target, Tensor loss, Tensor lse, string lossName = "loss")
     {
-        Ops.Check.On(be, logits, nameof(logits));
+        Check.On(be, logits, nameof(logits));
         if (logits.Shape.Rank != 2 || logits.Shape[1] < 1)
             throw new ArgumentException($"{nameof(logits)} has shape {logits.Shape}; expected [rows, classes] with classes >= 1", nameof(logits));
         int n = logits.Shape[0], v = logits.Shape[1];
-        Ops.Check.Vector(be, target, n, DType.Float32, nameof(target));
-        Ops.Check.Vector(be, loss, n, DType.Float32, lossName);
-        Ops.Check.Vector(be, lse, n, DType.Float32, nameof(lse));
+        Check.Vector(be, target, n, DType.Float32, nameof(target));
+        Check.Vector(be, loss, n, DType.Float32, lossName);
+        Check.Vector(be, lse, n, DType.Float32, nameof(lse));
         return (n, v);
     }
 
     /// <summary>loss (dloss in the backward), target: float32 [N]; mean (dmean), count: float32 [1]; returns N.</summary>
     public static int CheckMean(IBackend be, Tensor loss, Tensor target, Tensor mean, Tensor count, string lossName = "loss", string meanName = "mean")
     {
-        Ops.Check.On(be, loss, lossName);
+        Check.On(be, loss, lossName);
         if (loss.Shape.Rank != 1) throw new ArgumentException($"{lossName} has shape {loss.Shape}; expected [rows]", lossName);
         var n = loss.Shape[0];
-        Ops.Check.Vector(be, loss, n, DType.Float32, lossName);
-        Ops.Check.Vector(be, target, n, DType.Float32, nameof(target));
-        Ops.Check.Vector(be, mean, 1, DType.Float32, meanName);
-        Ops.Check.Vector(be, count, 1, DType.Float32, nameof(count));
+        Check.Vector(be, loss, n, DType.Float32, lossName);
+        Check.Vector(be, target, n, DType.Float32, nameof(target));
+        Check.Vector(be, mean, 1, DType.Float32, meanName);
+        Check.Vector(be, count, 1, DType.Float32, nameof(count));
         return n;
     }
 

@@ -3,7 +3,7 @@ using TransformerLS.Backends;
 using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.CrossEntropy;
+namespace TransformerLS.Ops;
 
 /// <summary>Mirror of CrossEntropyParams in kernels/cross_entropy.cu.</summary>
 [StructLayout(LayoutKind.Sequential)]
@@ -32,15 +32,15 @@ static class CrossEntropyCuda
 
     public static void Forward(CudaBackend be, Tensor logits, Tensor target, Tensor loss, Tensor lse)
     {
-        var (n, v) = CrossEntropy.Check(be, logits, target, loss, lse);
+        var (n, v) = CrossEntropy.CheckShapes(be, logits, target, loss, lse);
         var p = new CrossEntropyParams { X = logits.DevicePointer, Target = target.DevicePointer, Loss = loss.DevicePointer, Lse = lse.DevicePointer, Rows = n, Vocab = v };
         be.Kernel(File, logits.DType == DType.Float32 ? "cross_entropy_fwd_f32" : "cross_entropy_fwd_bf16").Launch(Grid(n), Threads, 0, be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, Tensor logits, Tensor target, Tensor lse, Tensor dloss, Tensor dlogits)
     {
-        var (n, v) = CrossEntropy.Check(be, logits, target, dloss, lse, nameof(dloss));
-        Ops.Check.Like(be, dlogits, logits, nameof(dlogits));
+        var (n, v) = CrossEntropy.CheckShapes(be, logits, target, dloss, lse, nameof(dloss));
+        Check.Like(be, dlogits, logits, nameof(dlogits));
         var p = new CrossEntropyParams { X = logits.DevicePointer, Target = target.DevicePointer, Lse = lse.DevicePointer, DLoss = dloss.DevicePointer, DX = dlogits.DevicePointer, Rows = n, Vocab = v };
         be.Kernel(File, logits.DType == DType.Float32 ? "cross_entropy_bwd_f32" : "cross_entropy_bwd_bf16").Launch(Grid(n), Threads, 0, be.Stream, p);
     }

@@ -2,7 +2,7 @@ using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.DualLayerNorm;
+namespace TransformerLS.Ops;
 
 /// <summary>S stacked inputs (1: one tensor, 2: K and V) of B·T tokens with D = H·d channels.</summary>
 public readonly record struct DualLayerNormGeometry(int S, int B, int H, int T, int D, bool TokenMajor)
@@ -82,7 +82,7 @@ public static class DualLayerNorm
     {
         var rows = Gather(g, x, true);
         var outRows = new T[rows.Length];
-        LayerNorm.LayerNorm.Forward<T>(g.Rows, g.Channels, rows, gamma, beta, outRows, mean, rstd, eps);
+        LayerNorm.Forward<T>(g.Rows, g.Channels, rows, gamma, beta, outRows, mean, rstd, eps);
         Scatter(g, outRows, y, false);
     }
 
@@ -91,7 +91,7 @@ public static class DualLayerNorm
         where T : IFloatingPointIeee754<T>
     {
         var dxRows = new T[(long)g.Rows * g.Channels];
-        LayerNorm.LayerNorm.Backward<T>(g.Rows, g.Channels, Gather(g, dy, false), Gather(g, x, true), gamma, mean, rstd, dxRows, dgamma, dbeta, true);
+        LayerNorm.Backward<T>(g.Rows, g.Channels, Gather(g, dy, false), Gather(g, x, true), gamma, mean, rstd, dxRows, dgamma, dbeta, true);
         Scatter(g, dxRows, dx, true);
     }
 }

@@ -3,7 +3,7 @@ using TransformerLS.Backends;
 using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.DualLayerNorm;
+namespace TransformerLS.Ops;
 
 /// <summary>Mirror of DualLayerNormParams in kernels/dual_layernorm.cu.</summary>
 [StructLayout(LayoutKind.Sequential)]

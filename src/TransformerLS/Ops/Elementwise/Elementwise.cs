@@ -2,7 +2,7 @@ using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.Elementwise;
+namespace TransformerLS.Ops;
 
 /// <summary>Checks and CPU reference of kernels/elementwise.cu, generic over the accumulation type.</summary>
 public static class Elementwise

@@ -3,7 +3,7 @@ using TransformerLS.Backends;
 using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.Elementwise;
+namespace TransformerLS.Ops;
 
 /// <summary>Mirror of ElementwiseParams in kernels/elementwise.cu.</summary>
 [StructLayout(LayoutKind.Sequential)]

@@ -2,7 +2,7 @@ using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.Embedding;
+namespace TransformerLS.Ops;
 
 /// <summary>Checks and CPU reference of kernels/embedding.cu.</summary>
 public static class Embedding
@@ -11,16 +11,16 @@ public static class Embedding
     /// The table [V, D] (weight, or dweight in the backward: <paramref name="tableName"/>); tokens float32 [N]; rows [N, D]
     /// (y, or dy); returns (N, V, D).
     /// </summary>
-    public static (int N, int Vocab, int Dim) Check(IBackend be, Tensor table, string tableName, Tensor tokens, Tensor rows, string rowsName)
+    public static (int N, int Vocab, int Dim) CheckShapes(IBackend be, Tensor table, string tableName, Tensor tokens, Tensor rows, string rowsName)
     {
-        Ops.Check.On(be, table, tableName);
+        Check.On(be, table, tableName);
         if (table.Shape.Rank != 2) throw new ArgumentException($"{tableName} has shape {table.Shape}; expected [vocab, dim]", tableName);
-        Ops.Check.On(be, tokens, nameof(tokens));
-        Ops.Check.DTypeIs(tokens, DType.Float32, nameof(tokens));
+        Check.On(be, tokens, nameof(tokens));
+        Check.DTypeIs(tokens, DType.Float32, nameof(tokens));
         if (tokens.Shape.Rank != 1) throw new ArgumentException($"{nameof(tokens)} has shape {tokens.Shape}; expected [N] (flatten batch and time)", nameof(tokens));
         int n = tokens.Shape[0], v = table.Shape[0], d = table.Shape[1];
-        Ops.Check.On(be, rows, rowsName);
-        Ops.Check.Dims(rows, rowsName, n, d);
+        Check.On(be, rows, rowsName);
+        Check.Dims(rows, rowsName, n, d);
         return (n, v, d);
     }
 

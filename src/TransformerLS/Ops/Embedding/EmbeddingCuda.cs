@@ -3,7 +3,7 @@ using TransformerLS.Backends;
 using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.Embedding;
+namespace TransformerLS.Ops;
 
 /// <summary>Mirror of EmbeddingParams in kernels/embedding.cu.</summary>
 [StructLayout(LayoutKind.Sequential)]
@@ -24,16 +24,16 @@ static class EmbeddingCuda
 
     public static void Forward(CudaBackend be, Tensor weight, Tensor tokens, Tensor y)
     {
-        var (n, v, d) = Embedding.Check(be, weight, nameof(weight), tokens, y, nameof(y));
-        Ops.Check.DTypeIs(y, weight.DType, nameof(y));
+        var (n, v, d) = Embedding.CheckShapes(be, weight, nameof(weight), tokens, y, nameof(y));
+        Check.DTypeIs(y, weight.DType, nameof(y));
         var p = new EmbeddingParams { Weight = weight.DevicePointer, Tokens = tokens.DevicePointer, Y = y.DevicePointer, N = n, Vocab = v, Dim = d };
         if (n * (long)d > 0) be.Kernel(File, weight.DType == DType.Float32 ? "embedding_fwd_f32" : "embedding_fwd_bf16").Launch(Grid(n * (long)d), Threads, 0, be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, Tensor tokens, Tensor dy, Tensor dweight, bool accumulate)
     {
-        var (n, v, d) = Embedding.Check(be, dweight, nameof(dweight), tokens, dy, nameof(dy));
-        Ops.Check.DTypeIs(dweight, DType.Float32, nameof(dweight));
+        var (n, v, d) = Embedding.CheckShapes(be, dweight, nameof(dweight), tokens, dy, nameof(dy));
+        Check.DTypeIs(dweight, DType.Float32, nameof(dweight));
         if (!accumulate) CudaMemory.Fill32(be.Stream, dweight.DevicePointer, 0, dweight.Count);
         var p = new EmbeddingParams { Tokens = tokens.DevicePointer, DY = dy.DevicePointer, DWeight = dweight.DevicePointer, N = n, Vocab = v, Dim = d };
         if (n * (long)d > 0) be.Kernel(File, dy.DType == DType.Float32 ? "embedding_bwd_f32" : "embedding_bwd_bf16").Launch(Grid(n * (long)d), Threads, 0, be.Stream, p);

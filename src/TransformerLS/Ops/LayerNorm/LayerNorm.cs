@@ -2,7 +2,7 @@ using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.LayerNorm;
+namespace TransformerLS.Ops;
 
 /// <summary>Checks and CPU reference of kernels/layernorm.cu (LayerNorm over the last axis).</summary>
 public static class LayerNorm

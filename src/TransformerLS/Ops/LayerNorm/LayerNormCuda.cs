@@ -3,7 +3,7 @@ using TransformerLS.Backends;
 using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.LayerNorm;
+namespace TransformerLS.Ops;
 
 /// <summary>Mirror of LayerNormParams in kernels/layernorm.cu.</summary>
 [StructLayout(LayoutKind.Sequential)]

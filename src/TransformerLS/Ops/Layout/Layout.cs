@@ -2,7 +2,7 @@ using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.Layout;
+namespace TransformerLS.Ops;
 
 /// <summary>Sizes of a copy along one axis: [Outer, SrcLen | DstLen, Inner].</summary>
 public readonly record struct SliceGeometry(long Outer, long Inner, int SrcLen, int DstLen, int SrcOffset, int DstOffset, int Length);

@@ -3,7 +3,7 @@ using TransformerLS.Backends;
 using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.Layout;
+namespace TransformerLS.Ops;
 
 /// <summary>Mirror of LayoutParams in kernels/layout.cu.</summary>
 [StructLayout(LayoutKind.Sequential)]

@@ -1,7 +1,7 @@
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.Linear;
+namespace TransformerLS.Ops;
 
 /// <summary>
 /// y = x·Wᵀ + b over the last axis (PyTorch's Linear, weight [out, in]), composed from the backend's

@@ -2,7 +2,7 @@ using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.LsAttention;
+namespace TransformerLS.Ops;
 
 /// <summary>Bidirectional LS attention settings: segment window w and landmark count r (reference section 1).</summary>
 public sealed record LsAttentionConfig(int Window, int Rank)

@@ -3,7 +3,7 @@ using TransformerLS.Backends;
 using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.LsAttention;
+namespace TransformerLS.Ops;
 
 /// <summary>Mirror of LsAttentionParams in kernels/ls_attention_bidir.cuh.</summary>
 [StructLayout(LayoutKind.Sequential)]

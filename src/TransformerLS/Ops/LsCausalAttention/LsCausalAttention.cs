@@ -2,7 +2,7 @@ using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.LsCausalAttention;
+namespace TransformerLS.Ops;
 
 /// <summary>Causal LS attention settings (reference section 3): band window w, projection chunk length l, rank r per chunk.</summary>
 public sealed record LsCausalConfig(int Window, int ChunkLength, int Rank)

@@ -3,7 +3,7 @@ using TransformerLS.Backends;
 using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.LsCausalAttention;
+namespace TransformerLS.Ops;
 
 /// <summary>Mirror of LsCausalAttentionParams in kernels/ls_attention_causal.cuh.</summary>
 [StructLayout(LayoutKind.Sequential)]

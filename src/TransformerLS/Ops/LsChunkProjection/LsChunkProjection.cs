@@ -2,7 +2,7 @@ using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.LsChunkProjection;
+namespace TransformerLS.Ops;
 
 /// <summary>Sizes: scores [B, T, H·r], x [B, H, T, d], y [B, H, ⌈T/l⌉·r, d].</summary>
 public readonly record struct LsChunkProjectionGeometry(int B, int H, int T, int D, int R, int Lc)
@@ -18,29 +18,29 @@ public readonly record struct LsChunkProjectionGeometry(int B, int H, int T, int
 /// </summary>
 public static class LsChunkProjection
 {
-    public static LsChunkProjectionGeometry Check(IBackend be, int chunk, Tensor scores, Tensor x, Tensor? mask, Tensor y)
+    public static LsChunkProjectionGeometry CheckForward(IBackend be, int chunk, Tensor scores, Tensor x, Tensor? mask, Tensor y)
     {
         if (chunk < 1) throw new ArgumentOutOfRangeException(nameof(chunk), chunk, "chunk length l must be >= 1");
-        Ops.Check.On(be, x, nameof(x));
+        Check.On(be, x, nameof(x));
         if (x.Shape.Rank != 4) throw new ArgumentException($"x has shape {x.Shape}; expected [B, H, T, d]", nameof(x));
         int B = x.Shape[0], H = x.Shape[1], T = x.Shape[2], d = x.Shape[3];
-        Ops.Check.On(be, scores, nameof(scores));
-        Ops.Check.DTypeIs(scores, x.DType, nameof(scores));
+        Check.On(be, scores, nameof(scores));
+        Check.DTypeIs(scores, x.DType, nameof(scores));
         if (scores.Shape.Rank != 3 || scores.Shape[0] != B || scores.Shape[1] != T || scores.Shape[2] % H != 0 || scores.Shape[2] == 0)
             throw new ArgumentException($"scores has shape {scores.Shape}; expected [{B}, {T}, {H}·r]", nameof(scores));
         var g = new LsChunkProjectionGeometry(B, H, T, d, scores.Shape[2] / H, chunk);
-        Ops.Check.PaddingMask(be, mask, B, T, nameof(mask));
-        Ops.Check.On(be, y, nameof(y));
-        Ops.Check.DTypeIs(y, x.DType, nameof(y));
-        Ops.Check.Dims(y, nameof(y), B, H, g.Chunks * g.R, d);
+        Check.PaddingMask(be, mask, B, T, nameof(mask));
+        Check.On(be, y, nameof(y));
+        Check.DTypeIs(y, x.DType, nameof(y));
+        Check.Dims(y, nameof(y), B, H, g.Chunks * g.R, d);
         return g;
     }
 
     public static LsChunkProjectionGeometry CheckBackward(IBackend be, int chunk, Tensor scores, Tensor x, Tensor? mask, Tensor dy, Tensor dscores, Tensor dx)
     {
-        var g = Check(be, chunk, scores, x, mask, dy);
-        Ops.Check.Like(be, dscores, scores, nameof(dscores));
-        Ops.Check.Like(be, dx, x, nameof(dx));
+        var g = CheckForward(be, chunk, scores, x, mask, dy);
+        Check.Like(be, dscores, scores, nameof(dscores));
+        Check.Like(be, dx, x, nameof(dx));
         return g;
     }
 

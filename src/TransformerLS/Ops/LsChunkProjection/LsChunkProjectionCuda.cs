@@ -3,7 +3,7 @@ using TransformerLS.Backends;
 using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.LsChunkProjection;
+namespace TransformerLS.Ops;
 
 /// <summary>Mirror of LsChunkProjectionParams in kernels/ls_projection_chunked.cu.</summary>
 [StructLayout(LayoutKind.Sequential)]
@@ -36,7 +36,7 @@ static class LsChunkProjectionCuda
 
     public static void Forward(CudaBackend be, int chunk, Tensor s, Tensor x, Tensor? mask, Tensor y)
     {
-        var g = LsChunkProjection.Check(be, chunk, s, x, mask, y);
+        var g = LsChunkProjection.CheckForward(be, chunk, s, x, mask, y);
         var p = Params(g, s, x, mask);
         p.Y = y.DevicePointer;
         var smem = SharedBytes(be, g, 4L * g.Lc * g.R);

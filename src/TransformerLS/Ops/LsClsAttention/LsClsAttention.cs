@@ -2,7 +2,7 @@ using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.LsClsAttention;
+namespace TransformerLS.Ops;
 
 public readonly record struct LsClsGeometry(int B, int H, int N, int D, float Scale);
 

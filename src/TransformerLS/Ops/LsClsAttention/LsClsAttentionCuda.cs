@@ -3,7 +3,7 @@ using TransformerLS.Backends;
 using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.LsClsAttention;
+namespace TransformerLS.Ops;
 
 /// <summary>Mirror of LsClsAttentionParams in kernels/ls_cls_attention.cu.</summary>
 [StructLayout(LayoutKind.Sequential)]

@@ -2,7 +2,7 @@ using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.LsProjection;
+namespace TransformerLS.Ops;
 
 /// <summary>Sizes of one projection call: scores [B, n, H·r], keys/values [B, H, n, d], landmarks [B, H, r, d].</summary>
 public readonly record struct LsProjectionGeometry(int B, int H, int N, int D, int R);

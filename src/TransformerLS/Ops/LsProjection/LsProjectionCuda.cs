@@ -3,7 +3,7 @@ using TransformerLS.Backends;
 using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.LsProjection;
+namespace TransformerLS.Ops;
 
 /// <summary>Mirror of LsProjectionParams in kernels/ls_projection.cu.</summary>
 [StructLayout(LayoutKind.Sequential)]

@@ -2,7 +2,7 @@ using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.MatMul;
+namespace TransformerLS.Ops;
 
 /// <summary>Geometry of a batched row-major product: op(a) is m×k, op(b) is k×n, c is m×n, per batch entry.</summary>
 public readonly record struct MatMulGeometry(int Batch, int M, int N, int K, long StrideA, long StrideB, long StrideC);

@@ -2,7 +2,7 @@ using TransformerLS.Backends;
 using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.MatMul;
+namespace TransformerLS.Ops;
 
 /// <summary>Batched matmul through cuBLAS (fp32, TF32 when allowed, bf16 with fp32 accumulation).</summary>
 static class MatMulCuda

@@ -2,7 +2,7 @@ using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.Optimizer;
+namespace TransformerLS.Ops;
 
 /// <summary>
 /// Hyperparameters of one Adam / AdamW step (torch.optim semantics). <see cref="Step"/> counts from 1 and sets

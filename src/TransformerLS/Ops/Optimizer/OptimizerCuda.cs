@@ -3,7 +3,7 @@ using TransformerLS.Backends;
 using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.Optimizer;
+namespace TransformerLS.Ops;
 
 /// <summary>Mirror of OptimizerParams in kernels/optimizer.cu.</summary>
 [StructLayout(LayoutKind.Sequential)]

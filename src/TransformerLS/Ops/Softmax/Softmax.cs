@@ -2,7 +2,7 @@ using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.Softmax;
+namespace TransformerLS.Ops;
 
 /// <summary>A tensor seen as [outer, dim, inner] around the softmax axis.</summary>
 public readonly record struct SoftmaxGeometry(long Outer, int Dim, long Inner);

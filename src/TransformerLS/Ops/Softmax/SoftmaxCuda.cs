@@ -3,7 +3,7 @@ using TransformerLS.Backends;
 using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops.Softmax;
+namespace TransformerLS.Ops;
 
 /// <summary>Mirror of SoftmaxParams in kernels/softmax.cu.</summary>
 [StructLayout(LayoutKind.Sequential)]

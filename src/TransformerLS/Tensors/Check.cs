@@ -1,7 +1,6 @@
 using TransformerLS.Backends;
-using TransformerLS.Tensors;
 
-namespace TransformerLS.Ops;
+namespace TransformerLS.Tensors;
 
 /// <summary>Argument checks shared by both backends; every message names the argument, its value and what was expected.</summary>
 public static class Check
