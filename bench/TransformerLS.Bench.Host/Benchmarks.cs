@@ -84,7 +84,7 @@ public class AttentionOpBenchmarks
     [Benchmark(OperationsPerInvoke = Batched)]
     public void LsAttentionForward()
     {
-        for (var i = 0; i < Batched; i++) _be.LsAttention(_cfg, _q, _k, _v, _kb, _vb, null, _o, _lse);
+        for (var i = 0; i < Batched; i++) LsAttention.Forward(_be, _cfg, _q, _k, _v, _kb, _vb, null, _o, _lse);
         _be.Synchronize();
     }
 

@@ -32,8 +32,8 @@ static class TimeAttentionCommand
                 var kb = Rand(b, heads, rank, headDim); var vb = Rand(b, heads, rank, headDim); var dout = Rand(b, heads, n, headDim);
                 var o = Like(q); var lse = be.Empty(new Shape(b, heads, n), DType.Float32);
                 Tensor dq = Like(q), dk = Like(q), dv = Like(q), dkb = Like(kb), dvb = Like(kb);
-                var fwd = Median(be, runs, () => be.LsAttention(cfg, q, k, v, kb, vb, null, o, lse));
-                var bwd = Median(be, runs, () => be.LsAttentionBackward(cfg, q, k, v, kb, vb, null, o, lse, dout, dq, dk, dv, dkb, dvb));
+                var fwd = Median(be, runs, () => LsAttention.Forward(be, cfg, q, k, v, kb, vb, null, o, lse));
+                var bwd = Median(be, runs, () => LsAttention.Backward(be, cfg, q, k, v, kb, vb, null, o, lse, dout, dq, dk, dv, dkb, dvb));
                 var flops = 4.0 * b * heads * n * (2.0 * window + rank) * headDim;
                 Console.WriteLine($"{dt.Name(),-9}{n,7}{b,5}{fwd,10:F3}{flops / fwd / 1e9,10:F2}{bwd,10:F3}{2.5 * flops / bwd / 1e9,10:F2}");
             }
@@ -65,8 +65,8 @@ static class TimeAttentionCommand
             var dout = Rand(1, b, heads, L, headDim);
             var g = new LsCausalGradients(be.Empty(x.Q.Shape, dt), be.Empty(x.K.Shape, dt), be.Empty(x.K.Shape, dt), be.Empty(x.U.Shape, dt),
                 be.Empty(x.U.Shape, dt), be.Empty(x.Rel.Shape, dt), be.Empty(x.KC.Shape, dt), be.Empty(x.KC.Shape, dt), be.Empty(x.RelC.Shape, dt));
-            var fwd = Median(be, runs, () => be.LsCausalAttention(cfg, x, o, lse));
-            var bwd = Median(be, runs, () => be.LsCausalAttentionBackward(cfg, x, o, lse, dout, g));
+            var fwd = Median(be, runs, () => LsCausalAttention.Forward(be, cfg, x, o, lse));
+            var bwd = Median(be, runs, () => LsCausalAttention.Backward(be, cfg, x, o, lse, dout, g));
             var compressed = (mc + (L / Lc - 1) / 2.0) * R;
             var flops = (double)b * heads * L * headDim * (6.0 * W + 4.0 * compressed);
             Console.WriteLine($"{dt.Name(),-9}{fwd,10:F3}{flops / fwd / 1e9,10:F2}{bwd,10:F3}{2.5 * flops / bwd / 1e9,10:F2}");

@@ -1,3 +1,4 @@
+using TransformerLS.Ops;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
@@ -20,28 +21,28 @@ public class AttentionBadInputTests
     public void Dual_layernorm()
     {
         using var scope = new TensorScope();
-        Named<ArgumentException>("xk", "[2, 5, 8]", () => Be.DualLayerNorm(T(2, 5, 7), null, T(8), T(8), T(2, 2, 5, 4), null, T(1, 2, 5), T(1, 2, 5), 1e-5f));
-        Named<ArgumentException>("mean", "[2, 2, 5]", () => Be.DualLayerNorm(T(2, 5, 8), T(2, 5, 8), T(8), T(8), T(2, 2, 5, 4), T(2, 2, 5, 4), T(1, 2, 5), T(2, 2, 5), 1e-5f));
-        Named<ArgumentException>("xv", "both", () => Be.DualLayerNorm(T(2, 5, 8), T(2, 5, 8), T(8), T(8), T(2, 2, 5, 4), null, T(2, 2, 5), T(2, 2, 5), 1e-5f));
+        Named<ArgumentException>("xk", "[2, 5, 8]", () => DualLayerNorm.Forward(Be, T(2, 5, 7), null, T(8), T(8), T(2, 2, 5, 4), null, T(1, 2, 5), T(1, 2, 5), 1e-5f));
+        Named<ArgumentException>("mean", "[2, 2, 5]", () => DualLayerNorm.Forward(Be, T(2, 5, 8), T(2, 5, 8), T(8), T(8), T(2, 2, 5, 4), T(2, 2, 5, 4), T(1, 2, 5), T(2, 2, 5), 1e-5f));
+        Named<ArgumentException>("xv", "both", () => DualLayerNorm.Forward(Be, T(2, 5, 8), T(2, 5, 8), T(8), T(8), T(2, 2, 5, 4), null, T(2, 2, 5), T(2, 2, 5), 1e-5f));
     }
 
     [Fact]
     public void Chunk_projection_and_cls_attention()
     {
         using var scope = new TensorScope();
-        Named<ArgumentOutOfRangeException>("chunk", "l must be >= 1", () => Be.LsChunkProjection(0, T(1, 8, 2), T(1, 2, 8, 4), null, T(1, 2, 8, 4)));
-        Named<ArgumentException>("y", "[1, 2, 2, 4]", () => Be.LsChunkProjection(4, T(1, 8, 2), T(1, 2, 8, 4), null, T(1, 2, 3, 4)));
-        Named<ArgumentException>("scores", "[1, 8, 2·r]", () => Be.LsChunkProjection(4, T(1, 8, 3), T(1, 2, 8, 4), null, T(1, 2, 2, 4)));
-        Named<ArgumentException>("q", "[1, 2, 4]", () => Be.LsClsAttention(T(1, 2, 5), T(1, 2, 4), T(1, 2, 4), T(1, 2, 6, 4), null, T(1, 2, 4), T(1, 2)));
-        Named<ArgumentException>("mask", "[1, 6]", () => Be.LsClsAttention(T(1, 2, 4), T(1, 2, 4), T(1, 2, 4), T(1, 2, 6, 4), T(1, 5), T(1, 2, 4), T(1, 2)));
+        Named<ArgumentOutOfRangeException>("chunk", "l must be >= 1", () => LsChunkProjection.Forward(Be, 0, T(1, 8, 2), T(1, 2, 8, 4), null, T(1, 2, 8, 4)));
+        Named<ArgumentException>("y", "[1, 2, 2, 4]", () => LsChunkProjection.Forward(Be, 4, T(1, 8, 2), T(1, 2, 8, 4), null, T(1, 2, 3, 4)));
+        Named<ArgumentException>("scores", "[1, 8, 2·r]", () => LsChunkProjection.Forward(Be, 4, T(1, 8, 3), T(1, 2, 8, 4), null, T(1, 2, 2, 4)));
+        Named<ArgumentException>("q", "[1, 2, 4]", () => LsClsAttention.Forward(Be, T(1, 2, 5), T(1, 2, 4), T(1, 2, 4), T(1, 2, 6, 4), null, T(1, 2, 4), T(1, 2)));
+        Named<ArgumentException>("mask", "[1, 6]", () => LsClsAttention.Forward(Be, T(1, 2, 4), T(1, 2, 4), T(1, 2, 4), T(1, 2, 6, 4), T(1, 5), T(1, 2, 4), T(1, 2)));
     }
 
     [Fact]
     public void Layout()
     {
         using var scope = new TensorScope();
-        Named<ArgumentException>("y", "[2, 4, 3, 5]", () => Be.SwapAxes12(T(2, 3, 4, 5), T(2, 3, 4, 5)));
-        Named<ArgumentOutOfRangeException>("dstOffset", "[3, 6)", () => Be.CopySlice(T(2, 3, 4), 0, T(2, 5, 4), 3, 1, 3));
-        Named<ArgumentException>("dst", "except along axis 1", () => Be.CopySlice(T(2, 3, 4), 0, T(2, 5, 3), 0, 1, 3));
+        Named<ArgumentException>("y", "[2, 4, 3, 5]", () => Ops.Layout.SwapAxes12(Be, T(2, 3, 4, 5), T(2, 3, 4, 5)));
+        Named<ArgumentOutOfRangeException>("dstOffset", "[3, 6)", () => Ops.Layout.CopySlice(Be, T(2, 3, 4), 0, T(2, 5, 4), 3, 1, 3));
+        Named<ArgumentException>("dst", "except along axis 1", () => Ops.Layout.CopySlice(Be, T(2, 3, 4), 0, T(2, 5, 3), 0, 1, 3));
     }
 }

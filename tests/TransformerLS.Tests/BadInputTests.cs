@@ -1,3 +1,4 @@
+using TransformerLS.Ops;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
@@ -27,7 +28,7 @@ public class BadInputTests
         var a = be.Empty(new(2, 3), DType.Float32);
         var b = be.Empty(new(4, 5), DType.Float32);
         var c = be.Empty(new(2, 5), DType.Float32);
-        var e = Throws<ArgumentException>(() => be.MatMul(a, false, b, false, c), "inner dimension 4", "a's 3");
+        var e = Throws<ArgumentException>(() => MatMul.Forward(be, a, false, b, false, c), "inner dimension 4", "a's 3");
         Assert.Equal("b", e.ParamName);
     }
 
@@ -39,8 +40,8 @@ public class BadInputTests
         using var s = new TensorScope();
         var a = be.Empty(new(2, 3), DType.Float32);
         var b = be.Empty(new(3, 5), DType.Float32);
-        Throws<ArgumentException>(() => be.MatMul(a, false, b, false, be.Empty(new(5, 2), DType.Float32)), "c has shape [5, 2]", "expected [2, 5]");
-        Throws<ArgumentException>(() => be.MatMul(a, false, b, false, be.Empty(new(2, 5), DType.BFloat16)), "c has dtype bfloat16", "expected float32");
+        Throws<ArgumentException>(() => MatMul.Forward(be, a, false, b, false, be.Empty(new(5, 2), DType.Float32)), "c has shape [5, 2]", "expected [2, 5]");
+        Throws<ArgumentException>(() => MatMul.Forward(be, a, false, b, false, be.Empty(new(2, 5), DType.BFloat16)), "c has dtype bfloat16", "expected float32");
     }
 
     [Theory]
@@ -52,10 +53,10 @@ public class BadInputTests
         var x = be.Empty(new(4, 8), DType.BFloat16);
         var y = be.Empty(new(4, 8), DType.BFloat16);
         var g = be.Empty(new(8), DType.Float32);
-        Throws<ArgumentException>(() => be.LayerNorm(x, be.Empty(new(7), DType.Float32), g, y, null, null, 1e-5f), "gamma has shape [7]", "expected [8]");
-        Throws<ArgumentException>(() => be.LayerNorm(x, be.Empty(new(8), DType.BFloat16), g, y, null, null, 1e-5f), "gamma has dtype bfloat16");
-        Throws<ArgumentOutOfRangeException>(() => be.LayerNorm(x, g, g, y, null, null, 0f), "eps");
-        Throws<ArgumentException>(() => be.LayerNorm(x, g, g, y, be.Empty(new(4), DType.Float32), null, 1e-5f), "mean and rstd");
+        Throws<ArgumentException>(() => LayerNorm.Forward(be, x, be.Empty(new(7), DType.Float32), g, y, null, null, 1e-5f), "gamma has shape [7]", "expected [8]");
+        Throws<ArgumentException>(() => LayerNorm.Forward(be, x, be.Empty(new(8), DType.BFloat16), g, y, null, null, 1e-5f), "gamma has dtype bfloat16");
+        Throws<ArgumentOutOfRangeException>(() => LayerNorm.Forward(be, x, g, g, y, null, null, 0f), "eps");
+        Throws<ArgumentException>(() => LayerNorm.Forward(be, x, g, g, y, be.Empty(new(4), DType.Float32), null, 1e-5f), "mean and rstd");
     }
 
     [Theory]
@@ -65,7 +66,7 @@ public class BadInputTests
         var be = Get(backend);
         using var s = new TensorScope();
         var x = be.Empty(new(4, 8), DType.Float32);
-        var e = Throws<ArgumentOutOfRangeException>(() => be.Softmax(x, be.Empty(new(4, 8), DType.Float32), 2), "axis must be in [-2, 2)");
+        var e = Throws<ArgumentOutOfRangeException>(() => Softmax.Forward(be, x, be.Empty(new(4, 8), DType.Float32), 2), "axis must be in [-2, 2)");
         Assert.Equal("axis", e.ParamName);
     }
 
@@ -76,11 +77,11 @@ public class BadInputTests
         var be = Get(backend);
         using var s = new TensorScope();
         var a = be.Empty(new(3), DType.Float32);
-        Throws<ArgumentException>(() => be.Axpby(a, 1, be.Empty(new(4), DType.Float32), 1, a), "b has shape [4]", "expected [3]");
-        Throws<ArgumentException>(() => be.BiasAdd(be.Empty(new(2, 3), DType.Float32), be.Empty(new(2), DType.Float32), be.Empty(new(2, 3), DType.Float32)), "bias has shape [2]");
+        Throws<ArgumentException>(() => Elementwise.Axpby(be, a, 1, be.Empty(new(4), DType.Float32), 1, a), "b has shape [4]", "expected [3]");
+        Throws<ArgumentException>(() => Elementwise.BiasAdd(be, be.Empty(new(2, 3), DType.Float32), be.Empty(new(2), DType.Float32), be.Empty(new(2, 3), DType.Float32)), "bias has shape [2]");
         var gone = be.Empty(new(3), DType.Float32);
         gone.Dispose();
-        Throws<ObjectDisposedException>(() => be.Gelu(gone, a), "x was disposed");
+        Throws<ObjectDisposedException>(() => Elementwise.Gelu(be, gone, a), "x was disposed");
     }
 
     [Fact]
@@ -89,7 +90,7 @@ public class BadInputTests
         var gpu = TestEnv.RequireGpu();
         using var s = new TensorScope();
         var cpu = CpuBackend.Instance.Empty(new(3), DType.Float32);
-        Throws<ArgumentException>(() => gpu.Gelu(cpu, gpu.Empty(new(3), DType.Float32)), "x is on cpu", "this op runs on cuda:0");
+        Throws<ArgumentException>(() => Elementwise.Gelu(gpu, cpu, gpu.Empty(new(3), DType.Float32)), "x is on cpu", "this op runs on cuda:0");
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using TransformerLS.Ops;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
@@ -11,7 +12,7 @@ public class DropoutTests
         var t = be.Empty(new Shape(x.Length), DType.Float32);
         t.CopyFrom(x);
         var y = be.Empty(t.Shape, DType.Float32);
-        be.Dropout(t, y, p, seed);
+        Elementwise.Dropout(be, t, y, p, seed);
         return y.ToArray();
     }
 

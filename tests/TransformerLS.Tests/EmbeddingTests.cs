@@ -1,3 +1,4 @@
+using TransformerLS.Ops;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
@@ -26,8 +27,8 @@ public class EmbeddingTests
         var y = be.Empty(new Shape(tokens.Length, d), DType.Float32);
         var dw = be.Empty(new Shape(v, d), DType.Float32);
         var t = Make(be, new Shape(tokens.Length), DType.Float32, tokens);
-        be.Embedding(Make(be, new Shape(v, d), DType.Float32, w), t, y);
-        be.EmbeddingBackward(t, Make(be, new Shape(tokens.Length, d), DType.Float32, dy), dw);
+        Embedding.Forward(be, Make(be, new Shape(v, d), DType.Float32, w), t, y);
+        Embedding.Backward(be, t, Make(be, new Shape(tokens.Length, d), DType.Float32, dy), dw);
         var lhs = y.ToArray().Zip(dy, (a, b) => (double)a * b).Sum();
         var rhs = dw.ToArray().Zip(w, (a, b) => (double)a * b).Sum();
         Assert.Equal(lhs, rhs, 1e-5);
@@ -42,13 +43,13 @@ public class EmbeddingTests
         using var scope = new TensorScope();
         var w = Make(be, new Shape(4, 2), DType.Float32, new float[8]);
         var y = be.Empty(new Shape(2, 2), DType.Float32);
-        Assert.Contains("tokens[1]", Assert.Throws<ArgumentOutOfRangeException>(() => be.Embedding(w, Make(be, new Shape(2), DType.Float32, [0, 4]), y)).Message);
-        Assert.Contains("tokens[0]", Assert.Throws<ArgumentOutOfRangeException>(() => be.Embedding(w, Make(be, new Shape(2), DType.Float32, [0.5f, 1]), y)).Message);
-        Assert.Contains("y", Assert.Throws<ArgumentException>(() => be.Embedding(w, Make(be, new Shape(3), DType.Float32, [0, 1, 2]), y)).Message);
+        Assert.Contains("tokens[1]", Assert.Throws<ArgumentOutOfRangeException>(() => Embedding.Forward(be, w, Make(be, new Shape(2), DType.Float32, [0, 4]), y)).Message);
+        Assert.Contains("tokens[0]", Assert.Throws<ArgumentOutOfRangeException>(() => Embedding.Forward(be, w, Make(be, new Shape(2), DType.Float32, [0.5f, 1]), y)).Message);
+        Assert.Contains("y", Assert.Throws<ArgumentException>(() => Embedding.Forward(be, w, Make(be, new Shape(3), DType.Float32, [0, 1, 2]), y)).Message);
         Assert.Equal("dweight", Assert.Throws<ArgumentException>(() =>
-            be.EmbeddingBackward(Make(be, new Shape(2), DType.Float32, [0, 1]), y, Make(be, new Shape(8), DType.Float32, new float[8]))).ParamName);
+            Embedding.Backward(be, Make(be, new Shape(2), DType.Float32, [0, 1]), y, Make(be, new Shape(8), DType.Float32, new float[8]))).ParamName);
         Assert.Contains("dweight", Assert.Throws<ArgumentException>(() =>
-            be.EmbeddingBackward(Make(be, new Shape(2), DType.Float32, [0, 1]), y, Make(be, new Shape(4, 2), DType.BFloat16, new float[8]))).Message);
+            Embedding.Backward(be, Make(be, new Shape(2), DType.Float32, [0, 1]), y, Make(be, new Shape(4, 2), DType.BFloat16, new float[8]))).Message);
     }
 
     [Fact]
@@ -58,7 +59,7 @@ public class EmbeddingTests
         using var scope = new TensorScope();
         var w = Make(be, new Shape(4, 2), DType.Float32, [1, 2, 3, 4, 5, 6, 7, 8]);
         var y = be.Empty(new Shape(2, 2), DType.Float32);
-        be.Embedding(w, Make(be, new Shape(2), DType.Float32, [2, 1_000_000]), y);
+        Embedding.Forward(be, w, Make(be, new Shape(2), DType.Float32, [2, 1_000_000]), y);
         var r = y.ToArray();
         Assert.Equal([5f, 6f], r[..2]);
         Assert.True(float.IsNaN(r[2]) && float.IsNaN(r[3]));

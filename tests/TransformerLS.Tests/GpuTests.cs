@@ -97,13 +97,13 @@ public class GpuTests
         var y = gpu.Empty(new(64, 96), DType.BFloat16);
         var g = gpu.Empty(new(96), DType.Float32);
         gpu.Fill(x, 1); gpu.Fill(g, 1);
-        gpu.LayerNorm(x, g, g, y, null, null, 1e-5f); // warm: compile and load
-        gpu.Gelu(x, y);
+        LayerNorm.Forward(gpu, x, g, g, y, null, null, 1e-5f); // warm: compile and load
+        Elementwise.Gelu(gpu, x, y);
         var before = GC.GetAllocatedBytesForCurrentThread();
         for (var i = 0; i < 100; i++)
         {
-            gpu.LayerNorm(x, g, g, y, null, null, 1e-5f);
-            gpu.Gelu(y, x);
+            LayerNorm.Forward(gpu, x, g, g, y, null, null, 1e-5f);
+            Elementwise.Gelu(gpu, y, x);
         }
         var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         gpu.Synchronize();
@@ -126,12 +126,12 @@ public class GpuTests
         using var view = tok.Reshape(B, L, H, d);
         void Launch() // a local function, not a delegate: calling it allocates nothing
         {
-            gpu.LsCausalAttention(cfg, x, o, lse);
-            gpu.DualLayerNorm(tok, tok, gamma, gamma, split, split2, stats, stats2, 1e-5f);
-            gpu.SwapAxes12(split, view);
-            gpu.CopySlice(split, 0, split2, 0, 2, L / 2);
-            gpu.LsChunkProjection(l, scores, split, null, chunks);
-            gpu.LsClsAttention(q1, q1, q1, split, null, o1, lse1);
+            LsCausalAttention.Forward(gpu, cfg, x, o, lse);
+            DualLayerNorm.Forward(gpu, tok, tok, gamma, gamma, split, split2, stats, stats2, 1e-5f);
+            Layout.SwapAxes12(gpu, split, view);
+            Layout.CopySlice(gpu, split, 0, split2, 0, 2, L / 2);
+            LsChunkProjection.Forward(gpu, l, scores, split, null, chunks);
+            LsClsAttention.Forward(gpu, q1, q1, q1, split, null, o1, lse1);
         }
         Launch(); // warm: compile and load
         var before = GC.GetAllocatedBytesForCurrentThread();
@@ -164,7 +164,7 @@ public class GpuTests
         var x = gpu.Empty(new(1 << 20), DType.Float32);
         gpu.Fill(x, 0.5f);
         start.Record(gpu.Stream);
-        for (var i = 0; i < 10; i++) gpu.Gelu(x, x);
+        for (var i = 0; i < 10; i++) Elementwise.Gelu(gpu, x, x);
         end.Record(gpu.Stream);
         var ms = CudaEvent.ElapsedMilliseconds(start, end);
         Assert.InRange(ms, 1e-4f, 10_000f);

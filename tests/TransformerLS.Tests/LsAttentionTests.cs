@@ -99,13 +99,13 @@ public class LsAttentionTests
         var q = T(1, 2, 8, 4);
         var lse = T(1, 2, 8);
         Assert.Contains("window w must be >= 1", Assert.Throws<ArgumentOutOfRangeException>(() =>
-            be.LsAttention(new LsAttentionConfig(0, 2), q, q, q, T(1, 2, 2, 4), T(1, 2, 2, 4), null, q, lse)).Message);
+            LsAttention.Forward(be, new LsAttentionConfig(0, 2), q, q, q, T(1, 2, 2, 4), T(1, 2, 2, 4), null, q, lse)).Message);
         Assert.Contains("kbar has shape [1, 2, 3, 4]; expected [1, 2, 2, 4] (r = 2)", Assert.Throws<ArgumentException>(() =>
-            be.LsAttention(new LsAttentionConfig(4, 2), q, q, q, T(1, 2, 3, 4), T(1, 2, 2, 4), null, q, lse)).Message);
+            LsAttention.Forward(be, new LsAttentionConfig(4, 2), q, q, q, T(1, 2, 3, 4), T(1, 2, 2, 4), null, q, lse)).Message);
         Assert.Contains("mask has shape [2, 8]; expected [1, 8]", Assert.Throws<ArgumentException>(() =>
-            be.LsAttention(new LsAttentionConfig(4, 2), q, q, q, T(1, 2, 2, 4), T(1, 2, 2, 4), T(2, 8), q, lse)).Message);
+            LsAttention.Forward(be, new LsAttentionConfig(4, 2), q, q, q, T(1, 2, 2, 4), T(1, 2, 2, 4), T(2, 8), q, lse)).Message);
         Assert.Contains("q has shape [2, 8, 4]; expected [B, H, n, d]", Assert.Throws<ArgumentException>(() =>
-            be.LsAttention(new LsAttentionConfig(4, 2), T(2, 8, 4), q, q, T(1, 2, 2, 4), T(1, 2, 2, 4), null, q, lse)).Message);
+            LsAttention.Forward(be, new LsAttentionConfig(4, 2), T(2, 8, 4), q, q, T(1, 2, 2, 4), T(1, 2, 2, 4), null, q, lse)).Message);
     }
 
     [Fact]
@@ -116,7 +116,7 @@ public class LsAttentionTests
         Tensor T(params int[] dims) => gpu.Empty(new Shape(dims), DType.Float32);
         var q = T(1, 1, 8, 48);
         var e = Assert.Throws<ArgumentOutOfRangeException>(() =>
-            gpu.LsAttention(new LsAttentionConfig(4, 2), q, q, q, T(1, 1, 2, 48), T(1, 1, 2, 48), null, q, T(1, 1, 8)));
+            LsAttention.Forward(gpu, new LsAttentionConfig(4, 2), q, q, q, T(1, 1, 2, 48), T(1, 1, 2, 48), null, q, T(1, 1, 8)));
         Assert.Contains("head dims 32, 64, 96 and 128", e.Message);
     }
 }
@@ -159,7 +159,7 @@ public class LsProjectionTests
         mask.CopyFrom([1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // batch 1 is all padding
         var kb = be.Empty(new Shape(2, 1, 2, 32), DType.Float32);
         var vb = be.Empty(new Shape(2, 1, 2, 32), DType.Float32);
-        be.LsProjection(T(DType.Float32, 2, 6, 2), T(DType.Float32, 2, 1, 6, 32), T(DType.Float32, 2, 1, 6, 32), mask, kb, vb,
+        LsProjection.Forward(be, T(DType.Float32, 2, 6, 2), T(DType.Float32, 2, 1, 6, 32), T(DType.Float32, 2, 1, 6, 32), mask, kb, vb,
             T(DType.Float32, 2, 2), T(DType.Float32, 2, 2));
         var k = kb.ToArray();
         Assert.All(k[..64], x => Assert.Equal(0.5f, x, 1e-6f));   // batch 0: uniform weights over three 0.5s

@@ -122,15 +122,15 @@ public class LsCausalAttentionTests
         Tensor T(params int[] s) => be.Empty(new Shape(s), DType.Float32);
         var cfg = new LsCausalConfig(4, 2, 1);
         var x = new LsCausalInputs(T(1, 2, 6, 8), T(1, 2, 8, 8), T(1, 2, 8, 8), T(2, 8), T(2, 8), T(2, 4, 8), T(1, 2, 3, 8), T(1, 2, 3, 8), T(2, 3, 8), null);
-        be.LsCausalAttention(cfg, x, T(1, 2, 6, 8), T(1, 2, 6)); // valid: P = 2, Mc = 0
-        var e = Assert.Throws<ArgumentException>(() => be.LsCausalAttention(cfg, x with { K = T(1, 2, 5, 8), V = T(1, 2, 5, 8) }, T(1, 2, 6, 8), T(1, 2, 6)));
+        LsCausalAttention.Forward(be, cfg, x, T(1, 2, 6, 8), T(1, 2, 6)); // valid: P = 2, Mc = 0
+        var e = Assert.Throws<ArgumentException>(() => LsCausalAttention.Forward(be, cfg, x with { K = T(1, 2, 5, 8), V = T(1, 2, 5, 8) }, T(1, 2, 6, 8), T(1, 2, 6)));
         Assert.Equal("k", e.ParamName);
-        e = Assert.Throws<ArgumentException>(() => be.LsCausalAttention(cfg, x with { KC = T(1, 2, 2, 8), VC = T(1, 2, 2, 8) }, T(1, 2, 6, 8), T(1, 2, 6)));
+        e = Assert.Throws<ArgumentException>(() => LsCausalAttention.Forward(be, cfg, x with { KC = T(1, 2, 2, 8), VC = T(1, 2, 2, 8) }, T(1, 2, 6, 8), T(1, 2, 6)));
         Assert.Equal("kc", e.ParamName);
         Assert.Contains("block chunks", e.Message);
-        e = Assert.Throws<ArgumentException>(() => be.LsCausalAttention(cfg, x with { Rel = T(2, 3, 8) }, T(1, 2, 6, 8), T(1, 2, 6)));
+        e = Assert.Throws<ArgumentException>(() => LsCausalAttention.Forward(be, cfg, x with { Rel = T(2, 3, 8) }, T(1, 2, 6, 8), T(1, 2, 6)));
         Assert.Equal("rel", e.ParamName);
-        var bad = Assert.Throws<ArgumentOutOfRangeException>(() => be.LsCausalAttention(cfg with { ChunkLength = 0 }, x, T(1, 2, 6, 8), T(1, 2, 6)));
+        var bad = Assert.Throws<ArgumentOutOfRangeException>(() => LsCausalAttention.Forward(be, cfg with { ChunkLength = 0 }, x, T(1, 2, 6, 8), T(1, 2, 6)));
         Assert.Equal("ChunkLength", bad.ParamName);
     }
 }

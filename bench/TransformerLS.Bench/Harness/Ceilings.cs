@@ -1,3 +1,4 @@
+using TransformerLS.Ops;
 using TransformerLS.Backends;
 using TransformerLS.Cuda;
 using TransformerLS.Tensors;
@@ -17,13 +18,13 @@ public sealed record Ceilings(double MatrixTflops, double CopyGBps, string Matri
         var a = rnd.Normal(be, DType.BFloat16, 1, gemm, gemm);
         var b = rnd.Normal(be, DType.BFloat16, 1, gemm, gemm);
         var c = be.Empty(new Shape(gemm, gemm), DType.BFloat16);
-        var mm = TimeStats.Of(timer.Time(() => be.MatMul(a, false, b, false, c), 3, runs));
+        var mm = TimeStats.Of(timer.Time(() => MatMul.Forward(be, a, false, b, false, c), 3, runs));
         var src = be.Empty(new Shape((int)(copyBytes / 4)), DType.Float32);
         be.Fill(src, 1.5f); // a copy's speed does not depend on the values
         var dst = be.Empty(src.Shape, DType.Float32);
         Action copy = be is CudaBackend cuda
             ? () => CudaMemory.CopyDeviceToDevice(cuda.Stream, dst.DevicePointer, src.DevicePointer, src.Bytes)
-            : () => be.Cast(src, dst);
+            : () => Elementwise.Cast(be, src, dst);
         var cp = TimeStats.Of(timer.Time(copy, 3, runs));
         return new(2.0 * gemm * gemm * (double)gemm / (mm.MedianMs * 1e9), 2.0 * src.Bytes / (cp.MedianMs * 1e6),
             $"bf16 GEMM {gemm}x{gemm}x{gemm} ({(be is CudaBackend ? "cuBLAS" : "CPU reference")})",

@@ -46,13 +46,13 @@ public static class KernelCases
             var (kb, vb) = (rnd.Normal(be, dt, 1, B, H, r, d), rnd.Normal(be, dt, 1, B, H, r, d));
             var o = be.Empty(q.Shape, dt);
             var lse = be.Empty(new Shape(B, H, N), DType.Float32);
-            be.LsAttention(cfg, q, kk, v, kb, vb, null, o, lse); // the backward reads a real output and lse
+            LsAttention.Forward(be, cfg, q, kk, v, kb, vb, null, o, lse); // the backward reads a real output and lse
             return (q, kk, v, kb, vb, o, lse);
         };
         yield return new("ls_attention", "forward", shape, dt, attnFlops, s * (4 * bhnd + 2 * bhrd) + 4 * bhn, (be, rnd) =>
         {
             var (q, kk, v, kb, vb, o, lse) = attn(be, rnd);
-            return () => be.LsAttention(cfg, q, kk, v, kb, vb, null, o, lse);
+            return () => LsAttention.Forward(be, cfg, q, kk, v, kb, vb, null, o, lse);
         });
         yield return new("ls_attention", "backward", shape, dt, 2.5 * attnFlops, s * (8 * bhnd + 4 * bhrd) + 4 * bhn, (be, rnd) =>
         {
@@ -60,7 +60,7 @@ public static class KernelCases
             var dout = rnd.Normal(be, dt, 1, B, H, N, d);
             Tensor Like(Tensor t) => be.Empty(t.Shape, dt);
             var (dq, dk, dv, dkb, dvb) = (Like(q), Like(q), Like(q), Like(kb), Like(kb));
-            return () => be.LsAttentionBackward(cfg, q, kk, v, kb, vb, null, o, lse, dout, dq, dk, dv, dkb, dvb);
+            return () => LsAttention.Backward(be, cfg, q, kk, v, kb, vb, null, o, lse, dout, dq, dk, dv, dkb, dvb);
         });
 
         // Dynamic projection: K̄ = P·K and V̄ = P·V with P [r, N] per head; the column softmax is not counted.
@@ -71,20 +71,20 @@ public static class KernelCases
             var (kk, v) = (rnd.Normal(be, dt, 1, B, H, N, d), rnd.Normal(be, dt, 1, B, H, N, d));
             var (kb, vb) = (be.Empty(new Shape(B, H, r, d), dt), be.Empty(new Shape(B, H, r, d), dt));
             var (cm, cs) = (be.Empty(new Shape(B, H * r), DType.Float32), be.Empty(new Shape(B, H * r), DType.Float32));
-            be.LsProjection(sc, kk, v, null, kb, vb, cm, cs);
+            LsProjection.Forward(be, sc, kk, v, null, kb, vb, cm, cs);
             return [sc, kk, v, kb, vb, cm, cs];
         };
         yield return new("ls_projection", "forward", shape, dt, projFlops, s * (scores + 2 * bhnd + 2 * bhrd) + 8.0 * B * H * r, (be, rnd) =>
         {
             var t = proj(be, rnd);
-            return () => be.LsProjection(t[0], t[1], t[2], null, t[3], t[4], t[5], t[6]);
+            return () => LsProjection.Forward(be, t[0], t[1], t[2], null, t[3], t[4], t[5], t[6]);
         });
         yield return new("ls_projection", "backward", shape, dt, 2 * projFlops, s * (2 * scores + 4 * bhnd + 2 * bhrd) + 8.0 * B * H * r, (be, rnd) =>
         {
             var t = proj(be, rnd);
             var (dkb, dvb) = (rnd.Normal(be, dt, 1, B, H, r, d), rnd.Normal(be, dt, 1, B, H, r, d));
             var (ds, dk, dv) = (be.Empty(t[0].Shape, dt), be.Empty(t[1].Shape, dt), be.Empty(t[1].Shape, dt));
-            return () => be.LsProjectionBackward(t[0], t[1], t[2], null, t[5], t[6], dkb, dvb, ds, dk, dv);
+            return () => LsProjection.Backward(be, t[0], t[1], t[2], null, t[5], t[6], dkb, dvb, ds, dk, dv);
         });
 
         // DualLN of the window keys and values: token-major [B, N, D] in, head-split out; bandwidth-bound.
@@ -95,13 +95,13 @@ public static class KernelCases
             var (g, b) = (rnd.Normal(be, DType.Float32, 0.1, D), rnd.Normal(be, DType.Float32, 0.1, D));
             var (yk, yv) = (be.Empty(new Shape(B, H, N, d), dt), be.Empty(new Shape(B, H, N, d), dt));
             var (mean, rstd) = (be.Empty(new Shape(2, B, N), DType.Float32), be.Empty(new Shape(2, B, N), DType.Float32));
-            be.DualLayerNorm(xk, xv, g, b, yk, yv, mean, rstd, 1e-5f);
+            DualLayerNorm.Forward(be, xk, xv, g, b, yk, yv, mean, rstd, 1e-5f);
             return [xk, xv, g, b, yk, yv, mean, rstd];
         };
         yield return new("dual_layernorm", "forward", $"B={B} N={N} D={D}", dt, 0, s * 4 * bnd + stats + 8.0 * D, (be, rnd) =>
         {
             var t = dln(be, rnd);
-            return () => be.DualLayerNorm(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], 1e-5f);
+            return () => DualLayerNorm.Forward(be, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], 1e-5f);
         });
         yield return new("dual_layernorm", "backward", $"B={B} N={N} D={D}", dt, 0, s * 6 * bnd + stats + 12.0 * D, (be, rnd) =>
         {
@@ -109,7 +109,7 @@ public static class KernelCases
             var (dyk, dyv) = (rnd.Normal(be, dt, 1, B, H, N, d), rnd.Normal(be, dt, 1, B, H, N, d));
             var (dxk, dxv) = (be.Empty(t[0].Shape, dt), be.Empty(t[0].Shape, dt));
             var (dg, db) = (be.Empty(new Shape(D), DType.Float32), be.Empty(new Shape(D), DType.Float32));
-            return () => be.DualLayerNormBackward(dyk, dyv, t[0], t[1], t[2], t[6], t[7], dxk, dxv, dg, db);
+            return () => DualLayerNorm.Backward(be, dyk, dyv, t[0], t[1], t[2], t[6], t[7], dxk, dxv, dg, db);
         });
     }
 
@@ -132,13 +132,13 @@ public static class KernelCases
                 Rand(1, H, W, d), Rand(1, B, H, nc, d), Rand(1, B, H, nc, d), Rand(1, H, nc, d), null);
             var o = be.Empty(x.Q.Shape, dt);
             var l = be.Empty(new Shape(B, H, L), DType.Float32);
-            be.LsCausalAttention(cfg, x, o, l);
+            LsCausalAttention.Forward(be, cfg, x, o, l);
             return (x, o, l);
         };
         yield return new("ls_attention_causal", "forward", shape, dt, flops, s * (inputs + outs) + lse, (be, rnd) =>
         {
             var (x, o, l) = make(be, rnd);
-            return () => be.LsCausalAttention(cfg, x, o, l);
+            return () => LsCausalAttention.Forward(be, cfg, x, o, l);
         });
         yield return new("ls_attention_causal", "backward", shape, dt, 2.5 * flops, s * (2 * inputs + 2 * outs) + lse, (be, rnd) =>
         {
@@ -146,7 +146,7 @@ public static class KernelCases
             var dout = rnd.Normal(be, dt, 1, B, H, L, d);
             Tensor Like(Tensor t) => be.Empty(t.Shape, dt);
             var g = new LsCausalGradients(Like(x.Q), Like(x.K), Like(x.V), Like(x.U), Like(x.VBias), Like(x.Rel), Like(x.KC), Like(x.VC), Like(x.RelC));
-            return () => be.LsCausalAttentionBackward(cfg, x, o, l, dout, g);
+            return () => LsCausalAttention.Backward(be, cfg, x, o, l, dout, g);
         });
 
         // Chunked projection of the memory + block keys (T = M + L): per chunk of l tokens, r rows of P·x.
@@ -156,13 +156,13 @@ public static class KernelCases
         yield return new("ls_chunk_projection", "forward", cshape, dt, pf, s * (sc + x1 + y1), (be, rnd) =>
         {
             var (scores, x, y) = (rnd.Normal(be, dt, 1, B, T, H * R), rnd.Normal(be, dt, 1, B, H, T, d), be.Empty(new Shape(B, H, chunks * R, d), dt));
-            return () => be.LsChunkProjection(Lc, scores, x, null, y);
+            return () => LsChunkProjection.Forward(be, Lc, scores, x, null, y);
         });
         yield return new("ls_chunk_projection", "backward", cshape, dt, 2 * pf, s * (2 * sc + 2 * x1 + y1), (be, rnd) =>
         {
             var (scores, x, dy) = (rnd.Normal(be, dt, 1, B, T, H * R), rnd.Normal(be, dt, 1, B, H, T, d), rnd.Normal(be, dt, 1, B, H, chunks * R, d));
             var (ds, dx) = (be.Empty(scores.Shape, dt), be.Empty(x.Shape, dt));
-            return () => be.LsChunkProjectionBackward(Lc, scores, x, null, dy, ds, dx);
+            return () => LsChunkProjection.Backward(be, Lc, scores, x, null, dy, ds, dx);
         });
     }
 
@@ -176,25 +176,25 @@ public static class KernelCases
         {
             var (x, g, b, y) = (rnd.Normal(be, dt, 1, T, D), rnd.Normal(be, DType.Float32, 0.1, D), rnd.Normal(be, DType.Float32, 0.1, D), be.Empty(new Shape(T, D), dt));
             var (mean, rstd) = (be.Empty(new Shape(T), DType.Float32), be.Empty(new Shape(T), DType.Float32));
-            return () => be.LayerNorm(x, g, b, y, mean, rstd, 1e-5f);
+            return () => LayerNorm.Forward(be, x, g, b, y, mean, rstd, 1e-5f);
         });
         yield return new("layernorm", "backward", shape, dt, 0, s * 3 * td + 8.0 * T + 12.0 * D, (be, rnd) =>
         {
             var (x, g, b, y) = (rnd.Normal(be, dt, 1, T, D), rnd.Normal(be, DType.Float32, 0.1, D), rnd.Normal(be, DType.Float32, 0.1, D), be.Empty(new Shape(T, D), dt));
             var (mean, rstd) = (be.Empty(new Shape(T), DType.Float32), be.Empty(new Shape(T), DType.Float32));
-            be.LayerNorm(x, g, b, y, mean, rstd, 1e-5f);
+            LayerNorm.Forward(be, x, g, b, y, mean, rstd, 1e-5f);
             var (dy, dx, dg, db) = (rnd.Normal(be, dt, 1, T, D), be.Empty(x.Shape, dt), be.Empty(new Shape(D), DType.Float32), be.Empty(new Shape(D), DType.Float32));
-            return () => be.LayerNormBackward(dy, x, g, mean, rstd, dx, dg, db);
+            return () => LayerNorm.Backward(be, dy, x, g, mean, rstd, dx, dg, db);
         });
         yield return new("gelu", "forward", $"T={T} F={F}", dt, 0, s * 2 * tf, (be, rnd) =>
         {
             var (x, y) = (rnd.Normal(be, dt, 1, T, F), be.Empty(new Shape(T, F), dt));
-            return () => be.Gelu(x, y);
+            return () => Elementwise.Gelu(be, x, y);
         });
         yield return new("gelu", "backward", $"T={T} F={F}", dt, 0, s * 3 * tf, (be, rnd) =>
         {
             var (x, dy, dx) = (rnd.Normal(be, dt, 1, T, F), rnd.Normal(be, dt, 1, T, F), be.Empty(new Shape(T, F), dt));
-            return () => be.GeluBackward(x, dy, dx);
+            return () => Elementwise.GeluBackward(be, x, dy, dx);
         });
         // y = x·Wᵀ + b on cuBLAS (+ the bias kernel): 2·T·D·D FLOPs.
         yield return new("linear", "forward", $"T={T} in={D} out={D}", dt, 2.0 * T * D * D, s * (2 * td + (double)D * D + D), (be, rnd) =>

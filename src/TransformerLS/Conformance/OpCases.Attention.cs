@@ -30,7 +30,7 @@ public static partial class OpCases
                 .. masked ? new[] { new InputSpec("mask", new Shape(B, n), f, InputKind.PaddingMask) } : [],
             ];
             list.Add(Make("ls_attention", dt, shape, ins, [Out("o", dt, B, H, n, d), Out("lse", f, B, H, n)],
-                (be, i, o) => be.LsAttention(cfg, i[0], i[1], i[2], i[3], i[4], masked ? i[5] : null, o[0], o[1]),
+                (be, i, o) => LsAttention.Forward(be, cfg, i[0], i[1], i[2], i[3], i[4], masked ? i[5] : null, o[0], o[1]),
                 new LsAttentionRef(geo, masked, false)));
             list.Add(Make("ls_attention_backward", dt, shape, [.. ins, In("dout", dt, 1, B, H, n, d)],
                 [Out("dq", dt, B, H, n, d), Out("dk", dt, B, H, n, d), Out("dv", dt, B, H, n, d), Out("dkbar", dt, B, H, r, d), Out("dvbar", dt, B, H, r, d)],
@@ -55,7 +55,7 @@ public static partial class OpCases
                 {
                     using var cm = be.Empty(new Shape(B, H * r), f);
                     using var cs = be.Empty(new Shape(B, H * r), f);
-                    be.LsProjection(i[0], i[1], i[2], masked ? i[3] : null, o[0], o[1], cm, cs);
+                    LsProjection.Forward(be, i[0], i[1], i[2], masked ? i[3] : null, o[0], o[1], cm, cs);
                 }, new LsProjectionRef(geo, masked, false)));
             list.Add(Make("ls_projection_backward", dt, shape, [.. ins, In("dkbar", dt, 1, B, H, r, d), In("dvbar", dt, 1, B, H, r, d)],
                 [Out("dscores", dt, B, n, H * r), Out("dk", dt, B, H, n, d), Out("dv", dt, B, H, n, d)],
@@ -67,8 +67,8 @@ public static partial class OpCases
                     using var cs = be.Empty(new Shape(B, H * r), f);
                     using var kb = be.Empty(new Shape(B, H, r, d), dt);
                     using var vb = be.Empty(new Shape(B, H, r, d), dt);
-                    be.LsProjection(i[0], i[1], i[2], m, kb, vb, cm, cs);
-                    be.LsProjectionBackward(i[0], i[1], i[2], m, cm, cs, i[at], i[at + 1], o[0], o[1], o[2]);
+                    LsProjection.Forward(be, i[0], i[1], i[2], m, kb, vb, cm, cs);
+                    LsProjection.Backward(be, i[0], i[1], i[2], m, cm, cs, i[at], i[at + 1], o[0], o[1], o[2]);
                 }, new LsProjectionRef(geo, masked, true)));
         }
     }
@@ -98,7 +98,7 @@ public static partial class OpCases
                 .. masked ? new[] { new InputSpec("mask", new Shape(B, P + L), f, InputKind.PaddingMask) } : [],
             ];
             list.Add(Make("ls_causal_attention", dt, shape, ins, [Out("o", dt, B, H, L, d), Out("lse", f, B, H, L)],
-                (be, i, o) => be.LsCausalAttention(cfg, CausalInputs(i, masked), o[0], o[1]), new LsCausalRef(geo, masked, false)));
+                (be, i, o) => LsCausalAttention.Forward(be, cfg, CausalInputs(i, masked), o[0], o[1]), new LsCausalRef(geo, masked, false)));
             list.Add(Make("ls_causal_attention_backward", dt, shape, [.. ins, In("dout", dt, 1, B, H, L, d)],
                 [Out("dq", dt, B, H, L, d), Out("dk", dt, B, H, P + L, d), Out("dv", dt, B, H, P + L, d), Out("du", dt, H, d), Out("dvbias", dt, H, d),
                  Out("drel", dt, H, w, d), Out("dkc", dt, B, H, nc, d), Out("dvc", dt, B, H, nc, d), Out("drelc", dt, H, nc, d)],
@@ -107,8 +107,8 @@ public static partial class OpCases
                     var x = CausalInputs(i, masked);
                     using var att = be.Empty(i[0].Shape, dt);
                     using var lse = be.Empty(new Shape(B, H, L), f);
-                    be.LsCausalAttention(cfg, x, att, lse);
-                    be.LsCausalAttentionBackward(cfg, x, att, lse, i[masked ? 10 : 9], new LsCausalGradients(o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8]));
+                    LsCausalAttention.Forward(be, cfg, x, att, lse);
+                    LsCausalAttention.Backward(be, cfg, x, att, lse, i[masked ? 10 : 9], new LsCausalGradients(o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8]));
                 }, new LsCausalRef(geo, masked, true)));
         }
     }
@@ -125,10 +125,10 @@ public static partial class OpCases
                 .. masked ? new[] { new InputSpec("mask", new Shape(B, T), DType.Float32, InputKind.PaddingMask) } : [],
             ];
             list.Add(Make("ls_chunk_projection", dt, shape, ins, [Out("y", dt, B, H, g.Chunks * r, d)],
-                (be, i, o) => be.LsChunkProjection(l, i[0], i[1], masked ? i[2] : null, o[0]), new LsChunkProjectionRef(g, masked, false)));
+                (be, i, o) => LsChunkProjection.Forward(be, l, i[0], i[1], masked ? i[2] : null, o[0]), new LsChunkProjectionRef(g, masked, false)));
             list.Add(Make("ls_chunk_projection_backward", dt, shape, [.. ins, In("dy", dt, 1, B, H, g.Chunks * r, d)],
                 [Out("dscores", dt, B, T, H * r), Out("dx", dt, B, H, T, d)],
-                (be, i, o) => be.LsChunkProjectionBackward(l, i[0], i[1], masked ? i[2] : null, i[masked ? 3 : 2], o[0], o[1]),
+                (be, i, o) => LsChunkProjection.Backward(be, l, i[0], i[1], masked ? i[2] : null, i[masked ? 3 : 2], o[0], o[1]),
                 new LsChunkProjectionRef(g, masked, true)));
         }
     }
@@ -154,13 +154,13 @@ public static partial class OpCases
     {
         var f = DType.Float32;
         list.Add(Make("swap_axes12", dt, "[2,5,3,7]", [In("x", dt, 1, 2, 5, 3, 7)], [Out("y", dt, 2, 3, 5, 7)],
-            (be, i, o) => be.SwapAxes12(i[0], o[0]), new SwapRef(2, 5, 3, 7)));
+            (be, i, o) => Layout.SwapAxes12(be, i[0], o[0]), new SwapRef(2, 5, 3, 7)));
         var slice = new SliceGeometry(2, 4, 3, 7, 1, 2, 2);
         list.Add(Make("copy_slice", dt, "[2,3,4][1:3] += into [2,7,4][2:4]", [In("src", dt, 1, 2, 3, 4), In("base", dt, 1, 2, 7, 4)], [Out("dst", dt, 2, 7, 4)],
             (be, i, o) =>
             {
-                be.CopySlice(i[1], 0, o[0], 0, 1, 7);
-                be.CopySlice(i[0], 1, o[0], 2, 1, 2, accumulate: true);
+                Layout.CopySlice(be, i[1], 0, o[0], 0, 1, 7);
+                Layout.CopySlice(be, i[0], 1, o[0], 2, 1, 2, accumulate: true);
             }, new SliceRef(slice)));
         foreach (var (B, H, T, d, tokenMajor, both) in new[] { (2, 4, 5, 16, true, true), (1, 3, 7, 32, false, false), (3, 2, 1, 8, true, false) })
         {
@@ -171,7 +171,7 @@ public static partial class OpCases
             var at = both ? 2 : 1;
             list.Add(Make("dual_layernorm", dt, shape, ins,
                 [Out("yk", dt, B, H, T, d), .. both ? new[] { Out("yv", dt, B, H, T, d) } : [], Out("mean", f, g.S, B, T), Out("rstd", f, g.S, B, T)],
-                (be, i, o) => be.DualLayerNorm(i[0], both ? i[1] : null, i[at], i[at + 1], o[0], both ? o[1] : null, o[at], o[at + 1], 1e-5f),
+                (be, i, o) => DualLayerNorm.Forward(be, i[0], both ? i[1] : null, i[at], i[at + 1], o[0], both ? o[1] : null, o[at], o[at + 1], 1e-5f),
                 new DualLayerNormRef(g, false)));
             list.Add(Make("dual_layernorm_backward", dt, shape, [.. ins, In("dyk", dt, 1, B, H, T, d), .. both ? new[] { In("dyv", dt, 1, B, H, T, d) } : []],
                 [Out("dxk", dt, xs), .. both ? new[] { Out("dxv", dt, xs) } : [], Out("dgamma", f, H * d), Out("dbeta", f, H * d)],
@@ -182,8 +182,8 @@ public static partial class OpCases
                     using var yv = both ? be.Empty(new Shape(B, H, T, d), dt) : null;
                     using var mean = be.Empty(new Shape(g.S, B, T), f);
                     using var rstd = be.Empty(new Shape(g.S, B, T), f);
-                    be.DualLayerNorm(i[0], xv, i[at], i[at + 1], yk, yv, mean, rstd, 1e-5f);
-                    be.DualLayerNormBackward(i[at + 2], dyv, i[0], xv, i[at], mean, rstd, o[0], dxv, o[at], o[at + 1]);
+                    DualLayerNorm.Forward(be, i[0], xv, i[at], i[at + 1], yk, yv, mean, rstd, 1e-5f);
+                    DualLayerNorm.Backward(be, i[at + 2], dyv, i[0], xv, i[at], mean, rstd, o[0], dxv, o[at], o[at + 1]);
                 }, new DualLayerNormRef(g, true)));
         }
     }
@@ -247,7 +247,7 @@ public static partial class OpCases
                 .. masked ? new[] { new InputSpec("mask", new Shape(B, n), DType.Float32, InputKind.PaddingMask) } : [],
             ];
             list.Add(Make("ls_cls_attention", dt, shape, ins, [Out("o", dt, B, H, d), Out("lse", DType.Float32, B, H)],
-                (be, i, o) => be.LsClsAttention(i[0], i[1], i[2], i[3], masked ? i[4] : null, o[0], o[1]), new LsClsRef(g, masked, false)));
+                (be, i, o) => LsClsAttention.Forward(be, i[0], i[1], i[2], i[3], masked ? i[4] : null, o[0], o[1]), new LsClsRef(g, masked, false)));
             list.Add(Make("ls_cls_attention_backward", dt, shape, [.. ins, In("dout", dt, 1, B, H, d)],
                 [Out("dq", dt, B, H, d), Out("dk", dt, B, H, d), Out("dv", dt, B, H, d), Out("dc", dt, B, H, n, d)],
                 (be, i, o) =>
@@ -255,8 +255,8 @@ public static partial class OpCases
                     var mask = masked ? i[4] : null;
                     using var att = be.Empty(new Shape(B, H, d), dt);
                     using var lse = be.Empty(new Shape(B, H), DType.Float32);
-                    be.LsClsAttention(i[0], i[1], i[2], i[3], mask, att, lse);
-                    be.LsClsAttentionBackward(i[0], i[1], i[2], i[3], mask, att, lse, i[masked ? 5 : 4], o[0], o[1], o[2], o[3]);
+                    LsClsAttention.Forward(be, i[0], i[1], i[2], i[3], mask, att, lse);
+                    LsClsAttention.Backward(be, i[0], i[1], i[2], i[3], mask, att, lse, i[masked ? 5 : 4], o[0], o[1], o[2], o[3]);
                 }, new LsClsRef(g, masked, true)));
         }
     }
@@ -300,8 +300,8 @@ public static partial class OpCases
         var dout = i[masked ? 6 : 5];
         using var att = be.Empty(i[0].Shape, i[0].DType);
         using var lse = be.Empty(new Shape(i[0].Shape[0], i[0].Shape[1], i[0].Shape[2]), DType.Float32);
-        be.LsAttention(cfg, i[0], i[1], i[2], i[3], i[4], mask, att, lse);
-        be.LsAttentionBackward(cfg, i[0], i[1], i[2], i[3], i[4], mask, att, lse, dout, o[0], o[1], o[2], o[3], o[4]);
+        LsAttention.Forward(be, cfg, i[0], i[1], i[2], i[3], i[4], mask, att, lse);
+        LsAttention.Backward(be, cfg, i[0], i[1], i[2], i[3], i[4], mask, att, lse, dout, o[0], o[1], o[2], o[3], o[4]);
     }
 
     sealed record LsAttentionRef(LsAttentionGeometry G, bool Masked, bool Backward) : IReference

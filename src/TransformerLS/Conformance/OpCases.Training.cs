@@ -15,14 +15,14 @@ public static partial class OpCases
             var shape = $"[{n},{v}]";
             var target = new InputSpec("target", new Shape(n), f, InputKind.ClassIndex, Scale: v);
             list.Add(Make("cross_entropy", dt, shape, [In("logits", dt, 3, n, v), target], [Out("loss", f, n), Out("lse", f, n)],
-                (be, i, o) => be.CrossEntropy(i[0], i[1], o[0], o[1]), new CrossEntropyRef(v, false)));
+                (be, i, o) => CrossEntropy.Forward(be, i[0], i[1], o[0], o[1]), new CrossEntropyRef(v, false)));
             list.Add(Make("cross_entropy_backward", dt, shape, [In("logits", dt, 3, n, v), target, In("dloss", f, 1, n)], [Out("dlogits", dt, n, v)],
                 (be, i, o) =>
                 {
                     var loss = be.Empty(new Shape(n), f);
                     var lse = be.Empty(new Shape(n), f);
-                    be.CrossEntropy(i[0], i[1], loss, lse);
-                    be.CrossEntropyBackward(i[0], i[1], lse, i[2], o[0]);
+                    CrossEntropy.Forward(be, i[0], i[1], loss, lse);
+                    CrossEntropy.Backward(be, i[0], i[1], lse, i[2], o[0]);
                 }, new CrossEntropyRef(v, true)));
         }
         if (dt != DType.Float32) return; // the loss mean is float32 whatever the logits
@@ -30,14 +30,14 @@ public static partial class OpCases
         {
             var target = new InputSpec("target", new Shape(n), f, InputKind.ClassIndex, Scale: 7);
             list.Add(Make("loss_mean", f, $"[{n}]", [In("loss", f, 3, n), target], [Out("mean", f, 1), Out("count", f, 1)],
-                (be, i, o) => be.LossMean(i[0], i[1], o[0], o[1]), new LossMeanRef(false)));
+                (be, i, o) => CrossEntropy.LossMean(be, i[0], i[1], o[0], o[1]), new LossMeanRef(false)));
             list.Add(Make("loss_mean_backward", f, $"[{n}]", [In("loss", f, 3, n), target, In("dmean", f, 1, 1)], [Out("dloss", f, n)],
                 (be, i, o) =>
                 {
                     var mean = be.Empty(new Shape(1), f);
                     var count = be.Empty(new Shape(1), f);
-                    be.LossMean(i[0], i[1], mean, count);
-                    be.LossMeanBackward(i[1], count, i[2], o[0]);
+                    CrossEntropy.LossMean(be, i[0], i[1], mean, count);
+                    CrossEntropy.LossMeanBackward(be, i[1], count, i[2], o[0]);
                 }, new LossMeanRef(true)));
         }
     }
@@ -62,9 +62,9 @@ public static partial class OpCases
             var shape = $"N{n} V{v} D{d}";
             var tokens = new InputSpec("tokens", new Shape(n), f, InputKind.ClassIndex, Scale: v);  // some −1: padding
             list.Add(Make("embedding", dt, shape, [In("weight", dt, 1, v, d), tokens], [Out("y", dt, n, d)],
-                (be, i, o) => be.Embedding(i[0], i[1], o[0]), new EmbeddingRef(d, false)));
+                (be, i, o) => Embedding.Forward(be, i[0], i[1], o[0]), new EmbeddingRef(d, false)));
             list.Add(Make("embedding_backward", dt, shape + " accumulate", [tokens, In("dy", dt, 1, n, d), In("dweight0", f, 1, v, d)], [Out("dweight", f, v, d)],
-                (be, i, o) => { be.Cast(i[2], o[0]); be.EmbeddingBackward(i[0], i[1], o[0], accumulate: true); }, new EmbeddingRef(d, true)));
+                (be, i, o) => { Elementwise.Cast(be, i[2], o[0]); Embedding.Backward(be, i[0], i[1], o[0], accumulate: true); }, new EmbeddingRef(d, true)));
         }
     }
 
@@ -103,7 +103,7 @@ public static partial class OpCases
     {
         var f = DType.Float32;
         list.Add(Make("sum_of_squares", dt, "[3,1000]+acc", [In("x", dt, 1, 3, 1000), In("acc0", f, 1, 1)], [Out("acc", f, 1)],
-            (be, i, o) => { be.Cast(i[1], o[0]); be.SumOfSquares(i[0], o[0]); }, new SumOfSquaresRef()));
+            (be, i, o) => { Elementwise.Cast(be, i[1], o[0]); Optimizer.SumOfSquares(be, i[0], o[0]); }, new SumOfSquaresRef()));
         foreach (var (h, name, copy) in new[]
         {
             (new AdamHyper(Lr: 1e-2f, Step: 3, WeightDecay: 0.1f, MaxNorm: 0.5f), "AdamW clipped", false),
@@ -119,8 +119,8 @@ public static partial class OpCases
             OutputSpec[] outs = [Out("param", f, 7, 130), Out("m", f, 7, 130), Out("v", f, 7, 130), .. copy ? new[] { Out("copy", DType.BFloat16, 7, 130) } : []];
             list.Add(Make("adam_step", dt, $"[7,130] {name}{(copy ? " +bf16 copy" : "")}", ins, outs, (be, i, o) =>
             {
-                be.Cast(i[0], o[0]); be.Cast(i[2], o[1]); be.Cast(i[3], o[2]);
-                be.AdamStep(h, o[0], i[1], o[1], o[2], i[4], copy ? o[3] : null);
+                Elementwise.Cast(be, i[0], o[0]); Elementwise.Cast(be, i[2], o[1]); Elementwise.Cast(be, i[3], o[2]);
+                Optimizer.AdamStep(be, h, o[0], i[1], o[1], o[2], i[4], copy ? o[3] : null);
             }, new AdamRef(h, copy)));
         }
     }

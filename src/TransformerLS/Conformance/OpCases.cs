@@ -40,35 +40,35 @@ public static partial class OpCases
         {
             var f = DType.Float32;
             list.Add(Make("axpby", dt, "[3,257]", [In("a", dt, 1, 3, 257), In("b", dt, 1, 3, 257)], [Out("y", dt, 3, 257)],
-                (be, i, o) => be.Axpby(i[0], 0.7f, i[1], -1.3f, o[0]), new AxpbyRef(0.7, -1.3, true)));
+                (be, i, o) => Elementwise.Axpby(be, i[0], 0.7f, i[1], -1.3f, o[0]), new AxpbyRef(0.7, -1.3, true)));
             list.Add(Make("scale", dt, "[1001]", [In("a", dt, 1, 1001)], [Out("y", dt, 1001)],
-                (be, i, o) => be.Axpby(i[0], -2.5f, null, 0f, o[0]), new AxpbyRef(-2.5, 0, false)));
+                (be, i, o) => Elementwise.Axpby(be, i[0], -2.5f, null, 0f, o[0]), new AxpbyRef(-2.5, 0, false)));
             list.Add(Make("gelu", dt, "[4,333]", [In("x", dt, 2, 4, 333)], [Out("y", dt, 4, 333)],
-                (be, i, o) => be.Gelu(i[0], o[0]), new GeluRef(false)));
+                (be, i, o) => Elementwise.Gelu(be, i[0], o[0]), new GeluRef(false)));
             list.Add(Make("gelu_backward", dt, "[4,333]", [In("x", dt, 2, 4, 333), In("dy", dt, 1, 4, 333)], [Out("dx", dt, 4, 333)],
-                (be, i, o) => be.GeluBackward(i[0], i[1], o[0]), new GeluRef(true)));
+                (be, i, o) => Elementwise.GeluBackward(be, i[0], i[1], o[0]), new GeluRef(true)));
             list.Add(Make("relu", dt, "[4,333]", [In("x", dt, 2, 4, 333)], [Out("y", dt, 4, 333)],
-                (be, i, o) => be.Relu(i[0], o[0]), new ReluRef(false)));
+                (be, i, o) => Elementwise.Relu(be, i[0], o[0]), new ReluRef(false)));
             list.Add(Make("relu_backward", dt, "[4,333]", [In("x", dt, 2, 4, 333), In("dy", dt, 1, 4, 333)], [Out("dx", dt, 4, 333)],
-                (be, i, o) => be.ReluBackward(i[0], i[1], o[0]), new ReluRef(true)));
+                (be, i, o) => Elementwise.ReluBackward(be, i[0], i[1], o[0]), new ReluRef(true)));
             // A seed above 2^32 exercises both halves of the counter hash; the same mask on both backends or the row fails.
             list.Add(Make("dropout", dt, "[3,5000] p0.3", [In("x", dt, 1, 3, 5000)], [Out("y", dt, 3, 5000)],
-                (be, i, o) => be.Dropout(i[0], o[0], 0.3f, 0x1234_5678_9abcUL), new DropoutRef(0.3f, 0x1234_5678_9abcUL)));
+                (be, i, o) => Elementwise.Dropout(be, i[0], o[0], 0.3f, 0x1234_5678_9abcUL), new DropoutRef(0.3f, 0x1234_5678_9abcUL)));
             list.Add(Make("bias_add", dt, "[5,7,96]", [In("x", dt, 1, 5, 7, 96), In("bias", dt, 1, 96)], [Out("y", dt, 5, 7, 96)],
-                (be, i, o) => be.BiasAdd(i[0], i[1], o[0]), new BiasAddRef()));
+                (be, i, o) => Elementwise.BiasAdd(be, i[0], i[1], o[0]), new BiasAddRef()));
             var other = dt == DType.Float32 ? DType.BFloat16 : DType.Float32;
             list.Add(Make("cast", dt, $"[7,129] -> {other.Name()}", [In("x", dt, 3, 7, 129)], [Out("y", other, 7, 129)],
-                (be, i, o) => be.Cast(i[0], o[0]), new IdentityRef()));
+                (be, i, o) => Elementwise.Cast(be, i[0], o[0]), new IdentityRef()));
             list.Add(Make("column_sum", dt, "[300,67]", [In("x", dt, 1, 300, 67)], [Out("y", dt, 67)],
-                (be, i, o) => be.ColumnSum(i[0], o[0]), new ColumnSumRef()));
+                (be, i, o) => Elementwise.ColumnSum(be, i[0], o[0]), new ColumnSumRef()));
             list.Add(Make("add_to", dt, "[5,301] += float32", [In("x", dt, 1, 5, 301), In("y0", f, 1, 5, 301)], [Out("y", f, 5, 301)],
-                (be, i, o) => { be.Cast(i[1], o[0]); be.AddTo(i[0], o[0]); }, new AxpbyRef(1, 1, true)));
+                (be, i, o) => { Elementwise.Cast(be, i[1], o[0]); Elementwise.AddTo(be, i[0], o[0]); }, new AxpbyRef(1, 1, true)));
             if (dt == DType.BFloat16)
             {
                 list.Add(Make("add_to", dt, "[5,301] += bfloat16", [In("x", dt, 1, 5, 301), In("y0", dt, 1, 5, 301)], [Out("y", dt, 5, 301)],
-                    (be, i, o) => { be.Cast(i[1], o[0]); be.AddTo(i[0], o[0]); }, new AxpbyRef(1, 1, true)));
+                    (be, i, o) => { Elementwise.Cast(be, i[1], o[0]); Elementwise.AddTo(be, i[0], o[0]); }, new AxpbyRef(1, 1, true)));
                 list.Add(Make("column_sum", dt, "[300,67] -> float32", [In("x", dt, 1, 300, 67)], [Out("y", f, 67)],
-                    (be, i, o) => be.ColumnSum(i[0], o[0]), new ColumnSumRef()));
+                    (be, i, o) => Elementwise.ColumnSum(be, i[0], o[0]), new ColumnSumRef()));
             }
 
             foreach (var (ta, tb, sa, sb, name) in new[]
@@ -83,13 +83,13 @@ public static partial class OpCases
                 var cShape = sa[..^2].Append(m).Append(n).ToArray();
                 var g = new MatMulGeometry(sa[0], m, n, ta ? sa[^2] : sa[^1], (long)sa[^1] * sa[^2], sb.Length > 2 ? (long)sb[^1] * sb[^2] : 0, (long)m * n);
                 list.Add(Make("matmul", dt, name, [new("a", new Shape(sa), dt), new("b", new Shape(sb), dt)], [new("c", new Shape(cShape), dt)],
-                    (be, i, o) => be.MatMul(i[0], ta, i[1], tb, o[0]), new MatMulRef(g, ta, tb)));
+                    (be, i, o) => MatMul.Forward(be, i[0], ta, i[1], tb, o[0]), new MatMulRef(g, ta, tb)));
                 if (dt == DType.BFloat16 && !ta && tb)
                     list.Add(Make("matmul_to_float32", dt, name, [new("a", new Shape(sa), dt), new("b", new Shape(sb), dt)], [new("c", new Shape(cShape), f)],
-                        (be, i, o) => be.MatMul(i[0], ta, i[1], tb, o[0]), new MatMulRef(g, ta, tb)));
+                        (be, i, o) => MatMul.Forward(be, i[0], ta, i[1], tb, o[0]), new MatMulRef(g, ta, tb)));
                 if (dt == DType.Float32 && !ta && !tb)
                     list.Add(Make("matmul_tf32", dt, name, [new("a", new Shape(sa), dt), new("b", new Shape(sb), dt)], [new("c", new Shape(cShape), dt)],
-                        (be, i, o) => RunTf32(be, () => be.MatMul(i[0], ta, i[1], tb, o[0])), new MatMulRef(g, ta, tb), MatMul.RoundToTf32));
+                        (be, i, o) => RunTf32(be, () => MatMul.Forward(be, i[0], ta, i[1], tb, o[0])), new MatMulRef(g, ta, tb), MatMul.RoundToTf32));
             }
 
             list.Add(Make("linear", dt, "[3,5,64]->48", [In("x", dt, 1, 3, 5, 64), In("w", dt, 0.125, 48, 64), In("b", dt, 1, 48)], [Out("y", dt, 3, 5, 48)],
@@ -103,7 +103,7 @@ public static partial class OpCases
             {
                 var shape = $"[{rows},{cols}]";
                 list.Add(Make("layernorm", dt, shape, [In("x", dt, 3, rows, cols), In("gamma", f, 1, cols), In("beta", f, 1, cols)], [Out("y", dt, rows, cols)],
-                    (be, i, o) => be.LayerNorm(i[0], i[1], i[2], o[0], null, null, 1e-5f), new LayerNormRef(rows, cols, false)));
+                    (be, i, o) => LayerNorm.Forward(be, i[0], i[1], i[2], o[0], null, null, 1e-5f), new LayerNormRef(rows, cols, false)));
                 list.Add(Make("layernorm_backward", dt, shape,
                     [In("x", dt, 3, rows, cols), In("gamma", f, 1, cols), In("beta", f, 1, cols), In("dy", dt, 1, rows, cols)],
                     [Out("dx", dt, rows, cols), Out("dgamma", f, cols), Out("dbeta", f, cols)],
@@ -117,9 +117,9 @@ public static partial class OpCases
                 var ax = s.Axis(axis, nameof(axis));
                 var geo = new SoftmaxGeometry(s.Product(0, ax), s[ax], s.Product(ax + 1, s.Rank));
                 list.Add(Make("softmax", dt, shape, [new("x", s, dt, Scale: 3)], [new("y", s, dt)],
-                    (be, i, o) => be.Softmax(i[0], o[0], axis), new SoftmaxRef(geo, false)));
+                    (be, i, o) => Softmax.Forward(be, i[0], o[0], axis), new SoftmaxRef(geo, false)));
                 list.Add(Make("softmax_backward", dt, shape, [new("y", s, dt, InputKind.SoftmaxOfNormal, 3, axis), new("dy", s, dt)], [new("dx", s, dt)],
-                    (be, i, o) => be.SoftmaxBackward(i[0], i[1], o[0], axis), new SoftmaxRef(geo, true)));
+                    (be, i, o) => Softmax.Backward(be, i[0], i[1], o[0], axis), new SoftmaxRef(geo, true)));
             }
 
             AddAttention(list, dt);
@@ -148,8 +148,8 @@ public static partial class OpCases
         using var mean = be.Empty(new Shape(rows), DType.Float32);
         using var rstd = be.Empty(new Shape(rows), DType.Float32);
         using var y = be.Empty(i[0].Shape, i[0].DType);
-        be.LayerNorm(i[0], i[1], i[2], y, mean, rstd, 1e-5f);
-        be.LayerNormBackward(i[3], i[0], i[1], mean, rstd, o[0], o[1], o[2]);
+        LayerNorm.Forward(be, i[0], i[1], i[2], y, mean, rstd, 1e-5f);
+        LayerNorm.Backward(be, i[3], i[0], i[1], mean, rstd, o[0], o[1], o[2]);
     }
 
     sealed record AxpbyRef(double Alpha, double Beta, bool HasB) : IReference

@@ -1,5 +1,5 @@
+using TransformerLS.Ops;
 using TransformerLS.Backends;
-using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Graph;
@@ -41,29 +41,9 @@ public sealed class Executor : IDisposable
     readonly IReadOnlyDictionary<string, Tensor> _grads;
     readonly Tensor?[] _temps;
     readonly Value[] _inputs;
-    readonly CudaBackend? _cuda;                  // set when runs are captured as CUDA graphs
-    readonly Dictionary<RunKey, CapturedRun> _captured = [];
-    readonly HashSet<RunKey> _warmedUp = [];
-    readonly ulong _runSeed;                      // device word the captured dropout kernels read
-    CapturedRun? _borrowed;                       // the replay whose kept tensors _ctx shows
+    readonly GraphCapture? _capture;              // set when runs are replayed from CUDA graphs
+    GraphCapture.CapturedRun? _borrowed;                       // the replay whose kept tensors _ctx shows
     MemoryPlan? _inference, _training;
-
-    readonly record struct RunKey(bool Backward, bool Training, bool Accumulate, float LossScale);
-
-    /// <summary>A recorded run: its graph, the feed tensors it reads, the kept values it leaves, its measured peak.</summary>
-    sealed class CapturedRun(CudaGraph graph, Tensor[] feeds, Tensor?[] kept, long peakBytes) : IDisposable
-    {
-        public CudaGraph Graph => graph;
-        public Tensor[] Feeds => feeds;
-        public Tensor?[] Kept => kept;
-        public long PeakBytes => peakBytes;
-
-        public void Dispose()
-        {
-            foreach (var t in kept) t?.Dispose();
-            graph.Dispose();
-        }
-    }
 
     /// <param name="grads">Gradients (float32; float64 for float64 parameters) of the trainable parameters by parameter name (the model's; needed for <see cref="Backward"/>).</param>
     public Executor(Graph graph, ExecutorOptions options, IReadOnlyDictionary<string, Tensor>? grads = null)
@@ -76,11 +56,8 @@ public sealed class Executor : IDisposable
         var inputs = graph.Nodes.Count == 0 ? 0 : graph.Nodes.Max(n => n.Inputs.Length);
         _ctx = new RunContext(_be, graph.Values.Count, inputs);
         // cuBLAS's workspace is made on first use and lives with the backend: make it now, so a first run's measured peak is the plan's.
-        if (_be is CudaBackend cuda)
-        {
-            _ = cuda.Blas;
-            if (options.CaptureGraph) (_cuda, _runSeed) = (cuda, cuda.Context.Allocator.Allocate(8));
-        }
+        _be.Prepare();
+        if (options.CaptureGraph && GraphRecorder.For(_be) is { } recorder) _capture = new GraphCapture(recorder);
         _temps = new Tensor?[inputs];
         if (options.Loss is { } loss && (loss.Kind != ValueKind.Activation || !options.SumLoss && (loss.Shape.Count != 1 || loss.DType != DType.Float32 && loss.DType != DType.Float64)))
             throw new ArgumentException(options.SumLoss ? $"the loss {loss} must be an activation"
@@ -107,7 +84,7 @@ public sealed class Executor : IDisposable
     public int GraphReplays { get; private set; }
 
     /// <summary>Runs recorded as CUDA graphs so far.</summary>
-    public int GraphsCaptured => _captured.Count;
+    public int GraphsCaptured => _capture?.Count ?? 0;
 
     /// <summary>A kept value (or the loss) after a run; valid until the next run.</summary>
     public Tensor this[Value v] => _ctx.Tensors[v.Id] ?? throw new InvalidOperationException($"{v} is not kept: list it in ExecutorOptions.Keep");
@@ -135,41 +112,29 @@ public sealed class Executor : IDisposable
         }
         _ctx.Training = training;
         _ctx.Seed = seed;
-        var key = new RunKey(plan.Loss is not null, training, accumulate, lossScale);
-        if (_cuda is null || _warmedUp.Add(key)) { RunSteps(plan, feeds, lossScale, accumulate); return; }
-        if (!_captured.TryGetValue(key, out var run)) _captured[key] = run = Capture(plan, feeds, lossScale, accumulate);
-        Replay(run, feeds, seed);
-    }
-
-    CapturedRun Capture(MemoryPlan plan, IReadOnlyDictionary<Value, Tensor> feeds, float lossScale, bool accumulate)
-    {
-        _ctx.RunSeedAddress = _runSeed;
-        try
-        {
-            var graph = CudaGraph.Capture(_cuda!.Stream, () => RunSteps(plan, feeds, lossScale, accumulate));
-            // What the recording left alive are the kept values: the graph's outputs, at fixed addresses, which the run now owns.
-            var kept = new Tensor?[_ctx.Tensors.Length];
-            for (var i = 0; i < kept.Length; i++)
-                if (_graph.Values[i].Kind == ValueKind.Activation) (kept[i], _ctx.Tensors[i]) = (_ctx.Tensors[i], null);
-            return new CapturedRun(graph, [.. _inputs.Select(v => feeds[v])], kept, MeasuredPeakBytes);
-        }
-        finally { _ctx.RunSeedAddress = 0; }
-    }
-
-    void Replay(CapturedRun run, IReadOnlyDictionary<Value, Tensor> feeds, ulong seed)
-    {
-        for (var i = 0; i < _inputs.Length; i++)
-            if (!ReferenceEquals(feeds[_inputs[i]], run.Feeds[i]) || run.Feeds[i].IsDisposed)
-                throw new ArgumentException($"input '{_inputs[i].Name}' was fed another tensor than the one its CUDA graph was recorded with: " +
-                    "a captured run reads fixed addresses, so write new values into the tensor it was first fed", nameof(feeds));
-        var stream = _cuda!.Stream;
-        CudaMemory.Fill32(stream, _runSeed, (uint)seed, 1);
-        CudaMemory.Fill32(stream, _runSeed + 4, (uint)(seed >> 32), 1);
-        run.Graph.Launch(stream);
+        var key = new GraphCapture.RunKey(plan.Loss is not null, training, accumulate, lossScale);
+        if (_capture is null || _capture.WarmUp(key)) { RunSteps(plan, feeds, lossScale, accumulate); return; }
+        var run = _capture.Get(key, recorder => Record(recorder, plan, feeds, lossScale, accumulate));
+        _capture.Replay(run, _inputs, feeds, seed);
         Array.Copy(run.Kept, _ctx.Tensors, run.Kept.Length);
         _borrowed = run;
         MeasuredPeakBytes = run.PeakBytes;
         GraphReplays++;
+    }
+
+    /// <summary>Records one run; what the recording left alive are the kept values (at fixed addresses), which the recording now owns.</summary>
+    GraphCapture.CapturedRun Record(GraphRecorder recorder, MemoryPlan plan, IReadOnlyDictionary<Value, Tensor> feeds, float lossScale, bool accumulate)
+    {
+        _ctx.RunSeed = recorder.RunSeed;
+        try
+        {
+            var graph = recorder.Record(() => RunSteps(plan, feeds, lossScale, accumulate));
+            var kept = new Tensor?[_ctx.Tensors.Length];
+            for (var i = 0; i < kept.Length; i++)
+                if (_graph.Values[i].Kind == ValueKind.Activation) (kept[i], _ctx.Tensors[i]) = (_ctx.Tensors[i], null);
+            return new GraphCapture.CapturedRun(graph, [.. _inputs.Select(v => feeds[v])], kept, MeasuredPeakBytes);
+        }
+        finally { _ctx.RunSeed = null; }
     }
 
     void RunSteps(MemoryPlan plan, IReadOnlyDictionary<Value, Tensor> feeds, float lossScale, bool accumulate)
@@ -224,7 +189,7 @@ public sealed class Executor : IDisposable
         {
             if (_temps[k] is not { } t) continue;
             var v = n.Inputs[k];
-            _be.AddTo(t, v.Kind == ValueKind.Parameter ? _grads[v.Name] : _ctx.Grads[v.Id]!);
+            Elementwise.AddTo(_be, t, v.Kind == ValueKind.Parameter ? _grads[v.Name] : _ctx.Grads[v.Id]!);
             t.Dispose();
             _temps[k] = null;
         }
@@ -237,7 +202,7 @@ public sealed class Executor : IDisposable
         using var run = new Executor(graph, new ExecutorOptions { Keep = [output] });
         run.Forward(feeds);
         var result = graph.Backend.Empty(output.Shape, output.DType);
-        graph.Backend.Cast(run[output], result);
+        Elementwise.Cast(graph.Backend, run[output], result);
         return result;
     }
 
@@ -262,10 +227,6 @@ public sealed class Executor : IDisposable
     public void Dispose()
     {
         ReleaseOutputs();
-        if (_cuda is null) return;
-        _cuda.Synchronize(); // graphs are destroyed after their last replay has run
-        foreach (var run in _captured.Values) run.Dispose();
-        _captured.Clear();
-        _cuda.Context.Allocator.Free(_runSeed, 8);
+        _capture?.Dispose();
     }
 }

@@ -66,8 +66,8 @@ public sealed class RunContext
     public bool Training { get; internal set; }
     /// <summary>The run's seed; a dropout node draws its mask from (seed, node).</summary>
     public ulong Seed { get; internal set; }
-    /// <summary>While a CUDA graph is recorded: the device address of the run seed, which each replay rewrites; else 0.</summary>
-    public ulong RunSeedAddress { get; internal set; }
+    /// <summary>While a CUDA graph is recorded: the device run seed (8 bytes), which each replay rewrites; else null.</summary>
+    public Tensor? RunSeed { get; internal set; }
 
     public Tensor this[Value v] => v.Bound ?? Tensors[v.Id] ?? throw new InvalidOperationException($"{v} is not live at this step (a memory plan error)");
 

@@ -1,3 +1,4 @@
+using TransformerLS.Ops;
 using TransformerLS.Graph;
 using TransformerLS.Tensors;
 
@@ -72,7 +73,7 @@ public sealed class LmSampler : IDisposable
         _feeds[_g.Tokens].CopyFrom(_tokens);
         _run.Forward(_feeds);
         if (commit)
-            for (var i = 0; i < _g.Memories.Length; i++) _model.Backend.Cast(_run[_g.NextMemories[i]], _feeds[_g.Memories[i]]);
+            for (var i = 0; i < _g.Memories.Length; i++) Elementwise.Cast(_model.Backend, _run[_g.NextMemories[i]], _feeds[_g.Memories[i]]);
         return commit ? [] : _run[_g.Logits].ToArray();
     }
 

@@ -38,7 +38,7 @@ public sealed class AdamOptimizer : IDisposable
             if (p.DType == DType.BFloat16)
             {
                 master = be.Empty(p.Shape, DType.Float32);
-                be.Cast(p, master);
+                Elementwise.Cast(be, p, master);
             }
             var m = be.Empty(p.Shape, p.DType.Wide());
             var v = be.Empty(p.Shape, p.DType.Wide());
@@ -58,10 +58,10 @@ public sealed class AdamOptimizer : IDisposable
         if (ClipNorm is not null)
         {
             _be.Fill(_sumSquares, 0);
-            foreach (var name in _slots.Keys) _be.SumOfSquares(grads[name], _sumSquares);
+            foreach (var name in _slots.Keys) Optimizer.SumOfSquares(_be, grads[name], _sumSquares);
         }
         foreach (var (name, s) in _slots)
-            _be.AdamStep(h, s.Master ?? s.Param, grads[name], s.M, s.V, ClipNorm is null ? null : _sumSquares, s.Master is null ? null : s.Param);
+            Optimizer.AdamStep(_be, h, s.Master ?? s.Param, grads[name], s.M, s.V, ClipNorm is null ? null : _sumSquares, s.Master is null ? null : s.Param);
         Steps++;
     }
 

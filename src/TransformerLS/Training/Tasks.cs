@@ -1,3 +1,4 @@
+using TransformerLS.Ops;
 using TransformerLS.Backends;
 using TransformerLS.Data;
 using TransformerLS.Graph;
@@ -187,7 +188,7 @@ sealed class ByteLmTask : TaskBase
 
     void Carry(Executor run, LmGraph g, Dictionary<Value, Tensor> feeds)
     {
-        for (var i = 0; i < g.Memories.Length; i++) Be.Cast(run[g.NextMemories[i]], feeds[g.Memories[i]]);
+        for (var i = 0; i < g.Memories.Length; i++) Elementwise.Cast(Be, run[g.NextMemories[i]], feeds[g.Memories[i]]);
     }
 
     /// <summary>Mean bits per byte over the first <paramref name="batches"/> blocks of the validation split, memories carried.</summary>

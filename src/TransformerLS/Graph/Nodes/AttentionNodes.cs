@@ -11,12 +11,12 @@ sealed class DualLayerNormNode(Value xk, Value xv, Value gamma, Value beta, Valu
     : Node($"dual-layernorm {gamma.Name}", [xk, xv, gamma, beta], [yk, yv], [mean, rstd], [xk, xv, gamma, mean, rstd])
 {
     public override void Forward(RunContext c) =>
-        c.Backend.DualLayerNorm(c[xk], c[xv], c[gamma], c[beta], c[yk], c[yv], c[mean], c[rstd], eps);
+        DualLayerNorm.Forward(c.Backend, c[xk], c[xv], c[gamma], c[beta], c[yk], c[yv], c[mean], c[rstd], eps);
 
     public override void Backward(RunContext c)
     {
         using Tensor? sk = Grads.Scratch(c, c.Target(0), xk), sv = Grads.Scratch(c, c.Target(1), xv);
-        c.Backend.DualLayerNormBackward(c.Grad(yk), c.Grad(yv), c[xk], c[xv], c[gamma], c[mean], c[rstd],
+        DualLayerNorm.Backward(c.Backend, c.Grad(yk), c.Grad(yv), c[xk], c[xv], c[gamma], c[mean], c[rstd],
             c.Target(0).Tensor ?? sk!, c.Target(1).Tensor ?? sv!, c.Target(2).Tensor!, c.Target(3).Tensor!);
     }
 
@@ -29,12 +29,12 @@ sealed class LsProjectionNode(Value scores, Value k, Value v, Value? mask, Value
         mask is null ? [scores, k, v, colmax, colsum] : [scores, k, v, mask, colmax, colsum])
 {
     public override void Forward(RunContext c) =>
-        c.Backend.LsProjection(c[scores], c[k], c[v], mask is null ? null : c[mask], c[kbar], c[vbar], c[colmax], c[colsum]);
+        LsProjection.Forward(c.Backend, c[scores], c[k], c[v], mask is null ? null : c[mask], c[kbar], c[vbar], c[colmax], c[colsum]);
 
     public override void Backward(RunContext c)
     {
         var acc = Grads.OneFlag(c, c.Target(1), c.Target(2));
-        c.Backend.LsProjectionBackward(c[scores], c[k], c[v], mask is null ? null : c[mask], c[colmax], c[colsum], c.Grad(kbar), c.Grad(vbar),
+        LsProjection.Backward(c.Backend, c[scores], c[k], c[v], mask is null ? null : c[mask], c[colmax], c[colsum], c.Grad(kbar), c.Grad(vbar),
             c.Target(0).Tensor!, c.Target(1).Tensor!, c.Target(2).Tensor!, acc);
     }
 
@@ -50,10 +50,10 @@ sealed class LsAttentionNode(LsAttentionConfig cfg, Value q, Value k, Value v, V
         mask is null ? [q, k, v, kbar, vbar, o, lse] : [q, k, v, kbar, vbar, mask, o, lse])
 {
     public override void Forward(RunContext c) =>
-        c.Backend.LsAttention(cfg, c[q], c[k], c[v], c[kbar], c[vbar], mask is null ? null : c[mask], c[o], c[lse]);
+        LsAttention.Forward(c.Backend, cfg, c[q], c[k], c[v], c[kbar], c[vbar], mask is null ? null : c[mask], c[o], c[lse]);
 
     public override void Backward(RunContext c) =>
-        c.Backend.LsAttentionBackward(cfg, c[q], c[k], c[v], c[kbar], c[vbar], mask is null ? null : c[mask], c[o], c[lse], c.Grad(o),
+        LsAttention.Backward(c.Backend, cfg, c[q], c[k], c[v], c[kbar], c[vbar], mask is null ? null : c[mask], c[o], c[lse], c.Grad(o),
             c.Target(0).Tensor!, c.Target(1).Tensor!, c.Target(2).Tensor!, c.Target(3).Tensor!, c.Target(4).Tensor!);
 
     public override long Workspace(Device device, bool backward) => backward && device.Kind == DeviceKind.Cuda && q.DType == DType.BFloat16
@@ -70,14 +70,14 @@ sealed class LsClsAttentionNode(Value q, Value k, Value v, Value ctx, Value? mas
     public override void Forward(RunContext c)
     {
         using Tensor q3 = c[q].Reshape(Row), k3 = c[k].Reshape(Row), v3 = c[v].Reshape(Row), o3 = c[o].Reshape(Row);
-        c.Backend.LsClsAttention(q3, k3, v3, c[ctx], mask is null ? null : c[mask], o3, c[lse]);
+        LsClsAttention.Forward(c.Backend, q3, k3, v3, c[ctx], mask is null ? null : c[mask], o3, c[lse]);
     }
 
     public override void Backward(RunContext c)
     {
         using Tensor q3 = c[q].Reshape(Row), k3 = c[k].Reshape(Row), v3 = c[v].Reshape(Row), o3 = c[o].Reshape(Row), do3 = c.Grad(o).Reshape(Row),
             dq = c.Target(0).Tensor!.Reshape(Row), dk = c.Target(1).Tensor!.Reshape(Row), dv = c.Target(2).Tensor!.Reshape(Row);
-        c.Backend.LsClsAttentionBackward(q3, k3, v3, c[ctx], mask is null ? null : c[mask], o3, c[lse], do3, dq, dk, dv,
+        LsClsAttention.Backward(c.Backend, q3, k3, v3, c[ctx], mask is null ? null : c[mask], o3, c[lse], do3, dq, dk, dv,
             c.Target(3).Tensor!, c.Target(3).Accumulate);
     }
 
@@ -88,13 +88,13 @@ sealed class LsClsAttentionNode(Value q, Value k, Value v, Value ctx, Value? mas
 sealed class LsChunkProjectionNode(int chunk, Value scores, Value x, Value y)
     : Node("ls-chunk-projection", [scores, x], [y], saved: [scores, x])
 {
-    public override void Forward(RunContext c) => c.Backend.LsChunkProjection(chunk, c[scores], c[x], null, c[y]);
+    public override void Forward(RunContext c) => LsChunkProjection.Forward(c.Backend, chunk, c[scores], c[x], null, c[y]);
 
     public override void Backward(RunContext c)
     {
         using Tensor? ss = Grads.Scratch(c, c.Target(0), scores), sx = Grads.Scratch(c, c.Target(1), x);
         var acc = Grads.OneFlag(c, c.Target(0), c.Target(1));
-        c.Backend.LsChunkProjectionBackward(chunk, c[scores], c[x], null, c.Grad(y), c.Target(0).Tensor ?? ss!, c.Target(1).Tensor ?? sx!, acc);
+        LsChunkProjection.Backward(c.Backend, chunk, c[scores], c[x], null, c.Grad(y), c.Target(0).Tensor ?? ss!, c.Target(1).Tensor ?? sx!, acc);
     }
 
     public override bool Accumulates(int input) => true;
@@ -111,7 +111,7 @@ sealed class LsCausalAttentionNode(LsCausalConfig cfg, Value[] inputs, Value o, 
         return new(c[x[0]], c[x[1]], c[x[2]], c[x[3]], c[x[4]], c[x[5]], c[x[6]], c[x[7]], c[x[8]], null);
     }
 
-    public override void Forward(RunContext c) => c.Backend.LsCausalAttention(cfg, Bind(c), c[o], c[lse]);
+    public override void Forward(RunContext c) => LsCausalAttention.Forward(c.Backend, cfg, Bind(c), c[o], c[lse]);
 
     public override void Backward(RunContext c)
     {
@@ -120,7 +120,7 @@ sealed class LsCausalAttentionNode(LsCausalConfig cfg, Value[] inputs, Value o, 
         {
             var g = new Tensor[9];
             for (var i = 0; i < 9; i++) g[i] = c.Target(i).Tensor ?? (scratch[i] = Grads.Scratch(c, c.Target(i), Inputs[i]))!;
-            c.Backend.LsCausalAttentionBackward(cfg, Bind(c), c[o], c[lse], c.Grad(o), new LsCausalGradients(g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8]));
+            LsCausalAttention.Backward(c.Backend, cfg, Bind(c), c[o], c[lse], c.Grad(o), new LsCausalGradients(g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8]));
         }
         finally
         {

@@ -1,3 +1,4 @@
+using TransformerLS.Ops;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 using LinearOp = TransformerLS.Ops.Linear;
@@ -27,7 +28,7 @@ static class Grads
     /// <summary>dst = alpha·src, or dst += alpha·src.</summary>
     public static void Scaled(RunContext c, Tensor src, float alpha, GradTarget t)
     {
-        if (t.Wanted) c.Backend.Axpby(src, alpha, t.Accumulate ? t.Tensor : null, t.Accumulate ? 1f : 0f, t.Tensor!);
+        if (t.Wanted) Elementwise.Axpby(c.Backend, src, alpha, t.Accumulate ? t.Tensor : null, t.Accumulate ? 1f : 0f, t.Tensor!);
     }
 }
 
@@ -54,7 +55,7 @@ sealed class LinearNode(Value x, Value w, Value? b, Value y)
 /// <summary>y = a + b (residual connections).</summary>
 sealed class AddNode(Value a, Value b, Value y) : Node($"add {y.Name}", [a, b], [y])
 {
-    public override void Forward(RunContext c) => c.Backend.Axpby(c[a], 1f, c[b], 1f, c[y]);
+    public override void Forward(RunContext c) => Elementwise.Axpby(c.Backend, c[a], 1f, c[b], 1f, c[y]);
     public override void Backward(RunContext c)
     {
         Grads.Scaled(c, c.Grad(y), 1f, c.Target(0));
@@ -66,7 +67,7 @@ sealed class AddNode(Value a, Value b, Value y) : Node($"add {y.Name}", [a, b], 
 /// <summary>y = alpha·x (the LM's embedding scale √D).</summary>
 sealed class ScaleNode(Value x, float alpha, Value y) : Node($"scale {y.Name}", [x], [y])
 {
-    public override void Forward(RunContext c) => c.Backend.Axpby(c[x], alpha, null, 0f, c[y]);
+    public override void Forward(RunContext c) => Elementwise.Axpby(c.Backend, c[x], alpha, null, 0f, c[y]);
     public override void Backward(RunContext c) => Grads.Scaled(c, c.Grad(y), alpha, c.Target(0));
     public override bool Accumulates(int input) => true;
 }
@@ -75,13 +76,13 @@ sealed class ScaleNode(Value x, float alpha, Value y) : Node($"scale {y.Name}", 
 sealed class LayerNormNode(Value x, Value gamma, Value beta, Value y, Value mean, Value rstd, float eps)
     : Node($"layernorm {gamma.Name}", [x, gamma, beta], [y], [mean, rstd], [x, gamma, mean, rstd])
 {
-    public override void Forward(RunContext c) => c.Backend.LayerNorm(c[x], c[gamma], c[beta], c[y], c[mean], c[rstd], eps);
+    public override void Forward(RunContext c) => LayerNorm.Forward(c.Backend, c[x], c[gamma], c[beta], c[y], c[mean], c[rstd], eps);
 
     public override void Backward(RunContext c)
     {
         using var dxs = Grads.Scratch(c, c.Target(0), x);
         // Gamma and beta are parameters: their targets always add.
-        c.Backend.LayerNormBackward(c.Grad(y), c[x], c[gamma], c[mean], c[rstd], c.Target(0).Tensor ?? dxs!, c.Target(1).Tensor!, c.Target(2).Tensor!, accumulate: true);
+        LayerNorm.Backward(c.Backend, c.Grad(y), c[x], c[gamma], c[mean], c[rstd], c.Target(0).Tensor ?? dxs!, c.Target(1).Tensor!, c.Target(2).Tensor!, accumulate: true);
     }
 
     public override bool Accumulates(int input) => input > 0;
@@ -94,13 +95,13 @@ sealed class ActivationNode(Value x, Activation kind, Value y) : Node($"{kind.To
 {
     public override void Forward(RunContext c)
     {
-        if (kind == Activation.Gelu) c.Backend.Gelu(c[x], c[y]); else c.Backend.Relu(c[x], c[y]);
+        if (kind == Activation.Gelu) Elementwise.Gelu(c.Backend, c[x], c[y]); else Elementwise.Relu(c.Backend, c[x], c[y]);
     }
 
     public override void Backward(RunContext c)
     {
         var dx = c.Target(0).Tensor!;
-        if (kind == Activation.Gelu) c.Backend.GeluBackward(c[x], c.Grad(y), dx); else c.Backend.ReluBackward(c[x], c.Grad(y), dx);
+        if (kind == Activation.Gelu) Elementwise.GeluBackward(c.Backend, c[x], c.Grad(y), dx); else Elementwise.ReluBackward(c.Backend, c[x], c.Grad(y), dx);
     }
 }
 
@@ -110,13 +111,13 @@ sealed class DropoutNode(Value x, float p, Value y) : Node($"dropout {y.Name}", 
     // The mask's seed: run seed·φ64 + node. A captured graph reads the run seed from device memory (the kernel mixes the same way).
     void Apply(RunContext c, Tensor src, Tensor dst)
     {
-        if (c.RunSeedAddress != 0) ((CudaBackend)c.Backend).Dropout(src, dst, p, (ulong)y.Id, c.RunSeedAddress);
-        else c.Backend.Dropout(src, dst, p, c.Seed * 0x9E3779B97F4A7C15UL + (ulong)y.Id);
+        if (c.RunSeed is not null) Elementwise.Dropout(c.Backend, src, dst, p, (ulong)y.Id, c.RunSeed);
+        else Elementwise.Dropout(c.Backend, src, dst, p, c.Seed * 0x9E3779B97F4A7C15UL + (ulong)y.Id);
     }
 
     public override void Forward(RunContext c)
     {
-        if (c.Training) Apply(c, c[x], c[y]); else c.Backend.Axpby(c[x], 1f, null, 0f, c[y]);
+        if (c.Training) Apply(c, c[x], c[y]); else Elementwise.Axpby(c.Backend, c[x], 1f, null, 0f, c[y]);
     }
 
     public override void Backward(RunContext c)
@@ -131,26 +132,26 @@ sealed class SwapAxesNode(Value x, int[] xView, Value y, int[] yView) : Node($"s
     public override void Forward(RunContext c)
     {
         using Tensor a = c[x].Reshape(xView), b = c[y].Reshape(yView);
-        c.Backend.SwapAxes12(a, b);
+        Layout.SwapAxes12(c.Backend, a, b);
     }
 
     public override void Backward(RunContext c)
     {
         using Tensor a = c.Grad(y).Reshape(yView), b = c.Target(0).Tensor!.Reshape(xView);
-        c.Backend.SwapAxes12(a, b);
+        Layout.SwapAxes12(c.Backend, a, b);
     }
 }
 
 /// <summary>y = x[.., from : from + count, ..] along <paramref name="axis"/>.</summary>
 sealed class SliceNode(Value x, int axis, int from, Value y) : Node($"slice {y.Name}", [x], [y])
 {
-    public override void Forward(RunContext c) => c.Backend.CopySlice(c[x], from, c[y], 0, axis, y.Shape[axis]);
+    public override void Forward(RunContext c) => Layout.CopySlice(c.Backend, c[x], from, c[y], 0, axis, y.Shape[axis]);
 
     public override void Backward(RunContext c)
     {
         var t = c.Target(0);
         if (!t.Accumulate) c.Backend.Fill(t.Tensor!, 0f);
-        c.Backend.CopySlice(c.Grad(y), 0, t.Tensor!, from, axis, y.Shape[axis], accumulate: true);
+        Layout.CopySlice(c.Backend, c.Grad(y), 0, t.Tensor!, from, axis, y.Shape[axis], accumulate: true);
     }
 
     public override bool Accumulates(int input) => true;
@@ -161,15 +162,15 @@ sealed class ConcatNode(Value a, Value b, int axis, Value y) : Node($"concat {y.
 {
     public override void Forward(RunContext c)
     {
-        c.Backend.CopySlice(c[a], 0, c[y], 0, axis, a.Shape[axis]);
-        c.Backend.CopySlice(c[b], 0, c[y], a.Shape[axis], axis, b.Shape[axis]);
+        Layout.CopySlice(c.Backend, c[a], 0, c[y], 0, axis, a.Shape[axis]);
+        Layout.CopySlice(c.Backend, c[b], 0, c[y], a.Shape[axis], axis, b.Shape[axis]);
     }
 
     public override void Backward(RunContext c)
     {
         var dy = c.Grad(y);
-        if (c.Target(0) is { Wanted: true } ta) c.Backend.CopySlice(dy, 0, ta.Tensor!, 0, axis, a.Shape[axis], ta.Accumulate);
-        if (c.Target(1) is { Wanted: true } tb) c.Backend.CopySlice(dy, a.Shape[axis], tb.Tensor!, 0, axis, b.Shape[axis], tb.Accumulate);
+        if (c.Target(0) is { Wanted: true } ta) Layout.CopySlice(c.Backend, dy, 0, ta.Tensor!, 0, axis, a.Shape[axis], ta.Accumulate);
+        if (c.Target(1) is { Wanted: true } tb) Layout.CopySlice(c.Backend, dy, a.Shape[axis], tb.Tensor!, 0, axis, b.Shape[axis], tb.Accumulate);
     }
 
     public override bool Accumulates(int input) => true;
@@ -188,13 +189,13 @@ sealed class EmbeddingNode(Value weight, Value tokens, Value y) : Node($"embeddi
     public override void Forward(RunContext c)
     {
         using Tensor w2 = c[weight].Reshape(V, D), t1 = c[tokens].Reshape(N), y2 = c[y].Reshape(N, D);
-        c.Backend.Embedding(w2, t1, y2);
+        Embedding.Forward(c.Backend, w2, t1, y2);
     }
 
     public override void Backward(RunContext c)
     {
         using Tensor dw2 = c.Target(0).Tensor!.Reshape(V, D), t1 = c[tokens].Reshape(N), dy2 = c.Grad(y).Reshape(N, D);
-        c.Backend.EmbeddingBackward(t1, dy2, dw2, accumulate: true);
+        Embedding.Backward(c.Backend, t1, dy2, dw2, accumulate: true);
     }
 
     public override bool Accumulates(int input) => true;
@@ -209,13 +210,13 @@ sealed class CrossEntropyNode(Value logits, Value target, Value loss, Value lse)
     public override void Forward(RunContext c)
     {
         using Tensor l2 = c[logits].Reshape(Rows), t1 = c[target].Reshape(Rows[0]);
-        c.Backend.CrossEntropy(l2, t1, c[loss], c[lse]);
+        CrossEntropy.Forward(c.Backend, l2, t1, c[loss], c[lse]);
     }
 
     public override void Backward(RunContext c)
     {
         using Tensor l2 = c[logits].Reshape(Rows), d2 = c.Target(0).Tensor!.Reshape(Rows), t1 = c[target].Reshape(Rows[0]);
-        c.Backend.CrossEntropyBackward(l2, t1, c[lse], c.Grad(loss), d2);
+        CrossEntropy.Backward(c.Backend, l2, t1, c[lse], c.Grad(loss), d2);
     }
 }
 
@@ -226,12 +227,12 @@ sealed class LossMeanNode(Value loss, Value target, Value y, Value count)
     public override void Forward(RunContext c)
     {
         using var t1 = c[target].Reshape((int)target.Shape.Count);
-        c.Backend.LossMean(c[loss], t1, c[y], c[count]);
+        CrossEntropy.LossMean(c.Backend, c[loss], t1, c[y], c[count]);
     }
 
     public override void Backward(RunContext c)
     {
         using var t1 = c[target].Reshape((int)target.Shape.Count);
-        c.Backend.LossMeanBackward(t1, c[count], c.Grad(y), c.Target(0).Tensor!);
+        CrossEntropy.LossMeanBackward(c.Backend, t1, c[count], c.Grad(y), c.Target(0).Tensor!);
     }
 }

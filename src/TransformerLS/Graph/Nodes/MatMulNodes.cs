@@ -1,3 +1,4 @@
+using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Graph.Nodes;
@@ -9,7 +10,7 @@ namespace TransformerLS.Graph.Nodes;
 sealed class MatMulNode(Value a, bool transA, Value b, bool transB, float alpha, Value c)
     : Node($"matmul {c.Name}", [a, b], [c], saved: [a, b])
 {
-    public override void Forward(RunContext ctx) => ctx.Backend.MatMul(ctx[a], transA, ctx[b], transB, ctx[c], alpha);
+    public override void Forward(RunContext ctx) => MatMul.Forward(ctx.Backend, ctx[a], transA, ctx[b], transB, ctx[c], alpha);
 
     // With C = op(A)·op(B): d op(A) = dC·op(B)ᵀ and d op(B) = op(A)ᵀ·dC; a transposed operand takes the transpose of those.
     public override void Backward(RunContext ctx)
@@ -19,14 +20,14 @@ sealed class MatMulNode(Value a, bool transA, Value b, bool transB, float alpha,
         if (ctx.Target(0) is { Wanted: true } da)
         {
             var beta = da.Accumulate ? 1f : 0f;
-            if (!transA) be.MatMul(dc, false, ctx[b], !transB, da.Tensor!, alpha, beta);
-            else be.MatMul(ctx[b], transB, dc, true, da.Tensor!, alpha, beta);
+            if (!transA) MatMul.Forward(be, dc, false, ctx[b], !transB, da.Tensor!, alpha, beta);
+            else MatMul.Forward(be, ctx[b], transB, dc, true, da.Tensor!, alpha, beta);
         }
         if (ctx.Target(1) is { Wanted: true } db)
         {
             var beta = db.Accumulate ? 1f : 0f;
-            if (!transB) be.MatMul(ctx[a], !transA, dc, false, db.Tensor!, alpha, beta);
-            else be.MatMul(dc, true, ctx[a], transA, db.Tensor!, alpha, beta);
+            if (!transB) MatMul.Forward(be, ctx[a], !transA, dc, false, db.Tensor!, alpha, beta);
+            else MatMul.Forward(be, dc, true, ctx[a], transA, db.Tensor!, alpha, beta);
         }
     }
 
@@ -36,8 +37,8 @@ sealed class MatMulNode(Value a, bool transA, Value b, bool transB, float alpha,
 /// <summary>y = softmax(x) over the last axis; the backward reads only y.</summary>
 sealed class SoftmaxNode(Value x, Value y) : Node($"softmax {y.Name}", [x], [y], saved: [y])
 {
-    public override void Forward(RunContext c) => c.Backend.Softmax(c[x], c[y], -1);
-    public override void Backward(RunContext c) => c.Backend.SoftmaxBackward(c[y], c.Grad(y), c.Target(0).Tensor!, -1);
+    public override void Forward(RunContext c) => Softmax.Forward(c.Backend, c[x], c[y], -1);
+    public override void Backward(RunContext c) => Softmax.Backward(c.Backend, c[y], c.Grad(y), c.Target(0).Tensor!, -1);
 }
 
 /// <summary>
@@ -56,7 +57,7 @@ sealed class MaskedMeanNode(Value x, Value mask, Value y) : Node($"masked mean {
         if (m.DType == x.DType) return m.Reshape(B, 1, N);
         var cast = c.Backend.Empty(new Shape(B, 1, N), x.DType);
         using var row = m.Reshape(B, 1, N);
-        c.Backend.Cast(row, cast);
+        Elementwise.Cast(c.Backend, row, cast);
         return cast;
     }
 
@@ -64,7 +65,7 @@ sealed class MaskedMeanNode(Value x, Value mask, Value y) : Node($"masked mean {
     {
         using var m = MaskRow(c);
         using var y3 = c[y].Reshape(B, 1, x.Shape[2]);
-        c.Backend.MatMul(m, false, c[x], false, y3, 1f / N);
+        MatMul.Forward(c.Backend, m, false, c[x], false, y3, 1f / N);
     }
 
     // dx[b, t, :] = mask[b, t]/N · dy[b, :]: the outer product of the mask column with dy.
@@ -73,7 +74,7 @@ sealed class MaskedMeanNode(Value x, Value mask, Value y) : Node($"masked mean {
         if (c.Target(0) is not { Wanted: true } dx) return;
         using var m = MaskRow(c);
         using var dy3 = c.Grad(y).Reshape(B, 1, x.Shape[2]);
-        c.Backend.MatMul(m, true, dy3, false, dx.Tensor!, 1f / N, dx.Accumulate ? 1f : 0f);
+        MatMul.Forward(c.Backend, m, true, dy3, false, dx.Tensor!, 1f / N, dx.Accumulate ? 1f : 0f);
     }
 
     public override bool Accumulates(int input) => input == 0;

@@ -30,31 +30,26 @@ static class CrossEntropyCuda
 
     static Dim3 Grid(long rows) => (uint)((rows + Threads / 32 - 1) / (Threads / 32));
 
-    public static void Forward(CudaBackend be, Tensor logits, Tensor target, Tensor loss, Tensor lse)
+    public static void Forward(CudaBackend be, int n, int v, Tensor logits, Tensor target, Tensor loss, Tensor lse)
     {
-        var (n, v) = CrossEntropy.CheckShapes(be, logits, target, loss, lse);
         var p = new CrossEntropyParams { X = logits.DevicePointer, Target = target.DevicePointer, Loss = loss.DevicePointer, Lse = lse.DevicePointer, Rows = n, Vocab = v };
         be.Kernel(File, logits.DType == DType.Float32 ? "cross_entropy_fwd_f32" : "cross_entropy_fwd_bf16").Launch(Grid(n), Threads, 0, be.Stream, p);
     }
 
-    public static void Backward(CudaBackend be, Tensor logits, Tensor target, Tensor lse, Tensor dloss, Tensor dlogits)
+    public static void Backward(CudaBackend be, int n, int v, Tensor logits, Tensor target, Tensor lse, Tensor dloss, Tensor dlogits)
     {
-        var (n, v) = CrossEntropy.CheckShapes(be, logits, target, dloss, lse, nameof(dloss));
-        Check.Like(be, dlogits, logits, nameof(dlogits));
         var p = new CrossEntropyParams { X = logits.DevicePointer, Target = target.DevicePointer, Lse = lse.DevicePointer, DLoss = dloss.DevicePointer, DX = dlogits.DevicePointer, Rows = n, Vocab = v };
         be.Kernel(File, logits.DType == DType.Float32 ? "cross_entropy_bwd_f32" : "cross_entropy_bwd_bf16").Launch(Grid(n), Threads, 0, be.Stream, p);
     }
 
-    public static void Mean(CudaBackend be, Tensor loss, Tensor target, Tensor mean, Tensor count)
+    public static void Mean(CudaBackend be, int n, Tensor loss, Tensor target, Tensor mean, Tensor count)
     {
-        var n = CrossEntropy.CheckMean(be, loss, target, mean, count);
         var p = new LossMeanParams { Loss = loss.DevicePointer, Target = target.DevicePointer, Mean = mean.DevicePointer, Count = count.DevicePointer, Rows = n };
         be.Kernel(File, "loss_mean_fwd").Launch(1, 1024, 0, be.Stream, p);
     }
 
-    public static void MeanBackward(CudaBackend be, Tensor target, Tensor count, Tensor dmean, Tensor dloss)
+    public static void MeanBackward(CudaBackend be, int n, Tensor target, Tensor count, Tensor dmean, Tensor dloss)
     {
-        var n = CrossEntropy.CheckMean(be, dloss, target, dmean, count, nameof(dloss), nameof(dmean));
         var p = new LossMeanParams { Target = target.DevicePointer, Count = count.DevicePointer, DMean = dmean.DevicePointer, DLoss = dloss.DevicePointer, Rows = n };
         if (n > 0) be.Kernel(File, "loss_mean_bwd").Launch((uint)Math.Min((n + Threads - 1) / Threads, 65535L), Threads, 0, be.Stream, p);
     }

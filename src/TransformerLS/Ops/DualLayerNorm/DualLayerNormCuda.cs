@@ -23,9 +23,8 @@ static class DualLayerNormCuda
 
     static uint RowBlocks(DualLayerNormGeometry g) => (uint)(((long)g.S * g.Rows + RowsPerBlock - 1) / RowsPerBlock);
 
-    public static void Forward(CudaBackend be, Tensor xk, Tensor? xv, Tensor gamma, Tensor beta, Tensor yk, Tensor? yv, Tensor mean, Tensor rstd, float eps)
+    public static void Forward(CudaBackend be, DualLayerNormGeometry g, Tensor xk, Tensor? xv, Tensor gamma, Tensor beta, Tensor yk, Tensor? yv, Tensor mean, Tensor rstd, float eps)
     {
-        var g = DualLayerNorm.CheckForward(be, xk, xv, gamma, beta, yk, yv, mean, rstd, eps);
         var p = Params(g);
         p.X0 = xk.DevicePointer; p.X1 = xv?.DevicePointer ?? 0; p.Y0 = yk.DevicePointer; p.Y1 = yv?.DevicePointer ?? 0;
         p.Gamma = gamma.DevicePointer; p.Beta = beta.DevicePointer; p.Mean = mean.DevicePointer; p.Rstd = rstd.DevicePointer; p.Eps = eps;
@@ -33,10 +32,9 @@ static class DualLayerNormCuda
             .Launch(RowBlocks(g), 32 * RowsPerBlock, 0, be.Stream, p);
     }
 
-    public static void Backward(CudaBackend be, Tensor dyk, Tensor? dyv, Tensor xk, Tensor? xv, Tensor gamma, Tensor mean, Tensor rstd,
+    public static void Backward(CudaBackend be, DualLayerNormGeometry g, Tensor dyk, Tensor? dyv, Tensor xk, Tensor? xv, Tensor gamma, Tensor mean, Tensor rstd,
         Tensor dxk, Tensor? dxv, Tensor dgamma, Tensor dbeta)
     {
-        var g = DualLayerNorm.CheckBackward(be, dyk, dyv, xk, xv, gamma, mean, rstd, dxk, dxv, dgamma, dbeta);
         var p = Params(g);
         p.X0 = xk.DevicePointer; p.X1 = xv?.DevicePointer ?? 0; p.Dy0 = dyk.DevicePointer; p.Dy1 = dyv?.DevicePointer ?? 0;
         p.Dx0 = dxk.DevicePointer; p.Dx1 = dxv?.DevicePointer ?? 0; p.Gamma = gamma.DevicePointer; p.Mean = mean.DevicePointer; p.Rstd = rstd.DevicePointer;

@@ -1,160 +1,97 @@
-using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>Checks and CPU reference of kernels/elementwise.cu, generic over the accumulation type.</summary>
-public static class Elementwise
+/// <summary>
+/// The elementwise family (kernels/elementwise/): each op checks its arguments once, then runs the CUDA launcher
+/// (<see cref="ElementwiseCuda"/>) or the generic reference on the CPU (<see cref="CpuReference"/>).
+/// </summary>
+public static partial class Elementwise
 {
-    public static void CheckAxpby(IBackend be, Tensor a, Tensor? b, Tensor y)
+    /// <summary>y = alpha·a + beta·b (b may be null).</summary>
+    public static void Axpby(IBackend be, Tensor a, float alpha, Tensor? b, float beta, Tensor y)
     {
-        Check.On(be, a, nameof(a));
-        if (b is not null) Check.Like(be, b, a, nameof(b));
-        Check.Like(be, y, a, nameof(y));
+        CheckAxpby(be, a, b, y);
+        if (be is CudaBackend cuda) ElementwiseCuda.Axpby(cuda, a, alpha, b, beta, y);
+        else CpuReference.Run([a, b], [y], (i, o) => Axpby<double>(i[0], alpha, i[1], beta, o[0]));
     }
 
-    public static void CheckUnary(IBackend be, Tensor x, Tensor y, Tensor? dy = null)
-    {
-        Check.On(be, x, nameof(x));
-        if (dy is not null) Check.Like(be, dy, x, nameof(dy));
-        Check.Like(be, y, x, dy is null ? "y" : "dx");
-    }
-
-    public static void CheckCast(IBackend be, Tensor x, Tensor y)
-    {
-        Check.On(be, x, nameof(x));
-        Check.On(be, y, nameof(y));
-        Check.SameShape(y, x.Shape, nameof(y));
-    }
-
-    /// <summary>Returns the row length (the bias length).</summary>
-    public static int CheckBiasAdd(IBackend be, Tensor x, Tensor bias, Tensor y)
-    {
-        Check.On(be, x, nameof(x));
-        Check.RankAtLeast(x, 1, nameof(x));
-        Check.Vector(be, bias, x.Shape[-1], x.DType, nameof(bias));
-        Check.Like(be, y, x, nameof(y));
-        return x.Shape[-1];
-    }
-
-    /// <summary>y has x's dtype, or float32 (bf16 bias gradients summed into fp32 parameter gradients).</summary>
-    public static int CheckColumnSum(IBackend be, Tensor x, Tensor y)
-    {
-        Check.On(be, x, nameof(x));
-        Check.RankAtLeast(x, 1, nameof(x));
-        Check.Vector(be, y, x.Shape[-1], y.DType == DType.Float32 ? DType.Float32 : x.DType, nameof(y));
-        return x.Shape[-1];
-    }
-
-    /// <summary>y += x: y has x's shape and x's dtype or float32.</summary>
-    public static void CheckAddTo(IBackend be, Tensor x, Tensor y)
-    {
-        Check.On(be, x, nameof(x));
-        Check.On(be, y, nameof(y));
-        Check.SameShape(y, x.Shape, nameof(y));
-        if (y.DType != DType.Float32) Check.DTypeIs(y, x.DType, nameof(y));
-    }
-
-    public static void Axpby<T>(ReadOnlySpan<T> a, T alpha, ReadOnlySpan<T> b, T beta, Span<T> y) where T : IFloatingPointIeee754<T>
-    {
-        for (var i = 0; i < y.Length; i++) y[i] = alpha * a[i] + (b.IsEmpty ? T.Zero : beta * b[i]);
-    }
-
-    public static void Gelu<T>(ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T>
-    {
-        var half = T.CreateChecked(0.5);
-        for (var i = 0; i < y.Length; i++) y[i] = half * x[i] * (T.One + Erf(x[i] * T.CreateChecked(0.70710678118654752)));
-    }
-
-    public static void GeluBackward<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx) where T : IFloatingPointIeee754<T>
-    {
-        var half = T.CreateChecked(0.5);
-        for (var i = 0; i < dx.Length; i++)
-        {
-            var cdf = half * (T.One + Erf(x[i] * T.CreateChecked(0.70710678118654752)));
-            var pdf = T.CreateChecked(0.39894228040143268) * T.Exp(-half * x[i] * x[i]);
-            dx[i] = dy[i] * (cdf + x[i] * pdf);
-        }
-    }
-
-    public static void Relu<T>(ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T>
-    {
-        for (var i = 0; i < y.Length; i++) y[i] = T.Max(x[i], T.Zero);
-    }
-
-    public static void ReluBackward<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx) where T : IFloatingPointIeee754<T>
-    {
-        for (var i = 0; i < dx.Length; i++) dx[i] = x[i] > T.Zero ? dy[i] : T.Zero;
-    }
-
-    public static void CheckDropout(IBackend be, Tensor x, Tensor y, float p)
+    /// <summary>y = GELU(x), the erf form (torch.nn.GELU()).</summary>
+    public static void Gelu(IBackend be, Tensor x, Tensor y)
     {
         CheckUnary(be, x, y);
-        if (!(p >= 0 && p < 1)) throw new ArgumentOutOfRangeException(nameof(p), p, "the dropout probability must be in [0, 1)");
+        if (be is CudaBackend cuda) ElementwiseCuda.Gelu(cuda, x, y);
+        else CpuReference.Run([x], [y], (i, o) => Gelu<double>(i[0], o[0]));
     }
 
-    static uint Mix32(uint x)
+    public static void GeluBackward(IBackend be, Tensor x, Tensor dy, Tensor dx)
     {
-        x ^= x >> 16; x *= 0x7feb352du;
-        x ^= x >> 15; x *= 0x846ca68bu;
-        return x ^ (x >> 16);
+        CheckUnary(be, x, dx, dy);
+        if (be is CudaBackend cuda) ElementwiseCuda.GeluBackward(cuda, x, dy, dx);
+        else CpuReference.Run([x, dy], [dx], (i, o) => GeluBackward<double>(i[0], i[1], o[0]));
     }
 
-    /// <summary>Whether dropout keeps element <paramref name="i"/>: the kernel's counter hash, bit for bit.</summary>
-    public static bool KeepMask(ulong seed, long i, float p)
+    public static void Relu(IBackend be, Tensor x, Tensor y)
     {
-        var h = Mix32((uint)i ^ Mix32((uint)((ulong)i >> 32) ^ Mix32((uint)seed ^ Mix32((uint)(seed >> 32)))));
-        return (h >> 8) * (1f / 16777216f) >= p;
+        CheckUnary(be, x, y);
+        if (be is CudaBackend cuda) ElementwiseCuda.Relu(cuda, x, y);
+        else CpuReference.Run([x], [y], (i, o) => Relu<double>(i[0], o[0]));
     }
 
-    /// <summary>y = x·keep/(1 − p); the backward is the same map applied to dy.</summary>
-    public static void Dropout<T>(ReadOnlySpan<T> x, Span<T> y, float p, ulong seed) where T : IFloatingPointIeee754<T>
+    public static void ReluBackward(IBackend be, Tensor x, Tensor dy, Tensor dx)
     {
-        var scale = T.CreateChecked(1f / (1f - p));
-        for (var i = 0; i < y.Length; i++) y[i] = KeepMask(seed, i, p) ? x[i] * scale : T.Zero;
+        CheckUnary(be, x, dx, dy);
+        if (be is CudaBackend cuda) ElementwiseCuda.ReluBackward(cuda, x, dy, dx);
+        else CpuReference.Run([x, dy], [dx], (i, o) => ReluBackward<double>(i[0], i[1], o[0]));
     }
 
-    public static void BiasAdd<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> bias, Span<T> y) where T : IFloatingPointIeee754<T>
+    /// <summary>
+    /// y = x·keep/(1 − p), keep a pure function of (seed, element index), so the backward is the same call with the
+    /// same seed, and CPU and GPU drop the same elements. With <paramref name="runSeed"/> (8 bytes: a 64-bit run seed,
+    /// rewritten between CUDA-graph replays) the mask's seed is runSeed·φ64 + <paramref name="seed"/>, read when the op runs.
+    /// </summary>
+    public static void Dropout(IBackend be, Tensor x, Tensor y, float p, ulong seed, Tensor? runSeed = null)
     {
-        for (var i = 0; i < y.Length; i++) y[i] = x[i] + bias[i % bias.Length];
-    }
-
-    public static void ColumnSum<T>(ReadOnlySpan<T> x, Span<T> y, T beta) where T : IFloatingPointIeee754<T>
-    {
-        var cols = y.Length;
-        for (var c = 0; c < cols; c++)
+        CheckDropout(be, x, y, p);
+        if (runSeed is not null) CheckRunSeed(be, runSeed);
+        if (be is CudaBackend cuda) ElementwiseCuda.Dropout(cuda, x, y, p, seed, runSeed?.DevicePointer ?? 0);
+        else
         {
-            var s = T.Zero;
-            for (var i = c; i < x.Length; i += cols) s += x[i];
-            y[c] = beta == T.Zero ? s : beta * y[c] + s;
+            var full = runSeed is null ? seed : seed + BitConverter.ToUInt64(runSeed.HostBytes) * 0x9E3779B97F4A7C15UL;
+            CpuReference.Run([x], [y], (i, o) => Dropout<double>(i[0], o[0], p, full));
         }
     }
 
-    /// <summary>erf to double precision (≈1e-15): a Taylor series near 0, a continued fraction for erfc in the tails.</summary>
-    public static T Erf<T>(T x) where T : IFloatingPointIeee754<T> => T.CreateChecked(Erf(double.CreateChecked(x)));
-
-    public static double Erf(double x)
+    /// <summary>y[..., c] = x[..., c] + bias[c].</summary>
+    public static void BiasAdd(IBackend be, Tensor x, Tensor bias, Tensor y)
     {
-        if (double.IsNaN(x)) return x;
-        var ax = Math.Abs(x);
-        if (ax < 2.5)
-        {
-            double sum = 0, term = ax, x2 = ax * ax;
-            for (var n = 0; n < 100; n++)
-            {
-                var t = term / (2 * n + 1);
-                sum += t;
-                if (Math.Abs(t) < 1e-17 * Math.Abs(sum)) break;
-                term *= -x2 / (n + 1);
-            }
-            return Math.CopySign(sum * 1.1283791670955126, x);
-        }
-        if (ax > 6) return Math.CopySign(1.0, x);
-        // erfc(x) = exp(-x²)/√π · 1/(x + 1/2/(x + 1/(x + 3/2/(x + ...)))), evaluated bottom-up.
-        double f = ax;
-        for (var k = 60; k >= 1; k--) f = ax + k / 2.0 / f;
-        var erfc = Math.Exp(-ax * ax) / (f * 1.7724538509055160);
-        return Math.CopySign(1 - erfc, x);
+        var cols = CheckBiasAdd(be, x, bias, y);
+        if (be is CudaBackend cuda) ElementwiseCuda.BiasAdd(cuda, cols, x, bias, y);
+        else CpuReference.Run([x, bias], [y], (i, o) => BiasAdd<double>(i[0], i[1], o[0]));
+    }
+
+    /// <summary>y = x converted to y's dtype (rounded to nearest even for bf16); same shape.</summary>
+    public static void Cast(IBackend be, Tensor x, Tensor y)
+    {
+        CheckCast(be, x, y);
+        if (be is CudaBackend cuda) ElementwiseCuda.Cast(cuda, x, y);
+        else CpuReference.Run([x], [y], (i, o) => i[0].CopyTo(o[0], 0));
+    }
+
+    /// <summary>y[c] = beta·y[c] + Σ_rows x[..., c] (reads y only when beta ≠ 0); y has x's dtype or float32.</summary>
+    public static void ColumnSum(IBackend be, Tensor x, Tensor y, float beta = 0f)
+    {
+        var cols = CheckColumnSum(be, x, y);
+        if (be is CudaBackend cuda) ElementwiseCuda.ColumnSum(cuda, cols, x, y, beta);
+        else CpuReference.Run([x], [y], (i, o) => ColumnSum<double>(i[0], o[0], beta), read: beta == 0 ? 0u : 1u);
+    }
+
+    /// <summary>y += x, y of x's dtype or float32 (gradient accumulation into fp32 parameter gradients).</summary>
+    public static void AddTo(IBackend be, Tensor x, Tensor y)
+    {
+        CheckAddTo(be, x, y);
+        if (be is CudaBackend cuda) ElementwiseCuda.AddTo(cuda, x, y);
+        else CpuReference.Run([x], [y], (i, o) => { for (var k = 0; k < o[0].Length; k++) o[0][k] += i[0][k]; }, read: 1);
     }
 }

@@ -27,7 +27,6 @@ static class ElementwiseCuda
 
     public static void Axpby(CudaBackend be, Tensor a, float alpha, Tensor? b, float beta, Tensor y)
     {
-        Elementwise.CheckAxpby(be, a, b, y);
         var p = new ElementwiseParams { A = a.DevicePointer, B = b?.DevicePointer ?? 0, Y = y.DevicePointer, N = y.Count, Alpha = alpha, Beta = beta };
         Launch(be, a.DType, "axpby_f32", "axpby_bf16", Grid(p.N), Threads, p);
     }
@@ -35,7 +34,6 @@ static class ElementwiseCuda
     /// <summary>y = f(x) for the activation kernels named f32 / bf16.</summary>
     static void Activation(CudaBackend be, Tensor x, Tensor y, string f32, string bf16)
     {
-        Elementwise.CheckUnary(be, x, y);
         var p = new ElementwiseParams { A = x.DevicePointer, Y = y.DevicePointer, N = y.Count };
         Launch(be, x.DType, f32, bf16, Grid(p.N), Threads, p);
     }
@@ -43,7 +41,6 @@ static class ElementwiseCuda
     /// <summary>dx = dy·f'(x) for the activation-gradient kernels named f32 / bf16.</summary>
     static void ActivationBackward(CudaBackend be, Tensor x, Tensor dy, Tensor dx, string f32, string bf16)
     {
-        Elementwise.CheckUnary(be, x, dx, dy);
         var p = new ElementwiseParams { A = x.DevicePointer, B = dy.DevicePointer, Y = dx.DevicePointer, N = dx.Count };
         Launch(be, x.DType, f32, bf16, Grid(p.N), Threads, p);
     }
@@ -56,21 +53,18 @@ static class ElementwiseCuda
     /// <param name="runSeed">0, or the device address of a 64-bit run seed: the mask's seed is then runSeed·φ64 + <paramref name="seed"/> (graph replays).</param>
     public static void Dropout(CudaBackend be, Tensor x, Tensor y, float prob, ulong seed, ulong runSeed = 0)
     {
-        Elementwise.CheckDropout(be, x, y, prob);
         var p = new ElementwiseParams { A = x.DevicePointer, B = runSeed, Y = y.DevicePointer, N = y.Count, Cols = (long)seed, Alpha = prob };
         Launch(be, x.DType, "dropout_f32", "dropout_bf16", Grid(p.N), Threads, p);
     }
 
-    public static void BiasAdd(CudaBackend be, Tensor x, Tensor bias, Tensor y)
+    public static void BiasAdd(CudaBackend be, int cols, Tensor x, Tensor bias, Tensor y)
     {
-        var cols = Elementwise.CheckBiasAdd(be, x, bias, y);
         var p = new ElementwiseParams { A = x.DevicePointer, B = bias.DevicePointer, Y = y.DevicePointer, N = y.Count, Cols = cols };
         if (cols > 0) Launch(be, x.DType, "bias_add_f32", "bias_add_bf16", Grid(p.N), Threads, p);
     }
 
     public static void Cast(CudaBackend be, Tensor x, Tensor y)
     {
-        Elementwise.CheckCast(be, x, y);
         if (x.DType == y.DType) { CudaMemory.CopyDeviceToDevice(be.Stream, y.DevicePointer, x.DevicePointer, x.Bytes); return; }
         if (x.DType == DType.Float32) { ConvertFromFloat32(be, x.DevicePointer, y, x.Count); return; }
         var p = new ElementwiseParams { A = x.DevicePointer, Y = y.DevicePointer, N = x.Count };
@@ -84,16 +78,14 @@ static class ElementwiseCuda
         Launch(be, dst.DType, "convert_from_f32_f32", "convert_from_f32_bf16", Grid(count), Threads, p);
     }
 
-    public static void ColumnSum(CudaBackend be, Tensor x, Tensor y, float beta)
+    public static void ColumnSum(CudaBackend be, int cols, Tensor x, Tensor y, float beta)
     {
-        var cols = Elementwise.CheckColumnSum(be, x, y);
         var p = new ElementwiseParams { A = x.DevicePointer, Y = y.DevicePointer, N = x.Count, Cols = cols, Beta = beta };
         Launch(be, x.DType, "column_sum_f32", y.DType == DType.Float32 ? "column_sum_bf16_to_f32" : "column_sum_bf16", (uint)((cols + 31) / 32), new Dim3(32, 8), p);
     }
 
     public static void AddTo(CudaBackend be, Tensor x, Tensor y)
     {
-        Elementwise.CheckAddTo(be, x, y);
         var p = new ElementwiseParams { A = x.DevicePointer, B = y.DevicePointer, Y = y.DevicePointer, N = y.Count, Alpha = 1, Beta = 1 };
         if (x.DType == y.DType) Launch(be, x.DType, "axpby_f32", "axpby_bf16", Grid(p.N), Threads, p);
         else Launch(be, x.DType, "add_bf16_to_f32", "add_bf16_to_f32", Grid(p.N), Threads, p);

@@ -22,17 +22,15 @@ static class EmbeddingCuda
 
     static Dim3 Grid(long n) => (uint)Math.Clamp((n + Threads - 1) / Threads, 1, 65535L * 16);
 
-    public static void Forward(CudaBackend be, Tensor weight, Tensor tokens, Tensor y)
+    public static void Forward(CudaBackend be, int n, int v, int d, Tensor weight, Tensor tokens, Tensor y)
     {
-        var (n, v, d) = Embedding.CheckShapes(be, weight, nameof(weight), tokens, y, nameof(y));
         Check.DTypeIs(y, weight.DType, nameof(y));
         var p = new EmbeddingParams { Weight = weight.DevicePointer, Tokens = tokens.DevicePointer, Y = y.DevicePointer, N = n, Vocab = v, Dim = d };
         if (n * (long)d > 0) be.Kernel(File, weight.DType == DType.Float32 ? "embedding_fwd_f32" : "embedding_fwd_bf16").Launch(Grid(n * (long)d), Threads, 0, be.Stream, p);
     }
 
-    public static void Backward(CudaBackend be, Tensor tokens, Tensor dy, Tensor dweight, bool accumulate)
+    public static void Backward(CudaBackend be, int n, int v, int d, Tensor tokens, Tensor dy, Tensor dweight, bool accumulate)
     {
-        var (n, v, d) = Embedding.CheckShapes(be, dweight, nameof(dweight), tokens, dy, nameof(dy));
         Check.DTypeIs(dweight, DType.Float32, nameof(dweight));
         if (!accumulate) CudaMemory.Fill32(be.Stream, dweight.DevicePointer, 0, dweight.Count);
         var p = new EmbeddingParams { Tokens = tokens.DevicePointer, DY = dy.DevicePointer, DWeight = dweight.DevicePointer, N = n, Vocab = v, Dim = d };

@@ -20,9 +20,8 @@ static class LayerNormCuda
     const string File = "layer_norm/layer_norm.cu";
     const int RowsPerBlock = 4; // one warp per row
 
-    public static void Forward(CudaBackend be, Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor? mean, Tensor? rstd, float eps)
+    public static void Forward(CudaBackend be, int rows, int cols, Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor? mean, Tensor? rstd, float eps)
     {
-        var (rows, cols) = LayerNorm.CheckForward(be, x, gamma, beta, y, mean, rstd, eps);
         var p = new LayerNormParams
         {
             X = x.DevicePointer, Gamma = gamma.DevicePointer, Beta = beta.DevicePointer, Y = y.DevicePointer,
@@ -32,9 +31,8 @@ static class LayerNormCuda
             .Launch((uint)((rows + RowsPerBlock - 1) / RowsPerBlock), 32 * RowsPerBlock, 0, be.Stream, p);
     }
 
-    public static void Backward(CudaBackend be, Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dx, Tensor dgamma, Tensor dbeta, bool accumulate)
+    public static void Backward(CudaBackend be, int rows, int cols, Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dx, Tensor dgamma, Tensor dbeta, bool accumulate)
     {
-        var (rows, cols) = LayerNorm.CheckBackward(be, dy, x, gamma, mean, rstd, dx, dgamma, dbeta);
         var p = new LayerNormParams
         {
             X = x.DevicePointer, Gamma = gamma.DevicePointer, Mean = mean.DevicePointer, Rstd = rstd.DevicePointer,

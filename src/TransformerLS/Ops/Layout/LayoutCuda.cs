@@ -22,17 +22,15 @@ static class LayoutCuda
 
     static uint Blocks(long n) => (uint)Math.Clamp((n + Threads - 1) / Threads, 1, 65535 * 8);
 
-    public static void SwapAxes12(CudaBackend be, Tensor x, Tensor y)
+    public static void SwapAxes12(CudaBackend be, long a, int b, int c, long d, Tensor x, Tensor y)
     {
-        var (a, b, c, d) = Layout.CheckSwap(be, x, y);
         var p = new LayoutParams { Src = x.DevicePointer, Dst = y.DevicePointer, Outer = a, Inner = d, A = b, B = c };
         if (x.Count == 0) return;
         be.Kernel(File, x.DType == DType.Float32 ? "swap_axes12_f32" : "swap_axes12_bf16").Launch(Blocks(x.Count), Threads, 0, be.Stream, p);
     }
 
-    public static void CopySlice(CudaBackend be, Tensor src, int srcOffset, Tensor dst, int dstOffset, int axis, int length, bool accumulate)
+    public static void CopySlice(CudaBackend be, SliceGeometry g, Tensor src, int srcOffset, Tensor dst, int dstOffset, int axis, int length, bool accumulate)
     {
-        var g = Layout.CheckSlice(be, src, srcOffset, dst, dstOffset, axis, length);
         var n = g.Outer * g.Length * g.Inner;
         if (n == 0) return;
         var p = new LayoutParams

@@ -16,24 +16,24 @@ public static class Linear
         if (weight.Shape.Rank != 2 || weight.Shape[1] != x.Shape[-1])
             throw new ArgumentException($"weight has shape {weight.Shape}; expected [out, {x.Shape[-1]}] for x of shape {x.Shape}", nameof(weight));
         // The batched matmul with a 2-D weight folds the leading axes into one GEMM; no views needed.
-        if (bias is null) { be.MatMul(x, false, weight, true, y); return; }
+        if (bias is null) { MatMul.Forward(be, x, false, weight, true, y); return; }
         // y = bias (exact), then y = x·Wᵀ + 1·y in one GEMM. For bf16 that sum is kept in float32 and cast once:
         // a bf16 C with beta = 1 was rounded more than once by cuBLAS (up to 1.5 ulp, failing the 2x rule).
         if (y.DType != DType.BFloat16)
         {
             be.Fill(y, 0f);
-            be.BiasAdd(y, bias, y);
-            be.MatMul(x, false, weight, true, y, 1f, 1f);
+            Elementwise.BiasAdd(be, y, bias, y);
+            MatMul.Forward(be, x, false, weight, true, y, 1f, 1f);
             return;
         }
         Check.Vector(be, bias, weight.Shape[0], x.DType, nameof(bias));
         using var bias32 = be.Empty(bias.Shape, DType.Float32);
         using var y32 = be.Empty(y.Shape, DType.Float32);
-        be.Cast(bias, bias32);
+        Elementwise.Cast(be, bias, bias32);
         be.Fill(y32, 0f);
-        be.BiasAdd(y32, bias32, y32);
-        be.MatMul(x, false, weight, true, y32, 1f, 1f);
-        be.Cast(y32, y);
+        Elementwise.BiasAdd(be, y32, bias32, y32);
+        MatMul.Forward(be, x, false, weight, true, y32, 1f, 1f);
+        Elementwise.Cast(be, y32, y);
     }
 
     /// <summary>dx = dy·W, dW (+)= dyᵀ·x, db (+)= Σ dy; any of the three may be null.</summary>
@@ -44,12 +44,12 @@ public static class Linear
         if (dy.Shape.Rank != x.Shape.Rank || dy.Shape[-1] != weight.Shape[0] || !dy.Shape.Dims[..^1].SequenceEqual(x.Shape.Dims[..^1]))
             throw new ArgumentException(
                 $"dy has shape {dy.Shape}; expected [{string.Join(", ", x.Shape.Dims[..^1].ToArray())}, {weight.Shape[0]}] for x {x.Shape} and weight {weight.Shape}", nameof(dy));
-        if (dx is not null) be.MatMul(dy, false, weight, false, dx);
-        if (dbias is not null) be.ColumnSum(dy, dbias, accumulate ? 1f : 0f);
+        if (dx is not null) MatMul.Forward(be, dy, false, weight, false, dx);
+        if (dbias is not null) Elementwise.ColumnSum(be, dy, dbias, accumulate ? 1f : 0f);
         if (dweight is null) return;
         using var dy2 = Rows(dy);
         using var x2 = Rows(x);
-        be.MatMul(dy2, true, x2, false, dweight, 1f, accumulate ? 1f : 0f);
+        MatMul.Forward(be, dy2, true, x2, false, dweight, 1f, accumulate ? 1f : 0f);
     }
 
     static Tensor Rows(Tensor t) => t.Reshape(checked((int)(t.Count / Math.Max(1, t.Shape[-1]))), t.Shape[-1]);

@@ -50,9 +50,8 @@ static class LsAttentionCuda
     static uint MmaShared(LsAttentionGeometry g, bool backward) =>
         (uint)(8 * MmaKT + 2 * (backward ? 2 * (MmaQB + MmaKT) * (g.D + 8) + 4 * MmaQB * (MmaKT + 8) : (MmaQB + 2 * MmaKT) * (g.D + 8)));
 
-    public static void Forward(CudaBackend be, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse)
+    public static void Forward(CudaBackend be, LsAttentionGeometry g, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse)
     {
-        var g = LsAttention.CheckForward(be, cfg, q, k, v, kbar, vbar, mask, o, lse);
         CheckHeadDim(g);
         var p = Params(g, q, k, v, kbar, vbar, mask, o, lse);
         if (UsesMma(q))
@@ -61,10 +60,9 @@ static class LsAttentionCuda
             be.Kernel(File, "ls_attention_fwd_f32").Launch(Grid(g, q), Threads, (uint)(4 * (2 * KT * (g.D + 1) + 2 * QB * g.D + 2 * QB + 2 * KT)), be.Stream, p);
     }
 
-    public static void Backward(CudaBackend be, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
+    public static void Backward(CudaBackend be, LsAttentionGeometry g, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
         Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk, Tensor dv, Tensor dkbar, Tensor dvbar)
     {
-        var g = LsAttention.CheckBackward(be, cfg, q, k, v, kbar, vbar, mask, o, lse, dout, dq, dk, dv, dkbar, dvbar);
         CheckHeadDim(g);
         // Key gradients accumulate atomically in fp32.
         using var grads = new Float32Accumulators(be, dk, dv, dkbar, dvbar);

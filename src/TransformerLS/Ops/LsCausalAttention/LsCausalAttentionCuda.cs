@@ -68,9 +68,8 @@ static class LsCausalAttentionCuda
     /// <summary>Shared floats both kernels carve first (kernel: carve_common).</summary>
     static int Common(int d) => 2 * KT * (d + 1) + RT * (d + 1) + 2 * d + KT + RT + 2 * KT;
 
-    public static void Forward(CudaBackend be, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse)
+    public static void Forward(CudaBackend be, LsCausalGeometry g, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse)
     {
-        var g = LsCausalAttention.CheckForward(be, cfg, x, o, lse);
         var p = Params(g, x, o, lse);
         if (UsesMma(x.Q))
             be.Kernel(MmaFile, MmaForward[g.D / 32 - 1]).Launch(Grid(g, x.Q), 32 * MmaWarps(g), MmaShared(g, false), be.Stream, p);
@@ -78,9 +77,8 @@ static class LsCausalAttentionCuda
             be.Kernel(File, "ls_causal_attention_fwd_f32").Launch(Grid(g, x.Q), Threads, (uint)(4 * (Common(g.D) + 2 * QB * g.D + 2 * QB)), be.Stream, p);
     }
 
-    public static void Backward(CudaBackend be, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse, Tensor dout, in LsCausalGradients gr)
+    public static void Backward(CudaBackend be, LsCausalGeometry g, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse, Tensor dout, in LsCausalGradients gr)
     {
-        var g = LsCausalAttention.CheckBackward(be, cfg, x, o, lse, dout, gr);
         var p = Params(g, x, o, lse);
         // Everything but dq accumulates atomically in fp32.
         using var seq = new Float32Accumulators(be, gr.DK, gr.DV);

@@ -34,18 +34,16 @@ static class LsChunkProjectionCuda
 
     static Dim3 Grid(LsChunkProjectionGeometry g) => new((uint)g.Chunks, (uint)g.H, (uint)g.B);
 
-    public static void Forward(CudaBackend be, int chunk, Tensor s, Tensor x, Tensor? mask, Tensor y)
+    public static void Forward(CudaBackend be, LsChunkProjectionGeometry g, int chunk, Tensor s, Tensor x, Tensor? mask, Tensor y)
     {
-        var g = LsChunkProjection.CheckForward(be, chunk, s, x, mask, y);
         var p = Params(g, s, x, mask);
         p.Y = y.DevicePointer;
         var smem = SharedBytes(be, g, 4L * g.Lc * g.R);
         be.Kernel(File, x.DType == DType.Float32 ? "ls_chunk_projection_fwd_f32" : "ls_chunk_projection_fwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
     }
 
-    public static void Backward(CudaBackend be, int chunk, Tensor s, Tensor x, Tensor? mask, Tensor dy, Tensor ds, Tensor dx, bool accumulate)
+    public static void Backward(CudaBackend be, LsChunkProjectionGeometry g, int chunk, Tensor s, Tensor x, Tensor? mask, Tensor dy, Tensor ds, Tensor dx, bool accumulate)
     {
-        var g = LsChunkProjection.CheckBackward(be, chunk, s, x, mask, dy, ds, dx);
         var p = Params(g, s, x, mask);
         p.Dy = dy.DevicePointer; p.Ds = ds.DevicePointer; p.Dx = dx.DevicePointer; p.Accumulate = accumulate ? 1 : 0;
         var smem = SharedBytes(be, g, 12L * g.Lc * g.R + 8L * g.R);

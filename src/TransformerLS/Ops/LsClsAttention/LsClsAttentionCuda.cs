@@ -29,17 +29,15 @@ static class LsClsAttentionCuda
         };
     }
 
-    public static void Forward(CudaBackend be, Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse)
+    public static void Forward(CudaBackend be, LsClsGeometry g, Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse)
     {
-        var g = LsClsAttention.CheckForward(be, q, k, v, c, mask, o, lse);
         var p = Params(g, q, k, v, c, mask, o, lse);
         be.Kernel(File, q.DType == DType.Float32 ? "ls_cls_attention_fwd_f32" : "ls_cls_attention_fwd_bf16").Launch((uint)(g.B * g.H), Threads, 0, be.Stream, p);
     }
 
-    public static void Backward(CudaBackend be, Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse, Tensor dout,
+    public static void Backward(CudaBackend be, LsClsGeometry g, Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse, Tensor dout,
         Tensor dq, Tensor dk, Tensor dv, Tensor dc, bool accumulate)
     {
-        var g = LsClsAttention.CheckBackward(be, q, k, v, c, mask, o, lse, dout, dq, dk, dv, dc);
         var p = Params(g, q, k, v, c, mask, o, lse);
         p.DOut = dout.DevicePointer; p.DQ = dq.DevicePointer; p.DK = dk.DevicePointer; p.DV = dv.DevicePointer; p.DC = dc.DevicePointer;
         p.Accumulate = accumulate ? 1 : 0;

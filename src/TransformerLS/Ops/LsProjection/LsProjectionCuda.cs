@@ -35,9 +35,8 @@ static class LsProjectionCuda
         return (uint)bytes;
     }
 
-    public static void Forward(CudaBackend be, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum)
+    public static void Forward(CudaBackend be, LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum)
     {
-        var g = LsProjection.CheckForward(be, s, k, v, mask, kbar, vbar, colmax, colsum);
         var smem = SharedBytes(be, (long)g.R * TChunk + 2L * TChunk * g.D, g);
         var f32 = k.DType == DType.Float32;
         var p = Params(g, s, k, v, mask, colmax, colsum);
@@ -51,10 +50,9 @@ static class LsProjectionCuda
         sums.Complete();
     }
 
-    public static void Backward(CudaBackend be, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum,
+    public static void Backward(CudaBackend be, LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum,
         Tensor dkbar, Tensor dvbar, Tensor ds, Tensor dk, Tensor dv, bool accumulate)
     {
-        var g = LsProjection.CheckBackward(be, s, k, v, mask, colmax, colsum, dkbar, dvbar, ds, dk, dv);
         // dP (double) and P for RTile ranks; K, V, dK and dV of TChunk tokens; dK̄ and dV̄ of RTile ranks.
         var smem = SharedBytes(be, 3L * RTile * TChunk + 4L * TChunk * g.D + 2L * RTile * g.D, g);
         var p = Params(g, s, k, v, mask, colmax, colsum);

@@ -7,13 +7,12 @@ namespace TransformerLS.Ops;
 /// <summary>Batched matmul through cuBLAS (fp32, TF32 when allowed, bf16 with fp32 accumulation).</summary>
 static class MatMulCuda
 {
-    public static void Run(CudaBackend be, Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha, float beta)
+    public static void Run(CudaBackend be, MatMulGeometry g, Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha, float beta)
     {
-        var g = MatMul.CheckShapes(be, a, transA, b, transB, c);
         if (g.Batch == 0 || g.M == 0 || g.N == 0) return;
         if (g.K == 0)
         {
-            if (beta == 0) be.Fill(c, 0f); else be.Axpby(c, beta, null, 0f, c);
+            if (beta == 0) be.Fill(c, 0f); else ElementwiseCuda.Axpby(be, c, beta, null, 0f, c);
             return;
         }
         var precision = a.DType == DType.BFloat16 ? (c.DType == DType.Float32 ? GemmPrecision.BFloat16ToFloat32 : GemmPrecision.BFloat16)

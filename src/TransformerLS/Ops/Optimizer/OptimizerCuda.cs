@@ -25,14 +25,12 @@ static class OptimizerCuda
 
     public static void SumOfSquares(CudaBackend be, Tensor x, Tensor acc)
     {
-        Optimizer.CheckSumOfSquares(be, x, acc);
         var p = new OptimizerParams { Grad = x.DevicePointer, SumSq = acc.DevicePointer, N = x.Count };
         if (p.N > 0) be.Kernel(File, x.DType == DType.Float32 ? "sum_of_squares_f32" : "sum_of_squares_bf16").Launch(Grid(p.N), Threads, 0, be.Stream, p);
     }
 
     public static void AdamStep(CudaBackend be, in AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares, Tensor? copy)
     {
-        Optimizer.CheckAdam(be, h, param, grad, m, v, sumSquares, copy);
         var p = new OptimizerParams
         {
             Param = param.DevicePointer, Grad = grad.DevicePointer, M = m.DevicePointer, V = v.DevicePointer,

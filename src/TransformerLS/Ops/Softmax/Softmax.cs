@@ -1,52 +1,23 @@
-using System.Numerics;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>A tensor seen as [outer, dim, inner] around the softmax axis.</summary>
-public readonly record struct SoftmaxGeometry(long Outer, int Dim, long Inner);
-
-/// <summary>Checks and CPU reference of kernels/softmax.cu.</summary>
-public static class Softmax
+/// <summary>Softmax along any axis (kernels/softmax/); checks once, then CUDA or the CPU reference.</summary>
+public static partial class Softmax
 {
-    public static SoftmaxGeometry CheckShapes(IBackend be, Tensor x, Tensor y, int axis, Tensor? dy = null)
+    public static void Forward(IBackend be, Tensor x, Tensor y, int axis)
     {
-        Check.On(be, x, nameof(x));
-        Check.RankAtLeast(x, 1, nameof(x));
-        var ax = x.Shape.Axis(axis, nameof(axis));
-        Check.Like(be, y, x, dy is null ? "y" : "dx");
-        if (dy is not null) Check.Like(be, dy, x, nameof(dy));
-        return new SoftmaxGeometry(x.Shape.Product(0, ax), x.Shape[ax], x.Shape.Product(ax + 1, x.Shape.Rank));
+        var g = CheckShapes(be, x, y, axis);
+        if (be is CudaBackend cuda) SoftmaxCuda.Forward(cuda, g, x, y, axis);
+        else CpuReference.Run([x], [y], (i, o) => Forward<double>(g, i[0], o[0]));
     }
 
-    public static void Forward<T>(SoftmaxGeometry g, ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T>
+    /// <summary>dx = y·(dy − Σ dy·y) along <paramref name="axis"/>, from the saved output y.</summary>
+    public static void Backward(IBackend be, Tensor y, Tensor dy, Tensor dx, int axis)
     {
-        for (long o = 0; o < g.Outer; o++)
-            for (long i = 0; i < g.Inner; i++)
-            {
-                var b = (int)(o * g.Dim * g.Inner + i);
-                var m = T.NegativeInfinity;
-                for (var j = 0; j < g.Dim; j++) m = T.Max(m, x[b + j * (int)g.Inner]);
-                var s = T.Zero;
-                for (var j = 0; j < g.Dim; j++) s += T.Exp(x[b + j * (int)g.Inner] - m);
-                for (var j = 0; j < g.Dim; j++) y[b + j * (int)g.Inner] = T.Exp(x[b + j * (int)g.Inner] - m) / s;
-            }
-    }
-
-    public static void Backward<T>(SoftmaxGeometry g, ReadOnlySpan<T> y, ReadOnlySpan<T> dy, Span<T> dx) where T : IFloatingPointIeee754<T>
-    {
-        for (long o = 0; o < g.Outer; o++)
-            for (long i = 0; i < g.Inner; i++)
-            {
-                var b = (int)(o * g.Dim * g.Inner + i);
-                var s = T.Zero;
-                for (var j = 0; j < g.Dim; j++) s += y[b + j * (int)g.Inner] * dy[b + j * (int)g.Inner];
-                for (var j = 0; j < g.Dim; j++)
-                {
-                    var k = b + j * (int)g.Inner;
-                    dx[k] = y[k] * (dy[k] - s);
-                }
-            }
+        var g = CheckShapes(be, y, dx, axis, dy);
+        if (be is CudaBackend cuda) SoftmaxCuda.Backward(cuda, g, y, dy, dx, axis);
+        else CpuReference.Run([y, dy], [dx], (i, o) => Backward<double>(g, i[0], i[1], o[0]));
     }
 }

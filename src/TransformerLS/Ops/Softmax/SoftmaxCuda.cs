@@ -18,15 +18,13 @@ static class SoftmaxCuda
 {
     const string File = "softmax/softmax.cu";
 
-    public static void Forward(CudaBackend be, Tensor x, Tensor y, int axis)
+    public static void Forward(CudaBackend be, SoftmaxGeometry g, Tensor x, Tensor y, int axis)
     {
-        var g = Softmax.CheckShapes(be, x, y, axis);
         Launch(be, x.DType, g, new SoftmaxParams { X = x.DevicePointer, Out = y.DevicePointer, Outer = g.Outer, Inner = g.Inner, Dim = g.Dim }, forward: true);
     }
 
-    public static void Backward(CudaBackend be, Tensor y, Tensor dy, Tensor dx, int axis)
+    public static void Backward(CudaBackend be, SoftmaxGeometry g, Tensor y, Tensor dy, Tensor dx, int axis)
     {
-        var g = Softmax.CheckShapes(be, y, dx, axis, dy);
         Launch(be, y.DType, g, new SoftmaxParams { X = y.DevicePointer, Dy = dy.DevicePointer, Out = dx.DevicePointer, Outer = g.Outer, Inner = g.Inner, Dim = g.Dim }, forward: false);
     }
 

@@ -1,8 +1,9 @@
 using TransformerLS.Cuda;
-using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Backends;
+using TransformerLS.Backends;
+
+namespace TransformerLS.Ops;
 
 /// <summary>
 /// fp32 destinations for results a kernel accumulates with atomics, all zeroed. Float32 outputs are their own

@@ -1,0 +1,62 @@
+using System.Numerics;
+using TransformerLS.Backends;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Ops;
+
+/// <summary>Sizes of a copy along one axis: [Outer, SrcLen | DstLen, Inner].</summary>
+public readonly record struct SliceGeometry(long Outer, long Inner, int SrcLen, int DstLen, int SrcOffset, int DstOffset, int Length);
+
+/// <summary>Checks and CPU reference of kernels/layout.cu.</summary>
+public static partial class Layout
+{
+    /// <summary>x [A, B, C, D] → y [A, C, B, D]. Returns (A, B, C, D).</summary>
+    public static (long A, int B, int C, long D) CheckSwap(IBackend be, Tensor x, Tensor y)
+    {
+        Check.On(be, x, nameof(x));
+        if (x.Shape.Rank != 4) throw new ArgumentException($"x has shape {x.Shape}; expected 4 axes [A, B, C, D]", nameof(x));
+        Check.On(be, y, nameof(y));
+        Check.DTypeIs(y, x.DType, nameof(y));
+        Check.Dims(y, nameof(y), x.Shape[0], x.Shape[2], x.Shape[1], x.Shape[3]);
+        return (x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]);
+    }
+
+    public static void SwapAxes12<T>(long a, int b, int c, long d, T[] x, T[] y)
+    {
+        for (long o = 0; o < a; o++)
+            for (var i = 0; i < b; i++)
+                for (var j = 0; j < c; j++)
+                    Array.Copy(x, ((o * b + i) * c + j) * d, y, ((o * c + j) * b + i) * d, d);
+    }
+
+    /// <summary>dst[.., dstOffset + j, ..] (+)= src[.., srcOffset + j, ..] for j &lt; length along <paramref name="axis"/>.</summary>
+    public static SliceGeometry CheckSlice(IBackend be, Tensor src, int srcOffset, Tensor dst, int dstOffset, int axis, int length)
+    {
+        Check.On(be, src, nameof(src));
+        Check.On(be, dst, nameof(dst));
+        Check.DTypeIs(dst, src.DType, nameof(dst));
+        var ax = src.Shape.Axis(axis, nameof(axis));
+        var agree = dst.Shape.Rank == src.Shape.Rank;
+        for (var i = 0; agree && i < src.Shape.Rank; i++) agree = i == ax || src.Shape[i] == dst.Shape[i];
+        if (!agree)
+            throw new ArgumentException($"dst has shape {dst.Shape}; expected src's shape {src.Shape} except along axis {ax}", nameof(dst));
+        if (length < 0) throw new ArgumentOutOfRangeException(nameof(length), length, "length must be >= 0");
+        if (srcOffset < 0 || srcOffset + length > src.Shape[ax])
+            throw new ArgumentOutOfRangeException(nameof(srcOffset), srcOffset, $"rows [{srcOffset}, {srcOffset + length}) must lie in src's axis {ax} of {src.Shape[ax]}");
+        if (dstOffset < 0 || dstOffset + length > dst.Shape[ax])
+            throw new ArgumentOutOfRangeException(nameof(dstOffset), dstOffset, $"rows [{dstOffset}, {dstOffset + length}) must lie in dst's axis {ax} of {dst.Shape[ax]}");
+        return new SliceGeometry(src.Shape.Product(0, ax), src.Shape.Product(ax + 1, src.Shape.Rank), src.Shape[ax], dst.Shape[ax], srcOffset, dstOffset, length);
+    }
+
+    public static void CopySlice<T>(SliceGeometry g, T[] src, T[] dst, bool accumulate) where T : IFloatingPointIeee754<T>
+    {
+        for (long o = 0; o < g.Outer; o++)
+            for (var j = 0; j < g.Length; j++)
+                for (long c = 0; c < g.Inner; c++)
+                {
+                    var to = (o * g.DstLen + g.DstOffset + j) * g.Inner + c;
+                    var v = src[(o * g.SrcLen + g.SrcOffset + j) * g.Inner + c];
+                    dst[to] = accumulate ? dst[to] + v : v;
+                }
+    }
+}
