@@ -99,6 +99,14 @@ TLS_DEVICE void cp_async_16(void* smem, const void* gmem, int src_bytes)
 TLS_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 TLS_DEVICE void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::); }
 
+// The layout contract of a params struct shared with C#: its size and the offset of its last field. The same numbers
+// are read back from these lines by the C# LayoutContractTests and compared with the mirror's Marshal layout.
+// (The offset is taken the classic way: NVRTC 11.8 has no __builtin_offsetof, and its front end folds this to a constant.)
+#define TLS_OFFSETOF(T, field) ((unsigned long long)&(((T*)0)->field))
+#define TLS_PARAMS_LAYOUT(T, last, size, offset)                                                        \
+    static_assert(sizeof(T) == (size), #T ": sizeof changed; update the C# mirror and this line");     \
+    static_assert(TLS_OFFSETOF(T, last) == (offset), #T "." #last ": offset changed; update the C# mirror and this line");
+
 // Grid-stride loop over n elements for the flat kernels.
 #define GRID_STRIDE(i, n) for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 

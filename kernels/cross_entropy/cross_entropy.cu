@@ -3,19 +3,7 @@
 // 2^24); a negative target marks an ignored row (loss 0, gradient 0). A target >= V is never read past the row:
 // its loss is NaN (the CPU backend throws instead; checking here would need a host round trip). A warp per row.
 // Reference: src/TransformerLS/Ops/CrossEntropy/CrossEntropy.cs.
-#include "common/prelude.cuh"
-
-struct CrossEntropyParams
-{
-    const void* x;         // logits [N, V]
-    const float* target;   // [N]
-    float* loss;           // forward: [N]
-    float* lse;            // forward output, backward input: [N]
-    const float* dloss;    // backward: [N]
-    void* dx;              // backward: [N, V]
-    i64 rows;
-    int vocab;
-};
+#include "cross_entropy/cross_entropy.cuh"
 
 template <typename T> __device__ void cross_entropy_fwd(CrossEntropyParams p)
 {
@@ -55,17 +43,6 @@ TLS_INSTANTIATE(cross_entropy_bwd, CrossEntropyParams)
 // The batch loss as torch's CrossEntropyLoss(reduction='mean') takes it with ignored targets: the sum over rows
 // that have a target divided by their count (0 when every row is ignored). The count is computed here, on the
 // device, so no host round trip learns it; it is saved for the backward. One block of 1024 threads, double sums.
-struct LossMeanParams
-{
-    const float* loss;     // [N] per-row losses
-    const float* target;   // [N]; negative = ignored
-    float* mean;           // forward: [1]
-    float* count;          // forward output, backward input: [1] rows with a target
-    const float* dmean;    // backward: [1]
-    float* dloss;          // backward: [N]
-    i64 rows;
-};
-
 extern "C" __global__ void loss_mean_fwd(LossMeanParams p)
 {
     __shared__ double sums[32], counts[32];

@@ -3,20 +3,7 @@
 // kernels read. The input is token-major [B, T, D] (straight from a Linear: LN_A / LN_W) or already head-split
 // [B, H, T, d] (the landmarks: LN_B / LN_P). Statistics and weights in fp32.
 // Reference: src/TransformerLS/Ops/DualLayerNorm/DualLayerNorm.cs.
-#include "common/prelude.cuh"
-
-struct DualLayerNormParams
-{
-    const void* x0; const void* x1;     // K and V inputs (x1 null when S = 1)
-    void* y0; void* y1;                 // [B, H, T, d]
-    const void* dy0; const void* dy1;
-    void* dx0; void* dx1;               // layout of x
-    const float* gamma; const float* beta;
-    float* mean; float* rstd;           // [S, B, T]
-    float* dgamma; float* dbeta;        // [D]
-    int S, B, H, T, d, token_major;
-    float eps;
-};
+#include "dual_layer_norm/dual_layer_norm.cuh"
 
 struct Row { int s, b, t; i64 bt; };
 

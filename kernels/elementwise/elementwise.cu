@@ -1,16 +1,6 @@
 // Elementwise family: y = alpha*a + beta*b, dtype casts, GELU (erf form, as torch.nn.GELU) and ReLU with their
 // gradients, dropout, row-broadcast bias add, and column sums (bias gradients). Reference: src/TransformerLS/Ops/Elementwise.
-#include "common/prelude.cuh"
-
-struct ElementwiseParams
-{
-    const void* a;   // input (x for GELU, the matrix for bias/column ops)
-    const void* b;   // second input (dy for GELU backward, bias for bias add); may be null for axpby
-    void* y;         // output
-    i64 n;           // elements of a / y
-    i64 cols;        // row length for bias add and column sums
-    float alpha, beta;
-};
+#include "elementwise/elementwise.cuh"
 
 template <typename T> __device__ void axpby(ElementwiseParams p)
 {
@@ -54,7 +44,7 @@ template <typename T> __device__ void relu_bwd(ElementwiseParams p)
 
 // Counter-based dropout: element i is kept when hash(seed, i) / 2^24 >= p, so the mask is a pure function of
 // (seed, index) — recomputed in the backward, reproducible by seed, identical on the CPU (Elementwise.KeepMask).
-// alpha = p; cols carries the 64-bit seed. Forward and backward are the same map: y = a·keep/(1 − p).
+// Forward and backward are the same map: y = x·keep/(1 − p).
 TLS_DEVICE unsigned mix32(unsigned x)
 {
     x ^= x >> 16; x *= 0x7feb352du;
@@ -68,14 +58,14 @@ TLS_DEVICE bool keep(unsigned long long seed, i64 i, float p)
     return (float)(h >> 8) * (1.f / 16777216.f) >= p;
 }
 
-// In a captured CUDA graph the run's seed changes between replays, so it is read from device memory: b, when set,
-// points at it, and the mask's seed is run_seed·φ64 + cols, the same mix DropoutNode computes on the host otherwise.
-template <typename T> __device__ void dropout(ElementwiseParams p)
+// In a captured CUDA graph the run's seed changes between replays, so it is read from device memory: run_seed, when
+// set, points at it, and the mask's seed is run_seed·φ64 + seed, the same mix DropoutNode computes on the host otherwise.
+template <typename T> __device__ void dropout(DropoutParams p)
 {
-    const float scale = 1.f / (1.f - p.alpha);
-    unsigned long long seed = (unsigned long long)p.cols;
-    if (p.b) seed += *(const unsigned long long*)p.b * 0x9E3779B97F4A7C15ull;
-    GRID_STRIDE(i, p.n) store<T>(p.y, i, keep(seed, i, p.alpha) ? load<T>(p.a, i) * scale : 0.f);
+    const float scale = 1.f / (1.f - p.p);
+    unsigned long long seed = p.seed;
+    if (p.run_seed) seed += *p.run_seed * 0x9E3779B97F4A7C15ull;
+    GRID_STRIDE(i, p.n) store<T>(p.y, i, keep(seed, i, p.p) ? load<T>(p.x, i) * scale : 0.f);
 }
 
 // y[r, c] = a[r, c] + b[c]
@@ -130,6 +120,6 @@ TLS_INSTANTIATE(gelu_fwd, ElementwiseParams)
 TLS_INSTANTIATE(gelu_bwd, ElementwiseParams)
 TLS_INSTANTIATE(relu_fwd, ElementwiseParams)
 TLS_INSTANTIATE(relu_bwd, ElementwiseParams)
-TLS_INSTANTIATE(dropout, ElementwiseParams)
+TLS_INSTANTIATE(dropout, DropoutParams)
 TLS_INSTANTIATE(bias_add, ElementwiseParams)
 TLS_INSTANTIATE(column_sum, ElementwiseParams)

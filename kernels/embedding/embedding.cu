@@ -2,18 +2,7 @@
 // a token repeats). Tokens are indices stored as float32 (exact below 2^24); a negative token is padding (a zero
 // row, no gradient); a token >= V gives a NaN row, never a read past the table (the CPU backend throws).
 // Reference: src/TransformerLS/Ops/Embedding/Embedding.cs.
-#include "common/prelude.cuh"
-
-struct EmbeddingParams
-{
-    const void* weight;   // [V, D]
-    const float* tokens;  // [N]
-    void* y;              // forward: [N, D]
-    const void* dy;       // backward: [N, D]
-    float* dweight;       // backward: float32 [V, D], added to
-    i64 n;
-    int vocab, dim;
-};
+#include "embedding/embedding.cuh"
 
 template <typename T> __device__ void embedding_fwd(EmbeddingParams p)
 {

@@ -1,23 +1,6 @@
 // LayerNorm over the last axis: y = (x - mean) * rstd * gamma + beta. Data in T, gamma/beta and the
 // saved statistics in fp32 (as autocast keeps LayerNorm in fp32). Reference: src/TransformerLS/Ops/LayerNorm.
-#include "common/prelude.cuh"
-
-struct LayerNormParams
-{
-    const void* x;
-    const float* gamma;
-    const float* beta;
-    void* y;
-    float* mean;     // [rows], may be null in forward
-    float* rstd;     // [rows], may be null in forward
-    const void* dy;
-    void* dx;
-    float* dgamma;   // [cols]
-    float* dbeta;    // [cols]
-    int rows, cols;
-    float eps;
-    int accumulate;  // backward: add into dgamma/dbeta instead of overwriting
-};
+#include "layer_norm/layer_norm.cuh"
 
 // One warp per row; two passes over the row (mean, then centred variance) for accuracy.
 template <typename T> __device__ void layer_norm_fwd(LayerNormParams p)

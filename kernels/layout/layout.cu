@@ -1,16 +1,7 @@
 // Layout ops of the attention modules: split/merge heads ([B, T, H, d] <-> [B, H, T, d], a swap of axes 1 and 2)
 // and copies of a range along one axis (concatenation and slicing: the CLS landmark, cache ++ block).
 // Reference: src/TransformerLS/Ops/Layout/Layout.cs.
-#include "common/prelude.cuh"
-
-struct LayoutParams
-{
-    const void* src;
-    void* dst;
-    i64 outer, inner;             // swap: dims [outer, a, b, inner]; copy: [outer, axis, inner]
-    int a, b;                     // swap: src axes 1 and 2
-    int src_len, dst_len, src_off, dst_off, length, accumulate;  // copy along the axis
-};
+#include "layout/layout.cuh"
 
 // dst[o, j, i, c] = src[o, i, j, c]; indexed by the destination so writes are contiguous.
 template <typename T> __device__ void swap_axes12(LayoutParams p)

@@ -7,7 +7,7 @@
 // A block owns up to QB queries of one segment of one (batch, head). The key list (r landmarks, then the
 // 2e + w window positions) streams through shared memory KT keys at a time; within a tile each lane of a
 // warp owns one key, so a warp scores 32 keys at once and updates its query's online softmax.
-// fp32 math on the CUDA cores: the float32 path. bf16 runs on the tensor cores in ls_attention_bidir_mma.cu.
+// fp32 math on the CUDA cores: the float32 path. bf16 runs on the tensor cores in ls_attention_mma.cu.
 #include "ls_attention/ls_attention.cuh"
 #include "common/simt_tiles.cuh"
 

@@ -1,6 +1,6 @@
 // What both bidirectional LS attention kernels share: the params (mirrored by LsAttentionParams in
 // src/TransformerLS/Ops/LsAttention/LsAttentionCuda.cs) and which queries and keys a block owns.
-// ls_attention_bidir.cu: fp32 on the CUDA cores; ls_attention_bidir_mma.cu: bf16 on the tensor cores.
+// ls_attention.cu: fp32 on the CUDA cores; ls_attention_mma.cu: bf16 on the tensor cores.
 #pragma once
 #include "common/prelude.cuh"
 
@@ -48,3 +48,5 @@ TLS_DEVICE Block block_of(const LsAttentionParams& p, int qb)
 }
 
 TLS_DEVICE bool is_token(const LsAttentionParams& p, int b, int j) { return !p.mask || p.mask[(i64)b * p.n + j] != 0.f; }
+
+TLS_PARAMS_LAYOUT(LsAttentionParams, scale, 152, 144)

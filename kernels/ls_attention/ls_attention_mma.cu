@@ -1,5 +1,5 @@
 // Bidirectional Long-Short attention in bf16 on the tensor cores (mma.sync m16n8k16, fp32 accumulation): the
-// same math, key list and outputs as ls_attention_bidir.cu (see there and reference section 1.4-1.5).
+// same math, key list and outputs as ls_attention.cu (see there and reference section 1.4-1.5).
 //
 // A block owns QB = 64 queries of one segment, 16 per warp; the key list streams through shared memory KT = 64
 // keys at a time, landmark tiles first, then window tiles that start at the segment's window start, so every

@@ -9,8 +9,8 @@
 // A block owns up to QB queries of ONE projection chunk, so all its queries see the same compressed keys and
 // the same δ for each of them: the tile holds K̄ + Rc directly. Window tiles of KT positions bring the R rows of
 // every δ the tile's (query, key) pairs can have (QB + KT − 1 rows); u·k_j and v·R_δ are per-key constants.
-// fp32 math on the CUDA cores, one lane per key as in ls_attention_bidir.cu: the float32 path (bf16 runs on the
-// tensor cores in ls_attention_causal_mma.cu).
+// fp32 math on the CUDA cores, one lane per key as in ls_attention.cu: the float32 path (bf16 runs on the
+// tensor cores in ls_causal_attention_mma.cu).
 #include "ls_causal_attention/ls_causal_attention.cuh"
 #include "common/simt_tiles.cuh"
 

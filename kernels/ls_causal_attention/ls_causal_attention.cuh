@@ -1,6 +1,6 @@
 // What both causal LS attention kernels share: the params (mirrored by LsCausalAttentionParams in
 // src/TransformerLS/Ops/LsCausalAttention/LsCausalAttentionCuda.cs) and which queries and keys a block owns.
-// ls_attention_causal.cu: fp32 on the CUDA cores; ls_attention_causal_mma.cu: bf16 on the tensor cores.
+// ls_causal_attention.cu: fp32 on the CUDA cores; ls_causal_attention_mma.cu: bf16 on the tensor cores.
 #pragma once
 #include "common/prelude.cuh"
 
@@ -53,3 +53,5 @@ TLS_DEVICE Block block_of(const LsCausalAttentionParams& p, int qb)
 }
 
 TLS_DEVICE bool is_token(const LsCausalAttentionParams& p, int b, int j) { return !p.mask || p.mask[(i64)b * (p.P + p.L) + p.P + j] != 0.f; }
+
+TLS_PARAMS_LAYOUT(LsCausalAttentionParams, scale, 224, 220)

@@ -1,5 +1,5 @@
 // Causal Long-Short attention in bf16 on the tensor cores (mma.sync m16n8k16, fp32 accumulation): the same math,
-// key sets and outputs as ls_attention_causal.cu (see there and reference section 3).
+// key sets and outputs as ls_causal_attention.cu (see there and reference section 3).
 //
 // A block owns qb = 16·warps ≤ 64 queries of ONE projection chunk (warps = min(4, ⌈l/16⌉), so short chunks do
 // not leave warps idle); the compressed keys, then the window positions, stream through shared memory KT = 64 at

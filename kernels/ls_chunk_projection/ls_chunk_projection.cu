@@ -4,19 +4,7 @@
 // One block per (chunk, head, batch): chunks are short (l = 16 in the released configs), so P for all r ranks
 // of a chunk sits in shared memory; the backward keeps dP and Σ P·dP in double (the cancellation in
 // dP − Σ P·dP is where fp32 lost accuracy in the sequence-wide projection).
-#include "common/prelude.cuh"
-
-struct LsChunkProjectionParams
-{
-    const void* s;       // [B, T, H·r]
-    const void* x;       // [B, H, T, d]
-    const float* mask;   // [B, T] or null
-    void* y;             // [B, H, chunks·r, d]
-    const void* dy;
-    void* ds;            // [B, T, H·r]
-    void* dx;            // [B, H, T, d]
-    int B, H, T, d, r, l, chunks, accumulate;
-};
+#include "ls_chunk_projection/ls_chunk_projection.cuh"
 
 // P[t·r + k] for the block's chunk; n = positions in the chunk.
 template <typename T>

@@ -7,22 +7,10 @@
 // dP − D cancels exactly when one key holds all the weight (a sequence of padding only); the softmax
 // statistics too, so the saved lse carries no expf/logf ulps into the backward's p (fp32 missed the 2x rule
 // for dk on one seed in eight with a single token).
-#include "common/prelude.cuh"
+#include "ls_cls_attention/ls_cls_attention.cuh"
 
 #define NWARP 8
 #define MAXC 4   // channels per lane: d <= 128
-
-struct LsClsAttentionParams
-{
-    const void* q; const void* k; const void* v;   // [B, H, d], q unscaled
-    const void* c;                                 // [B, H, n, d]
-    const float* mask;                             // [B, n] or null
-    void* o; float* lse;                           // [B, H, d], [B, H]
-    const void* dout;
-    void* dq; void* dk; void* dv; void* dc;        // dc [B, H, n, d]
-    int B, H, n, d, accumulate;                    // accumulate: add into dc
-    float scale;
-};
 
 template <typename T> TLS_DEVICE double dot_lanes(const float* a, const void* x, i64 base, int d)
 {

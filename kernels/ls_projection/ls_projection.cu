@@ -3,29 +3,10 @@
 // P is never stored: the forward keeps each column's max and sum, the backward recomputes P from them.
 // A column with no token at all gives P = 0 (zero landmarks), not NaN.
 // Reference: src/TransformerLS/Ops/LsProjection/LsProjection.cs.
-#include "common/prelude.cuh"
+#include "ls_projection/ls_projection.cuh"
 
 #define TCHUNK 32
 #define RTILE 32  // ranks the backward holds in shared memory at a time, so any r fits
-
-struct LsProjectionParams
-{
-    const void* s;        // [B, n, H*r] scores, feature h*r + k = rank k of head h
-    const void* k;        // [B, H, n, d]
-    const void* v;        // [B, H, n, d]
-    const float* mask;    // [B, n] or null
-    float* colmax;        // [B, H*r]
-    float* colsum;        // [B, H*r]
-    float* kbar_acc;      // forward: fp32 [B, H, r, d], zeroed by the launcher
-    float* vbar_acc;
-    const void* dkbar;    // backward inputs [B, H, r, d]
-    const void* dvbar;
-    double* coldot;       // backward: Σ_t P·dP per column [B, H*r], zeroed by the launcher
-    void* dk;             // backward outputs [B, H, n, d]
-    void* dv;
-    void* ds;             // [B, n, H*r]
-    int B, H, n, d, r, accumulate, phase;
-};
 
 TLS_DEVICE bool proj_token(const LsProjectionParams& p, int b, int t) { return !p.mask || p.mask[(i64)b * p.n + t] != 0.f; }
 

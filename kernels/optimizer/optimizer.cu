@@ -1,21 +1,7 @@
 // Optimizer family: the squared norm of gradients (summed over tensors for global-norm clipping) and the fused
 // Adam / AdamW step with the clipping factor read on the device, so a step never waits for the host.
 // Reference: src/TransformerLS/Ops/Optimizer/Optimizer.cs.
-#include "common/prelude.cuh"
-
-struct OptimizerParams
-{
-    float* param;        // fp32 weights (the master copy under mixed precision), updated in place
-    const void* grad;    // gradient (T)
-    float* m;            // fp32 moments, updated in place
-    float* v;
-    void* copy;          // optional bf16 model weights, rewritten from the master
-    float* sumsq;        // sum_squares: accumulated into; adam_step: Σ g² of all gradients, or null (no clipping)
-    i64 n;
-    float lr, beta1, beta2, eps, weight_decay, max_norm;
-    float bias1, bias2;  // 1 − β1^t and 1 − β2^t
-    int decoupled;       // 1: AdamW (decay on the weights); 0: Adam (decay added to the gradient)
-};
+#include "optimizer/optimizer.cuh"
 
 // Per-block double sums, one float atomic per block.
 template <typename T> __device__ void sum_of_squares(OptimizerParams p)

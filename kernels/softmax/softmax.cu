@@ -1,16 +1,7 @@
 // Softmax along one axis of a tensor viewed as [outer, dim, inner]: forward y = softmax(x) and backward
 // dx = y * (dy - sum(dy * y)). inner == 1 (last axis): a warp per row; otherwise a thread per column,
 // coalesced across inner (e.g. the projection's softmax over the sequence axis). Reference: Ops/Softmax.
-#include "common/prelude.cuh"
-
-struct SoftmaxParams
-{
-    const void* x;   // forward input, or y in backward
-    const void* dy;  // backward only
-    void* out;       // y in forward, dx in backward
-    i64 outer, inner;
-    int dim;
-};
+#include "softmax/softmax.cuh"
 
 template <typename T> TLS_DEVICE void softmax_line(const SoftmaxParams& p, i64 base, i64 stride, int start, int step, bool warp)
 {

@@ -4,7 +4,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>Checks and CPU reference of kernels/cross_entropy.cu, generic over the accumulation type.</summary>
+/// <summary>Checks and CPU reference of kernels/cross_entropy/, generic over the accumulation type.</summary>
 public static partial class CrossEntropy
 {
     /// <summary>

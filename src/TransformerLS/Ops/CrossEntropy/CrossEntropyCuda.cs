@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>Mirror of CrossEntropyParams in kernels/cross_entropy.cu.</summary>
+/// <summary>Mirror of CrossEntropyParams in kernels/cross_entropy/cross_entropy.cuh (its layout line is the contract).</summary>
 [StructLayout(LayoutKind.Sequential)]
 struct CrossEntropyParams
 {
@@ -14,7 +14,7 @@ struct CrossEntropyParams
     public int Vocab;
 }
 
-/// <summary>Mirror of LossMeanParams in kernels/cross_entropy.cu.</summary>
+/// <summary>Mirror of LossMeanParams in kernels/cross_entropy/cross_entropy.cuh (its layout line is the contract).</summary>
 [StructLayout(LayoutKind.Sequential)]
 struct LossMeanParams
 {
@@ -22,7 +22,7 @@ struct LossMeanParams
     public long Rows;
 }
 
-/// <summary>Launchers for kernels/cross_entropy.cu: 8 warps per block, a warp per row; the loss mean in one block.</summary>
+/// <summary>Launchers for kernels/cross_entropy/: 8 warps per block, a warp per row; the loss mean in one block.</summary>
 static class CrossEntropyCuda
 {
     const string File = "cross_entropy/cross_entropy.cu";

@@ -12,7 +12,7 @@ public readonly record struct DualLayerNormGeometry(int S, int B, int H, int T, 
 }
 
 /// <summary>
-/// Checks and CPU reference of kernels/dual_layernorm.cu: LayerNorm over all H·d channels of each token, applied
+/// Checks and CPU reference of kernels/dual_layer_norm/: LayerNorm over all H·d channels of each token, applied
 /// to K and (optionally) V with one set of weights. x is token-major [B, T, H·d] or head-split [B, H, T, d];
 /// y is head-split [B, H, T, d]; mean and rstd are [S, B, T] float32; gamma and beta [H·d] float32.
 /// </summary>

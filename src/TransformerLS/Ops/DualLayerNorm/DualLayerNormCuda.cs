@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>Mirror of DualLayerNormParams in kernels/dual_layernorm.cu.</summary>
+/// <summary>Mirror of DualLayerNormParams in kernels/dual_layer_norm/dual_layer_norm.cuh (its layout line is the contract).</summary>
 [StructLayout(LayoutKind.Sequential)]
 struct DualLayerNormParams
 {

@@ -4,7 +4,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>Checks and CPU reference of kernels/elementwise.cu, generic over the accumulation type.</summary>
+/// <summary>Checks and CPU reference of kernels/elementwise/, generic over the accumulation type.</summary>
 public static partial class Elementwise
 {
     public static void CheckAxpby(IBackend be, Tensor a, Tensor? b, Tensor y)

@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>Mirror of ElementwiseParams in kernels/elementwise.cu.</summary>
+/// <summary>Mirror of ElementwiseParams in kernels/elementwise/elementwise.cuh (its layout line is the contract).</summary>
 [StructLayout(LayoutKind.Sequential)]
 struct ElementwiseParams
 {
@@ -14,7 +14,17 @@ struct ElementwiseParams
     public float Alpha, Beta;
 }
 
-/// <summary>Launchers for kernels/elementwise.cu.</summary>
+/// <summary>Mirror of DropoutParams in kernels/elementwise/elementwise.cuh (its layout line is the contract).</summary>
+[StructLayout(LayoutKind.Sequential)]
+struct DropoutParams
+{
+    public ulong X, Y, RunSeed;
+    public long N;
+    public ulong Seed;
+    public float P;
+}
+
+/// <summary>Launchers for kernels/elementwise/.</summary>
 static class ElementwiseCuda
 {
     const string File = "elementwise/elementwise.cu";
@@ -53,8 +63,8 @@ static class ElementwiseCuda
     /// <param name="runSeed">0, or the device address of a 64-bit run seed: the mask's seed is then runSeed·φ64 + <paramref name="seed"/> (graph replays).</param>
     public static void Dropout(CudaBackend be, Tensor x, Tensor y, float prob, ulong seed, ulong runSeed = 0)
     {
-        var p = new ElementwiseParams { A = x.DevicePointer, B = runSeed, Y = y.DevicePointer, N = y.Count, Cols = (long)seed, Alpha = prob };
-        Launch(be, x.DType, "dropout_f32", "dropout_bf16", Grid(p.N), Threads, p);
+        var p = new DropoutParams { X = x.DevicePointer, Y = y.DevicePointer, RunSeed = runSeed, N = y.Count, Seed = seed, P = prob };
+        be.Kernel(File, x.DType == DType.Float32 ? "dropout_f32" : "dropout_bf16").Launch(Grid(p.N), Threads, 0, be.Stream, p);
     }
 
     public static void BiasAdd(CudaBackend be, int cols, Tensor x, Tensor bias, Tensor y)

@@ -4,7 +4,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>Checks and CPU reference of kernels/embedding.cu.</summary>
+/// <summary>Checks and CPU reference of kernels/embedding/.</summary>
 public static partial class Embedding
 {
     /// <summary>

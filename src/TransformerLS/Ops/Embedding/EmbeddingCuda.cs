@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>Mirror of EmbeddingParams in kernels/embedding.cu.</summary>
+/// <summary>Mirror of EmbeddingParams in kernels/embedding/embedding.cuh (its layout line is the contract).</summary>
 [StructLayout(LayoutKind.Sequential)]
 struct EmbeddingParams
 {
@@ -14,7 +14,7 @@ struct EmbeddingParams
     public int Vocab, Dim;
 }
 
-/// <summary>Launchers for kernels/embedding.cu.</summary>
+/// <summary>Launchers for kernels/embedding/.</summary>
 static class EmbeddingCuda
 {
     const string File = "embedding/embedding.cu";

@@ -4,7 +4,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>Checks and CPU reference of kernels/layernorm.cu (LayerNorm over the last axis).</summary>
+/// <summary>Checks and CPU reference of kernels/layer_norm/ (LayerNorm over the last axis).</summary>
 public static partial class LayerNorm
 {
     /// <summary>Returns (rows, cols).</summary>

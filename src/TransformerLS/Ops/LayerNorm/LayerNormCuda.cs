@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>Mirror of LayerNormParams in kernels/layernorm.cu.</summary>
+/// <summary>Mirror of LayerNormParams in kernels/layer_norm/layer_norm.cuh (its layout line is the contract).</summary>
 [StructLayout(LayoutKind.Sequential)]
 struct LayerNormParams
 {

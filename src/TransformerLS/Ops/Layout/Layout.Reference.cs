@@ -7,7 +7,7 @@ namespace TransformerLS.Ops;
 /// <summary>Sizes of a copy along one axis: [Outer, SrcLen | DstLen, Inner].</summary>
 public readonly record struct SliceGeometry(long Outer, long Inner, int SrcLen, int DstLen, int SrcOffset, int DstOffset, int Length);
 
-/// <summary>Checks and CPU reference of kernels/layout.cu.</summary>
+/// <summary>Checks and CPU reference of kernels/layout/.</summary>
 public static partial class Layout
 {
     /// <summary>x [A, B, C, D] → y [A, C, B, D]. Returns (A, B, C, D).</summary>

@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>Mirror of LayoutParams in kernels/layout.cu.</summary>
+/// <summary>Mirror of LayoutParams in kernels/layout/layout.cuh (its layout line is the contract).</summary>
 [StructLayout(LayoutKind.Sequential)]
 struct LayoutParams
 {

@@ -24,7 +24,7 @@ public readonly record struct LsAttentionGeometry(int B, int H, int N, int D, in
 }
 
 /// <summary>
-/// Checks and CPU reference of kernels/ls_attention_bidir.cu. Query i of segment s = ⌊i/w⌋ attends, under one
+/// Checks and CPU reference of kernels/ls_attention/ls_attention.cu. Query i of segment s = ⌊i/w⌋ attends, under one
 /// softmax, to the r landmarks of its head and to window positions [s·w − e, (s+1)·w + e) that exist and are
 /// not padding; padded query rows output zero. n need not be a multiple of w (positions ≥ n count as padding).
 /// </summary>

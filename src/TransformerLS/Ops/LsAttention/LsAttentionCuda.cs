@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>Mirror of LsAttentionParams in kernels/ls_attention_bidir.cuh.</summary>
+/// <summary>Mirror of LsAttentionParams in kernels/ls_attention/ls_attention.cuh (its layout line is the contract).</summary>
 [StructLayout(LayoutKind.Sequential)]
 struct LsAttentionParams
 {
@@ -15,7 +15,7 @@ struct LsAttentionParams
 }
 
 /// <summary>
-/// float32 runs kernels/ls_attention_bidir.cu (CUDA cores); bfloat16 runs kernels/ls_attention_bidir_mma.cu
+/// float32 runs kernels/ls_attention/ls_attention.cu (CUDA cores); bfloat16 runs kernels/ls_attention/ls_attention_mma.cu
 /// (tensor cores, one instantiation per head dim).
 /// </summary>
 static class LsAttentionCuda
@@ -46,7 +46,7 @@ static class LsAttentionCuda
 
     static Dim3 Grid(LsAttentionGeometry g, Tensor q) => new((uint)(g.Segments * Chunks(g, BlockQueries(q))), 1, (uint)(g.B * g.H));
 
-    /// <summary>The mma kernels' bf16 rows are padded by 8 elements (ls_attention_bidir_mma.cu's STRIDE).</summary>
+    /// <summary>The mma kernels' bf16 rows are padded by 8 elements (ls_attention_mma.cu's STRIDE).</summary>
     static uint MmaShared(LsAttentionGeometry g, bool backward) =>
         (uint)(8 * MmaKT + 2 * (backward ? 2 * (MmaQB + MmaKT) * (g.D + 8) + 4 * MmaQB * (MmaKT + 8) : (MmaQB + 2 * MmaKT) * (g.D + 8)));
 

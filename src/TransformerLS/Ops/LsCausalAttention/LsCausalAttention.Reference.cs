@@ -42,7 +42,7 @@ public readonly record struct LsCausalGeometry(int B, int H, int L, int P, int D
 public sealed record LsCausalData<T>(T[] Q, T[] K, T[] V, T[] U, T[] VBias, T[] Rel, T[] KC, T[] VC, T[] RelC, T[] Mask);
 
 /// <summary>
-/// Checks and CPU reference of kernels/ls_attention_causal.cu. Query i attends under one softmax to
+/// Checks and CPU reference of kernels/ls_causal_attention/ls_causal_attention.cu. Query i attends under one softmax to
 ///   compressed key (c, k) for chunks c &lt; Mc + ⌊i/l⌋: logit σq_i·K̄_{c,k} + σq_i·Rc_{(Mc+⌊i/l⌋−c)·r−1−k}, and
 ///   window positions j ∈ [i−w+1, i], j ≥ −P, not padded: logit (σq_i+u)·k_j + (σq_i+v)·R_{i−j}.
 /// Padded query rows output zero with lse = 0.

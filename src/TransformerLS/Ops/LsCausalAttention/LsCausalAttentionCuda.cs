@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>Mirror of LsCausalAttentionParams in kernels/ls_attention_causal.cuh.</summary>
+/// <summary>Mirror of LsCausalAttentionParams in kernels/ls_causal_attention/ls_causal_attention.cuh (its layout line is the contract).</summary>
 [StructLayout(LayoutKind.Sequential)]
 struct LsCausalAttentionParams
 {
@@ -15,7 +15,7 @@ struct LsCausalAttentionParams
 }
 
 /// <summary>
-/// float32 runs kernels/ls_attention_causal.cu (CUDA cores); bfloat16 runs kernels/ls_attention_causal_mma.cu
+/// float32 runs kernels/ls_causal_attention/ls_causal_attention.cu (CUDA cores); bfloat16 runs kernels/ls_causal_attention/ls_causal_attention_mma.cu
 /// (tensor cores, one instantiation per head dim, 16 queries per warp and up to 4 warps a block).
 /// </summary>
 static class LsCausalAttentionCuda

@@ -11,7 +11,7 @@ public readonly record struct LsChunkProjectionGeometry(int B, int H, int T, int
 }
 
 /// <summary>
-/// Checks and CPU reference of kernels/ls_projection_chunked.cu, the causal dynamic projection (reference section
+/// Checks and CPU reference of kernels/ls_chunk_projection/, the causal dynamic projection (reference section
 /// 3.3): for every chunk of l positions, head h and rank k, P = softmax over the chunk's tokens of
 /// scores[:, h·r + k] and y[c·r + k] = Σ_t P_t·x_t. A chunk without tokens gives zero rows. The last chunk may
 /// be short. Used for the block path (x = split_heads(h·Wk)) and the cache path (x = split_heads(c), Wk after).

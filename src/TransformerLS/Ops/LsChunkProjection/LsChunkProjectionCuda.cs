@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>Mirror of LsChunkProjectionParams in kernels/ls_projection_chunked.cu.</summary>
+/// <summary>Mirror of LsChunkProjectionParams in kernels/ls_chunk_projection/ls_chunk_projection.cuh (its layout line is the contract).</summary>
 [StructLayout(LayoutKind.Sequential)]
 struct LsChunkProjectionParams
 {

@@ -7,7 +7,7 @@ namespace TransformerLS.Ops;
 public readonly record struct LsClsGeometry(int B, int H, int N, int D, float Scale);
 
 /// <summary>
-/// Checks and CPU reference of kernels/ls_cls_attention.cu (reference section 1.6): the CLS query q attends to its
+/// Checks and CPU reference of kernels/ls_cls_attention/ (reference section 1.6): the CLS query q attends to its
 /// own key k and to the token outputs C_t (keys and values at once), padded tokens excluded:
 /// o = softmax([σq·k, σq·C_t])·[v; C_t]. q, k, v, o: [B, H, d]; c: [B, H, n, d]; lse: [B, H] float32.
 /// </summary>

@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>Mirror of LsClsAttentionParams in kernels/ls_cls_attention.cu.</summary>
+/// <summary>Mirror of LsClsAttentionParams in kernels/ls_cls_attention/ls_cls_attention.cuh (its layout line is the contract).</summary>
 [StructLayout(LayoutKind.Sequential)]
 struct LsClsAttentionParams
 {

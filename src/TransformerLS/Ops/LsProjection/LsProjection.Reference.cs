@@ -8,7 +8,7 @@ namespace TransformerLS.Ops;
 public readonly record struct LsProjectionGeometry(int B, int H, int N, int D, int R);
 
 /// <summary>
-/// Checks and CPU reference of kernels/ls_projection.cu: P = softmax over the sequence of the scores (padding
+/// Checks and CPU reference of kernels/ls_projection/: P = softmax over the sequence of the scores (padding
 /// excluded; a column without tokens gives P = 0), K̄ = P·K, V̄ = P·V per head (reference section 1.3, before LN_B).
 /// The forward also returns each column's max and sum, from which the backward recomputes P.
 /// </summary>

@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>Mirror of LsProjectionParams in kernels/ls_projection.cu.</summary>
+/// <summary>Mirror of LsProjectionParams in kernels/ls_projection/ls_projection.cuh (its layout line is the contract).</summary>
 [StructLayout(LayoutKind.Sequential)]
 struct LsProjectionParams
 {

@@ -27,7 +27,7 @@ public readonly record struct AdamHyper(float Lr, int Step, float Beta1 = 0.9f, 
     public float Bias2 => 1f - MathF.Pow(Beta2, Step);
 }
 
-/// <summary>Checks and CPU reference of kernels/optimizer.cu, generic over the arithmetic type.</summary>
+/// <summary>Checks and CPU reference of kernels/optimizer/, generic over the arithmetic type.</summary>
 public static partial class Optimizer
 {
     public static void CheckSumOfSquares(IBackend be, Tensor x, Tensor acc)

@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>Mirror of OptimizerParams in kernels/optimizer.cu.</summary>
+/// <summary>Mirror of OptimizerParams in kernels/optimizer/optimizer.cuh (its layout line is the contract).</summary>
 [StructLayout(LayoutKind.Sequential)]
 struct OptimizerParams
 {
@@ -15,7 +15,7 @@ struct OptimizerParams
     public int Decoupled;
 }
 
-/// <summary>Launchers for kernels/optimizer.cu.</summary>
+/// <summary>Launchers for kernels/optimizer/.</summary>
 static class OptimizerCuda
 {
     const string File = "optimizer/optimizer.cu";

@@ -7,7 +7,7 @@ namespace TransformerLS.Ops;
 /// <summary>A tensor seen as [outer, dim, inner] around the softmax axis.</summary>
 public readonly record struct SoftmaxGeometry(long Outer, int Dim, long Inner);
 
-/// <summary>Checks and CPU reference of kernels/softmax.cu.</summary>
+/// <summary>Checks and CPU reference of kernels/softmax/.</summary>
 public static partial class Softmax
 {
     public static SoftmaxGeometry CheckShapes(IBackend be, Tensor x, Tensor y, int axis, Tensor? dy = null)

@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-/// <summary>Mirror of SoftmaxParams in kernels/softmax.cu.</summary>
+/// <summary>Mirror of SoftmaxParams in kernels/softmax/softmax.cuh (its layout line is the contract).</summary>
 [StructLayout(LayoutKind.Sequential)]
 struct SoftmaxParams
 {

@@ -1,0 +1,28 @@
+// Params of kernels/elementwise/, shared by its kernels and mirrored field for field in src/TransformerLS/Ops/ (the *Cuda.cs
+// launcher). The layout lines below are the contract: sizeof and the offset of the last field, checked here at compile
+// time and against the C# mirror by LayoutContractTests.
+#pragma once
+#include "common/prelude.cuh"
+
+struct ElementwiseParams
+{
+    const void* a;   // input (x for GELU, the matrix for bias/column ops)
+    const void* b;   // second input (dy for GELU backward, bias for bias add); may be null for axpby
+    void* y;         // output
+    i64 n;           // elements of a / y
+    i64 cols;        // row length for bias add and column sums
+    float alpha, beta;
+};
+
+struct DropoutParams
+{
+    const void* x;
+    void* y;
+    const unsigned long long* run_seed;  // null, or the run's seed in device memory (graph replays)
+    i64 n;
+    unsigned long long seed;             // the mask's seed (added to run_seed·φ64 when run_seed is set)
+    float p;                             // drop probability
+};
+
+TLS_PARAMS_LAYOUT(ElementwiseParams, beta, 48, 44)
+TLS_PARAMS_LAYOUT(DropoutParams, p, 48, 40)

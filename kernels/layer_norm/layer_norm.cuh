@@ -1,0 +1,24 @@
+// Params of kernels/layer_norm/, shared by its kernels and mirrored field for field in src/TransformerLS/Ops/ (the *Cuda.cs
+// launcher). The layout lines below are the contract: sizeof and the offset of the last field, checked here at compile
+// time and against the C# mirror by LayoutContractTests.
+#pragma once
+#include "common/prelude.cuh"
+
+struct LayerNormParams
+{
+    const void* x;
+    const float* gamma;
+    const float* beta;
+    void* y;
+    float* mean;     // [rows], may be null in forward
+    float* rstd;     // [rows], may be null in forward
+    const void* dy;
+    void* dx;
+    float* dgamma;   // [cols]
+    float* dbeta;    // [cols]
+    int rows, cols;
+    float eps;
+    int accumulate;  // backward: add into dgamma/dbeta instead of overwriting
+};
+
+TLS_PARAMS_LAYOUT(LayerNormParams, accumulate, 96, 92)

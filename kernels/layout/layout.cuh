@@ -1,0 +1,16 @@
+// Params of kernels/layout/, shared by its kernels and mirrored field for field in src/TransformerLS/Ops/ (the *Cuda.cs
+// launcher). The layout lines below are the contract: sizeof and the offset of the last field, checked here at compile
+// time and against the C# mirror by LayoutContractTests.
+#pragma once
+#include "common/prelude.cuh"
+
+struct LayoutParams
+{
+    const void* src;
+    void* dst;
+    i64 outer, inner;             // swap: dims [outer, a, b, inner]; copy: [outer, axis, inner]
+    int a, b;                     // swap: src axes 1 and 2
+    int src_len, dst_len, src_off, dst_off, length, accumulate;  // copy along the axis
+};
+
+TLS_PARAMS_LAYOUT(LayoutParams, accumulate, 64, 60)

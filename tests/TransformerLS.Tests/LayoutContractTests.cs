@@ -1,0 +1,53 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
+using System.Text.RegularExpressions;
+using TransformerLS.Backends;
+
+namespace TransformerLS.Tests;
+
+/// <summary>
+/// The params structs that cross from C# into CUDA: each kernels/&lt;family&gt;/&lt;family&gt;.cuh states its structs' size
+/// and the offset of their last field in a TLS_PARAMS_LAYOUT line, which static_asserts the CUDA side when NVRTC
+/// compiles it (KernelCompileTests, in CI). Here the same line is read back and compared with the C# mirror's
+/// marshalled layout, so neither side can drift alone, and a mirror without a line (or a line without a mirror) fails.
+/// </summary>
+public sealed partial class LayoutContractTests
+{
+    [GeneratedRegex(@"^TLS_PARAMS_LAYOUT\((\w+), (\w+), (\d+), (\d+)\)", RegexOptions.Multiline)]
+    private static partial Regex LayoutLine();
+
+    static Dictionary<string, (string Last, int Size, int Offset, string Header)> Declared()
+    {
+        var all = new Dictionary<string, (string, int, int, string)>();
+        foreach (var h in KernelLibrary.Headers)
+            foreach (Match m in LayoutLine().Matches(KernelLibrary.ReadSource(h)))
+                all.Add(m.Groups[1].Value, (m.Groups[2].Value, int.Parse(m.Groups[3].Value), int.Parse(m.Groups[4].Value), h));
+        return all;
+    }
+
+    static Type[] Mirrors() => [.. typeof(IBackend).Assembly.GetTypes()
+        .Where(t => t.IsValueType && t.Namespace == "TransformerLS.Ops" && t.Name.EndsWith("Params", StringComparison.Ordinal) && t.IsLayoutSequential)];
+
+    public static TheoryData<string> MirrorNames() => [.. Mirrors().Select(t => t.Name).Order()];
+
+    [Theory]
+    [MemberData(nameof(MirrorNames))]
+    public void Mirror_matches_the_layout_line_of_its_header(string name)
+    {
+        var mirror = Mirrors().Single(t => t.Name == name);
+        Assert.True(Declared().TryGetValue(name, out var line), $"{name} has no TLS_PARAMS_LAYOUT line in any kernels/**/*.cuh");
+        Assert.Equal(line.Size, Marshal.SizeOf(mirror));
+        var last = mirror.GetFields(BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic).Last();
+        Assert.True(string.Equals(last.Name, line.Last.Replace("_", ""), StringComparison.OrdinalIgnoreCase),
+            $"{name}: the C# mirror's last field is {last.Name}; {line.Header} declares {line.Last}");
+        Assert.Equal(line.Offset, (int)Marshal.OffsetOf(mirror, last.Name));
+    }
+
+    [Fact]
+    public void Every_layout_line_has_a_mirror()
+    {
+        var mirrors = Mirrors().Select(t => t.Name).ToHashSet();
+        Assert.NotEmpty(mirrors);
+        Assert.All(Declared().Keys, k => Assert.True(mirrors.Contains(k), $"{k} is declared in a kernel header but has no C# mirror in TransformerLS.Ops"));
+    }
+}
