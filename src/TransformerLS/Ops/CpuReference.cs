@@ -12,15 +12,36 @@ namespace TransformerLS.Ops;
 static class CpuReference
 {
     public delegate void Body(double[][] inputs, double[][] outputs);
+    public delegate void Body<TState>(TState state, double[][] inputs, double[][] outputs);
+
+    // The facades pass their scalars as state to static lambdas: a lambda capturing a facade's parameters would make
+    // the compiler allocate its closure on entry to the facade, on the CUDA path too (which must allocate nothing).
+    public static void Run<TState>(ReadOnlySpan<Tensor?> inputs, ReadOnlySpan<Tensor?> outputs, TState state, Body<TState> body, uint read = 0)
+    {
+        var (i, o) = Load(inputs, outputs, read);
+        body(state, i, o);
+        Store(outputs, o);
+    }
 
     public static void Run(ReadOnlySpan<Tensor?> inputs, ReadOnlySpan<Tensor?> outputs, Body body, uint read = 0)
+    {
+        var (i, o) = Load(inputs, outputs, read);
+        body(i, o);
+        Store(outputs, o);
+    }
+
+    static (double[][], double[][]) Load(ReadOnlySpan<Tensor?> inputs, ReadOnlySpan<Tensor?> outputs, uint read)
     {
         var i = new double[inputs.Length][];
         for (var k = 0; k < inputs.Length; k++) i[k] = inputs[k] is { } t ? CpuBackend.Read(t) : [];
         var o = new double[outputs.Length][];
         for (var k = 0; k < outputs.Length; k++)
             o[k] = outputs[k] is not { } t ? [] : (read >> k & 1) != 0 ? CpuBackend.Read(t) : new double[t.Count];
-        body(i, o);
+        return (i, o);
+    }
+
+    static void Store(ReadOnlySpan<Tensor?> outputs, double[][] o)
+    {
         for (var k = 0; k < outputs.Length; k++)
             if (outputs[k] is { } t) CpuBackend.Write(t, o[k]);
     }

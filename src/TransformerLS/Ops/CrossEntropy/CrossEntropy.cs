@@ -14,8 +14,8 @@ public static partial class CrossEntropy
     {
         var (n, v) = CheckShapes(be, logits, target, loss, lse);
         if (be is CudaBackend cuda) { CrossEntropyCuda.Forward(cuda, n, v, logits, target, loss, lse); return; }
-        CpuReference.Run([logits, target], [loss, lse], (i, o) =>
-        {
+        CpuReference.Run([logits, target], [loss, lse], v, static (s, i, o) => {
+            var v = s;
             CheckTargets(i[1], v);
             Forward<double>(v, i[0], i[1], o[0], o[1]);
         });
@@ -27,8 +27,8 @@ public static partial class CrossEntropy
         var (n, v) = CheckShapes(be, logits, target, dloss, lse, nameof(dloss));
         Check.Like(be, dlogits, logits, nameof(dlogits));
         if (be is CudaBackend cuda) { CrossEntropyCuda.Backward(cuda, n, v, logits, target, lse, dloss, dlogits); return; }
-        CpuReference.Run([logits, target, lse, dloss], [dlogits], (i, o) =>
-        {
+        CpuReference.Run([logits, target, lse, dloss], [dlogits], v, static (s, i, o) => {
+            var v = s;
             CheckTargets(i[1], v);
             Backward<double>(v, i[0], i[1], i[2], i[3], o[0]);
         });
@@ -42,7 +42,7 @@ public static partial class CrossEntropy
     {
         var n = CheckMean(be, loss, target, mean, count);
         if (be is CudaBackend cuda) CrossEntropyCuda.Mean(cuda, n, loss, target, mean, count);
-        else CpuReference.Run([loss, target], [mean, count], (i, o) => Mean<double>(i[0], i[1], out o[0][0], out o[1][0]));
+        else CpuReference.Run([loss, target], [mean, count], static (i, o) => Mean<double>(i[0], i[1], out o[0][0], out o[1][0]));
     }
 
     /// <summary>dloss_i = dmean / count on rows with a target, 0 on ignored rows; overwritten.</summary>
@@ -50,6 +50,6 @@ public static partial class CrossEntropy
     {
         var n = CheckMean(be, dloss, target, dmean, count, nameof(dloss), nameof(dmean));
         if (be is CudaBackend cuda) CrossEntropyCuda.MeanBackward(cuda, n, target, count, dmean, dloss);
-        else CpuReference.Run([target, count, dmean], [dloss], (i, o) => MeanBackward<double>(i[0], i[1][0], i[2][0], o[0]));
+        else CpuReference.Run([target, count, dmean], [dloss], static (i, o) => MeanBackward<double>(i[0], i[1][0], i[2][0], o[0]));
     }
 }

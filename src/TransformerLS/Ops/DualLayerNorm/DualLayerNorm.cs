@@ -14,9 +14,9 @@ public static partial class DualLayerNorm
     {
         var g = CheckForward(be, xk, xv, gamma, beta, yk, yv, mean, rstd, eps);
         if (be is CudaBackend cuda) { DualLayerNormCuda.Forward(cuda, g, xk, xv, gamma, beta, yk, yv, mean, rstd, eps); return; }
-        CpuReference.Run([xk, xv, gamma, beta], [yk, yv, mean, rstd], (i, o) =>
-        {
-            for (var at = 0; at < (xv is null ? 1 : 2); at++)
+        CpuReference.Run([xk, xv, gamma, beta], [yk, yv, mean, rstd], (xv is null ? 1 : 2, g, eps), static (s, i, o) => {
+            var (sets, g, eps) = s;
+            for (var at = 0; at < sets; at++)
                 Forward(g, i[at], i[2], i[3], o[at], o[2].AsSpan(at * g.Rows, g.Rows), o[3].AsSpan(at * g.Rows, g.Rows), eps);
         });
     }
@@ -27,9 +27,9 @@ public static partial class DualLayerNorm
     {
         var g = CheckBackward(be, dyk, dyv, xk, xv, gamma, mean, rstd, dxk, dxv, dgamma, dbeta);
         if (be is CudaBackend cuda) { DualLayerNormCuda.Backward(cuda, g, dyk, dyv, xk, xv, gamma, mean, rstd, dxk, dxv, dgamma, dbeta); return; }
-        CpuReference.Run([dyk, dyv, xk, xv, gamma, mean, rstd], [dxk, dxv, dgamma, dbeta], (i, o) =>
-        {
-            for (var at = 0; at < (xv is null ? 1 : 2); at++)
+        CpuReference.Run([dyk, dyv, xk, xv, gamma, mean, rstd], [dxk, dxv, dgamma, dbeta], (xv is null ? 1 : 2, g), static (s, i, o) => {
+            var (sets, g) = s;
+            for (var at = 0; at < sets; at++)
                 Backward(g, i[at], i[2 + at], i[4], i[5].AsSpan(at * g.Rows, g.Rows), i[6].AsSpan(at * g.Rows, g.Rows), o[at], o[2], o[3]);
         });
     }

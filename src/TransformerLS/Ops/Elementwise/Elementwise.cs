@@ -14,7 +14,7 @@ public static partial class Elementwise
     {
         CheckAxpby(be, a, b, y);
         if (be is CudaBackend cuda) ElementwiseCuda.Axpby(cuda, a, alpha, b, beta, y);
-        else CpuReference.Run([a, b], [y], (i, o) => Axpby<double>(i[0], alpha, i[1], beta, o[0]));
+        else CpuReference.Run([a, b], [y], (alpha, beta), static (s, i, o) => { var (alpha, beta) = s; Axpby<double>(i[0], alpha, i[1], beta, o[0]); });
     }
 
     /// <summary>y = GELU(x), the erf form (torch.nn.GELU()).</summary>
@@ -22,28 +22,28 @@ public static partial class Elementwise
     {
         CheckUnary(be, x, y);
         if (be is CudaBackend cuda) ElementwiseCuda.Gelu(cuda, x, y);
-        else CpuReference.Run([x], [y], (i, o) => Gelu<double>(i[0], o[0]));
+        else CpuReference.Run([x], [y], static (i, o) => Gelu<double>(i[0], o[0]));
     }
 
     public static void GeluBackward(IBackend be, Tensor x, Tensor dy, Tensor dx)
     {
         CheckUnary(be, x, dx, dy);
         if (be is CudaBackend cuda) ElementwiseCuda.GeluBackward(cuda, x, dy, dx);
-        else CpuReference.Run([x, dy], [dx], (i, o) => GeluBackward<double>(i[0], i[1], o[0]));
+        else CpuReference.Run([x, dy], [dx], static (i, o) => GeluBackward<double>(i[0], i[1], o[0]));
     }
 
     public static void Relu(IBackend be, Tensor x, Tensor y)
     {
         CheckUnary(be, x, y);
         if (be is CudaBackend cuda) ElementwiseCuda.Relu(cuda, x, y);
-        else CpuReference.Run([x], [y], (i, o) => Relu<double>(i[0], o[0]));
+        else CpuReference.Run([x], [y], static (i, o) => Relu<double>(i[0], o[0]));
     }
 
     public static void ReluBackward(IBackend be, Tensor x, Tensor dy, Tensor dx)
     {
         CheckUnary(be, x, dx, dy);
         if (be is CudaBackend cuda) ElementwiseCuda.ReluBackward(cuda, x, dy, dx);
-        else CpuReference.Run([x, dy], [dx], (i, o) => ReluBackward<double>(i[0], i[1], o[0]));
+        else CpuReference.Run([x, dy], [dx], static (i, o) => ReluBackward<double>(i[0], i[1], o[0]));
     }
 
     /// <summary>
@@ -59,7 +59,7 @@ public static partial class Elementwise
         else
         {
             var full = runSeed is null ? seed : seed + BitConverter.ToUInt64(runSeed.HostBytes) * 0x9E3779B97F4A7C15UL;
-            CpuReference.Run([x], [y], (i, o) => Dropout<double>(i[0], o[0], p, full));
+            CpuReference.Run([x], [y], (p, full), static (s, i, o) => { var (p, full) = s; Dropout<double>(i[0], o[0], p, full); });
         }
     }
 
@@ -68,7 +68,7 @@ public static partial class Elementwise
     {
         var cols = CheckBiasAdd(be, x, bias, y);
         if (be is CudaBackend cuda) ElementwiseCuda.BiasAdd(cuda, cols, x, bias, y);
-        else CpuReference.Run([x, bias], [y], (i, o) => BiasAdd<double>(i[0], i[1], o[0]));
+        else CpuReference.Run([x, bias], [y], static (i, o) => BiasAdd<double>(i[0], i[1], o[0]));
     }
 
     /// <summary>y = x converted to y's dtype (rounded to nearest even for bf16); same shape.</summary>
@@ -76,7 +76,7 @@ public static partial class Elementwise
     {
         CheckCast(be, x, y);
         if (be is CudaBackend cuda) ElementwiseCuda.Cast(cuda, x, y);
-        else CpuReference.Run([x], [y], (i, o) => i[0].CopyTo(o[0], 0));
+        else CpuReference.Run([x], [y], static (i, o) => i[0].CopyTo(o[0], 0));
     }
 
     /// <summary>y[c] = beta·y[c] + Σ_rows x[..., c] (reads y only when beta ≠ 0); y has x's dtype or float32.</summary>
@@ -84,7 +84,7 @@ public static partial class Elementwise
     {
         var cols = CheckColumnSum(be, x, y);
         if (be is CudaBackend cuda) ElementwiseCuda.ColumnSum(cuda, cols, x, y, beta);
-        else CpuReference.Run([x], [y], (i, o) => ColumnSum<double>(i[0], o[0], beta), read: beta == 0 ? 0u : 1u);
+        else CpuReference.Run([x], [y], beta, static (beta, i, o) => ColumnSum<double>(i[0], o[0], beta), read: beta == 0 ? 0u : 1u);
     }
 
     /// <summary>y += x, y of x's dtype or float32 (gradient accumulation into fp32 parameter gradients).</summary>
@@ -92,6 +92,6 @@ public static partial class Elementwise
     {
         CheckAddTo(be, x, y);
         if (be is CudaBackend cuda) ElementwiseCuda.AddTo(cuda, x, y);
-        else CpuReference.Run([x], [y], (i, o) => { for (var k = 0; k < o[0].Length; k++) o[0][k] += i[0][k]; }, read: 1);
+        else CpuReference.Run([x], [y], static (i, o) => { for (var k = 0; k < o[0].Length; k++) o[0][k] += i[0][k]; }, read: 1);
     }
 }

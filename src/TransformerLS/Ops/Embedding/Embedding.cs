@@ -12,8 +12,8 @@ public static partial class Embedding
         var (n, v, d) = CheckShapes(be, weight, nameof(weight), tokens, y, nameof(y));
         Check.DTypeIs(y, weight.DType, nameof(y));
         if (be is CudaBackend cuda) { EmbeddingCuda.Forward(cuda, n, v, d, weight, tokens, y); return; }
-        CpuReference.Run([weight, tokens], [y], (i, o) =>
-        {
+        CpuReference.Run([weight, tokens], [y], (v, d), static (s, i, o) => {
+            var (v, d) = s;
             CheckTokens(i[1], v);
             Forward<double>(d, i[0], i[1], o[0]);
         });
@@ -25,8 +25,8 @@ public static partial class Embedding
         var (n, v, d) = CheckShapes(be, dweight, nameof(dweight), tokens, dy, nameof(dy));
         Check.DTypeIs(dweight, DType.Float32, nameof(dweight));
         if (be is CudaBackend cuda) { EmbeddingCuda.Backward(cuda, n, v, d, tokens, dy, dweight, accumulate); return; }
-        CpuReference.Run([tokens, dy], [dweight], (i, o) =>
-        {
+        CpuReference.Run([tokens, dy], [dweight], (v, d), static (s, i, o) => {
+            var (v, d) = s;
             CheckTokens(i[0], v);
             Backward<double>(d, i[0], i[1], o[0]);
         }, read: accumulate ? 1u : 0u);

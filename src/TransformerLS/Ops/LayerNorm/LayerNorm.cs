@@ -12,11 +12,12 @@ public static partial class LayerNorm
         var (rows, cols) = CheckForward(be, x, gamma, beta, y, mean, rstd, eps);
         if (be is CudaBackend cuda) { LayerNormCuda.Forward(cuda, rows, cols, x, gamma, beta, y, mean, rstd, eps); return; }
         // The reference always produces the statistics; they are kept only where asked for.
-        double[] m = new double[rows], s = new double[rows];
-        CpuReference.Run([x, gamma, beta], [y, mean, rstd], (i, o) =>
+        CpuReference.Run([x, gamma, beta], [y, mean, rstd], (rows, cols, eps, mean is not null), static (s, i, o) =>
         {
-            Forward<double>(rows, cols, i[0], i[1], i[2], o[0], m, s, eps);
-            if (mean is not null) { m.CopyTo(o[1], 0); s.CopyTo(o[2], 0); }
+            var (rows, cols, eps, stats) = s;
+            double[] m = new double[rows], r = new double[rows];
+            Forward<double>(rows, cols, i[0], i[1], i[2], o[0], m, r, eps);
+            if (stats) { m.CopyTo(o[1], 0); r.CopyTo(o[2], 0); }
         });
     }
 
@@ -26,6 +27,6 @@ public static partial class LayerNorm
         var (rows, cols) = CheckBackward(be, dy, x, gamma, mean, rstd, dx, dgamma, dbeta);
         if (be is CudaBackend cuda) LayerNormCuda.Backward(cuda, rows, cols, dy, x, gamma, mean, rstd, dx, dgamma, dbeta, accumulate);
         else CpuReference.Run([dy, x, gamma, mean, rstd], [dx, dgamma, dbeta],
-            (i, o) => Backward<double>(rows, cols, i[0], i[1], i[2], i[3], i[4], o[0], o[1], o[2], accumulate), read: accumulate ? 6u : 0u);
+            (rows, cols, accumulate), static (s, i, o) => { var (rows, cols, accumulate) = s; Backward<double>(rows, cols, i[0], i[1], i[2], i[3], i[4], o[0], o[1], o[2], accumulate); }, read: accumulate ? 6u : 0u);
     }
 }

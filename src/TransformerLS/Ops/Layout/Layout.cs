@@ -11,7 +11,7 @@ public static partial class Layout
     {
         var (a, b, c, d) = CheckSwap(be, x, y);
         if (be is CudaBackend cuda) LayoutCuda.SwapAxes12(cuda, a, b, c, d, x, y);
-        else CpuReference.Run([x], [y], (i, o) => SwapAxes12(a, b, c, d, i[0], o[0]));
+        else CpuReference.Run([x], [y], (a, b, c, d), static (s, i, o) => { var (a, b, c, d) = s; SwapAxes12(a, b, c, d, i[0], o[0]); });
     }
 
     /// <summary>
@@ -22,6 +22,6 @@ public static partial class Layout
     {
         var g = CheckSlice(be, src, srcOffset, dst, dstOffset, axis, length);
         if (be is CudaBackend cuda) LayoutCuda.CopySlice(cuda, g, src, srcOffset, dst, dstOffset, axis, length, accumulate);
-        else CpuReference.Run([src], [dst], (i, o) => CopySlice(g, i[0], o[0], accumulate), read: 1);
+        else CpuReference.Run([src], [dst], (g, accumulate), static (s, i, o) => { var (g, accumulate) = s; CopySlice(g, i[0], o[0], accumulate); }, read: 1);
     }
 }

@@ -15,7 +15,7 @@ public static partial class LsAttention
     {
         var g = CheckForward(be, cfg, q, k, v, kbar, vbar, mask, o, lse);
         if (be is CudaBackend cuda) LsAttentionCuda.Forward(cuda, g, cfg, q, k, v, kbar, vbar, mask, o, lse);
-        else CpuReference.Run([q, k, v, kbar, vbar, mask], [o, lse], (i, r) => Forward(g, i[0], i[1], i[2], i[3], i[4], i[5], r[0], r[1]));
+        else CpuReference.Run([q, k, v, kbar, vbar, mask], [o, lse], g, static (g, i, r) => Forward(g, i[0], i[1], i[2], i[3], i[4], i[5], r[0], r[1]));
     }
 
     /// <summary>Gradients of the LS attention from its saved output and log-sum-exp; every gradient is overwritten.</summary>
@@ -25,6 +25,6 @@ public static partial class LsAttention
         var g = CheckBackward(be, cfg, q, k, v, kbar, vbar, mask, o, lse, dout, dq, dk, dv, dkbar, dvbar);
         if (be is CudaBackend cuda) LsAttentionCuda.Backward(cuda, g, cfg, q, k, v, kbar, vbar, mask, o, lse, dout, dq, dk, dv, dkbar, dvbar);
         else CpuReference.Run([q, k, v, kbar, vbar, mask, o, lse, dout], [dq, dk, dv, dkbar, dvbar],
-            (i, r) => Backward(g, i[0], i[1], i[2], i[3], i[4], i[5], i[6], i[7], i[8], r[0], r[1], r[2], r[3], r[4]));
+            g, static (g, i, r) => Backward(g, i[0], i[1], i[2], i[3], i[4], i[5], i[6], i[7], i[8], r[0], r[1], r[2], r[3], r[4]));
     }
 }

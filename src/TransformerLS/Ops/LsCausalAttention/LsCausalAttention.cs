@@ -15,7 +15,7 @@ public static partial class LsCausalAttention
     {
         var g = CheckForward(be, cfg, x, o, lse);
         if (be is CudaBackend cuda) { LsCausalAttentionCuda.Forward(cuda, g, cfg, x, o, lse); return; }
-        CpuReference.Run([x.Q, x.K, x.V, x.U, x.VBias, x.Rel, x.KC, x.VC, x.RelC, x.Mask], [o, lse], (i, r) => Forward(g, Data(i), r[0], r[1]));
+        CpuReference.Run([x.Q, x.K, x.V, x.U, x.VBias, x.Rel, x.KC, x.VC, x.RelC, x.Mask], [o, lse], g, static (g, i, r) => Forward(g, Data(i), r[0], r[1]));
     }
 
     /// <summary>Gradients of the causal LS attention from its saved output and log-sum-exp; every gradient is overwritten.</summary>
@@ -25,7 +25,7 @@ public static partial class LsCausalAttention
         if (be is CudaBackend cuda) { LsCausalAttentionCuda.Backward(cuda, g, cfg, x, o, lse, dout, grads); return; }
         CpuReference.Run([x.Q, x.K, x.V, x.U, x.VBias, x.Rel, x.KC, x.VC, x.RelC, x.Mask, o, lse, dout],
             [grads.DQ, grads.DK, grads.DV, grads.DU, grads.DVBias, grads.DRel, grads.DKC, grads.DVC, grads.DRelC],
-            (i, r) => Backward(g, Data(i), i[10], i[11], i[12], new LsCausalData<double>(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], [])));
+            g, static (g, i, r) => Backward(g, Data(i), i[10], i[11], i[12], new LsCausalData<double>(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], [])));
     }
 
     static LsCausalData<double> Data(double[][] i) => new(i[0], i[1], i[2], i[3], i[4], i[5], i[6], i[7], i[8], i[9]);

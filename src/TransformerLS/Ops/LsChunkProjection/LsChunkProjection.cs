@@ -14,7 +14,7 @@ public static partial class LsChunkProjection
     {
         var g = CheckForward(be, chunk, scores, x, mask, y);
         if (be is CudaBackend cuda) LsChunkProjectionCuda.Forward(cuda, g, chunk, scores, x, mask, y);
-        else CpuReference.Run([scores, x, mask], [y], (i, r) => Forward(g, i[0], i[1], i[2], r[0]));
+        else CpuReference.Run([scores, x, mask], [y], g, static (g, i, r) => Forward(g, i[0], i[1], i[2], r[0]));
     }
 
     /// <summary>dscores and dx, overwritten or, with <paramref name="accumulate"/>, added to.</summary>
@@ -22,7 +22,7 @@ public static partial class LsChunkProjection
     {
         var g = CheckBackward(be, chunk, scores, x, mask, dy, dscores, dx);
         if (be is CudaBackend cuda) LsChunkProjectionCuda.Backward(cuda, g, chunk, scores, x, mask, dy, dscores, dx, accumulate);
-        else CpuReference.Run([scores, x, mask, dy], [dscores, dx], (i, r) => Backward(g, i[0], i[1], i[2], i[3], r[0], r[1], accumulate),
+        else CpuReference.Run([scores, x, mask, dy], [dscores, dx], (g, accumulate), static (s, i, r) => { var (g, accumulate) = s; Backward(g, i[0], i[1], i[2], i[3], r[0], r[1], accumulate); },
             read: accumulate ? 3u : 0u);
     }
 }

@@ -14,7 +14,7 @@ public static partial class LsClsAttention
     {
         var g = CheckForward(be, q, k, v, c, mask, o, lse);
         if (be is CudaBackend cuda) LsClsAttentionCuda.Forward(cuda, g, q, k, v, c, mask, o, lse);
-        else CpuReference.Run([q, k, v, c, mask], [o, lse], (i, r) => Forward(g, i[0], i[1], i[2], i[3], i[4], r[0], r[1]));
+        else CpuReference.Run([q, k, v, c, mask], [o, lse], g, static (g, i, r) => Forward(g, i[0], i[1], i[2], i[3], i[4], r[0], r[1]));
     }
 
     /// <summary>dq, dk, dv overwritten; dc overwritten or, with <paramref name="accumulate"/>, added to.</summary>
@@ -24,6 +24,6 @@ public static partial class LsClsAttention
         var g = CheckBackward(be, q, k, v, c, mask, o, lse, dout, dq, dk, dv, dc);
         if (be is CudaBackend cuda) LsClsAttentionCuda.Backward(cuda, g, q, k, v, c, mask, o, lse, dout, dq, dk, dv, dc, accumulate);
         else CpuReference.Run([q, k, v, c, mask, o, lse, dout], [dq, dk, dv, dc],
-            (i, r) => Backward(g, i[0], i[1], i[2], i[3], i[4], i[5], i[6], i[7], r[0], r[1], r[2], r[3], accumulate), read: accumulate ? 8u : 0u);
+            (g, accumulate), static (s, i, r) => { var (g, accumulate) = s; Backward(g, i[0], i[1], i[2], i[3], i[4], i[5], i[6], i[7], r[0], r[1], r[2], r[3], accumulate); }, read: accumulate ? 8u : 0u);
     }
 }

@@ -14,8 +14,7 @@ public static partial class LsProjection
     {
         var g = CheckForward(be, scores, k, v, mask, kbar, vbar, colmax, colsum);
         if (be is CudaBackend cuda) { LsProjectionCuda.Forward(cuda, g, scores, k, v, mask, kbar, vbar, colmax, colsum); return; }
-        CpuReference.Run([scores, k, v, mask], [kbar, vbar, colmax, colsum], (i, r) =>
-        {
+        CpuReference.Run([scores, k, v, mask], [kbar, vbar, colmax, colsum], g, static (g, i, r) => {
             Forward(g, i[0], i[1], i[2], i[3], r[0], r[1]);
             // The saved statistics, in the kernel's layout, so either backend's backward can follow either forward.
             int hr = g.H * g.R;
@@ -31,8 +30,7 @@ public static partial class LsProjection
     {
         var g = CheckBackward(be, scores, k, v, mask, colmax, colsum, dkbar, dvbar, dscores, dk, dv);
         if (be is CudaBackend cuda) { LsProjectionCuda.Backward(cuda, g, scores, k, v, mask, colmax, colsum, dkbar, dvbar, dscores, dk, dv, accumulate); return; }
-        CpuReference.Run([scores, k, v, mask, dkbar, dvbar], [dscores, dk, dv], (i, r) =>
-        {
+        CpuReference.Run([scores, k, v, mask, dkbar, dvbar], [dscores, dk, dv], g, static (g, i, r) => {
             double[] gk = new double[r[1].Length], gv = new double[r[2].Length];
             Backward(g, i[0], i[1], i[2], i[3], i[4], i[5], r[0], gk, gv);
             for (var t = 0; t < gk.Length; t++) { r[1][t] += gk[t]; r[2][t] += gv[t]; }

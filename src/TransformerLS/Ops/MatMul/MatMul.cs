@@ -14,6 +14,6 @@ public static partial class MatMul
     {
         var g = CheckShapes(be, a, transA, b, transB, c);
         if (be is CudaBackend cuda) MatMulCuda.Run(cuda, g, a, transA, b, transB, c, alpha, beta);
-        else CpuReference.Run([a, b], [c], (i, o) => Reference<double>(g, i[0], transA, i[1], transB, o[0], alpha, beta), read: beta == 0 ? 0u : 1u);
+        else CpuReference.Run([a, b], [c], (g, transA, transB, alpha, beta), static (s, i, o) => { var (g, transA, transB, alpha, beta) = s; Reference<double>(g, i[0], transA, i[1], transB, o[0], alpha, beta); }, read: beta == 0 ? 0u : 1u);
     }
 }

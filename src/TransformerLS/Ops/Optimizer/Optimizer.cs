@@ -11,7 +11,7 @@ public static partial class Optimizer
     {
         CheckSumOfSquares(be, x, acc);
         if (be is CudaBackend cuda) OptimizerCuda.SumOfSquares(cuda, x, acc);
-        else CpuReference.Run([x], [acc], (i, o) => o[0][0] += SumOfSquares<double>(i[0]), read: 1);
+        else CpuReference.Run([x], [acc], static (i, o) => o[0][0] += SumOfSquares<double>(i[0]), read: 1);
     }
 
     /// <summary>
@@ -23,12 +23,12 @@ public static partial class Optimizer
     {
         CheckAdam(be, h, param, grad, m, v, sumSquares, copy);
         if (be is CudaBackend cuda) { OptimizerCuda.AdamStep(cuda, h, param, grad, m, v, sumSquares, copy); return; }
-        var hyper = h;
-        CpuReference.Run([grad, sumSquares], [param, m, v, copy], (i, o) =>
+        CpuReference.Run([grad, sumSquares], [param, m, v, copy], (h, sumSquares is not null, copy is not null), static (s, i, o) =>
         {
-            var clip = sumSquares is null ? 1.0 : Clip(i[1][0], (double)hyper.MaxNorm);
+            var (hyper, clipped, copied) = s;
+            var clip = clipped ? Clip(i[1][0], (double)hyper.MaxNorm) : 1.0;
             AdamStep<double>(hyper, o[0], i[0], o[1], o[2], clip);
-            if (copy is not null) o[0].CopyTo(o[3], 0);
+            if (copied) o[0].CopyTo(o[3], 0);
         }, read: 7);
     }
 }

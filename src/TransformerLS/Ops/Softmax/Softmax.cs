@@ -10,7 +10,7 @@ public static partial class Softmax
     {
         var g = CheckShapes(be, x, y, axis);
         if (be is CudaBackend cuda) SoftmaxCuda.Forward(cuda, g, x, y, axis);
-        else CpuReference.Run([x], [y], (i, o) => Forward<double>(g, i[0], o[0]));
+        else CpuReference.Run([x], [y], g, static (g, i, o) => Forward<double>(g, i[0], o[0]));
     }
 
     /// <summary>dx = y·(dy − Σ dy·y) along <paramref name="axis"/>, from the saved output y.</summary>
@@ -18,6 +18,6 @@ public static partial class Softmax
     {
         var g = CheckShapes(be, y, dx, axis, dy);
         if (be is CudaBackend cuda) SoftmaxCuda.Backward(cuda, g, y, dy, dx, axis);
-        else CpuReference.Run([y, dy], [dx], (i, o) => Backward<double>(g, i[0], i[1], o[0]));
+        else CpuReference.Run([y, dy], [dx], g, static (g, i, o) => Backward<double>(g, i[0], i[1], o[0]));
     }
 }
