@@ -113,6 +113,10 @@ TLS_DEVICE void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::); }
     static_assert(sizeof(T) == (size), #T ": sizeof changed; update the C# mirror and this line"); \
     TLS_OFFSET_ASSERT(T, last, offset)
 
+// A number the C# launcher must agree with (a tile size, a block shape): exported from the module, read back by
+// CudaBackend.Constant, so it is written here alone.
+#define TLS_EXPORT(name, value) extern "C" __device__ const int name = (value);
+
 // Grid-stride loop over n elements for the flat kernels.
 #define GRID_STRIDE(i, n) for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 

@@ -14,6 +14,9 @@
 #define KT 32  // one key per lane: simt_tiles.cuh
 #define QB 32
 #define NWARP 4
+TLS_EXPORT(ls_attention_f32_qb, QB)
+TLS_EXPORT(ls_attention_f32_kt, KT)
+TLS_EXPORT(ls_attention_f32_threads, NWARP * 32)
 
 // Loads keys [t0, t0 + KT) of the block's key list into Ks/Vs (row stride d + 1: conflict-free columns).
 // Returns through valid[] which keys exist; for window keys, pos[] holds the sequence position (-1: landmark).

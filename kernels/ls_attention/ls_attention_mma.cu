@@ -12,6 +12,9 @@
 #define QB 64
 #define KT 64
 #define NWARP 4
+TLS_EXPORT(ls_attention_mma_qb, QB)
+TLS_EXPORT(ls_attention_mma_kt, KT)
+TLS_EXPORT(ls_attention_mma_threads, NWARP * 32)
 
 // Tile `tile` of the block's key list: landmark tiles first (ceil(r/KT) of them), then window tiles.
 struct Tile

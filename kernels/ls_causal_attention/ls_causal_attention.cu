@@ -18,6 +18,9 @@
 #define QB 32
 #define RT (QB + KT - 1)
 #define NWARP 4
+TLS_EXPORT(ls_causal_attention_f32_qb, QB)
+TLS_EXPORT(ls_causal_attention_f32_kt, KT)
+TLS_EXPORT(ls_causal_attention_f32_threads, NWARP * 32)
 
 struct Smem
 {

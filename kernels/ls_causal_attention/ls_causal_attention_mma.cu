@@ -14,6 +14,8 @@
 #define KT 64
 #define RW (KT + 16)       // R rows one warp's 16 queries need per window tile (16 + KT − 1, padded)
 #define QR_STRIDE (RW + 4)
+TLS_EXPORT(ls_causal_attention_mma_kt, KT)
+TLS_EXPORT(ls_causal_attention_mma_rw, RW)
 
 struct Smem
 {

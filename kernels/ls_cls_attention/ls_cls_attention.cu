@@ -11,6 +11,7 @@
 
 #define NWARP 8
 #define MAXC 4   // channels per lane: d <= 128
+TLS_EXPORT(ls_cls_attention_threads, NWARP * 32)
 
 template <typename T> TLS_DEVICE double dot_lanes(const float* a, const void* x, i64 base, int d)
 {

@@ -7,6 +7,8 @@
 
 #define TCHUNK 32
 #define RTILE 32  // ranks the backward holds in shared memory at a time, so any r fits
+TLS_EXPORT(ls_projection_tchunk, TCHUNK)
+TLS_EXPORT(ls_projection_rtile, RTILE)
 
 TLS_DEVICE bool proj_token(const LsProjectionParams& p, int b, int t) { return !p.mask || p.mask[(i64)b * p.n + t] != 0.f; }
 

@@ -191,6 +191,24 @@ public sealed unsafe class CudaModule(CudaContext context, nint handle, string n
         return new CudaKernel(Context, fn, kernelName);
     }
 
+    /// <summary>
+    /// The value of the module's 32-bit global <paramref name="globalName"/> (a kernel's exported tile size): read once,
+    /// synchronously, so not while a stream is being captured.
+    /// </summary>
+    public int GetInt32(string globalName)
+    {
+        Context.MakeCurrent();
+        ulong ptr;
+        nuint size;
+        var bytes = Encoding.UTF8.GetBytes(globalName + "\0");
+        fixed (byte* p = bytes) Driver.Check(Driver.cuModuleGetGlobal_v2(&ptr, &size, Handle, p), $"{Name}:{globalName}");
+        if (size != 4) throw new InvalidOperationException($"{Name}:{globalName} is {size} bytes; expected a 32-bit integer");
+        int value;
+        Driver.Check(Driver.cuMemcpyDtoHAsync_v2(&value, ptr, 4, Context.Stream.Handle), $"{Name}:{globalName}");
+        Driver.Check(Driver.cuStreamSynchronize(Context.Stream.Handle), $"{Name}:{globalName}");
+        return value;
+    }
+
     public void Dispose()
     {
         if (Handle == 0) return;

@@ -24,6 +24,7 @@ internal static unsafe partial class Driver
     [LibraryImport(L)] public static partial int cuModuleLoadData(nint* module, void* image);
     [LibraryImport(L)] public static partial int cuModuleUnload(nint module);
     [LibraryImport(L)] public static partial int cuModuleGetFunction(nint* fn, nint module, byte* name);
+    [LibraryImport(L)] public static partial int cuModuleGetGlobal_v2(ulong* dptr, nuint* bytes, nint module, byte* name);
     [LibraryImport(L)] public static partial int cuFuncGetAttribute(int* value, int attrib, nint fn);
     [LibraryImport(L)] public static partial int cuFuncSetAttribute(nint fn, int attrib, int value);
     [LibraryImport(L)]

@@ -2,6 +2,7 @@ using System.Reflection;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using TransformerLS.Backends;
+using TransformerLS.Cuda;
 
 namespace TransformerLS.Tests;
 
@@ -41,6 +42,22 @@ public sealed partial class LayoutContractTests
         Assert.True(string.Equals(last.Name, line.Last.Replace("_", ""), StringComparison.OrdinalIgnoreCase),
             $"{name}: the C# mirror's last field is {last.Name}; {line.Header} declares {line.Last}");
         Assert.Equal(line.Offset, (int)Marshal.OffsetOf(mirror, last.Name));
+    }
+
+    [GeneratedRegex(@"^TLS_EXPORT\((\w+), (.+)\)$", RegexOptions.Multiline)]
+    private static partial Regex ExportLine();
+
+    /// <summary>The block shapes launchers read from the modules (TLS_EXPORT) exist in the compiled module and are the source's numbers.</summary>
+    [Fact]
+    public void Exported_tile_sizes_are_read_from_the_module()
+    {
+        var gpu = TestEnv.RequireGpu();
+        var exports = KernelLibrary.Sources.SelectMany(f => ExportLine().Matches(KernelLibrary.ReadSource(f)).Select(m => (File: f, Name: m.Groups[1].Value))).ToArray();
+        Assert.True(exports.Length >= 10, $"expected the attention and projection kernels' exports, found {exports.Length}");
+        foreach (var (file, name) in exports)
+            Assert.True(gpu.Constant(file, name) > 0, $"{file}: {name} read {gpu.Constant(file, name)}");
+        Assert.Equal(64, gpu.Constant("ls_attention/ls_attention_mma.cu", "ls_attention_mma_qb")); // #define QB 64 there
+        Assert.Throws<CudaException>(() => gpu.Constant("ls_attention/ls_attention.cu", "no_such_constant"));
     }
 
     [Fact]

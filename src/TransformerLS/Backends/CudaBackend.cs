@@ -12,6 +12,7 @@ public sealed class CudaBackend : IBackend
 {
     readonly Dictionary<string, CudaModule> _modules = [];
     readonly Dictionary<string, CudaKernel> _kernels = [];
+    readonly Dictionary<string, int> _constants = [];
     readonly Lock _gate = new();
     CudaBlas? _blas;
 
@@ -44,13 +45,28 @@ public sealed class CudaBackend : IBackend
         lock (_gate)
         {
             if (_kernels.TryGetValue(name, out var k)) return k;
-            if (!_modules.TryGetValue(file, out var module))
-            {
-                var (image, _) = KernelLibrary.GetImage(file, Context.Device.ArchNumber);
-                _modules[file] = module = Context.LoadModule(image, file);
-            }
-            return _kernels[name] = module.GetKernel(name);
+            return _kernels[name] = Module(file).GetKernel(name);
         }
+    }
+
+    /// <summary>
+    /// The 32-bit constant <paramref name="name"/> that kernels/<paramref name="file"/> exports (TLS_EXPORT: a tile size
+    /// or block shape its kernels are built around), read from the loaded module once and cached: the launcher's one source.
+    /// </summary>
+    public int Constant(string file, string name)
+    {
+        lock (_gate)
+        {
+            if (_constants.TryGetValue(name, out var v)) return v;
+            return _constants[name] = Module(file).GetInt32(name);
+        }
+    }
+
+    CudaModule Module(string file)
+    {
+        if (_modules.TryGetValue(file, out var module)) return module;
+        var (image, _) = KernelLibrary.GetImage(file, Context.Device.ArchNumber);
+        return _modules[file] = Context.LoadModule(image, file);
     }
 
     public Tensor Empty(Shape shape, DType dtype) => dtype == DType.Float64
@@ -80,6 +96,7 @@ public sealed class CudaBackend : IBackend
             foreach (var m in _modules.Values) m.Dispose();
             _modules.Clear();
             _kernels.Clear();
+            _constants.Clear();
         }
         Context.Dispose();
     }

@@ -20,12 +20,21 @@ struct Float32Accumulators : IDisposable
 
     public readonly ulong P0, P1, P2, P3;
 
+    /// <summary>The scratch bytes for outputs of <paramref name="dtype"/> holding <paramref name="counts"/> elements: 0 for float32 (its own accumulator).</summary>
+    public static long ScratchBytes(DType dtype, params ReadOnlySpan<long> counts)
+    {
+        if (dtype == DType.Float32) return 0;
+        long n = 0;
+        foreach (var c in counts) n += c;
+        return 4 * n;
+    }
+
     public Float32Accumulators(CudaBackend backend, Tensor t0, Tensor t1, Tensor? t2 = null, Tensor? t3 = null)
     {
         _backend = backend; _t0 = t0; _t1 = t1; _t2 = t2; _t3 = t3;
         long c0 = t0.Count, c1 = t1.Count, c2 = t2?.Count ?? 0, c3 = t3?.Count ?? 0;
         var direct = t0.DType == DType.Float32;
-        _scratchBytes = direct ? 0 : 4 * (c0 + c1 + c2 + c3);
+        _scratchBytes = ScratchBytes(t0.DType, [c0, c1, c2, c3]);
         _scratch = direct ? 0 : backend.Context.Allocator.Allocate(_scratchBytes);
         P0 = direct ? t0.DevicePointer : _scratch;
         P1 = direct ? t1.DevicePointer : _scratch + (ulong)(4 * c0);

@@ -36,6 +36,9 @@ public static class Linear
         Elementwise.Cast(be, y32, y);
     }
 
+    /// <summary>Scratch the forward allocates while it runs: a bf16 product with a bias is summed in float32 (bias and output).</summary>
+    public static long ForwardWorkspace(DType dtype, Shape? bias, Shape y) => bias is not null && dtype == DType.BFloat16 ? 4 * (bias.Value.Count + y.Count) : 0;
+
     /// <summary>dx = dy·W, dW (+)= dyᵀ·x, db (+)= Σ dy; any of the three may be null.</summary>
     public static void Backward(IBackend be, Tensor dy, Tensor x, Tensor weight, Tensor? dx, Tensor? dweight, Tensor? dbias, bool accumulate = false)
     {

@@ -21,9 +21,15 @@ struct LsAttentionParams
 static class LsAttentionCuda
 {
     const string File = "ls_attention/ls_attention.cu", MmaFile = "ls_attention/ls_attention_mma.cu";
-    const int KT = 32, QB = 32, MmaKT = 64, MmaQB = 64, Threads = 128;
     static readonly string[] MmaForward = ["ls_attention_fwd_mma_d32", "ls_attention_fwd_mma_d64", "ls_attention_fwd_mma_d96", "ls_attention_fwd_mma_d128"];
     static readonly string[] MmaBackward = ["ls_attention_bwd_mma_d32", "ls_attention_bwd_mma_d64", "ls_attention_bwd_mma_d96", "ls_attention_bwd_mma_d128"];
+
+    /// <summary>A kernel's block: QB queries, key tiles of KT, Threads threads; read from its module (TLS_EXPORT), so the kernel is the one source.</summary>
+    readonly record struct Tiles(int QB, int KT, int Threads);
+
+    static Tiles TilesOf(CudaBackend be, Tensor q) => UsesMma(q)
+        ? new(be.Constant(MmaFile, "ls_attention_mma_qb"), be.Constant(MmaFile, "ls_attention_mma_kt"), be.Constant(MmaFile, "ls_attention_mma_threads"))
+        : new(be.Constant(File, "ls_attention_f32_qb"), be.Constant(File, "ls_attention_f32_kt"), be.Constant(File, "ls_attention_f32_threads"));
 
     static void CheckHeadDim(LsAttentionGeometry g)
     {
@@ -31,33 +37,38 @@ static class LsAttentionCuda
             throw new ArgumentOutOfRangeException("q", g.D, "the CUDA LS attention supports head dims 32, 64, 96 and 128 (d % 32 == 0, d <= 128)");
     }
 
-    static LsAttentionParams Params(LsAttentionGeometry g, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse) => new()
+    static LsAttentionParams Params(LsAttentionGeometry g, Tiles t, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse) => new()
     {
         Q = q.DevicePointer, K = k.DevicePointer, V = v.DevicePointer, KBar = kbar.DevicePointer, VBar = vbar.DevicePointer,
         Mask = mask?.DevicePointer ?? 0, O = o.DevicePointer, Lse = lse.DevicePointer,
-        B = g.B, H = g.H, N = g.N, D = g.D, W = g.W, R = g.R, E = g.E, Chunks = Chunks(g, BlockQueries(q)), Scale = g.Scale,
+        B = g.B, H = g.H, N = g.N, D = g.D, W = g.W, R = g.R, E = g.E, Chunks = Chunks(g, t), Scale = g.Scale,
     };
 
     static bool UsesMma(Tensor q) => q.DType == DType.BFloat16;
-    static int BlockQueries(Tensor q) => UsesMma(q) ? MmaQB : QB;
 
     /// <summary>Query chunks per segment; the kernel splits blockIdx.x by the same number.</summary>
-    static int Chunks(LsAttentionGeometry g, int blockQueries) => (g.W + blockQueries - 1) / blockQueries;
+    static int Chunks(LsAttentionGeometry g, Tiles t) => (g.W + t.QB - 1) / t.QB;
 
-    static Dim3 Grid(LsAttentionGeometry g, Tensor q) => new((uint)(g.Segments * Chunks(g, BlockQueries(q))), 1, (uint)(g.B * g.H));
+    static Dim3 Grid(LsAttentionGeometry g, Tiles t) => new((uint)(g.Segments * Chunks(g, t)), 1, (uint)(g.B * g.H));
 
     /// <summary>The mma kernels' bf16 rows are padded by 8 elements (ls_attention_mma.cu's STRIDE).</summary>
-    static uint MmaShared(LsAttentionGeometry g, bool backward) =>
-        (uint)(8 * MmaKT + 2 * (backward ? 2 * (MmaQB + MmaKT) * (g.D + 8) + 4 * MmaQB * (MmaKT + 8) : (MmaQB + 2 * MmaKT) * (g.D + 8)));
+    static uint MmaShared(LsAttentionGeometry g, Tiles t, bool backward) =>
+        (uint)(8 * t.KT + 2 * (backward ? 2 * (t.QB + t.KT) * (g.D + 8) + 4 * t.QB * (t.KT + 8) : (t.QB + 2 * t.KT) * (g.D + 8)));
+
+    /// <summary>The fp32 kernels' shared floats (ls_attention.cu's carve-up).</summary>
+    static uint Shared(LsAttentionGeometry g, Tiles t, bool backward) => (uint)(4 * (backward
+        ? 4 * t.KT * (g.D + 1) + 3 * t.QB * g.D + 3 * t.QB + 2 * t.KT
+        : 2 * t.KT * (g.D + 1) + 2 * t.QB * g.D + 2 * t.QB + 2 * t.KT));
 
     public static void Forward(CudaBackend be, LsAttentionGeometry g, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse)
     {
         CheckHeadDim(g);
-        var p = Params(g, q, k, v, kbar, vbar, mask, o, lse);
+        var t = TilesOf(be, q);
+        var p = Params(g, t, q, k, v, kbar, vbar, mask, o, lse);
         if (UsesMma(q))
-            be.Kernel(MmaFile, MmaForward[g.D / 32 - 1]).Launch(Grid(g, q), Threads, MmaShared(g, false), be.Stream, p);
+            be.Kernel(MmaFile, MmaForward[g.D / 32 - 1]).Launch(Grid(g, t), (uint)t.Threads, MmaShared(g, t, false), be.Stream, p);
         else
-            be.Kernel(File, "ls_attention_fwd_f32").Launch(Grid(g, q), Threads, (uint)(4 * (2 * KT * (g.D + 1) + 2 * QB * g.D + 2 * QB + 2 * KT)), be.Stream, p);
+            be.Kernel(File, "ls_attention_fwd_f32").Launch(Grid(g, t), (uint)t.Threads, Shared(g, t, false), be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, LsAttentionGeometry g, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
@@ -66,12 +77,13 @@ static class LsAttentionCuda
         CheckHeadDim(g);
         // Key gradients accumulate atomically in fp32.
         using var grads = new Float32Accumulators(be, dk, dv, dkbar, dvbar);
-        var p = Params(g, q, k, v, kbar, vbar, mask, o, lse);
+        var t = TilesOf(be, q);
+        var p = Params(g, t, q, k, v, kbar, vbar, mask, o, lse);
         p.DOut = dout.DevicePointer; p.DQ = dq.DevicePointer; p.DK = grads.P0; p.DV = grads.P1; p.DKBar = grads.P2; p.DVBar = grads.P3;
         if (UsesMma(q))
-            be.Kernel(MmaFile, MmaBackward[g.D / 32 - 1]).Launch(Grid(g, q), Threads, MmaShared(g, true), be.Stream, p);
+            be.Kernel(MmaFile, MmaBackward[g.D / 32 - 1]).Launch(Grid(g, t), (uint)t.Threads, MmaShared(g, t, true), be.Stream, p);
         else
-            be.Kernel(File, "ls_attention_bwd_f32").Launch(Grid(g, q), Threads, (uint)(4 * (4 * KT * (g.D + 1) + 3 * QB * g.D + 3 * QB + 2 * KT)), be.Stream, p);
+            be.Kernel(File, "ls_attention_bwd_f32").Launch(Grid(g, t), (uint)t.Threads, Shared(g, t, true), be.Stream, p);
         grads.Complete();
     }
 }

@@ -18,6 +18,18 @@ public static partial class LsCausalAttention
         CpuReference.Run([x.Q, x.K, x.V, x.U, x.VBias, x.Rel, x.KC, x.VC, x.RelC, x.Mask], [o, lse], g, static (g, i, r) => Forward(g, Data(i), r[0], r[1]));
     }
 
+    /// <summary>
+    /// Device scratch the backward allocates while it runs: fp32 sums of every gradient but dq for bf16 on the GPU
+    /// (<paramref name="inputs"/>: the shapes of q, k, v, u, vbias, rel, kc, vc, relc).
+    /// </summary>
+    public static long BackwardWorkspace(Device device, DType dtype, ReadOnlySpan<Shape> inputs)
+    {
+        if (device.Kind != DeviceKind.Cuda) return 0;
+        long n = 0;
+        foreach (var s in inputs[1..]) n += s.Count;
+        return Float32Accumulators.ScratchBytes(dtype, [n]);
+    }
+
     /// <summary>Gradients of the causal LS attention from its saved output and log-sum-exp; every gradient is overwritten.</summary>
     public static void Backward(IBackend be, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse, Tensor dout, in LsCausalGradients grads)
     {

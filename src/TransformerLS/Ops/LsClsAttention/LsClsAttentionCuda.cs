@@ -17,7 +17,8 @@ struct LsClsAttentionParams
 static class LsClsAttentionCuda
 {
     const string File = "ls_cls_attention/ls_cls_attention.cu";
-    const int Threads = 256;
+    /// <summary>The kernels' block (NWARP warps), read from the module (TLS_EXPORT).</summary>
+    static uint Threads(CudaBackend be) => (uint)be.Constant(File, "ls_cls_attention_threads");
 
     static LsClsAttentionParams Params(LsClsGeometry g, Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse)
     {
@@ -32,7 +33,7 @@ static class LsClsAttentionCuda
     public static void Forward(CudaBackend be, LsClsGeometry g, Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse)
     {
         var p = Params(g, q, k, v, c, mask, o, lse);
-        be.Kernel(File, q.DType == DType.Float32 ? "ls_cls_attention_fwd_f32" : "ls_cls_attention_fwd_bf16").Launch((uint)(g.B * g.H), Threads, 0, be.Stream, p);
+        be.Kernel(File, q.DType == DType.Float32 ? "ls_cls_attention_fwd_f32" : "ls_cls_attention_fwd_bf16").Launch((uint)(g.B * g.H), Threads(be), 0, be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, LsClsGeometry g, Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse, Tensor dout,
@@ -41,6 +42,6 @@ static class LsClsAttentionCuda
         var p = Params(g, q, k, v, c, mask, o, lse);
         p.DOut = dout.DevicePointer; p.DQ = dq.DevicePointer; p.DK = dk.DevicePointer; p.DV = dv.DevicePointer; p.DC = dc.DevicePointer;
         p.Accumulate = accumulate ? 1 : 0;
-        be.Kernel(File, q.DType == DType.Float32 ? "ls_cls_attention_bwd_f32" : "ls_cls_attention_bwd_bf16").Launch((uint)(g.B * g.H), Threads, 0, be.Stream, p);
+        be.Kernel(File, q.DType == DType.Float32 ? "ls_cls_attention_bwd_f32" : "ls_cls_attention_bwd_bf16").Launch((uint)(g.B * g.H), Threads(be), 0, be.Stream, p);
     }
 }

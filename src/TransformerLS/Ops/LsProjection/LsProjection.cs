@@ -24,6 +24,13 @@ public static partial class LsProjection
         });
     }
 
+    /// <summary>Device scratch the forward allocates while it runs: fp32 sums of K̄ and V̄ for bf16 on the GPU.</summary>
+    public static long ForwardWorkspace(Device device, DType dtype, Shape kbar, Shape vbar) =>
+        device.Kind != DeviceKind.Cuda ? 0 : Float32Accumulators.ScratchBytes(dtype, [kbar.Count, vbar.Count]);
+
+    /// <summary>Device scratch the backward allocates while it runs: one double Σ_t P·dP per column (B·H·r) on the GPU.</summary>
+    public static long BackwardWorkspace(Device device, Shape kbar) => device.Kind != DeviceKind.Cuda ? 0 : 8L * kbar.Product(0, 3);
+
     /// <summary>dscores (overwritten); dk, dv overwritten or, with <paramref name="accumulate"/>, added to.</summary>
     public static void Backward(IBackend be, Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum,
         Tensor dkbar, Tensor dvbar, Tensor dscores, Tensor dk, Tensor dv, bool accumulate = false)

@@ -16,7 +16,10 @@ struct LsProjectionParams
 static class LsProjectionCuda
 {
     const string File = "ls_projection/ls_projection.cu";
-    const int TChunk = 32, RTile = 32, Threads = 256;
+    const int Threads = 256; // the kernels stride by blockDim: the launcher's choice
+
+    /// <summary>Tokens per block and ranks the backward holds at a time, read from the module (TLS_EXPORT): the kernel is the one source.</summary>
+    static (int TChunk, int RTile) TilesOf(CudaBackend be) => (be.Constant(File, "ls_projection_tchunk"), be.Constant(File, "ls_projection_rtile"));
 
     static LsProjectionParams Params(LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum) => new()
     {
@@ -24,7 +27,7 @@ static class LsProjectionCuda
         ColMax = colmax.DevicePointer, ColSum = colsum.DevicePointer, B = g.B, H = g.H, N = g.N, D = g.D, R = g.R,
     };
 
-    static Dim3 Chunks(LsProjectionGeometry g) => new((uint)((g.N + TChunk - 1) / TChunk), (uint)g.H, (uint)g.B);
+    static Dim3 Chunks(LsProjectionGeometry g, int tchunk) => new((uint)((g.N + tchunk - 1) / tchunk), (uint)g.H, (uint)g.B);
 
     static uint SharedBytes(CudaBackend be, long floats, LsProjectionGeometry g)
     {
@@ -37,7 +40,8 @@ static class LsProjectionCuda
 
     public static void Forward(CudaBackend be, LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum)
     {
-        var smem = SharedBytes(be, (long)g.R * TChunk + 2L * TChunk * g.D, g);
+        var (tchunk, rtile) = TilesOf(be);
+        var smem = SharedBytes(be, (long)g.R * tchunk + 2L * tchunk * g.D, g);
         var f32 = k.DType == DType.Float32;
         var p = Params(g, s, k, v, mask, colmax, colsum);
         be.Kernel(File, f32 ? "ls_projection_stats_f32" : "ls_projection_stats_bf16")
@@ -46,31 +50,32 @@ static class LsProjectionCuda
         using var sums = new Float32Accumulators(be, kbar, vbar);
         p.KBarAcc = sums.P0;
         p.VBarAcc = sums.P1;
-        be.Kernel(File, f32 ? "ls_projection_compress_f32" : "ls_projection_compress_bf16").Launch(Chunks(g), Threads, smem, be.Stream, p);
+        be.Kernel(File, f32 ? "ls_projection_compress_f32" : "ls_projection_compress_bf16").Launch(Chunks(g, tchunk), Threads, smem, be.Stream, p);
         sums.Complete();
     }
 
     public static void Backward(CudaBackend be, LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum,
         Tensor dkbar, Tensor dvbar, Tensor ds, Tensor dk, Tensor dv, bool accumulate)
     {
-        // dP (double) and P for RTile ranks; K, V, dK and dV of TChunk tokens; dK̄ and dV̄ of RTile ranks.
-        var smem = SharedBytes(be, 3L * RTile * TChunk + 4L * TChunk * g.D + 2L * RTile * g.D, g);
+        var (tchunk, rtile) = TilesOf(be);
+        // dP (double) and P for rtile ranks; K, V, dK and dV of tchunk tokens; dK̄ and dV̄ of rtile ranks.
+        var smem = SharedBytes(be, 3L * rtile * tchunk + 4L * tchunk * g.D + 2L * rtile * g.D, g);
         var p = Params(g, s, k, v, mask, colmax, colsum);
         p.DKBar = dkbar.DevicePointer; p.DVBar = dvbar.DevicePointer; p.DK = dk.DevicePointer; p.DV = dv.DevicePointer;
         p.DS = ds.DevicePointer; p.Accumulate = accumulate ? 1 : 0;
-        var cols = (long)g.B * g.H * g.R;
-        p.ColDot = be.Context.Allocator.Allocate(8 * cols); // double
+        var bytes = LsProjection.BackwardWorkspace(be.Device, dkbar.Shape); // a double per column
+        p.ColDot = be.Context.Allocator.Allocate(bytes);
         try
         {
-            CudaMemory.Fill32(be.Stream, p.ColDot, 0, 2 * cols);
+            CudaMemory.Fill32(be.Stream, p.ColDot, 0, bytes / 4);
             var kernel = be.Kernel(File, k.DType == DType.Float32 ? "ls_projection_bwd_f32" : "ls_projection_bwd_bf16");
-            kernel.Launch(Chunks(g), Threads, smem, be.Stream, p);
+            kernel.Launch(Chunks(g, tchunk), Threads, smem, be.Stream, p);
             p.Phase = 1;
-            kernel.Launch(Chunks(g), Threads, smem, be.Stream, p);
+            kernel.Launch(Chunks(g, tchunk), Threads, smem, be.Stream, p);
         }
         finally
         {
-            be.Context.Allocator.Free(p.ColDot, 8 * cols);
+            be.Context.Allocator.Free(p.ColDot, bytes);
         }
     }
 }

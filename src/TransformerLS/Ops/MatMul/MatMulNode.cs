@@ -3,6 +3,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Graph.Nodes;
 
+// The graph nodes of the MatMul family and their builders (the graph's vocabulary keeps one namespace, Graph.Nodes,
+// wherever a family's node lives).
+
 /// <summary>
 /// c = alpha·op(a)·op(b), batched over the leading axes (cuBLAS on the GPU). With the softmax node it builds the
 /// full-attention baseline that materializes its N×N scores.
@@ -32,13 +35,6 @@ sealed class MatMulNode(Value a, bool transA, Value b, bool transB, float alpha,
     }
 
     public override bool Accumulates(int input) => true;
-}
-
-/// <summary>y = softmax(x) over the last axis; the backward reads only y.</summary>
-sealed class SoftmaxNode(Value x, Value y) : Node($"softmax {y.Name}", [x], [y], saved: [y])
-{
-    public override void Forward(RunContext c) => Softmax.Forward(c.Backend, c[x], c[y], -1);
-    public override void Backward(RunContext c) => Softmax.Backward(c.Backend, c[y], c.Grad(y), c.Target(0).Tensor!, -1);
 }
 
 /// <summary>
@@ -80,4 +76,33 @@ sealed class MaskedMeanNode(Value x, Value mask, Value y) : Node($"masked mean {
     public override bool Accumulates(int input) => input == 0;
 
     public override long Workspace(Device device, bool backward) => mask.DType == x.DType ? 0 : (long)B * N * x.DType.Size();
+}
+
+public static partial class Builders
+{
+    /// <summary>c = alpha·op(a)·op(b) over the leading (batch) axes, which a and b share; c has a's dtype.</summary>
+    public static Value MatMul(this Graph g, Value a, bool transA, Value b, bool transB, float alpha = 1f, string name = "matmul")
+    {
+        if (a.Shape.Rank < 2 || b.Shape.Rank != a.Shape.Rank || !a.Shape.Dims[..^2].SequenceEqual(b.Shape.Dims[..^2]) || a.DType != b.DType)
+            throw new ArgumentException($"matmul {name}: {a} and {b} must have one dtype and the same batch axes", nameof(b));
+        int m = transA ? a.Shape[-1] : a.Shape[-2], k = transA ? a.Shape[-2] : a.Shape[-1];
+        int kb = transB ? b.Shape[-1] : b.Shape[-2], n = transB ? b.Shape[-2] : b.Shape[-1];
+        if (k != kb) throw new ArgumentException($"matmul {name}: inner sizes differ: op(a) of {a} is {m}x{k}, op(b) of {b} is {kb}x{n}", nameof(b));
+        var c = Act(g, name, new Shape([.. a.Shape.Dims[..^2], m, n]), a.DType, a, b);
+        g.Add(new MatMulNode(a, transA, b, transB, alpha, c));
+        return c;
+    }
+
+    /// <summary>
+    /// x [B, N, D], float32 mask [B, N] → [B, D]: Σ_t mask·x / N, the LRA code's mean pooling (padding zeroed by the
+    /// mask but counted in N, as torch's mean over the sequence axis counts it).
+    /// </summary>
+    public static Value MaskedMean(this Graph g, Value x, Value mask, string name = "pooled")
+    {
+        if (x.Shape.Rank != 3 || mask.Shape != new Shape(x.Shape[0], x.Shape[1]) || mask.DType != DType.Float32)
+            throw new ArgumentException($"masked mean {name}: x {x} must be [B, N, D] and the mask {mask} float32 [B, N]", nameof(mask));
+        var y = Act(g, name, new Shape(x.Shape[0], x.Shape[2]), x.DType, x);
+        g.Add(new MaskedMeanNode(x, mask, y));
+        return y;
+    }
 }
