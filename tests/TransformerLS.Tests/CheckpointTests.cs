@@ -20,7 +20,7 @@ public sealed class CheckpointTests : IDisposable
         Tensor Make(Shape s, DType dt)
         {
             var t = be.Empty(s, dt);
-            t.CopyFrom([.. Enumerable.Range(0, (int)s.Count).Select(_ => (float)Conformance.ConformanceRunner.Normal(rng))]);
+            t.CopyFrom([.. Enumerable.Range(0, (int)s.Count).Select(_ => (float)RandomDraw.Normal(rng))]);
             return t;
         }
         return new()

@@ -1,6 +1,7 @@
+using TransformerLS.Graphs;
 using TransformerLS.Ops;
 using TransformerLS.Backends;
-using TransformerLS.Graph.Nodes;
+using TransformerLS.Graphs.Nodes;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Tests;
@@ -16,7 +17,7 @@ public class CrossEntropyTests
         var rng = new Random(3);
         int n = 4, v = 6;
         var x = be.Empty(new Shape(n, v), DType.Float32);
-        var xs = Enumerable.Range(0, n * v).Select(_ => (float)(2 * Conformance.ConformanceRunner.Normal(rng))).ToArray();
+        var xs = Enumerable.Range(0, n * v).Select(_ => (float)(2 * RandomDraw.Normal(rng))).ToArray();
         x.CopyFrom(xs);
         var t = be.Empty(new Shape(n), DType.Float32);
         t.CopyFrom([2, -1, 5, 0]);
@@ -59,10 +60,10 @@ public class CrossEntropyTests
         var live = be.MemoryStats.LiveBytes; // checked on the private CPU backend only: GPU tests of other classes share the GPU's
         const int n = 5, v = 4;
         var rng = new Random(8);
-        double[] xs = [.. Enumerable.Range(0, n * v).Select(_ => Conformance.ConformanceRunner.Normal(rng))];
+        double[] xs = [.. Enumerable.Range(0, n * v).Select(_ => RandomDraw.Normal(rng))];
         foreach (double[] targets in new[] { new double[] { 1, -1, 3, -1, 0 }, [-1, -1, -1, -1, -1] })
         {
-            using var g = new Graph.Graph(be);
+            using var g = new Graph(be);
             var logits = g.Input("logits", new Shape(n, v), DType.Float32);
             var target = g.Input("target", new Shape(n), DType.Float32);
             var w = be.Empty(new Shape(n, v), DType.Float32);
@@ -74,9 +75,9 @@ public class CrossEntropyTests
             be.Fill(zeros, 0f);
             t.CopyFrom(targets);
             using var dw = be.Empty(new Shape(n, v), DType.Float32);
-            using (var run = new Graph.Executor(g, new Graph.ExecutorOptions { Loss = loss }, new Dictionary<string, Tensor> { ["w"] = dw }))
+            using (var run = new Graphs.Executor(g, new Graphs.ExecutorOptions { Loss = loss }, new Dictionary<string, Tensor> { ["w"] = dw }))
             {
-                run.Backward(new Dictionary<Graph.Value, Tensor> { [logits] = zeros, [target] = t }, 1);
+                run.Backward(new Dictionary<Graphs.Value, Tensor> { [logits] = zeros, [target] = t }, 1);
                 var valid = Enumerable.Range(0, n).Where(i => targets[i] >= 0).ToArray();
                 double Row(int i)
                 {

@@ -20,7 +20,7 @@ public class EmbeddingTests
         var be = CpuBackend.Instance;
         using var scope = new TensorScope();
         var rng = new Random(11);
-        float[] R(int n) => [.. Enumerable.Range(0, n).Select(_ => (float)Conformance.ConformanceRunner.Normal(rng))];
+        float[] R(int n) => [.. Enumerable.Range(0, n).Select(_ => (float)RandomDraw.Normal(rng))];
         int v = 7, d = 5;
         float[] tokens = [3, 0, 6, 3, -1, 3];
         float[] w = R(v * d), dy = R(tokens.Length * d);

@@ -1,3 +1,4 @@
+using TransformerLS.Tensors;
 namespace TransformerLS.Tests;
 
 /// <summary>Central finite differences in float64, shared by every gradient test.</summary>
@@ -6,7 +7,7 @@ static class FiniteDifferences
     public const double Step = 1e-6, Tolerance = 1e-7;
 
     public static double[] Rand(Random r, int n, double scale = 1) =>
-        [.. Enumerable.Range(0, n).Select(_ => Conformance.ConformanceRunner.Normal(r) * scale)];
+        [.. Enumerable.Range(0, n).Select(_ => RandomDraw.Normal(r) * scale)];
 
     public static double Dot(double[] a, double[] b) => a.Zip(b, (p, q) => p * q).Sum();
 

@@ -1,5 +1,5 @@
 using TransformerLS.Backends;
-using TransformerLS.Graph;
+using TransformerLS.Graphs;
 using TransformerLS.Layers;
 using TransformerLS.Tensors;
 
@@ -16,7 +16,7 @@ public class FullAttentionTests
     sealed class Layer : IDisposable
     {
         public readonly ParameterSet Params = new();
-        public readonly Graph.Graph Graph;
+        public readonly Graph Graph;
         public readonly Value X, Y;
         public readonly Tensor XT;
         public readonly Dictionary<string, Tensor> Grads;
@@ -28,11 +28,11 @@ public class FullAttentionTests
             FullAttentionBlock.AddParameters(Params, be, "", dim, heads, dt, new Random(seed));
             var rng = new Random(seed + 1);
             foreach (var t in Params.Tensors.Values)
-                t.CopyFrom([.. Enumerable.Range(0, (int)t.Count).Select(_ => round.Round(Conformance.ConformanceRunner.Normal(rng) / Math.Sqrt(dim) * 2))]);
-            Graph = new Graph.Graph(be);
+                t.CopyFrom([.. Enumerable.Range(0, (int)t.Count).Select(_ => round.Round(RandomDraw.Normal(rng) / Math.Sqrt(dim) * 2))]);
+            Graph = new Graph(be);
             // The input is a trainable "parameter" so that its gradient is checked too.
             XT = be.Empty(new Shape(b, n, dim), dt);
-            XT.CopyFrom([.. Enumerable.Range(0, (int)XT.Count).Select(_ => round.Round(Conformance.ConformanceRunner.Normal(rng)))]);
+            XT.CopyFrom([.. Enumerable.Range(0, (int)XT.Count).Select(_ => round.Round(RandomDraw.Normal(rng)))]);
             X = Graph.Parameter("x", XT);
             Y = FullAttentionBlock.Build(Graph, heads, new ParameterValues(Graph, Params), X);
             Grads = Params.CreateGradients(be);

@@ -1,5 +1,5 @@
 using TransformerLS.Backends;
-using TransformerLS.Graph;
+using TransformerLS.Graphs;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Tests;

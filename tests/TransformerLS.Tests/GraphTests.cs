@@ -1,6 +1,6 @@
 using TransformerLS.Backends;
-using TransformerLS.Graph;
-using TransformerLS.Graph.Nodes;
+using TransformerLS.Graphs;
+using TransformerLS.Graphs.Nodes;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Tests;
@@ -128,9 +128,9 @@ public class GraphTests
         var be = new CpuBackend();
         const int B = 2, N = 5, D = 3;
         var rng = new Random(12);
-        double[] xs = [.. Enumerable.Range(0, B * N * D).Select(_ => dt.Round(Conformance.ConformanceRunner.Normal(rng)))];
+        double[] xs = [.. Enumerable.Range(0, B * N * D).Select(_ => dt.Round(RandomDraw.Normal(rng)))];
         double[] ms = [1, 1, 1, 1, 1, 1, 1, 0, 1, 0];
-        using (var g = new Graph.Graph(be))
+        using (var g = new Graph(be))
         {
             var x = g.Input("x", new Shape(B, N, D), dt);
             var mask = g.Input("mask", new Shape(B, N), DType.Float32);

@@ -23,7 +23,7 @@ public class LsModuleTests
             var ln = name.Contains("ln") && name.EndsWith(".weight");
             var std = name.EndsWith(".weight") && !ln ? 1 / Math.Sqrt(t.Shape[-1]) : 0.4;
             var v = new float[t.Count];
-            for (var i = 0; i < v.Length; i++) v[i] = (float)t.DType.Round((float)((ln ? 1 : 0) + std * Conformance.ConformanceRunner.Normal(rng)));
+            for (var i = 0; i < v.Length; i++) v[i] = (float)t.DType.Round((float)((ln ? 1 : 0) + std * RandomDraw.Normal(rng)));
             t.CopyFrom(v);
             values[name] = v;
         }
@@ -37,7 +37,7 @@ public class LsModuleTests
 
     static double[] P(Dictionary<string, float[]> ps, string name) => [.. ps[name].Select(x => (double)x)];
 
-    static float[] Input(Random rng, long n) => [.. Enumerable.Range(0, (int)n).Select(_ => (float)Conformance.ConformanceRunner.Normal(rng))];
+    static float[] Input(Random rng, long n) => [.. Enumerable.Range(0, (int)n).Select(_ => (float)RandomDraw.Normal(rng))];
 
     // ------------------------------------------------------------------ bidirectional (sections 1.2-1.6, 9)
 

@@ -1,5 +1,5 @@
 using TransformerLS.Backends;
-using TransformerLS.Graph;
+using TransformerLS.Graphs;
 using TransformerLS.Models;
 using TransformerLS.Tensors;
 
@@ -14,7 +14,7 @@ sealed class ModelHarness : IDisposable
     readonly DType _round;
     public IBackend Backend { get; }
     public Layers.ParameterSet Parameters { get; }
-    public Graph.Graph Graph { get; }
+    public Graph Graph { get; }
     public Value Loss { get; }
     public Value Logits { get; }
     public Dictionary<Value, Tensor> Feeds { get; } = [];
@@ -75,7 +75,7 @@ sealed class ModelHarness : IDisposable
         var n = Batch * cfg.Length;
         Feed(g.Tokens, [.. Enumerable.Range(0, n).Select(_ => (double)rng.Next(cfg.Vocab))]);
         Feed(g.Targets, [.. Enumerable.Range(0, n).Select(i => i == 3 ? -1.0 : rng.Next(cfg.Vocab))]); // one ignored target
-        foreach (var m in g.Memories) Feed(m, [.. Enumerable.Range(0, (int)m.Shape.Count).Select(_ => _round.Round(Conformance.ConformanceRunner.Normal(rng)))]);
+        foreach (var m in g.Memories) Feed(m, [.. Enumerable.Range(0, (int)m.Shape.Count).Select(_ => _round.Round(RandomDraw.Normal(rng)))]);
         Grads = Parameters.CreateGradients(be);
     }
 
@@ -87,7 +87,7 @@ sealed class ModelHarness : IDisposable
         {
             var norm = name.Contains("norm") || name.Contains("ln_");
             var std = name.EndsWith(".weight") && !norm ? 1 / Math.Sqrt(t.Shape[-1]) : 0.3;
-            t.CopyFrom([.. Enumerable.Range(0, (int)t.Count).Select(_ => _round.Round((norm && name.EndsWith(".weight") ? 1 : 0) + std * Conformance.ConformanceRunner.Normal(rng)))]);
+            t.CopyFrom([.. Enumerable.Range(0, (int)t.Count).Select(_ => _round.Round((norm && name.EndsWith(".weight") ? 1 : 0) + std * RandomDraw.Normal(rng)))]);
         }
     }
 

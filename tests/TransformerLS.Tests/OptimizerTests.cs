@@ -95,7 +95,7 @@ public class OptimizerTests
         for (var i = 1000; i < 2000; i++) Assert.Equal(BFloat16.Round(cpu[i - 1000]), gpuResult[i], 0.01f * Math.Abs(gpuResult[i]) + 1e-6f);
     }
 
-    static double ConformanceNormal(Random rng) => Conformance.ConformanceRunner.Normal(rng);
+    static double ConformanceNormal(Random rng) => RandomDraw.Normal(rng);
 
     [Fact]
     public void State_round_trips_through_a_checkpoint()

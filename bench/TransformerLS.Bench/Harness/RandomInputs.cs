@@ -15,7 +15,7 @@ public sealed class RandomInputs(int seed)
     readonly Random _rng = new(seed);
     float[]? _pool;
 
-    float[] Pool => _pool ??= [.. Enumerable.Range(0, PoolSize).Select(_ => (float)Conformance.ConformanceRunner.Normal(_rng))];
+    float[] Pool => _pool ??= [.. Enumerable.Range(0, PoolSize).Select(_ => (float)RandomDraw.Normal(_rng))];
 
     public Tensor Normal(IBackend be, DType dtype, double scale, params int[] dims)
     {

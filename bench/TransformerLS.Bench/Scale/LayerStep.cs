@@ -1,7 +1,7 @@
 using TransformerLS.Backends;
 using TransformerLS.Bench.Harness;
 using TransformerLS.Cuda;
-using TransformerLS.Graph;
+using TransformerLS.Graphs;
 using TransformerLS.Layers;
 using TransformerLS.Tensors;
 
@@ -31,7 +31,7 @@ public sealed class LayerStep : IDisposable
 {
     readonly ParameterSet _params = new();
     readonly Dictionary<string, Tensor> _grads;
-    readonly Graph.Graph _graph;
+    readonly Graph _graph;
     readonly Executor _run;
     readonly Tensor _x;
     readonly Dictionary<Value, Tensor> _feeds;
@@ -46,7 +46,7 @@ public sealed class LayerStep : IDisposable
             if (spec.Kind == LayerKind.Ls) LsAttentionBlock.AddParameters(_params, be, "", cfg, spec.DType, rng);
             else FullAttentionBlock.AddParameters(_params, be, "", spec.Dim, spec.Heads, spec.DType, rng);
             _grads = _params.CreateGradients(be);
-            _graph = new Graph.Graph(be);
+            _graph = new Graph(be);
             var x = _graph.Input("x", new Shape(batch, n, spec.Dim), spec.DType);
             var p = new ParameterValues(_graph, _params);
             var y = spec.Kind == LayerKind.Ls ? LsAttentionBlock.Build(_graph, cfg, p, x, null, null) : FullAttentionBlock.Build(_graph, spec.Heads, p, x);

@@ -104,7 +104,7 @@ public static class ConformanceRunner
     public static float[] MakeInput(InputSpec s, Random rng)
     {
         var v = new float[s.Shape.Count];
-        for (var i = 0; i < v.Length; i++) v[i] = (float)(Normal(rng) * s.Scale);
+        for (var i = 0; i < v.Length; i++) v[i] = (float)(RandomDraw.Normal(rng) * s.Scale);
         if (s.Kind == InputKind.SoftmaxOfNormal)
         {
             var ax = s.Shape.Axis(s.Axis, nameof(s.Axis));
@@ -127,9 +127,6 @@ public static class ConformanceRunner
         for (var i = 0; i < v.Length; i++) v[i] = (float)s.DType.Round(v[i]);
         return v;
     }
-
-    public static double Normal(Random rng) =>
-        Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
 
     static double MaxAbsDiff(double[] a, double[] b, out bool nan)
     {

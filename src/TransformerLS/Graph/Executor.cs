@@ -2,7 +2,7 @@ using TransformerLS.Ops;
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Graph;
+namespace TransformerLS.Graphs;
 
 /// <summary>How the executor runs a graph.</summary>
 public sealed record ExecutorOptions

@@ -1,7 +1,7 @@
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Graph;
+namespace TransformerLS.Graphs;
 
 public enum ValueKind
 {

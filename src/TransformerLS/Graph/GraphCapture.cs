@@ -2,7 +2,7 @@ using TransformerLS.Backends;
 using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Graph;
+namespace TransformerLS.Graphs;
 
 /// <summary>
 /// CUDA-graph replay of executor runs (<see cref="ExecutorOptions.CaptureGraph"/>). A run is keyed by (backward,

@@ -1,6 +1,6 @@
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Graph;
+namespace TransformerLS.Graphs;
 
 public enum StepKind { Forward, Recompute, Backward }
 

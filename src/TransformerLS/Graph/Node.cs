@@ -1,7 +1,7 @@
 using TransformerLS.Backends;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Graph;
+namespace TransformerLS.Graphs;
 
 /// <summary>
 /// One op of a graph: a forward that writes its outputs (and auxiliary results such as saved statistics), and a

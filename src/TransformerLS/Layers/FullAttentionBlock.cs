@@ -1,6 +1,6 @@
 using TransformerLS.Backends;
-using TransformerLS.Graph;
-using TransformerLS.Graph.Nodes;
+using TransformerLS.Graphs;
+using TransformerLS.Graphs.Nodes;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Layers;
@@ -21,7 +21,7 @@ public static class FullAttentionBlock
     }
 
     /// <summary>tokens: [B, N, D]; returns [B, N, D] = W_o(softmax(q·kᵀ/√d)·v) with heads merged.</summary>
-    public static Value Build(Graph.Graph g, int heads, ParameterValues p, Value tokens)
+    public static Value Build(Graph g, int heads, ParameterValues p, Value tokens)
     {
         if (tokens.Shape.Rank != 3 || tokens.Shape[2] % heads != 0)
             throw new ArgumentException($"tokens are {tokens}; expected [B, N, D] with D a multiple of {heads} heads", nameof(tokens));

@@ -1,6 +1,6 @@
 using TransformerLS.Backends;
-using TransformerLS.Graph;
-using TransformerLS.Graph.Nodes;
+using TransformerLS.Graphs;
+using TransformerLS.Graphs.Nodes;
 using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
@@ -40,7 +40,7 @@ public static class LsAttentionBlock
     /// tokens: [B, n, D] (normed by the block); cls: [B, 1, D] (the un-normed CLS embedding) in the CLS layer, else null;
     /// mask: [B, n] float32 or null. Returns [B, n, D], or [B, 1 + n, D] with the CLS row first.
     /// </summary>
-    public static Value Build(Graph.Graph g, LsAttentionModuleConfig cfg, ParameterValues p, Value tokens, Value? cls, Value? mask)
+    public static Value Build(Graph g, LsAttentionModuleConfig cfg, ParameterValues p, Value tokens, Value? cls, Value? mask)
     {
         if (tokens.Shape.Rank != 3 || tokens.Shape[2] != cfg.Dim)
             throw new ArgumentException($"tokens are {tokens}; expected [B, n, {cfg.Dim}]", nameof(tokens));
@@ -88,7 +88,7 @@ public sealed class LsAttentionModule : IDisposable
         var cfg = Config;
         if (x.Shape.Rank != 3 || x.Shape[2] != cfg.Dim || x.Shape[1] < (cfg.Cls ? 2 : 1))
             throw new ArgumentException($"x has shape {x.Shape}; expected [B, {(cfg.Cls ? "1 + n" : "n")}, {cfg.Dim}]{(cfg.Cls ? " with the CLS row first" : "")}", nameof(x));
-        using var g = new Graph.Graph(_be);
+        using var g = new Graph(_be);
         var xv = g.Input("x", x.Shape, x.DType);
         var mv = mask is null ? null : g.Input("mask", mask.Shape, mask.DType);
         var n = x.Shape[1] - (cfg.Cls ? 1 : 0);

@@ -1,6 +1,6 @@
 using TransformerLS.Backends;
-using TransformerLS.Graph;
-using TransformerLS.Graph.Nodes;
+using TransformerLS.Graphs;
+using TransformerLS.Graphs.Nodes;
 using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
@@ -47,7 +47,7 @@ public static class LsCausalAttentionBlock
     /// h: [B, L, D], the normed block; c: [B, M, D], the normed memory (M a multiple of l), or null; sinWindow [1, w, D] and
     /// sinChunks [1, Nc, D]: the relative sinusoids of δ = 0, 1, … (<see cref="AttentionParts.Sinusoids"/>). Returns [B, L, D].
     /// </summary>
-    public static Value Build(Graph.Graph g, LsCausalModuleConfig cfg, ParameterValues p, Value h, Value? c, Value sinWindow, Value sinChunks)
+    public static Value Build(Graph g, LsCausalModuleConfig cfg, ParameterValues p, Value h, Value? c, Value sinWindow, Value sinChunks)
     {
         if (h.Shape.Rank != 3 || h.Shape[2] != cfg.Dim) throw new ArgumentException($"h is {h}; expected [B, L, {cfg.Dim}]", nameof(h));
         var M = c?.Shape[1] ?? 0;
@@ -83,7 +83,7 @@ public static class LsCausalAttentionBlock
     }
 
     /// <summary>A constant [1, count, D] table of the relative sinusoids of δ = 0 … count − 1.</summary>
-    public static Value Sinusoids(Graph.Graph g, string name, int count, int dim, DType dtype)
+    public static Value Sinusoids(Graph g, string name, int count, int dim, DType dtype)
     {
         var t = g.Backend.Empty(new Shape(1, count, dim), dtype);
         t.CopyFrom(AttentionParts.Sinusoids(count, dim));
@@ -110,7 +110,7 @@ public sealed class LsCausalAttentionModule : IDisposable
     {
         var cfg = Config;
         if (h.Shape.Rank != 3 || h.Shape[2] != cfg.Dim) throw new ArgumentException($"h has shape {h.Shape}; expected [B, L, {cfg.Dim}]", nameof(h));
-        using var g = new Graph.Graph(_be);
+        using var g = new Graph(_be);
         var hv = g.Input("h", h.Shape, h.DType);
         var cv = cache is null ? null : g.Input("cache", cache.Shape, cache.DType);
         var nc = LsCausalAttentionBlock.CompressedKeys(cfg, h.Shape[1], cache?.Shape[1] ?? 0);

@@ -1,5 +1,5 @@
 using TransformerLS.Backends;
-using TransformerLS.Graph;
+using TransformerLS.Graphs;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Layers;
@@ -18,7 +18,7 @@ public sealed class ParameterSet : IDisposable
     public Tensor Add(IBackend be, string name, Shape shape, DType dtype, Random rng, double std, double mean = 0)
     {
         var values = new double[shape.Count];
-        for (var i = 0; i < values.Length; i++) values[i] = mean + std * Conformance.ConformanceRunner.Normal(rng);
+        for (var i = 0; i < values.Length; i++) values[i] = mean + std * RandomDraw.Normal(rng);
         var t = be.Empty(shape, dtype);
         t.CopyFrom(values);
         _tensors.Add(name, t);
@@ -67,14 +67,14 @@ public sealed class ParameterSet : IDisposable
 /// <summary>The graph values of a parameter set's tensors, made once per name; <see cref="Scope"/> prefixes names.</summary>
 public sealed class ParameterValues
 {
-    readonly Graph.Graph _graph;
+    readonly Graph _graph;
     readonly ParameterSet _set;
     readonly string _prefix;
     readonly Dictionary<string, Value> _made;
 
-    public ParameterValues(Graph.Graph graph, ParameterSet set) : this(graph, set, "", []) { }
+    public ParameterValues(Graph graph, ParameterSet set) : this(graph, set, "", []) { }
 
-    ParameterValues(Graph.Graph graph, ParameterSet set, string prefix, Dictionary<string, Value> made)
+    ParameterValues(Graph graph, ParameterSet set, string prefix, Dictionary<string, Value> made)
     {
         _graph = graph; _set = set; _prefix = prefix; _made = made;
     }

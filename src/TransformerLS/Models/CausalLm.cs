@@ -1,6 +1,6 @@
 using TransformerLS.Backends;
-using TransformerLS.Graph;
-using TransformerLS.Graph.Nodes;
+using TransformerLS.Graphs;
+using TransformerLS.Graphs.Nodes;
 using TransformerLS.Layers;
 using TransformerLS.Tensors;
 
@@ -74,7 +74,7 @@ public sealed class CausalLm : IDisposable
         LraConfig.Positive(batch, nameof(batch));
         var cfg = Config;
         int L = cfg.Length, M = cfg.Memory, D = cfg.Dim;
-        var g = new Graph.Graph(Backend);
+        var g = new Graph(Backend);
         var p = new ParameterValues(g, Parameters);
         var tokens = g.Input("tokens", new Shape(batch, L), DType.Float32);
         var targets = g.Input("targets", new Shape(batch, L), DType.Float32);
@@ -109,7 +109,7 @@ public sealed class CausalLm : IDisposable
 /// One block's graph: feed tokens and targets [B, L] (float32 byte values; a negative target is ignored) and each
 /// layer's memory [B, M, D]; after a run, <see cref="NextMemories"/> hold the memories of the next block.
 /// </summary>
-public sealed record LmGraph(Graph.Graph Graph, Value Tokens, Value Targets, Value[] Memories, Value[] NextMemories, Value Logits, Value Loss) : IDisposable
+public sealed record LmGraph(Graph Graph, Value Tokens, Value Targets, Value[] Memories, Value[] NextMemories, Value Logits, Value Loss) : IDisposable
 {
     public void Dispose() => Graph.Dispose();
 }

@@ -1,5 +1,5 @@
 using TransformerLS.Ops;
-using TransformerLS.Graph;
+using TransformerLS.Graphs;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Models;

@@ -1,6 +1,6 @@
 using TransformerLS.Backends;
-using TransformerLS.Graph;
-using TransformerLS.Graph.Nodes;
+using TransformerLS.Graphs;
+using TransformerLS.Graphs.Nodes;
 using TransformerLS.Layers;
 using TransformerLS.Tensors;
 
@@ -93,7 +93,7 @@ public sealed class LraClassifier : IDisposable
         if (length < 1 || length > Config.MaxLength)
             throw new ArgumentOutOfRangeException(nameof(length), length, $"the sequence length must be in [1, {Config.MaxLength}] (the position table's rows)");
         var cfg = Config;
-        var g = new Graph.Graph(Backend);
+        var g = new Graph(Backend);
         var p = new ParameterValues(g, Parameters);
         var tokens = g.Input("tokens", new Shape(batch, length), DType.Float32);
         var mask = g.Input("mask", new Shape(batch, length), DType.Float32);
@@ -130,7 +130,7 @@ public sealed class LraClassifier : IDisposable
     }
 
     /// <summary>A float32 [batch, length] constant of index(t) in every row.</summary>
-    internal static Value Indices(Graph.Graph g, string name, int batch, int length, Func<int, int> index)
+    internal static Value Indices(Graph g, string name, int batch, int length, Func<int, int> index)
     {
         var t = g.Backend.Empty(new Shape(batch, length), DType.Float32);
         t.CopyFrom([.. Enumerable.Range(0, batch * length).Select(i => (float)index(i % length))]);
@@ -141,7 +141,7 @@ public sealed class LraClassifier : IDisposable
 }
 
 /// <summary>One batch shape's graph: feed tokens, mask (1 token, 0 pad) and labels (class indices), all float32.</summary>
-public sealed record LraGraph(Graph.Graph Graph, Value Tokens, Value Mask, Value Labels, Value Logits, Value Loss) : IDisposable
+public sealed record LraGraph(Graph Graph, Value Tokens, Value Mask, Value Labels, Value Logits, Value Loss) : IDisposable
 {
     public void Dispose() => Graph.Dispose();
 }

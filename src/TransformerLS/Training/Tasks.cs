@@ -1,7 +1,7 @@
 using TransformerLS.Ops;
 using TransformerLS.Backends;
 using TransformerLS.Data;
-using TransformerLS.Graph;
+using TransformerLS.Graphs;
 using TransformerLS.Layers;
 using TransformerLS.Models;
 using TransformerLS.Tensors;

@@ -1,7 +1,7 @@
 using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Graph.Nodes;
+namespace TransformerLS.Graphs.Nodes;
 
 /// <summary>
 /// The graph's vocabulary: each method adds one node and returns its output. The builders live beside their op in

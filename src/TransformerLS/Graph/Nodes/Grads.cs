@@ -1,7 +1,7 @@
 using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Graph.Nodes;
+namespace TransformerLS.Graphs.Nodes;
 
 /// <summary>Shared pieces of node backwards.</summary>
 static class Grads

@@ -1,9 +1,9 @@
 using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Graph.Nodes;
+namespace TransformerLS.Graphs.Nodes;
 
-// The graph nodes of the CrossEntropy family and their builders (the graph's vocabulary keeps one namespace, Graph.Nodes,
+// The graph nodes of the CrossEntropy family and their builders (the graph's vocabulary keeps one namespace, Graphs.Nodes,
 // wherever a family's node lives).
 
 /// <summary>Per-row cross-entropy of logits [.., V] (read as [N, V]) against float32 class indices (N of them; negative = ignored, loss 0).</summary>

@@ -1,9 +1,9 @@
 using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Graph.Nodes;
+namespace TransformerLS.Graphs.Nodes;
 
-// The graph nodes of the DualLayerNorm family and their builders (the graph's vocabulary keeps one namespace, Graph.Nodes,
+// The graph nodes of the DualLayerNorm family and their builders (the graph's vocabulary keeps one namespace, Graphs.Nodes,
 // wherever a family's node lives).
 
 /// <summary>DualLN: one LayerNorm (weights shared) over xk and xv into head-split yk, yv; statistics [2, B, T].</summary>

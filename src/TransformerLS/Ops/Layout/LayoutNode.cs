@@ -1,9 +1,9 @@
 using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Graph.Nodes;
+namespace TransformerLS.Graphs.Nodes;
 
-// The graph nodes of the Layout family and their builders (the graph's vocabulary keeps one namespace, Graph.Nodes,
+// The graph nodes of the Layout family and their builders (the graph's vocabulary keeps one namespace, Graphs.Nodes,
 // wherever a family's node lives).
 
 /// <summary>y = x with axes 1 and 2 swapped, each seen through a view: splits heads ([B,T,H·d] as [B,T,H,d] → [B,H,T,d]) and merges them.</summary>

@@ -2,9 +2,9 @@ using TransformerLS.Ops;
 using TransformerLS.Tensors;
 using LinearOp = TransformerLS.Ops.Linear;
 
-namespace TransformerLS.Graph.Nodes;
+namespace TransformerLS.Graphs.Nodes;
 
-// The graph nodes of the Linear family and their builders (the graph's vocabulary keeps one namespace, Graph.Nodes,
+// The graph nodes of the Linear family and their builders (the graph's vocabulary keeps one namespace, Graphs.Nodes,
 // wherever a family's node lives).
 
 /// <summary>y = x·Wᵀ + b (torch.nn.Linear; cuBLAS on the GPU). Weight and bias gradients add into the float32 parameter gradients.</summary>

@@ -1,9 +1,9 @@
 using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Graph.Nodes;
+namespace TransformerLS.Graphs.Nodes;
 
-// The graph nodes of the LsAttention family and their builders (the graph's vocabulary keeps one namespace, Graph.Nodes,
+// The graph nodes of the LsAttention family and their builders (the graph's vocabulary keeps one namespace, Graphs.Nodes,
 // wherever a family's node lives).
 
 /// <summary>The bidirectional LS attention: one softmax over landmarks and the segment window (section 1.4-1.5).</summary>

@@ -1,9 +1,9 @@
 using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Graph.Nodes;
+namespace TransformerLS.Graphs.Nodes;
 
-// The graph nodes of the LsCausalAttention family and their builders (the graph's vocabulary keeps one namespace, Graph.Nodes,
+// The graph nodes of the LsCausalAttention family and their builders (the graph's vocabulary keeps one namespace, Graphs.Nodes,
 // wherever a family's node lives).
 
 /// <summary>The causal LS attention (sections 3.2-3.4). Inputs in <see cref="LsCausalInputs"/> order.</summary>

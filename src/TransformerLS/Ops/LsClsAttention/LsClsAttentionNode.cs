@@ -1,9 +1,9 @@
 using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Graph.Nodes;
+namespace TransformerLS.Graphs.Nodes;
 
-// The graph nodes of the LsClsAttention family and their builders (the graph's vocabulary keeps one namespace, Graph.Nodes,
+// The graph nodes of the LsClsAttention family and their builders (the graph's vocabulary keeps one namespace, Graphs.Nodes,
 // wherever a family's node lives).
 
 /// <summary>The CLS query of the LRA last layer over its own key and the tokens' attention outputs c (section 1.6); [B, H, 1, d] values.</summary>

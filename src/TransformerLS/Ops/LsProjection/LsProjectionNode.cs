@@ -1,9 +1,9 @@
 using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Graph.Nodes;
+namespace TransformerLS.Graphs.Nodes;
 
-// The graph nodes of the LsProjection family and their builders (the graph's vocabulary keeps one namespace, Graph.Nodes,
+// The graph nodes of the LsProjection family and their builders (the graph's vocabulary keeps one namespace, Graphs.Nodes,
 // wherever a family's node lives).
 
 /// <summary>K̄ = P·K, V̄ = P·V, P the softmax over the sequence of the projection scores (LRA, section 1.3).</summary>

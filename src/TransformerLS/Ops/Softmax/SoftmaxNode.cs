@@ -1,9 +1,9 @@
 using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
-namespace TransformerLS.Graph.Nodes;
+namespace TransformerLS.Graphs.Nodes;
 
-// The graph nodes of the Softmax family and their builders (the graph's vocabulary keeps one namespace, Graph.Nodes,
+// The graph nodes of the Softmax family and their builders (the graph's vocabulary keeps one namespace, Graphs.Nodes,
 // wherever a family's node lives).
 
 /// <summary>y = softmax(x) over the last axis; the backward reads only y.</summary>
