@@ -11,7 +11,7 @@ namespace TransformerLS.Backends;
 /// header. The cache key covers the source, all headers, the options, the arch and the NVRTC version; an entry whose
 /// checksum does not match is rebuilt, not trusted.
 /// </summary>
-public static class KernelLibrary
+internal static class KernelLibrary
 {
     public const string PreludeName = "common/prelude.cuh";
     public const string FatbinDirVariable = "TLS_KERNEL_FATBIN_DIR";

@@ -3,7 +3,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Conformance;
 
-public enum InputKind
+internal enum InputKind
 {
     /// <summary>N(0, scale²).</summary>
     Normal,
@@ -15,15 +15,15 @@ public enum InputKind
     ClassIndex,
 }
 
-public sealed record InputSpec(string Name, Shape Shape, DType DType, InputKind Kind = InputKind.Normal, double Scale = 1.0, int Axis = -1);
+internal sealed record InputSpec(string Name, Shape Shape, DType DType, InputKind Kind = InputKind.Normal, double Scale = 1.0, int Axis = -1);
 
-public sealed record OutputSpec(string Name, Shape Shape, DType DType);
+internal sealed record OutputSpec(string Name, Shape Shape, DType DType);
 
 /// <summary>
 /// One row of the conformance table: inputs, outputs, how a backend runs it, and the reference at two
 /// precisions: float64 (the truth) and float32 (a same-precision CPU computation, whose error sets the bar).
 /// </summary>
-public sealed class OpCase
+internal sealed class OpCase
 {
     public required string Op { get; init; }
     public required string Name { get; init; }
@@ -39,12 +39,12 @@ public sealed class OpCase
 }
 
 /// <summary>The outcome for one output of one case on one backend.</summary>
-public sealed record OutputResult(string Output, double BackendError, double SamePrecisionError, double Bound, bool HasNaN)
+internal sealed record OutputResult(string Output, double BackendError, double SamePrecisionError, double Bound, bool HasNaN)
 {
     public bool Passed => !HasNaN && BackendError <= Bound;
 }
 
-public sealed record CaseResult(OpCase Case, Device Device, IReadOnlyList<OutputResult> Outputs)
+internal sealed record CaseResult(OpCase Case, Device Device, IReadOnlyList<OutputResult> Outputs)
 {
     public bool Passed => Outputs.All(o => o.Passed);
     public double MaxError => Outputs.Max(o => o.BackendError);
@@ -58,7 +58,7 @@ public sealed record CaseResult(OpCase Case, Device Device, IReadOnlyList<Output
 /// error against float64 must be at most 2x the same-precision CPU error, plus a tiny floor
 /// (one float32 ulp at the output's magnitude, 2^-23·max(1, max|ref|)).
 /// </summary>
-public static class ConformanceRunner
+internal static class ConformanceRunner
 {
     public const double Factor = 2.0, RelativeFloor = 1.0 / (1 << 23);
 

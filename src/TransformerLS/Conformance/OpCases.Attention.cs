@@ -6,7 +6,7 @@ using TransformerLS.Tensors;
 namespace TransformerLS.Conformance;
 
 /// <summary>The table's rows for the Long-Short attention families.</summary>
-public static partial class OpCases
+internal static partial class OpCases
 {
     static void AddAttention(List<OpCase> list, DType dt)
     {

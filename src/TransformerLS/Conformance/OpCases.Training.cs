@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 namespace TransformerLS.Conformance;
 
 /// <summary>The table's rows for the training-side families: embedding, cross-entropy and the optimizer.</summary>
-public static partial class OpCases
+internal static partial class OpCases
 {
     static void AddCrossEntropy(List<OpCase> list, DType dt)
     {

@@ -19,7 +19,7 @@ public interface IReference
 /// The table of op cases every backend must pass (ggml's test-backend-ops in spirit): each op family,
 /// forward and backward, float32 and bfloat16, odd shapes. Tests and `tls check` run the same table.
 /// </summary>
-public static partial class OpCases
+internal static partial class OpCases
 {
     public static IReadOnlyList<OpCase> All { get; } = Build();
 

@@ -11,7 +11,7 @@ public static partial class CrossEntropy
     /// logits [N, V]; target, loss (dloss in the backward: <paramref name="lossName"/>), lse: float32 [N]; returns (N, V).
     /// Target values are checked on the CPU only.
     /// </summary>
-    public static (int Rows, int Vocab) CheckShapes(IBackend be, Tensor logits, Tensor target, Tensor loss, Tensor lse, string lossName = "loss")
+    internal static (int Rows, int Vocab) CheckShapes(IBackend be, Tensor logits, Tensor target, Tensor loss, Tensor lse, string lossName = "loss")
     {
         Check.On(be, logits, nameof(logits));
         if (logits.Shape.Rank != 2 || logits.Shape[1] < 1)
@@ -24,7 +24,7 @@ public static partial class CrossEntropy
     }
 
     /// <summary>loss (dloss in the backward), target: float32 [N]; mean (dmean), count: float32 [1]; returns N.</summary>
-    public static int CheckMean(IBackend be, Tensor loss, Tensor target, Tensor mean, Tensor count, string lossName = "loss", string meanName = "mean")
+    internal static int CheckMean(IBackend be, Tensor loss, Tensor target, Tensor mean, Tensor count, string lossName = "loss", string meanName = "mean")
     {
         Check.On(be, loss, lossName);
         if (loss.Shape.Rank != 1) throw new ArgumentException($"{lossName} has shape {loss.Shape}; expected [rows]", lossName);
@@ -37,7 +37,7 @@ public static partial class CrossEntropy
     }
 
     /// <summary>mean = Σ loss over rows with a target / their count (0 if none): torch's mean with ignored targets.</summary>
-    public static void Mean<T>(ReadOnlySpan<T> loss, ReadOnlySpan<T> target, out T mean, out T count) where T : IFloatingPointIeee754<T>
+    internal static void Mean<T>(ReadOnlySpan<T> loss, ReadOnlySpan<T> target, out T mean, out T count) where T : IFloatingPointIeee754<T>
     {
         T s = T.Zero, c = T.Zero;
         for (var i = 0; i < loss.Length; i++)
@@ -46,21 +46,21 @@ public static partial class CrossEntropy
         count = c;
     }
 
-    public static void MeanBackward<T>(ReadOnlySpan<T> target, T count, T dmean, Span<T> dloss) where T : IFloatingPointIeee754<T>
+    internal static void MeanBackward<T>(ReadOnlySpan<T> target, T count, T dmean, Span<T> dloss) where T : IFloatingPointIeee754<T>
     {
         var g = count > T.Zero ? dmean / count : T.Zero;
         for (var i = 0; i < dloss.Length; i++) dloss[i] = target[i] < T.Zero ? T.Zero : g;
     }
 
     /// <summary>Every target must be a class index in [0, V) or negative (ignored): out of range would read past the row.</summary>
-    public static void CheckTargets(ReadOnlySpan<double> target, int vocab)
+    internal static void CheckTargets(ReadOnlySpan<double> target, int vocab)
     {
         for (var i = 0; i < target.Length; i++)
             if (target[i] >= vocab || (target[i] >= 0 && target[i] != Math.Floor(target[i])) || double.IsNaN(target[i]))
                 throw new ArgumentOutOfRangeException(nameof(target), target[i], $"target[{i}] must be a class index in [0, {vocab}) or negative (ignored)");
     }
 
-    public static void Forward<T>(int vocab, ReadOnlySpan<T> x, ReadOnlySpan<T> target, Span<T> loss, Span<T> lse) where T : IFloatingPointIeee754<T>
+    internal static void Forward<T>(int vocab, ReadOnlySpan<T> x, ReadOnlySpan<T> target, Span<T> loss, Span<T> lse) where T : IFloatingPointIeee754<T>
     {
         for (var i = 0; i < loss.Length; i++)
         {
@@ -76,7 +76,7 @@ public static partial class CrossEntropy
         }
     }
 
-    public static void Backward<T>(int vocab, ReadOnlySpan<T> x, ReadOnlySpan<T> target, ReadOnlySpan<T> lse, ReadOnlySpan<T> dloss, Span<T> dx)
+    internal static void Backward<T>(int vocab, ReadOnlySpan<T> x, ReadOnlySpan<T> target, ReadOnlySpan<T> lse, ReadOnlySpan<T> dloss, Span<T> dx)
         where T : IFloatingPointIeee754<T>
     {
         for (var i = 0; i < lse.Length; i++)

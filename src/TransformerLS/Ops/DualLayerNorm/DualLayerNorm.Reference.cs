@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 namespace TransformerLS.Ops;
 
 /// <summary>S stacked inputs (1: one tensor, 2: K and V) of B·T tokens with D = H·d channels.</summary>
-public readonly record struct DualLayerNormGeometry(int S, int B, int H, int T, int D, bool TokenMajor)
+internal readonly record struct DualLayerNormGeometry(int S, int B, int H, int T, int D, bool TokenMajor)
 {
     public int Channels => H * D;
     public int Rows => B * T;
@@ -18,7 +18,7 @@ public readonly record struct DualLayerNormGeometry(int S, int B, int H, int T, 
 /// </summary>
 public static partial class DualLayerNorm
 {
-    public static DualLayerNormGeometry CheckForward(IBackend be, Tensor xk, Tensor? xv, Tensor gamma, Tensor beta, Tensor yk, Tensor? yv,
+    internal static DualLayerNormGeometry CheckForward(IBackend be, Tensor xk, Tensor? xv, Tensor gamma, Tensor beta, Tensor yk, Tensor? yv,
         Tensor mean, Tensor rstd, float eps)
     {
         Check.On(be, yk, nameof(yk));
@@ -41,7 +41,7 @@ public static partial class DualLayerNorm
         return new DualLayerNormGeometry(s, B, H, T, d, tokenMajor);
     }
 
-    public static DualLayerNormGeometry CheckBackward(IBackend be, Tensor dyk, Tensor? dyv, Tensor xk, Tensor? xv, Tensor gamma, Tensor mean, Tensor rstd,
+    internal static DualLayerNormGeometry CheckBackward(IBackend be, Tensor dyk, Tensor? dyv, Tensor xk, Tensor? xv, Tensor gamma, Tensor mean, Tensor rstd,
         Tensor dxk, Tensor? dxv, Tensor dgamma, Tensor dbeta)
     {
         var g = CheckForward(be, xk, xv, gamma, dgamma, dyk, dyv, mean, rstd, 1f);
@@ -78,7 +78,7 @@ public static partial class DualLayerNorm
     }
 
     /// <summary>One stacked input: y (head-split) and its rows' statistics.</summary>
-    public static void Forward<T>(DualLayerNormGeometry g, T[] x, T[] gamma, T[] beta, T[] y, Span<T> mean, Span<T> rstd, T eps) where T : IFloatingPointIeee754<T>
+    internal static void Forward<T>(DualLayerNormGeometry g, T[] x, T[] gamma, T[] beta, T[] y, Span<T> mean, Span<T> rstd, T eps) where T : IFloatingPointIeee754<T>
     {
         var rows = Gather(g, x, true);
         var outRows = new T[rows.Length];
@@ -87,7 +87,7 @@ public static partial class DualLayerNorm
     }
 
     /// <summary>One stacked input: dx (x's layout); dgamma and dbeta are added to.</summary>
-    public static void Backward<T>(DualLayerNormGeometry g, T[] dy, T[] x, T[] gamma, ReadOnlySpan<T> mean, ReadOnlySpan<T> rstd, T[] dx, T[] dgamma, T[] dbeta)
+    internal static void Backward<T>(DualLayerNormGeometry g, T[] dy, T[] x, T[] gamma, ReadOnlySpan<T> mean, ReadOnlySpan<T> rstd, T[] dx, T[] dgamma, T[] dbeta)
         where T : IFloatingPointIeee754<T>
     {
         var dxRows = new T[(long)g.Rows * g.Channels];

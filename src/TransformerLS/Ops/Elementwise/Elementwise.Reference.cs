@@ -7,21 +7,21 @@ namespace TransformerLS.Ops;
 /// <summary>Checks and CPU reference of kernels/elementwise/, generic over the accumulation type.</summary>
 public static partial class Elementwise
 {
-    public static void CheckAxpby(IBackend be, Tensor a, Tensor? b, Tensor y)
+    internal static void CheckAxpby(IBackend be, Tensor a, Tensor? b, Tensor y)
     {
         Check.On(be, a, nameof(a));
         if (b is not null) Check.Like(be, b, a, nameof(b));
         Check.Like(be, y, a, nameof(y));
     }
 
-    public static void CheckUnary(IBackend be, Tensor x, Tensor y, Tensor? dy = null)
+    internal static void CheckUnary(IBackend be, Tensor x, Tensor y, Tensor? dy = null)
     {
         Check.On(be, x, nameof(x));
         if (dy is not null) Check.Like(be, dy, x, nameof(dy));
         Check.Like(be, y, x, dy is null ? "y" : "dx");
     }
 
-    public static void CheckCast(IBackend be, Tensor x, Tensor y)
+    internal static void CheckCast(IBackend be, Tensor x, Tensor y)
     {
         Check.On(be, x, nameof(x));
         Check.On(be, y, nameof(y));
@@ -29,7 +29,7 @@ public static partial class Elementwise
     }
 
     /// <summary>Returns the row length (the bias length).</summary>
-    public static int CheckBiasAdd(IBackend be, Tensor x, Tensor bias, Tensor y)
+    internal static int CheckBiasAdd(IBackend be, Tensor x, Tensor bias, Tensor y)
     {
         Check.On(be, x, nameof(x));
         Check.RankAtLeast(x, 1, nameof(x));
@@ -39,7 +39,7 @@ public static partial class Elementwise
     }
 
     /// <summary>y has x's dtype, or float32 (bf16 bias gradients summed into fp32 parameter gradients).</summary>
-    public static int CheckColumnSum(IBackend be, Tensor x, Tensor y)
+    internal static int CheckColumnSum(IBackend be, Tensor x, Tensor y)
     {
         Check.On(be, x, nameof(x));
         Check.RankAtLeast(x, 1, nameof(x));
@@ -48,7 +48,7 @@ public static partial class Elementwise
     }
 
     /// <summary>y += x: y has x's shape and x's dtype or float32.</summary>
-    public static void CheckAddTo(IBackend be, Tensor x, Tensor y)
+    internal static void CheckAddTo(IBackend be, Tensor x, Tensor y)
     {
         Check.On(be, x, nameof(x));
         Check.On(be, y, nameof(y));
@@ -56,18 +56,18 @@ public static partial class Elementwise
         if (y.DType != DType.Float32) Check.DTypeIs(y, x.DType, nameof(y));
     }
 
-    public static void Axpby<T>(ReadOnlySpan<T> a, T alpha, ReadOnlySpan<T> b, T beta, Span<T> y) where T : IFloatingPointIeee754<T>
+    internal static void Axpby<T>(ReadOnlySpan<T> a, T alpha, ReadOnlySpan<T> b, T beta, Span<T> y) where T : IFloatingPointIeee754<T>
     {
         for (var i = 0; i < y.Length; i++) y[i] = alpha * a[i] + (b.IsEmpty ? T.Zero : beta * b[i]);
     }
 
-    public static void Gelu<T>(ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T>
+    internal static void Gelu<T>(ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T>
     {
         var half = T.CreateChecked(0.5);
         for (var i = 0; i < y.Length; i++) y[i] = half * x[i] * (T.One + Erf(x[i] * T.CreateChecked(0.70710678118654752)));
     }
 
-    public static void GeluBackward<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx) where T : IFloatingPointIeee754<T>
+    internal static void GeluBackward<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx) where T : IFloatingPointIeee754<T>
     {
         var half = T.CreateChecked(0.5);
         for (var i = 0; i < dx.Length; i++)
@@ -78,24 +78,24 @@ public static partial class Elementwise
         }
     }
 
-    public static void Relu<T>(ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T>
+    internal static void Relu<T>(ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T>
     {
         for (var i = 0; i < y.Length; i++) y[i] = T.Max(x[i], T.Zero);
     }
 
-    public static void ReluBackward<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx) where T : IFloatingPointIeee754<T>
+    internal static void ReluBackward<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx) where T : IFloatingPointIeee754<T>
     {
         for (var i = 0; i < dx.Length; i++) dx[i] = x[i] > T.Zero ? dy[i] : T.Zero;
     }
 
-    public static void CheckDropout(IBackend be, Tensor x, Tensor y, float p)
+    internal static void CheckDropout(IBackend be, Tensor x, Tensor y, float p)
     {
         CheckUnary(be, x, y);
         if (!(p >= 0 && p < 1)) throw new ArgumentOutOfRangeException(nameof(p), p, "the dropout probability must be in [0, 1)");
     }
 
     /// <summary>A graph replay's run seed: 8 bytes (a float32 [2] or bf16 [4] tensor holding the 64-bit seed's bits).</summary>
-    public static void CheckRunSeed(IBackend be, Tensor runSeed)
+    internal static void CheckRunSeed(IBackend be, Tensor runSeed)
     {
         Check.On(be, runSeed, nameof(runSeed));
         if (runSeed.Bytes != 8) throw new ArgumentException($"runSeed has shape {runSeed.Shape} ({runSeed.Bytes} bytes); expected the 8 bytes of a 64-bit seed", nameof(runSeed));
@@ -109,25 +109,25 @@ public static partial class Elementwise
     }
 
     /// <summary>Whether dropout keeps element <paramref name="i"/>: the kernel's counter hash, bit for bit.</summary>
-    public static bool KeepMask(ulong seed, long i, float p)
+    internal static bool KeepMask(ulong seed, long i, float p)
     {
         var h = Mix32((uint)i ^ Mix32((uint)((ulong)i >> 32) ^ Mix32((uint)seed ^ Mix32((uint)(seed >> 32)))));
         return (h >> 8) * (1f / 16777216f) >= p;
     }
 
     /// <summary>y = x·keep/(1 − p); the backward is the same map applied to dy.</summary>
-    public static void Dropout<T>(ReadOnlySpan<T> x, Span<T> y, float p, ulong seed) where T : IFloatingPointIeee754<T>
+    internal static void Dropout<T>(ReadOnlySpan<T> x, Span<T> y, float p, ulong seed) where T : IFloatingPointIeee754<T>
     {
         var scale = T.CreateChecked(1f / (1f - p));
         for (var i = 0; i < y.Length; i++) y[i] = KeepMask(seed, i, p) ? x[i] * scale : T.Zero;
     }
 
-    public static void BiasAdd<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> bias, Span<T> y) where T : IFloatingPointIeee754<T>
+    internal static void BiasAdd<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> bias, Span<T> y) where T : IFloatingPointIeee754<T>
     {
         for (var i = 0; i < y.Length; i++) y[i] = x[i] + bias[i % bias.Length];
     }
 
-    public static void ColumnSum<T>(ReadOnlySpan<T> x, Span<T> y, T beta) where T : IFloatingPointIeee754<T>
+    internal static void ColumnSum<T>(ReadOnlySpan<T> x, Span<T> y, T beta) where T : IFloatingPointIeee754<T>
     {
         var cols = y.Length;
         for (var c = 0; c < cols; c++)
@@ -139,9 +139,9 @@ public static partial class Elementwise
     }
 
     /// <summary>erf to double precision (≈1e-15): a Taylor series near 0, a continued fraction for erfc in the tails.</summary>
-    public static T Erf<T>(T x) where T : IFloatingPointIeee754<T> => T.CreateChecked(Erf(double.CreateChecked(x)));
+    internal static T Erf<T>(T x) where T : IFloatingPointIeee754<T> => T.CreateChecked(Erf(double.CreateChecked(x)));
 
-    public static double Erf(double x)
+    internal static double Erf(double x)
     {
         if (double.IsNaN(x)) return x;
         var ax = Math.Abs(x);

@@ -11,7 +11,7 @@ public static partial class Embedding
     /// The table [V, D] (weight, or dweight in the backward: <paramref name="tableName"/>); tokens float32 [N]; rows [N, D]
     /// (y, or dy); returns (N, V, D).
     /// </summary>
-    public static (int N, int Vocab, int Dim) CheckShapes(IBackend be, Tensor table, string tableName, Tensor tokens, Tensor rows, string rowsName)
+    internal static (int N, int Vocab, int Dim) CheckShapes(IBackend be, Tensor table, string tableName, Tensor tokens, Tensor rows, string rowsName)
     {
         Check.On(be, table, tableName);
         if (table.Shape.Rank != 2) throw new ArgumentException($"{tableName} has shape {table.Shape}; expected [vocab, dim]", tableName);
@@ -25,14 +25,14 @@ public static partial class Embedding
     }
 
     /// <summary>Tokens must be integers below V (negative: padding); the CPU backend checks, the GPU cannot without a round trip.</summary>
-    public static void CheckTokens(ReadOnlySpan<double> tokens, int vocab)
+    internal static void CheckTokens(ReadOnlySpan<double> tokens, int vocab)
     {
         for (var i = 0; i < tokens.Length; i++)
             if (tokens[i] >= vocab || tokens[i] != Math.Floor(tokens[i]) || double.IsNaN(tokens[i]))
                 throw new ArgumentOutOfRangeException(nameof(tokens), tokens[i], $"tokens[{i}] must be an integer < {vocab} (negative: padding)");
     }
 
-    public static void Forward<T>(int dim, ReadOnlySpan<T> weight, ReadOnlySpan<T> tokens, Span<T> y) where T : IFloatingPointIeee754<T>
+    internal static void Forward<T>(int dim, ReadOnlySpan<T> weight, ReadOnlySpan<T> tokens, Span<T> y) where T : IFloatingPointIeee754<T>
     {
         for (var i = 0; i < tokens.Length; i++)
         {
@@ -42,7 +42,7 @@ public static partial class Embedding
     }
 
     /// <summary>dweight[token_i] += dy[i].</summary>
-    public static void Backward<T>(int dim, ReadOnlySpan<T> tokens, ReadOnlySpan<T> dy, Span<T> dweight) where T : IFloatingPointIeee754<T>
+    internal static void Backward<T>(int dim, ReadOnlySpan<T> tokens, ReadOnlySpan<T> dy, Span<T> dweight) where T : IFloatingPointIeee754<T>
     {
         for (var i = 0; i < tokens.Length; i++)
         {

@@ -8,7 +8,7 @@ namespace TransformerLS.Ops;
 public static partial class LayerNorm
 {
     /// <summary>Returns (rows, cols).</summary>
-    public static (int Rows, int Cols) CheckForward(IBackend be, Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor? mean, Tensor? rstd, float eps)
+    internal static (int Rows, int Cols) CheckForward(IBackend be, Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor? mean, Tensor? rstd, float eps)
     {
         Check.On(be, x, nameof(x));
         Check.RankAtLeast(x, 1, nameof(x));
@@ -26,7 +26,7 @@ public static partial class LayerNorm
         return ((int)rows, cols);
     }
 
-    public static (int Rows, int Cols) CheckBackward(IBackend be, Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dx, Tensor dgamma, Tensor dbeta)
+    internal static (int Rows, int Cols) CheckBackward(IBackend be, Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dx, Tensor dgamma, Tensor dbeta)
     {
         var (rows, cols) = CheckForward(be, x, gamma, dgamma, dx, mean, rstd, 1f);
         Check.Like(be, dy, x, nameof(dy));
@@ -34,7 +34,7 @@ public static partial class LayerNorm
         return (rows, cols);
     }
 
-    public static void Forward<T>(int rows, int cols, ReadOnlySpan<T> x, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, Span<T> y, Span<T> mean, Span<T> rstd, T eps)
+    internal static void Forward<T>(int rows, int cols, ReadOnlySpan<T> x, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, Span<T> y, Span<T> mean, Span<T> rstd, T eps)
         where T : IFloatingPointIeee754<T>
     {
         var n = T.CreateChecked(cols);
@@ -52,7 +52,7 @@ public static partial class LayerNorm
         }
     }
 
-    public static void Backward<T>(int rows, int cols, ReadOnlySpan<T> dy, ReadOnlySpan<T> x, ReadOnlySpan<T> gamma, ReadOnlySpan<T> mean, ReadOnlySpan<T> rstd,
+    internal static void Backward<T>(int rows, int cols, ReadOnlySpan<T> dy, ReadOnlySpan<T> x, ReadOnlySpan<T> gamma, ReadOnlySpan<T> mean, ReadOnlySpan<T> rstd,
         Span<T> dx, Span<T> dgamma, Span<T> dbeta, bool accumulate) where T : IFloatingPointIeee754<T>
     {
         var n = T.CreateChecked(cols);

@@ -5,13 +5,13 @@ using TransformerLS.Tensors;
 namespace TransformerLS.Ops;
 
 /// <summary>Sizes of a copy along one axis: [Outer, SrcLen | DstLen, Inner].</summary>
-public readonly record struct SliceGeometry(long Outer, long Inner, int SrcLen, int DstLen, int SrcOffset, int DstOffset, int Length);
+internal readonly record struct SliceGeometry(long Outer, long Inner, int SrcLen, int DstLen, int SrcOffset, int DstOffset, int Length);
 
 /// <summary>Checks and CPU reference of kernels/layout/.</summary>
 public static partial class Layout
 {
     /// <summary>x [A, B, C, D] → y [A, C, B, D]. Returns (A, B, C, D).</summary>
-    public static (long A, int B, int C, long D) CheckSwap(IBackend be, Tensor x, Tensor y)
+    internal static (long A, int B, int C, long D) CheckSwap(IBackend be, Tensor x, Tensor y)
     {
         Check.On(be, x, nameof(x));
         if (x.Shape.Rank != 4) throw new ArgumentException($"x has shape {x.Shape}; expected 4 axes [A, B, C, D]", nameof(x));
@@ -21,7 +21,7 @@ public static partial class Layout
         return (x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]);
     }
 
-    public static void SwapAxes12<T>(long a, int b, int c, long d, T[] x, T[] y)
+    internal static void SwapAxes12<T>(long a, int b, int c, long d, T[] x, T[] y)
     {
         for (long o = 0; o < a; o++)
             for (var i = 0; i < b; i++)
@@ -30,7 +30,7 @@ public static partial class Layout
     }
 
     /// <summary>dst[.., dstOffset + j, ..] (+)= src[.., srcOffset + j, ..] for j &lt; length along <paramref name="axis"/>.</summary>
-    public static SliceGeometry CheckSlice(IBackend be, Tensor src, int srcOffset, Tensor dst, int dstOffset, int axis, int length)
+    internal static SliceGeometry CheckSlice(IBackend be, Tensor src, int srcOffset, Tensor dst, int dstOffset, int axis, int length)
     {
         Check.On(be, src, nameof(src));
         Check.On(be, dst, nameof(dst));
@@ -48,7 +48,7 @@ public static partial class Layout
         return new SliceGeometry(src.Shape.Product(0, ax), src.Shape.Product(ax + 1, src.Shape.Rank), src.Shape[ax], dst.Shape[ax], srcOffset, dstOffset, length);
     }
 
-    public static void CopySlice<T>(SliceGeometry g, T[] src, T[] dst, bool accumulate) where T : IFloatingPointIeee754<T>
+    internal static void CopySlice<T>(SliceGeometry g, T[] src, T[] dst, bool accumulate) where T : IFloatingPointIeee754<T>
     {
         for (long o = 0; o < g.Outer; o++)
             for (var j = 0; j < g.Length; j++)

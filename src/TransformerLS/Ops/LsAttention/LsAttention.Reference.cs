@@ -18,7 +18,7 @@ public sealed record LsAttentionConfig(int Window, int Rank)
 }
 
 /// <summary>Sizes of one call, taken from the tensors: q is [B, H, n, d], the landmarks [B, H, r, d].</summary>
-public readonly record struct LsAttentionGeometry(int B, int H, int N, int D, int W, int R, int E, float Scale)
+internal readonly record struct LsAttentionGeometry(int B, int H, int N, int D, int W, int R, int E, float Scale)
 {
     public int Segments => (N + W - 1) / W;
 }
@@ -30,7 +30,7 @@ public readonly record struct LsAttentionGeometry(int B, int H, int N, int D, in
 /// </summary>
 public static partial class LsAttention
 {
-    public static LsAttentionGeometry CheckForward(IBackend be, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar,
+    internal static LsAttentionGeometry CheckForward(IBackend be, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar,
         Tensor? mask, Tensor o, Tensor lse)
     {
         ArgumentNullException.ThrowIfNull(cfg);
@@ -55,7 +55,7 @@ public static partial class LsAttention
         return new LsAttentionGeometry(B, H, n, d, cfg.Window, cfg.Rank, cfg.Extension, 1f / MathF.Sqrt(d));
     }
 
-    public static LsAttentionGeometry CheckBackward(IBackend be, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
+    internal static LsAttentionGeometry CheckBackward(IBackend be, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
         Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk, Tensor dv, Tensor dkbar, Tensor dvbar)
     {
         var g = CheckForward(be, cfg, q, k, v, kbar, vbar, mask, o, lse);
@@ -81,7 +81,7 @@ public static partial class LsAttention
     }
 
     /// <summary>o and lse (lse = 0 and o = 0 on padded query rows).</summary>
-    public static void Forward<T>(LsAttentionGeometry g, T[] q, T[] k, T[] v, T[] kbar, T[] vbar, T[] mask, T[] o, T[] lse)
+    internal static void Forward<T>(LsAttentionGeometry g, T[] q, T[] k, T[] v, T[] kbar, T[] vbar, T[] mask, T[] o, T[] lse)
         where T : IFloatingPointIeee754<T>
     {
         var scale = T.CreateChecked(g.Scale);
@@ -132,7 +132,7 @@ public static partial class LsAttention
     /// Gradients of Σ dout·o. <paramref name="o"/> is the forward output as stored (it enters through D_i = dO_i·O_i,
     /// as in the kernel); probabilities are recomputed from lse.
     /// </summary>
-    public static void Backward<T>(LsAttentionGeometry g, T[] q, T[] k, T[] v, T[] kbar, T[] vbar, T[] mask, T[] o, T[] lse, T[] dout,
+    internal static void Backward<T>(LsAttentionGeometry g, T[] q, T[] k, T[] v, T[] kbar, T[] vbar, T[] mask, T[] o, T[] lse, T[] dout,
         T[] dq, T[] dk, T[] dv, T[] dkbar, T[] dvbar) where T : IFloatingPointIeee754<T>
     {
         var scale = T.CreateChecked(g.Scale);

@@ -29,7 +29,7 @@ public readonly record struct LsCausalGradients(Tensor DQ, Tensor DK, Tensor DV,
     Tensor DKC, Tensor DVC, Tensor DRelC);
 
 /// <summary>Sizes of one call, taken from the tensors.</summary>
-public readonly record struct LsCausalGeometry(int B, int H, int L, int P, int D, int W, int Lc, int R, int Mc, float Scale)
+internal readonly record struct LsCausalGeometry(int B, int H, int L, int P, int D, int W, int Lc, int R, int Mc, float Scale)
 {
     public int BlockChunks => (L + Lc - 1) / Lc;
     public int Nc => (Mc + BlockChunks) * R;
@@ -39,7 +39,7 @@ public readonly record struct LsCausalGeometry(int B, int H, int L, int P, int D
 }
 
 /// <summary>The same values as <see cref="LsCausalInputs"/>, as arrays (mask empty when absent).</summary>
-public sealed record LsCausalData<T>(T[] Q, T[] K, T[] V, T[] U, T[] VBias, T[] Rel, T[] KC, T[] VC, T[] RelC, T[] Mask);
+internal sealed record LsCausalData<T>(T[] Q, T[] K, T[] V, T[] U, T[] VBias, T[] Rel, T[] KC, T[] VC, T[] RelC, T[] Mask);
 
 /// <summary>
 /// Checks and CPU reference of kernels/ls_causal_attention/ls_causal_attention.cu. Query i attends under one softmax to
@@ -49,7 +49,7 @@ public sealed record LsCausalData<T>(T[] Q, T[] K, T[] V, T[] U, T[] VBias, T[] 
 /// </summary>
 public static partial class LsCausalAttention
 {
-    public static LsCausalGeometry CheckForward(IBackend be, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse)
+    internal static LsCausalGeometry CheckForward(IBackend be, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse)
     {
         ArgumentNullException.ThrowIfNull(cfg);
         cfg.Validate();
@@ -81,7 +81,7 @@ public static partial class LsCausalAttention
         return new LsCausalGeometry(B, H, L, P, d, cfg.Window, cfg.ChunkLength, cfg.Rank, nc / cfg.Rank - blockChunks, 1f / MathF.Sqrt(d));
     }
 
-    public static LsCausalGeometry CheckBackward(IBackend be, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse, Tensor dout, in LsCausalGradients g)
+    internal static LsCausalGeometry CheckBackward(IBackend be, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse, Tensor dout, in LsCausalGradients g)
     {
         var geo = CheckForward(be, cfg, x, o, lse);
         Check.Like(be, dout, x.Q, nameof(dout));
@@ -147,7 +147,7 @@ public static partial class LsCausalAttention
         return (((long)bh * g.Keys + g.P + key.Index) * g.D, ((long)h * g.W + i - key.Index) * g.D);
     }
 
-    public static void Forward<T>(LsCausalGeometry g, LsCausalData<T> x, T[] o, T[] lse) where T : IFloatingPointIeee754<T>
+    internal static void Forward<T>(LsCausalGeometry g, LsCausalData<T> x, T[] o, T[] lse) where T : IFloatingPointIeee754<T>
     {
         var scale = T.CreateChecked(g.Scale);
         var qs = new T[g.D];
@@ -178,7 +178,7 @@ public static partial class LsCausalAttention
     }
 
     /// <summary>Gradients of Σ dout·o; <paramref name="o"/> is the output as stored, probabilities come from lse.</summary>
-    public static void Backward<T>(LsCausalGeometry g, LsCausalData<T> x, T[] o, T[] lse, T[] dout, LsCausalData<T> grad) where T : IFloatingPointIeee754<T>
+    internal static void Backward<T>(LsCausalGeometry g, LsCausalData<T> x, T[] o, T[] lse, T[] dout, LsCausalData<T> grad) where T : IFloatingPointIeee754<T>
     {
         foreach (var a in new[] { grad.Q, grad.K, grad.V, grad.U, grad.VBias, grad.Rel, grad.KC, grad.VC, grad.RelC }) Array.Clear(a);
         var scale = T.CreateChecked(g.Scale);

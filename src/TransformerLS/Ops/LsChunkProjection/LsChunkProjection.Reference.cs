@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 namespace TransformerLS.Ops;
 
 /// <summary>Sizes: scores [B, T, H·r], x [B, H, T, d], y [B, H, ⌈T/l⌉·r, d].</summary>
-public readonly record struct LsChunkProjectionGeometry(int B, int H, int T, int D, int R, int Lc)
+internal readonly record struct LsChunkProjectionGeometry(int B, int H, int T, int D, int R, int Lc)
 {
     public int Chunks => (T + Lc - 1) / Lc;
 }
@@ -18,7 +18,7 @@ public readonly record struct LsChunkProjectionGeometry(int B, int H, int T, int
 /// </summary>
 public static partial class LsChunkProjection
 {
-    public static LsChunkProjectionGeometry CheckForward(IBackend be, int chunk, Tensor scores, Tensor x, Tensor? mask, Tensor y)
+    internal static LsChunkProjectionGeometry CheckForward(IBackend be, int chunk, Tensor scores, Tensor x, Tensor? mask, Tensor y)
     {
         if (chunk < 1) throw new ArgumentOutOfRangeException(nameof(chunk), chunk, "chunk length l must be >= 1");
         Check.On(be, x, nameof(x));
@@ -36,7 +36,7 @@ public static partial class LsChunkProjection
         return g;
     }
 
-    public static LsChunkProjectionGeometry CheckBackward(IBackend be, int chunk, Tensor scores, Tensor x, Tensor? mask, Tensor dy, Tensor dscores, Tensor dx)
+    internal static LsChunkProjectionGeometry CheckBackward(IBackend be, int chunk, Tensor scores, Tensor x, Tensor? mask, Tensor dy, Tensor dscores, Tensor dx)
     {
         var g = CheckForward(be, chunk, scores, x, mask, dy);
         Check.Like(be, dscores, scores, nameof(dscores));
@@ -62,7 +62,7 @@ public static partial class LsChunkProjection
         return p;
     }
 
-    public static void Forward<T>(LsChunkProjectionGeometry g, T[] s, T[] x, T[] mask, T[] y) where T : IFloatingPointIeee754<T>
+    internal static void Forward<T>(LsChunkProjectionGeometry g, T[] s, T[] x, T[] mask, T[] y) where T : IFloatingPointIeee754<T>
     {
         Array.Clear(y);
         for (var b = 0; b < g.B; b++)
@@ -81,7 +81,7 @@ public static partial class LsChunkProjection
     }
 
     /// <summary>ds = P∘(dP − Σ P·dP), dP_t = dy·x_t; dx_t = Σ_k P_t·dy_k. Overwrites, or adds with <paramref name="accumulate"/>.</summary>
-    public static void Backward<T>(LsChunkProjectionGeometry g, T[] s, T[] x, T[] mask, T[] dy, T[] ds, T[] dx, bool accumulate) where T : IFloatingPointIeee754<T>
+    internal static void Backward<T>(LsChunkProjectionGeometry g, T[] s, T[] x, T[] mask, T[] dy, T[] ds, T[] dx, bool accumulate) where T : IFloatingPointIeee754<T>
     {
         if (!accumulate) { Array.Clear(ds); Array.Clear(dx); }
         int hr = g.H * g.R;

@@ -4,7 +4,7 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
-public readonly record struct LsClsGeometry(int B, int H, int N, int D, float Scale);
+internal readonly record struct LsClsGeometry(int B, int H, int N, int D, float Scale);
 
 /// <summary>
 /// Checks and CPU reference of kernels/ls_cls_attention/ (reference section 1.6): the CLS query q attends to its
@@ -13,7 +13,7 @@ public readonly record struct LsClsGeometry(int B, int H, int N, int D, float Sc
 /// </summary>
 public static partial class LsClsAttention
 {
-    public static LsClsGeometry CheckForward(IBackend be, Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse)
+    internal static LsClsGeometry CheckForward(IBackend be, Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse)
     {
         Check.On(be, c, nameof(c));
         if (c.Shape.Rank != 4) throw new ArgumentException($"c has shape {c.Shape}; expected [B, H, n, d] (the tokens' attention outputs)", nameof(c));
@@ -32,7 +32,7 @@ public static partial class LsClsAttention
         return new LsClsGeometry(B, H, n, d, 1f / MathF.Sqrt(d));
     }
 
-    public static LsClsGeometry CheckBackward(IBackend be, Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse, Tensor dout,
+    internal static LsClsGeometry CheckBackward(IBackend be, Tensor q, Tensor k, Tensor v, Tensor c, Tensor? mask, Tensor o, Tensor lse, Tensor dout,
         Tensor dq, Tensor dk, Tensor dv, Tensor dc)
     {
         var g = CheckForward(be, q, k, v, c, mask, o, lse);
@@ -57,7 +57,7 @@ public static partial class LsClsAttention
         return (s, rows.ToArray());
     }
 
-    public static void Forward<T>(LsClsGeometry g, T[] q, T[] k, T[] v, T[] c, T[] mask, T[] o, T[] lse) where T : IFloatingPointIeee754<T>
+    internal static void Forward<T>(LsClsGeometry g, T[] q, T[] k, T[] v, T[] c, T[] mask, T[] o, T[] lse) where T : IFloatingPointIeee754<T>
     {
         for (var b = 0; b < g.B; b++)
             for (var h = 0; h < g.H; h++)
@@ -78,7 +78,7 @@ public static partial class LsClsAttention
     }
 
     /// <summary>Gradients of Σ dout·o; dc is overwritten, or added to with <paramref name="accumulate"/> (the tokens' own gradient).</summary>
-    public static void Backward<T>(LsClsGeometry g, T[] q, T[] k, T[] v, T[] c, T[] mask, T[] o, T[] lse, T[] dout,
+    internal static void Backward<T>(LsClsGeometry g, T[] q, T[] k, T[] v, T[] c, T[] mask, T[] o, T[] lse, T[] dout,
         T[] dq, T[] dk, T[] dv, T[] dc, bool accumulate) where T : IFloatingPointIeee754<T>
     {
         Array.Clear(dq); Array.Clear(dk); Array.Clear(dv);

@@ -5,7 +5,7 @@ using TransformerLS.Tensors;
 namespace TransformerLS.Ops;
 
 /// <summary>Sizes of one projection call: scores [B, n, H·r], keys/values [B, H, n, d], landmarks [B, H, r, d].</summary>
-public readonly record struct LsProjectionGeometry(int B, int H, int N, int D, int R);
+internal readonly record struct LsProjectionGeometry(int B, int H, int N, int D, int R);
 
 /// <summary>
 /// Checks and CPU reference of kernels/ls_projection/: P = softmax over the sequence of the scores (padding
@@ -14,7 +14,7 @@ public readonly record struct LsProjectionGeometry(int B, int H, int N, int D, i
 /// </summary>
 public static partial class LsProjection
 {
-    public static LsProjectionGeometry CheckForward(IBackend be, Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum)
+    internal static LsProjectionGeometry CheckForward(IBackend be, Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum)
     {
         Check.On(be, k, nameof(k));
         if (k.Shape.Rank != 4) throw new ArgumentException($"k has shape {k.Shape}; expected [B, H, n, d]", nameof(k));
@@ -44,7 +44,7 @@ public static partial class LsProjection
             throw new ArgumentException($"{name} has shape {t.Shape}; expected [{b}, {hr}]", name);
     }
 
-    public static LsProjectionGeometry CheckBackward(IBackend be, Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum,
+    internal static LsProjectionGeometry CheckBackward(IBackend be, Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum,
         Tensor dkbar, Tensor dvbar, Tensor dscores, Tensor dk, Tensor dv)
     {
         var g = CheckForward(be, scores, k, v, mask, dkbar, dvbar, colmax, colsum);
@@ -59,7 +59,7 @@ public static partial class LsProjection
 
     /// <summary>Max and sum of exp(s − max) over the tokens of one column: what the forward saves for the backward.
     /// A column without tokens gives (−∞, 0).</summary>
-    public static (T Max, T Sum) ColumnStats<T>(LsProjectionGeometry g, T[] s, T[] mask, int b, int col) where T : IFloatingPointIeee754<T>
+    internal static (T Max, T Sum) ColumnStats<T>(LsProjectionGeometry g, T[] s, T[] mask, int b, int col) where T : IFloatingPointIeee754<T>
     {
         int hr = g.H * g.R;
         var m = T.NegativeInfinity;
@@ -81,7 +81,7 @@ public static partial class LsProjection
         return p;
     }
 
-    public static void Forward<T>(LsProjectionGeometry g, T[] s, T[] k, T[] v, T[] mask, T[] kbar, T[] vbar) where T : IFloatingPointIeee754<T>
+    internal static void Forward<T>(LsProjectionGeometry g, T[] s, T[] k, T[] v, T[] mask, T[] kbar, T[] vbar) where T : IFloatingPointIeee754<T>
     {
         for (var b = 0; b < g.B; b++)
             for (var h = 0; h < g.H; h++)
@@ -100,7 +100,7 @@ public static partial class LsProjection
     }
 
     /// <summary>dS (softmax backward over the sequence), dK = Pᵀ·dK̄, dV = Pᵀ·dV̄ (overwritten).</summary>
-    public static void Backward<T>(LsProjectionGeometry g, T[] s, T[] k, T[] v, T[] mask, T[] dkbar, T[] dvbar, T[] ds, T[] dk, T[] dv)
+    internal static void Backward<T>(LsProjectionGeometry g, T[] s, T[] k, T[] v, T[] mask, T[] dkbar, T[] dvbar, T[] ds, T[] dk, T[] dv)
         where T : IFloatingPointIeee754<T>
     {
         Array.Clear(ds); Array.Clear(dk); Array.Clear(dv);

@@ -5,12 +5,12 @@ using TransformerLS.Tensors;
 namespace TransformerLS.Ops;
 
 /// <summary>Geometry of a batched row-major product: op(a) is m×k, op(b) is k×n, c is m×n, per batch entry.</summary>
-public readonly record struct MatMulGeometry(int Batch, int M, int N, int K, long StrideA, long StrideB, long StrideC);
+internal readonly record struct MatMulGeometry(int Batch, int M, int N, int K, long StrideA, long StrideB, long StrideC);
 
 /// <summary>Checks and CPU reference of the batched matmul (cuBLAS on the GPU).</summary>
 public static partial class MatMul
 {
-    public static MatMulGeometry CheckShapes(IBackend be, Tensor a, bool transA, Tensor b, bool transB, Tensor c)
+    internal static MatMulGeometry CheckShapes(IBackend be, Tensor a, bool transA, Tensor b, bool transB, Tensor c)
     {
         Check.On(be, a, nameof(a)); Check.On(be, b, nameof(b)); Check.On(be, c, nameof(c));
         Check.RankAtLeast(a, 2, nameof(a)); Check.RankAtLeast(b, 2, nameof(b)); Check.RankAtLeast(c, 2, nameof(c));
@@ -32,7 +32,7 @@ public static partial class MatMul
         return new MatMulGeometry((int)batch, m, n, k, (long)m * k, b.Shape.Rank > 2 ? (long)k * n : 0, (long)m * n);
     }
 
-    public static void Reference<T>(MatMulGeometry g, ReadOnlySpan<T> a, bool transA, ReadOnlySpan<T> b, bool transB, Span<T> c, T alpha, T beta)
+    internal static void Reference<T>(MatMulGeometry g, ReadOnlySpan<T> a, bool transA, ReadOnlySpan<T> b, bool transB, Span<T> c, T alpha, T beta)
         where T : IFloatingPointIeee754<T>
     {
         for (var z = 0; z < g.Batch; z++)
@@ -52,7 +52,7 @@ public static partial class MatMul
     }
 
     /// <summary>Rounds a float to TF32 (10 mantissa bits, nearest even), as the tensor cores read fp32 inputs.</summary>
-    public static float RoundToTf32(float f)
+    internal static float RoundToTf32(float f)
     {
         var u = BitConverter.SingleToUInt32Bits(f);
         if ((u & 0x7f800000u) == 0x7f800000u) return f;

@@ -30,14 +30,14 @@ public readonly record struct AdamHyper(float Lr, int Step, float Beta1 = 0.9f, 
 /// <summary>Checks and CPU reference of kernels/optimizer/, generic over the arithmetic type.</summary>
 public static partial class Optimizer
 {
-    public static void CheckSumOfSquares(IBackend be, Tensor x, Tensor acc)
+    internal static void CheckSumOfSquares(IBackend be, Tensor x, Tensor acc)
     {
         Check.On(be, x, nameof(x));
         Check.Vector(be, acc, 1, DType.Float32, nameof(acc));
     }
 
     /// <summary>param, m, v: float32 of one shape; grad: that shape in any dtype; copy: bfloat16 of that shape.</summary>
-    public static void CheckAdam(IBackend be, in AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares, Tensor? copy)
+    internal static void CheckAdam(IBackend be, in AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares, Tensor? copy)
     {
         h.Validate();
         Check.On(be, param, nameof(param));
@@ -53,7 +53,7 @@ public static partial class Optimizer
         Check.DTypeIs(copy, DType.BFloat16, nameof(copy));
     }
 
-    public static T SumOfSquares<T>(ReadOnlySpan<T> x) where T : IFloatingPointIeee754<T>
+    internal static T SumOfSquares<T>(ReadOnlySpan<T> x) where T : IFloatingPointIeee754<T>
     {
         var s = T.Zero;
         foreach (var g in x) s += g * g;
@@ -61,11 +61,11 @@ public static partial class Optimizer
     }
 
     /// <summary>The clip factor for a global sum of squares, as torch.nn.utils.clip_grad_norm_ computes it.</summary>
-    public static T Clip<T>(T sumSquares, T maxNorm) where T : IFloatingPointIeee754<T> =>
+    internal static T Clip<T>(T sumSquares, T maxNorm) where T : IFloatingPointIeee754<T> =>
         T.Min(T.One, maxNorm / (T.Sqrt(sumSquares) + T.CreateChecked(1e-6)));
 
     /// <summary>One torch.optim.Adam / AdamW step on g·clip; updates w, m and v in place.</summary>
-    public static void AdamStep<T>(in AdamHyper h, Span<T> w, ReadOnlySpan<T> grad, Span<T> m, Span<T> v, T clip) where T : IFloatingPointIeee754<T>
+    internal static void AdamStep<T>(in AdamHyper h, Span<T> w, ReadOnlySpan<T> grad, Span<T> m, Span<T> v, T clip) where T : IFloatingPointIeee754<T>
     {
         T lr = T.CreateChecked(h.Lr), b1 = T.CreateChecked(h.Beta1), b2 = T.CreateChecked(h.Beta2), wd = T.CreateChecked(h.WeightDecay);
         var step = lr / T.CreateChecked(h.Bias1);

@@ -5,12 +5,12 @@ using TransformerLS.Tensors;
 namespace TransformerLS.Ops;
 
 /// <summary>A tensor seen as [outer, dim, inner] around the softmax axis.</summary>
-public readonly record struct SoftmaxGeometry(long Outer, int Dim, long Inner);
+internal readonly record struct SoftmaxGeometry(long Outer, int Dim, long Inner);
 
 /// <summary>Checks and CPU reference of kernels/softmax/.</summary>
 public static partial class Softmax
 {
-    public static SoftmaxGeometry CheckShapes(IBackend be, Tensor x, Tensor y, int axis, Tensor? dy = null)
+    internal static SoftmaxGeometry CheckShapes(IBackend be, Tensor x, Tensor y, int axis, Tensor? dy = null)
     {
         Check.On(be, x, nameof(x));
         Check.RankAtLeast(x, 1, nameof(x));
@@ -20,7 +20,7 @@ public static partial class Softmax
         return new SoftmaxGeometry(x.Shape.Product(0, ax), x.Shape[ax], x.Shape.Product(ax + 1, x.Shape.Rank));
     }
 
-    public static void Forward<T>(SoftmaxGeometry g, ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T>
+    internal static void Forward<T>(SoftmaxGeometry g, ReadOnlySpan<T> x, Span<T> y) where T : IFloatingPointIeee754<T>
     {
         for (long o = 0; o < g.Outer; o++)
             for (long i = 0; i < g.Inner; i++)
@@ -34,7 +34,7 @@ public static partial class Softmax
             }
     }
 
-    public static void Backward<T>(SoftmaxGeometry g, ReadOnlySpan<T> y, ReadOnlySpan<T> dy, Span<T> dx) where T : IFloatingPointIeee754<T>
+    internal static void Backward<T>(SoftmaxGeometry g, ReadOnlySpan<T> y, ReadOnlySpan<T> dy, Span<T> dx) where T : IFloatingPointIeee754<T>
     {
         for (long o = 0; o < g.Outer; o++)
             for (long i = 0; i < g.Inner; i++)
