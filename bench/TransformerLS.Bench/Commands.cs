@@ -1,5 +1,6 @@
 using TransformerLS.Backends;
 using TransformerLS.Bench.Harness;
+using TransformerLS.Conformance;
 using TransformerLS.Bench.Kernels;
 using TransformerLS.Bench.Scale;
 using TransformerLS.Bench.SideBySide;
@@ -37,19 +38,19 @@ public static class Commands
         _ => throw new ArgumentException($"--layer: '{s}' is not ls or full", "layer"),
     })];
 
-    static IReadOnlyList<int> ParseLengths(string text) => [.. Items(text).Select(s =>
-        int.TryParse(s, out var v) && v > 0 ? v : throw new ArgumentException($"--lengths: '{s}' is not a positive length", "lengths"))];
+    static IReadOnlyList<int> ParseLengths(string text, string option = "--lengths") => [.. Items(text).Select(s =>
+        int.TryParse(s, out var v) && v > 0 ? v : throw new ArgumentException($"{option}: '{s}' is not a positive length", option.TrimStart('-')))];
 
     static void Positive(int value, string name)
     {
         if (value < 1) throw new ArgumentOutOfRangeException(name, value, $"{name} must be at least 1");
     }
 
-    public static int Kernels(string device, string outDir, int runs, int tokens, int n, string dtypes, string? filter, int gemm, int copyMib) => Guard("kernels", () =>
+    public static int Kernels(string device, string outDir, int runs, int tokens, string n, string dtypes, string? filter, int gemm, int copyMib) => Guard("kernels", () =>
     {
-        Positive(runs, "--runs"); Positive(tokens, "--tokens"); Positive(n, "--n"); Positive(gemm, "--ceiling-gemm"); Positive(copyMib, "--ceiling-copy-mib");
+        Positive(runs, "--runs"); Positive(tokens, "--tokens"); Positive(gemm, "--ceiling-gemm"); Positive(copyMib, "--ceiling-copy-mib");
         using var be = BackendFactory.Open(device);
-        var report = KernelBench.Run(be, new KernelBench.Options(new KernelShape(tokens, n), ParseDTypes(dtypes), runs, Filter: filter,
+        var report = KernelBench.Run(be, new KernelBench.Options([.. ParseLengths(n, "--n").Select(v => new KernelShape(tokens, v))], ParseDTypes(dtypes), runs, Filter: filter,
             CeilingGemm: gemm, CeilingCopyBytes: (long)copyMib << 20), Console.Out);
         report.Save(outDir, "kernels");
         Console.WriteLine($"wrote {Path.Combine(outDir, "kernels")}.json/.csv/.md ({report.Rows.Count} kernels)");

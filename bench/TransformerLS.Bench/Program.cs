@@ -11,13 +11,13 @@ var runs = new Option<int>("--runs") { Description = "timed runs per case (media
 var tokens = new Option<int>("--tokens") { Description = "tokens per call (B = tokens / N)", DefaultValueFactory = _ => 65536 };
 var dtypes = new Option<string>("--dtype") { Description = "bf16, fp32 or both (comma-separated)", DefaultValueFactory = _ => "bf16,fp32" };
 
-var n = new Option<int>("--n") { Description = "sequence length of the bidirectional kernels", DefaultValueFactory = _ => 4096 };
+var n = new Option<string>("--n") { Description = "sequence length(s) of the bidirectional kernels, comma-separated (1024,4096,16384,65536: the same tokens per call at each)", DefaultValueFactory = _ => "4096" };
 var filter = new Option<string?>("--filter") { Description = "run only kernels whose family.kernel contains this text" };
 var gemm = new Option<int>("--ceiling-gemm") { Description = "size of the square bf16 GEMM that measures the matrix ceiling", DefaultValueFactory = _ => 8192 };
 var copyMib = new Option<int>("--ceiling-copy-mib") { Description = "MiB of the device-to-device copy that measures the copy ceiling", DefaultValueFactory = _ => 1024 };
 var kernels = new Command("kernels", "Per-kernel device time (CUDA events, L2 flushed), TFLOP/s and GB/s against the measured ceilings")
     { device, outDir, runs, tokens, n, dtypes, filter, gemm, copyMib };
-kernels.SetAction(r => Commands.Kernels(r.GetValue(device)!, r.GetValue(outDir)!, r.GetValue(runs), r.GetValue(tokens), r.GetValue(n),
+kernels.SetAction(r => Commands.Kernels(r.GetValue(device)!, r.GetValue(outDir)!, r.GetValue(runs), r.GetValue(tokens), r.GetValue(n)!,
     r.GetValue(dtypes)!, r.GetValue(filter), r.GetValue(gemm), r.GetValue(copyMib)));
 
 var layer = new Option<string>("--layer") { Description = "ls, full or both (comma-separated)", DefaultValueFactory = _ => "ls,full" };

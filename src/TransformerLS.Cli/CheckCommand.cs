@@ -26,7 +26,7 @@ static class CheckCommand
         }
 
         var s = seed ?? Random.Shared.Next();
-        Console.WriteLine($"\nop conformance (seed {s}): error vs float64 must be <= {ConformanceRunner.Factor}x the same-precision CPU error + {ConformanceRunner.RelativeFloor:E0}·max|ref|");
+        Console.WriteLine($"\nop conformance (seed {s}): error vs float64 must be <= {ToleranceRule.TwiceSamePrecision.Factor}x the same-precision CPU error + {ToleranceRule.TwiceSamePrecision.RelativeFloor:E0}·max|ref|");
         int passed = 0, failed = 0;
         foreach (var be in backends)
         {

@@ -11,10 +11,6 @@ info.SetAction(_ => InfoCommand.Run());
 var check = new Command("check", "Everything `info` prints, then the op conformance table on every available backend") { device, seed, filter };
 check.SetAction(r => CheckCommand.Run(r.GetValue(device)!, r.GetValue(seed), r.GetValue(filter)));
 
-var tokens = new Option<int>("--tokens") { Description = "tokens per call (B = tokens / N)", DefaultValueFactory = _ => 65536 };
-var runs = new Option<int>("--runs") { Description = "timed runs per shape (median reported)", DefaultValueFactory = _ => 30 };
-var timeAttention = new Command("time-attention", "CUDA-event timings of the fused LS attention forward and backward, N = 1K, 4K, 16K, 64K") { tokens, runs };
-timeAttention.SetAction(r => TimeAttentionCommand.Run(r.GetValue(tokens), heads: 8, headDim: 64, window: 128, rank: 64, r.GetValue(runs)));
 
 var config = new Option<string?>("--config") { Description = "JSON training config (camelCase fields of TrainConfig; flags override it)" };
 var task = new Option<string?>("--task") { Description = "listops | lm" };
@@ -45,5 +41,5 @@ var temperature = new Option<float>("--temperature") { Description = "sampling t
 var generate = new Command("generate", "Sample bytes from a causal LM checkpoint") { checkpointArg, prompt, count, temperature, seed, device };
 generate.SetAction(r => GenerateCommand.Run(r.GetValue(checkpointArg)!, r.GetValue(prompt)!, r.GetValue(count), r.GetValue(temperature), r.GetValue(seed), r.GetValue(device)!));
 
-var root = new RootCommand("TransformerLS.Native: Long-Short Transformer kernels for .NET") { info, check, timeAttention, train, eval, generate };
+var root = new RootCommand("TransformerLS.Native: Long-Short Transformer kernels for .NET") { info, check, train, eval, generate };
 return root.Parse(args).Invoke();

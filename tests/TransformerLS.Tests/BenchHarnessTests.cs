@@ -5,6 +5,7 @@ using TransformerLS.Bench.Harness;
 using TransformerLS.Bench.Kernels;
 using TransformerLS.Bench.Scale;
 using TransformerLS.Bench.SideBySide;
+using TransformerLS.Conformance;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Tests;
@@ -44,13 +45,13 @@ public class BenchHarnessTests
     public void Every_kernel_case_runs_and_the_exports_agree()
     {
         using var be = new CpuBackend();
-        var report = KernelBench.Run(be, new KernelBench.Options(Tiny, [DType.BFloat16, DType.Float32], Runs: 3, Warmup: 1, CeilingGemm: 32, CeilingCopyBytes: 1 << 16));
-        var cases = KernelCases.All(Tiny, [DType.BFloat16, DType.Float32]).ToList();
+        var report = KernelBench.Run(be, new KernelBench.Options([Tiny], [DType.BFloat16, DType.Float32], Runs: 3, Warmup: 1, CeilingGemm: 32, CeilingCopyBytes: 1 << 16));
+        var cases = OpCases.Perf(Tiny, [DType.BFloat16, DType.Float32]).ToList();
         Assert.Equal(cases.Count, report.Rows.Count);
         Assert.Equal(16, cases.Count / 2); // 8 families x forward/backward per dtype
         foreach (var (r, c) in report.Rows.Zip(cases))
         {
-            Assert.Equal((c.Family, c.Kernel), (r.Family, r.Kernel));
+            Assert.Equal((c.Stem, c.Direction), (r.Family, r.Kernel));
             Assert.True(r.Time.MedianMs > 0 && r.Time.MinMs <= r.Time.MedianMs && r.Time.MedianMs <= r.Time.P90Ms, $"{r.Family}.{r.Kernel}: {r.Time}");
             Assert.True(c.Bytes > 0, $"{r.Family}.{r.Kernel} moves no bytes");
             Assert.Equal(c.Bytes / (r.Time.MedianMs * 1e6), r.GBps, 9);
@@ -58,7 +59,7 @@ public class BenchHarnessTests
             if (c.Flops > 0) Assert.Equal(c.Flops / (r.Time.MedianMs * 1e9), r.Tflops, 9); else Assert.True(double.IsNaN(r.Tflops));
         }
         // The backward of the fused attention counts 2.5x the forward's FLOPs and the projection's 2x (bench/README.md).
-        double F(string family, string kernel) => cases.First(c => c.Family == family && c.Kernel == kernel).Flops;
+        double F(string family, string kernel) => cases.First(c => c.Stem == family && c.Direction == kernel).Flops;
         Assert.Equal(2.5 * F("ls_attention", "forward"), F("ls_attention", "backward"));
         Assert.Equal(2 * F("ls_projection", "forward"), F("ls_projection", "backward"));
         // The forward FLOPs of the fused attention: 4·B·H·N·(2e + w + r)·d.
@@ -71,7 +72,7 @@ public class BenchHarnessTests
         var csv = report.ToCsv().Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(report.Rows.Count + 1, csv.Count(l => !l.StartsWith('#')));
         Assert.Contains(csv, l => l.StartsWith("# commit: "));
-        Assert.Equal(report.Rows.Count, report.ToMarkdown().Split('\n').Count(l => l.StartsWith("| ls_") || l.StartsWith("| layernorm") || l.StartsWith("| gelu")
+        Assert.Equal(report.Rows.Count, report.ToMarkdown().Split('\n').Count(l => l.StartsWith("| ls_") || l.StartsWith("| layer_norm") || l.StartsWith("| gelu")
             || l.StartsWith("| linear") || l.StartsWith("| dual_")));
     }
 

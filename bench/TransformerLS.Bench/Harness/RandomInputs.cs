@@ -1,4 +1,5 @@
 using TransformerLS.Backends;
+using TransformerLS.Conformance;
 using TransformerLS.Cuda;
 using TransformerLS.Tensors;
 
@@ -16,6 +17,15 @@ public sealed class RandomInputs(int seed)
     float[]? _pool;
 
     float[] Pool => _pool ??= [.. Enumerable.Range(0, PoolSize).Select(_ => (float)RandomDraw.Normal(_rng))];
+
+    /// <summary>A case's input: N(0, scale²) from the pool, or (masks, class indices, probabilities) the conformance draw.</summary>
+    internal Tensor Input(IBackend be, InputSpec s)
+    {
+        if (s.Kind == InputKind.Normal) return Normal(be, s.DType, s.Scale, [.. s.Shape.Dims]);
+        var t = be.Empty(s.Shape, s.DType);
+        t.CopyFrom(ConformanceRunner.MakeInput(s, _rng));
+        return t;
+    }
 
     public Tensor Normal(IBackend be, DType dtype, double scale, params int[] dims)
     {

@@ -1,13 +1,19 @@
 using TransformerLS.Backends;
 using TransformerLS.Bench.Harness;
+using TransformerLS.Conformance;
 using TransformerLS.Tensors;
 
 namespace TransformerLS.Bench.Kernels;
 
-/// <summary>Runs the kernel table: ceilings first, then every case (fresh random inputs, freed after the case).</summary>
+/// <summary>
+/// Runs the kernel table: ceilings first, then every perf-mode case of the op registry (Conformance/OpCases: the
+/// families' own case definitions at the bench shapes) with fresh random inputs, freed after the case; the case's
+/// untimed setup runs once, its launch is timed.
+/// </summary>
 public static class KernelBench
 {
-    public sealed record Options(KernelShape Shape, IReadOnlyList<DType> DTypes, int Runs = 30, int Warmup = 5, string? Filter = null,
+    /// <param name="Shapes">One or more shapes (e.g. the same tokens per call at N = 1K ... 64K); the ceilings are measured once.</param>
+    public sealed record Options(IReadOnlyList<KernelShape> Shapes, IReadOnlyList<DType> DTypes, int Runs = 30, int Warmup = 5, string? Filter = null,
         int CeilingGemm = 8192, long CeilingCopyBytes = 1L << 30, int Seed = 1);
 
     public static KernelReport Run(IBackend be, Options o, TextWriter? log = null)
@@ -19,13 +25,15 @@ public static class KernelBench
         var ceilings = Ceilings.Measure(be, timer, rnd, o.CeilingGemm, o.CeilingCopyBytes, o.Runs);
         log?.WriteLine($"ceilings: {ceilings.MatrixTflops:F1} TFLOP/s ({ceilings.Matrix}), {ceilings.CopyGBps:F0} GB/s ({ceilings.Copy})");
         var rows = new List<KernelRow>();
-        foreach (var c in KernelCases.All(o.Shape, o.DTypes))
+        foreach (var c in o.Shapes.SelectMany(s => OpCases.Perf(s, o.DTypes)))
         {
-            var name = $"{c.Family}.{c.Kernel}";
+            var name = $"{c.Stem}.{c.Direction}";
             if (o.Filter is { } f && !name.Contains(f, StringComparison.OrdinalIgnoreCase)) continue;
             using var scope = new TensorScope();
-            var launch = c.Prepare(be, rnd);
-            var row = KernelRow.Of(c.Family, c.Kernel, c.Shape, c.DType.Name(), TimeStats.Of(timer.Time(launch, o.Warmup, o.Runs)), c.Flops, c.Bytes, ceilings);
+            var ins = c.Inputs.Select(s => rnd.Input(be, s)).ToArray();
+            var outs = c.Outputs.Select(s => be.Empty(s.Shape, s.DType)).ToArray();
+            var launch = c.Prepare(be, ins, outs);
+            var row = KernelRow.Of(c.Stem, c.Direction, c.Shape, c.DType.Name(), TimeStats.Of(timer.Time(launch, o.Warmup, o.Runs)), c.Flops, c.Bytes, ceilings);
             rows.Add(row);
             log?.WriteLine($"{name,-30} {c.DType.Name(),-9} {row.Time.MedianMs,9:F3} ms {row.Tflops,8:F1} TFLOP/s {row.GBps,7:F0} GB/s  {c.Shape}");
         }

@@ -20,22 +20,52 @@ internal sealed record InputSpec(string Name, Shape Shape, DType DType, InputKin
 internal sealed record OutputSpec(string Name, Shape Shape, DType DType);
 
 /// <summary>
-/// One row of the conformance table: inputs, outputs, how a backend runs it, and the reference at two
-/// precisions: float64 (the truth) and float32 (a same-precision CPU computation, whose error sets the bar).
+/// One case of an op: named inputs, outputs, how a backend runs it, its reference at two precisions (float64, the
+/// truth; float32, a same-precision CPU computation whose error sets the bar), its tolerance rule, and its useful
+/// FLOPs and minimal bytes. Each family defines its cases once, in Ops/&lt;Family&gt;/&lt;Family&gt;Cases.cs, as a function
+/// of the shape: the tests and `tls check` run them at small shapes (test mode, checked), `tls-bench kernels` at
+/// the bench shapes (perf mode, timed).
 /// </summary>
 internal sealed class OpCase
 {
+    /// <summary>The facade method the case runs, "Family.Method" (e.g. "LayerNorm.Backward").</summary>
+    public required string Facade { get; init; }
+    /// <summary>The op in the kernels' spelling (layer_norm_backward).</summary>
     public required string Op { get; init; }
+    public required DType DType { get; init; }
+    public required string Shape { get; init; }
     public required string Name { get; init; }
     public required InputSpec[] Inputs { get; init; }
     public required OutputSpec[] Outputs { get; init; }
-    public required Action<IBackend, Tensor[], Tensor[]> Run { get; init; }
+    /// <summary>Untimed setup on the backend (scratch, a forward for the saved statistics a backward reads), returning the launch that is checked or timed.</summary>
+    public required Func<IBackend, Tensor[], Tensor[], Action> Prepare { get; init; }
     public required Func<double[][], double[][]> Reference64 { get; init; }
     public required Func<float[][], float[][]> Reference32 { get; init; }
     /// <summary>How the same-precision computation sees the inputs (e.g. rounded to TF32).</summary>
     public Func<float, float>? SamePrecisionInput { get; init; }
+    public ToleranceRule Tolerance { get; init; } = ToleranceRule.TwiceSamePrecision;
+    /// <summary>Useful FLOPs of one launch (bench/README.md); 0 for a bandwidth-bound op.</summary>
+    public double Flops { get; init; }
+    /// <summary>Minimal bytes one launch must move.</summary>
+    public double Bytes { get; init; }
+
+    /// <summary>"forward" or "backward": the bench's kernel column.</summary>
+    public string Direction => Op.EndsWith("_backward", StringComparison.Ordinal) ? "backward" : "forward";
+    /// <summary>The op without its direction: the bench's family column (ls_attention).</summary>
+    public string Stem => Op.EndsWith("_backward", StringComparison.Ordinal) ? Op[..^"_backward".Length] : Op;
 
     public override string ToString() => Name;
+}
+
+/// <summary>
+/// The FlashAttention rule: the backend's error against float64 at most <see cref="Factor"/> times the same-precision
+/// CPU error, plus <see cref="RelativeFloor"/> of the output's magnitude (one float32 ulp: 2^-23·max(1, max|ref|)).
+/// </summary>
+internal sealed record ToleranceRule(double Factor, double RelativeFloor)
+{
+    public static readonly ToleranceRule TwiceSamePrecision = new(2.0, 1.0 / (1 << 23));
+
+    public double Bound(double samePrecisionError, double magnitude) => Factor * samePrecisionError + RelativeFloor * Math.Max(1.0, magnitude);
 }
 
 /// <summary>The outcome for one output of one case on one backend.</summary>
@@ -54,13 +84,11 @@ internal sealed record CaseResult(OpCase Case, Device Device, IReadOnlyList<Outp
 }
 
 /// <summary>
-/// Runs a case the FlashAttention way: fresh random inputs, outputs poisoned with NaN, and the backend's
-/// error against float64 must be at most 2x the same-precision CPU error, plus a tiny floor
-/// (one float32 ulp at the output's magnitude, 2^-23·max(1, max|ref|)).
+/// Runs a case in test mode: fresh random inputs, outputs poisoned with NaN, and the backend's error against
+/// float64 held to the case's tolerance rule.
 /// </summary>
 internal static class ConformanceRunner
 {
-    public const double Factor = 2.0, RelativeFloor = 1.0 / (1 << 23);
 
     public static CaseResult Run(OpCase c, IBackend backend, int seed)
     {
@@ -77,7 +105,7 @@ internal static class ConformanceRunner
             var errBackend = MaxAbsDiff(got[o], ref64[o], out var nan);
             var errSame = MaxAbsDiff(sameRounded, ref64[o], out _);
             var magnitude = ref64[o].Length == 0 ? 0 : ref64[o].Max(Math.Abs);
-            var bound = Factor * errSame + RelativeFloor * Math.Max(1.0, magnitude);
+            var bound = c.Tolerance.Bound(errSame, magnitude);
             results.Add(new OutputResult(c.Outputs[o].Name, errBackend, errSame, bound, nan));
         }
         return new CaseResult(c, backend.Device, results);
@@ -95,7 +123,7 @@ internal static class ConformanceRunner
         }
         var outs = c.Outputs.Select(o => backend.Empty(o.Shape, o.DType)).ToArray();
         foreach (var t in outs) backend.Fill(t, float.NaN);
-        c.Run(backend, ins, outs);
+        c.Prepare(backend, ins, outs)();
         backend.Synchronize();
         return [.. outs.Select(t => t.ToArray().Select(x => (double)x).ToArray())];
     }

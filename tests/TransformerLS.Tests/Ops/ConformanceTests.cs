@@ -1,6 +1,8 @@
 using TransformerLS.Ops;
 using TransformerLS.Backends;
+using System.Reflection;
 using TransformerLS.Conformance;
+using TransformerLS.Tensors;
 
 namespace TransformerLS.Tests;
 
@@ -33,14 +35,38 @@ public class ConformanceTests
         Assert.Equal(before.LiveAllocations, gpu.MemoryStats.LiveAllocations);
     }
 
-    [Fact]
-    public void Table_covers_every_op_in_both_dtypes()
+    /// <summary>The op facades: public static methods of TransformerLS.Ops that take a backend first.</summary>
+    public static TheoryData<string> Facades() => [.. typeof(IBackend).Assembly.GetExportedTypes()
+        .Where(t => t.Namespace == "TransformerLS.Ops" && t.IsAbstract && t.IsSealed)
+        .SelectMany(t => t.GetMethods(BindingFlags.Public | BindingFlags.Static).Where(m => m.GetParameters() is [{ ParameterType: var p }, ..] && p == typeof(IBackend))
+            .Select(m => $"{t.Name}.{m.Name}"))
+        .Distinct().Order(StringComparer.Ordinal)];
+
+    // Replaces the hand list of ops: every facade, found by reflection, must have a case in float32 and in bfloat16
+    // (the loss mean is float32 whatever the logits, so its float32 case stands for both).
+    [Theory]
+    [MemberData(nameof(Facades))]
+    public void Every_op_facade_has_a_case_in_both_dtypes(string facade)
     {
-        string[] ops = ["axpby", "scale", "cast", "gelu", "gelu_backward", "bias_add", "column_sum", "matmul", "linear", "linear_backward", "ls_attention", "ls_attention_backward", "ls_projection", "ls_projection_backward",
-            "layernorm", "layernorm_backward", "softmax", "softmax_backward"];
-        foreach (var op in ops)
-            foreach (var dt in new[] { "float32", "bfloat16" })
-                Assert.Contains(OpCases.All, c => c.Op == op && c.Name.Contains(dt));
+        Assert.True(Facades().Count() >= 30, $"found only {Facades().Count()} facade methods");
+        var cases = OpCases.All.Where(c => c.Facade == facade).ToArray();
+        Assert.True(cases.Length > 0, $"{facade} has no case in any Ops/<Family>/<Family>Cases.cs");
+        var floatOnly = facade.StartsWith("CrossEntropy.LossMean", StringComparison.Ordinal);
+        foreach (var dt in floatOnly ? [DType.Float32] : OpCases.DTypes)
+            Assert.True(cases.Any(c => c.DType == dt), $"{facade} has no {dt.Name()} case");
+    }
+
+    [Fact]
+    public void Perf_mode_runs_the_same_definitions_at_the_bench_shapes()
+    {
+        var perf = OpCases.Perf(new KernelShape(), OpCases.DTypes).ToArray();
+        Assert.Equal(32, perf.Length); // 8 families timed by tls-bench kernels, forward and backward, both dtypes
+        foreach (var c in perf)
+        {
+            Assert.Contains(OpCases.All, t => t.Facade == c.Facade && t.Op == c.Op && t.DType == c.DType); // one definition, two shapes
+            Assert.True(c.Bytes > 0, $"{c.Name}: no minimal bytes");
+        }
+        Assert.Contains(perf, c => c.Op == "ls_attention" && c.Flops == 4.0 * 16 * 8 * 4096 * (2 * 64 + 128 + 64) * 64);
     }
 
     [Fact]
@@ -50,9 +76,9 @@ public class ConformanceTests
         var c = Find("gelu float32 [4,333]");
         var wrong = new OpCase
         {
-            Op = c.Op, Name = c.Name, Inputs = c.Inputs, Outputs = c.Outputs, Reference32 = c.Reference32,
+            Facade = c.Facade, Op = c.Op, DType = c.DType, Shape = c.Shape, Name = c.Name, Inputs = c.Inputs, Outputs = c.Outputs, Reference32 = c.Reference32,
             Reference64 = c.Reference64,
-            Run = (be, i, o) => { Elementwise.Gelu(be, i[0], o[0]); Elementwise.Axpby(be, o[0], 1.004f, null, 0, o[0]); },
+            Prepare = (be, i, o) => () => { Elementwise.Gelu(be, i[0], o[0]); Elementwise.Axpby(be, o[0], 1.004f, null, 0, o[0]); },
         };
         Assert.False(ConformanceRunner.Run(wrong, CpuBackend.Instance, 1).Passed);
     }

@@ -7,7 +7,7 @@ namespace TransformerLS.Ops;
 /// y = x·Wᵀ + b over the last axis (PyTorch's Linear, weight [out, in]), composed from the backend's
 /// matmul, bias add and column sum, so it runs unchanged on both backends.
 /// </summary>
-public static class Linear
+public static partial class Linear
 {
     public static void Forward(IBackend be, Tensor x, Tensor weight, Tensor? bias, Tensor y)
     {

@@ -1,0 +1,46 @@
+using System.Numerics;
+using TransformerLS.Conformance;
+using TransformerLS.Tensors;
+using static TransformerLS.Conformance.Case;
+
+namespace TransformerLS.Ops;
+
+// The layout family's cases (see Conformance/OpCases): a head split and an accumulating slice copy.
+public static partial class Layout
+{
+    static string F(string method) => $"{nameof(Layout)}.{method}";
+
+    internal static IEnumerable<OpCase> Cases(DType dt)
+    {
+        double s = dt.Size();
+        yield return Make(F(nameof(SwapAxes12)), "swap_axes12", dt, "[2,5,3,7]", [In("x", dt, 1, 2, 5, 3, 7)], [Out("y", dt, 2, 3, 5, 7)],
+            (be, i, o) => SwapAxes12(be, i[0], o[0]), new SwapRef(2, 5, 3, 7), bytes: s * 2 * 210);
+        var slice = new SliceGeometry(2, 4, 3, 7, 1, 2, 2);
+        yield return Make(F(nameof(CopySlice)), "copy_slice", dt, "[2,3,4][1:3] += into [2,7,4][2:4]", [In("src", dt, 1, 2, 3, 4), In("base", dt, 1, 2, 7, 4)], [Out("dst", dt, 2, 7, 4)],
+            (be, i, o) =>
+            {
+                CopySlice(be, i[1], 0, o[0], 0, 1, 7);
+                CopySlice(be, i[0], 1, o[0], 2, 1, 2, accumulate: true);
+            }, new SliceRef(slice), bytes: s * 3 * 16);
+    }
+
+    sealed record SwapRef(int A, int B, int C, int D) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var y = new T[i[0].Length];
+            SwapAxes12(A, B, C, D, i[0], y);
+            return [y];
+        }
+    }
+
+    sealed record SliceRef(SliceGeometry G) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var y = (T[])i[1].Clone();
+            CopySlice(G, i[0], y, true);
+            return [y];
+        }
+    }
+}

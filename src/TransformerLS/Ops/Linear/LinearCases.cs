@@ -1,0 +1,51 @@
+using System.Numerics;
+using TransformerLS.Conformance;
+using TransformerLS.Tensors;
+using static TransformerLS.Conformance.Case;
+
+namespace TransformerLS.Ops;
+
+// The Linear's cases (see Conformance/OpCases): test mode [3,5,64] → 48; perf mode every token of the bench, D → D.
+public static partial class Linear
+{
+    static string F(string method) => $"{nameof(Linear)}.{method}";
+
+    internal static IEnumerable<OpCase> Cases(DType dt) => CasesAt(dt, [3, 5], 64, 48);
+
+    internal static IEnumerable<OpCase> PerfCases(KernelShape k, DType dt) => CasesAt(dt, [k.Tokens], k.Dim, k.Dim);
+
+    static IEnumerable<OpCase> CasesAt(DType dt, int[] lead, int inDim, int outDim)
+    {
+        var rows = lead.Aggregate(1, (a, b) => a * b);
+        var shape = $"[{string.Join(",", lead)},{inDim}]->{outDim}";
+        double s = dt.Size(), x = (double)rows * inDim, y = (double)rows * outDim, w = (double)inDim * outDim;
+        int[] xs = [.. lead, inDim], ys = [.. lead, outDim];
+        var wScale = 1.0 / Math.Sqrt(inDim);
+        // y = x·Wᵀ + b: 2·rows·in·out FLOPs.
+        yield return Make(F(nameof(Forward)), "linear", dt, shape, [In("x", dt, 1, xs), In("w", dt, wScale, outDim, inDim), In("b", dt, 1, outDim)], [Out("y", dt, ys)],
+            (be, i, o) => Forward(be, i[0], i[1], i[2], o[0]), new LinearRef(rows, inDim, outDim, false), 2 * x * outDim, s * (x + y + w + outDim));
+        // dx = dy·W, dW = dyᵀ·x, db = Σ dy: 4·rows·in·out FLOPs.
+        yield return Make(F(nameof(Backward)), "linear_backward", dt, shape, [In("x", dt, 1, xs), In("w", dt, wScale, outDim, inDim), In("dy", dt, 1, ys)],
+            [Out("dx", dt, xs), Out("dw", dt, outDim, inDim), Out("db", dt, outDim)],
+            (be, i, o) => Backward(be, i[2], i[0], i[1], o[0], o[1], o[2]), new LinearRef(rows, inDim, outDim, true), 4 * x * outDim, s * (2 * x + y + 2 * w + outDim));
+    }
+
+    sealed record LinearRef(int Rows, int In, int Out, bool Backward) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            if (!Backward)
+            {
+                var y = new T[Rows * Out];
+                MatMul.Reference<T>(new(1, Rows, Out, In, 0, 0, 0), i[0], false, i[1], true, y, T.One, T.Zero);
+                Elementwise.BiasAdd<T>(y, i[2], y);
+                return [y];
+            }
+            T[] dx = new T[Rows * In], dw = new T[Out * In], db = new T[Out];
+            MatMul.Reference<T>(new(1, Rows, In, Out, 0, 0, 0), i[2], false, i[1], false, dx, T.One, T.Zero);
+            MatMul.Reference<T>(new(1, Out, In, Rows, 0, 0, 0), i[2], true, i[0], false, dw, T.One, T.Zero);
+            Elementwise.ColumnSum<T>(i[2], db, T.Zero);
+            return [dx, dw, db];
+        }
+    }
+}

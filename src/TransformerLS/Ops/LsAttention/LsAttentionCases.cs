@@ -1,0 +1,68 @@
+using System.Numerics;
+using TransformerLS.Conformance;
+using TransformerLS.Tensors;
+using static TransformerLS.Conformance.Case;
+
+namespace TransformerLS.Ops;
+
+// The bidirectional attention's cases (see Conformance/OpCases). Useful FLOPs: per query, q·k and p·v over the
+// window's 2e + w keys and the r landmarks, 4·B·H·n·(2e + w + r)·d forward, 2.5x that backward (bench/README.md).
+public static partial class LsAttention
+{
+    static string F(string method) => $"{nameof(LsAttention)}.{method}";
+
+    internal static IEnumerable<OpCase> Cases(DType dt) => new[]
+    {
+        (2, 2, 37, 32, 8, 5, true),    // n not a multiple of w, padding
+        (1, 1, 20, 64, 1, 3, false),   // w = 1: left neighbour, self, right neighbour
+        (1, 3, 64, 128, 16, 8, true),
+        (3, 1, 50, 32, 64, 2, true),   // one segment longer than the sequence
+        (1, 2, 300, 96, 128, 70, true), // two landmark tiles, two query blocks per segment, a short last segment
+    }.SelectMany(s => CasesAt(dt, s.Item1, s.Item2, s.Item3, s.Item4, s.Item5, s.Item6, s.Item7));
+
+    internal static IEnumerable<OpCase> PerfCases(KernelShape k, DType dt) => CasesAt(dt, k.Batch, k.Heads, k.N, k.HeadDim, k.Window, k.Rank, false);
+
+    static IEnumerable<OpCase> CasesAt(DType dt, int B, int H, int n, int d, int w, int r, bool masked)
+    {
+        var f = DType.Float32;
+        var cfg = new LsAttentionConfig(w, r);
+        var shape = $"B{B} H{H} n{n} d{d} w{w} r{r}{(masked ? " masked" : "")}";
+        var geo = new LsAttentionGeometry(B, H, n, d, w, r, cfg.Extension, 1f / MathF.Sqrt(d));
+        double s = dt.Size(), bhnd = (double)B * H * n * d, bhrd = (double)B * H * r * d, bhn = (double)B * H * n;
+        var flops = 4 * bhn * (2 * cfg.Extension + w + r) * d;
+        InputSpec[] ins =
+        [
+            In("q", dt, 1, B, H, n, d), In("k", dt, 1, B, H, n, d), In("v", dt, 1, B, H, n, d),
+            In("kbar", dt, 1, B, H, r, d), In("vbar", dt, 1, B, H, r, d), .. masked ? new[] { PaddingMask(B, n) } : [],
+        ];
+        yield return Make(F(nameof(Forward)), "ls_attention", dt, shape, ins, [Out("o", dt, B, H, n, d), Out("lse", f, B, H, n)],
+            (be, i, o) => Forward(be, cfg, i[0], i[1], i[2], i[3], i[4], masked ? i[5] : null, o[0], o[1]),
+            new LsAttentionRef(geo, masked, false), flops, s * (4 * bhnd + 2 * bhrd) + 4 * bhn);
+        // The output and log-sum-exp the backward reads come from a forward in the untimed setup.
+        yield return Timed(F(nameof(Backward)), "ls_attention_backward", dt, shape, [.. ins, In("dout", dt, 1, B, H, n, d)],
+            [Out("dq", dt, B, H, n, d), Out("dk", dt, B, H, n, d), Out("dv", dt, B, H, n, d), Out("dkbar", dt, B, H, r, d), Out("dvbar", dt, B, H, r, d)],
+            (be, i, o) =>
+            {
+                var mask = masked ? i[5] : null;
+                var (att, lse) = (be.Empty(i[0].Shape, dt), be.Empty(new Shape(B, H, n), f));
+                Forward(be, cfg, i[0], i[1], i[2], i[3], i[4], mask, att, lse);
+                var dout = i[masked ? 6 : 5];
+                return () => Backward(be, cfg, i[0], i[1], i[2], i[3], i[4], mask, att, lse, dout, o[0], o[1], o[2], o[3], o[4]);
+            }, new LsAttentionRef(geo, masked, true), 2.5 * flops, s * (8 * bhnd + 4 * bhrd) + 4 * bhn);
+    }
+
+    sealed record LsAttentionRef(LsAttentionGeometry G, bool Masked, bool Backward) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var mask = Masked ? i[5] : [];
+            T[] o = new T[i[0].Length], lse = new T[G.B * G.H * G.N];
+            LsAttention.Forward(G, i[0], i[1], i[2], i[3], i[4], mask, o, lse);
+            if (!Backward) return [o, lse];
+            for (var j = 0; j < o.Length; j++) o[j] = stored(o[j]); // the backward reads O as the forward stored it
+            T[] dq = new T[o.Length], dk = new T[o.Length], dv = new T[o.Length], dkb = new T[i[3].Length], dvb = new T[i[3].Length];
+            LsAttention.Backward(G, i[0], i[1], i[2], i[3], i[4], mask, o, lse, i[Masked ? 6 : 5], dq, dk, dv, dkb, dvb);
+            return [dq, dk, dv, dkb, dvb];
+        }
+    }
+}

@@ -1,0 +1,53 @@
+using System.Numerics;
+using TransformerLS.Conformance;
+using TransformerLS.Tensors;
+using static TransformerLS.Conformance.Case;
+
+namespace TransformerLS.Ops;
+
+// The optimizer's cases (see Conformance/OpCases); dt is the gradient's dtype (weights and moments are float32).
+public static partial class Optimizer
+{
+    static string F(string method) => $"{nameof(Optimizer)}.{method}";
+
+    internal static IEnumerable<OpCase> Cases(DType dt)
+    {
+        var f = DType.Float32;
+        yield return Make(F(nameof(SumOfSquares)), "sum_of_squares", dt, "[3,1000]+acc", [In("x", dt, 1, 3, 1000), In("acc0", f, 1, 1)], [Out("acc", f, 1)],
+            (be, i, o) => { Elementwise.Cast(be, i[1], o[0]); SumOfSquares(be, i[0], o[0]); }, new SumOfSquaresRef(), 2 * 3000, dt.Size() * 3000);
+        foreach (var (h, name, copy) in new[]
+        {
+            (new AdamHyper(Lr: 1e-2f, Step: 3, WeightDecay: 0.1f, MaxNorm: 0.5f), "AdamW clipped", false),
+            (new AdamHyper(Lr: 3e-3f, Step: 1, WeightDecay: 0.05f, Decoupled: false, MaxNorm: 5f), "Adam L2", true),
+        })
+        {
+            InputSpec[] ins =
+            [
+                In("param", f, 1, 7, 130), In("grad", dt, 1, 7, 130), In("m", f, 0.1, 7, 130),
+                new("v", new Shape(7, 130), f, InputKind.SoftmaxOfNormal),  // second moments are >= 0
+                new("sumsq", new Shape(1), f, InputKind.SoftmaxOfNormal),   // 1: clips where MaxNorm < 1
+            ];
+            OutputSpec[] outs = [Out("param", f, 7, 130), Out("m", f, 7, 130), Out("v", f, 7, 130), .. copy ? new[] { Out("copy", DType.BFloat16, 7, 130) } : []];
+            yield return Make(F(nameof(AdamStep)), "adam_step", dt, $"[7,130] {name}{(copy ? " +bf16 copy" : "")}", ins, outs, (be, i, o) =>
+            {
+                Elementwise.Cast(be, i[0], o[0]); Elementwise.Cast(be, i[2], o[1]); Elementwise.Cast(be, i[3], o[2]);
+                AdamStep(be, h, o[0], i[1], o[1], o[2], i[4], copy ? o[3] : null);
+            }, new AdamRef(h, copy), bytes: 910.0 * (24 + dt.Size() + (copy ? 2 : 0)));
+        }
+    }
+
+    sealed record SumOfSquaresRef : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T> => [[i[1][0] + SumOfSquares<T>(i[0])]];
+    }
+
+    sealed record AdamRef(AdamHyper H, bool Copy) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            T[] w = (T[])i[0].Clone(), m = (T[])i[2].Clone(), v = (T[])i[3].Clone();
+            AdamStep<T>(H, w, i[1], m, v, Clip(i[4][0], T.CreateChecked(H.MaxNorm)));
+            return Copy ? [w, m, v, (T[])w.Clone()] : [w, m, v];
+        }
+    }
+}
