@@ -31,6 +31,18 @@ template <typename T> __device__ void gelu_bwd(ElementwiseParams p)
     GRID_STRIDE(i, p.n) store<T>(p.y, i, load<T>(p.b, i) * gelu_grad(load<T>(p.a, i)));
 }
 
+// y = GELU(x + bias[i % cols]); the sum is not rounded to T before the GELU (one rounding, of y).
+template <typename T> __device__ void bias_gelu_fwd(BiasGeluParams p)
+{
+    GRID_STRIDE(i, p.n) store<T>(p.y, i, gelu(load<T>(p.x, i) + load<T>(p.bias, i % p.cols)));
+}
+
+// dx = dy·GELU'(x + bias[i % cols]); the bias gradient is Σ_rows dx (column_sum).
+template <typename T> __device__ void bias_gelu_bwd(BiasGeluParams p)
+{
+    GRID_STRIDE(i, p.n) store<T>(p.y, i, load<T>(p.dy, i) * gelu_grad(load<T>(p.x, i) + load<T>(p.bias, i % p.cols)));
+}
+
 // a = x (forward: y = max(x, 0)); backward: b = dy, y = dx = dy·[x > 0].
 template <typename T> __device__ void relu_fwd(ElementwiseParams p)
 {
@@ -118,6 +130,8 @@ TLS_INSTANTIATE(axpby, ElementwiseParams)
 TLS_INSTANTIATE(convert_from_f32, ElementwiseParams)
 TLS_INSTANTIATE(gelu_fwd, ElementwiseParams)
 TLS_INSTANTIATE(gelu_bwd, ElementwiseParams)
+TLS_INSTANTIATE(bias_gelu_fwd, BiasGeluParams)
+TLS_INSTANTIATE(bias_gelu_bwd, BiasGeluParams)
 TLS_INSTANTIATE(relu_fwd, ElementwiseParams)
 TLS_INSTANTIATE(relu_bwd, ElementwiseParams)
 TLS_INSTANTIATE(dropout, DropoutParams)

@@ -24,5 +24,17 @@ struct DropoutParams
     float p;                             // drop probability
 };
 
+// Fused bias + GELU of the MLP: y = GELU(x + bias[c]) with the sum kept in fp32; backward dx = dy·GELU'(x + bias[c]).
+struct BiasGeluParams
+{
+    const void* x;      // [rows, cols]
+    const void* bias;   // [cols], x's dtype
+    const void* dy;     // backward only
+    void* y;            // forward: y; backward: dx
+    i64 n;              // rows·cols
+    i64 cols;
+};
+
 TLS_PARAMS_LAYOUT(ElementwiseParams, beta, 48, 44)
 TLS_PARAMS_LAYOUT(DropoutParams, p, 48, 40)
+TLS_PARAMS_LAYOUT(BiasGeluParams, cols, 48, 40)

@@ -67,6 +67,28 @@ public static partial class Elementwise
         for (var i = 0; i < y.Length; i++) y[i] = half * x[i] * (T.One + Erf(x[i] * T.CreateChecked(0.70710678118654752)));
     }
 
+    /// <summary>y = GELU(x + bias) over rows of bias's length.</summary>
+    internal static void BiasGelu<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> bias, Span<T> y) where T : IFloatingPointIeee754<T>
+    {
+        var s = new T[1];
+        for (var i = 0; i < y.Length; i++)
+        {
+            s[0] = x[i] + bias[i % bias.Length];
+            Gelu<T>(s, y.Slice(i, 1));
+        }
+    }
+
+    /// <summary>dx = dy·GELU'(x + bias).</summary>
+    internal static void BiasGeluBackward<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> bias, ReadOnlySpan<T> dy, Span<T> dx) where T : IFloatingPointIeee754<T>
+    {
+        var s = new T[1];
+        for (var i = 0; i < dx.Length; i++)
+        {
+            s[0] = x[i] + bias[i % bias.Length];
+            GeluBackward<T>(s, dy.Slice(i, 1), dx.Slice(i, 1));
+        }
+    }
+
     internal static void GeluBackward<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx) where T : IFloatingPointIeee754<T>
     {
         var half = T.CreateChecked(0.5);

@@ -32,6 +32,23 @@ public static partial class Elementwise
         else CpuReference.Run([x, dy], [dx], static (i, o) => GeluBackward<double>(i[0], i[1], o[0]));
     }
 
+    /// <summary>y = GELU(x + bias) over the last axis (the MLP's first bias fused into its GELU; the sum is not rounded).</summary>
+    public static void BiasGelu(IBackend be, Tensor x, Tensor bias, Tensor y)
+    {
+        var cols = CheckBiasAdd(be, x, bias, y);
+        if (be is CudaBackend cuda) ElementwiseCuda.BiasGelu(cuda, cols, x, bias, null, y);
+        else CpuReference.Run([x, bias], [y], static (i, o) => BiasGelu<double>(i[0], i[1], o[0]));
+    }
+
+    /// <summary>dx = dy·GELU'(x + bias); the bias gradient is <see cref="ColumnSum"/> of dx.</summary>
+    public static void BiasGeluBackward(IBackend be, Tensor x, Tensor bias, Tensor dy, Tensor dx)
+    {
+        var cols = CheckBiasAdd(be, x, bias, dx);
+        Check.Like(be, dy, x, nameof(dy));
+        if (be is CudaBackend cuda) ElementwiseCuda.BiasGelu(cuda, cols, x, bias, dy, dx);
+        else CpuReference.Run([x, bias, dy], [dx], static (i, o) => BiasGeluBackward<double>(i[0], i[1], i[2], o[0]));
+    }
+
     public static void Relu(IBackend be, Tensor x, Tensor y)
     {
         CheckUnary(be, x, y);

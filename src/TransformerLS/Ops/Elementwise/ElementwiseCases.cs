@@ -19,6 +19,10 @@ public static partial class Elementwise
         yield return Make(F(nameof(Axpby)), "scale", dt, "[1001]", [In("a", dt, 1, 1001)], [Out("y", dt, 1001)],
             (be, i, o) => Axpby(be, i[0], -2.5f, null, 0f, o[0]), new AxpbyRef(-2.5, 0, false));
         foreach (var c in GeluCases(dt, 4, 333, 2)) yield return c;
+        yield return Make(F(nameof(BiasGelu)), "bias_gelu", dt, "[5,3,96]", [In("x", dt, 2, 5, 3, 96), In("bias", dt, 1, 96)], [Out("y", dt, 5, 3, 96)],
+            (be, i, o) => BiasGelu(be, i[0], i[1], o[0]), new BiasGeluRef(false), bytes: dt.Size() * (2 * 1440 + 96));
+        yield return Make(F(nameof(BiasGeluBackward)), "bias_gelu_backward", dt, "[5,3,96]", [In("x", dt, 2, 5, 3, 96), In("bias", dt, 1, 96), In("dy", dt, 1, 5, 3, 96)],
+            [Out("dx", dt, 5, 3, 96)], (be, i, o) => BiasGeluBackward(be, i[0], i[1], i[2], o[0]), new BiasGeluRef(true), bytes: dt.Size() * (3 * 1440 + 96));
         yield return Make(F(nameof(Relu)), "relu", dt, "[4,333]", [In("x", dt, 2, 4, 333)], [Out("y", dt, 4, 333)],
             (be, i, o) => Relu(be, i[0], o[0]), new ReluRef(false));
         yield return Make(F(nameof(ReluBackward)), "relu_backward", dt, "[4,333]", [In("x", dt, 2, 4, 333), In("dy", dt, 1, 4, 333)], [Out("dx", dt, 4, 333)],
@@ -71,6 +75,16 @@ public static partial class Elementwise
         {
             var y = new T[i[0].Length];
             if (Backward) GeluBackward<T>(i[0], i[1], y); else Gelu<T>(i[0], y);
+            return [y];
+        }
+    }
+
+    sealed record BiasGeluRef(bool Backward) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var y = new T[i[0].Length];
+            if (Backward) BiasGeluBackward<T>(i[0], i[1], i[2], y); else BiasGelu<T>(i[0], i[1], y);
             return [y];
         }
     }

@@ -24,6 +24,14 @@ struct DropoutParams
     public float P;
 }
 
+/// <summary>Mirror of BiasGeluParams in kernels/elementwise/elementwise.cuh (its layout line is the contract).</summary>
+[StructLayout(LayoutKind.Sequential)]
+struct BiasGeluParams
+{
+    public ulong X, Bias, Dy, Y;
+    public long N, Cols;
+}
+
 /// <summary>Launchers for kernels/elementwise/.</summary>
 static class ElementwiseCuda
 {
@@ -59,6 +67,14 @@ static class ElementwiseCuda
     public static void GeluBackward(CudaBackend be, Tensor x, Tensor dy, Tensor dx) => ActivationBackward(be, x, dy, dx, "gelu_bwd_f32", "gelu_bwd_bf16");
     public static void Relu(CudaBackend be, Tensor x, Tensor y) => Activation(be, x, y, "relu_fwd_f32", "relu_fwd_bf16");
     public static void ReluBackward(CudaBackend be, Tensor x, Tensor dy, Tensor dx) => ActivationBackward(be, x, dy, dx, "relu_bwd_f32", "relu_bwd_bf16");
+
+    /// <summary>y = GELU(x + bias) (<paramref name="dy"/> null), or dx = dy·GELU'(x + bias).</summary>
+    public static void BiasGelu(CudaBackend be, int cols, Tensor x, Tensor bias, Tensor? dy, Tensor y)
+    {
+        var p = new BiasGeluParams { X = x.DevicePointer, Bias = bias.DevicePointer, Dy = dy?.DevicePointer ?? 0, Y = y.DevicePointer, N = y.Count, Cols = cols };
+        var name = dy is null ? (x.DType == DType.Float32 ? "bias_gelu_fwd_f32" : "bias_gelu_fwd_bf16") : x.DType == DType.Float32 ? "bias_gelu_bwd_f32" : "bias_gelu_bwd_bf16";
+        if (cols > 0) be.Kernel(File, name).Launch(Grid(p.N), Threads, 0, be.Stream, p);
+    }
 
     /// <param name="runSeed">0, or the device address of a 64-bit run seed: the mask's seed is then runSeed·φ64 + <paramref name="seed"/> (graph replays).</param>
     public static void Dropout(CudaBackend be, Tensor x, Tensor y, float prob, ulong seed, ulong runSeed = 0)
