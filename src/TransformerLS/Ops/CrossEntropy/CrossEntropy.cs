@@ -3,6 +3,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
+// The CrossEntropy family: this facade; CrossEntropy.Reference.cs (checks, reference);
+// CrossEntropyCuda.cs (launcher, params mirror); CrossEntropyNode.cs (graph node, builder); CrossEntropyCases.cs (test and bench cases). See Ops/README.md.
+
 /// <summary>Cross-entropy and its mean (kernels/cross_entropy/); checks once, then CUDA or the CPU reference.</summary>
 public static partial class CrossEntropy
 {

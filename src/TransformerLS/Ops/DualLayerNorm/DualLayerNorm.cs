@@ -3,6 +3,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
+// The DualLayerNorm family: this facade; DualLayerNorm.Reference.cs (checks, reference);
+// DualLayerNormCuda.cs (launcher, params mirror); DualLayerNormNode.cs (graph node, builder); DualLayerNormCases.cs (test and bench cases). See Ops/README.md.
+
 /// <summary>DualLN of the LS attention (kernels/dual_layer_norm/); checks once, then CUDA or the CPU reference.</summary>
 public static partial class DualLayerNorm
 {

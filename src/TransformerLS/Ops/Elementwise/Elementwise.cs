@@ -3,6 +3,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
+// The Elementwise family: this facade; Elementwise.Reference.cs (checks, reference);
+// ElementwiseCuda.cs (launcher, params mirror); ElementwiseNode.cs (graph node, builder); ElementwiseCases.cs (test and bench cases). See Ops/README.md.
+
 /// <summary>
 /// The elementwise family (kernels/elementwise/): each op checks its arguments once, then runs the CUDA launcher
 /// (<see cref="ElementwiseCuda"/>) or the generic reference on the CPU (<see cref="CpuReference"/>).

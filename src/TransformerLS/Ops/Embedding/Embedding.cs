@@ -3,6 +3,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
+// The Embedding family: this facade; Embedding.Reference.cs (checks, reference);
+// EmbeddingCuda.cs (launcher, params mirror); EmbeddingNode.cs (graph node, builder); EmbeddingCases.cs (test and bench cases). See Ops/README.md.
+
 /// <summary>Token embedding (kernels/embedding/); checks once, then CUDA or the CPU reference.</summary>
 public static partial class Embedding
 {

@@ -3,6 +3,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
+// The LayerNorm family: this facade; LayerNorm.Reference.cs (checks, reference);
+// LayerNormCuda.cs (launcher, params mirror); LayerNormNode.cs (graph node, builder); LayerNormCases.cs (test and bench cases). See Ops/README.md.
+
 /// <summary>LayerNorm over the last axis (kernels/layer_norm/); checks once, then CUDA or the CPU reference.</summary>
 public static partial class LayerNorm
 {

@@ -3,6 +3,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
+// The Layout family: this facade; Layout.Reference.cs (checks, reference); LayoutCuda.cs (launcher, params mirror);
+// LayoutNode.cs (graph node, builder); LayoutCases.cs (test and bench cases). See Ops/README.md.
+
 /// <summary>The layout family (kernels/layout/): axis swaps and slice copies; checks once, then CUDA or the CPU reference.</summary>
 public static partial class Layout
 {

@@ -3,6 +3,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
+// The Linear family: this facade; LinearNode.cs (graph node, builder);
+// LinearCases.cs (test and bench cases). See Ops/README.md.
+
 /// <summary>
 /// y = x·Wᵀ + b over the last axis (PyTorch's Linear, weight [out, in]), composed from the backend's
 /// matmul, bias add and column sum, so it runs unchanged on both backends.

@@ -3,6 +3,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
+// The LsAttention family: this facade; LsAttention.Reference.cs (checks, reference);
+// LsAttentionCuda.cs (launcher, params mirror); LsAttentionNode.cs (graph node, builder); LsAttentionCases.cs (test and bench cases). See Ops/README.md.
+
 /// <summary>The bidirectional LS attention (kernels/ls_attention/); checks once, then CUDA or the CPU reference.</summary>
 public static partial class LsAttention
 {

@@ -3,6 +3,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
+// The LsCausalAttention family: this facade; LsCausalAttention.Reference.cs (checks, reference);
+// LsCausalAttentionCuda.cs (launcher, params mirror); LsCausalAttentionNode.cs (graph node, builder); LsCausalAttentionCases.cs (test and bench cases). See Ops/README.md.
+
 /// <summary>The causal LS attention (kernels/ls_causal_attention/); checks once, then CUDA or the CPU reference.</summary>
 public static partial class LsCausalAttention
 {

@@ -3,6 +3,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
+// The LsChunkProjection family: this facade; LsChunkProjection.Reference.cs (checks, reference);
+// LsChunkProjectionCuda.cs (launcher, params mirror); LsChunkProjectionNode.cs (graph node, builder); LsChunkProjectionCases.cs (test and bench cases). See Ops/README.md.
+
 /// <summary>The chunked dynamic projection of the causal attention (kernels/ls_chunk_projection/); checks once, then CUDA or the CPU reference.</summary>
 public static partial class LsChunkProjection
 {

@@ -3,6 +3,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
+// The LsClsAttention family: this facade; LsClsAttention.Reference.cs (checks, reference);
+// LsClsAttentionCuda.cs (launcher, params mirror); LsClsAttentionNode.cs (graph node, builder); LsClsAttentionCases.cs (test and bench cases). See Ops/README.md.
+
 /// <summary>The CLS attention of the LRA last layer (kernels/ls_cls_attention/); checks once, then CUDA or the CPU reference.</summary>
 public static partial class LsClsAttention
 {

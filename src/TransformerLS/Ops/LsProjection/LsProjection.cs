@@ -3,6 +3,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
+// The LsProjection family: this facade; LsProjection.Reference.cs (checks, reference);
+// LsProjectionCuda.cs (launcher, params mirror); LsProjectionNode.cs (graph node, builder); LsProjectionCases.cs (test and bench cases). See Ops/README.md.
+
 /// <summary>The dynamic projection of the bidirectional attention (kernels/ls_projection/); checks once, then CUDA or the CPU reference.</summary>
 public static partial class LsProjection
 {

@@ -3,6 +3,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
+// The MatMul family: this facade; MatMul.Reference.cs (checks, reference); MatMulCuda.cs (launcher, params mirror);
+// MatMulNode.cs (graph node, builder); MatMulCases.cs (test and bench cases). See Ops/README.md.
+
 /// <summary>Batched matmul (cuBLAS on the GPU, no kernels/ folder of its own); checks once, then cuBLAS or the CPU reference.</summary>
 public static partial class MatMul
 {

@@ -3,6 +3,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
+// The Optimizer family: this facade; Optimizer.Reference.cs (checks, reference);
+// OptimizerCuda.cs (launcher, params mirror); OptimizerCases.cs (test and bench cases). See Ops/README.md.
+
 /// <summary>The optimizer family (kernels/optimizer/); checks once, then CUDA or the CPU reference.</summary>
 public static partial class Optimizer
 {

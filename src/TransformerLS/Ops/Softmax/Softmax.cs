@@ -3,6 +3,9 @@ using TransformerLS.Tensors;
 
 namespace TransformerLS.Ops;
 
+// The Softmax family: this facade; Softmax.Reference.cs (checks, reference);
+// SoftmaxCuda.cs (launcher, params mirror); SoftmaxNode.cs (graph node, builder); SoftmaxCases.cs (test and bench cases). See Ops/README.md.
+
 /// <summary>Softmax along any axis (kernels/softmax/); checks once, then CUDA or the CPU reference.</summary>
 public static partial class Softmax
 {
