@@ -116,6 +116,8 @@ TLS_DEVICE void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::); }
 // A number the C# launcher must agree with (a tile size, a block shape): exported from the module, read back by
 // CudaBackend.Constant, so it is written here alone.
 #define TLS_EXPORT(name, value) extern "C" __device__ const int name = (value);
+// A table of such numbers (e.g. the shared memory of one carve-up per head dim), read by index.
+#define TLS_EXPORT_TABLE(name, n, ...) extern "C" __device__ const int name[n] = {__VA_ARGS__};
 
 // Grid-stride loop over n elements for the flat kernels.
 #define GRID_STRIDE(i, n) for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)

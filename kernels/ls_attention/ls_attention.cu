@@ -15,8 +15,14 @@
 #define QB 32
 #define NWARP 4
 TLS_EXPORT(ls_attention_f32_qb, QB)
-TLS_EXPORT(ls_attention_f32_kt, KT)
 TLS_EXPORT(ls_attention_f32_threads, NWARP * 32)
+// Dynamic shared memory of the carve-ups below, bytes = fixed + per_d·d (the launcher reads these: one source).
+// Forward: Ks, Vs [KT][d + 1], Qs, Acc [QB][d], M, L [QB], valid, pos [KT].
+TLS_EXPORT(ls_attention_fwd_f32_smem_per_d, 4 * (2 * KT + 2 * QB))
+TLS_EXPORT(ls_attention_fwd_f32_smem_fixed, 4 * (2 * KT + 2 * QB + 2 * KT))
+// Backward: Ks, Vs, dKs, dVs [KT][d + 1], Qs, dOs, dQs [QB][d], three [QB] rows, two [KT] rows.
+TLS_EXPORT(ls_attention_bwd_f32_smem_per_d, 4 * (4 * KT + 3 * QB))
+TLS_EXPORT(ls_attention_bwd_f32_smem_fixed, 4 * (4 * KT + 3 * QB + 2 * KT))
 
 // Loads keys [t0, t0 + KT) of the block's key list into Ks/Vs (row stride d + 1: conflict-free columns).
 // Returns through valid[] which keys exist; for window keys, pos[] holds the sequence position (-1: landmark).

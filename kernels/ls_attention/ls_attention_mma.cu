@@ -13,8 +13,14 @@
 #define KT 64
 #define NWARP 4
 TLS_EXPORT(ls_attention_mma_qb, QB)
-TLS_EXPORT(ls_attention_mma_kt, KT)
 TLS_EXPORT(ls_attention_mma_threads, NWARP * 32)
+// Dynamic shared memory of the carve-ups below (start(), then the backward's), bytes = fixed + per_d·D, rows of
+// STRIDE(D) = D + 8 bf16: key rows i64 [KT], Qs [QB], Ks, Vs [KT]; the backward adds dOs [QB] and P, dS as hi + lo
+// [QB][STRIDE(KT)] each. The launcher reads these: one source.
+TLS_EXPORT(ls_attention_fwd_mma_smem_per_d, 2 * (QB + 2 * KT))
+TLS_EXPORT(ls_attention_fwd_mma_smem_fixed, 8 * KT + 2 * (QB + 2 * KT) * STRIDE(0))
+TLS_EXPORT(ls_attention_bwd_mma_smem_per_d, 2 * (2 * QB + 2 * KT))
+TLS_EXPORT(ls_attention_bwd_mma_smem_fixed, 8 * KT + 2 * (2 * QB + 2 * KT) * STRIDE(0) + 2 * 4 * QB * STRIDE(KT))
 
 // Tile `tile` of the block's key list: landmark tiles first (ceil(r/KT) of them), then window tiles.
 struct Tile

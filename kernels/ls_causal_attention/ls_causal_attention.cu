@@ -19,8 +19,15 @@
 #define RT (QB + KT - 1)
 #define NWARP 4
 TLS_EXPORT(ls_causal_attention_f32_qb, QB)
-TLS_EXPORT(ls_causal_attention_f32_kt, KT)
 TLS_EXPORT(ls_causal_attention_f32_threads, NWARP * 32)
+// Dynamic shared memory of the carve-ups below, bytes = fixed + per_d·d (the launcher reads these: one source).
+// Both start with carve_common: K, V tiles [KT][d + 1], R rows [RT][d + 1], u and v-bias [d], [KT] + [RT] + 2·[KT].
+// Forward: + Qs, Acc [QB][d], M, L [QB]. Backward: + dK, dV [KT][d + 1], dR [RT][d + 1], [KT] + [RT], du, dvb [d],
+// Qs, dOs, dQs [QB][d], 4·[QB] (Lse, qok and the double D_i).
+TLS_EXPORT(ls_causal_attention_fwd_f32_smem_per_d, 4 * (2 * KT + RT + 2 + 2 * QB))
+TLS_EXPORT(ls_causal_attention_fwd_f32_smem_fixed, 4 * (5 * KT + 2 * RT + 2 * QB))
+TLS_EXPORT(ls_causal_attention_bwd_f32_smem_per_d, 4 * (4 * KT + 2 * RT + 4 + 3 * QB))
+TLS_EXPORT(ls_causal_attention_bwd_f32_smem_fixed, 4 * (8 * KT + 4 * RT + 4 * QB))
 
 struct Smem
 {

@@ -14,8 +14,6 @@
 #define KT 64
 #define RW (KT + 16)       // R rows one warp's 16 queries need per window tile (16 + KT − 1, padded)
 #define QR_STRIDE (RW + 4)
-TLS_EXPORT(ls_causal_attention_mma_kt, KT)
-TLS_EXPORT(ls_causal_attention_mma_rw, RW)
 
 struct Smem
 {
@@ -25,11 +23,13 @@ struct Smem
     float* QR;                // per warp [16][QR_STRIDE]: q·R before the diagonal gather
 };
 
-// Shared memory in 16-byte pieces; LsCausalAttentionCuda.MmaShared adds up the same sequence.
+// Shared memory in 16-byte pieces: take() carves one, piece() counts it (for the exported sizes below).
+__host__ __device__ constexpr int piece(int n, int size) { return (n * size + 15) / 16 * 16; }
+
 template <typename X> TLS_DEVICE X* take(unsigned char*& at, int n)
 {
     X* r = (X*)at;
-    at += (n * (int)sizeof(X) + 15) / 16 * 16;
+    at += piece(n, (int)sizeof(X));
     return r;
 }
 
@@ -43,6 +43,22 @@ template <int D> TLS_DEVICE Smem carve_common(unsigned char*& at, int qb)
     s.QR = take<float>(at, qb * QR_STRIDE);
     return s;
 }
+
+// Bytes of carve_common and, for the backward, of what ls_causal_attention_bwd_mma takes after it: the same pieces
+// in the same order. Exported per (warps, D) for the launcher (one source): index (qb / 16 − 1)·4 + D / 32 − 1.
+__host__ __device__ constexpr int smem_bytes(int D, int qb, bool backward)
+{
+    int common = piece(KT, 8) + piece(qb + KT, 8) + piece(qb * STRIDE(D), 2) + 2 * piece(KT * STRIDE(D), 2) + piece((qb + KT) * STRIDE(D), 2)
+        + 2 * piece(D, 4) + piece(KT, 4) + piece(qb + KT, 4) + piece(qb * QR_STRIDE, 4);
+    if (!backward) return common;
+    return common + piece(qb * STRIDE(D), 2) + 4 * piece(qb * STRIDE(KT), 2) + 2 * piece(qb * STRIDE(RW), 2)
+        + piece(KT, 4) + piece(qb + KT, 4) + 2 * piece(D, 4);
+}
+
+#define TLS_SMEM_ROW(bwd, qb) smem_bytes(32, qb, bwd), smem_bytes(64, qb, bwd), smem_bytes(96, qb, bwd), smem_bytes(128, qb, bwd)
+TLS_EXPORT_TABLE(ls_causal_attention_fwd_mma_smem, 16, TLS_SMEM_ROW(false, 16), TLS_SMEM_ROW(false, 32), TLS_SMEM_ROW(false, 48), TLS_SMEM_ROW(false, 64))
+TLS_EXPORT_TABLE(ls_causal_attention_bwd_mma_smem, 16, TLS_SMEM_ROW(true, 16), TLS_SMEM_ROW(true, 32), TLS_SMEM_ROW(true, 48), TLS_SMEM_ROW(true, 64))
+#undef TLS_SMEM_ROW
 
 template <int D> TLS_DEVICE void load_biases(const LsCausalAttentionParams& p, const Block& k, const Smem& s)
 {

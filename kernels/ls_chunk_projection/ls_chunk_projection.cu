@@ -6,6 +6,13 @@
 // dP − Σ P·dP is where fp32 lost accuracy in the sequence-wide projection).
 #include "ls_chunk_projection/ls_chunk_projection.cuh"
 
+// Dynamic shared memory of the carve-ups below, bytes = per_lr·l·r + per_r·r (the launcher reads these: one
+// source). Forward: P [l·r] floats. Backward: dP [l·r] and the dots [r] in double, then P [l·r] floats.
+TLS_EXPORT(ls_chunk_projection_fwd_smem_per_lr, 4)
+TLS_EXPORT(ls_chunk_projection_fwd_smem_per_r, 0)
+TLS_EXPORT(ls_chunk_projection_bwd_smem_per_lr, 8 + 4)
+TLS_EXPORT(ls_chunk_projection_bwd_smem_per_r, 8)
+
 // P[t·r + k] for the block's chunk; n = positions in the chunk.
 template <typename T>
 TLS_DEVICE void chunk_probabilities(const LsChunkProjectionParams& p, int b, int h, int t0, int n, float* P)

@@ -8,7 +8,13 @@
 #define TCHUNK 32
 #define RTILE 32  // ranks the backward holds in shared memory at a time, so any r fits
 TLS_EXPORT(ls_projection_tchunk, TCHUNK)
-TLS_EXPORT(ls_projection_rtile, RTILE)
+// Dynamic shared memory of the carve-ups below (the launcher reads these: one source). Compress: P [r][TCHUNK] and
+// K, V [TCHUNK][d] floats: bytes = per_r·r + per_d·d. Backward: dP (double) and P [RTILE][TCHUNK], K, V, dK, dV
+// [TCHUNK][d], dK̄, dV̄ [RTILE][d]: bytes = fixed + per_d·d.
+TLS_EXPORT(ls_projection_compress_smem_per_r, 4 * TCHUNK)
+TLS_EXPORT(ls_projection_compress_smem_per_d, 4 * 2 * TCHUNK)
+TLS_EXPORT(ls_projection_bwd_smem_fixed, 4 * 3 * RTILE * TCHUNK)
+TLS_EXPORT(ls_projection_bwd_smem_per_d, 4 * (4 * TCHUNK + 2 * RTILE))
 
 TLS_DEVICE bool proj_token(const LsProjectionParams& p, int b, int t) { return !p.mask || p.mask[(i64)b * p.n + t] != 0.f; }
 

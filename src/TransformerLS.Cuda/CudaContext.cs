@@ -192,19 +192,20 @@ public sealed unsafe class CudaModule(CudaContext context, nint handle, string n
     }
 
     /// <summary>
-    /// The value of the module's 32-bit global <paramref name="globalName"/> (a kernel's exported tile size): read once,
-    /// synchronously, so not while a stream is being captured.
+    /// Element <paramref name="index"/> of the module's 32-bit global (array) <paramref name="globalName"/>, a kernel's
+    /// exported tile size or shared-memory size: read synchronously, so not while a stream is being captured.
     /// </summary>
-    public int GetInt32(string globalName)
+    public int GetInt32(string globalName, int index = 0)
     {
         Context.MakeCurrent();
         ulong ptr;
         nuint size;
         var bytes = Encoding.UTF8.GetBytes(globalName + "\0");
         fixed (byte* p = bytes) Driver.Check(Driver.cuModuleGetGlobal_v2(&ptr, &size, Handle, p), $"{Name}:{globalName}");
-        if (size != 4) throw new InvalidOperationException($"{Name}:{globalName} is {size} bytes; expected a 32-bit integer");
+        if (index < 0 || (ulong)size < 4UL * ((ulong)index + 1))
+            throw new ArgumentOutOfRangeException(nameof(index), index, $"{Name}:{globalName} is {size} bytes; element {index} of 32-bit integers does not exist");
         int value;
-        Driver.Check(Driver.cuMemcpyDtoHAsync_v2(&value, ptr, 4, Context.Stream.Handle), $"{Name}:{globalName}");
+        Driver.Check(Driver.cuMemcpyDtoHAsync_v2(&value, ptr + 4UL * (ulong)index, 4, Context.Stream.Handle), $"{Name}:{globalName}");
         Driver.Check(Driver.cuStreamSynchronize(Context.Stream.Handle), $"{Name}:{globalName}");
         return value;
     }

@@ -12,7 +12,7 @@ public sealed class CudaBackend : IBackend
 {
     readonly Dictionary<string, CudaModule> _modules = [];
     readonly Dictionary<string, CudaKernel> _kernels = [];
-    readonly Dictionary<string, int> _constants = [];
+    readonly Dictionary<(string Name, int Index), int> _constants = [];
     readonly Lock _gate = new();
     CudaBlas? _blas;
 
@@ -50,15 +50,16 @@ public sealed class CudaBackend : IBackend
     }
 
     /// <summary>
-    /// The 32-bit constant <paramref name="name"/> that kernels/<paramref name="file"/> exports (TLS_EXPORT: a tile size
-    /// or block shape its kernels are built around), read from the loaded module once and cached: the launcher's one source.
+    /// The 32-bit constant <paramref name="name"/> (element <paramref name="index"/> of an exported table) that
+    /// kernels/<paramref name="file"/> exports with TLS_EXPORT / TLS_EXPORT_TABLE: a tile size, a block shape or the
+    /// shared memory of a carve-up. Read from the loaded module once and cached: the launcher's one source.
     /// </summary>
-    public int Constant(string file, string name)
+    public int Constant(string file, string name, int index = 0)
     {
         lock (_gate)
         {
-            if (_constants.TryGetValue(name, out var v)) return v;
-            return _constants[name] = Module(file).GetInt32(name);
+            if (_constants.TryGetValue((name, index), out var v)) return v;
+            return _constants[(name, index)] = Module(file).GetInt32(name, index);
         }
     }
 

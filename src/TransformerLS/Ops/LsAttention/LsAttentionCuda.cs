@@ -24,12 +24,12 @@ static class LsAttentionCuda
     static readonly string[] MmaForward = ["ls_attention_fwd_mma_d32", "ls_attention_fwd_mma_d64", "ls_attention_fwd_mma_d96", "ls_attention_fwd_mma_d128"];
     static readonly string[] MmaBackward = ["ls_attention_bwd_mma_d32", "ls_attention_bwd_mma_d64", "ls_attention_bwd_mma_d96", "ls_attention_bwd_mma_d128"];
 
-    /// <summary>A kernel's block: QB queries, key tiles of KT, Threads threads; read from its module (TLS_EXPORT), so the kernel is the one source.</summary>
-    readonly record struct Tiles(int QB, int KT, int Threads);
+    /// <summary>A kernel's block: QB queries, Threads threads; read from its module (TLS_EXPORT), so the kernel is the one source.</summary>
+    readonly record struct Tiles(int QB, int Threads);
 
     static Tiles TilesOf(CudaBackend be, Tensor q) => UsesMma(q)
-        ? new(be.Constant(MmaFile, "ls_attention_mma_qb"), be.Constant(MmaFile, "ls_attention_mma_kt"), be.Constant(MmaFile, "ls_attention_mma_threads"))
-        : new(be.Constant(File, "ls_attention_f32_qb"), be.Constant(File, "ls_attention_f32_kt"), be.Constant(File, "ls_attention_f32_threads"));
+        ? new(be.Constant(MmaFile, "ls_attention_mma_qb"), be.Constant(MmaFile, "ls_attention_mma_threads"))
+        : new(be.Constant(File, "ls_attention_f32_qb"), be.Constant(File, "ls_attention_f32_threads"));
 
     static void CheckHeadDim(LsAttentionGeometry g)
     {
@@ -51,14 +51,14 @@ static class LsAttentionCuda
 
     static Dim3 Grid(LsAttentionGeometry g, Tiles t) => new((uint)(g.Segments * Chunks(g, t)), 1, (uint)(g.B * g.H));
 
-    /// <summary>The mma kernels' bf16 rows are padded by 8 elements (ls_attention_mma.cu's STRIDE).</summary>
-    static uint MmaShared(LsAttentionGeometry g, Tiles t, bool backward) =>
-        (uint)(8 * t.KT + 2 * (backward ? 2 * (t.QB + t.KT) * (g.D + 8) + 4 * t.QB * (t.KT + 8) : (t.QB + 2 * t.KT) * (g.D + 8)));
-
-    /// <summary>The fp32 kernels' shared floats (ls_attention.cu's carve-up).</summary>
-    static uint Shared(LsAttentionGeometry g, Tiles t, bool backward) => (uint)(4 * (backward
-        ? 4 * t.KT * (g.D + 1) + 3 * t.QB * g.D + 3 * t.QB + 2 * t.KT
-        : 2 * t.KT * (g.D + 1) + 2 * t.QB * g.D + 2 * t.QB + 2 * t.KT));
+    /// <summary>Dynamic shared memory of the kernel's carve-up, fixed + per_d·d, as the kernel file exports it (one source).</summary>
+    static uint Shared(CudaBackend be, LsAttentionGeometry g, Tensor q, bool backward) => (UsesMma(q), backward) switch
+    {
+        (true, false) => (uint)(be.Constant(MmaFile, "ls_attention_fwd_mma_smem_fixed") + be.Constant(MmaFile, "ls_attention_fwd_mma_smem_per_d") * g.D),
+        (true, true) => (uint)(be.Constant(MmaFile, "ls_attention_bwd_mma_smem_fixed") + be.Constant(MmaFile, "ls_attention_bwd_mma_smem_per_d") * g.D),
+        (false, false) => (uint)(be.Constant(File, "ls_attention_fwd_f32_smem_fixed") + be.Constant(File, "ls_attention_fwd_f32_smem_per_d") * g.D),
+        (false, true) => (uint)(be.Constant(File, "ls_attention_bwd_f32_smem_fixed") + be.Constant(File, "ls_attention_bwd_f32_smem_per_d") * g.D),
+    };
 
     public static void Forward(CudaBackend be, LsAttentionGeometry g, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse)
     {
@@ -66,9 +66,9 @@ static class LsAttentionCuda
         var t = TilesOf(be, q);
         var p = Params(g, t, q, k, v, kbar, vbar, mask, o, lse);
         if (UsesMma(q))
-            be.Kernel(MmaFile, MmaForward[g.D / 32 - 1]).Launch(Grid(g, t), (uint)t.Threads, MmaShared(g, t, false), be.Stream, p);
+            be.Kernel(MmaFile, MmaForward[g.D / 32 - 1]).Launch(Grid(g, t), (uint)t.Threads, Shared(be, g, q, false), be.Stream, p);
         else
-            be.Kernel(File, "ls_attention_fwd_f32").Launch(Grid(g, t), (uint)t.Threads, Shared(g, t, false), be.Stream, p);
+            be.Kernel(File, "ls_attention_fwd_f32").Launch(Grid(g, t), (uint)t.Threads, Shared(be, g, q, false), be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, LsAttentionGeometry g, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
@@ -81,9 +81,9 @@ static class LsAttentionCuda
         var p = Params(g, t, q, k, v, kbar, vbar, mask, o, lse);
         p.DOut = dout.DevicePointer; p.DQ = dq.DevicePointer; p.DK = grads.P0; p.DV = grads.P1; p.DKBar = grads.P2; p.DVBar = grads.P3;
         if (UsesMma(q))
-            be.Kernel(MmaFile, MmaBackward[g.D / 32 - 1]).Launch(Grid(g, t), (uint)t.Threads, MmaShared(g, t, true), be.Stream, p);
+            be.Kernel(MmaFile, MmaBackward[g.D / 32 - 1]).Launch(Grid(g, t), (uint)t.Threads, Shared(be, g, q, true), be.Stream, p);
         else
-            be.Kernel(File, "ls_attention_bwd_f32").Launch(Grid(g, t), (uint)t.Threads, Shared(g, t, true), be.Stream, p);
+            be.Kernel(File, "ls_attention_bwd_f32").Launch(Grid(g, t), (uint)t.Threads, Shared(be, g, q, true), be.Stream, p);
         grads.Complete();
     }
 }

@@ -22,20 +22,15 @@ static class LsCausalAttentionCuda
 {
     const string File = "ls_causal_attention/ls_causal_attention.cu", MmaFile = "ls_causal_attention/ls_causal_attention_mma.cu";
 
-    /// <summary>
-    /// The kernels' blocks, read from their modules (TLS_EXPORT), so each kernel is the one source: the fp32 kernel's QB
-    /// queries, KT keys and Threads; the mma kernels' KT keys per window tile and RW relative rows per warp.
-    /// </summary>
-    readonly record struct Tiles(int QB, int KT, int Threads, int MmaKT, int MmaRW)
-    {
-        public int RT => QB + KT - 1; // relative rows an fp32 block needs per window tile
-    }
-
-    static Tiles TilesOf(CudaBackend be, Tensor q) => UsesMma(q)
-        ? new(0, 0, 0, be.Constant(MmaFile, "ls_causal_attention_mma_kt"), be.Constant(MmaFile, "ls_causal_attention_mma_rw"))
-        : new(be.Constant(File, "ls_causal_attention_f32_qb"), be.Constant(File, "ls_causal_attention_f32_kt"), be.Constant(File, "ls_causal_attention_f32_threads"), 0, 0);
     static readonly string[] MmaForward = ["ls_causal_attention_fwd_mma_d32", "ls_causal_attention_fwd_mma_d64", "ls_causal_attention_fwd_mma_d96", "ls_causal_attention_fwd_mma_d128"];
     static readonly string[] MmaBackward = ["ls_causal_attention_bwd_mma_d32", "ls_causal_attention_bwd_mma_d64", "ls_causal_attention_bwd_mma_d96", "ls_causal_attention_bwd_mma_d128"];
+
+    /// <summary>The fp32 kernel's block (QB queries, Threads threads), read from its module (TLS_EXPORT): the kernel is the one source.</summary>
+    readonly record struct Tiles(int QB, int Threads);
+
+    static Tiles TilesOf(CudaBackend be, Tensor q) => UsesMma(q)
+        ? default // the mma blocks are sized by the chunk (MmaWarps)
+        : new(be.Constant(File, "ls_causal_attention_f32_qb"), be.Constant(File, "ls_causal_attention_f32_threads"));
 
     static LsCausalAttentionParams Params(LsCausalGeometry g, Tiles t, in LsCausalInputs x, Tensor o, Tensor lse)
     {
@@ -63,31 +58,27 @@ static class LsCausalAttentionCuda
 
     static Dim3 Grid(LsCausalGeometry g, Tiles t, Tensor q) => new((uint)(g.BlockChunks * QueryBlocks(g, BlockQueries(g, t, q))), 1, (uint)(g.B * g.H));
 
-    /// <summary>Bytes of the mma kernels' shared memory: the same 16-byte pieces in the order carve_common and the
-    /// backward take them.</summary>
-    static uint MmaShared(LsCausalGeometry g, Tiles t, bool backward)
+    /// <summary>
+    /// Dynamic shared memory of the kernel's carve-up as the kernel file exports it (one source): fixed + per_d·d for
+    /// the fp32 kernels, a table by (warps, head dim) for the mma kernels.
+    /// </summary>
+    static uint Shared(CudaBackend be, LsCausalGeometry g, Tensor q, bool backward)
     {
-        static int Take(int n, int size) => (n * size + 15) / 16 * 16;
-        int qb = 16 * MmaWarps(g), d = g.D, row = d + 8, MmaKT = t.MmaKT, MmaRW = t.MmaRW;
-        int bytes = Take(MmaKT, 8) + Take(qb + MmaKT, 8) + Take(qb * row, 2) + 2 * Take(MmaKT * row, 2) + Take((qb + MmaKT) * row, 2)
-            + 2 * Take(d, 4) + Take(MmaKT, 4) + Take(qb + MmaKT, 4) + Take(qb * (MmaRW + 4), 4);
-        if (backward)
-            bytes += Take(qb * row, 2) + 4 * Take(qb * (MmaKT + 8), 2) + 2 * Take(qb * (MmaRW + 8), 2)
-                + Take(MmaKT, 4) + Take(qb + MmaKT, 4) + 2 * Take(d, 4);
-        return (uint)bytes;
+        if (UsesMma(q))
+            return (uint)be.Constant(MmaFile, backward ? "ls_causal_attention_bwd_mma_smem" : "ls_causal_attention_fwd_mma_smem", (MmaWarps(g) - 1) * 4 + g.D / 32 - 1);
+        return backward
+            ? (uint)(be.Constant(File, "ls_causal_attention_bwd_f32_smem_fixed") + be.Constant(File, "ls_causal_attention_bwd_f32_smem_per_d") * g.D)
+            : (uint)(be.Constant(File, "ls_causal_attention_fwd_f32_smem_fixed") + be.Constant(File, "ls_causal_attention_fwd_f32_smem_per_d") * g.D);
     }
-
-    /// <summary>Shared floats both kernels carve first (kernel: carve_common).</summary>
-    static int Common(Tiles t, int d) => 2 * t.KT * (d + 1) + t.RT * (d + 1) + 2 * d + t.KT + t.RT + 2 * t.KT;
 
     public static void Forward(CudaBackend be, LsCausalGeometry g, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse)
     {
         var t = TilesOf(be, x.Q);
         var p = Params(g, t, x, o, lse);
         if (UsesMma(x.Q))
-            be.Kernel(MmaFile, MmaForward[g.D / 32 - 1]).Launch(Grid(g, t, x.Q), 32 * MmaWarps(g), MmaShared(g, t, false), be.Stream, p);
+            be.Kernel(MmaFile, MmaForward[g.D / 32 - 1]).Launch(Grid(g, t, x.Q), 32 * MmaWarps(g), Shared(be, g, x.Q, false), be.Stream, p);
         else
-            be.Kernel(File, "ls_causal_attention_fwd_f32").Launch(Grid(g, t, x.Q), (uint)t.Threads, (uint)(4 * (Common(t, g.D) + 2 * t.QB * g.D + 2 * t.QB)), be.Stream, p);
+            be.Kernel(File, "ls_causal_attention_fwd_f32").Launch(Grid(g, t, x.Q), (uint)t.Threads, Shared(be, g, x.Q, false), be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, LsCausalGeometry g, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse, Tensor dout, in LsCausalGradients gr)
@@ -103,10 +94,9 @@ static class LsCausalAttentionCuda
         p.DK = seq.P0; p.DV = seq.P1; p.DKC = cmp.P0; p.DVC = cmp.P1; p.DU = bias.P0; p.DVB = bias.P1; p.DRel = rel.P0; p.DRelC = rel.P1;
         var d = g.D;
         if (UsesMma(x.Q))
-            be.Kernel(MmaFile, MmaBackward[d / 32 - 1]).Launch(Grid(g, t, x.Q), 32 * MmaWarps(g), MmaShared(g, t, true), be.Stream, p);
-        else // 4·QB: Lse, qok and the double D_i
-            be.Kernel(File, "ls_causal_attention_bwd_f32").Launch(Grid(g, t, x.Q), (uint)t.Threads,
-                (uint)(4 * (Common(t, d) + 2 * t.KT * (d + 1) + t.RT * (d + 1) + t.KT + t.RT + 2 * d + 3 * t.QB * d + 4 * t.QB)), be.Stream, p);
+            be.Kernel(MmaFile, MmaBackward[d / 32 - 1]).Launch(Grid(g, t, x.Q), 32 * MmaWarps(g), Shared(be, g, x.Q, true), be.Stream, p);
+        else
+            be.Kernel(File, "ls_causal_attention_bwd_f32").Launch(Grid(g, t, x.Q), (uint)t.Threads, Shared(be, g, x.Q, true), be.Stream, p);
         seq.Complete(); cmp.Complete(); bias.Complete(); rel.Complete();
     }
 }

@@ -24,8 +24,12 @@ static class LsChunkProjectionCuda
         B = g.B, H = g.H, T = g.T, D = g.D, R = g.R, L = g.Lc, Chunks = g.Chunks,
     };
 
-    static uint SharedBytes(CudaBackend be, LsChunkProjectionGeometry g, long bytes)
+    /// <summary>The kernel's carve-up as the kernel file exports it (one source), checked against the device's limit.</summary>
+    static uint SharedBytes(CudaBackend be, LsChunkProjectionGeometry g, bool backward)
     {
+        long bytes = backward
+            ? (long)be.Constant(File, "ls_chunk_projection_bwd_smem_per_lr") * g.Lc * g.R + (long)be.Constant(File, "ls_chunk_projection_bwd_smem_per_r") * g.R
+            : (long)be.Constant(File, "ls_chunk_projection_fwd_smem_per_lr") * g.Lc * g.R + (long)be.Constant(File, "ls_chunk_projection_fwd_smem_per_r") * g.R;
         if (bytes > be.Context.Device.MaxSharedMemoryPerBlockOptin)
             throw new ArgumentOutOfRangeException("chunk", $"l={g.Lc}, r={g.R}",
                 $"the CUDA chunk projection needs {bytes} bytes of shared memory for l·r = {g.Lc}·{g.R}; the device allows {be.Context.Device.MaxSharedMemoryPerBlockOptin}");
@@ -38,7 +42,7 @@ static class LsChunkProjectionCuda
     {
         var p = Params(g, s, x, mask);
         p.Y = y.DevicePointer;
-        var smem = SharedBytes(be, g, 4L * g.Lc * g.R);
+        var smem = SharedBytes(be, g, backward: false);
         be.Kernel(File, x.DType == DType.Float32 ? "ls_chunk_projection_fwd_f32" : "ls_chunk_projection_fwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
     }
 
@@ -46,7 +50,7 @@ static class LsChunkProjectionCuda
     {
         var p = Params(g, s, x, mask);
         p.Dy = dy.DevicePointer; p.Ds = ds.DevicePointer; p.Dx = dx.DevicePointer; p.Accumulate = accumulate ? 1 : 0;
-        var smem = SharedBytes(be, g, 12L * g.Lc * g.R + 8L * g.R);
+        var smem = SharedBytes(be, g, backward: true);
         be.Kernel(File, x.DType == DType.Float32 ? "ls_chunk_projection_bwd_f32" : "ls_chunk_projection_bwd_bf16").Launch(Grid(g), Threads, smem, be.Stream, p);
     }
 }

@@ -18,8 +18,8 @@ static class LsProjectionCuda
     const string File = "ls_projection/ls_projection.cu";
     const int Threads = 256; // the kernels stride by blockDim: the launcher's choice
 
-    /// <summary>Tokens per block and ranks the backward holds at a time, read from the module (TLS_EXPORT): the kernel is the one source.</summary>
-    static (int TChunk, int RTile) TilesOf(CudaBackend be) => (be.Constant(File, "ls_projection_tchunk"), be.Constant(File, "ls_projection_rtile"));
+    /// <summary>Tokens per block, read from the module (TLS_EXPORT): the kernel is the one source.</summary>
+    static int TChunk(CudaBackend be) => be.Constant(File, "ls_projection_tchunk");
 
     static LsProjectionParams Params(LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum) => new()
     {
@@ -29,9 +29,12 @@ static class LsProjectionCuda
 
     static Dim3 Chunks(LsProjectionGeometry g, int tchunk) => new((uint)((g.N + tchunk - 1) / tchunk), (uint)g.H, (uint)g.B);
 
-    static uint SharedBytes(CudaBackend be, long floats, LsProjectionGeometry g)
+    /// <summary>The kernel's carve-up as the kernel file exports it (one source), checked against the device's limit.</summary>
+    static uint SharedBytes(CudaBackend be, LsProjectionGeometry g, bool backward)
     {
-        var bytes = 4 * floats;
+        long bytes = backward
+            ? be.Constant(File, "ls_projection_bwd_smem_fixed") + (long)be.Constant(File, "ls_projection_bwd_smem_per_d") * g.D
+            : (long)be.Constant(File, "ls_projection_compress_smem_per_r") * g.R + (long)be.Constant(File, "ls_projection_compress_smem_per_d") * g.D;
         if (bytes > be.Context.Device.MaxSharedMemoryPerBlockOptin)
             throw new ArgumentOutOfRangeException("kbar", $"r={g.R}, d={g.D}",
                 $"the CUDA projection needs {bytes} bytes of shared memory for r={g.R}, d={g.D}; the device allows {be.Context.Device.MaxSharedMemoryPerBlockOptin}");
@@ -40,8 +43,7 @@ static class LsProjectionCuda
 
     public static void Forward(CudaBackend be, LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum)
     {
-        var (tchunk, rtile) = TilesOf(be);
-        var smem = SharedBytes(be, (long)g.R * tchunk + 2L * tchunk * g.D, g);
+        var (tchunk, smem) = (TChunk(be), SharedBytes(be, g, backward: false));
         var f32 = k.DType == DType.Float32;
         var p = Params(g, s, k, v, mask, colmax, colsum);
         be.Kernel(File, f32 ? "ls_projection_stats_f32" : "ls_projection_stats_bf16")
@@ -57,9 +59,7 @@ static class LsProjectionCuda
     public static void Backward(CudaBackend be, LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum,
         Tensor dkbar, Tensor dvbar, Tensor ds, Tensor dk, Tensor dv, bool accumulate)
     {
-        var (tchunk, rtile) = TilesOf(be);
-        // dP (double) and P for rtile ranks; K, V, dK and dV of tchunk tokens; dK̄ and dV̄ of rtile ranks.
-        var smem = SharedBytes(be, 3L * rtile * tchunk + 4L * tchunk * g.D + 2L * rtile * g.D, g);
+        var (tchunk, smem) = (TChunk(be), SharedBytes(be, g, backward: true));
         var p = Params(g, s, k, v, mask, colmax, colsum);
         p.DKBar = dkbar.DevicePointer; p.DVBar = dvbar.DevicePointer; p.DK = dk.DevicePointer; p.DV = dv.DevicePointer;
         p.DS = ds.DevicePointer; p.Accumulate = accumulate ? 1 : 0;
