@@ -8,7 +8,7 @@ namespace TransformerLS.Backends;
 /// holds the run seed (8 bytes of device memory) that dropout reads when a replay runs, so replays draw fresh masks.
 /// <see cref="For"/> gives none on a backend that cannot record (the CPU).
 /// </summary>
-public sealed class GraphRecorder : IDisposable
+internal sealed class GraphRecorder : IDisposable
 {
     readonly CudaBackend _cuda;
 

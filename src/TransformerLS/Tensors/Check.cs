@@ -3,7 +3,7 @@ using TransformerLS.Backends;
 namespace TransformerLS.Tensors;
 
 /// <summary>Argument checks shared by both backends; every message names the argument, its value and what was expected.</summary>
-public static class Check
+internal static class Check
 {
     public static void NotDisposed(Tensor t, string name)
     {

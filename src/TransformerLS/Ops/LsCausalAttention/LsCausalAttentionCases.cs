@@ -1,5 +1,4 @@
 using System.Numerics;
-using TransformerLS.Backends;
 using TransformerLS.Conformance;
 using TransformerLS.Tensors;
 using static TransformerLS.Conformance.Case;
