@@ -70,14 +70,16 @@ template <typename T> __device__ void dual_layer_norm_bwd_input(DualLayerNormPar
     }
 }
 
-// dgamma = Σ dy·x̂, dbeta = Σ dy over the rows of K and V together. Block (32, 8) per 32 channels, fixed order.
+// dgamma = Σ dy·x̂, dbeta = Σ dy over the rows of K and V together, in two stages with a fixed order (no atomics):
+// stage 1, block (32, 8) of 32 channels and row group g = blockIdx.y of G = gridDim.y, sums the rows
+// g·8 + threadIdx.y + k·8·G into partial[0|1][g][c]; stage 2 (dual_layer_norm_bwd_params_sum) adds the groups in order.
 template <typename T> __device__ void dual_layer_norm_bwd_params(DualLayerNormParams p)
 {
     __shared__ float pg[8][33], pb[8][33];
     int c = blockIdx.x * 32 + threadIdx.x, D = p.H * p.d, rows = p.S * p.B * p.T;
     float sg = 0.f, sb = 0.f;
     if (c < D)
-        for (int r = threadIdx.y; r < rows; r += 8)
+        for (int r = blockIdx.y * 8 + threadIdx.y; r < rows; r += 8 * gridDim.y)
         {
             const Row w = row_of(p, r);
             float dy = load<T>(w.s ? p.dy1 : p.dy0, head_split(p, w, c));
@@ -91,11 +93,23 @@ template <typename T> __device__ void dual_layer_norm_bwd_params(DualLayerNormPa
     {
         float tg = 0.f, tb = 0.f;
         for (int k = 0; k < 8; ++k) { tg += pg[k][threadIdx.x]; tb += pb[k][threadIdx.x]; }
-        p.dgamma[c] = tg;
-        p.dbeta[c] = tb;
+        p.partial[(i64)blockIdx.y * D + c] = tg;
+        p.partial[((i64)p.groups + blockIdx.y) * D + c] = tb;
     }
+}
+
+// Stage 2: one thread per channel adds the groups' partial sums in group order.
+template <typename T> __device__ void dual_layer_norm_bwd_params_sum(DualLayerNormParams p)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x, D = p.H * p.d;
+    if (c >= D) return;
+    float tg = 0.f, tb = 0.f;
+    for (int g = 0; g < p.groups; ++g) { tg += p.partial[(i64)g * D + c]; tb += p.partial[((i64)p.groups + g) * D + c]; }
+    p.dgamma[c] = tg;
+    p.dbeta[c] = tb;
 }
 
 TLS_INSTANTIATE(dual_layer_norm_fwd, DualLayerNormParams)
 TLS_INSTANTIATE(dual_layer_norm_bwd_input, DualLayerNormParams)
 TLS_INSTANTIATE(dual_layer_norm_bwd_params, DualLayerNormParams)
+TLS_INSTANTIATE(dual_layer_norm_bwd_params_sum, DualLayerNormParams)

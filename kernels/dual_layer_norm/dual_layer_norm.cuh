@@ -13,8 +13,10 @@ struct DualLayerNormParams
     const float* gamma; const float* beta;
     float* mean; float* rstd;           // [S, B, T]
     float* dgamma; float* dbeta;        // [D]
+    float* partial;                     // backward: [2][groups][D] fp32 column sums per row group (launcher's scratch)
     int S, B, H, T, d, token_major;
     float eps;
+    int groups;                         // row groups of the parameter-gradient reduction (= gridDim.y of its first stage)
 };
 
-TLS_PARAMS_LAYOUT(DualLayerNormParams, eps, 144, 136)
+TLS_PARAMS_LAYOUT(DualLayerNormParams, groups, 152, 148)

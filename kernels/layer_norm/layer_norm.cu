@@ -44,17 +44,19 @@ template <typename T> __device__ void layer_norm_bwd_input(LayerNormParams p)
     }
 }
 
-// dgamma[c] = sum_r dy * xhat, dbeta[c] = sum_r dy. Block (32, 8) per 32 columns, fixed order.
+// dgamma[c] = sum_r dy * xhat, dbeta[c] = sum_r dy, in two stages with a fixed order (no atomics: the same bits
+// every run). Stage 1: block (32, 8) of 32 columns and row group g = blockIdx.y of G = gridDim.y sums the rows
+// g·8 + threadIdx.y + k·8·G into partial[0|1][g][c]. Stage 2 (layer_norm_bwd_params_sum) adds the G groups in order.
 template <typename T> __device__ void layer_norm_bwd_params(LayerNormParams p)
 {
     __shared__ float pg[8][33], pb[8][33];
     int c = blockIdx.x * 32 + threadIdx.x;
     float sg = 0.f, sb = 0.f;
     if (c < p.cols)
-        for (int r = threadIdx.y; r < p.rows; r += 8)
+        for (i64 r = (i64)blockIdx.y * 8 + threadIdx.y; r < p.rows; r += 8 * (i64)gridDim.y)
         {
-            float dy = load<T>(p.dy, (i64)r * p.cols + c);
-            sg += dy * (load<T>(p.x, (i64)r * p.cols + c) - p.mean[r]) * p.rstd[r];
+            float dy = load<T>(p.dy, r * p.cols + c);
+            sg += dy * (load<T>(p.x, r * p.cols + c) - p.mean[r]) * p.rstd[r];
             sb += dy;
         }
     pg[threadIdx.y][threadIdx.x] = sg;
@@ -64,11 +66,23 @@ template <typename T> __device__ void layer_norm_bwd_params(LayerNormParams p)
     {
         float tg = 0.f, tb = 0.f;
         for (int k = 0; k < 8; ++k) { tg += pg[k][threadIdx.x]; tb += pb[k][threadIdx.x]; }
-        p.dgamma[c] = p.accumulate ? p.dgamma[c] + tg : tg;
-        p.dbeta[c] = p.accumulate ? p.dbeta[c] + tb : tb;
+        p.partial[(i64)blockIdx.y * p.cols + c] = tg;
+        p.partial[((i64)p.groups + blockIdx.y) * p.cols + c] = tb;
     }
+}
+
+// Stage 2: one thread per column adds the groups' partial sums in group order.
+template <typename T> __device__ void layer_norm_bwd_params_sum(LayerNormParams p)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= p.cols) return;
+    float tg = 0.f, tb = 0.f;
+    for (int g = 0; g < p.groups; ++g) { tg += p.partial[(i64)g * p.cols + c]; tb += p.partial[((i64)p.groups + g) * p.cols + c]; }
+    p.dgamma[c] = p.accumulate ? p.dgamma[c] + tg : tg;
+    p.dbeta[c] = p.accumulate ? p.dbeta[c] + tb : tb;
 }
 
 TLS_INSTANTIATE(layer_norm_fwd, LayerNormParams)
 TLS_INSTANTIATE(layer_norm_bwd_input, LayerNormParams)
 TLS_INSTANTIATE(layer_norm_bwd_params, LayerNormParams)
+TLS_INSTANTIATE(layer_norm_bwd_params_sum, LayerNormParams)

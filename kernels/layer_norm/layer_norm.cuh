@@ -16,9 +16,11 @@ struct LayerNormParams
     void* dx;
     float* dgamma;   // [cols]
     float* dbeta;    // [cols]
+    float* partial;  // backward: [2][groups][cols] fp32 column sums of dγ and dβ per row group (launcher's scratch)
     int rows, cols;
     float eps;
     int accumulate;  // backward: add into dgamma/dbeta instead of overwriting
+    int groups;      // row groups of the parameter-gradient reduction (= gridDim.y of its first stage)
 };
 
-TLS_PARAMS_LAYOUT(LayerNormParams, accumulate, 96, 92)
+TLS_PARAMS_LAYOUT(LayerNormParams, groups, 112, 104)

@@ -24,6 +24,10 @@ public static partial class DualLayerNorm
         });
     }
 
+    /// <summary>Device scratch the backward allocates while it runs: the row groups' partial dγ, dβ (<see cref="ColumnGroups"/>) over <paramref name="sets"/> (1 or 2) of [B, T] rows.</summary>
+    public static long BackwardWorkspace(Device device, int sets, int batch, int tokens, int channels) =>
+        ColumnGroups.ScratchBytes(device, (long)sets * batch * tokens, channels);
+
     /// <summary>dxk/dxv in x's layout; dgamma and dbeta (summed over K and V) are overwritten.</summary>
     public static void Backward(IBackend be, Tensor dyk, Tensor? dyv, Tensor xk, Tensor? xv, Tensor gamma, Tensor mean, Tensor rstd,
         Tensor dxk, Tensor? dxv, Tensor dgamma, Tensor dbeta)

@@ -9,9 +9,10 @@ namespace TransformerLS.Ops;
 [StructLayout(LayoutKind.Sequential)]
 struct DualLayerNormParams
 {
-    public ulong X0, X1, Y0, Y1, Dy0, Dy1, Dx0, Dx1, Gamma, Beta, Mean, Rstd, DGamma, DBeta;
+    public ulong X0, X1, Y0, Y1, Dy0, Dy1, Dx0, Dx1, Gamma, Beta, Mean, Rstd, DGamma, DBeta, Partial;
     public int S, B, H, T, D, TokenMajor;
     public float Eps;
+    public int Groups;
 }
 
 static class DualLayerNormCuda
@@ -41,7 +42,18 @@ static class DualLayerNormCuda
         p.DGamma = dgamma.DevicePointer; p.DBeta = dbeta.DevicePointer;
         var f32 = xk.DType == DType.Float32;
         be.Kernel(File, f32 ? "dual_layer_norm_bwd_input_f32" : "dual_layer_norm_bwd_input_bf16").Launch(RowBlocks(g), 32 * RowsPerBlock, 0, be.Stream, p);
-        be.Kernel(File, f32 ? "dual_layer_norm_bwd_params_f32" : "dual_layer_norm_bwd_params_bf16")
-            .Launch((uint)((g.Channels + 31) / 32), new Dim3(32, 8), 0, be.Stream, p);
+        // dγ, dβ over K and V together: per-group partial sums into scratch, then the groups in order (deterministic).
+        long rows = (long)g.S * g.Rows;
+        p.Groups = ColumnGroups.Of(rows);
+        var bytes = ColumnGroups.ScratchBytes(be.Device, rows, g.Channels);
+        p.Partial = be.Context.Allocator.Allocate(bytes);
+        try
+        {
+            be.Kernel(File, f32 ? "dual_layer_norm_bwd_params_f32" : "dual_layer_norm_bwd_params_bf16")
+                .Launch(new Dim3((uint)((g.Channels + 31) / 32), (uint)p.Groups), new Dim3(32, 8), 0, be.Stream, p);
+            be.Kernel(File, f32 ? "dual_layer_norm_bwd_params_sum_f32" : "dual_layer_norm_bwd_params_sum_bf16")
+                .Launch((uint)((g.Channels + 255) / 256), 256, 0, be.Stream, p);
+        }
+        finally { be.Context.Allocator.Free(p.Partial, bytes); }
     }
 }

@@ -20,7 +20,8 @@ sealed class DualLayerNormNode(Value xk, Value xv, Value gamma, Value beta, Valu
             c.Target(0).Tensor ?? sk!, c.Target(1).Tensor ?? sv!, c.Target(2).Tensor!, c.Target(3).Tensor!);
     }
 
-    public override long Workspace(Device device, bool backward) => backward ? Grads.ScratchBytes(this, 0, 1) : 0;
+    public override long Workspace(Device device, bool backward) => backward
+        ? Grads.ScratchBytes(this, 0, 1) + Ops.DualLayerNorm.BackwardWorkspace(device, 2, yk.Shape[0], yk.Shape[2], gamma.Shape[0]) : 0;
 }
 
 public static partial class Builders

@@ -24,6 +24,9 @@ public static partial class LayerNorm
         });
     }
 
+    /// <summary>Device scratch the backward allocates while it runs: the row groups' partial dγ, dβ (<see cref="ColumnGroups"/>).</summary>
+    public static long BackwardWorkspace(Device device, Shape x) => ColumnGroups.ScratchBytes(device, x.Product(0, x.Rank - 1), x[-1]);
+
     /// <summary>dx overwritten; dgamma and dbeta overwritten or, with <paramref name="accumulate"/>, added to.</summary>
     public static void Backward(IBackend be, Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dx, Tensor dgamma, Tensor dbeta, bool accumulate = false)
     {

@@ -9,10 +9,10 @@ namespace TransformerLS.Ops;
 [StructLayout(LayoutKind.Sequential)]
 struct LayerNormParams
 {
-    public ulong X, Gamma, Beta, Y, Mean, Rstd, Dy, Dx, DGamma, DBeta;
+    public ulong X, Gamma, Beta, Y, Mean, Rstd, Dy, Dx, DGamma, DBeta, Partial;
     public int Rows, Cols;
     public float Eps;
-    public int Accumulate;
+    public int Accumulate, Groups;
 }
 
 static class LayerNormCuda
@@ -37,12 +37,21 @@ static class LayerNormCuda
         {
             X = x.DevicePointer, Gamma = gamma.DevicePointer, Mean = mean.DevicePointer, Rstd = rstd.DevicePointer,
             Dy = dy.DevicePointer, Dx = dx.DevicePointer, DGamma = dgamma.DevicePointer, DBeta = dbeta.DevicePointer,
-            Rows = rows, Cols = cols, Accumulate = accumulate ? 1 : 0,
+            Rows = rows, Cols = cols, Accumulate = accumulate ? 1 : 0, Groups = ColumnGroups.Of(rows),
         };
         var f32 = x.DType == DType.Float32;
         be.Kernel(File, f32 ? "layer_norm_bwd_input_f32" : "layer_norm_bwd_input_bf16")
             .Launch((uint)((rows + RowsPerBlock - 1) / RowsPerBlock), 32 * RowsPerBlock, 0, be.Stream, p);
-        be.Kernel(File, f32 ? "layer_norm_bwd_params_f32" : "layer_norm_bwd_params_bf16")
-            .Launch((uint)((cols + 31) / 32), new Dim3(32, 8), 0, be.Stream, p);
+        // dγ, dβ: per-group partial sums into scratch, then the groups in order (deterministic; no atomics).
+        var bytes = ColumnGroups.ScratchBytes(be.Device, rows, cols);
+        p.Partial = be.Context.Allocator.Allocate(bytes);
+        try
+        {
+            be.Kernel(File, f32 ? "layer_norm_bwd_params_f32" : "layer_norm_bwd_params_bf16")
+                .Launch(new Dim3((uint)((cols + 31) / 32), (uint)p.Groups), new Dim3(32, 8), 0, be.Stream, p);
+            be.Kernel(File, f32 ? "layer_norm_bwd_params_sum_f32" : "layer_norm_bwd_params_sum_bf16")
+                .Launch((uint)((cols + 255) / 256), 256, 0, be.Stream, p);
+        }
+        finally { be.Context.Allocator.Free(p.Partial, bytes); }
     }
 }

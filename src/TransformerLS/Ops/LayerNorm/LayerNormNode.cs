@@ -20,7 +20,8 @@ sealed class LayerNormNode(Value x, Value gamma, Value beta, Value y, Value mean
     }
 
     public override bool Accumulates(int input) => input > 0;
-    public override long Workspace(Device device, bool backward) => backward ? Grads.ScratchBytes(this, 0) : 0;
+    public override long Workspace(Device device, bool backward) =>
+        backward ? Grads.ScratchBytes(this, 0) + Ops.LayerNorm.BackwardWorkspace(device, x.Shape) : 0;
 }
 
 public static partial class Builders
