@@ -10,10 +10,10 @@
 TLS_EXPORT(ls_projection_tchunk, TCHUNK)
 // Dynamic shared memory of the carve-ups below (the launcher reads these: one source). Compress: P [r][TCHUNK] and
 // K, V [TCHUNK][d] floats: bytes = per_r·r + per_d·d. Backward: dP (double) and P [RTILE][TCHUNK], K, V, dK, dV
-// [TCHUNK][d], dK̄, dV̄ [RTILE][d]: bytes = fixed + per_d·d.
+// [TCHUNK][d] (K, V padded to d + 1), dK̄, dV̄ [RTILE][d]: bytes = fixed + per_d·d.
 TLS_EXPORT(ls_projection_compress_smem_per_r, 4 * TCHUNK)
 TLS_EXPORT(ls_projection_compress_smem_per_d, 4 * 2 * TCHUNK)
-TLS_EXPORT(ls_projection_bwd_smem_fixed, 4 * 3 * RTILE * TCHUNK)
+TLS_EXPORT(ls_projection_bwd_smem_fixed, 4 * (3 * RTILE * TCHUNK + 2 * TCHUNK))
 TLS_EXPORT(ls_projection_bwd_smem_per_d, 4 * (4 * TCHUNK + 2 * RTILE))
 
 TLS_DEVICE bool proj_token(const LsProjectionParams& p, int b, int t) { return !p.mask || p.mask[(i64)b * p.n + t] != 0.f; }
@@ -49,10 +49,11 @@ template <typename T> TLS_DEVICE void load_p(const LsProjectionParams& p, int b,
     }
 }
 
-template <typename T> TLS_DEVICE void load_rows(const void* src, i64 base, int t0, int nt, int d, float* dst)
+// The block's TCHUNK rows of [.., n, d] into shared rows of `stride` floats (zeros past the sequence's end).
+template <typename T> TLS_DEVICE void load_rows(const void* src, i64 base, int t0, int nt, int d, int stride, float* dst)
 {
     for (int idx = threadIdx.x; idx < TCHUNK * d; idx += blockDim.x)
-        dst[idx] = idx / d < nt ? load<T>(src, base + (i64)t0 * d + idx) : 0.f;
+        dst[idx / d * stride + idx % d] = idx / d < nt ? load<T>(src, base + (i64)t0 * d + idx) : 0.f;
 }
 
 // Block (chunk, h, b): partial K̄, V̄ over TCHUNK tokens, added to the fp32 accumulators.
@@ -65,8 +66,8 @@ template <typename T> __device__ void ls_projection_compress(LsProjectionParams 
     float* Vs = Ks + TCHUNK * d;
     i64 base = ((i64)b * p.H + h) * p.n * d;
     load_p<T>(p, b, h, t0, nt, 0, p.r, P);
-    load_rows<T>(p.k, base, t0, nt, d, Ks);
-    load_rows<T>(p.v, base, t0, nt, d, Vs);
+    load_rows<T>(p.k, base, t0, nt, d, d, Ks);
+    load_rows<T>(p.v, base, t0, nt, d, d, Vs);
     __syncthreads();
     for (int idx = threadIdx.x; idx < p.r * d; idx += blockDim.x)
     {
@@ -86,17 +87,18 @@ template <typename T> __device__ void ls_projection_bwd(LsProjectionParams p)
 {
     extern __shared__ float sm[];
     int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * TCHUNK, nt = min(TCHUNK, p.n - t0), d = p.d, hr = p.H * p.r;
+    const int ds = d + 1;       // K, V rows padded: the dP loop's warp reads one column down 32 tokens' rows
     double* dP = (double*)sm;   // kept in double through the cancelling dP − Σ P·dP
     float* P = (float*)(dP + RTILE * TCHUNK);
     float* Ks = P + RTILE * TCHUNK;
-    float* Vs = Ks + TCHUNK * d;
-    float* dKb = Vs + TCHUNK * d;
+    float* Vs = Ks + TCHUNK * ds;
+    float* dKb = Vs + TCHUNK * ds;
     float* dVb = dKb + RTILE * d;
     float* dKs = dVb + RTILE * d;  // phase 0: dK, dV of the chunk's tokens over all ranks
     float* dVs = dKs + TCHUNK * d;
     i64 base = ((i64)b * p.H + h) * p.n * d, lbase = ((i64)b * p.H + h) * p.r * d;
-    load_rows<T>(p.k, base, t0, nt, d, Ks);
-    load_rows<T>(p.v, base, t0, nt, d, Vs);
+    load_rows<T>(p.k, base, t0, nt, d, ds, Ks);
+    load_rows<T>(p.v, base, t0, nt, d, ds, Vs);
     for (int idx = threadIdx.x; idx < TCHUNK * d; idx += blockDim.x) { dKs[idx] = 0.f; dVs[idx] = 0.f; }
     for (int k0 = 0; k0 < p.r; k0 += RTILE)
     {
@@ -114,7 +116,7 @@ template <typename T> __device__ void ls_projection_bwd(LsProjectionParams p)
             int kk = idx / TCHUNK, t = idx % TCHUNK;
             // 2d-term dot product in double: dS = P·(dP − Σ P·dP) cancels, so dP's rounding error would dominate dS.
             double g = 0.0;
-            for (int c = 0; c < d; ++c) g += (double)dKb[kk * d + c] * Ks[t * d + c] + (double)dVb[kk * d + c] * Vs[t * d + c];
+            for (int c = 0; c < d; ++c) g += (double)dKb[kk * d + c] * Ks[t * ds + c] + (double)dVb[kk * d + c] * Vs[t * ds + c];
             dP[idx] = g;
         }
         __syncthreads();
