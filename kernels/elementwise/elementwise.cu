@@ -113,7 +113,7 @@ template <typename T> __device__ void convert_from_f32(ElementwiseParams p)
 }
 
 // y (fp32) = a (bf16): exact.
-extern "C" __global__ void cast_bf16_to_f32(ElementwiseParams p)
+extern "C" __global__ void cast_bf16(ElementwiseParams p)
 {
     GRID_STRIDE(i, p.n) ((float*)p.y)[i] = to_float(((const bf16*)p.a)[i]);
 }
@@ -121,7 +121,7 @@ extern "C" __global__ void cast_bf16_to_f32(ElementwiseParams p)
 extern "C" __global__ void column_sum_bf16_to_f32(ElementwiseParams p) { column_sum<bf16, float>(p); }
 
 // y (fp32) += a (bf16): gradient contributions in the activations' dtype added to fp32 parameter gradients.
-extern "C" __global__ void add_bf16_to_f32(ElementwiseParams p)
+extern "C" __global__ void add_to_bf16(ElementwiseParams p)
 {
     GRID_STRIDE(i, p.n) ((float*)p.y)[i] += to_float(((const bf16*)p.a)[i]);
 }

@@ -35,6 +35,24 @@ public class KernelCompileTests
         Assert.Contains("mma.sync", KernelLibrary.ReadSource(KernelLibrary.PreludeName));
     }
 
+    /// <summary>
+    /// Every kernel and exported constant a launcher names (the string literals of Ops/*/*Cuda.cs) is a symbol of some
+    /// compiled module, so a renamed kernel fails here, in CI without a GPU, not at its first launch.
+    /// </summary>
+    [Fact]
+    public void Every_name_a_launcher_asks_for_is_in_a_module()
+    {
+        TestEnv.RequireNvrtc();
+        var ops = Path.Combine(TestEnv.RepoRoot, "src", "TransformerLS", "Ops");
+        var names = Directory.GetFiles(ops, "*Cuda.cs", SearchOption.AllDirectories)
+            .SelectMany(f => System.Text.RegularExpressions.Regex.Matches(File.ReadAllText(f), "\"([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\"").Select(m => m.Groups[1].Value))
+            .Where(n => !n.EndsWith(".cu", StringComparison.Ordinal)).Distinct().Order(StringComparer.Ordinal).ToArray();
+        Assert.True(names.Length > 100, $"found only {names.Length} kernel and constant names");
+        var images = KernelLibrary.Sources.Select(f => KernelLibrary.GetImage(f, 80).Image).ToArray();
+        var missing = names.Where(n => !images.Any(i => i.AsSpan().IndexOf(System.Text.Encoding.ASCII.GetBytes($"\0{n}\0")) >= 0)).ToArray();
+        Assert.True(missing.Length == 0, $"named by a launcher but in no module: {string.Join(", ", missing)}");
+    }
+
     [Fact]
     public void Compile_error_carries_the_nvrtc_log()
     {

@@ -94,7 +94,7 @@ static class ElementwiseCuda
         if (x.DType == y.DType) { CudaMemory.CopyDeviceToDevice(be.Stream, y.DevicePointer, x.DevicePointer, x.Bytes); return; }
         if (x.DType == DType.Float32) { ConvertFromFloat32(be, x.DevicePointer, y, x.Count); return; }
         var p = new ElementwiseParams { A = x.DevicePointer, Y = y.DevicePointer, N = x.Count };
-        Launch(be, DType.BFloat16, "cast_bf16_to_f32", "cast_bf16_to_f32", Grid(p.N), Threads, p);
+        Launch(be, DType.BFloat16, "cast_bf16", "cast_bf16", Grid(p.N), Threads, p);
     }
 
     /// <summary>Writes <paramref name="count"/> fp32 values at <paramref name="src"/> into <paramref name="dst"/>, rounded to its dtype.</summary>
@@ -114,6 +114,6 @@ static class ElementwiseCuda
     {
         var p = new ElementwiseParams { A = x.DevicePointer, B = y.DevicePointer, Y = y.DevicePointer, N = y.Count, Alpha = 1, Beta = 1 };
         if (x.DType == y.DType) Launch(be, x.DType, "axpby_f32", "axpby_bf16", Grid(p.N), Threads, p);
-        else Launch(be, x.DType, "add_bf16_to_f32", "add_bf16_to_f32", Grid(p.N), Threads, p);
+        else Launch(be, x.DType, "add_to_bf16", "add_to_bf16", Grid(p.N), Threads, p);
     }
 }
