@@ -42,7 +42,7 @@ public sealed class Executor : IDisposable
     readonly Tensor?[] _temps;
     readonly Value[] _inputs;
     readonly GraphCapture? _capture;              // set when runs are replayed from CUDA graphs
-    GraphCapture.CapturedRun? _borrowed;                       // the replay whose kept tensors _ctx shows
+    GraphCapture.CapturedRun? _borrowed;          // the replay whose kept tensors _ctx shows
     MemoryPlan? _inference, _training;
 
     /// <param name="grads">Gradients (float32; float64 for float64 parameters) of the trainable parameters by parameter name (the model's; needed for <see cref="Backward"/>).</param>
