@@ -10,6 +10,11 @@ static class CheckCommand
 {
     public static int Run(string device, int? seed, string? filter)
     {
+        if (filter is not null && !OpCases.All.Any(c => c.Name.Contains(filter, StringComparison.OrdinalIgnoreCase)))
+        {
+            Console.Error.WriteLine($"tls check: --filter '{filter}' matches no case; op names look like layer_norm, ls_attention_backward (tls check lists them all)");
+            return 2;
+        }
         InfoCommand.Print();
         var backends = new List<IBackend>();
         try
@@ -21,7 +26,7 @@ static class CheckCommand
         }
         catch (Exception e) when (e is ArgumentException or CudaException or CudaLibraryNotFoundException)
         {
-            Console.Error.WriteLine($"tls check: {e.Message}");
+            Console.Error.WriteLine($"tls check: {CliErrors.Message(e)}");
             return 2;
         }
 

@@ -28,7 +28,7 @@ static class GenerateCommand
         }
         catch (Exception e) when (e is ArgumentException or IOException or CheckpointException or CudaException or CudaLibraryNotFoundException)
         {
-            Console.Error.WriteLine($"tls generate: {e.Message}");
+            Console.Error.WriteLine($"tls generate: {CliErrors.Message(e)}");
             return 2;
         }
     }

@@ -11,9 +11,10 @@ namespace TransformerLS.Cli;
 static class TrainCommand
 {
     /// <summary>Flags that override the config file (null: keep the file's or the default value).</summary>
-    public sealed record Overrides(string? Task, string? Data, int? Steps, int? Batch, float? Lr, string? DType, int? Seed, bool? Recompute, int? Accumulate, bool? CudaGraph);
+    public sealed record Overrides(string? Task, string? Data, int? Steps, int? Batch, float? Lr, string? DType, int? Seed, bool? Recompute, int? Accumulate,
+        bool? CudaGraph, int? Warmup = null);
 
-    public static int Train(string? configPath, Overrides o, string device, string? checkpoint, string? resume)
+    public static int Train(string? configPath, Overrides o, string device, string? checkpoint, string? resume, bool printConfig = false)
     {
         try
         {
@@ -22,8 +23,11 @@ static class TrainCommand
             {
                 Task = o.Task ?? cfg.Task, Data = o.Data ?? cfg.Data, Steps = o.Steps ?? cfg.Steps, Batch = o.Batch ?? cfg.Batch, Lr = o.Lr ?? cfg.Lr,
                 DType = o.DType ?? cfg.DType, Seed = o.Seed ?? cfg.Seed, Recompute = o.Recompute ?? cfg.Recompute, Accumulate = o.Accumulate ?? cfg.Accumulate,
-                CudaGraph = o.CudaGraph ?? cfg.CudaGraph,
+                CudaGraph = o.CudaGraph ?? cfg.CudaGraph, Warmup = o.Warmup ?? cfg.Warmup,
             };
+            cfg.Validate();
+            if (printConfig) { Console.WriteLine((cfg with { Warmup = cfg.EffectiveWarmup }).ToJson()); return 0; }
+            if (checkpoint is not null) CheckWritable(checkpoint);
             using var be = BackendFactory.Open(device);
             using var trainer = new Trainer(be, cfg);
             if (resume is not null) trainer.Resume(resume);
@@ -58,7 +62,7 @@ static class TrainCommand
         }
         catch (Exception e) when (e is ArgumentException or IOException or CheckpointException or CudaException or CudaLibraryNotFoundException or UnauthorizedAccessException)
         {
-            Console.Error.WriteLine($"tls train: {e.Message}");
+            Console.Error.WriteLine($"tls train: {CliErrors.Message(e)}");
             return 2;
         }
     }
@@ -67,6 +71,7 @@ static class TrainCommand
     {
         try
         {
+            if (batches is < 1) throw new ArgumentOutOfRangeException("batches", batches, $"--batches is {batches}; expected at least 1 held-out batch");
             var cfg = Trainer.ConfigOf(checkpoint);
             using var be = BackendFactory.Open(device);
             using var trainer = new Trainer(be, cfg);
@@ -77,8 +82,23 @@ static class TrainCommand
         }
         catch (Exception e) when (e is ArgumentException or IOException or CheckpointException or CudaException or CudaLibraryNotFoundException)
         {
-            Console.Error.WriteLine($"tls eval: {e.Message}");
+            Console.Error.WriteLine($"tls eval: {CliErrors.Message(e)}");
             return 2;
+        }
+    }
+
+    /// <summary>Fails before the first step (not after the run) when the checkpoint cannot be written there.</summary>
+    static void CheckWritable(string checkpoint)
+    {
+        var full = Path.GetFullPath(checkpoint);
+        var dir = Path.GetDirectoryName(full)!;
+        if (Directory.Exists(full)) throw new ArgumentException($"--checkpoint '{checkpoint}' is a folder; expected a file path such as {Path.Combine(checkpoint, "run.safetensors")}", "checkpoint");
+        if (!Directory.Exists(dir)) throw new ArgumentException($"--checkpoint '{checkpoint}': the folder '{dir}' does not exist; create it first or choose another path", "checkpoint");
+        var probe = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.probe");
+        try { File.WriteAllBytes(probe, []); File.Delete(probe); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ArgumentException($"--checkpoint '{checkpoint}': cannot write in '{dir}' ({e.Message})", "checkpoint");
         }
     }
 

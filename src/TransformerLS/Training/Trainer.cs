@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using TransformerLS.Backends;
 using TransformerLS.Checkpoints;
@@ -22,7 +23,8 @@ public sealed record TrainConfig
     /// <summary>Micro-batches per optimizer step (gradient accumulation).</summary>
     public int Accumulate { get; init; } = 1;
     public float Lr { get; init; } = 2e-3f;
-    public int Warmup { get; init; } = 20;
+    /// <summary>Warm-up steps; null: 20, or Steps − 1 for shorter runs (so a run of any length >= 1 validates).</summary>
+    public int? Warmup { get; init; }
     public LrDecay Decay { get; init; } = LrDecay.Cosine;
     public float WeightDecay { get; init; } = 0.01f;
     /// <summary>Adam with L2 in the gradient instead of AdamW's decoupled decay.</summary>
@@ -40,6 +42,10 @@ public sealed record TrainConfig
     public CausalLmConfig Lm { get; init; } = new() { Dim = 64, Heads = 2, Hidden = 128, Layers = 2, Window = 32, ChunkLength = 8, Rank = 1, Dropout = 0.1f, Length = 64, Memory = 64 };
 
 
+    /// <summary>The warm-up the schedule uses: <see cref="Warmup"/>, or 20 capped at Steps − 1.</summary>
+    [JsonIgnore]
+    public int EffectiveWarmup => Warmup ?? Math.Clamp(Steps - 1, 0, 20);
+
     [JsonIgnore]
     public DType ParsedDType => DType switch
     {
@@ -54,9 +60,11 @@ public sealed record TrainConfig
         _ = ParsedDType;
         foreach (var (v, name) in new[] { (Steps, nameof(Steps)), (Batch, nameof(Batch)), (Accumulate, nameof(Accumulate)), (LogEvery, nameof(LogEvery)), (EvalBatches, nameof(EvalBatches)) })
             LraConfig.Positive(v, name);
-        new LrSchedule(Lr, Warmup, Steps, Decay).Validate();
+        new LrSchedule(Lr, EffectiveWarmup, Steps, Decay).Validate();
         if (Task == "listops")
         {
+            if (Lra.Classes != ListOpsClasses)
+                throw new ArgumentException($"lra.classes is {Lra.Classes}; the listops task has {ListOpsClasses} classes (the values 0-9), so leave it out or set {ListOpsClasses}", nameof(Lra));
             ListOps.Validate();
             Lra.Validate();
             if (Lra.MaxLength < ListOps.MaxLength)
@@ -70,12 +78,45 @@ public sealed record TrainConfig
         WriteIndented = true, Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) }, UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
     };
 
-    /// <summary>Reads a JSON config (camelCase names, unknown names rejected).</summary>
+    const int ListOpsClasses = 10;
+
+    /// <summary>Reads a JSON config (camelCase names, unknown names rejected); see <see cref="FromJson"/>.</summary>
     public static TrainConfig Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"config file '{path}' does not exist", path);
-        try { return JsonSerializer.Deserialize<TrainConfig>(File.ReadAllText(path), Json) ?? throw new JsonException("the file holds null"); }
-        catch (JsonException e) { throw new ArgumentException($"config file '{path}': {e.Message}", nameof(path), e); }
+        return FromJson(File.ReadAllText(path), $"config file '{path}'");
+    }
+
+    /// <summary>
+    /// A config from JSON laid over the defaults: every field the JSON names replaces the default's, and a nested object
+    /// (lm, lra, listOps) replaces only the fields it names, so {"lm": {"layers": 1}} changes the layer count alone.
+    /// Unknown names and nulls where an object or value is expected are rejected, naming <paramref name="source"/>.
+    /// </summary>
+    public static TrainConfig FromJson(string json, string source = "config")
+    {
+        try
+        {
+            if (JsonNode.Parse(json) is not JsonObject given) throw new JsonException("expected a JSON object { ... } at the top");
+            var merged = JsonSerializer.SerializeToNode(new TrainConfig(), Json)!.AsObject();
+            Merge(merged, given, "");
+            return merged.Deserialize<TrainConfig>(Json) ?? throw new JsonException("the config is null");
+        }
+        catch (JsonException e) { throw new ArgumentException($"{source}: {e.Message}", nameof(json), e); }
+    }
+
+    static void Merge(JsonObject into, JsonObject from, string path)
+    {
+        foreach (var (key, value) in from.ToArray())
+        {
+            var name = into.Select(p => p.Key).FirstOrDefault(k => string.Equals(k, key, StringComparison.OrdinalIgnoreCase)) ?? key;
+            var at = path.Length == 0 ? key : $"{path}.{key}";
+            var current = into[name];
+            if (value is null && current is not null)
+                throw new JsonException($"{at} is null; expected {(current is JsonObject ? "an object" : "a value")} (leave it out for the default)");
+            if (current is JsonObject inner && value is JsonObject nested) { Merge(inner, nested, at); continue; }
+            into.Remove(name);
+            into[name] = value?.DeepClone();
+        }
     }
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
@@ -117,7 +158,7 @@ public sealed class Trainer : IDisposable
     public TrainResult Run(Action<TrainProgress>? progress = null, CancellationToken cancel = default)
     {
         var cfg = Config;
-        var schedule = new LrSchedule(cfg.Lr, cfg.Warmup, cfg.Steps, cfg.Decay);
+        var schedule = new LrSchedule(cfg.Lr, cfg.EffectiveWarmup, cfg.Steps, cfg.Decay);
         var (metric, before, lossBefore) = _task.Evaluate(cfg.EvalBatches);
         var losses = new List<(int, float)>();
         var clock = Stopwatch.StartNew();
@@ -174,7 +215,8 @@ public sealed class Trainer : IDisposable
         var file = SafeTensors.Open(path);
         if (!file.Metadata.TryGetValue("config", out var json))
             throw new CheckpointException($"{path}: no config in the metadata; not a checkpoint written by tls train");
-        return JsonSerializer.Deserialize<TrainConfig>(json, TrainConfig.Json) ?? throw new CheckpointException($"{path}: the stored config is null");
+        try { return JsonSerializer.Deserialize<TrainConfig>(json, TrainConfig.Json) ?? throw new CheckpointException($"{path}: the stored config is null"); }
+        catch (JsonException e) { throw new CheckpointException($"{path}: the stored config is not a valid tls train config: {e.Message}"); }
     }
 
     public void Dispose()

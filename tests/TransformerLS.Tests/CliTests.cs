@@ -1,0 +1,111 @@
+using TransformerLS.Cli;
+using TransformerLS.Training;
+
+namespace TransformerLS.Tests;
+
+/// <summary>
+/// Config semantics and the `tls` verbs run in-process on the CPU: exit codes and the named error each bad input
+/// gets (issue 16's cases that are in place so far).
+/// </summary>
+[Collection(CliCollection.Name)]
+public class CliTests
+{
+    [Fact]
+    public void A_nested_config_object_overrides_only_the_fields_it_names()
+    {
+        var defaults = new TrainConfig();
+        var cfg = TrainConfig.FromJson("""{"task":"lm","data":"x.bin","steps":20,"lm":{"layers":1}}""");
+        Assert.Equal(1, cfg.Lm.Layers);
+        Assert.Equal(defaults.Lm with { Layers = 1 }, cfg.Lm); // every other lm field is the CLI's small default, not the large model's
+        Assert.Equal(defaults.Lra, cfg.Lra);
+        Assert.Equal((20, "lm", "x.bin"), (cfg.Steps, cfg.Task, cfg.Data));
+        Assert.Equal(defaults.Lr, cfg.Lr);
+    }
+
+    [Theory]
+    [InlineData("""{"lm":{"layerz":1}}""", "layerz")]
+    [InlineData("""{"lm":null}""", "lm is null")]
+    [InlineData("""[1,2]""", "JSON object")]
+    [InlineData("""{"steps":"many"}""", "steps")]
+    public void Bad_config_json_is_a_named_error(string json, string expected)
+    {
+        var e = Assert.Throws<ArgumentException>(() => TrainConfig.FromJson(json, "config file 'run.json'"));
+        Assert.Contains("run.json", e.Message);
+        Assert.Contains(expected, e.Message, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public void Lra_classes_other_than_ten_are_rejected_for_listops_not_ignored()
+    {
+        var cfg = TrainConfig.FromJson("""{"lra":{"classes":5}}""");
+        var e = Assert.Throws<ArgumentException>(cfg.Validate);
+        Assert.Contains("lra.classes is 5", e.Message);
+    }
+
+    [Theory]
+    [InlineData(1, 0)]
+    [InlineData(5, 4)]
+    [InlineData(600, 20)]
+    public void Short_runs_validate_with_the_default_warmup(int steps, int warmup)
+    {
+        var cfg = new TrainConfig { Steps = steps };
+        cfg.Validate();
+        Assert.Equal(warmup, cfg.EffectiveWarmup);
+        Assert.Equal(3, (cfg with { Warmup = 3, Steps = Math.Max(3, steps) }).EffectiveWarmup);
+    }
+
+    static (int Code, string Out, string Err) Run(Func<int> verb)
+    {
+        var (o, e) = (Console.Out, Console.Error);
+        using StringWriter so = new(), se = new();
+        Console.SetOut(so); Console.SetError(se);
+        try { return (verb(), so.ToString(), se.ToString()); }
+        finally { Console.SetOut(o); Console.SetError(e); }
+    }
+
+    static TrainCommand.Overrides Steps(int n) => new(null, null, n, null, null, null, null, null, null, null);
+
+    [Fact]
+    public void Print_config_shows_the_effective_config_and_trains_nothing()
+    {
+        var (code, output, _) = Run(() => TrainCommand.Train(null, Steps(5), "cpu", null, null, printConfig: true));
+        Assert.Equal(0, code);
+        var shown = TrainConfig.FromJson(output);
+        Assert.Equal((5, 4), (shown.Steps, shown.Warmup));
+        Assert.Equal(new TrainConfig().Lra, shown.Lra);
+    }
+
+    [Fact]
+    public void A_checkpoint_path_in_a_missing_folder_fails_before_the_first_step()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"tls-no-such-{Guid.NewGuid():N}", "x.safetensors");
+        var (code, output, err) = Run(() => TrainCommand.Train(null, Steps(600), "cpu", path, null));
+        Assert.Equal(2, code);
+        Assert.Contains("does not exist", err);
+        Assert.DoesNotContain("(Parameter", err);
+        Assert.DoesNotContain("step", output); // refused before training started
+    }
+
+    [Fact]
+    public void Eval_batches_zero_is_a_named_error()
+    {
+        var (code, _, err) = Run(() => TrainCommand.Eval("unused.safetensors", "cpu", 0));
+        Assert.Equal(2, code);
+        Assert.Contains("--batches is 0", err);
+        Assert.DoesNotContain("Actual value", err);
+    }
+
+    [Fact]
+    public void Check_with_a_filter_that_matches_nothing_fails()
+    {
+        var (code, _, err) = Run(() => CheckCommand.Run("cpu", 1, "no_such_op_xyz"));
+        Assert.Equal(2, code);
+        Assert.Contains("matches no case", err);
+    }
+}
+
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class CliCollection
+{
+    public const string Name = "cli (serial: the verbs write to Console)";
+}
