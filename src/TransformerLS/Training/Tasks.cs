@@ -22,6 +22,8 @@ public interface ITrainingTask : IDisposable
     void Load(long index);
     /// <summary>After a training run (the LM carries its memories to the next block).</summary>
     void AfterRun();
+    /// <summary>What a checkpoint must hold besides parameters and optimizer state for a resumed run to continue exactly (the LM's memories).</summary>
+    IReadOnlyDictionary<string, Tensor> State { get; }
     /// <summary>The held-out metric: ("accuracy", fraction) or ("bits/byte", value), and the mean loss.</summary>
     (string Metric, double Value, double Loss) Evaluate(int batches);
     /// <summary>The metric of a guess that ignores the input: the held-out majority class, or a uniform byte (log2 V bits).</summary>
@@ -42,6 +44,7 @@ abstract class TaskBase(IBackend be) : ITrainingTask
     public abstract long TokensPerBatch { get; }
     public abstract void Load(long index);
     public virtual void AfterRun() { }
+    public virtual IReadOnlyDictionary<string, Tensor> State { get; } = new Dictionary<string, Tensor>();
     public abstract (string Metric, double Value, double Loss) Evaluate(int batches);
     public abstract double Chance { get; }
 
@@ -68,7 +71,10 @@ sealed class ListOpsTask : TaskBase
     readonly LraClassifier _model;
     readonly LraGraph _train, _eval;
     readonly Executor _run, _evalRun;
-    readonly IEnumerator<ListOpsExample> _stream;
+    IEnumerator<ListOpsExample> _stream;
+    long _consumed;
+    readonly ListOpsConfig _listOps;
+    readonly int _seed;
     readonly ListOpsExample[] _held;
     readonly Dictionary<Value, Tensor> _evalFeeds = [];
     readonly int _batch, _length;
@@ -84,6 +90,7 @@ sealed class ListOpsTask : TaskBase
         foreach (var v in new[] { _eval.Tokens, _eval.Mask, _eval.Labels }) Feed(_evalFeeds, v);
         _run = new Executor(_train.Graph, new ExecutorOptions { Loss = _train.Loss, Recompute = cfg.Recompute, CaptureGraph = cfg.CudaGraph }, Grads);
         _evalRun = new Executor(_eval.Graph, new ExecutorOptions { Keep = [_eval.Logits, _eval.Loss], CaptureGraph = cfg.CudaGraph });
+        (_listOps, _seed) = (cfg.ListOps, cfg.Seed);
         _stream = ListOps.Generate(cfg.ListOps, cfg.Seed).GetEnumerator();
         // Held-out examples from another seed, none of them in the first training examples' text.
         _held = [.. ListOps.Generate(cfg.ListOps, cfg.Seed + 1_000_003).Take(cfg.EvalBatches * _batch)];
@@ -96,10 +103,15 @@ sealed class ListOpsTask : TaskBase
     public override double Chance => _held.GroupBy(e => e.Label).Max(g => g.Count()) / (double)_held.Length;
     public LraClassifier Model => _model;
 
+    /// <summary>Micro-batch <paramref name="index"/> is examples [index·B, (index + 1)·B) of the seeded stream, wherever a run starts (a resumed run continues the data, it does not restart it).</summary>
     public override void Load(long index)
     {
+        var first = index * _batch;
+        if (first < _consumed) (_stream, _consumed) = (ListOps.Generate(_listOps, _seed).GetEnumerator(), 0);
+        for (; _consumed < first; _consumed++) _stream.MoveNext();
         var batch = new ListOpsExample[_batch];
         for (var i = 0; i < _batch; i++) { _stream.MoveNext(); batch[i] = _stream.Current; }
+        _consumed += _batch;
         Fill(FeedTensors, _train, batch);
     }
 
@@ -185,6 +197,10 @@ sealed class ByteLmTask : TaskBase
     }
 
     public override void AfterRun() => Carry(_run, _train, FeedTensors);
+
+    /// <summary>The memories the next block reads (one per layer), saved so a resumed run continues the pass instead of resetting them.</summary>
+    public override IReadOnlyDictionary<string, Tensor> State => _state ??= _train.Memories.Select((m, i) => (m, i)).ToDictionary(p => $"memory.{p.i}", p => FeedTensors[p.m]);
+    Dictionary<string, Tensor>? _state;
 
     void Carry(Executor run, LmGraph g, Dictionary<Value, Tensor> feeds)
     {

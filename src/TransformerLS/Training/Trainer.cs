@@ -189,11 +189,12 @@ public sealed class Trainer : IDisposable
         return new TrainResult(metric, before, after, _task.Chance, lossBefore, lossAfter, rate, _task.Executor.TrainingPlan.PeakBytes, measured, losses);
     }
 
-    /// <summary>Model and optimizer state in one safetensors file; the config and step go in its metadata.</summary>
+    /// <summary>Model, optimizer state and the task's run state (the LM's memories) in one safetensors file; the config and step go in its metadata.</summary>
     public void Save(string path)
     {
         var all = new Dictionary<string, Tensor>(_task.Parameters.Tensors);
         foreach (var (name, t) in _optimizer.State()) all[$"optimizer.{name}"] = t;
+        foreach (var (name, t) in _task.State) all[$"task.{name}"] = t;
         SafeTensors.Save(path, all, new Dictionary<string, string> { ["config"] = Config.ToJson(), ["step"] = _optimizer.Steps.ToString(System.Globalization.CultureInfo.InvariantCulture) });
     }
 
@@ -203,6 +204,9 @@ public sealed class Trainer : IDisposable
         var file = SafeTensors.Open(path);
         var targets = new Dictionary<string, Tensor>(_task.Parameters.Tensors);
         foreach (var (name, t) in _optimizer.State()) targets[$"optimizer.{name}"] = t;
+        // Checkpoints from before the run state was saved hold none: they resume with fresh memories, as they always did.
+        if (file.Entries.Any(e => e.Name.StartsWith("task.", StringComparison.Ordinal)))
+            foreach (var (name, t) in _task.State) targets[$"task.{name}"] = t;
         file.LoadInto(targets);
         if (!file.Metadata.TryGetValue("step", out var s) || !int.TryParse(s, System.Globalization.CultureInfo.InvariantCulture, out var step))
             throw new CheckpointException($"{path}: no step in the metadata; not a training checkpoint");
