@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Spectre.Console;
 using TransformerLS.Backends;
 using TransformerLS.Checkpoints;
@@ -14,10 +15,20 @@ static class TrainCommand
     public sealed record Overrides(string? Task, string? Data, int? Steps, int? Batch, float? Lr, string? DType, int? Seed, bool? Recompute, int? Accumulate,
         bool? CudaGraph, int? Warmup = null);
 
-    public static int Train(string? configPath, Overrides o, string device, string? checkpoint, string? resume, bool printConfig = false)
+    /// <param name="saveEvery">With a checkpoint path: also save every this many steps (0: only at the end).</param>
+    /// <param name="stop">Cancels the run as SIGINT / SIGTERM do (tests).</param>
+    public static int Train(string? configPath, Overrides o, string device, string? checkpoint, string? resume, bool printConfig = false,
+        int saveEvery = 0, CancellationToken stop = default)
     {
+        // Ctrl+C and SIGTERM stop the run at the next step boundary; the checkpoint is then written before exit.
+        using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; interrupt.Cancel(); };
+        Console.CancelKeyPress += onCancel;
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; interrupt.Cancel(); });
         try
         {
+            if (saveEvery < 0) throw new ArgumentOutOfRangeException("save-every", saveEvery, $"--save-every is {saveEvery}; expected 0 (only at the end) or a step count");
+            if (saveEvery > 0 && checkpoint is null) throw new ArgumentException("--save-every needs --checkpoint: the path to save to", "save-every");
             var cfg = configPath is null ? new TrainConfig() : TrainConfig.Load(configPath);
             cfg = cfg with
             {
@@ -47,7 +58,7 @@ static class TrainCommand
                     {
                         bar.Value = p.Step;
                         bar.Description = $"step {p.Step}/{p.Steps} loss {p.Loss:F4} lr {p.Lr:E2} {p.TokensPerSecond:N0} tok/s";
-                    });
+                    }, interrupt.Token, step => { if (saveEvery > 0 && step % saveEvery == 0 && step < cfg.Steps) trainer.Save(checkpoint!); });
                 });
             foreach (var (step, loss) in result.Losses.Where((_, i) => i % Math.Max(1, result.Losses.Count / 10) == 0 || i == result.Losses.Count - 1))
                 Console.WriteLine($"  step {step,6}  loss {loss:F4}");
@@ -58,6 +69,12 @@ static class TrainCommand
                 trainer.Save(checkpoint);
                 Console.WriteLine($"checkpoint: {checkpoint}");
             }
+            if (interrupt.IsCancellationRequested && trainer.Step < cfg.Steps)
+            {
+                Console.Error.WriteLine($"tls train: interrupted after step {trainer.Step} of {cfg.Steps}" + (checkpoint is null
+                    ? " (no --checkpoint: nothing saved)" : $"; saved to {checkpoint}, continue with --resume {checkpoint} and the same config"));
+                return 130;
+            }
             return 0;
         }
         catch (Exception e) when (e is ArgumentException or IOException or CheckpointException or CudaException or CudaLibraryNotFoundException or UnauthorizedAccessException)
@@ -65,6 +82,7 @@ static class TrainCommand
             Console.Error.WriteLine($"tls train: {CliErrors.Message(e)}");
             return 2;
         }
+        finally { Console.CancelKeyPress -= onCancel; }
     }
 
     public static int Eval(string checkpoint, string device, int? batches)

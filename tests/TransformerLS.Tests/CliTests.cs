@@ -87,6 +87,40 @@ public class CliTests
     }
 
     [Fact]
+    public void An_interrupted_run_saves_its_checkpoint_and_exits_130()
+    {
+        var dir = Directory.CreateTempSubdirectory("tls-cli-").FullName;
+        var ckpt = Path.Combine(dir, "run.safetensors");
+        try
+        {
+            using var stop = new CancellationTokenSource();
+            stop.Cancel(); // as a Ctrl+C before the first step would
+            var small = new TrainCommand.Overrides(null, null, 5, 2, null, null, null, null, null, null);
+            var (code, _, err) = Run(() => TrainCommand.Train(null, small, "cpu", ckpt, null, stop: stop.Token));
+            Assert.Equal(130, code);
+            Assert.Contains("interrupted after step 0 of 5", err);
+            Assert.Contains($"--resume {ckpt}", err);
+            Assert.True(File.Exists(ckpt), "the interrupted run saved nothing");
+            Assert.Empty(Directory.GetFiles(dir, "*.tmp")); // written atomically, no temp file left
+            using var resumed = new Trainer(new Backends.CpuBackend(), Trainer.ConfigOf(ckpt));
+            resumed.Resume(ckpt);
+            Assert.Equal(0, resumed.Step);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Theory]
+    [InlineData(-1, true, "--save-every is -1")]
+    [InlineData(2, false, "--save-every needs --checkpoint")]
+    public void Save_every_is_checked(int every, bool withCheckpoint, string expected)
+    {
+        var ckpt = withCheckpoint ? Path.Combine(Path.GetTempPath(), $"tls-{Guid.NewGuid():N}.safetensors") : null;
+        var (code, _, err) = Run(() => TrainCommand.Train(null, Steps(5), "cpu", ckpt, null, saveEvery: every));
+        Assert.Equal(2, code);
+        Assert.Contains(expected, err);
+    }
+
+    [Fact]
     public void Eval_batches_zero_is_a_named_error()
     {
         var (code, _, err) = Run(() => TrainCommand.Eval("unused.safetensors", "cpu", 0));

@@ -155,7 +155,8 @@ public sealed class Trainer : IDisposable
     public ITrainingTask Task => _task;
     public int Step => _optimizer.Steps;
 
-    public TrainResult Run(Action<TrainProgress>? progress = null, CancellationToken cancel = default)
+    /// <param name="afterStep">Called after every optimizer step with the step count (periodic checkpoints).</param>
+    public TrainResult Run(Action<TrainProgress>? progress = null, CancellationToken cancel = default, Action<int>? afterStep = null)
     {
         var cfg = Config;
         var schedule = new LrSchedule(cfg.Lr, cfg.EffectiveWarmup, cfg.Steps, cfg.Decay);
@@ -176,6 +177,7 @@ public sealed class Trainer : IDisposable
             }
             var lr = schedule.At(step + 1);
             _optimizer.Step(_task.Gradients, lr);
+            afterStep?.Invoke(_optimizer.Steps);
             if (_optimizer.Steps % cfg.LogEvery == 0 || _optimizer.Steps == cfg.Steps)
             {
                 var loss = _task.Executor[_task.Loss].ToArray()[0]; // the one host read of a logged step
