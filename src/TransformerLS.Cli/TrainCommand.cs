@@ -77,7 +77,8 @@ static class TrainCommand
             }
             return 0;
         }
-        catch (Exception e) when (e is ArgumentException or IOException or CheckpointException or CudaException or CudaLibraryNotFoundException or UnauthorizedAccessException)
+        catch (Exception e) when (e is ArgumentException or IOException or CheckpointException or CudaException or CudaLibraryNotFoundException
+            or UnauthorizedAccessException or NonFiniteLossException)
         {
             Console.Error.WriteLine($"tls train: {CliErrors.Message(e)}");
             return 2;

@@ -162,4 +162,39 @@ public sealed class CheckpointTests : IDisposable
         Assert.Contains("no tensor 'nope'", Assert.Throws<CheckpointException>(() => SafeTensors.Open(path).ReadInto("nope", target["empty"])).Message);
         Assert.Throws<FileNotFoundException>(() => SafeTensors.Open(PathOf("absent.safetensors")));
     }
+
+    [Theory]
+    [InlineData(DType.Float32, float.NaN)]
+    [InlineData(DType.BFloat16, float.PositiveInfinity)]
+    public void A_non_finite_tensor_is_neither_saved_nor_loaded(DType dtype, float bad)
+    {
+        var be = CpuBackend.Instance;
+        var path = PathOf("good.safetensors");
+        var model = Model(be, 1);
+        SafeTensors.Save(path, model);
+        var before = File.ReadAllBytes(path);
+        using var broken = be.Empty(new Shape(3), dtype);
+        broken.CopyFrom([1f, bad, 2f]);
+        var e = Assert.Throws<CheckpointException>(() => SafeTensors.Save(path, new Dictionary<string, Tensor>(model) { ["w"] = broken }));
+        Assert.Contains("tensor 'w'", e.Message);
+        Assert.Contains("element 1", e.Message);
+        Assert.Equal(before, File.ReadAllBytes(path));           // the earlier checkpoint at the path is untouched
+        Assert.Empty(Directory.GetFiles(_dir, "*.tmp"));         // and no temp file is left
+
+        // A file whose tensor bytes hold the value (written by something else) is refused at load, naming the tensor.
+        var raw = PathOf("nan.safetensors");
+        var code = dtype == DType.Float32 ? "F32" : "BF16";
+        var header = Encoding.UTF8.GetBytes("{\"w\":{\"dtype\":\"" + code + "\",\"shape\":[3],\"data_offsets\":[0," + 3 * dtype.Size() + "]}}");
+        var data = new byte[3 * dtype.Size()];
+        broken.Backend.CopyToHost(broken, data);
+        var file = new byte[8 + header.Length + data.Length];
+        BinaryPrimitives.WriteUInt64LittleEndian(file, (ulong)header.Length);
+        header.CopyTo(file, 8);
+        data.CopyTo(file, 8 + header.Length);
+        File.WriteAllBytes(raw, file);
+        using var target = be.Empty(new Shape(3), dtype);
+        var load = Assert.Throws<CheckpointException>(() => SafeTensors.Open(raw).LoadInto(new Dictionary<string, Tensor> { ["w"] = target }));
+        Assert.Contains("'w'", load.Message);
+        Assert.Contains("non-finite", load.Message);
+    }
 }

@@ -121,6 +121,17 @@ public class CliTests
     }
 
     [Fact]
+    public void A_diverged_run_stops_with_a_named_error_and_saves_nothing()
+    {
+        var ckpt = Path.Combine(Path.GetTempPath(), $"tls-{Guid.NewGuid():N}.safetensors");
+        var wild = new TrainCommand.Overrides(null, null, 5, 2, 1e30f, null, null, null, null, null);
+        var (code, _, err) = Run(() => TrainCommand.Train(null, wild, "cpu", ckpt, null));
+        Assert.Equal(2, code);
+        Assert.Contains("diverged", err);
+        Assert.False(File.Exists(ckpt), "a diverged run wrote a checkpoint");
+    }
+
+    [Fact]
     public void Eval_batches_zero_is_a_named_error()
     {
         var (code, _, err) = Run(() => TrainCommand.Eval("unused.safetensors", "cpu", 0));

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
@@ -72,23 +73,53 @@ public static class SafeTensors
         // Spaces pad the header to a multiple of 8 bytes, so the data section starts aligned (the format allows it).
         var pad = (int)((8 - header.Length % 8) % 8);
         var tmp = $"{path}.{Environment.ProcessId}.tmp";
-        using (var f = File.Create(tmp))
+        try
         {
-            Span<byte> len = stackalloc byte[8];
-            BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)(header.Length + pad));
-            f.Write(len);
-            header.Position = 0;
-            header.CopyTo(f);
-            for (var i = 0; i < pad; i++) f.WriteByte((byte)' ');
-            foreach (var n in names)
+            using (var f = File.Create(tmp))
             {
-                var t = tensors[n];
-                var bytes = new byte[t.Bytes];
-                t.Backend.CopyToHost(t, bytes);
-                f.Write(bytes);
+                Span<byte> len = stackalloc byte[8];
+                BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)(header.Length + pad));
+                f.Write(len);
+                header.Position = 0;
+                header.CopyTo(f);
+                for (var i = 0; i < pad; i++) f.WriteByte((byte)' ');
+                foreach (var n in names)
+                {
+                    var t = tensors[n];
+                    var bytes = new byte[t.Bytes];
+                    t.Backend.CopyToHost(t, bytes);
+                    if (FirstNonFinite(t.DType, bytes) is { } at)
+                        throw new CheckpointException($"not saved to '{path}': tensor '{n}' holds a non-finite value (NaN or infinity) at element {at}; the run diverged");
+                    f.Write(bytes);
+                }
             }
+            File.Move(tmp, path, overwrite: true);
         }
-        File.Move(tmp, path, overwrite: true);
+        catch
+        {
+            File.Delete(tmp); // nothing half-written is left, and an earlier checkpoint at the path stays as it was
+            throw;
+        }
+    }
+
+    /// <summary>The index of the first NaN or infinity in <paramref name="bytes"/> of <paramref name="dtype"/>, or null.</summary>
+    internal static long? FirstNonFinite(DType dtype, ReadOnlySpan<byte> bytes)
+    {
+        switch (dtype)
+        {
+            case DType.Float32:
+                var f = MemoryMarshal.Cast<byte, float>(bytes);
+                for (var i = 0; i < f.Length; i++) if (!float.IsFinite(f[i])) return i;
+                return null;
+            case DType.BFloat16:
+                var h = MemoryMarshal.Cast<byte, ushort>(bytes);
+                for (var i = 0; i < h.Length; i++) if ((h[i] & 0x7F80) == 0x7F80) return i; // exponent all ones
+                return null;
+            default:
+                var d = MemoryMarshal.Cast<byte, double>(bytes);
+                for (var i = 0; i < d.Length; i++) if (!double.IsFinite(d[i])) return i;
+                return null;
+        }
     }
 
     /// <summary>Reads and validates the header of <paramref name="path"/>; tensors are read on demand.</summary>
@@ -206,6 +237,8 @@ public sealed class SafeTensorsFile
         var bytes = new byte[e.End - e.Begin];
         f.Position = _dataStart + e.Begin;
         f.ReadExactly(bytes);
+        if (SafeTensors.FirstNonFinite(target.DType, bytes) is { } at)
+            throw new CheckpointException($"checkpoint '{Path}' tensor '{e.Name}' holds a non-finite value (NaN or infinity) at element {at}; refusing to load it");
         target.Backend.CopyFromHost(target, bytes);
     }
 

@@ -122,6 +122,9 @@ public sealed record TrainConfig
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 }
 
+/// <summary>A logged training loss was NaN or infinite: the run stops there, and no checkpoint of it is written.</summary>
+public sealed class NonFiniteLossException(string message) : Exception(message);
+
 /// <summary>Where a run stands, for progress displays.</summary>
 public readonly record struct TrainProgress(int Step, int Steps, float Loss, float Lr, double TokensPerSecond, TimeSpan Elapsed);
 
@@ -181,6 +184,9 @@ public sealed class Trainer : IDisposable
             if (_optimizer.Steps % cfg.LogEvery == 0 || _optimizer.Steps == cfg.Steps)
             {
                 var loss = _task.Executor[_task.Loss].ToArray()[0]; // the one host read of a logged step
+                if (!float.IsFinite(loss))
+                    throw new NonFiniteLossException($"the training loss is {loss} at step {_optimizer.Steps} (lr {lr:E2}): the run diverged; " +
+                        "nothing was saved; try a lower learning rate (--lr) or a longer warm-up (--warmup)");
                 losses.Add((_optimizer.Steps, loss));
                 progress?.Invoke(new TrainProgress(_optimizer.Steps, cfg.Steps, loss, lr, tokens / clock.Elapsed.TotalSeconds, clock.Elapsed));
             }
