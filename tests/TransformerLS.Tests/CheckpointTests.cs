@@ -197,4 +197,41 @@ public sealed class CheckpointTests : IDisposable
         Assert.Contains("'w'", load.Message);
         Assert.Contains("non-finite", load.Message);
     }
+
+    [Fact]
+    public void Each_tensor_carries_a_checksum_that_loading_verifies()
+    {
+        var be = CpuBackend.Instance;
+        var path = PathOf("sum.safetensors");
+        var model = Model(be, 2);
+        SafeTensors.Save(path, model, new Dictionary<string, string> { ["step"] = "1" });
+        var file = SafeTensors.Open(path);
+        Assert.All(model.Keys, n => Assert.True(file.Metadata.ContainsKey(SafeTensors.ChecksumPrefix + n), $"no checksum for {n}"));
+        Assert.Equal("1", file.Metadata["step"]);
+        // One flipped bit in the last tensor's bytes (the file's last byte) is caught by name.
+        var bytes = File.ReadAllBytes(path);
+        bytes[^1] ^= 0x01;
+        File.WriteAllBytes(path, bytes);
+        var last = file.Entries.MaxBy(e => e.End)!.Name;
+        var targets = model.ToDictionary(kv => kv.Key, kv => be.Empty(kv.Value.Shape, kv.Value.DType));
+        var e = Assert.Throws<CheckpointException>(() => SafeTensors.Open(path).LoadInto(targets));
+        Assert.Contains($"'{last}'", e.Message);
+        Assert.Contains("checksum", e.Message);
+        Assert.Throws<ArgumentException>(() => SafeTensors.Save(PathOf("x.safetensors"), model, new Dictionary<string, string> { [SafeTensors.ChecksumPrefix + "a"] = "0" }));
+    }
+
+    [Theory]
+    [InlineData("""{"w":{"dtype":"F32","shape":[2],"data_offsets":["0","8"]}}""", "data_offsets")]
+    [InlineData("""{"w":{"dtype":"F32","shape":[2147483647,2147483647,2147483647],"data_offsets":[0,8]}}""", "overflows")]
+    public void Odd_headers_are_named_errors_not_crashes(string header, string expected)
+    {
+        var path = PathOf("odd.safetensors");
+        var h = Encoding.UTF8.GetBytes(header);
+        var file = new byte[8 + h.Length + 8];
+        BinaryPrimitives.WriteUInt64LittleEndian(file, (ulong)h.Length);
+        h.CopyTo(file, 8);
+        File.WriteAllBytes(path, file);
+        var e = Assert.Throws<CheckpointException>(() => SafeTensors.Open(path));
+        Assert.Contains(expected, e.Message);
+    }
 }

@@ -42,6 +42,21 @@ public static class SafeTensors
         var names = tensors.Keys.Order(StringComparer.Ordinal).ToArray();
         foreach (var n in names)
             if (n == "__metadata__" || n.Length == 0) throw new ArgumentException($"tensor name '{n}' is reserved or empty", nameof(tensors));
+        if (metadata?.Keys.FirstOrDefault(k => k.StartsWith(ChecksumPrefix, StringComparison.Ordinal)) is { } taken)
+            throw new ArgumentException($"metadata key '{taken}' is reserved: '{ChecksumPrefix}<tensor>' holds each tensor's checksum", nameof(metadata));
+        // Every tensor's bytes, read once: checked for NaN / infinity and hashed into the metadata before the header is written.
+        var data = new byte[names.Length][];
+        var withSums = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>());
+        for (var k = 0; k < names.Length; k++)
+        {
+            var t = tensors[names[k]];
+            data[k] = new byte[t.Bytes];
+            t.Backend.CopyToHost(t, data[k]);
+            if (FirstNonFinite(t.DType, data[k]) is { } at)
+                throw new CheckpointException($"not saved to '{path}': tensor '{names[k]}' holds a non-finite value (NaN or infinity) at element {at}; the run diverged");
+            withSums[ChecksumPrefix + names[k]] = Checksum(data[k]);
+        }
+        metadata = withSums;
         using var header = new MemoryStream();
         using (var w = new Utf8JsonWriter(header))
         {
@@ -83,15 +98,7 @@ public static class SafeTensors
                 header.Position = 0;
                 header.CopyTo(f);
                 for (var i = 0; i < pad; i++) f.WriteByte((byte)' ');
-                foreach (var n in names)
-                {
-                    var t = tensors[n];
-                    var bytes = new byte[t.Bytes];
-                    t.Backend.CopyToHost(t, bytes);
-                    if (FirstNonFinite(t.DType, bytes) is { } at)
-                        throw new CheckpointException($"not saved to '{path}': tensor '{n}' holds a non-finite value (NaN or infinity) at element {at}; the run diverged");
-                    f.Write(bytes);
-                }
+                foreach (var bytes in data) f.Write(bytes);
             }
             File.Move(tmp, path, overwrite: true);
         }
@@ -101,6 +108,12 @@ public static class SafeTensors
             throw;
         }
     }
+
+    /// <summary>Metadata key prefix of the per-tensor checksums (the file stays plain safetensors).</summary>
+    public const string ChecksumPrefix = "sha256.";
+
+    /// <summary>The first 16 bytes of SHA-256 over a tensor's bytes, in hex.</summary>
+    internal static string Checksum(ReadOnlySpan<byte> bytes) => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(bytes))[..32].ToLowerInvariant();
 
     /// <summary>The index of the first NaN or infinity in <paramref name="bytes"/> of <paramref name="dtype"/>, or null.</summary>
     internal static long? FirstNonFinite(DType dtype, ReadOnlySpan<byte> bytes)
@@ -193,11 +206,13 @@ public static class SafeTensors
             if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt32(out var x) || x < 0)
                 throw Bad(path, $"tensor '{prop.Name}' has shape entry {d}; expected a non-negative 32-bit integer");
             shape[i++] = x;
-            count = checked(count * x);
+            if (x != 0 && count > long.MaxValue / x) throw Bad(path, $"tensor '{prop.Name}' has shape [{string.Join(", ", sh.EnumerateArray())}], whose element count overflows 64 bits");
+            count *= x;
         }
-        if (!off[0].TryGetInt64(out var begin) || !off[1].TryGetInt64(out var end) || begin < 0 || end < begin)
+        if (off[0].ValueKind != JsonValueKind.Number || off[1].ValueKind != JsonValueKind.Number
+            || !off[0].TryGetInt64(out var begin) || !off[1].TryGetInt64(out var end) || begin < 0 || end < begin)
             throw Bad(path, $"tensor '{prop.Name}' has data_offsets {off}; expected 0 <= begin <= end");
-        if (end - begin != count * size)
+        if (count > long.MaxValue / size || end - begin != count * size)
             throw Bad(path, $"tensor '{prop.Name}' spans {end - begin} bytes but {dtype} [{string.Join(", ", shape)}] needs {count * size}");
         return new SafeTensorsEntry(prop.Name, dtype, shape, begin, end);
     }
@@ -237,6 +252,8 @@ public sealed class SafeTensorsFile
         var bytes = new byte[e.End - e.Begin];
         f.Position = _dataStart + e.Begin;
         f.ReadExactly(bytes);
+        if (Metadata.TryGetValue(SafeTensors.ChecksumPrefix + e.Name, out var sum) && SafeTensors.Checksum(bytes) != sum)
+            throw new CheckpointException($"checkpoint '{Path}' tensor '{e.Name}' does not match its checksum: the file was changed or corrupted after it was written");
         if (SafeTensors.FirstNonFinite(target.DType, bytes) is { } at)
             throw new CheckpointException($"checkpoint '{Path}' tensor '{e.Name}' holds a non-finite value (NaN or infinity) at element {at}; refusing to load it");
         target.Backend.CopyFromHost(target, bytes);
