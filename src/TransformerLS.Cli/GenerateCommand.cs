@@ -10,10 +10,13 @@ namespace TransformerLS.Cli;
 /// <summary>`tls generate`: bytes sampled from a causal LM checkpoint.</summary>
 static class GenerateCommand
 {
+    const int MaxBytes = 10_000_000;
+
     public static int Run(string checkpoint, string prompt, int count, float temperature, int? seed, string device)
     {
         try
         {
+            if (count is < 0 or > MaxBytes) throw new ArgumentOutOfRangeException("bytes", count, $"--bytes is {count}; expected 0 to {MaxBytes:N0}");
             var cfg = Trainer.ConfigOf(checkpoint);
             if (cfg.Task != "lm") throw new ArgumentException($"{checkpoint} holds a {cfg.Task} model; generate needs an lm checkpoint", nameof(checkpoint));
             using var be = BackendFactory.Open(device);
@@ -21,9 +24,13 @@ static class GenerateCommand
             var file = SafeTensors.Open(checkpoint);
             foreach (var (name, t) in model.Parameters.Tensors) file.ReadInto(name, t);
             using var sampler = new LmSampler(model);
-            var bytes = sampler.Generate(Encoding.UTF8.GetBytes(prompt), count, temperature, seed ?? Random.Shared.Next());
-            Console.Write(prompt);
-            Console.WriteLine(Encoding.UTF8.GetString(bytes));
+            // Each byte goes out as it is drawn (raw bytes: a multi-byte UTF-8 character completes when its last byte does).
+            Console.Out.Flush();
+            using var stdout = Console.OpenStandardOutput();
+            stdout.Write(Encoding.UTF8.GetBytes(prompt));
+            stdout.Flush();
+            sampler.Generate(Encoding.UTF8.GetBytes(prompt), count, temperature, seed ?? Random.Shared.Next(), b => { stdout.WriteByte(b); stdout.Flush(); });
+            stdout.WriteByte((byte)'\n');
             return 0;
         }
         catch (Exception e) when (e is ArgumentException or IOException or CheckpointException or CudaException or CudaLibraryNotFoundException)

@@ -131,6 +131,27 @@ public class CliTests
         Assert.False(File.Exists(ckpt), "a diverged run wrote a checkpoint");
     }
 
+    [Theory]
+    [InlineData(int.MaxValue)]
+    [InlineData(-1)]
+    public void Generate_bytes_out_of_range_is_a_named_error(int bytes)
+    {
+        var (code, _, err) = Run(() => GenerateCommand.Run("unused.safetensors", "", bytes, 0.8f, 1, "cpu"));
+        Assert.Equal(2, code);
+        Assert.Contains($"--bytes is {bytes}", err);
+    }
+
+    [Fact]
+    public void Generation_streams_every_byte_as_it_is_drawn()
+    {
+        using var model = new Models.CausalLm(new Backends.CpuBackend(), new TrainConfig().Lm, Tensors.DType.Float32, 1);
+        using var sampler = new Models.LmSampler(model);
+        var streamed = new List<byte>();
+        var bytes = sampler.Generate("ab"u8, 5, 0.8f, 3, streamed.Add);
+        Assert.Equal(5, bytes.Length);
+        Assert.Equal(bytes, streamed);
+    }
+
     [Fact]
     public void Eval_batches_zero_is_a_named_error()
     {

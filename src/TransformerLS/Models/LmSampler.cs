@@ -32,8 +32,8 @@ public sealed class LmSampler : IDisposable
         _tokens = new float[model.Config.Length];
     }
 
-    /// <summary>Continues <paramref name="prompt"/> by <paramref name="count"/> bytes; temperature 0 is greedy.</summary>
-    public byte[] Generate(ReadOnlySpan<byte> prompt, int count, float temperature, int seed)
+    /// <summary>Continues <paramref name="prompt"/> by <paramref name="count"/> bytes; temperature 0 is greedy. <paramref name="onByte"/> sees each byte as it is drawn (streaming).</summary>
+    public byte[] Generate(ReadOnlySpan<byte> prompt, int count, float temperature, int seed, Action<byte>? onByte = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         if (!(temperature >= 0)) throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "the temperature must be >= 0");
@@ -51,6 +51,7 @@ public sealed class LmSampler : IDisposable
             var logits = Run(commit: false);
             var row = logits.AsSpan((_pending.Count - 1) * vocab, vocab);
             output[i] = (byte)Sample(row, temperature, rng);
+            onByte?.Invoke(output[i]);
             Append(output[i]);
         }
         return output;
