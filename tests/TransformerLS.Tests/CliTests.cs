@@ -42,6 +42,14 @@ public class CliTests
         Assert.Contains("lra.classes is 5", e.Message);
     }
 
+    [Fact]
+    public void A_zero_chunk_length_is_a_named_error_not_a_division_by_zero()
+    {
+        var cfg = TrainConfig.FromJson("""{"task":"lm","data":"x.bin","lm":{"chunkLength":0}}""");
+        var e = Assert.ThrowsAny<ArgumentException>(cfg.Validate);
+        Assert.Contains("ChunkLength", e.Message, StringComparison.OrdinalIgnoreCase);
+    }
+
     [Theory]
     [InlineData(1, 0)]
     [InlineData(5, 4)]

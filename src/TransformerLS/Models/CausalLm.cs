@@ -29,10 +29,10 @@ public sealed record CausalLmConfig
     {
         LraConfig.Positive(Vocab, nameof(Vocab)); LraConfig.Positive(Hidden, nameof(Hidden)); LraConfig.Positive(Layers, nameof(Layers));
         LraConfig.Positive(Length, nameof(Length));
+        Attention.Validate(); // first: it checks the chunk length the memory check divides by
         if (Memory < 0 || Memory % ChunkLength != 0)
             throw new ArgumentOutOfRangeException(nameof(Memory), Memory, $"the memory length must be >= 0 and a multiple of the chunk length {ChunkLength}");
         if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, "dropout must be in [0, 1)");
-        Attention.Validate();
     }
 }
 
