@@ -35,8 +35,9 @@ train.SetAction(r => TrainCommand.Train(r.GetValue(config), new TrainCommand.Ove
 
 var checkpointArg = new Argument<string>("checkpoint") { Description = "a checkpoint written by tls train" };
 var evalBatches = new Option<int?>("--batches") { Description = "held-out batches (default: the config's evalBatches)" };
-var eval = new Command("eval", "Held-out accuracy (listops) or bits per byte (lm) of a checkpoint") { checkpointArg, device, evalBatches };
-eval.SetAction(r => TrainCommand.Eval(r.GetValue(checkpointArg)!, r.GetValue(device)!, r.GetValue(evalBatches)));
+var evalData = new Option<string?>("--data") { Description = "the lm byte file to evaluate on (default: the path stored in the checkpoint)" };
+var eval = new Command("eval", "Held-out accuracy (listops) or bits per byte (lm) of a checkpoint") { checkpointArg, device, evalBatches, evalData };
+eval.SetAction(r => TrainCommand.Eval(r.GetValue(checkpointArg)!, r.GetValue(device)!, r.GetValue(evalBatches), r.GetValue(evalData)));
 
 var prompt = new Option<string>("--prompt") { Description = "text to continue", DefaultValueFactory = _ => "" };
 var count = new Option<int>("--bytes") { Description = "bytes to generate", DefaultValueFactory = _ => 200 };

@@ -86,12 +86,18 @@ static class TrainCommand
         finally { Console.CancelKeyPress -= onCancel; }
     }
 
-    public static int Eval(string checkpoint, string device, int? batches)
+    /// <param name="data">The lm task's byte file, instead of the path stored in the checkpoint (which is relative to where training ran).</param>
+    public static int Eval(string checkpoint, string device, int? batches, string? data = null)
     {
         try
         {
             if (batches is < 1) throw new ArgumentOutOfRangeException("batches", batches, $"--batches is {batches}; expected at least 1 held-out batch");
             var cfg = Trainer.ConfigOf(checkpoint);
+            if (data is not null)
+            {
+                if (cfg.Task != "lm") throw new ArgumentException($"--data is for lm checkpoints; {checkpoint} holds a {cfg.Task} model", "data");
+                cfg = cfg with { Data = data };
+            }
             using var be = BackendFactory.Open(device);
             using var trainer = new Trainer(be, cfg);
             trainer.Resume(checkpoint);

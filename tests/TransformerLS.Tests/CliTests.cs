@@ -161,6 +161,33 @@ public class CliTests
     }
 
     [Fact]
+    public void Eval_data_replaces_the_stored_path_and_is_refused_for_listops()
+    {
+        var dir = Directory.CreateTempSubdirectory("tls-eval-").FullName;
+        try
+        {
+            var text = Path.Combine(dir, "a.txt");
+            File.WriteAllText(text, string.Concat(Enumerable.Repeat("abcdefg", 400)));
+            var lm = new TrainConfig { Task = "lm", Data = text, Steps = 2, Batch = 2, EvalBatches = 1,
+                Lm = new Models.CausalLmConfig { Vocab = 256, Dim = 16, Heads = 1, Hidden = 16, Layers = 1, Window = 4, ChunkLength = 4, Rank = 1, Length = 8, Memory = 8 } };
+            var ckpt = Path.Combine(dir, "lm.safetensors");
+            using (var t = new Trainer(new Backends.CpuBackend(), lm)) { t.Run(cancel: TestContext.Current.CancellationToken); t.Save(ckpt); }
+            var moved = Path.Combine(dir, "b.txt");
+            File.Move(text, moved); // the stored path is gone: --data points at the file's new place
+            Assert.Equal(2, Run(() => TrainCommand.Eval(ckpt, "cpu", 1)).Code);
+            var (code, output, _) = Run(() => TrainCommand.Eval(ckpt, "cpu", 1, moved));
+            Assert.Equal(0, code);
+            Assert.Contains("bits/byte", output);
+            var listops = Path.Combine(dir, "lo.safetensors");
+            using (var t = new Trainer(new Backends.CpuBackend(), new TrainConfig { Steps = 1, Batch = 2, EvalBatches = 1 })) t.Save(listops);
+            var (c2, _, e2) = Run(() => TrainCommand.Eval(listops, "cpu", 1, moved));
+            Assert.Equal(2, c2);
+            Assert.Contains("--data is for lm checkpoints", e2);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Fact]
     public void Eval_batches_zero_is_a_named_error()
     {
         var (code, _, err) = Run(() => TrainCommand.Eval("unused.safetensors", "cpu", 0));
