@@ -17,8 +17,9 @@ static class TrainCommand
 
     /// <param name="saveEvery">With a checkpoint path: also save every this many steps (0: only at the end).</param>
     /// <param name="stop">Cancels the run as SIGINT / SIGTERM do (tests).</param>
+    /// <param name="changedData">Resume an lm run even though its byte file changed since the checkpoint.</param>
     public static int Train(string? configPath, Overrides o, string device, string? checkpoint, string? resume, bool printConfig = false,
-        int saveEvery = 0, CancellationToken stop = default)
+        int saveEvery = 0, CancellationToken stop = default, bool changedData = false)
     {
         // Ctrl+C and SIGTERM stop the run at the next step boundary; the checkpoint is then written before exit.
         using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(stop);
@@ -29,7 +30,9 @@ static class TrainCommand
         {
             if (saveEvery < 0) throw new ArgumentOutOfRangeException("save-every", saveEvery, $"--save-every is {saveEvery}; expected 0 (only at the end) or a step count");
             if (saveEvery > 0 && checkpoint is null) throw new ArgumentException("--save-every needs --checkpoint: the path to save to", "save-every");
-            var cfg = configPath is null ? new TrainConfig() : TrainConfig.Load(configPath);
+            // A resumed run without --config takes its config from the checkpoint.
+            var stored = resume is null ? null : Trainer.ConfigOf(resume);
+            var cfg = configPath is not null ? TrainConfig.Load(configPath) : stored ?? new TrainConfig();
             cfg = cfg with
             {
                 Task = o.Task ?? cfg.Task, Data = o.Data ?? cfg.Data, Steps = o.Steps ?? cfg.Steps, Batch = o.Batch ?? cfg.Batch, Lr = o.Lr ?? cfg.Lr,
@@ -37,11 +40,12 @@ static class TrainCommand
                 CudaGraph = o.CudaGraph ?? cfg.CudaGraph, Warmup = o.Warmup ?? cfg.Warmup,
             };
             cfg.Validate();
+            if (stored is not null) RefuseChanges(stored, cfg, resume!);
             if (printConfig) { Console.WriteLine((cfg with { Warmup = cfg.EffectiveWarmup }).ToJson()); return 0; }
             if (checkpoint is not null) CheckWritable(checkpoint);
             using var be = BackendFactory.Open(device);
             using var trainer = new Trainer(be, cfg);
-            if (resume is not null) trainer.Resume(resume);
+            if (resume is not null) trainer.Resume(resume, changedData);
             var plan = trainer.Task.Executor.TrainingPlan;
             Console.WriteLine($"tls train: task {cfg.Task}, {cfg.DType}, {trainer.Task.Parameters.Count:N0} parameters, on {be.Device}; " +
                 $"{cfg.Steps} steps of {cfg.Accumulate} x {trainer.Task.TokensPerBatch:N0} tokens; planned activation peak {Mib(plan.PeakBytes)} " +
@@ -110,6 +114,20 @@ static class TrainCommand
             Console.Error.WriteLine($"tls eval: {CliErrors.Message(e)}");
             return 2;
         }
+    }
+
+    /// <summary>
+    /// A resumed run continues the stored one: only the step count (to extend it), logging, evaluation size, recomputation
+    /// and CUDA graphs may differ; any other change (data, lr, seed, model, ...) is refused, naming the fields.
+    /// </summary>
+    static void RefuseChanges(TrainConfig stored, TrainConfig cfg, string resume)
+    {
+        var safe = cfg with { Steps = stored.Steps, LogEvery = stored.LogEvery, EvalBatches = stored.EvalBatches, Recompute = stored.Recompute, CudaGraph = stored.CudaGraph };
+        var (a, b) = (System.Text.Json.Nodes.JsonNode.Parse(stored.ToJson())!.AsObject(), System.Text.Json.Nodes.JsonNode.Parse(safe.ToJson())!.AsObject());
+        var changed = a.Where(p => !System.Text.Json.Nodes.JsonNode.DeepEquals(p.Value, b[p.Key])).Select(p => $"{p.Key} ({p.Value?.ToJsonString()} -> {b[p.Key]?.ToJsonString()})").ToArray();
+        if (changed.Length > 0)
+            throw new ArgumentException($"--resume {resume}: a resumed run keeps the checkpoint's config, but this one changes {string.Join(", ", changed)}; " +
+                "only steps, logEvery, evalBatches, recompute and cudaGraph may change (start a new run without --resume to change the rest)", "resume");
     }
 
     /// <summary>Fails before the first step (not after the run) when the checkpoint cannot be written there.</summary>

@@ -67,8 +67,11 @@ public class CliTests
         var (o, e) = (Console.Out, Console.Error);
         using StringWriter so = new(), se = new();
         Console.SetOut(so); Console.SetError(se);
+        // Spectre.Console keeps the writer it first saw: point it at this run's (its progress bar goes there too).
+        var ansi = Spectre.Console.AnsiConsole.Console;
+        Spectre.Console.AnsiConsole.Console = Spectre.Console.AnsiConsole.Create(new Spectre.Console.AnsiConsoleSettings { Out = new Spectre.Console.AnsiConsoleOutput(so) });
         try { return (verb(), so.ToString(), se.ToString()); }
-        finally { Console.SetOut(o); Console.SetError(e); }
+        finally { Console.SetOut(o); Console.SetError(e); Spectre.Console.AnsiConsole.Console = ansi; }
     }
 
     static TrainCommand.Overrides Steps(int n) => new(null, null, n, null, null, null, null, null, null, null);
@@ -183,6 +186,36 @@ public class CliTests
             var (c2, _, e2) = Run(() => TrainCommand.Eval(listops, "cpu", 1, moved));
             Assert.Equal(2, c2);
             Assert.Contains("--data is for lm checkpoints", e2);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Fact]
+    public void Resume_takes_the_checkpoint_config_and_refuses_changes()
+    {
+        var dir = Directory.CreateTempSubdirectory("tls-resume-").FullName;
+        try
+        {
+            var text = Path.Combine(dir, "a.txt");
+            File.WriteAllText(text, string.Concat(Enumerable.Repeat("abcdefg", 400)));
+            var json = Path.Combine(dir, "run.json");
+            File.WriteAllText(json, "{\"task\":\"lm\",\"data\":" + System.Text.Json.JsonSerializer.Serialize(text) +
+                ",\"steps\":2,\"batch\":2,\"evalBatches\":1,\"lm\":{\"dim\":16,\"heads\":1,\"hidden\":16,\"layers\":1,\"window\":4,\"chunkLength\":4,\"length\":8,\"memory\":8}}");
+            var ckpt = Path.Combine(dir, "lm.safetensors");
+            var none = new TrainCommand.Overrides(null, null, null, null, null, null, null, null, null, null);
+            Assert.Equal(0, Run(() => TrainCommand.Train(json, none, "cpu", ckpt, null)).Code);
+            // No --config: the checkpoint's own config, extended to 4 steps.
+            Assert.Equal(0, Run(() => TrainCommand.Train(null, none with { Steps = 4 }, "cpu", ckpt, ckpt)).Code);
+            Assert.Equal("4", Checkpoints.SafeTensors.Open(ckpt).Metadata["step"]);
+            var (code, _, err) = Run(() => TrainCommand.Train(null, none with { Lr = 0.5f, Steps = 5 }, "cpu", ckpt, ckpt));
+            Assert.Equal(2, code);
+            Assert.Contains("lr (", err);
+            // The byte file changed since: refused unless --changed-data.
+            File.AppendAllText(text, "more");
+            var changed = Run(() => TrainCommand.Train(null, none with { Steps = 5 }, "cpu", ckpt, ckpt));
+            Assert.Equal(2, changed.Code);
+            Assert.Contains("--changed-data", changed.Err);
+            Assert.Equal(0, Run(() => TrainCommand.Train(null, none with { Steps = 5 }, "cpu", ckpt, ckpt, changedData: true)).Code);
         }
         finally { Directory.Delete(dir, recursive: true); }
     }

@@ -203,13 +203,35 @@ public sealed class Trainer : IDisposable
         var all = new Dictionary<string, Tensor>(_task.Parameters.Tensors);
         foreach (var (name, t) in _optimizer.State()) all[$"optimizer.{name}"] = t;
         foreach (var (name, t) in _task.State) all[$"task.{name}"] = t;
-        SafeTensors.Save(path, all, new Dictionary<string, string> { ["config"] = Config.ToJson(), ["step"] = _optimizer.Steps.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        var meta = new Dictionary<string, string> { ["config"] = Config.ToJson(), ["step"] = _optimizer.Steps.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        if (DataFingerprint() is { } data) meta["data"] = data;
+        SafeTensors.Save(path, all, meta);
     }
 
-    /// <summary>Loads a checkpoint written by <see cref="Save"/> into this trainer (same config), resuming at its step.</summary>
-    public void Resume(string path)
+    /// <summary>The lm task's byte file as "size:sha256 prefix" (so a resumed run can tell it is the same data), or null for listops.</summary>
+    string? DataFingerprint()
+    {
+        if (Config.Task != "lm" || Config.Data is null) return null;
+        if (_dataFingerprint is null)
+        {
+            using var f = File.OpenRead(Config.Data);
+            _dataFingerprint = $"{f.Length}:{Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(f))[..16].ToLowerInvariant()}";
+        }
+        return _dataFingerprint;
+    }
+
+    string? _dataFingerprint; // read once a run: periodic saves do not re-hash the corpus
+
+    /// <summary>
+    /// Loads a checkpoint written by <see cref="Save"/> into this trainer (same config), resuming at its step. An lm
+    /// checkpoint whose byte file has since changed (size or hash) is refused unless <paramref name="changedData"/>.
+    /// </summary>
+    public void Resume(string path, bool changedData = false)
     {
         var file = SafeTensors.Open(path);
+        if (!changedData && file.Metadata.TryGetValue("data", out var was) && DataFingerprint() is { } now && now != was)
+            throw new CheckpointException($"{path} was trained on '{Config.Data}' as {was} (bytes:hash), but that file is now {now}; " +
+                "pass --changed-data to continue on the new contents anyway");
         var targets = new Dictionary<string, Tensor>(_task.Parameters.Tensors);
         foreach (var (name, t) in _optimizer.State()) targets[$"optimizer.{name}"] = t;
         // Checkpoints from before the run state was saved hold none: they resume with fresh memories, as they always did.
