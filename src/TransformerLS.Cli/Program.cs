@@ -1,8 +1,9 @@
 using System.CommandLine;
 using TransformerLS.Cli;
 
+var defaults = new TransformerLS.Training.TrainConfig(); // the help shows the config's own defaults
 var device = new Option<string>("--device") { Description = "auto | cpu | cuda | cuda:N", DefaultValueFactory = _ => "auto" };
-var seed = new Option<int?>("--seed") { Description = "seed for the random inputs (default: a fresh one each run)" };
+var seed = new Option<int?>("--seed") { Description = $"check: seed of the random inputs (default: a fresh one each run); train: seed of the weights, data and dropout (default {defaults.Seed}); generate: sampling seed (default: a fresh one)" };
 var filter = new Option<string?>("--filter") { Description = "run only cases whose name contains this text" };
 
 var info = new Command("info", "Devices, driver, NVRTC and cuBLAS versions, kernel compile status");
@@ -13,14 +14,14 @@ check.SetAction(r => CheckCommand.Run(r.GetValue(device)!, r.GetValue(seed), r.G
 
 
 var config = new Option<string?>("--config") { Description = "JSON training config (camelCase fields of TrainConfig; flags override it)" };
-var task = new Option<string?>("--task") { Description = "listops | lm" };
+var task = new Option<string?>("--task") { Description = $"listops | lm (default {defaults.Task})" };
 var data = new Option<string?>("--data") { Description = "byte file for the lm task (enwik8 gets its 90M/5M/5M split)" };
-var steps = new Option<int?>("--steps") { Description = "optimizer steps" };
-var batch = new Option<int?>("--batch") { Description = "sequences per micro-batch" };
-var lr = new Option<float?>("--lr") { Description = "peak learning rate" };
-var dtype = new Option<string?>("--dtype") { Description = "float32 | bfloat16 (bf16 weights with fp32 masters)" };
+var steps = new Option<int?>("--steps") { Description = $"optimizer steps (default {defaults.Steps})" };
+var batch = new Option<int?>("--batch") { Description = $"sequences per micro-batch (default {defaults.Batch})" };
+var lr = new Option<float?>("--lr") { Description = $"peak learning rate (default {defaults.Lr})" };
+var dtype = new Option<string?>("--dtype") { Description = $"float32 | bfloat16 (bf16 weights with fp32 masters; default {defaults.DType})" };
 var recompute = new Option<bool?>("--recompute") { Description = "recompute each layer's activations in the backward" };
-var accumulate = new Option<int?>("--accumulate") { Description = "micro-batches per optimizer step" };
+var accumulate = new Option<int?>("--accumulate") { Description = $"micro-batches per optimizer step (default {defaults.Accumulate})" };
 var cudaGraph = new Option<bool?>("--cuda-graph") { Description = "replay each training and evaluation run from a CUDA graph (GPU only)" };
 var save = new Option<string?>("--checkpoint") { Description = "write model + optimizer state here (safetensors) at the end; its folder is checked before the first step" };
 var warmup = new Option<int?>("--warmup") { Description = "warm-up steps (default: 20, or steps - 1 for shorter runs)" };
