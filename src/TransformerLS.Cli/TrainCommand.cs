@@ -43,6 +43,7 @@ static class TrainCommand
             if (stored is not null) RefuseChanges(stored, cfg, resume!);
             if (printConfig) { Console.WriteLine((cfg with { Warmup = cfg.EffectiveWarmup }).ToJson()); return 0; }
             if (checkpoint is not null) CheckWritable(checkpoint);
+            using var hold = checkpoint is null ? null : CheckpointLock.Take(checkpoint);
             using var be = BackendFactory.Open(device);
             using var trainer = new Trainer(be, cfg);
             if (resume is not null) trainer.Resume(resume, changedData);

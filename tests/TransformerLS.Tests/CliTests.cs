@@ -221,6 +221,28 @@ public class CliTests
     }
 
     [Fact]
+    public void A_second_run_on_the_same_checkpoint_is_refused_and_stale_temp_files_go()
+    {
+        var dir = Directory.CreateTempSubdirectory("tls-lock-").FullName;
+        try
+        {
+            var ckpt = Path.Combine(dir, "run.safetensors");
+            var stale = $"{ckpt}.999999999.tmp"; // a save killed midway, by a process long gone
+            File.WriteAllText(stale, "partial");
+            using (CheckpointLock.Take(ckpt))
+            {
+                Assert.False(File.Exists(stale), "a stale temp file was left");
+                var (code, _, err) = Run(() => TrainCommand.Train(null, Steps(5), "cpu", ckpt, null));
+                Assert.Equal(2, code);
+                Assert.Contains("being written by another run", err);
+            }
+            Assert.False(File.Exists(ckpt + ".lock"), "the lock outlived its run");
+            using (CheckpointLock.Take(ckpt)) { } // free again
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Fact]
     public void Eval_batches_zero_is_a_named_error()
     {
         var (code, _, err) = Run(() => TrainCommand.Eval("unused.safetensors", "cpu", 0));
