@@ -19,9 +19,13 @@ sealed class CheckpointLock : IDisposable
         {
             file = new FileStream(full + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);
         }
-        catch (IOException)
+        catch (UnauthorizedAccessException e)
         {
-            throw new ArgumentException($"--checkpoint '{checkpoint}' is being written by another run (it holds {full}.lock); " +
+            throw new ArgumentException($"--checkpoint '{checkpoint}': cannot write in '{Path.GetDirectoryName(full)}' ({e.Message})", "checkpoint");
+        }
+        catch (IOException e)
+        {
+            throw new ArgumentException($"--checkpoint '{checkpoint}' is being written by another run (it holds {full}.lock: {e.Message}); " +
                 "choose another path or wait for that run to end", "checkpoint");
         }
         using (var w = new StreamWriter(file, leaveOpen: true)) w.Write(Environment.ProcessId);

@@ -25,11 +25,12 @@ static class GenerateCommand
             foreach (var (name, t) in model.Parameters.Tensors) file.ReadInto(name, t);
             using var sampler = new LmSampler(model);
             // Each byte goes out as it is drawn (raw bytes: a multi-byte UTF-8 character completes when its last byte does).
+            var promptBytes = Encoding.UTF8.GetBytes(prompt);
             Console.Out.Flush();
             using var stdout = Console.OpenStandardOutput();
-            stdout.Write(Encoding.UTF8.GetBytes(prompt));
+            stdout.Write(promptBytes);
             stdout.Flush();
-            sampler.Generate(Encoding.UTF8.GetBytes(prompt), count, temperature, seed ?? Random.Shared.Next(), b => { stdout.WriteByte(b); stdout.Flush(); });
+            sampler.Generate(promptBytes, count, temperature, seed ?? Random.Shared.Next(), b => { stdout.WriteByte(b); stdout.Flush(); });
             stdout.WriteByte((byte)'\n');
             return 0;
         }

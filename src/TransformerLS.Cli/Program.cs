@@ -12,7 +12,6 @@ info.SetAction(_ => InfoCommand.Run());
 var check = new Command("check", "Everything `info` prints, then the op conformance table on every available backend") { device, seed, filter };
 check.SetAction(r => CheckCommand.Run(r.GetValue(device)!, r.GetValue(seed), r.GetValue(filter)));
 
-
 var config = new Option<string?>("--config") { Description = "JSON training config (camelCase fields of TrainConfig; flags override it)" };
 var task = new Option<string?>("--task") { Description = $"listops | lm (default {defaults.Task})" };
 var data = new Option<string?>("--data") { Description = "byte file for the lm task (enwik8 gets its 90M/5M/5M split)" };

@@ -105,7 +105,7 @@ static class TrainCommand
             }
             using var be = BackendFactory.Open(device);
             using var trainer = new Trainer(be, cfg);
-            trainer.Resume(checkpoint);
+            trainer.Resume(checkpoint, changedData: data is not null); // a file named by --data is the one to evaluate, whatever the checkpoint saw
             var (metric, value, loss) = trainer.Task.Evaluate(batches ?? cfg.EvalBatches);
             Console.WriteLine($"{checkpoint} (task {cfg.Task}, step {trainer.Step}): {metric} {value:F4}, held-out loss {loss:F4}");
             return 0;
@@ -124,26 +124,23 @@ static class TrainCommand
     static void RefuseChanges(TrainConfig stored, TrainConfig cfg, string resume)
     {
         var safe = cfg with { Steps = stored.Steps, LogEvery = stored.LogEvery, EvalBatches = stored.EvalBatches, Recompute = stored.Recompute, CudaGraph = stored.CudaGraph };
-        var (a, b) = (System.Text.Json.Nodes.JsonNode.Parse(stored.ToJson())!.AsObject(), System.Text.Json.Nodes.JsonNode.Parse(safe.ToJson())!.AsObject());
+        var (a, b) = (System.Text.Json.JsonSerializer.SerializeToNode(stored, TrainConfig.Json)!.AsObject(), System.Text.Json.JsonSerializer.SerializeToNode(safe, TrainConfig.Json)!.AsObject());
         var changed = a.Where(p => !System.Text.Json.Nodes.JsonNode.DeepEquals(p.Value, b[p.Key])).Select(p => $"{p.Key} ({p.Value?.ToJsonString()} -> {b[p.Key]?.ToJsonString()})").ToArray();
         if (changed.Length > 0)
             throw new ArgumentException($"--resume {resume}: a resumed run keeps the checkpoint's config, but this one changes {string.Join(", ", changed)}; " +
                 "only steps, logEvery, evalBatches, recompute and cudaGraph may change (start a new run without --resume to change the rest)", "resume");
     }
 
-    /// <summary>Fails before the first step (not after the run) when the checkpoint cannot be written there.</summary>
+    /// <summary>
+    /// Fails before the first step (not after the run) when the checkpoint path is a folder or its folder is missing;
+    /// taking the <see cref="CheckpointLock"/> next is the write test of the folder.
+    /// </summary>
     static void CheckWritable(string checkpoint)
     {
         var full = Path.GetFullPath(checkpoint);
         var dir = Path.GetDirectoryName(full)!;
         if (Directory.Exists(full)) throw new ArgumentException($"--checkpoint '{checkpoint}' is a folder; expected a file path such as {Path.Combine(checkpoint, "run.safetensors")}", "checkpoint");
         if (!Directory.Exists(dir)) throw new ArgumentException($"--checkpoint '{checkpoint}': the folder '{dir}' does not exist; create it first or choose another path", "checkpoint");
-        var probe = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.probe");
-        try { File.WriteAllBytes(probe, []); File.Delete(probe); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ArgumentException($"--checkpoint '{checkpoint}': cannot write in '{dir}' ({e.Message})", "checkpoint");
-        }
     }
 
     static string Mib(long bytes) => $"{bytes / 1048576.0:F1} MiB";

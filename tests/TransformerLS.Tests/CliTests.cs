@@ -181,6 +181,8 @@ public class CliTests
             var (code, output, _) = Run(() => TrainCommand.Eval(ckpt, "cpu", 1, moved));
             Assert.Equal(0, code);
             Assert.Contains("bits/byte", output);
+            File.AppendAllText(moved, "other text"); // a file named by --data is evaluated even though it differs from the trained one
+            Assert.Equal(0, Run(() => TrainCommand.Eval(ckpt, "cpu", 1, moved)).Code);
             var listops = Path.Combine(dir, "lo.safetensors");
             using (var t = new Trainer(new Backends.CpuBackend(), new TrainConfig { Steps = 1, Batch = 2, EvalBatches = 1 })) t.Save(listops);
             var (c2, _, e2) = Run(() => TrainCommand.Eval(listops, "cpu", 1, moved));

@@ -231,7 +231,7 @@ public sealed class Trainer : IDisposable
         var file = SafeTensors.Open(path);
         if (!changedData && file.Metadata.TryGetValue("data", out var was) && DataFingerprint() is { } now && now != was)
             throw new CheckpointException($"{path} was trained on '{Config.Data}' as {was} (bytes:hash), but that file is now {now}; " +
-                "pass --changed-data to continue on the new contents anyway");
+                "continue on the new contents anyway with tls train --changed-data, or evaluate a file you name with tls eval --data");
         var targets = new Dictionary<string, Tensor>(_task.Parameters.Tensors);
         foreach (var (name, t) in _optimizer.State()) targets[$"optimizer.{name}"] = t;
         // Checkpoints from before the run state was saved hold none: they resume with fresh memories, as they always did.
