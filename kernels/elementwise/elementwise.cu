@@ -86,24 +86,32 @@ template <typename T> __device__ void bias_add(ElementwiseParams p)
     GRID_STRIDE(i, p.n) store<T>(p.y, i, load<T>(p.a, i) + load<T>(p.b, i % p.cols));
 }
 
-// y[c] = beta*y[c] + sum_r a[r, c]. Block (32, 8) owns 32 columns; fixed summation order: deterministic.
-// TY is y's type: T, or float for bf16 bias gradients summed into fp32 parameter gradients.
-template <typename T, typename TY = T> __device__ void column_sum(ElementwiseParams p)
+// y[c] = beta·y[c] + Σ_r x[r, c] in two stages with a fixed order (no atomics: the same bits every run), as LayerNorm's
+// dγ, dβ. Stage 1: block (32, 8) of 32 columns and row group g = blockIdx.y sums the rows g·8 + threadIdx.y + k·8·G
+// into partial[g][c]. Stage 2 (column_sum_groups) adds the G groups in order. TY is y's type: T, or float for bf16
+// bias gradients summed into fp32 parameter gradients.
+template <typename T> __device__ void column_sum(ColumnSumParams p)
 {
     __shared__ float part[8][33];
-    i64 c = blockIdx.x * 32 + threadIdx.x;
-    i64 rows = p.cols > 0 ? p.n / p.cols : 0;
+    const i64 c = blockIdx.x * 32 + threadIdx.x;
     float s = 0.f;
     if (c < p.cols)
-        for (i64 r = threadIdx.y; r < rows; r += 8) s += load<T>(p.a, r * p.cols + c);
+        for (i64 r = (i64)blockIdx.y * 8 + threadIdx.y; r < p.rows; r += 8 * (i64)gridDim.y) s += load<T>(p.x, r * p.cols + c);
     part[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
-    if (threadIdx.y == 0 && c < p.cols)
-    {
-        float t = 0.f;
-        for (int k = 0; k < 8; ++k) t += part[k][threadIdx.x];
-        store<TY>(p.y, c, p.beta != 0.f ? p.beta * load<TY>(p.y, c) + t : t);
-    }
+    if (threadIdx.y != 0 || c >= p.cols) return;
+    float t = 0.f;
+    for (int k = 0; k < 8; ++k) t += part[k][threadIdx.x];
+    p.partial[(i64)blockIdx.y * p.cols + c] = t;
+}
+
+template <typename TY> __device__ void column_sum_groups(ColumnSumParams p)
+{
+    const i64 c = blockIdx.x * (i64)blockDim.x + threadIdx.x;
+    if (c >= p.cols) return;
+    float t = 0.f;
+    for (int g = 0; g < p.groups; ++g) t += p.partial[(i64)g * p.cols + c];
+    store<TY>(p.y, c, p.beta != 0.f ? p.beta * load<TY>(p.y, c) + t : t);
 }
 
 // y = a read as fp32 (fp32 accumulators -> a tensor's dtype): a is float whatever T is.
@@ -117,8 +125,6 @@ extern "C" __global__ void cast_bf16(ElementwiseParams p)
 {
     GRID_STRIDE(i, p.n) ((float*)p.y)[i] = to_float(((const bf16*)p.a)[i]);
 }
-
-extern "C" __global__ void column_sum_bf16_to_f32(ElementwiseParams p) { column_sum<bf16, float>(p); }
 
 // y (fp32) += a (bf16): gradient contributions in the activations' dtype added to fp32 parameter gradients.
 extern "C" __global__ void add_to_bf16(ElementwiseParams p)
@@ -136,4 +142,5 @@ TLS_INSTANTIATE(relu_fwd, ElementwiseParams)
 TLS_INSTANTIATE(relu_bwd, ElementwiseParams)
 TLS_INSTANTIATE(dropout, DropoutParams)
 TLS_INSTANTIATE(bias_add, ElementwiseParams)
-TLS_INSTANTIATE(column_sum, ElementwiseParams)
+TLS_INSTANTIATE(column_sum, ColumnSumParams)
+TLS_INSTANTIATE(column_sum_groups, ColumnSumParams)

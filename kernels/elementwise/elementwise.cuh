@@ -35,6 +35,18 @@ struct BiasGeluParams
     i64 cols;
 };
 
+// Column sums (bias gradients) in two fixed-order stages: G row groups into fp32 partials [G, cols], then the groups in order.
+struct ColumnSumParams
+{
+    const void* x;      // [rows, cols]
+    void* y;            // [cols]: y = beta·y + Σ_rows x
+    float* partial;     // [groups, cols] fp32 scratch
+    i64 rows, cols;
+    int groups;
+    float beta;
+};
+
 TLS_PARAMS_LAYOUT(ElementwiseParams, beta, 48, 44)
+TLS_PARAMS_LAYOUT(ColumnSumParams, beta, 48, 44)
 TLS_PARAMS_LAYOUT(DropoutParams, p, 48, 40)
 TLS_PARAMS_LAYOUT(BiasGeluParams, cols, 48, 40)

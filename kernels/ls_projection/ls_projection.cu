@@ -2,161 +2,300 @@
 // sequence axis of the scores S = X·Wp + bp (padding excluded), then K̄ = P·K and V̄ = P·V per head.
 // P is never stored: the forward keeps each column's max and sum, the backward recomputes P from them.
 // A column with no token at all gives P = 0 (zero landmarks), not NaN.
-// Reference: src/TransformerLS/Ops/LsProjection/LsProjection.cs.
+// Reference: src/TransformerLS/Ops/LsProjection/LsProjection.Reference.cs.
+//
+// Every sum over the sequence is two-stage and in a fixed order, so the bits never depend on scheduling: the
+// launcher cuts the sequence into G groups of group_tokens consecutive tokens; stage 1 reduces each group (one
+// block per group, column tile and batch or head), stage 2 adds the groups' partials in group order. No atomics.
+// Tile ownership (compress and backward, 256 threads as 16 x 16): thread (ty, tx) owns rows ty·4 + i (i < 4) and
+// columns tx + 16·j of a 64 x 64 output tile, so each shared load feeds four FMAs.
 #include "ls_projection/ls_projection.cuh"
 
-#define TCHUNK 32
-#define RTILE 32  // ranks the backward holds in shared memory at a time, so any r fits
-TLS_EXPORT(ls_projection_tchunk, TCHUNK)
-// Dynamic shared memory of the carve-ups below (the launcher reads these: one source). Compress: P [r][TCHUNK] and
-// K, V [TCHUNK][d] floats: bytes = per_r·r + per_d·d. Backward: dP (double) and P [RTILE][TCHUNK], K, V, dK, dV
-// [TCHUNK][d] (K, V padded to d + 1), dK̄, dV̄ [RTILE][d]: bytes = fixed + per_d·d.
-TLS_EXPORT(ls_projection_compress_smem_per_r, 4 * TCHUNK)
-TLS_EXPORT(ls_projection_compress_smem_per_d, 4 * 2 * TCHUNK)
-TLS_EXPORT(ls_projection_bwd_smem_fixed, 4 * (3 * RTILE * TCHUNK + 2 * TCHUNK))
-TLS_EXPORT(ls_projection_bwd_smem_per_d, 4 * (4 * TCHUNK + 2 * RTILE))
+#define TT 64   // output tile: tokens (backward), ranks, columns
+#define TCH 32  // tokens per step of the forward's compress
+#define CCH 32  // columns per step of the backward's dot products
+#define NT 256
+TLS_EXPORT(ls_projection_threads, NT)
+// The backward's dynamic shared memory: Σ P·dP of the block's group, one double per rank (the tiles are static).
+TLS_EXPORT(ls_projection_bwd_smem_per_r, 8)
+
+// Dot products of the backward: double for fp32, where dS = P·(dP − Σ P·dP) cancels and dP's rounding would dominate
+// dS; float for bf16, where the output's own rounding is 2^16 times larger.
+template <typename T> struct Acc { typedef float type; };
+template <> struct Acc<float> { typedef double type; };
 
 TLS_DEVICE bool proj_token(const LsProjectionParams& p, int b, int t) { return !p.mask || p.mask[(i64)b * p.n + t] != 0.f; }
 
-// One thread per (b, column): max and sum of exp over the tokens; coalesced across columns.
+// P of token t (< n), column col: exp(s − max) / sum; 0 for padding and for a column without tokens.
+// fp32 takes exp in double: expf's 2-ulp error, times (dP − Σ P·dP) in the backward, was the largest error term.
+template <typename T> TLS_DEVICE float prob(const LsProjectionParams& p, int b, int t, int col)
+{
+    const int hr = p.H * p.r;
+    const float z = p.colsum[(i64)b * hr + col];
+    if (!(z > 0.f) || !proj_token(p, b, t)) return 0.f;
+    const float x = load<T>(p.s, ((i64)b * p.n + t) * hr + col) - p.colmax[(i64)b * hr + col];
+    return sizeof(T) == 4 ? (float)(exp((double)x) / z) : expf(x) / z;
+}
+
+// Online softmax statistics: (m, s) with s = Σ exp(x − m) absorbs one score, or merges another pair.
+TLS_DEVICE void absorb(float& m, double& s, float x)
+{
+    if (x == -TLS_INF) return;
+    if (x > m) { s = s * exp((double)m - (double)x) + 1.0; m = x; }
+    else s += exp((double)x - (double)m);
+}
+
+TLS_DEVICE void merge(float& m, double& s, float m2, double s2)
+{
+    if (m2 == -TLS_INF) return;
+    if (m2 > m) { s = s * exp((double)m - (double)m2) + s2; m = m2; }
+    else s += s2 * exp((double)m2 - (double)m);
+}
+
+// Stats stage 1, block (32, 8) = 32 columns x token group blockIdx.y x batch blockIdx.z: each thread absorbs every
+// 8th token of the group, then row 0 merges the 8 in order into pmax, psum [b][g][c].
 template <typename T> __device__ void ls_projection_stats(LsProjectionParams p)
 {
-    int hr = p.H * p.r, c = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
-    if (c >= hr) return;
+    __shared__ float sm[8][32];
+    __shared__ double ss[8][32];
+    const int hr = p.H * p.r, c = blockIdx.x * 32 + threadIdx.x, g = blockIdx.y, b = blockIdx.z;
+    const int t1 = min(p.n, (g + 1) * p.group_tokens);
     float m = -TLS_INF;
-    for (int t = 0; t < p.n; ++t)
-        if (proj_token(p, b, t)) m = fmaxf(m, load<T>(p.s, ((i64)b * p.n + t) * hr + c));
-    double z = 0.0; // n terms: summed in double, so the normalizer adds no error of its own
-    if (m != -TLS_INF)
-        for (int t = 0; t < p.n; ++t)
-            if (proj_token(p, b, t)) z += exp((double)(load<T>(p.s, ((i64)b * p.n + t) * hr + c) - m));
-    p.colmax[(i64)b * hr + c] = m;
-    p.colsum[(i64)b * hr + c] = (float)z;
+    double s = 0.0;
+    if (c < hr)
+        for (int t = g * p.group_tokens + threadIdx.y; t < t1; t += 8)
+            if (proj_token(p, b, t)) absorb(m, s, load<T>(p.s, ((i64)b * p.n + t) * hr + c));
+    sm[threadIdx.y][threadIdx.x] = m;
+    ss[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y != 0 || c >= hr) return;
+    for (int y = 1; y < 8; ++y) merge(m, s, sm[y][threadIdx.x], ss[y][threadIdx.x]);
+    const i64 o = ((i64)b * p.groups + g) * hr + c;
+    p.pmax[o] = m;
+    p.psum[o] = s;
 }
 
-// P[k][t] for ranks [k0, k0 + nr) and the block's TCHUNK tokens of head h.
-template <typename T> TLS_DEVICE void load_p(const LsProjectionParams& p, int b, int h, int t0, int nt, int k0, int nr, float* P)
+// Stats stage 2, one thread per (b, column): the groups merged in group order.
+template <typename T> __device__ void ls_projection_stats_sum(LsProjectionParams p)
 {
-    int hr = p.H * p.r;
-    for (int idx = threadIdx.x; idx < nr * TCHUNK; idx += blockDim.x)
-    {
-        int kk = idx / TCHUNK, t = idx % TCHUNK, col = h * p.r + k0 + kk;
-        float z = p.colsum[(i64)b * hr + col], pr = 0.f;
-        // Double exp: expf's 2-ulp error, times (dP − Σ P·dP) in the backward, was the largest error term.
-        if (t < nt && z > 0.f && proj_token(p, b, t0 + t))
-            pr = (float)(exp((double)(load<T>(p.s, ((i64)b * p.n + t0 + t) * hr + col) - p.colmax[(i64)b * hr + col])) / z);
-        P[idx] = pr;
-    }
+    const int hr = p.H * p.r;
+    const i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x;
+    if (i >= (i64)p.B * hr) return;
+    const i64 b = i / hr, c = i % hr;
+    float m = -TLS_INF;
+    double s = 0.0;
+    for (int g = 0; g < p.groups; ++g) merge(m, s, p.pmax[(b * p.groups + g) * hr + c], p.psum[(b * p.groups + g) * hr + c]);
+    p.colmax[i] = m;
+    p.colsum[i] = (float)s;
 }
 
-// The block's TCHUNK rows of [.., n, d] into shared rows of `stride` floats (zeros past the sequence's end).
-template <typename T> TLS_DEVICE void load_rows(const void* src, i64 base, int t0, int nt, int d, int stride, float* dst)
-{
-    for (int idx = threadIdx.x; idx < TCHUNK * d; idx += blockDim.x)
-        dst[idx / d * stride + idx % d] = idx / d < nt ? load<T>(src, base + (i64)t0 * d + idx) : 0.f;
-}
-
-// Block (chunk, h, b): partial K̄, V̄ over TCHUNK tokens, added to the fp32 accumulators.
+// Compress stage 1, block (group, h, b): the group's partial K̄ = P·K, V̄ = P·V, output tile by output tile
+// (ranks r0.., columns c0..), streaming the group's tokens TCH at a time; written to kpart, vpart [g][b][h].
 template <typename T> __device__ void ls_projection_compress(LsProjectionParams p)
 {
-    extern __shared__ float sm[];
-    int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * TCHUNK, nt = min(TCHUNK, p.n - t0), d = p.d;
-    float* P = sm;
-    float* Ks = P + p.r * TCHUNK;
-    float* Vs = Ks + TCHUNK * d;
-    i64 base = ((i64)b * p.H + h) * p.n * d;
-    load_p<T>(p, b, h, t0, nt, 0, p.r, P);
-    load_rows<T>(p.k, base, t0, nt, d, d, Ks);
-    load_rows<T>(p.v, base, t0, nt, d, d, Vs);
-    __syncthreads();
-    for (int idx = threadIdx.x; idx < p.r * d; idx += blockDim.x)
+    __shared__ float Ps[TT][TCH + 1];  // P[rank][token]: the +1 keeps the rank-strided writes conflict-free
+    __shared__ float Ks[TCH][TT], Vs[TCH][TT];
+    const int g = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    const int t0 = g * p.group_tokens, t1 = min(p.n, t0 + p.group_tokens), d = p.d;
+    const i64 base = ((i64)b * p.H + h) * p.n * d, out = (((i64)g * p.B + b) * p.H + h) * p.r * d;
+    for (int r0 = 0; r0 < p.r; r0 += TT)
+        for (int c0 = 0; c0 < d; c0 += TT)
+        {
+            float ak[4][4] = {}, av[4][4] = {};
+            for (int ts = t0; ts < t1; ts += TCH)
+            {
+                __syncthreads();
+                for (int idx = threadIdx.x; idx < TT * TCH; idx += NT)
+                {
+                    const int kk = idx % TT, t = idx / TT;
+                    Ps[kk][t] = r0 + kk < p.r && ts + t < t1 ? prob<T>(p, b, ts + t, h * p.r + r0 + kk) : 0.f;
+                }
+                for (int idx = threadIdx.x; idx < TCH * TT; idx += NT)
+                {
+                    const int t = idx / TT, c = idx % TT;
+                    const bool in = ts + t < t1 && c0 + c < d;
+                    const i64 off = base + (i64)(ts + t) * d + c0 + c;
+                    Ks[t][c] = in ? load<T>(p.k, off) : 0.f;
+                    Vs[t][c] = in ? load<T>(p.v, off) : 0.f;
+                }
+                __syncthreads();
+#pragma unroll 4
+                for (int t = 0; t < TCH; ++t)
+                {
+                    float a[4], x[4], y[4];
+                    for (int i = 0; i < 4; ++i) a[i] = Ps[ty * 4 + i][t];
+                    for (int j = 0; j < 4; ++j) { x[j] = Ks[t][tx + 16 * j]; y[j] = Vs[t][tx + 16 * j]; }
+                    for (int i = 0; i < 4; ++i)
+                        for (int j = 0; j < 4; ++j) { ak[i][j] += a[i] * x[j]; av[i][j] += a[i] * y[j]; }
+                }
+            }
+            for (int i = 0; i < 4; ++i)
+                for (int j = 0; j < 4; ++j)
+                {
+                    const int kk = r0 + ty * 4 + i, c = c0 + tx + 16 * j;
+                    if (kk < p.r && c < d) { p.kpart[out + (i64)kk * d + c] = ak[i][j]; p.vpart[out + (i64)kk * d + c] = av[i][j]; }
+                }
+        }
+}
+
+// Compress stage 2: K̄, V̄ = the groups' partials added in group order, rounded once.
+template <typename T> __device__ void ls_projection_compress_sum(LsProjectionParams p)
+{
+    const i64 per = (i64)p.B * p.H * p.r * p.d;
+    GRID_STRIDE(i, per)
     {
-        int kk = idx / d, c = idx % d;
-        float ak = 0.f, av = 0.f;
-        for (int t = 0; t < nt; ++t) { float pr = P[kk * TCHUNK + t]; ak += pr * Ks[t * d + c]; av += pr * Vs[t * d + c]; }
-        i64 off = (((i64)b * p.H + h) * p.r + kk) * d + c;
-        atomicAdd(p.kbar_acc + off, ak);
-        atomicAdd(p.vbar_acc + off, av);
+        float a = 0.f, c = 0.f;
+        for (int g = 0; g < p.groups; ++g) { a += p.kpart[g * per + i]; c += p.vpart[g * per + i]; }
+        store<T>(p.kbar, i, a);
+        store<T>(p.vbar, i, c);
     }
 }
 
-// Backward, two launches over the same blocks (chunk, h, b), each walking the ranks RTILE at a time:
-// phase 0: dP[k][t] = dK̄_k·K_t + dV̄_k·V_t; coldot += Σ_t P·dP; dK_t (+)= Σ_k P[k][t]·dK̄_k, dV likewise.
-// phase 1 (after every coldot is complete): dS = P ∘ (dP − coldot), the softmax backward over the sequence.
+// Backward, block (group, h, b), two launches (phase 0, then phase 1 after ls_projection_coldot):
+//   dP[t][k] = K_t·dK̄_k + V_t·dV̄_k, recomputed in both phases, TT tokens x TT ranks at a time;
+//   phase 0: the group's Σ_t P·dP per rank (in shared memory, fixed order) into cpart; dK_t (+)= Σ_k P[t][k]·dK̄_k,
+//            dV likewise (each token belongs to one group: written directly);
+//   phase 1: dS = P ∘ (dP − coldot), the softmax backward over the sequence.
 template <typename T> __device__ void ls_projection_bwd(LsProjectionParams p)
 {
-    extern __shared__ float sm[];
-    int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * TCHUNK, nt = min(TCHUNK, p.n - t0), d = p.d, hr = p.H * p.r;
-    const int ds = d + 1;       // K, V rows padded: the dP loop's warp reads one column down 32 tokens' rows
-    double* dP = (double*)sm;   // kept in double through the cancelling dP − Σ P·dP
-    float* P = (float*)(dP + RTILE * TCHUNK);
-    float* Ks = P + RTILE * TCHUNK;
-    float* Vs = Ks + TCHUNK * ds;
-    float* dKb = Vs + TCHUNK * ds;
-    float* dVb = dKb + RTILE * d;
-    float* dKs = dVb + RTILE * d;  // phase 0: dK, dV of the chunk's tokens over all ranks
-    float* dVs = dKs + TCHUNK * d;
-    i64 base = ((i64)b * p.H + h) * p.n * d, lbase = ((i64)b * p.H + h) * p.r * d;
-    load_rows<T>(p.k, base, t0, nt, d, ds, Ks);
-    load_rows<T>(p.v, base, t0, nt, d, ds, Vs);
-    for (int idx = threadIdx.x; idx < TCHUNK * d; idx += blockDim.x) { dKs[idx] = 0.f; dVs[idx] = 0.f; }
-    for (int k0 = 0; k0 < p.r; k0 += RTILE)
+    typedef typename Acc<T>::type A;
+    // Step A: K, V [TT tokens][CCH + 1] and dK̄, dV̄ [TT ranks][CCH + 1]. Step B: P [TT tokens][TT + 1], dK̄, dV̄ [TT ranks][CCH].
+    __shared__ float tiles[4 * TT * (CCH + 1)];
+    __shared__ double red[16][TT];
+    extern __shared__ double colacc[];  // [r]
+    const int g = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    const int hr = p.H * p.r, tg = g * p.group_tokens, t1 = min(p.n, tg + p.group_tokens), d = p.d, S = CCH + 1;
+    const i64 base = ((i64)b * p.H + h) * p.n * d, lbase = ((i64)b * p.H + h) * p.r * d;
+    if (p.phase == 0)
+        for (int k = threadIdx.x; k < p.r; k += NT) colacc[k] = 0.0;
+    for (int t0 = tg; t0 < t1; t0 += TT)
     {
-        const int nr = min(RTILE, p.r - k0);
-        __syncthreads();
-        load_p<T>(p, b, h, t0, nt, k0, nr, P);
-        for (int idx = threadIdx.x; idx < nr * d; idx += blockDim.x)
+        for (int r0 = 0; r0 < p.r; r0 += TT)
         {
-            dKb[idx] = load<T>(p.dkbar, lbase + (i64)k0 * d + idx);
-            dVb[idx] = load<T>(p.dvbar, lbase + (i64)k0 * d + idx);
+            float *Ks = tiles, *Vs = Ks + TT * S, *dKs = Vs + TT * S, *dVs = dKs + TT * S;
+            A dp[4][4] = {};
+            for (int c0 = 0; c0 < d; c0 += CCH)
+            {
+                __syncthreads();
+                for (int idx = threadIdx.x; idx < TT * CCH; idx += NT)
+                {
+                    const int row = idx / CCH, c = idx % CCH;
+                    const bool tin = t0 + row < t1 && c0 + c < d, kin = r0 + row < p.r && c0 + c < d;
+                    const i64 to = base + (i64)(t0 + row) * d + c0 + c, ko = lbase + (i64)(r0 + row) * d + c0 + c;
+                    Ks[row * S + c] = tin ? load<T>(p.k, to) : 0.f;
+                    Vs[row * S + c] = tin ? load<T>(p.v, to) : 0.f;
+                    dKs[row * S + c] = kin ? load<T>(p.dkbar, ko) : 0.f;
+                    dVs[row * S + c] = kin ? load<T>(p.dvbar, ko) : 0.f;
+                }
+                __syncthreads();
+#pragma unroll 4
+                for (int c = 0; c < CCH; ++c)
+                {
+                    float kx[4], vx[4], gk[4], gv[4];
+                    for (int i = 0; i < 4; ++i) { kx[i] = Ks[(ty * 4 + i) * S + c]; vx[i] = Vs[(ty * 4 + i) * S + c]; }
+                    for (int j = 0; j < 4; ++j) { gk[j] = dKs[(tx + 16 * j) * S + c]; gv[j] = dVs[(tx + 16 * j) * S + c]; }
+                    for (int i = 0; i < 4; ++i)
+                        for (int j = 0; j < 4; ++j) dp[i][j] += (A)kx[i] * gk[j] + (A)vx[i] * gv[j];
+                }
+            }
+            float pr[4][4];
+            for (int i = 0; i < 4; ++i)
+                for (int j = 0; j < 4; ++j)
+                {
+                    const int t = t0 + ty * 4 + i, kk = r0 + tx + 16 * j;
+                    pr[i][j] = t < t1 && kk < p.r ? prob<T>(p, b, t, h * p.r + kk) : 0.f;
+                }
+            if (p.phase == 0)
+            {
+                for (int j = 0; j < 4; ++j)
+                {
+                    double s = 0.0;
+                    for (int i = 0; i < 4; ++i) s += (double)pr[i][j] * (double)dp[i][j];
+                    red[ty][tx + 16 * j] = s;
+                }
+                __syncthreads();
+                if (threadIdx.x < TT && r0 + threadIdx.x < p.r)
+                {
+                    double s = colacc[r0 + threadIdx.x];
+                    for (int y = 0; y < 16; ++y) s += red[y][threadIdx.x];
+                    colacc[r0 + threadIdx.x] = s;
+                }
+            }
+            else
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j)
+                    {
+                        const int t = t0 + ty * 4 + i, kk = r0 + tx + 16 * j, col = h * p.r + kk;
+                        if (t < t1 && kk < p.r)
+                            store<T>(p.ds, ((i64)b * p.n + t) * hr + col, (float)(pr[i][j] * ((double)dp[i][j] - p.coldot[(i64)b * hr + col])));
+                    }
         }
-        __syncthreads();
-        for (int idx = threadIdx.x; idx < nr * TCHUNK; idx += blockDim.x)
+        if (p.phase != 0) continue;
+        // Step B: dK = P·dK̄, dV = P·dV̄ for the tile's tokens, CCH columns at a time over all ranks.
+        float *Ps = tiles, *dKs = Ps + TT * (TT + 1), *dVs = dKs + TT * CCH;
+        for (int c0 = 0; c0 < d; c0 += CCH)
         {
-            int kk = idx / TCHUNK, t = idx % TCHUNK;
-            // 2d-term dot product in double: dS = P·(dP − Σ P·dP) cancels, so dP's rounding error would dominate dS.
-            double g = 0.0;
-            for (int c = 0; c < d; ++c) g += (double)dKb[kk * d + c] * Ks[t * ds + c] + (double)dVb[kk * d + c] * Vs[t * ds + c];
-            dP[idx] = g;
+            float gk[4][2] = {}, gv[4][2] = {};
+            for (int r0 = 0; r0 < p.r; r0 += TT)
+            {
+                __syncthreads();
+                for (int idx = threadIdx.x; idx < TT * TT; idx += NT)
+                {
+                    const int t = idx / TT, kk = idx % TT;
+                    Ps[t * (TT + 1) + kk] = t0 + t < t1 && r0 + kk < p.r ? prob<T>(p, b, t0 + t, h * p.r + r0 + kk) : 0.f;
+                }
+                for (int idx = threadIdx.x; idx < TT * CCH; idx += NT)
+                {
+                    const int kk = idx / CCH, c = idx % CCH;
+                    const bool in = r0 + kk < p.r && c0 + c < d;
+                    const i64 ko = lbase + (i64)(r0 + kk) * d + c0 + c;
+                    dKs[kk * CCH + c] = in ? load<T>(p.dkbar, ko) : 0.f;
+                    dVs[kk * CCH + c] = in ? load<T>(p.dvbar, ko) : 0.f;
+                }
+                __syncthreads();
+#pragma unroll 4
+                for (int kk = 0; kk < TT; ++kk)
+                {
+                    float a[4], x[2], y[2];
+                    for (int i = 0; i < 4; ++i) a[i] = Ps[(ty * 4 + i) * (TT + 1) + kk];
+                    for (int j = 0; j < 2; ++j) { x[j] = dKs[kk * CCH + tx + 16 * j]; y[j] = dVs[kk * CCH + tx + 16 * j]; }
+                    for (int i = 0; i < 4; ++i)
+                        for (int j = 0; j < 2; ++j) { gk[i][j] += a[i] * x[j]; gv[i][j] += a[i] * y[j]; }
+                }
+            }
+            for (int i = 0; i < 4; ++i)
+                for (int j = 0; j < 2; ++j)
+                {
+                    const int t = t0 + ty * 4 + i, c = c0 + tx + 16 * j;
+                    if (t >= t1 || c >= d) continue;
+                    const i64 off = base + (i64)t * d + c;
+                    float a = gk[i][j], v = gv[i][j];
+                    if (p.accumulate) { a += load<T>(p.dk, off); v += load<T>(p.dv, off); }
+                    store<T>(p.dk, off, a);
+                    store<T>(p.dv, off, v);
+                }
         }
-        __syncthreads();
-        if (p.phase == 0)
-        {
-            for (int kk = threadIdx.x / 32; kk < nr; kk += blockDim.x / 32)
-            {
-                double s = 0.0;
-                for (int t = threadIdx.x % 32; t < TCHUNK; t += 32) s += P[kk * TCHUNK + t] * dP[kk * TCHUNK + t];
-                s = warp_sum(s);
-                if (threadIdx.x % 32 == 0) atomicAdd(p.coldot + (i64)b * hr + h * p.r + k0 + kk, s);
-            }
-            for (int idx = threadIdx.x; idx < nt * d; idx += blockDim.x)
-            {
-                int t = idx / d, c = idx % d;
-                float gk = 0.f, gv = 0.f;
-                for (int kk = 0; kk < nr; ++kk) { float pr = P[kk * TCHUNK + t]; gk += pr * dKb[kk * d + c]; gv += pr * dVb[kk * d + c]; }
-                dKs[idx] += gk;
-                dVs[idx] += gv;
-            }
-        }
-        else
-            for (int idx = threadIdx.x; idx < nt * nr; idx += blockDim.x)
-            {
-                int t = idx / nr, kk = idx % nr, col = h * p.r + k0 + kk;
-                float g = (float)(P[kk * TCHUNK + t] * (dP[kk * TCHUNK + t] - p.coldot[(i64)b * hr + col]));
-                store<T>(p.ds, ((i64)b * p.n + t0 + t) * hr + col, g);
-            }
     }
     if (p.phase != 0) return;
-    for (int idx = threadIdx.x; idx < nt * d; idx += blockDim.x)
-    {
-        i64 off = base + (i64)t0 * d + idx;
-        float gk = dKs[idx], gv = dVs[idx];
-        if (p.accumulate) { gk += load<T>(p.dk, off); gv += load<T>(p.dv, off); }
-        store<T>(p.dk, off, gk);
-        store<T>(p.dv, off, gv);
-    }
+    __syncthreads();
+    for (int k = threadIdx.x; k < p.r; k += NT) p.cpart[((i64)b * p.groups + g) * hr + h * p.r + k] = colacc[k];
+}
+
+// Between the phases, one thread per (b, column): coldot = the groups' Σ P·dP added in group order.
+template <typename T> __device__ void ls_projection_coldot(LsProjectionParams p)
+{
+    const int hr = p.H * p.r;
+    const i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x;
+    if (i >= (i64)p.B * hr) return;
+    const i64 b = i / hr, c = i % hr;
+    double s = 0.0;
+    for (int g = 0; g < p.groups; ++g) s += p.cpart[(b * p.groups + g) * hr + c];
+    p.coldot[i] = s;
 }
 
 TLS_INSTANTIATE(ls_projection_stats, LsProjectionParams)
+TLS_INSTANTIATE(ls_projection_stats_sum, LsProjectionParams)
 TLS_INSTANTIATE(ls_projection_compress, LsProjectionParams)
+TLS_INSTANTIATE(ls_projection_compress_sum, LsProjectionParams)
 TLS_INSTANTIATE(ls_projection_bwd, LsProjectionParams)
+TLS_INSTANTIATE(ls_projection_coldot, LsProjectionParams)

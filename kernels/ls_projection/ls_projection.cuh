@@ -10,17 +10,25 @@ struct LsProjectionParams
     const void* k;        // [B, H, n, d]
     const void* v;        // [B, H, n, d]
     const float* mask;    // [B, n] or null
-    float* colmax;        // [B, H*r]
+    float* colmax;        // [B, H*r]: the forward writes them, the backward reads them
     float* colsum;        // [B, H*r]
-    float* kbar_acc;      // forward: fp32 [B, H, r, d], zeroed by the launcher
-    float* vbar_acc;
+    void* kbar;           // forward outputs [B, H, r, d]
+    void* vbar;
+    float* pmax;          // forward scratch: per token group, the column max [B, G, H*r] ...
+    double* psum;         // ... and Σ exp(s − max) over the group's tokens [B, G, H*r]
+    float* kpart;         // forward scratch: per token group, the partial K̄ [G, B, H, r, d] ...
+    float* vpart;         // ... and V̄
     const void* dkbar;    // backward inputs [B, H, r, d]
     const void* dvbar;
-    double* coldot;       // backward: Σ_t P·dP per column [B, H*r], zeroed by the launcher
+    double* cpart;        // backward scratch: per token group, Σ_t P·dP per column [B, G, H*r]
+    double* coldot;       // backward: the groups' sums in group order [B, H*r]
     void* dk;             // backward outputs [B, H, n, d]
     void* dv;
     void* ds;             // [B, n, H*r]
-    int B, H, n, d, r, accumulate, phase;
+    int B, H, n, d, r;
+    int groups;           // G token groups of group_tokens consecutive tokens (the last may be shorter)
+    int group_tokens;
+    int accumulate, phase;
 };
 
-TLS_PARAMS_LAYOUT(LsProjectionParams, phase, 144, 136)
+TLS_PARAMS_LAYOUT(LsProjectionParams, phase, 192, 184)

@@ -16,7 +16,7 @@ public readonly record struct KernelAttributes(int Registers, int StaticSharedBy
 public sealed unsafe class CudaKernel
 {
     readonly CudaContext _context;
-    int _dynamicSharedLimit;
+    int _dynamicSharedLimit = -1; // dynamic bytes a launch may ask for without raising the limit; -1 until first asked
     public nint Handle { get; }
     public string Name { get; }
 
@@ -40,7 +40,9 @@ public sealed unsafe class CudaKernel
     {
         if (grid.X == 0 || grid.Y == 0 || grid.Z == 0) return; // empty problem: nothing to launch
         _context.MakeCurrent();
-        if (sharedBytes > 48 * 1024 && sharedBytes > _dynamicSharedLimit) RaiseSharedLimit(sharedBytes);
+        // Static plus dynamic shared memory above the default 48 KiB needs the opt-in attribute.
+        if (_dynamicSharedLimit < 0) _dynamicSharedLimit = Math.Max(0, 48 * 1024 - Attributes.StaticSharedBytes);
+        if (sharedBytes > _dynamicSharedLimit) RaiseSharedLimit(sharedBytes);
         TParams copy = p;
         void* arg = &copy;
         Driver.Check(Driver.cuLaunchKernel(Handle, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z,
@@ -50,9 +52,10 @@ public sealed unsafe class CudaKernel
 
     void RaiseSharedLimit(uint bytes)
     {
-        if (bytes > _context.Device.MaxSharedMemoryPerBlockOptin)
+        var total = (long)bytes + Attributes.StaticSharedBytes;
+        if (total > _context.Device.MaxSharedMemoryPerBlockOptin)
             throw new ArgumentOutOfRangeException(nameof(bytes), bytes,
-                $"kernel {Name} asks for {bytes} bytes of shared memory; {_context.Device.Name} allows {_context.Device.MaxSharedMemoryPerBlockOptin}");
+                $"kernel {Name} asks for {total} bytes of shared memory ({bytes} dynamic); {_context.Device.Name} allows {_context.Device.MaxSharedMemoryPerBlockOptin}");
         Driver.Check(Driver.cuFuncSetAttribute(Handle, 8 /* MAX_DYNAMIC_SHARED_SIZE_BYTES */, (int)bytes), Name);
         _dynamicSharedLimit = (int)bytes;
     }

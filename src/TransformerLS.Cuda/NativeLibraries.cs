@@ -3,14 +3,14 @@ using System.Runtime.InteropServices;
 
 namespace TransformerLS.Cuda;
 
-/// <summary>The three native libraries the binding uses, found by soname.</summary>
-public enum NativeLib { Driver, Nvrtc, Cublas }
+/// <summary>The native libraries the binding uses, found by soname.</summary>
+public enum NativeLib { Driver, Nvrtc, Cublas, CublasLt }
 
 /// <summary>Thrown when a CUDA library cannot be loaded; lists every path that was tried.</summary>
 public sealed class CudaLibraryNotFoundException(string message) : DllNotFoundException(message);
 
 /// <summary>
-/// Finds libcuda, libnvrtc and libcublas by soname, newest first. TLS_CUDA_LIBRARY_PATH (a directory, or a
+/// Finds libcuda, libnvrtc, libcublas and libcublasLt by soname, newest first. TLS_CUDA_LIBRARY_PATH (a directory, or a
 /// list separated by ':' or ';') is searched before the loader's own path. The toolkit's stub libcuda
 /// (lib64/stubs) is refused: it loads, but every call fails with CUDA_ERROR_STUB_LIBRARY.
 /// </summary>
@@ -19,6 +19,7 @@ public static class NativeLibraries
     internal const string DriverName = "tls_cuda";
     internal const string NvrtcName = "tls_nvrtc";
     internal const string CublasName = "tls_cublas";
+    internal const string CublasLtName = "tls_cublaslt";
     public const string PathVariable = "TLS_CUDA_LIBRARY_PATH";
 
     static readonly Lock Gate = new();
@@ -33,9 +34,11 @@ public static class NativeLibraries
         (NativeLib.Driver, false) => ["libcuda.so.1", "libcuda.so"],
         (NativeLib.Nvrtc, false) => ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"],
         (NativeLib.Cublas, false) => ["libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"],
+        (NativeLib.CublasLt, false) => ["libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so.11", "libcublasLt.so"],
         (NativeLib.Driver, true) => ["nvcuda.dll"],
         (NativeLib.Nvrtc, true) => ["nvrtc64_130_0.dll", "nvrtc64_120_0.dll", "nvrtc64_112_0.dll"],
         (NativeLib.Cublas, true) => ["cublas64_13.dll", "cublas64_12.dll", "cublas64_11.dll"],
+        (NativeLib.CublasLt, true) => ["cublasLt64_13.dll", "cublasLt64_12.dll", "cublasLt64_11.dll"],
         _ => throw new ArgumentOutOfRangeException(nameof(lib)),
     };
 
@@ -94,6 +97,7 @@ public static class NativeLibraries
         DriverName => Load(NativeLib.Driver),
         NvrtcName => Load(NativeLib.Nvrtc),
         CublasName => Load(NativeLib.Cublas),
+        CublasLtName => Load(NativeLib.CublasLt),
         _ => 0,
     };
 

@@ -13,9 +13,9 @@ public static class TestEnv
     {
         if (!CudaContext.IsAvailable(out var why)) return (null, why);
         var be = new CudaBackend(0);
-        // cuBLAS's workspace lives as long as the backend; made here, it is not seen to appear inside whichever test
-        // first runs a matmul (a conformance run of only its class failed its live-bytes check on the first matmul).
-        _ = be.Blas;
+        // cuBLAS's and cuBLASLt's workspaces live as long as the backend; made here (Prepare), they are not seen to appear
+        // inside whichever test first runs a matmul (a conformance run of only its class failed its live-bytes check).
+        be.Prepare();
         return (be, "");
     });
 

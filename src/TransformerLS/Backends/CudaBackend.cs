@@ -15,6 +15,7 @@ public sealed class CudaBackend : IBackend
     readonly Dictionary<(string Name, int Index), int> _constants = [];
     readonly Lock _gate = new();
     CudaBlas? _blas;
+    CudaBlasLt? _blasLt;
 
     public CudaContext Context { get; }
     public CudaStream Stream => Context.Stream;
@@ -37,6 +38,12 @@ public sealed class CudaBackend : IBackend
     public CudaBlas Blas
     {
         get { lock (_gate) return _blas ??= new CudaBlas(Context, Stream); }
+    }
+
+    /// <summary>cuBLASLt on the same stream: GEMMs with a fused epilogue (the Linear's bias).</summary>
+    public CudaBlasLt BlasLt
+    {
+        get { lock (_gate) return _blasLt ??= new CudaBlasLt(Context, Stream); }
     }
 
     /// <summary>The kernel <paramref name="name"/> of kernels/<paramref name="file"/>, compiled or loaded on first use.</summary>
@@ -85,7 +92,7 @@ public sealed class CudaBackend : IBackend
     public void CopyFromHost(Tensor t, ReadOnlySpan<byte> bytes) => CudaMemory.CopyHostToDevice(Stream, t.DevicePointer, bytes);
     public void CopyToHost(Tensor t, Span<byte> bytes) => CudaMemory.CopyDeviceToHost(Stream, bytes, t.DevicePointer);
     void IBackend.Free(ulong devicePointer, long bytes) => Context.Allocator.Free(devicePointer, bytes);
-    public void Prepare() => _ = Blas;
+    public void Prepare() { _ = Blas; _ = BlasLt; }
     public void Synchronize() => Stream.Synchronize();
 
     public void Dispose()
@@ -94,6 +101,8 @@ public sealed class CudaBackend : IBackend
         {
             _blas?.Dispose();
             _blas = null;
+            _blasLt?.Dispose();
+            _blasLt = null;
             foreach (var m in _modules.Values) m.Dispose();
             _modules.Clear();
             _kernels.Clear();

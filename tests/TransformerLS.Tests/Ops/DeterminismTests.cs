@@ -4,20 +4,21 @@ using TransformerLS.Tensors;
 namespace TransformerLS.Tests;
 
 /// <summary>
-/// Backwards whose reductions run in a fixed order (two-stage column sums, no float atomics) give the same bits
-/// every run: each case's launch runs twice on the same inputs and its outputs are compared bit for bit. Families
-/// join as their atomics go (issue 17); the attention, projection and embedding backwards still sum with atomics.
+/// Ops whose reductions run in a fixed order (two-stage sums, no float atomics) give the same bits every run: each
+/// case's launch runs twice on the same inputs and its outputs are compared bit for bit. Families join as their atomics
+/// go (issue 17); the attention and embedding backwards still sum with atomics.
 /// </summary>
 [Collection(GpuCollection.Name)]
 public class DeterminismTests
 {
-    static readonly string[] Deterministic = ["LayerNorm.Backward", "DualLayerNorm.Backward"];
+    static readonly string[] Deterministic =
+        ["LayerNorm.Backward", "DualLayerNorm.Backward", "LsProjection.Forward", "LsProjection.Backward", "Linear.Forward", "Linear.Backward", "Elementwise.ColumnSum"];
 
     public static TheoryData<string> Cases() => [.. OpCases.All.Where(c => Deterministic.Contains(c.Facade)).Select(c => c.Name)];
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Backward_gives_the_same_bits_twice(string name)
+    public void Gives_the_same_bits_twice(string name)
     {
         var gpu = TestEnv.RequireGpu();
         var c = OpCases.All.Single(k => k.Name == name);
@@ -41,6 +42,6 @@ public class DeterminismTests
     [Fact]
     public void Some_cases_are_checked()
     {
-        Assert.True(Cases().Count() >= 12, $"only {Cases().Count()} deterministic backward cases");
+        Assert.True(Cases().Count() >= 30, $"only {Cases().Count()} deterministic cases");
     }
 }

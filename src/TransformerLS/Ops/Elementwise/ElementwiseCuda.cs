@@ -32,6 +32,16 @@ struct BiasGeluParams
     public long N, Cols;
 }
 
+/// <summary>Mirror of ColumnSumParams in kernels/elementwise/elementwise.cuh (its layout line is the contract).</summary>
+[StructLayout(LayoutKind.Sequential)]
+struct ColumnSumParams
+{
+    public ulong X, Y, Partial;
+    public long Rows, Cols;
+    public int Groups;
+    public float Beta;
+}
+
 /// <summary>Launchers for kernels/elementwise/.</summary>
 static class ElementwiseCuda
 {
@@ -104,10 +114,24 @@ static class ElementwiseCuda
         Launch(be, dst.DType, "convert_from_f32_f32", "convert_from_f32_bf16", Grid(count), Threads, p);
     }
 
+    /// <summary>y = beta·y + Σ_rows x in two fixed-order stages over <see cref="ColumnGroups"/> row groups (scratch [G, cols] fp32).</summary>
     public static void ColumnSum(CudaBackend be, int cols, Tensor x, Tensor y, float beta)
     {
-        var p = new ElementwiseParams { A = x.DevicePointer, Y = y.DevicePointer, N = x.Count, Cols = cols, Beta = beta };
-        Launch(be, x.DType, "column_sum_f32", y.DType == DType.Float32 ? "column_sum_bf16_to_f32" : "column_sum_bf16", (uint)((cols + 31) / 32), new Dim3(32, 8), p);
+        var rows = cols == 0 ? 0 : x.Count / cols;
+        var p = new ColumnSumParams { X = x.DevicePointer, Y = y.DevicePointer, Rows = rows, Cols = cols, Groups = ColumnGroups.Of(rows), Beta = beta };
+        var bytes = ColumnGroups.SumScratchBytes(be.Device, rows, cols);
+        p.Partial = be.Context.Allocator.Allocate(bytes);
+        try
+        {
+            be.Kernel(File, x.DType == DType.Float32 ? "column_sum_f32" : "column_sum_bf16")
+                .Launch(new Dim3((uint)((cols + 31) / 32), (uint)p.Groups), new Dim3(32, 8), 0, be.Stream, p);
+            be.Kernel(File, y.DType == DType.Float32 ? "column_sum_groups_f32" : "column_sum_groups_bf16")
+                .Launch((uint)((cols + Threads - 1) / Threads), Threads, 0, be.Stream, p);
+        }
+        finally
+        {
+            be.Context.Allocator.Free(p.Partial, bytes);
+        }
     }
 
     public static void AddTo(CudaBackend be, Tensor x, Tensor y)

@@ -7,8 +7,8 @@ namespace TransformerLS.Ops;
 // LinearCases.cs (test and bench cases). See Ops/README.md.
 
 /// <summary>
-/// y = x·Wᵀ + b over the last axis (PyTorch's Linear, weight [out, in]), composed from the backend's
-/// matmul, bias add and column sum, so it runs unchanged on both backends.
+/// y = x·Wᵀ + b over the last axis (PyTorch's Linear, weight [out, in]): on the GPU one cuBLASLt GEMM with the bias in
+/// its epilogue (LinearCuda.cs); elsewhere composed from the backend's matmul, bias add and column sum.
 /// </summary>
 public static partial class Linear
 {
@@ -20,27 +20,18 @@ public static partial class Linear
             throw new ArgumentException($"weight has shape {weight.Shape}; expected [out, {x.Shape[-1]}] for x of shape {x.Shape}", nameof(weight));
         // The batched matmul with a 2-D weight folds the leading axes into one GEMM; no views needed.
         if (bias is null) { MatMul.Forward(be, x, false, weight, true, y); return; }
-        // y = bias (exact), then y = x·Wᵀ + 1·y in one GEMM. For bf16 that sum is kept in float32 and cast once:
-        // a bf16 C with beta = 1 was rounded more than once by cuBLAS (up to 1.5 ulp, failing the 2x rule).
-        if (y.DType != DType.BFloat16)
-        {
-            be.Fill(y, 0f);
-            Elementwise.BiasAdd(be, y, bias, y);
-            MatMul.Forward(be, x, false, weight, true, y, 1f, 1f);
-            return;
-        }
         Check.Vector(be, bias, weight.Shape[0], x.DType, nameof(bias));
-        using var bias32 = be.Empty(bias.Shape, DType.Float32);
-        using var y32 = be.Empty(y.Shape, DType.Float32);
-        Elementwise.Cast(be, bias, bias32);
-        be.Fill(y32, 0f);
-        Elementwise.BiasAdd(be, y32, bias32, y32);
-        MatMul.Forward(be, x, false, weight, true, y32, 1f, 1f);
-        Elementwise.Cast(be, y32, y);
+        // The GPU adds the bias in the GEMM's epilogue (cuBLASLt), in fp32, with one rounding into y.
+        var g = MatMul.CheckShapes(be, x, false, weight, true, y);
+        if (be is CudaBackend cuda && y.DType == x.DType) { LinearCuda.Forward(cuda, g, x, weight, bias, y); return; }
+        be.Fill(y, 0f);
+        Elementwise.BiasAdd(be, y, bias, y);
+        MatMul.Forward(be, x, false, weight, true, y, 1f, 1f);
     }
 
-    /// <summary>Scratch the forward allocates while it runs: a bf16 product with a bias is summed in float32 (bias and output).</summary>
-    public static long ForwardWorkspace(DType dtype, Shape? bias, Shape y) => bias is not null && dtype == DType.BFloat16 ? 4 * (bias.Value.Count + y.Count) : 0;
+    /// <summary>Device scratch the backward allocates while it runs: the bias gradient's two-stage column sum on the GPU.</summary>
+    public static long BackwardWorkspace(Device device, Shape? bias, Shape y) =>
+        bias is null ? 0 : ColumnGroups.SumScratchBytes(device, y.Count / Math.Max(1, y[-1]), y[-1]);
 
     /// <summary>dx = dy·W, dW (+)= dyᵀ·x, db (+)= Σ dy; any of the three may be null.</summary>
     public static void Backward(IBackend be, Tensor dy, Tensor x, Tensor weight, Tensor? dx, Tensor? dweight, Tensor? dbias, bool accumulate = false)

@@ -22,7 +22,7 @@ sealed class LinearNode(Value x, Value w, Value? b, Value y)
 
     public override bool Accumulates(int input) => input > 0;
 
-    public override long Workspace(Device device, bool backward) => backward ? 0 : LinearOp.ForwardWorkspace(y.DType, b?.Shape, y.Shape);
+    public override long Workspace(Device device, bool backward) => backward ? LinearOp.BackwardWorkspace(device, b?.Shape, y.Shape) : 0;
 }
 
 public static partial class Builders

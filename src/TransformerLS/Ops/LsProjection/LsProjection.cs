@@ -27,12 +27,26 @@ public static partial class LsProjection
         });
     }
 
-    /// <summary>Device scratch the forward allocates while it runs: fp32 sums of K̄ and V̄ for bf16 on the GPU.</summary>
-    public static long ForwardWorkspace(Device device, DType dtype, Shape kbar, Shape vbar) =>
-        device.Kind != DeviceKind.Cuda ? 0 : Float32Accumulators.ScratchBytes(dtype, [kbar.Count, vbar.Count]);
+    /// <summary>
+    /// The token groups of the GPU's two-stage sums over the sequence (every reduction of the family, forward and
+    /// backward): G = clamp(ceil(n / 512), 1, 1024) groups of ceil(n / G) consecutive tokens. Stage 1 reduces each group,
+    /// stage 2 adds the groups in order, so the bits do not depend on scheduling. Depends on n alone.
+    /// </summary>
+    internal static (int Groups, int Tokens) Groups(int n)
+    {
+        var groups = (int)Math.Clamp((n + 511L) / 512, 1, 1024);
+        return (groups, (int)((n + (long)groups - 1) / groups));
+    }
 
-    /// <summary>Device scratch the backward allocates while it runs: one double Σ_t P·dP per column (B·H·r) on the GPU.</summary>
-    public static long BackwardWorkspace(Device device, Shape kbar) => device.Kind != DeviceKind.Cuda ? 0 : 8L * kbar.Product(0, 3);
+    /// <summary>Device scratch the forward allocates while it runs: per token group, the column statistics (a float and a
+    /// double per column) and fp32 partial K̄, V̄; none on the CPU.</summary>
+    public static long ForwardWorkspace(Device device, Shape k, Shape kbar) =>
+        device.Kind != DeviceKind.Cuda ? 0 : LsProjectionScratch.Forward(k, kbar).Bytes;
+
+    /// <summary>Device scratch the backward allocates while it runs: per token group and column a double Σ_t P·dP,
+    /// then their sum per column; none on the CPU.</summary>
+    public static long BackwardWorkspace(Device device, Shape k, Shape kbar) =>
+        device.Kind != DeviceKind.Cuda ? 0 : LsProjectionScratch.Backward(k, kbar).Bytes;
 
     /// <summary>dscores (overwritten); dk, dv overwritten or, with <paramref name="accumulate"/>, added to.</summary>
     public static void Backward(IBackend be, Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum,

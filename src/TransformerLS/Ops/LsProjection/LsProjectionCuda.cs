@@ -9,73 +9,114 @@ namespace TransformerLS.Ops;
 [StructLayout(LayoutKind.Sequential)]
 struct LsProjectionParams
 {
-    public ulong S, K, V, Mask, ColMax, ColSum, KBarAcc, VBarAcc, DKBar, DVBar, ColDot, DK, DV, DS;
-    public int B, H, N, D, R, Accumulate, Phase;
+    public ulong S, K, V, Mask, ColMax, ColSum, KBar, VBar, PMax, PSum, KPart, VPart, DKBar, DVBar, CPart, ColDot, DK, DV, DS;
+    public int B, H, N, D, R, Groups, GroupTokens, Accumulate, Phase;
 }
 
+/// <summary>
+/// The scratch of one projection call on the GPU, one block carved into 256-byte aligned pieces: forward, per token group
+/// the column max (float) and sum (double) [B, G, H·r] and the partial K̄, V̄ [G, B, H, r, d] fp32; backward, per group
+/// Σ P·dP [B, G, H·r] and its sum [B, H·r], doubles. Sizes from the shapes alone (the nodes plan with the same numbers).
+/// </summary>
+readonly record struct LsProjectionScratch(long A, long B, long C, long D)
+{
+    static long Align(long bytes) => (bytes + 255) / 256 * 256;
+    public long Bytes => Align(A) + Align(B) + Align(C) + Align(D);
+    public ulong At(ulong block, int piece) => block + (ulong)(piece switch
+    {
+        0 => 0,
+        1 => Align(A),
+        2 => Align(A) + Align(B),
+        _ => Align(A) + Align(B) + Align(C),
+    });
+
+    public static LsProjectionScratch Forward(Shape k, Shape kbar)
+    {
+        var groups = LsProjection.Groups(k[2]).Groups;
+        long columns = (long)kbar[0] * kbar[1] * kbar[2];
+        return new(4 * groups * columns, 8 * groups * columns, 4 * groups * kbar.Count, 4 * groups * kbar.Count);
+    }
+
+    public static LsProjectionScratch Backward(Shape k, Shape kbar)
+    {
+        var groups = LsProjection.Groups(k[2]).Groups;
+        long columns = (long)kbar[0] * kbar[1] * kbar[2];
+        return new(8 * groups * columns, 8 * columns, 0, 0);
+    }
+}
+
+/// <summary>Launchers of kernels/ls_projection/: every sum over the sequence in two fixed-order stages (no atomics).</summary>
 static class LsProjectionCuda
 {
     const string File = "ls_projection/ls_projection.cu";
-    const int Threads = 256; // the kernels stride by blockDim: the launcher's choice
+    const uint Flat = 256; // threads of the one-thread-per-column stage-2 kernels (they take any block size)
 
-    /// <summary>Tokens per block, read from the module (TLS_EXPORT): the kernel is the one source.</summary>
-    static int TChunk(CudaBackend be) => be.Constant(File, "ls_projection_tchunk");
+    static string Name(Tensor k, string f32, string bf16) => k.DType == DType.Float32 ? f32 : bf16;
 
-    static LsProjectionParams Params(LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum) => new()
+    static LsProjectionParams Params(LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum)
     {
-        S = s.DevicePointer, K = k.DevicePointer, V = v.DevicePointer, Mask = mask?.DevicePointer ?? 0,
-        ColMax = colmax.DevicePointer, ColSum = colsum.DevicePointer, B = g.B, H = g.H, N = g.N, D = g.D, R = g.R,
-    };
-
-    static Dim3 Chunks(LsProjectionGeometry g, int tchunk) => new((uint)((g.N + tchunk - 1) / tchunk), (uint)g.H, (uint)g.B);
-
-    /// <summary>The kernel's carve-up as the kernel file exports it (one source), checked against the device's limit.</summary>
-    static uint SharedBytes(CudaBackend be, LsProjectionGeometry g, bool backward)
-    {
-        long bytes = backward
-            ? be.Constant(File, "ls_projection_bwd_smem_fixed") + (long)be.Constant(File, "ls_projection_bwd_smem_per_d") * g.D
-            : (long)be.Constant(File, "ls_projection_compress_smem_per_r") * g.R + (long)be.Constant(File, "ls_projection_compress_smem_per_d") * g.D;
-        if (bytes > be.Context.Device.MaxSharedMemoryPerBlockOptin)
-            throw new ArgumentOutOfRangeException("kbar", $"r={g.R}, d={g.D}",
-                $"the CUDA projection needs {bytes} bytes of shared memory for r={g.R}, d={g.D}; the device allows {be.Context.Device.MaxSharedMemoryPerBlockOptin}");
-        return (uint)bytes;
+        var (groups, tokens) = LsProjection.Groups(g.N);
+        return new()
+        {
+            S = s.DevicePointer, K = k.DevicePointer, V = v.DevicePointer, Mask = mask?.DevicePointer ?? 0,
+            ColMax = colmax.DevicePointer, ColSum = colsum.DevicePointer, B = g.B, H = g.H, N = g.N, D = g.D, R = g.R,
+            Groups = groups, GroupTokens = tokens,
+        };
     }
+
+    /// <summary>Blocks (group, h, b) of the compress and backward kernels; their thread count is the module's (TLS_EXPORT).</summary>
+    static (Dim3 Grid, uint Threads) Groups(CudaBackend be, LsProjectionGeometry g, in LsProjectionParams p) =>
+        (new Dim3((uint)p.Groups, (uint)g.H, (uint)g.B), (uint)be.Constant(File, "ls_projection_threads"));
+
+    static Dim3 Columns(LsProjectionGeometry g) => (uint)(((long)g.B * g.H * g.R + Flat - 1) / Flat);
 
     public static void Forward(CudaBackend be, LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum)
     {
-        var (tchunk, smem) = (TChunk(be), SharedBytes(be, g, backward: false));
-        var f32 = k.DType == DType.Float32;
         var p = Params(g, s, k, v, mask, colmax, colsum);
-        be.Kernel(File, f32 ? "ls_projection_stats_f32" : "ls_projection_stats_bf16")
-            .Launch(new Dim3((uint)((g.H * g.R + 127) / 128), (uint)g.B), 128, 0, be.Stream, p);
-        // K̄ and V̄ sum partial products over sequence chunks atomically, in fp32.
-        using var sums = new Float32Accumulators(be, kbar, vbar);
-        p.KBarAcc = sums.P0;
-        p.VBarAcc = sums.P1;
-        be.Kernel(File, f32 ? "ls_projection_compress_f32" : "ls_projection_compress_bf16").Launch(Chunks(g, tchunk), Threads, smem, be.Stream, p);
-        sums.Complete();
+        p.KBar = kbar.DevicePointer; p.VBar = vbar.DevicePointer;
+        var scratch = LsProjectionScratch.Forward(k.Shape, kbar.Shape);
+        var block = be.Context.Allocator.Allocate(scratch.Bytes);
+        try
+        {
+            (p.PMax, p.PSum, p.KPart, p.VPart) = (scratch.At(block, 0), scratch.At(block, 1), scratch.At(block, 2), scratch.At(block, 3));
+            be.Kernel(File, Name(k, "ls_projection_stats_f32", "ls_projection_stats_bf16")).Launch(new Dim3((uint)((g.H * g.R + 31) / 32), (uint)p.Groups, (uint)g.B), new Dim3(32, 8), 0, be.Stream, p);
+            be.Kernel(File, Name(k, "ls_projection_stats_sum_f32", "ls_projection_stats_sum_bf16")).Launch(Columns(g), Flat, 0, be.Stream, p);
+            var (grid, threads) = Groups(be, g, p);
+            be.Kernel(File, Name(k, "ls_projection_compress_f32", "ls_projection_compress_bf16")).Launch(grid, threads, 0, be.Stream, p);
+            var outputs = (long)kbar.Count;
+            be.Kernel(File, Name(k, "ls_projection_compress_sum_f32", "ls_projection_compress_sum_bf16")).Launch((uint)Math.Clamp((outputs + Flat - 1) / Flat, 1, 65535L * 16), Flat, 0, be.Stream, p);
+        }
+        finally
+        {
+            be.Context.Allocator.Free(block, scratch.Bytes);
+        }
     }
 
     public static void Backward(CudaBackend be, LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum,
         Tensor dkbar, Tensor dvbar, Tensor ds, Tensor dk, Tensor dv, bool accumulate)
     {
-        var (tchunk, smem) = (TChunk(be), SharedBytes(be, g, backward: true));
         var p = Params(g, s, k, v, mask, colmax, colsum);
         p.DKBar = dkbar.DevicePointer; p.DVBar = dvbar.DevicePointer; p.DK = dk.DevicePointer; p.DV = dv.DevicePointer;
         p.DS = ds.DevicePointer; p.Accumulate = accumulate ? 1 : 0;
-        var bytes = LsProjection.BackwardWorkspace(be.Device, dkbar.Shape); // a double per column
-        p.ColDot = be.Context.Allocator.Allocate(bytes);
+        var shared = (long)be.Constant(File, "ls_projection_bwd_smem_per_r") * g.R;
+        var kernel = be.Kernel(File, Name(k, "ls_projection_bwd_f32", "ls_projection_bwd_bf16"));
+        if (shared + kernel.Attributes.StaticSharedBytes > be.Context.Device.MaxSharedMemoryPerBlockOptin)
+            throw new ArgumentOutOfRangeException("dkbar", $"r={g.R}",
+                $"the CUDA projection backward needs {shared + kernel.Attributes.StaticSharedBytes} bytes of shared memory for r={g.R}; the device allows {be.Context.Device.MaxSharedMemoryPerBlockOptin}");
+        var scratch = LsProjectionScratch.Backward(k.Shape, dkbar.Shape);
+        var block = be.Context.Allocator.Allocate(scratch.Bytes);
         try
         {
-            CudaMemory.Fill32(be.Stream, p.ColDot, 0, bytes / 4);
-            var kernel = be.Kernel(File, k.DType == DType.Float32 ? "ls_projection_bwd_f32" : "ls_projection_bwd_bf16");
-            kernel.Launch(Chunks(g, tchunk), Threads, smem, be.Stream, p);
+            (p.CPart, p.ColDot) = (scratch.At(block, 0), scratch.At(block, 1));
+            var (grid, threads) = Groups(be, g, p);
+            kernel.Launch(grid, threads, (uint)shared, be.Stream, p);
+            be.Kernel(File, Name(k, "ls_projection_coldot_f32", "ls_projection_coldot_bf16")).Launch(Columns(g), Flat, 0, be.Stream, p);
             p.Phase = 1;
-            kernel.Launch(Chunks(g, tchunk), Threads, smem, be.Stream, p);
+            kernel.Launch(grid, threads, (uint)shared, be.Stream, p);
         }
         finally
         {
-            be.Context.Allocator.Free(p.ColDot, bytes);
+            be.Context.Allocator.Free(block, scratch.Bytes);
         }
     }
 }

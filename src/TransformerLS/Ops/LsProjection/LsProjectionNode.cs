@@ -24,7 +24,7 @@ sealed class LsProjectionNode(Value scores, Value k, Value v, Value? mask, Value
     public override bool Accumulates(int input) => input is 1 or 2;
 
     public override long Workspace(Device device, bool backward) => backward
-        ? Ops.LsProjection.BackwardWorkspace(device, kbar.Shape) : Ops.LsProjection.ForwardWorkspace(device, k.DType, kbar.Shape, vbar.Shape);
+        ? Ops.LsProjection.BackwardWorkspace(device, k.Shape, kbar.Shape) : Ops.LsProjection.ForwardWorkspace(device, k.Shape, kbar.Shape);
 }
 
 public static partial class Builders

@@ -1,0 +1,31 @@
+using TransformerLS.Backends;
+using TransformerLS.Cuda;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Ops;
+
+/// <summary>
+/// y = x·Wᵀ + b as one cuBLASLt GEMM with the bias in its epilogue: the product is accumulated in fp32, the bias added in
+/// fp32 and the sum rounded once into y (bf16 or fp32), so no fp32 temporaries and no extra launches.
+/// </summary>
+static class LinearCuda
+{
+    public static void Forward(CudaBackend be, MatMulGeometry g, Tensor x, Tensor weight, Tensor bias, Tensor y)
+    {
+        int outFeatures = g.N, inFeatures = g.K;
+        var rows = (long)g.Batch * g.M;
+        if (rows == 0 || outFeatures == 0) return;
+        if (rows > int.MaxValue)
+            throw new ArgumentOutOfRangeException(nameof(x), x.Shape.ToString(), $"the CUDA Linear takes at most {int.MaxValue} rows; x has {rows}");
+        if (inFeatures == 0) { Elementwise.BiasAdd(be, Zero(be, y), bias, y); return; }
+        var precision = x.DType == DType.BFloat16 ? GemmPrecision.BFloat16 : be.AllowTf32 ? GemmPrecision.TensorFloat32 : GemmPrecision.Float32;
+        be.BlasLt.Matmul(false, true, (int)rows, outFeatures, inFeatures, 1f, x.DevicePointer, weight.DevicePointer, 0f, y.DevicePointer,
+            bias.DevicePointer, precision, GemmEpilogue.Bias);
+    }
+
+    static Tensor Zero(CudaBackend be, Tensor y)
+    {
+        be.Fill(y, 0f);
+        return y;
+    }
+}
