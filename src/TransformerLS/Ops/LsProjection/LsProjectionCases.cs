@@ -16,6 +16,8 @@ public static partial class LsProjection
         (2, 2, 45, 32, 4, true), (1, 1, 70, 64, 1, false), (1, 3, 33, 128, 8, true),
         (1, 1, 40, 128, 254, true),  // ranks in 4 output tiles of 64
         (1, 2, 1100, 16, 3, true),   // three token groups of 367 (the two-stage sums), tiles across group ends
+        (1, 2, 600, 80, 70, false),  // bf16 tensor cores at d 80: rank tiles of 32 (backward) and 64 (compress), two groups
+        (2, 1, 50, 24, 5, false),    // d 24: the CUDA-core path in bf16 too
     }.SelectMany(s => CasesAt(dt, s.Item1, s.Item2, s.Item3, s.Item4, s.Item5, s.Item6, 2));
 
     internal static IEnumerable<OpCase> PerfCases(KernelShape k, DType dt) => CasesAt(dt, k.Batch, k.Heads, k.N, k.HeadDim, k.Rank, false, 1);

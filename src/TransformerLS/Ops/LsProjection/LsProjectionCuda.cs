@@ -45,10 +45,20 @@ readonly record struct LsProjectionScratch(long A, long B, long C, long D)
     }
 }
 
-/// <summary>Launchers of kernels/ls_projection/: every sum over the sequence in two fixed-order stages (no atomics).</summary>
+/// <summary>
+/// Launchers of kernels/ls_projection/: every sum over the sequence in two fixed-order stages (no atomics). The products
+/// run on the tensor cores (ls_projection_mma.cu) for bf16 with d = 16·k ≤ 128, on the CUDA cores otherwise.
+/// </summary>
 static class LsProjectionCuda
 {
-    const string File = "ls_projection/ls_projection.cu";
+    const string File = "ls_projection/ls_projection.cu", MmaFile = "ls_projection/ls_projection_mma.cu";
+    static readonly string[] MmaCompress = ["ls_projection_compress_mma_d16", "ls_projection_compress_mma_d32", "ls_projection_compress_mma_d48",
+        "ls_projection_compress_mma_d64", "ls_projection_compress_mma_d80", "ls_projection_compress_mma_d96", "ls_projection_compress_mma_d112",
+        "ls_projection_compress_mma_d128"];
+    static readonly string[] MmaBackward = ["ls_projection_bwd_mma_d16", "ls_projection_bwd_mma_d32", "ls_projection_bwd_mma_d48",
+        "ls_projection_bwd_mma_d64", "ls_projection_bwd_mma_d80", "ls_projection_bwd_mma_d96", "ls_projection_bwd_mma_d112", "ls_projection_bwd_mma_d128"];
+
+    static bool UsesMma(Tensor k, LsProjectionGeometry g) => k.DType == DType.BFloat16 && g.D % 16 == 0 && g.D <= 128;
     const uint Flat = 256; // threads of the one-thread-per-column stage-2 kernels (they take any block size)
 
     static string Name(Tensor k, string f32, string bf16) => k.DType == DType.Float32 ? f32 : bf16;
@@ -82,7 +92,11 @@ static class LsProjectionCuda
             be.Kernel(File, Name(k, "ls_projection_stats_f32", "ls_projection_stats_bf16")).Launch(new Dim3((uint)((g.H * g.R + 31) / 32), (uint)p.Groups, (uint)g.B), new Dim3(32, 8), 0, be.Stream, p);
             be.Kernel(File, Name(k, "ls_projection_stats_sum_f32", "ls_projection_stats_sum_bf16")).Launch(Columns(g), Flat, 0, be.Stream, p);
             var (grid, threads) = Groups(be, g, p);
-            be.Kernel(File, Name(k, "ls_projection_compress_f32", "ls_projection_compress_bf16")).Launch(grid, threads, 0, be.Stream, p);
+            if (UsesMma(k, g))
+                be.Kernel(MmaFile, MmaCompress[g.D / 16 - 1]).Launch(grid, (uint)be.Constant(MmaFile, "ls_projection_mma_threads"),
+                    (uint)be.Constant(MmaFile, "ls_projection_compress_mma_smem", g.D / 16 - 1), be.Stream, p);
+            else
+                be.Kernel(File, Name(k, "ls_projection_compress_f32", "ls_projection_compress_bf16")).Launch(grid, threads, 0, be.Stream, p);
             var outputs = (long)kbar.Count;
             be.Kernel(File, Name(k, "ls_projection_compress_sum_f32", "ls_projection_compress_sum_bf16")).Launch((uint)Math.Clamp((outputs + Flat - 1) / Flat, 1, 65535L * 16), Flat, 0, be.Stream, p);
         }
@@ -98,17 +112,21 @@ static class LsProjectionCuda
         var p = Params(g, s, k, v, mask, colmax, colsum);
         p.DKBar = dkbar.DevicePointer; p.DVBar = dvbar.DevicePointer; p.DK = dk.DevicePointer; p.DV = dv.DevicePointer;
         p.DS = ds.DevicePointer; p.Accumulate = accumulate ? 1 : 0;
-        var shared = (long)be.Constant(File, "ls_projection_bwd_smem_per_r") * g.R;
-        var kernel = be.Kernel(File, Name(k, "ls_projection_bwd_f32", "ls_projection_bwd_bf16"));
-        if (shared + kernel.Attributes.StaticSharedBytes > be.Context.Device.MaxSharedMemoryPerBlockOptin)
+        var mma = UsesMma(k, g);
+        var kernel = mma ? be.Kernel(MmaFile, MmaBackward[g.D / 16 - 1]) : be.Kernel(File, Name(k, "ls_projection_bwd_f32", "ls_projection_bwd_bf16"));
+        var shared = mma
+            ? be.Constant(MmaFile, "ls_projection_bwd_mma_smem", g.D / 16 - 1) + (long)be.Constant(MmaFile, "ls_projection_bwd_mma_smem_per_r") * g.R
+            : (long)be.Constant(File, "ls_projection_bwd_smem_per_r") * g.R;
+        if (shared > be.Context.Device.MaxSharedMemoryPerBlockOptin)
             throw new ArgumentOutOfRangeException("dkbar", $"r={g.R}",
-                $"the CUDA projection backward needs {shared + kernel.Attributes.StaticSharedBytes} bytes of shared memory for r={g.R}; the device allows {be.Context.Device.MaxSharedMemoryPerBlockOptin}");
+                $"the CUDA projection backward needs {shared} bytes of shared memory for r={g.R}, d={g.D}; the device allows {be.Context.Device.MaxSharedMemoryPerBlockOptin}");
         var scratch = LsProjectionScratch.Backward(k.Shape, dkbar.Shape);
         var block = be.Context.Allocator.Allocate(scratch.Bytes);
         try
         {
             (p.CPart, p.ColDot) = (scratch.At(block, 0), scratch.At(block, 1));
             var (grid, threads) = Groups(be, g, p);
+            if (mma) threads = (uint)be.Constant(MmaFile, "ls_projection_mma_threads");
             kernel.Launch(grid, threads, (uint)shared, be.Stream, p);
             be.Kernel(File, Name(k, "ls_projection_coldot_f32", "ls_projection_coldot_bf16")).Launch(Columns(g), Flat, 0, be.Stream, p);
             p.Phase = 1;

@@ -1,0 +1,226 @@
+// The dynamic projection in bf16 on the tensor cores (mma.sync m16n8k16, fp32 accumulation): the same math, groups
+// and outputs as ls_projection.cu (see there and reference section 1.3), for head dims d = 16·k ≤ 128. The column
+// statistics, the stage-2 sums and Σ P·dP's sum come from ls_projection.cu's kernels; this file holds the two
+// products that carry the FLOPs.
+//
+// Tile ownership: a block (group g, head h, batch b) of 4 warps walks its group's tokens PT = 64 at a time.
+// Compress: warp w owns ranks 16w.. of a 64-rank tile and accumulates K̄ = Pᵀ·K, V̄ = Pᵀ·V over the group's tokens;
+// P enters the mma as hi + lo bf16 (split_bf16x2), so it keeps ~16 bits. Backward: warp w owns tokens 16w.. of the
+// tile: dP = K·dK̄ᵀ + V·dV̄ᵀ on bf16 inputs as given, P in the accumulator layout, then Σ P·dP (phase 0, reduced in
+// a fixed order: lanes, then warps, then tiles) and dK = P·dK̄, dV = P·dV̄ (phase 0) or dS = P ∘ (dP − coldot)
+// (phase 1). Each token belongs to one block: dK, dV and dS are written, never added atomically.
+#include "ls_projection/ls_projection.cuh"
+#include "common/mma_tiles.cuh"
+
+#define PT 64                          // tokens per tile
+#define PR_FWD 64                      // ranks per compress tile (16 per warp)
+#define PR_BWD(D) ((D) <= 64 ? 64 : 32) // ranks per backward tile (registers: dP, P, dK and dV per thread)
+#define PW 4
+TLS_EXPORT(ls_projection_mma_threads, PW * 32)
+
+// Shared memory of the carve-ups below, bytes; the launcher reads them (one source). Compress: token row offsets
+// i64 [PT], K, V [PT][STRIDE(D)] and P hi, lo [PT][STRIDE(PR_FWD)] bf16, column max and 1/sum [PR_FWD] floats.
+// Backward: token and rank row offsets i64 [PT + PR], K, V [PT][STRIDE(D)], dK̄, dV̄ [PR][STRIDE(D)] bf16, column
+// max, 1/sum and coldot [PR] floats, per-warp sums double [PW][PR]; plus Σ P·dP double [r] (per_r).
+#define FWD_SMEM(D) (8 * PT + 2 * 2 * PT * STRIDE(D) + 2 * 2 * PT * STRIDE(PR_FWD) + 2 * 4 * PR_FWD)
+#define BWD_SMEM(D) (8 * (PT + PR_BWD(D)) + 2 * 2 * (PT + PR_BWD(D)) * STRIDE(D) + 3 * 4 * PR_BWD(D) + 8 * PW * PR_BWD(D))
+TLS_EXPORT_TABLE(ls_projection_compress_mma_smem, 8, FWD_SMEM(16), FWD_SMEM(32), FWD_SMEM(48), FWD_SMEM(64), FWD_SMEM(80),
+                 FWD_SMEM(96), FWD_SMEM(112), FWD_SMEM(128))
+TLS_EXPORT_TABLE(ls_projection_bwd_mma_smem, 8, BWD_SMEM(16), BWD_SMEM(32), BWD_SMEM(48), BWD_SMEM(64), BWD_SMEM(80),
+                 BWD_SMEM(96), BWD_SMEM(112), BWD_SMEM(128))
+TLS_EXPORT(ls_projection_bwd_mma_smem_per_r, 8)
+
+TLS_DEVICE bool mma_token(const LsProjectionParams& p, int b, int t) { return !p.mask || p.mask[(i64)b * p.n + t] != 0.f; }
+
+// Column max and 1/sum of ranks r0.. (zero past r or for a column without tokens, so its P is 0); coldot too if asked.
+TLS_DEVICE void load_columns(const LsProjectionParams& p, int b, int h, int r0, int pr, float* cmax, float* cinv, float* cdot)
+{
+    const int hr = p.H * p.r;
+    for (int i = threadIdx.x; i < pr; i += blockDim.x)
+    {
+        const bool in = r0 + i < p.r;
+        const i64 col = (i64)b * hr + h * p.r + r0 + i;
+        const float z = in ? p.colsum[col] : 0.f;
+        cmax[i] = in ? p.colmax[col] : 0.f;
+        cinv[i] = z > 0.f ? 1.f / z : 0.f;
+        if (cdot) cdot[i] = in ? (float)p.coldot[col] : 0.f;
+    }
+}
+
+// P of token t (< t1) for rank tile column kk, from the tile's column statistics.
+TLS_DEVICE float mma_prob(const LsProjectionParams& p, int b, int t, int t1, int col0, int kk, const float* cmax, const float* cinv)
+{
+    if (t >= t1 || cinv[kk] == 0.f || !mma_token(p, b, t)) return 0.f;
+    return expf(load<bf16>(p.s, ((i64)b * p.n + t) * (p.H * p.r) + col0 + kk) - cmax[kk]) * cinv[kk];
+}
+
+template <int D> __device__ void ls_projection_compress_mma(const LsProjectionParams& p)
+{
+    extern __shared__ __align__(16) unsigned char smem[];
+    i64* rows = (i64*)smem;
+    u16* Ks = (u16*)(rows + PT);
+    u16* Vs = Ks + PT * STRIDE(D);
+    u16* Ph = Vs + PT * STRIDE(D);
+    u16* Pl = Ph + PT * STRIDE(PR_FWD);
+    float* cmax = (float*)(Pl + PT * STRIDE(PR_FWD));
+    float* cinv = cmax + PR_FWD;
+    const int g = blockIdx.x, h = blockIdx.y, b = blockIdx.z, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int tg = g * p.group_tokens, t1 = min(p.n, tg + p.group_tokens), col0 = h * p.r;
+    const i64 base = ((i64)b * p.H + h) * p.n * D, out = (((i64)g * p.B + b) * p.H + h) * p.r * D;
+    for (int r0 = 0; r0 < p.r; r0 += PR_FWD)
+    {
+        __syncthreads();
+        load_columns(p, b, h, r0, PR_FWD, cmax, cinv, nullptr);
+        float ak[D / 8][4] = {}, av[D / 8][4] = {};
+        for (int t0 = tg; t0 < t1; t0 += PT)
+        {
+            __syncthreads();
+            for (int i = threadIdx.x; i < PT; i += blockDim.x) rows[i] = t0 + i < t1 ? base + (i64)(t0 + i) * D : -1;
+            __syncthreads();
+            load_rows<D>(Ks, p.k, rows, PT);
+            load_rows<D>(Vs, p.v, rows, PT);
+            cp_async_commit();
+            for (int idx = threadIdx.x; idx < PT * PR_FWD / 2; idx += blockDim.x)
+            {
+                const int t = idx / (PR_FWD / 2), kk = 2 * (idx % (PR_FWD / 2));
+                const float p0 = mma_prob(p, b, t0 + t, t1, col0 + r0, kk, cmax, cinv), p1 = mma_prob(p, b, t0 + t, t1, col0 + r0, kk + 1, cmax, cinv);
+                split_bf16x2(p0, p1, *(unsigned*)(Ph + t * STRIDE(PR_FWD) + kk), *(unsigned*)(Pl + t * STRIDE(PR_FWD) + kk));
+            }
+            cp_async_wait_all();
+            __syncthreads();
+            mma_xtb<D>(ak, Ph, Pl, STRIDE(PR_FWD), warp * 16, PT, Ks, STRIDE(D));
+            mma_xtb<D>(av, Ph, Pl, STRIDE(PR_FWD), warp * 16, PT, Vs, STRIDE(D));
+        }
+        for (int hh = 0; hh < 2; ++hh)
+        {
+            const int kk = r0 + warp * 16 + lane / 4 + 8 * hh;
+            if (kk >= p.r) continue;
+            for (int nb = 0; nb < D / 8; ++nb)
+            {
+                const int c = nb * 8 + 2 * (lane % 4);
+                *(float2*)(p.kpart + out + (i64)kk * D + c) = make_float2(ak[nb][2 * hh], ak[nb][2 * hh + 1]);
+                *(float2*)(p.vpart + out + (i64)kk * D + c) = make_float2(av[nb][2 * hh], av[nb][2 * hh + 1]);
+            }
+        }
+    }
+}
+
+template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams& p)
+{
+    constexpr int PR = PR_BWD(D);
+    extern __shared__ __align__(16) unsigned char smem[];
+    i64* trows = (i64*)smem;
+    i64* rrows = trows + PT;
+    u16* Ks = (u16*)(rrows + PR);
+    u16* Vs = Ks + PT * STRIDE(D);
+    u16* dKs = Vs + PT * STRIDE(D);
+    u16* dVs = dKs + PR * STRIDE(D);
+    float* cmax = (float*)(dVs + PR * STRIDE(D));
+    float* cinv = cmax + PR;
+    float* cdot = cinv + PR;
+    double* red = (double*)(cdot + PR);  // [PW][PR]
+    double* colacc = red + PW * PR;      // [r]
+    const int g = blockIdx.x, h = blockIdx.y, b = blockIdx.z, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int hr = p.H * p.r, tg = g * p.group_tokens, t1 = min(p.n, tg + p.group_tokens), col0 = h * p.r;
+    const i64 base = ((i64)b * p.H + h) * p.n * D, lbase = ((i64)b * p.H + h) * p.r * D;
+    const bool one_tile = p.r <= PR;  // then dK̄, dV̄ and the statistics are loaded once for all token tiles
+    if (p.phase == 0)
+        for (int k = threadIdx.x; k < p.r; k += blockDim.x) colacc[k] = 0.0;
+    for (int t0 = tg; t0 < t1; t0 += PT)
+    {
+        __syncthreads();
+        for (int i = threadIdx.x; i < PT; i += blockDim.x) trows[i] = t0 + i < t1 ? base + (i64)(t0 + i) * D : -1;
+        __syncthreads();
+        load_rows<D>(Ks, p.k, trows, PT);
+        load_rows<D>(Vs, p.v, trows, PT);
+        cp_async_commit();
+        float dk[D / 8][4] = {}, dv[D / 8][4] = {};
+        for (int r0 = 0; r0 < p.r; r0 += PR)
+        {
+            if (!one_tile || t0 == tg)
+            {
+                if (!one_tile) __syncthreads();  // the previous rank tile's readers are done
+                for (int i = threadIdx.x; i < PR; i += blockDim.x) rrows[i] = r0 + i < p.r ? lbase + (i64)(r0 + i) * D : -1;
+                load_columns(p, b, h, r0, PR, cmax, cinv, p.phase == 0 ? nullptr : cdot);
+                __syncthreads();
+                load_rows<D>(dKs, p.dkbar, rrows, PR);
+                load_rows<D>(dVs, p.dvbar, rrows, PR);
+                cp_async_commit();
+            }
+            cp_async_wait_all();
+            __syncthreads();
+            float dp[PR / 8][4] = {};
+            mma_abt<D, PR>(dp, Ks + warp * 16 * STRIDE(D), STRIDE(D), dKs, STRIDE(D));
+            mma_abt<D, PR>(dp, Vs + warp * 16 * STRIDE(D), STRIDE(D), dVs, STRIDE(D));
+            float pr[PR / 8][4];
+            for (int nb = 0; nb < PR / 8; ++nb)
+                for (int e = 0; e < 4; ++e)
+                    pr[nb][e] = mma_prob(p, b, t0 + warp * 16 + lane / 4 + 8 * (e / 2), t1, col0 + r0, nb * 8 + 2 * (lane % 4) + e % 2, cmax, cinv);
+            if (p.phase == 0)
+            {
+                // Σ P·dP per column over the warp's 16 tokens: the two rows of a thread, then the 8 lanes of a column.
+                for (int nb = 0; nb < PR / 8; ++nb)
+                    for (int e = 0; e < 2; ++e)
+                    {
+                        double s = (double)pr[nb][e] * dp[nb][e] + (double)pr[nb][e + 2] * dp[nb][e + 2];
+                        s += __shfl_xor_sync(0xffffffffu, s, 4);
+                        s += __shfl_xor_sync(0xffffffffu, s, 8);
+                        s += __shfl_xor_sync(0xffffffffu, s, 16);
+                        if (lane < 4) red[warp * PR + nb * 8 + 2 * lane + e] = s;
+                    }
+                mma_xb<PR, D>(dk, pr, dKs, STRIDE(D));
+                mma_xb<PR, D>(dv, pr, dVs, STRIDE(D));
+                __syncthreads();
+                for (int kk = threadIdx.x; kk < PR; kk += blockDim.x)
+                    if (r0 + kk < p.r)
+                    {
+                        double s = colacc[r0 + kk];
+                        for (int w = 0; w < PW; ++w) s += red[w * PR + kk];
+                        colacc[r0 + kk] = s;
+                    }
+            }
+            else
+                for (int nb = 0; nb < PR / 8; ++nb)
+                    for (int e = 0; e < 4; ++e)
+                    {
+                        const int t = t0 + warp * 16 + lane / 4 + 8 * (e / 2), kk = nb * 8 + 2 * (lane % 4) + e % 2;
+                        if (t < t1 && r0 + kk < p.r)
+                            store<bf16>(p.ds, ((i64)b * p.n + t) * hr + col0 + r0 + kk, pr[nb][e] * (dp[nb][e] - cdot[kk]));
+                    }
+        }
+        if (p.phase != 0) continue;
+        for (int hh = 0; hh < 2; ++hh)
+        {
+            const int t = t0 + warp * 16 + lane / 4 + 8 * hh;
+            if (t >= t1) continue;
+            for (int nb = 0; nb < D / 8; ++nb)
+            {
+                const i64 off = base + (i64)t * D + nb * 8 + 2 * (lane % 4);
+                float k0 = dk[nb][2 * hh], k1 = dk[nb][2 * hh + 1], v0 = dv[nb][2 * hh], v1 = dv[nb][2 * hh + 1];
+                if (p.accumulate)
+                {
+                    k0 += load<bf16>(p.dk, off); k1 += load<bf16>(p.dk, off + 1);
+                    v0 += load<bf16>(p.dv, off); v1 += load<bf16>(p.dv, off + 1);
+                }
+                *(unsigned*)((u16*)p.dk + off) = pack_bf16x2(k0, k1);
+                *(unsigned*)((u16*)p.dv + off) = pack_bf16x2(v0, v1);
+            }
+        }
+    }
+    if (p.phase != 0) return;
+    __syncthreads();
+    for (int k = threadIdx.x; k < p.r; k += blockDim.x) p.cpart[((i64)b * p.groups + g) * hr + col0 + k] = colacc[k];
+}
+
+#define TLS_INSTANTIATE_MMA(D)                                                                                        \
+    extern "C" __global__ void __launch_bounds__(PW * 32) ls_projection_compress_mma_d##D(LsProjectionParams p) { ls_projection_compress_mma<D>(p); } \
+    extern "C" __global__ void __launch_bounds__(PW * 32) ls_projection_bwd_mma_d##D(LsProjectionParams p) { ls_projection_bwd_mma<D>(p); }
+
+TLS_INSTANTIATE_MMA(16)
+TLS_INSTANTIATE_MMA(32)
+TLS_INSTANTIATE_MMA(48)
+TLS_INSTANTIATE_MMA(64)
+TLS_INSTANTIATE_MMA(80)
+TLS_INSTANTIATE_MMA(96)
+TLS_INSTANTIATE_MMA(112)
+TLS_INSTANTIATE_MMA(128)
