@@ -3,15 +3,34 @@
 // Reference: src/TransformerLS/Ops/Layout/Layout.cs.
 #include "layout/layout.cuh"
 
-// dst[o, j, i, c] = src[o, i, j, c]; indexed by the destination so writes are contiguous.
+// dst[o, j, i, c] = src[o, i, j, c]: rows of `inner` elements move whole. A thread moves one 16-byte unit of a row
+// when rows and pointers allow it (the launcher sets vec), else one element; indexed by the destination so writes
+// are contiguous, and the row's source is found once per unit (32-bit division where the count allows it).
 template <typename T> __device__ void swap_axes12(LayoutParams p)
 {
-    GRID_STRIDE(idx, p.outer * p.a * p.b * p.inner)
+    const int per = p.vec ? (int)(p.inner * sizeof(T) / 16) : (int)p.inner;  // units per row (inner fits an int)
+    const i64 total = p.outer * p.a * p.b * per;
+    GRID_STRIDE(idx, total)
     {
-        i64 c = idx % p.inner, r = idx / p.inner;
-        i64 i = r % p.a; r /= p.a;
-        i64 j = r % p.b, o = r / p.b;
-        ((T*)p.dst)[idx] = ((const T*)p.src)[((o * p.a + i) * p.b + j) * p.inner + c];
+        i64 r, u, i, j, o;
+        if (total <= 0x7fffffff)
+        {
+            unsigned x = (unsigned)idx, rr = x / (unsigned)per;
+            u = x - rr * (unsigned)per;
+            unsigned q = rr / (unsigned)p.a;
+            i = rr - q * (unsigned)p.a;
+            j = q % (unsigned)p.b;
+            o = q / (unsigned)p.b;
+            r = rr;
+        }
+        else
+        {
+            r = idx / per; u = idx % per;
+            i = r % p.a; j = (r / p.a) % p.b; o = r / p.a / p.b;
+        }
+        const i64 from = ((o * p.a + i) * p.b + j) * p.inner, to = r * p.inner;
+        if (p.vec) ((uint4*)((T*)p.dst + to))[u] = ((const uint4*)((const T*)p.src + from))[u];
+        else ((T*)p.dst)[to + u] = ((const T*)p.src)[from + u];
     }
 }
 

@@ -1,6 +1,6 @@
 // What both bidirectional LS attention kernels share: the params (mirrored by LsAttentionParams in
 // src/TransformerLS/Ops/LsAttention/LsAttentionCuda.cs) and which queries and keys a block owns.
-// ls_attention.cu: fp32 on the CUDA cores; ls_attention_mma.cu: bf16 on the tensor cores.
+// ls_attention.cu: fp32 on the CUDA cores; ls_attention_mma.cu (forward), ls_attention_bwd_mma.cu: bf16 on the tensor cores.
 #pragma once
 #include "common/prelude.cuh"
 
@@ -16,11 +16,15 @@ struct LsAttentionParams
     float* lse;          // [B, H, n]
     const void* dout;    // backward: [B, H, n, d]
     void* dq;            // backward: [B, H, n, d]
-    float* dk;           // backward, fp32 accumulators: [B, H, n, d]
+    float* dk;           // backward [B, H, n, d]: fp32 accumulators (ls_attention.cu), the bf16 outputs (ls_attention_bwd_mma.cu)
     float* dv;
-    float* dkbar;        // [B, H, r, d]
+    float* dkbar;        // [B, H, r, d]: fp32 accumulators, or the bf16 outputs of the landmark sum
     float* dvbar;
+    float* dd;           // bf16 backward: D_i = dO_i·O_i [B, H, n], written by the dQ pass for the key passes
+    float* lpart_k;      // bf16 backward: per query group, the landmarks' partial dK̄, dV̄ [G, B·H, r, d]
+    float* lpart_v;
     int B, H, n, d, w, r, e, chunks;  // chunks = ceil(w / qb) query chunks per segment (qb: the kernel's block)
+    int groups, group_tokens;         // query groups of the landmark pass (G groups of group_tokens queries)
     float scale;
 };
 
@@ -49,4 +53,4 @@ TLS_DEVICE Block block_of(const LsAttentionParams& p, int qb)
 
 TLS_DEVICE bool is_token(const LsAttentionParams& p, int b, int j) { return !p.mask || p.mask[(i64)b * p.n + j] != 0.f; }
 
-TLS_PARAMS_LAYOUT(LsAttentionParams, scale, 152, 144)
+TLS_PARAMS_LAYOUT(LsAttentionParams, scale, 184, 176)

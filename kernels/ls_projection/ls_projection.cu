@@ -16,6 +16,7 @@
 #define CCH 32  // columns per step of the backward's dot products
 #define NT 256
 TLS_EXPORT(ls_projection_threads, NT)
+TLS_EXPORT(ls_projection_stats_columns, 64)  // columns per stats block (32 x 8 threads, a pair each)
 // The backward's dynamic shared memory: Σ P·dP of the block's group, one double per rank (the tiles are static).
 TLS_EXPORT(ls_projection_bwd_smem_per_r, 8)
 
@@ -37,42 +38,60 @@ template <typename T> TLS_DEVICE float prob(const LsProjectionParams& p, int b, 
     return sizeof(T) == 4 ? (float)(exp((double)x) / z) : expf(x) / z;
 }
 
-// Online softmax statistics: (m, s) with s = Σ exp(x − m) absorbs one score, or merges another pair.
-TLS_DEVICE void absorb(float& m, double& s, float x)
+// Online softmax statistics: (m, s) with s = Σ exp(x − m) absorbs one score, or merges another pair. A is the sum's
+// type (Acc<T>: double for fp32, float for bf16, whose P is rounded to 8 bits).
+TLS_DEVICE double ex(double x) { return exp(x); }
+TLS_DEVICE float ex(float x) { return expf(x); }
+
+template <typename A> TLS_DEVICE void absorb(float& m, A& s, float x)
 {
     if (x == -TLS_INF) return;
-    if (x > m) { s = s * exp((double)m - (double)x) + 1.0; m = x; }
-    else s += exp((double)x - (double)m);
+    if (x > m) { s = s * ex((A)m - (A)x) + (A)1; m = x; }
+    else s += ex((A)x - (A)m);
 }
 
-TLS_DEVICE void merge(float& m, double& s, float m2, double s2)
+template <typename A> TLS_DEVICE void merge(float& m, A& s, float m2, A s2)
 {
     if (m2 == -TLS_INF) return;
-    if (m2 > m) { s = s * exp((double)m - (double)m2) + s2; m = m2; }
-    else s += s2 * exp((double)m2 - (double)m);
+    if (m2 > m) { s = s * ex((A)m - (A)m2) + s2; m = m2; }
+    else s += s2 * ex((A)m2 - (A)m);
 }
 
-// Stats stage 1, block (32, 8) = 32 columns x token group blockIdx.y x batch blockIdx.z: each thread absorbs every
-// 8th token of the group, then row 0 merges the 8 in order into pmax, psum [b][g][c].
+// Stats stage 1, block (32, 8) = 64 columns (a pair per thread) x token group blockIdx.y x batch blockIdx.z: each
+// thread absorbs every 8th token of the group (four loads in flight), then row 0 merges the 8 in order into pmax,
+// psum [b][g][c].
 template <typename T> __device__ void ls_projection_stats(LsProjectionParams p)
 {
-    __shared__ float sm[8][32];
-    __shared__ double ss[8][32];
-    const int hr = p.H * p.r, c = blockIdx.x * 32 + threadIdx.x, g = blockIdx.y, b = blockIdx.z;
+    typedef typename Acc<T>::type A;
+    __shared__ float sm[8][64];
+    __shared__ A ss[8][64];
+    const int hr = p.H * p.r, c = blockIdx.x * 64 + 2 * threadIdx.x, g = blockIdx.y, b = blockIdx.z;
     const int t1 = min(p.n, (g + 1) * p.group_tokens);
-    float m = -TLS_INF;
-    double s = 0.0;
-    if (c < hr)
-        for (int t = g * p.group_tokens + threadIdx.y; t < t1; t += 8)
-            if (proj_token(p, b, t)) absorb(m, s, load<T>(p.s, ((i64)b * p.n + t) * hr + c));
-    sm[threadIdx.y][threadIdx.x] = m;
-    ss[threadIdx.y][threadIdx.x] = s;
+    float m[2] = {-TLS_INF, -TLS_INF};
+    A s[2] = {0, 0};
+    auto score = [&](int t, int j) { return c + j < hr && proj_token(p, b, t) ? load<T>(p.s, ((i64)b * p.n + t) * hr + c + j) : -TLS_INF; };
+    int t = g * p.group_tokens + threadIdx.y;
+    for (; t + 24 < t1; t += 32)
+    {
+        float x[4][2];
+        for (int u = 0; u < 4; ++u)
+            for (int j = 0; j < 2; ++j) x[u][j] = score(t + 8 * u, j);
+        for (int u = 0; u < 4; ++u)
+            for (int j = 0; j < 2; ++j) absorb(m[j], s[j], x[u][j]);
+    }
+    for (; t < t1; t += 8)
+        for (int j = 0; j < 2; ++j) absorb(m[j], s[j], score(t, j));
+    for (int j = 0; j < 2; ++j) { sm[threadIdx.y][2 * threadIdx.x + j] = m[j]; ss[threadIdx.y][2 * threadIdx.x + j] = s[j]; }
     __syncthreads();
-    if (threadIdx.y != 0 || c >= hr) return;
-    for (int y = 1; y < 8; ++y) merge(m, s, sm[y][threadIdx.x], ss[y][threadIdx.x]);
-    const i64 o = ((i64)b * p.groups + g) * hr + c;
-    p.pmax[o] = m;
-    p.psum[o] = s;
+    if (threadIdx.y != 0) return;
+    for (int j = 0; j < 2; ++j)
+    {
+        if (c + j >= hr) continue;
+        for (int y = 1; y < 8; ++y) merge(m[j], s[j], sm[y][2 * threadIdx.x + j], ss[y][2 * threadIdx.x + j]);
+        const i64 o = ((i64)b * p.groups + g) * hr + c + j;
+        p.pmax[o] = m[j];
+        p.psum[o] = (double)s[j];
+    }
 }
 
 // Stats stage 2, one thread per (b, column): the groups merged in group order.

@@ -19,11 +19,12 @@
 TLS_EXPORT(ls_projection_mma_threads, PW * 32)
 
 // Shared memory of the carve-ups below, bytes; the launcher reads them (one source). Compress: token row offsets
-// i64 [PT], K, V [PT][STRIDE(D)] and P hi, lo [PT][STRIDE(PR_FWD)] bf16, column max and 1/sum [PR_FWD] floats.
-// Backward: token and rank row offsets i64 [PT + PR], K, V [PT][STRIDE(D)], dK̄, dV̄ [PR][STRIDE(D)] bf16, column
-// max, 1/sum and coldot [PR] floats, per-warp sums double [PW][PR]; plus Σ P·dP double [r] (per_r).
-#define FWD_SMEM(D) (8 * PT + 2 * 2 * PT * STRIDE(D) + 2 * 2 * PT * STRIDE(PR_FWD) + 2 * 4 * PR_FWD)
-#define BWD_SMEM(D) (8 * (PT + PR_BWD(D)) + 2 * 2 * (PT + PR_BWD(D)) * STRIDE(D) + 3 * 4 * PR_BWD(D) + 8 * PW * PR_BWD(D))
+// i64 [PT], K, V [PT][STRIDE(D)], the scores and P hi, lo [PT][STRIDE(PR_FWD)] bf16, column max and 1/sum [PR_FWD]
+// floats. Backward: token and rank row offsets i64 [PT + PR], K, V [PT][STRIDE(D)], dK̄, dV̄ [PR][STRIDE(D)], the
+// scores [PT][STRIDE(PR)] bf16, column max, 1/sum and coldot [PR] floats, per-warp sums double [PW][PR]; plus Σ P·dP
+// double [r] (per_r). Every operand arrives by cp.async (16 bytes a copy) before the tile's products start.
+#define FWD_SMEM(D) (8 * PT + 2 * 2 * PT * STRIDE(D) + 3 * 2 * PT * STRIDE(PR_FWD) + 2 * 4 * PR_FWD)
+#define BWD_SMEM(D) (8 * (PT + PR_BWD(D)) + 2 * 2 * (PT + PR_BWD(D)) * STRIDE(D) + 2 * PT * STRIDE(PR_BWD(D)) + 3 * 4 * PR_BWD(D) + 8 * PW * PR_BWD(D))
 TLS_EXPORT_TABLE(ls_projection_compress_mma_smem, 8, FWD_SMEM(16), FWD_SMEM(32), FWD_SMEM(48), FWD_SMEM(64), FWD_SMEM(80),
                  FWD_SMEM(96), FWD_SMEM(112), FWD_SMEM(128))
 TLS_EXPORT_TABLE(ls_projection_bwd_mma_smem, 8, BWD_SMEM(16), BWD_SMEM(32), BWD_SMEM(48), BWD_SMEM(64), BWD_SMEM(80),
@@ -47,11 +48,36 @@ TLS_DEVICE void load_columns(const LsProjectionParams& p, int b, int h, int r0, 
     }
 }
 
-// P of token t (< t1) for rank tile column kk, from the tile's column statistics.
-TLS_DEVICE float mma_prob(const LsProjectionParams& p, int b, int t, int t1, int col0, int kk, const float* cmax, const float* cinv)
+// Token rows t0.. of the tile: the element offset of each row of K, V, or -1 past the group's end or for padding
+// (whose P is 0: its K, V rows load as zeros and it adds nothing).
+TLS_DEVICE void token_rows(const LsProjectionParams& p, int b, i64 base, int t0, int t1, int d, i64* rows)
 {
-    if (t >= t1 || cinv[kk] == 0.f || !mma_token(p, b, t)) return 0.f;
-    return expf(load<bf16>(p.s, ((i64)b * p.n + t) * (p.H * p.r) + col0 + kk) - cmax[kk]) * cinv[kk];
+    for (int i = threadIdx.x; i < PT; i += blockDim.x) rows[i] = t0 + i < t1 && mma_token(p, b, t0 + i) ? base + (i64)(t0 + i) * d : -1;
+}
+
+// The scores of the tile's tokens for ranks r0 .. r0 + PR into Ss [PT][STRIDE(PR)] bf16: 16-byte cp.async copies
+// where the rows allow it (H·r and the first column multiples of 8, a full rank tile), element loads otherwise;
+// zeros past the group's end and past r. The caller commits and waits.
+template <int PR> TLS_DEVICE void load_scores(const LsProjectionParams& p, int b, int t0, int t1, int c0, int r0, u16* Ss)
+{
+    const int hr = p.H * p.r, nr = min(PR, p.r - r0);
+    const bool vec = hr % 8 == 0 && c0 % 8 == 0 && nr == PR;
+    for (int idx = threadIdx.x; idx < PT * PR / 8; idx += blockDim.x)
+    {
+        const int t = idx / (PR / 8), c = (idx % (PR / 8)) * 8;
+        u16* dst = Ss + t * STRIDE(PR) + c;
+        const bool in = t0 + t < t1;
+        const u16* src = (const u16*)p.s + (in ? ((i64)b * p.n + t0 + t) * hr + c0 + c : 0);
+        if (vec) cp_async_16(dst, src, in ? 16 : 0);
+        else
+            for (int e = 0; e < 8; ++e) dst[e] = in && c + e < nr ? src[e] : (u16)0;
+    }
+}
+
+// P of tile token t, rank column kk, from the staged score and the tile's column statistics.
+TLS_DEVICE float mma_prob(const i64* rows, const u16* Ss, int sstride, int t, int kk, const float* cmax, const float* cinv)
+{
+    return rows[t] < 0 || cinv[kk] == 0.f ? 0.f : expf(bf(Ss[t * sstride + kk]) - cmax[kk]) * cinv[kk];
 }
 
 template <int D> __device__ void ls_projection_compress_mma(const LsProjectionParams& p)
@@ -60,7 +86,8 @@ template <int D> __device__ void ls_projection_compress_mma(const LsProjectionPa
     i64* rows = (i64*)smem;
     u16* Ks = (u16*)(rows + PT);
     u16* Vs = Ks + PT * STRIDE(D);
-    u16* Ph = Vs + PT * STRIDE(D);
+    u16* Ss = Vs + PT * STRIDE(D);
+    u16* Ph = Ss + PT * STRIDE(PR_FWD);
     u16* Pl = Ph + PT * STRIDE(PR_FWD);
     float* cmax = (float*)(Pl + PT * STRIDE(PR_FWD));
     float* cinv = cmax + PR_FWD;
@@ -75,18 +102,20 @@ template <int D> __device__ void ls_projection_compress_mma(const LsProjectionPa
         for (int t0 = tg; t0 < t1; t0 += PT)
         {
             __syncthreads();
-            for (int i = threadIdx.x; i < PT; i += blockDim.x) rows[i] = t0 + i < t1 ? base + (i64)(t0 + i) * D : -1;
+            token_rows(p, b, base, t0, t1, D, rows);
             __syncthreads();
             load_rows<D>(Ks, p.k, rows, PT);
             load_rows<D>(Vs, p.v, rows, PT);
+            load_scores<PR_FWD>(p, b, t0, t1, col0 + r0, r0, Ss);
             cp_async_commit();
+            cp_async_wait_all();
+            __syncthreads();
             for (int idx = threadIdx.x; idx < PT * PR_FWD / 2; idx += blockDim.x)
             {
                 const int t = idx / (PR_FWD / 2), kk = 2 * (idx % (PR_FWD / 2));
-                const float p0 = mma_prob(p, b, t0 + t, t1, col0 + r0, kk, cmax, cinv), p1 = mma_prob(p, b, t0 + t, t1, col0 + r0, kk + 1, cmax, cinv);
+                const float p0 = mma_prob(rows, Ss, STRIDE(PR_FWD), t, kk, cmax, cinv), p1 = mma_prob(rows, Ss, STRIDE(PR_FWD), t, kk + 1, cmax, cinv);
                 split_bf16x2(p0, p1, *(unsigned*)(Ph + t * STRIDE(PR_FWD) + kk), *(unsigned*)(Pl + t * STRIDE(PR_FWD) + kk));
             }
-            cp_async_wait_all();
             __syncthreads();
             mma_xtb<D>(ak, Ph, Pl, STRIDE(PR_FWD), warp * 16, PT, Ks, STRIDE(D));
             mma_xtb<D>(av, Ph, Pl, STRIDE(PR_FWD), warp * 16, PT, Vs, STRIDE(D));
@@ -115,7 +144,8 @@ template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams&
     u16* Vs = Ks + PT * STRIDE(D);
     u16* dKs = Vs + PT * STRIDE(D);
     u16* dVs = dKs + PR * STRIDE(D);
-    float* cmax = (float*)(dVs + PR * STRIDE(D));
+    u16* Ss = dVs + PR * STRIDE(D);
+    float* cmax = (float*)(Ss + PT * STRIDE(PR));
     float* cinv = cmax + PR;
     float* cdot = cinv + PR;
     double* red = (double*)(cdot + PR);  // [PW][PR]
@@ -129,7 +159,7 @@ template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams&
     for (int t0 = tg; t0 < t1; t0 += PT)
     {
         __syncthreads();
-        for (int i = threadIdx.x; i < PT; i += blockDim.x) trows[i] = t0 + i < t1 ? base + (i64)(t0 + i) * D : -1;
+        token_rows(p, b, base, t0, t1, D, trows);
         __syncthreads();
         load_rows<D>(Ks, p.k, trows, PT);
         load_rows<D>(Vs, p.v, trows, PT);
@@ -139,7 +169,7 @@ template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams&
         {
             if (!one_tile || t0 == tg)
             {
-                if (!one_tile) __syncthreads();  // the previous rank tile's readers are done
+                if (!one_tile) __syncthreads();  // the previous rank tile's readers (dK̄, dV̄, scores, statistics) are done
                 for (int i = threadIdx.x; i < PR; i += blockDim.x) rrows[i] = r0 + i < p.r ? lbase + (i64)(r0 + i) * D : -1;
                 load_columns(p, b, h, r0, PR, cmax, cinv, p.phase == 0 ? nullptr : cdot);
                 __syncthreads();
@@ -147,6 +177,8 @@ template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams&
                 load_rows<D>(dVs, p.dvbar, rrows, PR);
                 cp_async_commit();
             }
+            load_scores<PR>(p, b, t0, t1, col0 + r0, r0, Ss);
+            cp_async_commit();
             cp_async_wait_all();
             __syncthreads();
             float dp[PR / 8][4] = {};
@@ -155,7 +187,7 @@ template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams&
             float pr[PR / 8][4];
             for (int nb = 0; nb < PR / 8; ++nb)
                 for (int e = 0; e < 4; ++e)
-                    pr[nb][e] = mma_prob(p, b, t0 + warp * 16 + lane / 4 + 8 * (e / 2), t1, col0 + r0, nb * 8 + 2 * (lane % 4) + e % 2, cmax, cinv);
+                    pr[nb][e] = mma_prob(trows, Ss, STRIDE(PR), warp * 16 + lane / 4 + 8 * (e / 2), nb * 8 + 2 * (lane % 4) + e % 2, cmax, cinv);
             if (p.phase == 0)
             {
                 // Σ P·dP per column over the warp's 16 tokens: the two rows of a thread, then the 8 lanes of a column.

@@ -13,6 +13,7 @@ struct LayoutParams
     public long Outer, Inner;
     public int A, B;
     public int SrcLen, DstLen, SrcOff, DstOff, Length, Accumulate;
+    public int Vec;
 }
 
 static class LayoutCuda
@@ -24,9 +25,12 @@ static class LayoutCuda
 
     public static void SwapAxes12(CudaBackend be, long a, int b, int c, long d, Tensor x, Tensor y)
     {
-        var p = new LayoutParams { Src = x.DevicePointer, Dst = y.DevicePointer, Outer = a, Inner = d, A = b, B = c };
         if (x.Count == 0) return;
-        be.Kernel(File, x.DType == DType.Float32 ? "swap_axes12_f32" : "swap_axes12_bf16").Launch(Blocks(x.Count), Threads, 0, be.Stream, p);
+        if (d > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(x), x.Shape.ToString(), $"rows of at most {int.MaxValue} elements");
+        var vec = d * x.DType.Size() % 16 == 0 && x.DevicePointer % 16 == 0 && y.DevicePointer % 16 == 0;
+        var p = new LayoutParams { Src = x.DevicePointer, Dst = y.DevicePointer, Outer = a, Inner = d, A = b, B = c, Vec = vec ? 1 : 0 };
+        var units = vec ? x.Count * x.DType.Size() / 16 : x.Count;
+        be.Kernel(File, x.DType == DType.Float32 ? "swap_axes12_f32" : "swap_axes12_bf16").Launch(Blocks(units), Threads, 0, be.Stream, p);
     }
 
     public static void CopySlice(CudaBackend be, SliceGeometry g, Tensor src, int srcOffset, Tensor dst, int dstOffset, int axis, int length, bool accumulate)

@@ -21,9 +21,10 @@ public static partial class LsAttention
         else CpuReference.Run([q, k, v, kbar, vbar, mask], [o, lse], g, static (g, i, r) => Forward(g, i[0], i[1], i[2], i[3], i[4], i[5], r[0], r[1]));
     }
 
-    /// <summary>Device scratch the backward allocates while it runs: fp32 key, value and landmark gradient sums for bf16 on the GPU.</summary>
+    /// <summary>Device scratch the backward allocates while it runs on the GPU: for bf16, D = dO·O per query and the landmark
+    /// gradients' fp32 partials per query group (<see cref="TokenGroups"/>); float32 sums into its outputs.</summary>
     public static long BackwardWorkspace(Device device, DType dtype, Shape k, Shape v, Shape kbar, Shape vbar) =>
-        device.Kind != DeviceKind.Cuda ? 0 : Float32Accumulators.ScratchBytes(dtype, [k.Count, v.Count, kbar.Count, vbar.Count]);
+        device.Kind != DeviceKind.Cuda || dtype == DType.Float32 ? 0 : LsAttentionScratch.Of(k, kbar).Bytes;
 
     /// <summary>Gradients of the LS attention from its saved output and log-sum-exp; every gradient is overwritten.</summary>
     public static void Backward(IBackend be, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,

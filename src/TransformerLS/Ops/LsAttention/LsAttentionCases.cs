@@ -18,6 +18,7 @@ public static partial class LsAttention
         (1, 3, 64, 128, 16, 8, true),
         (3, 1, 50, 32, 64, 2, true),   // one segment longer than the sequence
         (1, 2, 300, 96, 128, 70, true), // two landmark tiles, two query blocks per segment, a short last segment
+        (1, 1, 1100, 64, 64, 3, true), // two query groups of 550 in the landmark gradients (two-stage sum)
     }.SelectMany(s => CasesAt(dt, s.Item1, s.Item2, s.Item3, s.Item4, s.Item5, s.Item6, s.Item7));
 
     internal static IEnumerable<OpCase> PerfCases(KernelShape k, DType dt) => CasesAt(dt, k.Batch, k.Heads, k.N, k.HeadDim, k.Window, k.Rank, false);

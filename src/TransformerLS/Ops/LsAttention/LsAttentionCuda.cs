@@ -9,20 +9,40 @@ namespace TransformerLS.Ops;
 [StructLayout(LayoutKind.Sequential)]
 struct LsAttentionParams
 {
-    public ulong Q, K, V, KBar, VBar, Mask, O, Lse, DOut, DQ, DK, DV, DKBar, DVBar;
+    public ulong Q, K, V, KBar, VBar, Mask, O, Lse, DOut, DQ, DK, DV, DKBar, DVBar, Dd, LPartK, LPartV;
     public int B, H, N, D, W, R, E, Chunks;
+    public int Groups, GroupTokens;
     public float Scale;
 }
 
 /// <summary>
+/// The bf16 backward's scratch on the GPU, one block of 256-byte aligned pieces: D = dO·O [B·H·n] and the landmark
+/// gradients' partials dK̄, dV̄ [G, B·H, r, d] fp32 (G query groups, <see cref="TokenGroups"/>).
+/// </summary>
+readonly record struct LsAttentionScratch(long Dd, long Part)
+{
+    static long Align(long bytes) => (bytes + 255) / 256 * 256;
+    public long Bytes => Align(Dd) + 2 * Align(Part);
+
+    public static LsAttentionScratch Of(Shape k, Shape kbar) =>
+        new(4 * k.Product(0, 3), 4L * TokenGroups.Of(k[2]).Groups * kbar.Count);
+
+    public (ulong Dd, ulong PartK, ulong PartV) At(ulong block) =>
+        (block, block + (ulong)Align(Dd), block + (ulong)(Align(Dd) + Align(Part)));
+}
+
+/// <summary>
 /// float32 runs kernels/ls_attention/ls_attention.cu (CUDA cores); bfloat16 runs kernels/ls_attention/ls_attention_mma.cu
-/// (tensor cores, one instantiation per head dim).
+/// (forward) and ls_attention_bwd_mma.cu (the deterministic backward: a dQ pass, a window-key pass and a landmark pass
+/// with a fixed-order sum over query groups), tensor cores, one instantiation per head dim.
 /// </summary>
 static class LsAttentionCuda
 {
-    const string File = "ls_attention/ls_attention.cu", MmaFile = "ls_attention/ls_attention_mma.cu";
+    const string File = "ls_attention/ls_attention.cu", MmaFile = "ls_attention/ls_attention_mma.cu", BwdFile = "ls_attention/ls_attention_bwd_mma.cu";
     static readonly string[] MmaForward = ["ls_attention_fwd_mma_d32", "ls_attention_fwd_mma_d64", "ls_attention_fwd_mma_d96", "ls_attention_fwd_mma_d128"];
-    static readonly string[] MmaBackward = ["ls_attention_bwd_mma_d32", "ls_attention_bwd_mma_d64", "ls_attention_bwd_mma_d96", "ls_attention_bwd_mma_d128"];
+    static readonly string[] MmaDq = ["ls_attention_bwd_dq_mma_d32", "ls_attention_bwd_dq_mma_d64", "ls_attention_bwd_dq_mma_d96", "ls_attention_bwd_dq_mma_d128"];
+    static readonly string[] MmaKv = ["ls_attention_bwd_kv_mma_d32", "ls_attention_bwd_kv_mma_d64", "ls_attention_bwd_kv_mma_d96", "ls_attention_bwd_kv_mma_d128"];
+    static readonly string[] MmaLm = ["ls_attention_bwd_lm_mma_d32", "ls_attention_bwd_lm_mma_d64", "ls_attention_bwd_lm_mma_d96", "ls_attention_bwd_lm_mma_d128"];
 
     /// <summary>A kernel's block: QB queries, Threads threads; read from its module (TLS_EXPORT), so the kernel is the one source.</summary>
     readonly record struct Tiles(int QB, int Threads);
@@ -55,7 +75,7 @@ static class LsAttentionCuda
     static uint Shared(CudaBackend be, LsAttentionGeometry g, Tensor q, bool backward) => (UsesMma(q), backward) switch
     {
         (true, false) => (uint)(be.Constant(MmaFile, "ls_attention_fwd_mma_smem_fixed") + be.Constant(MmaFile, "ls_attention_fwd_mma_smem_per_d") * g.D),
-        (true, true) => (uint)(be.Constant(MmaFile, "ls_attention_bwd_mma_smem_fixed") + be.Constant(MmaFile, "ls_attention_bwd_mma_smem_per_d") * g.D),
+        (true, true) => throw new InvalidOperationException("the bf16 backward sizes its three passes from ls_attention_bwd_mma.cu"),
         (false, false) => (uint)(be.Constant(File, "ls_attention_fwd_f32_smem_fixed") + be.Constant(File, "ls_attention_fwd_f32_smem_per_d") * g.D),
         (false, true) => (uint)(be.Constant(File, "ls_attention_bwd_f32_smem_fixed") + be.Constant(File, "ls_attention_bwd_f32_smem_per_d") * g.D),
     };
@@ -75,15 +95,40 @@ static class LsAttentionCuda
         Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk, Tensor dv, Tensor dkbar, Tensor dvbar)
     {
         CheckHeadDim(g);
-        // Key gradients accumulate atomically in fp32.
-        using var grads = new Float32Accumulators(be, dk, dv, dkbar, dvbar);
         var t = TilesOf(be, q);
         var p = Params(g, t, q, k, v, kbar, vbar, mask, o, lse);
-        p.DOut = dout.DevicePointer; p.DQ = dq.DevicePointer; p.DK = grads.P0; p.DV = grads.P1; p.DKBar = grads.P2; p.DVBar = grads.P3;
-        if (UsesMma(q))
-            be.Kernel(MmaFile, MmaBackward[g.D / 32 - 1]).Launch(Grid(g, t), (uint)t.Threads, Shared(be, g, q, true), be.Stream, p);
-        else
+        p.DOut = dout.DevicePointer; p.DQ = dq.DevicePointer;
+        if (!UsesMma(q))
+        {
+            // The fp32 kernel sums key gradients atomically into its float32 outputs.
+            using var grads = new Float32Accumulators(be, dk, dv, dkbar, dvbar);
+            p.DK = grads.P0; p.DV = grads.P1; p.DKBar = grads.P2; p.DVBar = grads.P3;
             be.Kernel(File, "ls_attention_bwd_f32").Launch(Grid(g, t), (uint)t.Threads, Shared(be, g, q, true), be.Stream, p);
-        grads.Complete();
+            grads.Complete();
+            return;
+        }
+        p.DK = dk.DevicePointer; p.DV = dv.DevicePointer; p.DKBar = dkbar.DevicePointer; p.DVBar = dvbar.DevicePointer;
+        (p.Groups, p.GroupTokens) = TokenGroups.Of(g.N);
+        var scratch = LsAttentionScratch.Of(k.Shape, kbar.Shape);
+        var block = be.Context.Allocator.Allocate(scratch.Bytes);
+        try
+        {
+            (p.Dd, p.LPartK, p.LPartV) = scratch.At(block);
+            var threads = (uint)be.Constant(BwdFile, "ls_attention_bwd_mma_threads");
+            var kt = be.Constant(BwdFile, "ls_attention_bwd_mma_kt");
+            var dqSmem = (uint)(be.Constant(BwdFile, "ls_attention_bwd_dq_mma_smem_fixed") + be.Constant(BwdFile, "ls_attention_bwd_dq_mma_smem_per_d") * g.D);
+            var kvSmem = (uint)(be.Constant(BwdFile, "ls_attention_bwd_kv_mma_smem_fixed") + be.Constant(BwdFile, "ls_attention_bwd_kv_mma_smem_per_d") * g.D);
+            var bt = new Tiles(be.Constant(BwdFile, "ls_attention_bwd_mma_qb"), (int)threads);
+            p.Chunks = Chunks(g, bt);
+            be.Kernel(BwdFile, MmaDq[g.D / 32 - 1]).Launch(Grid(g, bt), threads, dqSmem, be.Stream, p);
+            be.Kernel(BwdFile, MmaKv[g.D / 32 - 1]).Launch(new Dim3((uint)((g.N + kt - 1) / kt), 1, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
+            be.Kernel(BwdFile, MmaLm[g.D / 32 - 1]).Launch(new Dim3((uint)((g.R + kt - 1) / kt), (uint)p.Groups, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
+            var outputs = (long)g.B * g.H * g.R * g.D;
+            be.Kernel(BwdFile, "ls_attention_bwd_lm_sum").Launch((uint)Math.Clamp((outputs + 255) / 256, 1, 65535L * 16), 256, 0, be.Stream, p);
+        }
+        finally
+        {
+            be.Context.Allocator.Free(block, scratch.Bytes);
+        }
     }
 }

@@ -27,17 +27,6 @@ public static partial class LsProjection
         });
     }
 
-    /// <summary>
-    /// The token groups of the GPU's two-stage sums over the sequence (every reduction of the family, forward and
-    /// backward): G = clamp(ceil(n / 512), 1, 1024) groups of ceil(n / G) consecutive tokens. Stage 1 reduces each group,
-    /// stage 2 adds the groups in order, so the bits do not depend on scheduling. Depends on n alone.
-    /// </summary>
-    internal static (int Groups, int Tokens) Groups(int n)
-    {
-        var groups = (int)Math.Clamp((n + 511L) / 512, 1, 1024);
-        return (groups, (int)((n + (long)groups - 1) / groups));
-    }
-
     /// <summary>Device scratch the forward allocates while it runs: per token group, the column statistics (a float and a
     /// double per column) and fp32 partial K̄, V̄; none on the CPU.</summary>
     public static long ForwardWorkspace(Device device, Shape k, Shape kbar) =>

@@ -32,14 +32,14 @@ readonly record struct LsProjectionScratch(long A, long B, long C, long D)
 
     public static LsProjectionScratch Forward(Shape k, Shape kbar)
     {
-        var groups = LsProjection.Groups(k[2]).Groups;
+        var groups = TokenGroups.Of(k[2]).Groups;
         long columns = (long)kbar[0] * kbar[1] * kbar[2];
         return new(4 * groups * columns, 8 * groups * columns, 4 * groups * kbar.Count, 4 * groups * kbar.Count);
     }
 
     public static LsProjectionScratch Backward(Shape k, Shape kbar)
     {
-        var groups = LsProjection.Groups(k[2]).Groups;
+        var groups = TokenGroups.Of(k[2]).Groups;
         long columns = (long)kbar[0] * kbar[1] * kbar[2];
         return new(8 * groups * columns, 8 * columns, 0, 0);
     }
@@ -65,7 +65,7 @@ static class LsProjectionCuda
 
     static LsProjectionParams Params(LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum)
     {
-        var (groups, tokens) = LsProjection.Groups(g.N);
+        var (groups, tokens) = TokenGroups.Of(g.N);
         return new()
         {
             S = s.DevicePointer, K = k.DevicePointer, V = v.DevicePointer, Mask = mask?.DevicePointer ?? 0,
@@ -85,11 +85,12 @@ static class LsProjectionCuda
         var p = Params(g, s, k, v, mask, colmax, colsum);
         p.KBar = kbar.DevicePointer; p.VBar = vbar.DevicePointer;
         var scratch = LsProjectionScratch.Forward(k.Shape, kbar.Shape);
+        var statsColumns = be.Constant(File, "ls_projection_stats_columns");
         var block = be.Context.Allocator.Allocate(scratch.Bytes);
         try
         {
             (p.PMax, p.PSum, p.KPart, p.VPart) = (scratch.At(block, 0), scratch.At(block, 1), scratch.At(block, 2), scratch.At(block, 3));
-            be.Kernel(File, Name(k, "ls_projection_stats_f32", "ls_projection_stats_bf16")).Launch(new Dim3((uint)((g.H * g.R + 31) / 32), (uint)p.Groups, (uint)g.B), new Dim3(32, 8), 0, be.Stream, p);
+            be.Kernel(File, Name(k, "ls_projection_stats_f32", "ls_projection_stats_bf16")).Launch(new Dim3((uint)((g.H * g.R + statsColumns - 1) / statsColumns), (uint)p.Groups, (uint)g.B), new Dim3(32, 8), 0, be.Stream, p);
             be.Kernel(File, Name(k, "ls_projection_stats_sum_f32", "ls_projection_stats_sum_bf16")).Launch(Columns(g), Flat, 0, be.Stream, p);
             var (grid, threads) = Groups(be, g, p);
             if (UsesMma(k, g))
