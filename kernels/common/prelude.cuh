@@ -98,6 +98,8 @@ TLS_DEVICE void cp_async_16(void* smem, const void* gmem, int src_bytes)
 }
 TLS_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 TLS_DEVICE void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::); }
+// Waits for all but the most recent commit group (double buffering: the current tile's copies, not the next one's).
+TLS_DEVICE void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::); }
 
 // The layout contract of a params struct shared with C#: its size and the offset of its last field. The same numbers
 // are read back from these lines by the C# LayoutContractTests and compared with the mirror's Marshal layout. No

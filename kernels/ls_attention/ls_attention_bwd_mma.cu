@@ -16,11 +16,11 @@
 TLS_EXPORT(ls_attention_bwd_mma_qb, QB)
 TLS_EXPORT(ls_attention_bwd_mma_kt, KT)
 TLS_EXPORT(ls_attention_bwd_mma_threads, NWARP * 32)
-// Dynamic shared memory, bytes = fixed + per_d·D (rows of STRIDE(D) bf16). dQ pass: start()'s key rows i64 [KT], Qs
-// [QB], Ks, Vs [KT], then dOs [QB]. Key passes: key and query rows i64 [KT + QB], Ks, Vs [KT], Qs, dOs [QB], the
+// Dynamic shared memory, bytes = fixed + per_d·D (rows of STRIDE(D) bf16). dQ pass: start()'s two buffers of key rows
+// i64 [KT], Qs [QB], two buffers of Ks, Vs [KT], then dOs [QB]. Key passes: key and query rows i64 [KT + QB], Ks, Vs [KT], Qs, dOs [QB], the
 // query tile's lse and D [QB] floats.
-TLS_EXPORT(ls_attention_bwd_dq_mma_smem_per_d, 2 * (2 * QB + 2 * KT))
-TLS_EXPORT(ls_attention_bwd_dq_mma_smem_fixed, 8 * KT + 2 * (2 * QB + 2 * KT) * STRIDE(0))
+TLS_EXPORT(ls_attention_bwd_dq_mma_smem_per_d, 2 * (2 * QB + 4 * KT))
+TLS_EXPORT(ls_attention_bwd_dq_mma_smem_fixed, 16 * KT + 2 * (2 * QB + 4 * KT) * STRIDE(0))
 TLS_EXPORT(ls_attention_bwd_kv_mma_smem_per_d, 2 * (2 * QB + 2 * KT))
 TLS_EXPORT(ls_attention_bwd_kv_mma_smem_fixed, 8 * (KT + QB) + 2 * (2 * QB + 2 * KT) * STRIDE(0) + 2 * 4 * QB)
 
@@ -33,7 +33,7 @@ template <int D> __device__ void ls_attention_bwd_dq_mma(const LsAttentionParams
     unsigned char* at = smem;
     const Smem sm = start<D>(p, k, at);
     u16* dOs = (u16*)at;
-    load_consecutive<D>(dOs, p.dout, k.base + (i64)k.q0 * D, k.nq, QB, sm.rows);
+    load_consecutive<D>(dOs, p.dout, k.base + (i64)k.q0 * D, k.nq, QB, sm.rows[0]);
 
     float lse[2], dd[2];
     backward_rows<D>((const u16*)p.o + k.base + (i64)k.q0 * D, p.lse + (i64)k.bh * p.n + k.q0, dOs, k.nq,
@@ -45,24 +45,19 @@ template <int D> __device__ void ls_attention_bwd_dq_mma(const LsAttentionParams
     }
 
     float dq[D / 8][4] = {};
-    const int tiles = tile_count(p);
-    for (int tile = 0; tile < tiles; ++tile)
-    {
-        const Tile t = tile_of(p, k, tile);
-        __syncthreads();
-        if (!load_tile<D>(p, k, t, sm.Ks, sm.Vs, sm.rows)) continue;
+    for_each_tile<D>(p, k, sm, [&](const u16* Ks, const u16* Vs, const i64* rows) {
         float pr[KT / 8][4] = {}, ds[KT / 8][4] = {};
-        mma_abt<D, KT>(pr, sm.Qs + warp * 16 * STRIDE(D), STRIDE(D), sm.Ks, STRIDE(D));
-        mma_abt<D, KT>(ds, dOs + warp * 16 * STRIDE(D), STRIDE(D), sm.Vs, STRIDE(D));
+        mma_abt<D, KT>(pr, sm.Qs + warp * 16 * STRIDE(D), STRIDE(D), Ks, STRIDE(D));
+        mma_abt<D, KT>(ds, dOs + warp * 16 * STRIDE(D), STRIDE(D), Vs, STRIDE(D));
         for (int nb = 0; nb < KT / 8; ++nb)
             for (int e = 0; e < 4; ++e)
             {
                 const int key = nb * 8 + 2 * (lane % 4) + e % 2;
-                const float x = sm.rows[key] >= 0 ? expf(pr[nb][e] * p.scale - lse[e / 2]) : 0.f;
+                const float x = rows[key] >= 0 ? expf(pr[nb][e] * p.scale - lse[e / 2]) : 0.f;
                 ds[nb][e] = x * (ds[nb][e] - dd[e / 2]);
             }
-        mma_xb<KT, D>(dq, ds, sm.Ks, STRIDE(D));
-    }
+        mma_xb<KT, D>(dq, ds, Ks, STRIDE(D));
+    });
 
     for (int h = 0; h < 2; ++h)
     {

@@ -11,10 +11,10 @@
 
 TLS_EXPORT(ls_attention_mma_qb, QB)
 TLS_EXPORT(ls_attention_mma_threads, NWARP * 32)
-// Dynamic shared memory of the carve-up (start()), bytes = fixed + per_d·D, rows of STRIDE(D) = D + 8 bf16: key rows
-// i64 [KT], Qs [QB], Ks, Vs [KT]. The launcher reads these: one source.
-TLS_EXPORT(ls_attention_fwd_mma_smem_per_d, 2 * (QB + 2 * KT))
-TLS_EXPORT(ls_attention_fwd_mma_smem_fixed, 8 * KT + 2 * (QB + 2 * KT) * STRIDE(0))
+// Dynamic shared memory of the carve-up (start()), bytes = fixed + per_d·D, rows of STRIDE(D) = D + 8 bf16: two buffers
+// of key rows i64 [KT], Qs [QB], two buffers of Ks, Vs [KT]. The launcher reads these: one source.
+TLS_EXPORT(ls_attention_fwd_mma_smem_per_d, 2 * (QB + 4 * KT))
+TLS_EXPORT(ls_attention_fwd_mma_smem_fixed, 16 * KT + 2 * (QB + 4 * KT) * STRIDE(0))
 
 template <int D> __device__ void ls_attention_fwd_mma(const LsAttentionParams& p)
 {
@@ -27,19 +27,14 @@ template <int D> __device__ void ls_attention_fwd_mma(const LsAttentionParams& p
 
     float o[D / 8][4] = {};
     float m[2] = {-TLS_INF, -TLS_INF}, l[2] = {0.f, 0.f};
-    const int tiles = tile_count(p);
-    for (int tile = 0; tile < tiles; ++tile)
-    {
-        const Tile t = tile_of(p, k, tile);
-        __syncthreads();
-        if (!load_tile<D>(p, k, t, sm.Ks, sm.Vs, sm.rows)) continue;
+    for_each_tile<D>(p, k, sm, [&](const u16* Ks, const u16* Vs, const i64* rows) {
         float s[KT / 8][4] = {};
-        mma_abt<D, KT>(s, sm.Qs + warp * 16 * STRIDE(D), STRIDE(D), sm.Ks, STRIDE(D));
+        mma_abt<D, KT>(s, sm.Qs + warp * 16 * STRIDE(D), STRIDE(D), Ks, STRIDE(D));
         for (int nb = 0; nb < KT / 8; ++nb)
             for (int e = 0; e < 4; ++e)
-                s[nb][e] = sm.rows[nb * 8 + 2 * (lane % 4) + e % 2] >= 0 ? s[nb][e] * p.scale : -TLS_INF;
-        attend_tile<KT, D>(s, o, m, l, sm.Vs);
-    }
+                s[nb][e] = rows[nb * 8 + 2 * (lane % 4) + e % 2] >= 0 ? s[nb][e] * p.scale : -TLS_INF;
+        attend_tile<KT, D>(s, o, m, l, Vs);
+    });
 
     store_softmax_rows<D>((u16*)p.o + k.base + (i64)k.q0 * D, p.lse + (i64)k.bh * p.n + k.q0, k.nq, o, m, l,
                           [&](int qi) { return is_token(p, k.b, k.q0 + qi); });

@@ -35,37 +35,58 @@ TLS_DEVICE i64 key_row(const LsAttentionParams& p, const Block& k, const Tile& t
     return j >= 0 && j < p.n && is_token(p, k.b, j) ? k.base + (i64)j * p.d : -1;
 }
 
-// Loads the tile's K and V rows; returns (block-uniformly) whether any key of the tile exists.
+// Issues the tile's K and V rows (cp.async, one commit group); the caller waits.
 template <int D>
-TLS_DEVICE bool load_tile(const LsAttentionParams& p, const Block& k, const Tile& t, u16* Ks, u16* Vs, i64* rows)
+TLS_DEVICE void issue_tile(const LsAttentionParams& p, const Block& k, const Tile& t, u16* Ks, u16* Vs, i64* rows)
 {
     for (int i = threadIdx.x; i < KT; i += blockDim.x) rows[i] = key_row(p, k, t, i);
     __syncthreads();
     load_rows<D>(Ks, t.landmarks ? p.kbar : p.k, rows, KT);
     load_rows<D>(Vs, t.landmarks ? p.vbar : p.v, rows, KT);
     cp_async_commit();
-    bool any = threadIdx.x < KT && rows[threadIdx.x] >= 0;
-    cp_async_wait_all();
-    return __syncthreads_or(any);
 }
 
-// Shared memory both kernels start with: key rows of the tile, then the queries, K and V tiles as bf16.
+// Shared memory both kernels start with: two buffers of key rows, K and V tiles (the next tile loads while the
+// current one is computed), and the block's queries, as bf16.
 struct Smem
 {
-    i64* rows;
-    u16 *Qs, *Ks, *Vs;
+    i64* rows[2];
+    u16 *Qs, *Ks[2], *Vs[2];
 };
 
 // Carves the common part (the backward carves on from `at`) and loads the block's queries.
 template <int D> TLS_DEVICE Smem start(const LsAttentionParams& p, const Block& k, unsigned char*& at)
 {
     Smem s;
-    s.rows = (i64*)at;
-    s.Qs = (u16*)(s.rows + KT);
-    s.Ks = s.Qs + QB * STRIDE(D);
-    s.Vs = s.Ks + KT * STRIDE(D);
-    at = (unsigned char*)(s.Vs + KT * STRIDE(D));
-    load_consecutive<D>(s.Qs, p.q, k.base + (i64)k.q0 * D, k.nq, QB, s.rows);
+    s.rows[0] = (i64*)at;
+    s.rows[1] = s.rows[0] + KT;
+    s.Qs = (u16*)(s.rows[1] + KT);
+    s.Ks[0] = s.Qs + QB * STRIDE(D);
+    s.Vs[0] = s.Ks[0] + KT * STRIDE(D);
+    s.Ks[1] = s.Vs[0] + KT * STRIDE(D);
+    s.Vs[1] = s.Ks[1] + KT * STRIDE(D);
+    at = (unsigned char*)(s.Vs[1] + KT * STRIDE(D));
+    load_consecutive<D>(s.Qs, p.q, k.base + (i64)k.q0 * D, k.nq, QB, s.rows[0]);
     return s;
 }
 
+// Walks the block's key list, double-buffered: tile t + 1's rows are in flight while tile t is computed.
+// compute(Ks, Vs, rows) runs, block-uniformly, for every tile that holds at least one key.
+template <int D, typename F> TLS_DEVICE void for_each_tile(const LsAttentionParams& p, const Block& k, const Smem& s, F compute)
+{
+    const int tiles = tile_count(p);
+    issue_tile<D>(p, k, tile_of(p, k, 0), s.Ks[0], s.Vs[0], s.rows[0]);
+    for (int tile = 0; tile < tiles; ++tile)
+    {
+        const int cur = tile & 1;
+        if (tile + 1 < tiles)
+        {
+            issue_tile<D>(p, k, tile_of(p, k, tile + 1), s.Ks[cur ^ 1], s.Vs[cur ^ 1], s.rows[cur ^ 1]);
+            cp_async_wait_one();
+        }
+        else
+            cp_async_wait_all();
+        if (__syncthreads_or(threadIdx.x < KT && s.rows[cur][threadIdx.x] >= 0)) compute(s.Ks[cur], s.Vs[cur], s.rows[cur]);
+        __syncthreads();  // tile t's buffers are free for tile t + 2
+    }
+}
