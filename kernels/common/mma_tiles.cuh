@@ -193,9 +193,9 @@ TLS_DEVICE void online_softmax(float s[N / 8][4], float o[D / 8][4], float& m, f
     for (int nb = 0; nb < N / 8; ++nb) mx = fmaxf(mx, fmaxf(s[nb][2 * h], s[nb][2 * h + 1]));
     float mnew = fmaxf(m, quad_max(mx));
     float base = mnew == -TLS_INF ? 0.f : mnew;  // no key yet: every exp below is 0
-    float corr = expf(m - base), sum = 0.f;
+    float corr = fast_exp(m - base), sum = 0.f;
     for (int nb = 0; nb < N / 8; ++nb)
-        for (int e = 2 * h; e < 2 * h + 2; ++e) { s[nb][e] = expf(s[nb][e] - base); sum += s[nb][e]; }
+        for (int e = 2 * h; e < 2 * h + 2; ++e) { s[nb][e] = fast_exp(s[nb][e] - base); sum += s[nb][e]; }
     for (int nb = 0; nb < D / 8; ++nb) { o[nb][2 * h] *= corr; o[nb][2 * h + 1] *= corr; }
     m = mnew;
     l = l * corr + sum;

@@ -46,10 +46,22 @@ TLS_DEVICE float warp_max(float v)
     return v;
 }
 
-// Two bf16 packed into one 32-bit register, low half first (the mma operand layout).
+// Two bf16 packed into one 32-bit register, low half first (the mma operand layout): one cvt.rn.bf16x2 (sm_80+),
+// round to nearest even like from_float<bf16> (a NaN becomes the canonical NaN).
 TLS_DEVICE unsigned pack_bf16x2(float lo, float hi)
 {
-    return (unsigned)from_float<bf16>(lo).bits | ((unsigned)from_float<bf16>(hi).bits << 16);
+    unsigned r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+// e^x as ex2.approx(x·log2 e): two instructions instead of expf's range reduction; relative error ~2^-22 plus
+// |x|·2^-24 from the product, so the terms that matter in a softmax (x near 0) keep nearly full fp32 accuracy.
+TLS_DEVICE float fast_exp(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x * 1.4426950408889634f));
+    return y;
 }
 
 // D = A(16x16, row) * B(16x8, col) + C, bf16 inputs, fp32 accumulation (sm_80+).

@@ -45,7 +45,7 @@ template <int D> __device__ void ls_attention_bwd_dq_mma(const LsAttentionParams
     }
 
     float dq[D / 8][4] = {};
-    for_each_tile<D>(p, k, sm, [&](const u16* Ks, const u16* Vs, const i64* rows) {
+    for_each_tile<D>(p, k, sm, [&](const u16* Ks, const u16* Vs, const i64* rows, bool full) {
         float pr[KT / 8][4] = {}, ds[KT / 8][4] = {};
         mma_abt<D, KT>(pr, sm.Qs + warp * 16 * STRIDE(D), STRIDE(D), Ks, STRIDE(D));
         mma_abt<D, KT>(ds, dOs + warp * 16 * STRIDE(D), STRIDE(D), Vs, STRIDE(D));
@@ -53,7 +53,7 @@ template <int D> __device__ void ls_attention_bwd_dq_mma(const LsAttentionParams
             for (int e = 0; e < 4; ++e)
             {
                 const int key = nb * 8 + 2 * (lane % 4) + e % 2;
-                const float x = rows[key] >= 0 ? expf(pr[nb][e] * p.scale - lse[e / 2]) : 0.f;
+                const float x = full || rows[key] >= 0 ? fast_exp(pr[nb][e] * p.scale - lse[e / 2]) : 0.f;
                 ds[nb][e] = x * (ds[nb][e] - dd[e / 2]);
             }
         mma_xb<KT, D>(dq, ds, Ks, STRIDE(D));
@@ -96,7 +96,7 @@ TLS_DEVICE void kv_tile(const LsAttentionParams& p, int b, int bh, int q0, int n
         for (int e = 0; e < 4; ++e)
         {
             const int qc = nb * 8 + 2 * (lane % 4) + e % 2;
-            const float x = kin[e / 2] ? expf(st[nb][e] * p.scale - lse_s[qc]) : 0.f;
+            const float x = kin[e / 2] ? fast_exp(st[nb][e] * p.scale - lse_s[qc]) : 0.f;
             st[nb][e] = x;
             dpt[nb][e] = x * (dpt[nb][e] - dd_s[qc]);
         }

@@ -27,12 +27,12 @@ template <int D> __device__ void ls_attention_fwd_mma(const LsAttentionParams& p
 
     float o[D / 8][4] = {};
     float m[2] = {-TLS_INF, -TLS_INF}, l[2] = {0.f, 0.f};
-    for_each_tile<D>(p, k, sm, [&](const u16* Ks, const u16* Vs, const i64* rows) {
+    for_each_tile<D>(p, k, sm, [&](const u16* Ks, const u16* Vs, const i64* rows, bool full) {
         float s[KT / 8][4] = {};
         mma_abt<D, KT>(s, sm.Qs + warp * 16 * STRIDE(D), STRIDE(D), Ks, STRIDE(D));
         for (int nb = 0; nb < KT / 8; ++nb)
             for (int e = 0; e < 4; ++e)
-                s[nb][e] = rows[nb * 8 + 2 * (lane % 4) + e % 2] >= 0 ? s[nb][e] * p.scale : -TLS_INF;
+                s[nb][e] = full || rows[nb * 8 + 2 * (lane % 4) + e % 2] >= 0 ? s[nb][e] * p.scale : -TLS_INF;
         attend_tile<KT, D>(s, o, m, l, Vs);
     });
 

@@ -71,7 +71,8 @@ template <int D> TLS_DEVICE Smem start(const LsAttentionParams& p, const Block& 
 }
 
 // Walks the block's key list, double-buffered: tile t + 1's rows are in flight while tile t is computed.
-// compute(Ks, Vs, rows) runs, block-uniformly, for every tile that holds at least one key.
+// compute(Ks, Vs, rows, full) runs, block-uniformly, for every tile that holds at least one key; full: every key of
+// the tile exists (no per-key masking needed).
 template <int D, typename F> TLS_DEVICE void for_each_tile(const LsAttentionParams& p, const Block& k, const Smem& s, F compute)
 {
     const int tiles = tile_count(p);
@@ -86,7 +87,8 @@ template <int D, typename F> TLS_DEVICE void for_each_tile(const LsAttentionPara
         }
         else
             cp_async_wait_all();
-        if (__syncthreads_or(threadIdx.x < KT && s.rows[cur][threadIdx.x] >= 0)) compute(s.Ks[cur], s.Vs[cur], s.rows[cur]);
+        const bool full = __syncthreads_and(threadIdx.x >= KT || s.rows[cur][threadIdx.x] >= 0);
+        if (full || __syncthreads_or(threadIdx.x < KT && s.rows[cur][threadIdx.x] >= 0)) compute(s.Ks[cur], s.Vs[cur], s.rows[cur], full);
         __syncthreads();  // tile t's buffers are free for tile t + 2
     }
 }

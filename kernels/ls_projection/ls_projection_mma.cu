@@ -77,7 +77,7 @@ template <int PR> TLS_DEVICE void load_scores(const LsProjectionParams& p, int b
 // P of tile token t, rank column kk, from the staged score and the tile's column statistics.
 TLS_DEVICE float mma_prob(const i64* rows, const u16* Ss, int sstride, int t, int kk, const float* cmax, const float* cinv)
 {
-    return rows[t] < 0 || cinv[kk] == 0.f ? 0.f : expf(bf(Ss[t * sstride + kk]) - cmax[kk]) * cinv[kk];
+    return rows[t] < 0 || cinv[kk] == 0.f ? 0.f : fast_exp(bf(Ss[t * sstride + kk]) - cmax[kk]) * cinv[kk];
 }
 
 template <int D> __device__ void ls_projection_compress_mma(const LsProjectionParams& p)
