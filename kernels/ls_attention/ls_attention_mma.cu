@@ -33,7 +33,7 @@ template <int D> __device__ void ls_attention_fwd_mma(const LsAttentionParams& p
         for (int nb = 0; nb < KT / 8; ++nb)
             for (int e = 0; e < 4; ++e)
                 s[nb][e] = full || rows[nb * 8 + 2 * (lane % 4) + e % 2] >= 0 ? s[nb][e] * p.scale : -TLS_INF;
-        attend_tile<KT, D>(s, o, m, l, Vs);
+        attend_tile<KT, D, true>(s, o, m, l, Vs);
     });
 
     store_softmax_rows<D>((u16*)p.o + k.base + (i64)k.q0 * D, p.lse + (i64)k.bh * p.n + k.q0, k.nq, o, m, l,
