@@ -4,7 +4,9 @@ public enum LrDecay { Constant, Linear, Cosine }
 
 /// <summary>
 /// Linear warm-up from 0 to <see cref="Peak"/> over <see cref="Warmup"/> steps, then constant, linear or cosine
-/// decay to Peak·<see cref="FinalFraction"/> at <see cref="Total"/> steps (held there after). Steps count from 1.
+/// decay towards Peak·<see cref="FinalFraction"/>, as torch's schedulers step it: the first step after the warm-up
+/// runs at the peak and step <see cref="Total"/> one decay step short of the floor (reached after it), so every step
+/// of a run, a 1-step run included, has a nonzero rate. Steps count from 1.
 /// </summary>
 public sealed record LrSchedule(float Peak, int Warmup, int Total, LrDecay Decay = LrDecay.Cosine, float FinalFraction = 0f)
 {
@@ -20,7 +22,7 @@ public sealed record LrSchedule(float Peak, int Warmup, int Total, LrDecay Decay
     {
         if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), step, "steps count from 1");
         if (step <= Warmup) return Peak * step / Warmup;
-        var progress = Math.Clamp((double)(step - Warmup) / Math.Max(1, Total - Warmup), 0, 1);
+        var progress = Math.Clamp((double)(step - Warmup - 1) / Math.Max(1, Total - Warmup), 0, 1);
         var f = Decay switch
         {
             LrDecay.Constant => 1.0,

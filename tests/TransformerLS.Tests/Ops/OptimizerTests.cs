@@ -127,11 +127,18 @@ public class OptimizerTests
         var cos = new LrSchedule(1f, 10, 110, LrDecay.Cosine, 0.1f);
         Assert.Equal(0.1f, cos.At(1), 6);
         Assert.Equal(1f, cos.At(10), 6);
-        Assert.Equal(0.55f, cos.At(60), 5);   // halfway: (1 + 0.1) / 2
-        Assert.Equal(0.1f, cos.At(110), 6);
+        Assert.Equal(1f, cos.At(11), 6);       // the first step after the warm-up runs at the peak
+        Assert.Equal(0.55f, cos.At(61), 5);   // halfway: (1 + 0.1) / 2
+        Assert.Equal(0.1002220f, cos.At(110), 6); // the last step: one decay step short of the floor, 0.1 + 0.45·(1 + cos 0.99π)
+        Assert.Equal(0.1f, cos.At(111), 6);
         Assert.Equal(0.1f, cos.At(500), 6);
         var lin = new LrSchedule(2f, 0, 100, LrDecay.Linear);
-        Assert.Equal(1f, lin.At(50), 6);
+        Assert.Equal(2f, lin.At(1), 6);
+        Assert.Equal(1f, lin.At(51), 6);
+        Assert.Equal(0.02f, lin.At(100), 6);
+        // A run of one step trains: its only step runs at the peak (it used to run at the floor, 0).
+        Assert.Equal(3e-4f, new LrSchedule(3e-4f, 0, 1, LrDecay.Cosine).At(1));
+        Assert.Equal(3e-4f, new LrSchedule(3e-4f, 0, 1, LrDecay.Linear).At(1));
         Assert.Equal(2f, new LrSchedule(2f, 5, 100, LrDecay.Constant).At(77));
         Assert.Throws<ArgumentOutOfRangeException>(() => cos.At(0));
         Assert.Contains("Total", Assert.Throws<ArgumentOutOfRangeException>(() => new LrSchedule(1f, 10, 5).Validate()).Message);
