@@ -23,9 +23,16 @@ template <typename T> __device__ void sum_of_squares(OptimizerParams p)
 }
 
 // torch.optim.Adam / AdamW (non-amsgrad, non-foreach) on g·clip, clip = min(1, max_norm / (‖g‖ + 1e-6)) as
-// torch.nn.utils.clip_grad_norm_ computes it.
+// torch.nn.utils.clip_grad_norm_ computes it (max_norm = +∞: no clipping). A step whose Σ g² is not finite changes
+// nothing (weights and moments stay those of the last good step) and records its number in bad, if none is yet:
+// the host reads it when it logs, so a diverged run is caught on the device with no extra synchronization.
 template <typename T> __device__ void adam_step(OptimizerParams p)
 {
+    if (p.sumsq && !(*p.sumsq <= 3.402823466e38f))
+    {
+        if (p.bad && blockIdx.x == 0 && threadIdx.x == 0 && *p.bad == 0.f) *p.bad = (float)p.step;
+        return;
+    }
     const float clip = p.sumsq ? fminf(1.f, p.max_norm / (sqrtf(*p.sumsq) + 1e-6f)) : 1.f;
     const float step = p.lr / p.bias1, root2 = sqrtf(p.bias2);
     GRID_STRIDE(i, p.n)

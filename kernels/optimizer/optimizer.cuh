@@ -12,10 +12,12 @@ struct OptimizerParams
     float* v;
     void* copy;          // optional bf16 model weights, rewritten from the master
     float* sumsq;        // sum_squares: accumulated into; adam_step: Σ g² of all gradients, or null (no clipping)
+    float* bad;          // adam_step: the first step whose Σ g² was not finite (0: none yet), or null
     i64 n;
     float lr, beta1, beta2, eps, weight_decay, max_norm;
     float bias1, bias2;  // 1 − β1^t and 1 − β2^t
     int decoupled;       // 1: AdamW (decay on the weights); 0: Adam (decay added to the gradient)
+    int step;            // the step being taken (recorded in bad)
 };
 
-TLS_PARAMS_LAYOUT(OptimizerParams, decoupled, 96, 88)
+TLS_PARAMS_LAYOUT(OptimizerParams, step, 104, 100)

@@ -45,6 +45,13 @@ static class TrainCommand
             if (checkpoint is not null) CheckWritable(checkpoint);
             using var hold = checkpoint is null ? null : CheckpointLock.Take(checkpoint);
             using var be = BackendFactory.Open(device);
+            // Sized from the config before anything is allocated: a model too large for the device is refused by name,
+            // and a large one is announced before it takes its time to build.
+            var (parameters, state, available) = (TrainSize.Parameters(cfg), TrainSize.StateBytes(cfg), AvailableBytes(be));
+            if (state > available)
+                throw new InsufficientMemoryException($"the {cfg.Task} model has {parameters:N0} parameters: {Mib(state)} of weights, gradients and " +
+                    $"optimizer state, more than the {Mib(available)} available on {be.Device}; choose smaller sizes in the config");
+            Console.WriteLine($"tls train: building {parameters:N0} parameters ({Mib(state)} with gradients and optimizer state) on {be.Device}");
             using var trainer = new Trainer(be, cfg);
             if (resume is not null) trainer.Resume(resume, changedData);
             var plan = trainer.Task.Executor.TrainingPlan;
@@ -83,13 +90,24 @@ static class TrainCommand
             return 0;
         }
         catch (Exception e) when (e is ArgumentException or IOException or CheckpointException or CudaException or CudaLibraryNotFoundException
-            or UnauthorizedAccessException or NonFiniteLossException)
+            or UnauthorizedAccessException or NonFiniteLossException or InsufficientMemoryException)
         {
             Console.Error.WriteLine($"tls train: {CliErrors.Message(e)}");
             return 2;
         }
+        catch (OutOfMemoryException)
+        {
+            Console.Error.WriteLine($"tls train: out of memory on the CPU ({Mib(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes)} available to this process); " +
+                "use smaller sizes, a smaller batch (--batch) or --recompute");
+            return 2;
+        }
         finally { Console.CancelKeyPress -= onCancel; }
     }
+
+    /// <summary>Bytes a new allocation can still get: the device's free memory, or the memory the GC may still use.</summary>
+    static long AvailableBytes(IBackend be) => be is CudaBackend cuda
+        ? cuda.Context.MemoryInfo().Free
+        : Math.Max(0, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes - GC.GetTotalMemory(false));
 
     /// <param name="data">The lm task's byte file, instead of the path stored in the checkpoint (which is relative to where training ran).</param>
     public static int Eval(string checkpoint, string device, int? batches, string? data = null)

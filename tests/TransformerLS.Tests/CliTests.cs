@@ -131,6 +131,38 @@ public class CliTests
         Assert.Contains(expected, err);
     }
 
+    [Theory]
+    [InlineData("""{"lra":{"dim":1073741824,"heads":2,"hidden":1073741824,"layers":1073741824}}""", "more than 9,223,372,036,854,775,807 parameters")]
+    [InlineData("""{"lra":{"dim":65536,"heads":2,"hidden":65536,"layers":64}}""", "of weights, gradients and optimizer state, more than the")]
+    public void A_model_too_large_to_count_or_to_fit_is_refused_before_it_is_built(string json, string expected)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"tls-{Guid.NewGuid():N}.json");
+        try
+        {
+            File.WriteAllText(path, json);
+            var (code, _, err) = Run(() => TrainCommand.Train(path, Steps(1), "cpu", null, null));
+            Assert.Equal(2, code);
+            Assert.Contains(expected, err);
+            Assert.DoesNotContain("   at ", err);
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
+    public void The_size_estimate_is_the_models_parameter_count()
+    {
+        foreach (var cfg in new[] { new TrainConfig(), new TrainConfig { Lra = new TrainConfig().Lra with { Pooling = Models.LraPooling.Mean, Layers = 3, Rank = 5 } } })
+        {
+            using var task = new ListOpsTask(new Backends.CpuBackend(), cfg);
+            Assert.Equal(task.Parameters.Count, TrainSize.Parameters(cfg));
+        }
+        var lm = new TrainConfig { Task = "lm" };
+        using var model = new Models.CausalLm(new Backends.CpuBackend(), lm.Lm with { Rank = 3, Layers = 1 }, Tensors.DType.Float32, 1);
+        Assert.Equal(model.Parameters.Count, Models.CausalLm.CountParameters(lm.Lm with { Rank = 3, Layers = 1 }));
+        using var big = new Models.CausalLm(new Backends.CpuBackend(), new TrainConfig().Lm, Tensors.DType.BFloat16, 1);
+        Assert.Equal(big.Parameters.Count, Models.CausalLm.CountParameters(new TrainConfig().Lm));
+    }
+
     [Fact]
     public void A_diverged_run_stops_with_a_named_error_and_saves_nothing()
     {

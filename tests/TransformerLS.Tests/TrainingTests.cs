@@ -117,4 +117,20 @@ public class TrainingTests
         }
         finally { File.Delete(json); }
     }
+
+    [Fact]
+    public void A_diverging_run_is_caught_on_the_device_at_its_first_bad_step_and_keeps_finite_weights()
+    {
+        var cfg = new TrainConfig { Steps = 6, Batch = 4, LogEvery = 3, EvalBatches = 1, Warmup = 0, Lr = 1e30f };
+        using var trainer = new Trainer(new CpuBackend(), cfg);
+        var e = Assert.Throws<NonFiniteLossException>(() => trainer.Run(cancel: TestContext.Current.CancellationToken));
+        var m = System.Text.RegularExpressions.Regex.Match(e.Message, @"gradient norm is not finite at step (\d+)");
+        Assert.True(m.Success, e.Message);
+        Assert.InRange(int.Parse(m.Groups[1].Value), 1, 3); // found at the first logged step, naming the step it happened
+        foreach (var (name, t) in trainer.Task.Parameters.Tensors)
+            Assert.True(t.ToArray().All(float.IsFinite), $"{name} holds a non-finite value after the skipped steps");
+        var path = Path.Combine(Path.GetTempPath(), $"tls-{Guid.NewGuid():N}.safetensors");
+        Assert.Throws<NonFiniteLossException>(() => trainer.Save(path));
+        Assert.False(File.Exists(path));
+    }
 }

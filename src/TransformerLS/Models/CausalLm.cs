@@ -68,6 +68,22 @@ public sealed class CausalLm : IDisposable
         }
     }
 
+    /// <summary>
+    /// The parameter count the constructor will create, from the config alone (checked: sizes whose count overflows
+    /// throw OverflowException). Mirrors the constructor and LsCausalAttentionBlock.AddParameters; a test holds them equal.
+    /// </summary>
+    public static long CountParameters(CausalLmConfig cfg)
+    {
+        checked
+        {
+            long D = cfg.Dim, F = cfg.Hidden, hr = (long)cfg.Heads * cfg.Rank;
+            // proj_query/key/val/out, r_net (no bias), r_net_chunk (bias); dconv_1; r_w_bias, r_r_bias [H, d]; two dual LNs
+            long attention = 6 * D * D + D + (hr * D + hr) + 2 * D + 2 * 2 * D;
+            long layer = attention + 2 * D + (F * D + F) + (D * F + D) + 2 * D;
+            return cfg.Vocab * D + cfg.Vocab + cfg.Layers * layer;
+        }
+    }
+
     /// <summary>The graph of one block of <paramref name="batch"/> streams of L tokens with M remembered states per layer.</summary>
     public LmGraph BuildGraph(int batch)
     {

@@ -86,6 +86,23 @@ public sealed class LraClassifier : IDisposable
         Parameters.AddLinear(be, "seq_classifer.mlpblock.2", cfg.Classes, cfg.Hidden, true, dtype, rng, 0.02);
     }
 
+    /// <summary>
+    /// The parameter count the constructor will create, from the config alone (checked: sizes whose count overflows
+    /// throw OverflowException), so a caller can refuse or announce a model before allocating it. Mirrors the
+    /// constructor line by line; a test holds the two equal.
+    /// </summary>
+    public static long CountParameters(LraConfig cfg)
+    {
+        checked
+        {
+            long D = cfg.Dim, F = cfg.Hidden, hr = (long)cfg.Heads * cfg.Rank;
+            long attention = 4 * (D * D + D) + (hr * D + hr) + 2 * 2 * D;  // W_q, W_k, W_v, W_o; dconv_fc; dual_ln_l, dual_ln_s
+            long layer = 2 * D + attention + 2 * D + (F * D + F) + (D * F + D);
+            return (cfg.Pooling == LraPooling.Cls ? D : 0) + cfg.Vocab * D + cfg.MaxLength * D + cfg.Layers * layer
+                   + 2 * D + (F * D + F) + (cfg.Classes * F + cfg.Classes);
+        }
+    }
+
     /// <summary>The graph of one batch of <paramref name="batch"/> sequences of <paramref name="length"/> tokens.</summary>
     public LraGraph BuildGraph(int batch, int length)
     {

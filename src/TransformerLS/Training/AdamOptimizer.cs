@@ -7,8 +7,9 @@ namespace TransformerLS.Training;
 /// <summary>
 /// Adam / AdamW over a model's parameters, on their backend. float32 parameters are updated in place; a
 /// bfloat16 parameter gets a float32 master copy (mixed precision) that the step updates and rounds back into
-/// the parameter. With <see cref="ClipNorm"/> the gradients are clipped to that global norm on the device: the
-/// sum of squares and the step run back to back on the stream, nothing comes back to the host.
+/// the parameter. The global gradient norm is summed on the device every step: with <see cref="ClipNorm"/> the
+/// gradients are clipped to it, and a step whose norm is not finite changes nothing and is recorded
+/// (<see cref="FirstNonFiniteStep"/>); the sum and the step run back to back on the stream, nothing comes back to the host.
 /// </summary>
 public sealed class AdamOptimizer : IDisposable
 {
@@ -17,6 +18,7 @@ public sealed class AdamOptimizer : IDisposable
     readonly IBackend _be;
     readonly Dictionary<string, Slot> _slots = [];
     readonly Tensor _sumSquares;
+    readonly Tensor _badStep; // float32 [1]: the first step with a non-finite gradient norm, 0 while there is none
 
     public float Beta1 { get; init; } = 0.9f;
     public float Beta2 { get; init; } = 0.999f;
@@ -46,6 +48,18 @@ public sealed class AdamOptimizer : IDisposable
             _slots.Add(name, new Slot(p, master, m, v));
         }
         _sumSquares = be.Empty(new Shape(1), DType.Float32);
+        _badStep = be.Empty(new Shape(1), DType.Float32);
+        be.Fill(_badStep, 0);
+    }
+
+    /// <summary>
+    /// The first step whose gradient norm was not finite (that step and every later one changed nothing), or null.
+    /// Reads one float from the device: call it where the host waits anyway (a logged step, a save).
+    /// </summary>
+    public int? FirstNonFiniteStep()
+    {
+        var at = _badStep.ToArray()[0];
+        return at == 0 ? null : (int)at;
     }
 
     /// <summary>One step with learning rate <paramref name="lr"/>; <paramref name="grads"/> has one gradient per parameter.</summary>
@@ -53,15 +67,12 @@ public sealed class AdamOptimizer : IDisposable
     {
         foreach (var name in _slots.Keys)
             if (!grads.ContainsKey(name)) throw new ArgumentException($"no gradient for parameter '{name}'", nameof(grads));
-        var h = new AdamHyper(lr, Steps + 1, Beta1, Beta2, Eps, WeightDecay, Decoupled, ClipNorm ?? 1f);
+        var h = new AdamHyper(lr, Steps + 1, Beta1, Beta2, Eps, WeightDecay, Decoupled, ClipNorm ?? float.PositiveInfinity);
         h.Validate();
-        if (ClipNorm is not null)
-        {
-            _be.Fill(_sumSquares, 0);
-            foreach (var name in _slots.Keys) Optimizer.SumOfSquares(_be, grads[name], _sumSquares);
-        }
+        _be.Fill(_sumSquares, 0);
+        foreach (var name in _slots.Keys) Optimizer.SumOfSquares(_be, grads[name], _sumSquares);
         foreach (var (name, s) in _slots)
-            Optimizer.AdamStep(_be, h, s.Master ?? s.Param, grads[name], s.M, s.V, ClipNorm is null ? null : _sumSquares, s.Master is null ? null : s.Param);
+            Optimizer.AdamStep(_be, h, s.Master ?? s.Param, grads[name], s.M, s.V, _sumSquares, s.Master is null ? null : s.Param, _badStep);
         Steps++;
     }
 
@@ -89,5 +100,6 @@ public sealed class AdamOptimizer : IDisposable
         foreach (var s in _slots.Values) { s.Master?.Dispose(); s.M.Dispose(); s.V.Dispose(); }
         _slots.Clear();
         _sumSquares.Dispose();
+        _badStep.Dispose();
     }
 }

@@ -79,9 +79,12 @@ sealed class ListOpsTask : TaskBase
     readonly Dictionary<Value, Tensor> _evalFeeds = [];
     readonly int _batch, _length;
 
+    /// <summary>The classifier a listops run builds from its config (ten classes, the ListOps vocabulary at least).</summary>
+    public static LraConfig ModelConfig(TrainConfig cfg) => cfg.Lra with { Classes = 10, Vocab = Math.Max(cfg.Lra.Vocab, ListOps.VocabSize) };
+
     public ListOpsTask(IBackend be, TrainConfig cfg) : base(be)
     {
-        _model = new LraClassifier(be, cfg.Lra with { Classes = 10, Vocab = Math.Max(cfg.Lra.Vocab, ListOps.VocabSize) }, cfg.ParsedDType, cfg.Seed);
+        _model = new LraClassifier(be, ModelConfig(cfg), cfg.ParsedDType, cfg.Seed);
         Grads = _model.Parameters.CreateGradients(be);
         (_batch, _length) = (cfg.Batch, cfg.ListOps.MaxLength);
         _train = _model.BuildGraph(_batch, _length);

@@ -123,6 +123,37 @@ public sealed record TrainConfig
 }
 
 /// <summary>A logged training loss was NaN or infinite: the run stops there, and no checkpoint of it is written.</summary>
+/// <summary>What a config will allocate before a step runs, from the config alone (no model built).</summary>
+public static class TrainSize
+{
+    /// <summary>The model's parameter count; a config whose sizes overflow it is a named error.</summary>
+    public static long Parameters(TrainConfig cfg)
+    {
+        try
+        {
+            return cfg.Task == "listops" ? LraClassifier.CountParameters(ListOpsTask.ModelConfig(cfg)) : CausalLm.CountParameters(cfg.Lm);
+        }
+        catch (OverflowException)
+        {
+            var section = cfg.Task == "listops" ? "lra" : "lm";
+            throw new ArgumentOutOfRangeException(section, $"the {section} sizes in the config give more than {long.MaxValue:N0} parameters; " +
+                "check dim, hidden, layers, vocab and maxLength");
+        }
+    }
+
+    /// <summary>
+    /// Bytes of parameters, gradients and Adam state: the weights in the model's dtype, a float32 gradient and two float32
+    /// moments each, and a float32 master copy for bf16 weights.
+    /// </summary>
+    public static long StateBytes(TrainConfig cfg)
+    {
+        var n = Parameters(cfg);
+        var perParameter = cfg.ParsedDType.Size() + 4 + 8 + (cfg.ParsedDType == DType.BFloat16 ? 4 : 0);
+        try { return checked(n * perParameter); }
+        catch (OverflowException) { throw new ArgumentOutOfRangeException("config", $"{n:N0} parameters need more than {long.MaxValue:N0} bytes"); }
+    }
+}
+
 public sealed class NonFiniteLossException(string message) : Exception(message);
 
 /// <summary>Where a run stands, for progress displays.</summary>
@@ -183,7 +214,8 @@ public sealed class Trainer : IDisposable
             afterStep?.Invoke(_optimizer.Steps);
             if (_optimizer.Steps % cfg.LogEvery == 0 || _optimizer.Steps == cfg.Steps)
             {
-                var loss = _task.Executor[_task.Loss].ToArray()[0]; // the one host read of a logged step
+                var loss = _task.Executor[_task.Loss].ToArray()[0]; // the one host read of a logged step (it waits for the step)
+                ThrowIfDiverged(lr);
                 if (!float.IsFinite(loss))
                     throw new NonFiniteLossException($"the training loss is {loss} at step {_optimizer.Steps} (lr {lr:E2}): the run diverged; " +
                         "nothing was saved; try a lower learning rate (--lr) or a longer warm-up (--warmup)");
@@ -197,9 +229,22 @@ public sealed class Trainer : IDisposable
         return new TrainResult(metric, before, after, _task.Chance, lossBefore, lossAfter, rate, _task.Executor.TrainingPlan.PeakBytes, measured, losses);
     }
 
-    /// <summary>Model, optimizer state and the task's run state (the LM's memories) in one safetensors file; the config and step go in its metadata.</summary>
+    /// <summary>
+    /// Throws <see cref="NonFiniteLossException"/> when a step's gradient norm was not finite (checked on the device every
+    /// step; that step and the later ones changed nothing, so there is nothing trustworthy to continue or save).
+    /// </summary>
+    void ThrowIfDiverged(float? lr)
+    {
+        if (_optimizer.FirstNonFiniteStep() is { } bad)
+            throw new NonFiniteLossException($"the gradient norm is not finite at step {bad}{(lr is { } r ? $" (lr now {r:E2})" : "")}: the run diverged; the weights stopped " +
+                $"changing at step {bad - 1} and nothing was saved; try a lower learning rate (--lr) or a longer warm-up (--warmup)");
+    }
+
+    /// <summary>Model, optimizer state and the task's run state (the LM's memories) in one safetensors file; the config and step go in its metadata.
+    /// Refused (<see cref="NonFiniteLossException"/>) after a step with a non-finite gradient norm.</summary>
     public void Save(string path)
     {
+        ThrowIfDiverged(null);
         var all = new Dictionary<string, Tensor>(_task.Parameters.Tensors);
         foreach (var (name, t) in _optimizer.State()) all[$"optimizer.{name}"] = t;
         foreach (var (name, t) in _task.State) all[$"task.{name}"] = t;

@@ -121,6 +121,34 @@ public class OptimizerTests
         finally { File.Delete(path); }
     }
 
+    [Theory]
+    [InlineData("cpu")]
+    [InlineData("cuda")]
+    public void A_step_with_a_non_finite_gradient_norm_changes_nothing_and_is_recorded(string device)
+    {
+        var be = Backend(device);
+        using var scope = new TensorScope();
+        var (w, m, v) = (Tensor(be, DType.Float32, 1f, -2f), Tensor(be, DType.Float32, 0.5f, 0.25f), Tensor(be, DType.Float32, 0.1f, 0.2f));
+        var g = Tensor(be, DType.Float32, 3f, float.NaN);
+        var (sumsq, bad) = (be.Empty(new Shape(1), DType.Float32), be.Empty(new Shape(1), DType.Float32));
+        be.Fill(sumsq, 0); be.Fill(bad, 0);
+        Optimizer.SumOfSquares(be, g, sumsq);
+        Optimizer.AdamStep(be, new AdamHyper(0.1f, 7, MaxNorm: float.PositiveInfinity), w, g, m, v, sumsq, null, bad);
+        Assert.Equal([1f, -2f], w.ToArray());
+        Assert.Equal([0.5f, 0.25f], m.ToArray());
+        Assert.Equal([0.1f, 0.2f], v.ToArray());
+        Assert.Equal(7f, bad.ToArray()[0]);
+        Optimizer.AdamStep(be, new AdamHyper(0.1f, 8), w, g, m, v, sumsq, null, bad);
+        Assert.Equal(7f, bad.ToArray()[0]); // the first bad step is kept
+        // A finite norm steps as before, and +∞ as the clip norm means no clipping.
+        var g2 = Tensor(be, DType.Float32, 3f, 4f);
+        be.Fill(sumsq, 0);
+        Optimizer.SumOfSquares(be, g2, sumsq);
+        Optimizer.AdamStep(be, new AdamHyper(0.1f, 1, MaxNorm: float.PositiveInfinity), w, g2, m, v, sumsq, null, bad);
+        Assert.All(w.ToArray(), x => Assert.True(float.IsFinite(x)));
+        Assert.NotEqual(1f, w.ToArray()[0]);
+    }
+
     [Fact]
     public void Schedules_warm_up_then_decay()
     {

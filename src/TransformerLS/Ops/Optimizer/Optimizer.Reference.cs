@@ -20,7 +20,7 @@ public readonly record struct AdamHyper(float Lr, int Step, float Beta1 = 0.9f, 
         if (!(Beta2 >= 0 && Beta2 < 1)) throw new ArgumentOutOfRangeException(nameof(Beta2), Beta2, "expected 0 <= beta2 < 1");
         Check.Positive(Eps, nameof(Eps));
         if (!(WeightDecay >= 0) || float.IsInfinity(WeightDecay)) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "expected a finite weight decay >= 0");
-        Check.Positive(MaxNorm, nameof(MaxNorm));
+        if (!(MaxNorm > 0)) throw new ArgumentOutOfRangeException(nameof(MaxNorm), MaxNorm, "the clip norm must be > 0 (+∞: no clipping)");
     }
 
     public float Bias1 => 1f - MathF.Pow(Beta1, Step);

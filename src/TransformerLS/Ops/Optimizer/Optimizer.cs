@@ -19,19 +19,30 @@ public static partial class Optimizer
 
     /// <summary>
     /// One torch.optim.Adam / AdamW step, in place on the float32 param, m and v. With <paramref name="sumSquares"/>
-    /// (Σ g² of all gradients, on the device) the gradient is clipped to the global norm h.MaxNorm without a host
-    /// round trip; <paramref name="copy"/> (bf16) receives the updated weights when param is a master copy.
+    /// (Σ g² of all gradients, on the device) the gradient is clipped to the global norm h.MaxNorm (+∞: no clipping)
+    /// without a host round trip, and a non-finite Σ g² skips the step: nothing changes and, if
+    /// <paramref name="badStep"/> (float32 [1]) is still 0, it records h.Step. <paramref name="copy"/> (bf16) receives
+    /// the updated weights when param is a master copy.
     /// </summary>
-    public static void AdamStep(IBackend be, in AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares = null, Tensor? copy = null)
+    public static void AdamStep(IBackend be, in AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares = null, Tensor? copy = null,
+        Tensor? badStep = null)
     {
         CheckAdam(be, h, param, grad, m, v, sumSquares, copy);
-        if (be is CudaBackend cuda) { OptimizerCuda.AdamStep(cuda, h, param, grad, m, v, sumSquares, copy); return; }
-        CpuReference.Run([grad, sumSquares], [param, m, v, copy], (h, sumSquares is not null, copy is not null), static (s, i, o) =>
+        if (badStep is not null) Check.Vector(be, badStep, 1, DType.Float32, nameof(badStep));
+        if (be is CudaBackend cuda) { OptimizerCuda.AdamStep(cuda, h, param, grad, m, v, sumSquares, copy, badStep); return; }
+        CpuReference.Run([grad, sumSquares], [param, m, v, copy, badStep], (h, sumSquares is not null, copy is not null, badStep is not null), static (s, i, o) =>
         {
-            var (hyper, clipped, copied) = s;
-            var clip = clipped ? Clip(i[1][0], (double)hyper.MaxNorm) : 1.0;
-            AdamStep<double>(hyper, o[0], i[0], o[1], o[2], clip);
+            var (hyper, clipped, copied, flagged) = s;
+            if (clipped && !double.IsFinite(i[1][0]))
+            {
+                if (flagged && o[4][0] == 0) o[4][0] = hyper.Step;
+            }
+            else
+            {
+                var clip = clipped ? Clip(i[1][0], (double)hyper.MaxNorm) : 1.0;
+                AdamStep<double>(hyper, o[0], i[0], o[1], o[2], clip);
+            }
             if (copied) o[0].CopyTo(o[3], 0);
-        }, read: 7);
+        }, read: 7u | 16u);
     }
 }

@@ -9,10 +9,10 @@ namespace TransformerLS.Ops;
 [StructLayout(LayoutKind.Sequential)]
 struct OptimizerParams
 {
-    public ulong Param, Grad, M, V, Copy, SumSq;
+    public ulong Param, Grad, M, V, Copy, SumSq, Bad;
     public long N;
     public float Lr, Beta1, Beta2, Eps, WeightDecay, MaxNorm, Bias1, Bias2;
-    public int Decoupled;
+    public int Decoupled, Step;
 }
 
 /// <summary>Launchers for kernels/optimizer/.</summary>
@@ -29,14 +29,14 @@ static class OptimizerCuda
         if (p.N > 0) be.Kernel(File, x.DType == DType.Float32 ? "sum_of_squares_f32" : "sum_of_squares_bf16").Launch(Grid(p.N), Threads, 0, be.Stream, p);
     }
 
-    public static void AdamStep(CudaBackend be, in AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares, Tensor? copy)
+    public static void AdamStep(CudaBackend be, in AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares, Tensor? copy, Tensor? badStep)
     {
         var p = new OptimizerParams
         {
             Param = param.DevicePointer, Grad = grad.DevicePointer, M = m.DevicePointer, V = v.DevicePointer,
-            Copy = copy?.DevicePointer ?? 0, SumSq = sumSquares?.DevicePointer ?? 0, N = param.Count,
+            Copy = copy?.DevicePointer ?? 0, SumSq = sumSquares?.DevicePointer ?? 0, Bad = badStep?.DevicePointer ?? 0, N = param.Count,
             Lr = h.Lr, Beta1 = h.Beta1, Beta2 = h.Beta2, Eps = h.Eps, WeightDecay = h.WeightDecay, MaxNorm = h.MaxNorm,
-            Bias1 = h.Bias1, Bias2 = h.Bias2, Decoupled = h.Decoupled ? 1 : 0,
+            Bias1 = h.Bias1, Bias2 = h.Bias2, Decoupled = h.Decoupled ? 1 : 0, Step = h.Step,
         };
         if (p.N > 0) be.Kernel(File, grad.DType == DType.Float32 ? "adam_step_f32" : "adam_step_bf16").Launch(Grid(p.N), Threads, 0, be.Stream, p);
     }
