@@ -136,6 +136,20 @@ TLS_DEVICE void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::
 // Grid-stride loop over n elements for the flat kernels.
 #define GRID_STRIDE(i, n) for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 
+// Stage 2 of a two-stage sum over token groups, for a pair of outputs of `per` elements: out[i] = Σ_g part[g·per + i]
+// in group order (the same bits every run), rounded once to T. Grid-stride over i.
+template <typename T>
+TLS_DEVICE void sum_group_pair(const float* part_a, const float* part_b, i64 per, int groups, void* out_a, void* out_b)
+{
+    GRID_STRIDE(i, per)
+    {
+        float a = 0.f, b = 0.f;
+        for (int g = 0; g < groups; ++g) { a += part_a[g * per + i]; b += part_b[g * per + i]; }
+        store<T>(out_a, i, a);
+        store<T>(out_b, i, b);
+    }
+}
+
 // One extern "C" entry per dtype, so a kernel is found by a plain name in a CUBIN or in cmake's fatbin.
 #define TLS_INSTANTIATE(name, Params)                                                  \
     extern "C" __global__ void name##_f32(Params p) { name<float>(p); }               \

@@ -198,14 +198,7 @@ template <int D> __device__ void ls_attention_bwd_lm_mma(const LsAttentionParams
 // Stage 2 of the landmark gradients: dK̄, dV̄ = the groups' partials added in group order, rounded once to bf16.
 extern "C" __global__ void ls_attention_bwd_lm_sum(LsAttentionParams p)
 {
-    const i64 per = (i64)p.B * p.H * p.r * p.d;
-    GRID_STRIDE(i, per)
-    {
-        float a = 0.f, c = 0.f;
-        for (int g = 0; g < p.groups; ++g) { a += p.lpart_k[g * per + i]; c += p.lpart_v[g * per + i]; }
-        store<bf16>(p.dkbar, i, a);
-        store<bf16>(p.dvbar, i, c);
-    }
+    sum_group_pair<bf16>(p.lpart_k, p.lpart_v, (i64)p.B * p.H * p.r * p.d, p.groups, p.dkbar, p.dvbar);
 }
 
 #define TLS_INSTANTIATE_BWD(D)                                                                                  \

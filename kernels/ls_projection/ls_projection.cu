@@ -160,14 +160,7 @@ template <typename T> __device__ void ls_projection_compress(LsProjectionParams 
 // Compress stage 2: K̄, V̄ = the groups' partials added in group order, rounded once.
 template <typename T> __device__ void ls_projection_compress_sum(LsProjectionParams p)
 {
-    const i64 per = (i64)p.B * p.H * p.r * p.d;
-    GRID_STRIDE(i, per)
-    {
-        float a = 0.f, c = 0.f;
-        for (int g = 0; g < p.groups; ++g) { a += p.kpart[g * per + i]; c += p.vpart[g * per + i]; }
-        store<T>(p.kbar, i, a);
-        store<T>(p.vbar, i, c);
-    }
+    sum_group_pair<T>(p.kpart, p.vpart, (i64)p.B * p.H * p.r * p.d, p.groups, p.kbar, p.vbar);
 }
 
 // Backward, block (group, h, b), two launches (phase 0, then phase 1 after ls_projection_coldot):

@@ -25,14 +25,15 @@ var cudaGraph = new Option<bool?>("--cuda-graph") { Description = "replay each t
 var save = new Option<string?>("--checkpoint") { Description = "write model + optimizer state here (safetensors) at the end; its folder is checked before the first step" };
 var warmup = new Option<int?>("--warmup") { Description = "warm-up steps (default: 20, or steps - 1 for shorter runs)" };
 var saveEvery = new Option<int>("--save-every") { Description = "with --checkpoint: also save every N steps (0: only at the end; Ctrl+C and SIGTERM always save before exit)" };
+var evalEvery = new Option<int>("--eval-every") { Description = "also evaluate on held-out data every N steps and print the metric (0: only before and after)" };
 var changedData = new Option<bool>("--changed-data") { Description = "with --resume: continue an lm run even though its byte file changed since the checkpoint" };
 var printConfig = new Option<bool>("--print-config") { Description = "print the effective config (file, defaults and flags merged) as JSON and exit" };
 var resume = new Option<string?>("--resume") { Description = "continue from a checkpoint written by train, with its config (only --steps and the run options may change)" };
 var train = new Command("train", "Train the LRA classifier on generated ListOps or the causal LM on a byte file")
-    { config, task, data, steps, batch, lr, dtype, seed, recompute, accumulate, cudaGraph, device, save, resume, warmup, printConfig, saveEvery, changedData };
+    { config, task, data, steps, batch, lr, dtype, seed, recompute, accumulate, cudaGraph, device, save, resume, warmup, printConfig, saveEvery, evalEvery, changedData };
 train.SetAction(r => TrainCommand.Train(r.GetValue(config), new TrainCommand.Overrides(r.GetValue(task), r.GetValue(data), r.GetValue(steps),
     r.GetValue(batch), r.GetValue(lr), r.GetValue(dtype), r.GetValue(seed), r.GetValue(recompute), r.GetValue(accumulate),
-    r.GetValue(cudaGraph), r.GetValue(warmup)), r.GetValue(device)!, r.GetValue(save), r.GetValue(resume), r.GetValue(printConfig), r.GetValue(saveEvery), changedData: r.GetValue(changedData)));
+    r.GetValue(cudaGraph), r.GetValue(warmup)), r.GetValue(device)!, r.GetValue(save), r.GetValue(resume), r.GetValue(printConfig), r.GetValue(saveEvery), changedData: r.GetValue(changedData), evalEvery: r.GetValue(evalEvery)));
 
 var checkpointArg = new Argument<string>("checkpoint") { Description = "a checkpoint written by tls train" };
 var evalBatches = new Option<int?>("--batches") { Description = "held-out batches (default: the config's evalBatches)" };

@@ -19,7 +19,7 @@ static class TrainCommand
     /// <param name="stop">Cancels the run as SIGINT / SIGTERM do (tests).</param>
     /// <param name="changedData">Resume an lm run even though its byte file changed since the checkpoint.</param>
     public static int Train(string? configPath, Overrides o, string device, string? checkpoint, string? resume, bool printConfig = false,
-        int saveEvery = 0, CancellationToken stop = default, bool changedData = false)
+        int saveEvery = 0, CancellationToken stop = default, bool changedData = false, int evalEvery = 0)
     {
         // Ctrl+C and SIGTERM stop the run at the next step boundary; the checkpoint is then written before exit.
         using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(stop);
@@ -30,6 +30,7 @@ static class TrainCommand
         {
             if (saveEvery < 0) throw new ArgumentOutOfRangeException("save-every", saveEvery, $"--save-every is {saveEvery}; expected 0 (only at the end) or a step count");
             if (saveEvery > 0 && checkpoint is null) throw new ArgumentException("--save-every needs --checkpoint: the path to save to", "save-every");
+            if (evalEvery < 0) throw new ArgumentOutOfRangeException("eval-every", evalEvery, $"--eval-every is {evalEvery}; expected 0 (only before and after) or a step count");
             // A resumed run without --config takes its config from the checkpoint.
             var stored = resume is null ? null : Trainer.ConfigOf(resume);
             var cfg = configPath is not null ? TrainConfig.Load(configPath) : stored ?? new TrainConfig();
@@ -60,6 +61,7 @@ static class TrainCommand
                 $"(without reuse {Mib(plan.NoReuseBytes)}{(cfg.Recompute ? ", recomputing each layer" : "")})" +
                 (cfg.CudaGraph ? be is CudaBackend ? "; runs replayed from CUDA graphs" : "; --cuda-graph has no effect on the CPU" : ""));
             TrainResult result = null!;
+            var evals = new List<string>();
             AnsiConsole.Progress()
                 .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                 .Start(ctx =>
@@ -70,8 +72,18 @@ static class TrainCommand
                     {
                         bar.Value = p.Step;
                         bar.Description = $"step {p.Step}/{p.Steps} loss {p.Loss:F4} lr {p.Lr:E2} {p.TokensPerSecond:N0} tok/s";
-                    }, interrupt.Token, step => { if (saveEvery > 0 && step % saveEvery == 0 && step < cfg.Steps) trainer.Save(checkpoint!); });
+                    }, interrupt.Token, step =>
+                    {
+                        if (saveEvery > 0 && step % saveEvery == 0 && step < cfg.Steps) trainer.Save(checkpoint!);
+                        if (evalEvery > 0 && step % evalEvery == 0 && step < cfg.Steps)
+                        {
+                            // Separate executors and held-out data: the training run's state is untouched.
+                            var (metric, value, loss) = trainer.Task.Evaluate(cfg.EvalBatches);
+                            evals.Add($"  eval at step {step,6}: {metric} {value:F4}, held-out loss {loss:F4}");
+                        }
+                    });
                 });
+            foreach (var line in evals) Console.WriteLine(line);
             foreach (var (step, loss) in result.Losses.Where((_, i) => i % Math.Max(1, result.Losses.Count / 10) == 0 || i == result.Losses.Count - 1))
                 Console.WriteLine($"  step {step,6}  loss {loss:F4}");
             Console.WriteLine($"{result.Metric}: {result.Before:F4} before, {result.After:F4} after, chance {result.Chance:F4} (held-out loss {result.LossBefore:F4} -> {result.LossAfter:F4}); " +
@@ -124,8 +136,31 @@ static class TrainCommand
             using var be = BackendFactory.Open(device);
             using var trainer = new Trainer(be, cfg);
             trainer.Resume(checkpoint, changedData: data is not null); // a file named by --data is the one to evaluate, whatever the checkpoint saw
-            var (metric, value, loss) = trainer.Task.Evaluate(batches ?? cfg.EvalBatches);
-            Console.WriteLine($"{checkpoint} (task {cfg.Task}, step {trainer.Step}): {metric} {value:F4}, held-out loss {loss:F4}");
+            (string Metric, double Value, double Loss) r = default;
+            var (wanted, evaluated) = (batches ?? cfg.EvalBatches, 0);
+            if (AnsiConsole.Profile.Capabilities.Interactive)
+                AnsiConsole.Progress()
+                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                    .Start(ctx =>
+                    {
+                        var bar = ctx.AddTask("evaluating", maxValue: Math.Max(1, wanted));
+                        r = trainer.Task.Evaluate(wanted, (done, total) =>
+                        {
+                            evaluated = done;
+                            bar.MaxValue = Math.Max(1, total);
+                            bar.Value = done;
+                            bar.Description = $"evaluating: batch {done}/{total}";
+                        });
+                    });
+            else // a log, not a terminal: a line at every tenth of the batches
+                r = trainer.Task.Evaluate(wanted, (done, total) =>
+                {
+                    evaluated = done;
+                    if (done == total || done % Math.Max(1, total / 10) == 0) Console.Error.WriteLine($"tls eval: evaluating: batch {done}/{total}");
+                });
+            var (metric, value, loss) = r;
+            Console.WriteLine($"{checkpoint} (task {cfg.Task}, step {trainer.Step}): {metric} {value:F4}, held-out loss {loss:F4} " +
+                $"over {evaluated} held-out batches{(evaluated < wanted ? $" (of {wanted} asked: the held-out set has no more)" : "")}");
             return 0;
         }
         catch (Exception e) when (e is ArgumentException or IOException or CheckpointException or CudaException or CudaLibraryNotFoundException)

@@ -277,6 +277,40 @@ public class CliTests
     }
 
     [Fact]
+    public void Eval_every_reports_held_out_metrics_during_the_run_and_changes_nothing_else()
+    {
+        var run = new TrainCommand.Overrides(null, null, 6, 4, null, null, null, null, null, null);
+        var (code, output, _) = Run(() => TrainCommand.Train(null, run, "cpu", null, null, evalEvery: 2));
+        Assert.Equal(0, code);
+        Assert.Contains("eval at step      2: accuracy", output);
+        Assert.Contains("eval at step      4: accuracy", output);
+        Assert.DoesNotContain("eval at step      6", output); // the last step has the final evaluation
+        var (plainCode, plain, _) = Run(() => TrainCommand.Train(null, run, "cpu", null, null));
+        Assert.Equal(0, plainCode);
+        static string Final(string text) => text.Split('\n').Last(l => l.StartsWith("accuracy:", StringComparison.Ordinal)).Split("; ")[0];
+        Assert.Equal(Final(plain), Final(output)); // the same run, bit for bit on the CPU: evaluating touched no training state
+        var (bad, _, err) = Run(() => TrainCommand.Train(null, run, "cpu", null, null, evalEvery: -1));
+        Assert.Equal(2, bad);
+        Assert.Contains("--eval-every is -1", err);
+    }
+
+    [Fact]
+    public void Eval_shows_its_progress()
+    {
+        var ckpt = Path.Combine(Path.GetTempPath(), $"tls-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            using (var t = new Trainer(new Backends.CpuBackend(), new TrainConfig { Steps = 1, Batch = 2, EvalBatches = 1 })) t.Save(ckpt);
+            var (code, output, err) = Run(() => TrainCommand.Eval(ckpt, "cpu", 3));
+            Assert.Equal(0, code);
+            Assert.Matches(@"evaluating: batch (\d+)/\1", err); // not a terminal here: progress lines (a terminal gets a bar)
+            Assert.Contains("accuracy", output);
+            Assert.Matches(@"over \d+ held-out batches", output);
+        }
+        finally { File.Delete(ckpt); }
+    }
+
+    [Fact]
     public void Eval_batches_zero_is_a_named_error()
     {
         var (code, _, err) = Run(() => TrainCommand.Eval("unused.safetensors", "cpu", 0));

@@ -24,8 +24,8 @@ public interface ITrainingTask : IDisposable
     void AfterRun();
     /// <summary>What a checkpoint must hold besides parameters and optimizer state for a resumed run to continue exactly (the LM's memories).</summary>
     IReadOnlyDictionary<string, Tensor> State { get; }
-    /// <summary>The held-out metric: ("accuracy", fraction) or ("bits/byte", value), and the mean loss.</summary>
-    (string Metric, double Value, double Loss) Evaluate(int batches);
+    /// <summary>The held-out metric: ("accuracy", fraction) or ("bits/byte", value), and the mean loss; progress(done, total) after each batch.</summary>
+    (string Metric, double Value, double Loss) Evaluate(int batches, Action<int, int>? progress = null);
     /// <summary>The metric of a guess that ignores the input: the held-out majority class, or a uniform byte (log2 V bits).</summary>
     double Chance { get; }
 }
@@ -45,7 +45,7 @@ abstract class TaskBase(IBackend be) : ITrainingTask
     public abstract void Load(long index);
     public virtual void AfterRun() { }
     public virtual IReadOnlyDictionary<string, Tensor> State { get; } = new Dictionary<string, Tensor>();
-    public abstract (string Metric, double Value, double Loss) Evaluate(int batches);
+    public abstract (string Metric, double Value, double Loss) Evaluate(int batches, Action<int, int>? progress = null);
     public abstract double Chance { get; }
 
     protected Tensor Feed(Dictionary<Value, Tensor> feeds, Value v)
@@ -125,11 +125,12 @@ sealed class ListOpsTask : TaskBase
         Write(feeds[g.Labels], batch.Select(e => e.Label));
     }
 
-    public override (string, double, double) Evaluate(int batches)
+    public override (string, double, double) Evaluate(int batches, Action<int, int>? progress = null)
     {
         int right = 0, count = 0;
         double loss = 0;
-        for (var b = 0; b < Math.Min(batches, _held.Length / _batch); b++)
+        var total = Math.Min(batches, _held.Length / _batch);
+        for (var b = 0; b < total; b++)
         {
             var batch = _held[(b * _batch)..((b + 1) * _batch)];
             Fill(_evalFeeds, _eval, batch);
@@ -143,6 +144,7 @@ sealed class ListOpsTask : TaskBase
                 for (var c = 1; c < 10; c++) if (row[c] > row[best]) best = c;
                 if (best == batch[i].Label) right++;
             }
+            progress?.Invoke(b + 1, total);
         }
         return ("accuracy", (double)right / Math.Max(count, 1), loss / Math.Max(count / _batch, 1));
     }
@@ -211,7 +213,7 @@ sealed class ByteLmTask : TaskBase
     }
 
     /// <summary>Mean bits per byte over the first <paramref name="batches"/> blocks of the validation split, memories carried.</summary>
-    public override (string, double, double) Evaluate(int batches)
+    public override (string, double, double) Evaluate(int batches, Action<int, int>? progress = null)
     {
         foreach (var m in _eval.Memories) Be.Fill(_evalFeeds[m], 0f);
         double loss = 0;
@@ -224,6 +226,7 @@ sealed class ByteLmTask : TaskBase
             _evalRun.Forward(_evalFeeds);
             loss += _evalRun[_eval.Loss].ToArray()[0];
             Carry(_evalRun, _eval, _evalFeeds);
+            progress?.Invoke(s + 1, n);
         }
         loss /= Math.Max(n, 1);
         return ("bits/byte", loss / Math.Log(2), loss);
