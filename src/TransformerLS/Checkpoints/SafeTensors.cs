@@ -247,13 +247,28 @@ public sealed class SafeTensorsFile
         Read(f, e, target);
     }
 
-    void Read(FileStream f, SafeTensorsEntry e, Tensor target)
+    /// <summary>The raw bytes of tensor <paramref name="name"/>, checked against its checksum when the file carries one.</summary>
+    public byte[] ReadBytes(string name)
+    {
+        if (!_entries.TryGetValue(name, out var e))
+            throw new CheckpointException($"checkpoint '{Path}' has no tensor '{name}'");
+        using var f = File.OpenRead(Path);
+        return Bytes(f, e);
+    }
+
+    byte[] Bytes(FileStream f, SafeTensorsEntry e)
     {
         var bytes = new byte[e.End - e.Begin];
         f.Position = _dataStart + e.Begin;
         f.ReadExactly(bytes);
         if (Metadata.TryGetValue(SafeTensors.ChecksumPrefix + e.Name, out var sum) && SafeTensors.Checksum(bytes) != sum)
             throw new CheckpointException($"checkpoint '{Path}' tensor '{e.Name}' does not match its checksum: the file was changed or corrupted after it was written");
+        return bytes;
+    }
+
+    void Read(FileStream f, SafeTensorsEntry e, Tensor target)
+    {
+        var bytes = Bytes(f, e);
         if (SafeTensors.FirstNonFinite(target.DType, bytes) is { } at)
             throw new CheckpointException($"checkpoint '{Path}' tensor '{e.Name}' holds a non-finite value (NaN or infinity) at element {at}; refusing to load it");
         target.Backend.CopyFromHost(target, bytes);

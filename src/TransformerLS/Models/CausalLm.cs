@@ -69,6 +69,13 @@ public sealed class CausalLm : IDisposable
     }
 
     /// <summary>
+    /// Loads a state_dict exported from the official code to safetensors (its names, shapes and dtypes; see
+    /// <see cref="Checkpoints.StateDict"/>): with <paramref name="strict"/> every missing, unexpected or mis-shaped key is
+    /// an error naming them all; without, the report lists what did not match and the rest is loaded.
+    /// </summary>
+    public Checkpoints.StateDictReport LoadStateDict(string path, bool strict = true) => Checkpoints.StateDict.Load(Parameters, path, strict);
+
+    /// <summary>
     /// The parameter count the constructor will create, from the config alone (checked: sizes whose count overflows
     /// throw OverflowException). Mirrors the constructor and LsCausalAttentionBlock.AddParameters; a test holds them equal.
     /// </summary>
