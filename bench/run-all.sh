@@ -3,8 +3,8 @@
 # same shapes, then one merged table (side-by-side.md) and the sweep plots, all in one results folder.
 #   bench/run-all.sh [OUT]            (default: bench/results/<date>-<gpu>)
 # TLS_BENCH says how to start tls-bench (default: dotnet run on the bench project; on a host with only the runtime,
-# e.g. TLS_BENCH="dotnet .gpu/bench/tls-bench.dll"). KERNELS=0, LAYERS=0, SCALE=0 or PEERS=0 skip a part (the table
-# merges whatever the folder holds); KERNEL_RUNS, LAYER_RUNS, PEER_BUDGET_S and PEER_SWEEP_BUDGET_S trim the run.
+# e.g. TLS_BENCH="dotnet .gpu/bench/tls-bench.dll"). KERNELS=0, LAYERS=0, SCALE=0, MODEL=0 or PEERS=0 skip a part (the table
+# merges whatever the folder holds); KERNEL_RUNS, LAYER_RUNS, MODEL_RUNS, PEER_BUDGET_S and PEER_SWEEP_BUDGET_S trim the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr -c 'A-Za-z0-9\n' '-' | tr -s '-' | sed 's/-$//' || echo gpu)
@@ -16,6 +16,7 @@ set -x
 [ "${KERNELS:-1}" = 0 ] || $bench kernels --out "$out" --runs "${KERNEL_RUNS:-30}" | tee "$out/kernels.log"
 [ "${LAYERS:-1}" = 0 ] || $bench layers --out "$out" --runs "${LAYER_RUNS:-20}" | tee "$out/layers.log"
 [ "${SCALE:-1}" = 0 ] || $bench scale --out "$out" --dtype bf16 | tee "$out/scale.log"
+[ "${MODEL:-1}" = 0 ] || $bench model --out "$out" --runs "${MODEL_RUNS:-10}" | tee "$out/model.log"
 if [ "${PEERS:-1}" != 0 ]; then
   (cd bench/peers && PYTHONUNBUFFERED=1 python3 peers.py --out "$out/peers.rows.json" --budget-s "${PEER_BUDGET_S:-420}" \
     --sweep-budget-s "${PEER_SWEEP_BUDGET_S:-240}") 2>&1 | grep --line-buffered -v -e '^W1' -e 'warn' | tee "$out/peers.log"

@@ -114,4 +114,27 @@ public static class Commands
         Console.WriteLine($"wrote side-by-side.md, sweep-memory.svg, sweep-time.svg in {dir}");
         return 0;
     });
+
+    static IReadOnlyList<(int Length, int Batch)> ParseShapes(string text) => [.. Items(text).Select(s =>
+    {
+        var parts = s.Split('x');
+        return parts.Length == 2 && int.TryParse(parts[0], out var l) && int.TryParse(parts[1], out var b) && l > 0 && b > 0 ? (l, b)
+            : throw new ArgumentException($"--shapes: '{s}' is not LENGTHxBATCH (e.g. 2048x4)", "shapes");
+    })];
+
+    public static int Model(string device, string outDir, string shapes, string dtypes, int layers, int dim, int heads, int hidden, int window,
+        int chunk, int rank, int? memory, int runs, int warmup, bool cudaGraph) => Guard("model", () =>
+    {
+        Positive(runs, "--runs"); Positive(layers, "--layers");
+        if (warmup < 1) throw new ArgumentOutOfRangeException("warmup", warmup, "--warmup must be at least 1 (the first step compiles and plans)");
+        using var be = BackendFactory.Open(device);
+        var env = BenchEnvironment.Of(be);
+        var model = ModelBench.Enwik8Base with { Layers = layers, Dim = dim, Heads = heads, Hidden = hidden, Window = window, ChunkLength = chunk, Rank = rank };
+        var rows = ModelBench.Run(be, new ModelBench.Options(ParseShapes(shapes), ParseDTypes(dtypes), model, runs, warmup, cudaGraph, memory), Console.Out);
+        Directory.CreateDirectory(outDir);
+        File.WriteAllText(Path.Combine(outDir, "model.rows.json"), ModelRow.ToJson(rows));
+        File.WriteAllText(Path.Combine(outDir, "model.md"), ModelBench.Markdown(rows, env.Header));
+        Console.WriteLine($"wrote model.rows.json, model.md in {outDir}");
+        return 0;
+    });
 }

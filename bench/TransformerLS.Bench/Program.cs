@@ -41,9 +41,25 @@ var layers = new Command("layers", "The LS and full-attention layers at a fixed 
 layers.SetAction(r => Commands.Layers(r.GetValue(device)!, r.GetValue(outDir)!, r.GetValue(layer)!, r.GetValue(dtypes)!, r.GetValue(tokens),
     r.GetValue(lengths)!, r.GetValue(layerRuns), r.GetValue(dim), r.GetValue(heads), r.GetValue(window), r.GetValue(rank)));
 
+var shapes = new Option<string>("--shapes") { Description = "LENGTHxBATCH list (memory M = L unless --memory)", DefaultValueFactory = _ => "2048x4,8192x1,32768x1" };
+var modelLayers = new Option<int>("--layers") { Description = "layers", DefaultValueFactory = _ => 12 };
+var hidden = new Option<int>("--hidden") { Description = "feed-forward width", DefaultValueFactory = _ => 2048 };
+var lmWindow = new Option<int>("--window") { Description = "causal window w", DefaultValueFactory = _ => 512 };
+var chunk = new Option<int>("--chunk") { Description = "chunk length l", DefaultValueFactory = _ => 16 };
+var lmRank = new Option<int>("--rank") { Description = "rank r per chunk", DefaultValueFactory = _ => 1 };
+var memory = new Option<int?>("--memory") { Description = "remembered states M per layer (default: L)" };
+var modelRuns = new Option<int>("--runs") { Description = "timed steps (median reported)", DefaultValueFactory = _ => 10 };
+var modelWarmup = new Option<int>("--warmup") { Description = "untimed steps first", DefaultValueFactory = _ => 3 };
+var graphs = new Option<bool>("--cuda-graph") { Description = "replay each step from a CUDA graph" };
+var model = new Command("model", "The causal LM's whole training step (enwik8-base by default) at several lengths: model.rows.json and model.md")
+    { device, outDir, shapes, dtypes, modelLayers, dim, heads, hidden, lmWindow, chunk, lmRank, memory, modelRuns, modelWarmup, graphs };
+model.SetAction(r => Commands.Model(r.GetValue(device)!, r.GetValue(outDir)!, r.GetValue(shapes)!, r.GetValue(dtypes)!, r.GetValue(modelLayers),
+    r.GetValue(dim), r.GetValue(heads), r.GetValue(hidden), r.GetValue(lmWindow), r.GetValue(chunk), r.GetValue(lmRank), r.GetValue(memory),
+    r.GetValue(modelRuns), r.GetValue(modelWarmup), r.GetValue(graphs)));
+
 var dir = new Argument<string>("results") { Description = "a results folder holding *.rows.json (this program's and bench/peers')" };
 var table = new Command("table", "Merges every *.rows.json of a results folder into one markdown/CSV table and sweep plots") { dir };
 table.SetAction(r => Commands.Table(r.GetValue(dir)!));
 
-var root = new RootCommand("tls-bench: TransformerLS.Native microbenchmarks, memory-scaling studies and side-by-side runs") { kernels, scale, layers, table };
+var root = new RootCommand("tls-bench: TransformerLS.Native microbenchmarks, memory-scaling studies and side-by-side runs") { kernels, scale, layers, model, table };
 return root.Parse(args).Invoke();

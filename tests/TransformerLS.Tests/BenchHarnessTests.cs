@@ -147,4 +147,25 @@ public class BenchHarnessTests
         using var be = new CpuBackend();
         Assert.Throws<ArgumentOutOfRangeException>(() => ScaleSweep.Run(be, new LayerSpec(LayerKind.Ls, DType.Float32), new ScaleSweep.Options(Start: 0)));
     }
+
+    [Fact]
+    public void The_model_bench_times_whole_training_steps_and_writes_the_issue_14_rows()
+    {
+        using var be = new CpuBackend();
+        var tiny = ModelBench.Enwik8Base with { Layers = 1, Dim = 16, Heads = 2, Hidden = 32, Window = 8, ChunkLength = 4 };
+        var rows = ModelBench.Run(be, new ModelBench.Options([(16, 2), (32, 1)], [DType.Float32, DType.BFloat16], tiny, Runs: 2, Warmup: 1));
+        Assert.Equal(4, rows.Count);
+        Assert.All(rows, r =>
+        {
+            Assert.Equal("ok", r.Status);
+            Assert.True(r.StepMs > 0 && r.PeakBytes > 0, $"{r}");
+            Assert.Equal(r.Batch * r.Length / (r.StepMs!.Value / 1000), r.TokensPerS!.Value, 6);
+            Assert.Equal(r.Length, r.Memory);
+        });
+        var json = ModelRow.ToJson(rows);
+        foreach (var key in new[] { "impl", "dtype", "layers", "length", "memory", "batch", "step_ms", "tokens_per_s", "peak_bytes", "status" })
+            Assert.Contains($"\"{key}\"", json);
+        Assert.Equal(rows, ModelRow.FromJson(json));
+        Assert.Contains("| tls | bf16 | 1 | 32 | 32 | 1 |", ModelBench.Markdown(rows, "header"));
+    }
 }

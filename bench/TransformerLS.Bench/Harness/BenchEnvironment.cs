@@ -37,4 +37,7 @@ public sealed record BenchEnvironment(string Device, string Driver, string Cuda,
 
     public IEnumerable<(string Key, string Value)> Fields =>
         [("device", Device), ("driver", Driver), ("cuda", Cuda), ("nvrtc", Nvrtc), ("cublas", Cublas), ("commit", Commit), ("runtime", Runtime), ("date", Date)];
+
+    /// <summary>The one-line header of a markdown report: every field, "key: value" separated by "; ".</summary>
+    public string Header => string.Join("; ", Fields.Select(f => $"{f.Key}: {f.Value}"));
 }

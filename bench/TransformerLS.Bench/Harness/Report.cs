@@ -46,7 +46,7 @@ public sealed record KernelReport(BenchEnvironment Environment, string Clock, Ce
     public string ToMarkdown()
     {
         var sb = new StringBuilder();
-        sb.AppendLine(string.Join("; ", Environment.Fields.Select(f => $"{f.Key}: {f.Value}")));
+        sb.AppendLine(Environment.Header);
         sb.AppendLine();
         sb.AppendLine($"Ceilings (measured): **{F(Ceilings.MatrixTflops, "F1")} TFLOP/s** ({Ceilings.Matrix}), **{F(Ceilings.CopyGBps, "F0")} GB/s** ({Ceilings.Copy}). " +
                       $"Clock: {Clock}; median of {Rows.FirstOrDefault()?.Time.Runs ?? 0} runs.");

@@ -28,9 +28,11 @@ public sealed record StepRow(
     public static List<StepRow> FromJson(string json, string source) =>
         JsonSerializer.Deserialize<List<StepRow>>(json, Json) ?? throw new FormatException($"{source}: not a list of rows");
 
-    /// <summary>Every *.rows.json of a results folder (this program's and the peers').</summary>
+    /// <summary>Every layer-step *.rows.json of a results folder (this program's and the peers'); the causal model's rows
+    /// (model.rows.json, model-peers.rows.json: <see cref="ModelRow"/>) have their own table.</summary>
     public static List<StepRow> Load(string dir) =>
-        [.. Directory.GetFiles(dir, "*.rows.json").Order().SelectMany(f => FromJson(File.ReadAllText(f), f))];
+        [.. Directory.GetFiles(dir, "*.rows.json").Where(f => !Path.GetFileName(f).StartsWith("model", StringComparison.Ordinal))
+            .Order().SelectMany(f => FromJson(File.ReadAllText(f), f))];
 }
 
 /// <summary>The one table of a side-by-side run: every implementation at every shape, then the longest batch-1 length each fits.</summary>
