@@ -47,5 +47,13 @@ var temperature = new Option<float>("--temperature") { Description = "sampling t
 var generate = new Command("generate", "Sample bytes from a causal LM checkpoint") { checkpointArg, prompt, count, temperature, seed, device };
 generate.SetAction(r => GenerateCommand.Run(r.GetValue(checkpointArg)!, r.GetValue(prompt)!, r.GetValue(count), r.GetValue(temperature), r.GetValue(seed), r.GetValue(device)!));
 
-var root = new RootCommand("TransformerLS.Native: Long-Short Transformer kernels for .NET") { info, check, train, eval, generate };
+var referenceArg = new Argument<string>("reference") { Description = "a state_dict of the official code, exported to safetensors (README)" };
+var convertOut = new Option<string>("--out") { Description = "the library checkpoint to write (never overwritten)", Required = true };
+var notStrict = new Option<bool>("--not-strict") { Description = "load what matches and list the missing and unexpected keys instead of refusing" };
+var convert = new Command("convert", "Write a library checkpoint from a reference state_dict (the model's config from --config and the flags)")
+    { referenceArg, convertOut, config, task, data, dtype, notStrict, device };
+convert.SetAction(r => ConvertCommand.Run(r.GetValue(referenceArg)!, r.GetValue(convertOut)!, r.GetValue(config), r.GetValue(task), r.GetValue(data),
+    r.GetValue(dtype), !r.GetValue(notStrict), r.GetValue(device)!));
+
+var root = new RootCommand("TransformerLS.Native: Long-Short Transformer kernels for .NET") { info, check, train, eval, generate, convert };
 return root.Parse(args).Invoke();

@@ -188,7 +188,7 @@ static class TrainCommand
     /// Fails before the first step (not after the run) when the checkpoint path is a folder or its folder is missing;
     /// taking the <see cref="CheckpointLock"/> next is the write test of the folder.
     /// </summary>
-    static void CheckWritable(string checkpoint)
+    internal static void CheckWritable(string checkpoint)
     {
         var full = Path.GetFullPath(checkpoint);
         var dir = Path.GetDirectoryName(full)!;

@@ -311,6 +311,49 @@ public class CliTests
     }
 
     [Fact]
+    public void Convert_writes_a_resumable_checkpoint_from_a_reference_state_dict()
+    {
+        var dir = Directory.CreateTempSubdirectory("tls-convert-").FullName;
+        try
+        {
+            var cpu = new Backends.CpuBackend();
+            using var source = new Trainer(cpu, new TrainConfig { Seed = 11 });
+            var reference = Path.Combine(dir, "reference.safetensors");
+            var f64 = source.Task.Parameters.Tensors.ToDictionary(kv => kv.Key, kv =>
+            {
+                var t = cpu.Empty(kv.Value.Shape, Tensors.DType.Float64);
+                t.CopyFrom(kv.Value.ToDoubles());
+                return t;
+            });
+            SafeTensorsSave(reference, f64);
+            var output = Path.Combine(dir, "model.safetensors");
+            var (code, text, err) = Run(() => ConvertCommand.Run(reference, output, null, null, null, null, true, "cpu"));
+            Assert.True(code == 0, err);
+            Assert.Contains("parameters", text);
+            using var loaded = new Trainer(cpu, new TrainConfig { Seed = 12 });
+            loaded.Resume(output);
+            foreach (var (name, t) in source.Task.Parameters.Tensors)
+                Assert.True(t.ToArray().AsSpan().SequenceEqual(loaded.Task.Parameters[name].ToArray()), $"{name} differs after convert + resume");
+            Assert.Equal(0, Run(() => TrainCommand.Eval(output, "cpu", 1)).Code);
+            var (again, _, againErr) = Run(() => ConvertCommand.Run(reference, output, null, null, null, null, true, "cpu"));
+            Assert.Equal(2, again);
+            Assert.Contains("exists", againErr);
+            // A partial state dict: refused by name in strict mode, loaded with a list of what is missing otherwise.
+            var partial = Path.Combine(dir, "partial.safetensors");
+            SafeTensorsSave(partial, f64.Where(kv => !kv.Key.StartsWith("seq_classifer.", StringComparison.Ordinal)).ToDictionary());
+            var (strictCode, _, strictErr) = Run(() => ConvertCommand.Run(partial, Path.Combine(dir, "p.safetensors"), null, null, null, null, true, "cpu"));
+            Assert.Equal(2, strictCode);
+            Assert.Contains("missing [seq_classifer.", strictErr);
+            var (looseCode, loose, _) = Run(() => ConvertCommand.Run(partial, Path.Combine(dir, "q.safetensors"), null, null, null, null, false, "cpu"));
+            Assert.Equal(0, looseCode);
+            Assert.Contains("missing (kept at their initial values): seq_classifer.", loose);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    static void SafeTensorsSave(string path, Dictionary<string, Tensors.Tensor> tensors) => Checkpoints.SafeTensors.Save(path, tensors);
+
+    [Fact]
     public void Eval_batches_zero_is_a_named_error()
     {
         var (code, _, err) = Run(() => TrainCommand.Eval("unused.safetensors", "cpu", 0));

@@ -53,6 +53,22 @@ public sealed class AdamOptimizer : IDisposable
     }
 
     /// <summary>
+    /// Starts the optimizer over from the parameters as they are now (after loading weights from elsewhere): the
+    /// float32 masters of bf16 parameters recast from them, the moments, the step count and the divergence record zeroed.
+    /// </summary>
+    public void ResetFromParameters()
+    {
+        foreach (var s in _slots.Values)
+        {
+            if (s.Master is not null) Elementwise.Cast(_be, s.Param, s.Master);
+            _be.Fill(s.M, 0);
+            _be.Fill(s.V, 0);
+        }
+        _be.Fill(_badStep, 0);
+        Steps = 0;
+    }
+
+    /// <summary>
     /// The first step whose gradient norm was not finite (that step and every later one changed nothing), or null.
     /// Reads one float from the device: call it where the host waits anyway (a logged step, a save).
     /// </summary>

@@ -288,6 +288,17 @@ public sealed class Trainer : IDisposable
         _optimizer.Resume(step);
     }
 
+    /// <summary>
+    /// Loads a state_dict of the official code (<see cref="StateDict"/>) into the model and starts the optimizer over from
+    /// those weights (masters recast, moments zeroed, step 0), so a run or a save continues from them.
+    /// </summary>
+    public StateDictReport LoadStateDict(string path, bool strict = true)
+    {
+        var report = StateDict.Load(_task.Parameters, path, strict);
+        _optimizer.ResetFromParameters();
+        return report;
+    }
+
     /// <summary>The config stored in a checkpoint's metadata.</summary>
     public static TrainConfig ConfigOf(string path)
     {
