@@ -18,6 +18,9 @@ set -x
 [ "${SCALE:-1}" = 0 ] || $bench scale --out "$out" --dtype bf16 | tee "$out/scale.log"
 [ "${MODEL:-1}" = 0 ] || $bench model --out "$out" --runs "${MODEL_RUNS:-10}" | tee "$out/model.log"
 if [ "${PEERS:-1}" != 0 ]; then
+  # The peer must compute the library's function: same weights and input, outputs compared (peers-check.log).
+  $bench export-layer --out "$out/check" > /dev/null && (cd bench/peers && python3 check_ls_layer.py "$out/check") 2>&1 | tee "$out/peers-check.log"
+  rm -rf "$out/check"
   (cd bench/peers && PYTHONUNBUFFERED=1 python3 peers.py --out "$out/peers.rows.json" --budget-s "${PEER_BUDGET_S:-420}" \
     --sweep-budget-s "${PEER_SWEEP_BUDGET_S:-240}") 2>&1 | grep --line-buffered -v -e '^W1' -e 'warn' | tee "$out/peers.log"
 fi

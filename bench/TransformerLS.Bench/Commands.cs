@@ -137,4 +137,28 @@ public static class Commands
         Console.WriteLine($"wrote model.rows.json, model.md in {outDir}");
         return 0;
     });
+
+    /// <summary>
+    /// The LS layer at a small shape on the CPU backend (float64 math, float32 storage): its parameters under the
+    /// state_dict names bench/peers/ls_layers.py uses, a random input x and the library's output y, in one safetensors
+    /// file, so bench/peers/check_ls_layer.py can run the PyTorch peer on the same weights and input and compare.
+    /// </summary>
+    public static int ExportLayer(string outDir, int batch, int n, int dim, int heads, int window, int rank) => Guard("export-layer", () =>
+    {
+        Positive(batch, "--batch"); Positive(n, "--n");
+        if (n % window != 0) throw new ArgumentException($"--n {n} must be a multiple of --window {window} (the peer's segments)", "n");
+        var be = CpuBackend.Instance;
+        using var module = new Layers.LsAttentionModule(be, new Layers.LsAttentionModuleConfig(dim, heads, window, rank), DType.Float32, new Random(3));
+        using var x = new RandomInputs(4).Normal(be, DType.Float32, 1, batch, n, dim);
+        using var y = module.Forward(x, null);
+        var tensors = new Dictionary<string, Tensor>(module.Parameters.Tensors) { ["x"] = x, ["y"] = y };
+        Directory.CreateDirectory(outDir);
+        var path = Path.Combine(outDir, "layer.safetensors");
+        Checkpoints.SafeTensors.Save(path, tensors, new Dictionary<string, string>
+        {
+            ["config"] = $"{{\"dim\": {dim}, \"heads\": {heads}, \"window\": {window}, \"rank\": {rank}}}",
+        });
+        Console.WriteLine($"wrote {path}: the LS layer at B={batch} N={n} D={dim} H={heads} w={window} r={rank}, its input and output");
+        return 0;
+    });
 }

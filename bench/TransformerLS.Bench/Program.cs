@@ -57,9 +57,20 @@ model.SetAction(r => Commands.Model(r.GetValue(device)!, r.GetValue(outDir)!, r.
     r.GetValue(dim), r.GetValue(heads), r.GetValue(hidden), r.GetValue(lmWindow), r.GetValue(chunk), r.GetValue(lmRank), r.GetValue(memory),
     r.GetValue(modelRuns), r.GetValue(modelWarmup), r.GetValue(graphs)));
 
+var exportBatch = new Option<int>("--batch") { Description = "batch", DefaultValueFactory = _ => 2 };
+var exportN = new Option<int>("--n") { Description = "sequence length (a multiple of --window)", DefaultValueFactory = _ => 256 };
+var exportDim = new Option<int>("--dim") { Description = "model width D", DefaultValueFactory = _ => 64 };
+var exportHeads = new Option<int>("--heads") { Description = "heads H", DefaultValueFactory = _ => 4 };
+var exportWindow = new Option<int>("--window") { Description = "LS window w", DefaultValueFactory = _ => 32 };
+var exportRank = new Option<int>("--rank") { Description = "LS rank r", DefaultValueFactory = _ => 8 };
+var exportLayer = new Command("export-layer", "The LS layer's weights, an input and the library's output (CPU) for bench/peers/check_ls_layer.py")
+    { outDir, exportBatch, exportN, exportDim, exportHeads, exportWindow, exportRank };
+exportLayer.SetAction(r => Commands.ExportLayer(r.GetValue(outDir)!, r.GetValue(exportBatch), r.GetValue(exportN), r.GetValue(exportDim),
+    r.GetValue(exportHeads), r.GetValue(exportWindow), r.GetValue(exportRank)));
+
 var dir = new Argument<string>("results") { Description = "a results folder holding *.rows.json (this program's and bench/peers')" };
 var table = new Command("table", "Merges every *.rows.json of a results folder into one markdown/CSV table and sweep plots") { dir };
 table.SetAction(r => Commands.Table(r.GetValue(dir)!));
 
-var root = new RootCommand("tls-bench: TransformerLS.Native microbenchmarks, memory-scaling studies and side-by-side runs") { kernels, scale, layers, model, table };
+var root = new RootCommand("tls-bench: TransformerLS.Native microbenchmarks, memory-scaling studies and side-by-side runs") { kernels, scale, layers, model, exportLayer, table };
 return root.Parse(args).Invoke();

@@ -168,4 +168,23 @@ public class BenchHarnessTests
         Assert.Equal(rows, ModelRow.FromJson(json));
         Assert.Contains("| tls | bf16 | 1 | 32 | 32 | 1 |", ModelBench.Markdown(rows, "header"));
     }
+
+    [Fact]
+    public void Export_layer_writes_the_peer_check_file_with_the_state_dict_names_of_ls_layers_py()
+    {
+        var dir = Directory.CreateTempSubdirectory("tls-export-").FullName;
+        try
+        {
+            Assert.Equal(0, Commands.ExportLayer(dir, 1, 64, 32, 2, 16, 4));
+            var file = Checkpoints.SafeTensors.Open(Path.Combine(dir, "layer.safetensors"));
+            var names = file.Entries.Select(e => e.Name).Order(StringComparer.Ordinal).ToArray();
+            string[] want = ["W_k.bias", "W_k.weight", "W_o.bias", "W_o.weight", "W_q.bias", "W_q.weight", "W_v.bias", "W_v.weight",
+                "dconv_fc.bias", "dconv_fc.weight", "dual_ln_l.bias", "dual_ln_l.weight", "dual_ln_s.bias", "dual_ln_s.weight", "x", "y"];
+            Assert.Equal(want, names);
+            Assert.Equal([1, 64, 32], file.Entries.Single(e => e.Name == "y").Shape);
+            Assert.Equal("""{"dim": 32, "heads": 2, "window": 16, "rank": 4}""", file.Metadata["config"]);
+            Assert.Equal(2, Commands.ExportLayer(dir, 1, 60, 32, 2, 16, 4)); // the peer needs whole segments
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
 }
