@@ -333,4 +333,28 @@ public class LsModuleTests
         AssertGpuWithinModuleRule(dt => DenseCausal(cfg, Rounded(ps, dt), Rounded(h, dt), Rounded(c, dt), B, L, M),
             (be, dt) => RunCausal(be, cfg, dt, Rounded(ps, dt), Rounded(h, dt), Rounded(c, dt), B, L, M));
     }
+
+    [Fact]
+    public void The_module_builds_its_graph_once_per_input_shape_and_gives_the_same_output_each_call()
+    {
+        var be = CpuBackend.Instance;
+        using var m = new LsAttentionModule(be, new LsAttentionModuleConfig(16, 2, 4, 3), DType.Float32, new Random(2));
+        using var scope = new TensorScope();
+        var rng = new Random(3);
+        Tensor X(int b, int n)
+        {
+            var t = be.Empty(new Shape(b, n, 16), DType.Float32);
+            t.CopyFrom([.. Enumerable.Range(0, b * n * 16).Select(_ => (float)rng.NextDouble() - 0.5f)]);
+            return t;
+        }
+        var (x, other) = (X(2, 12), X(1, 9));
+        var first = m.Forward(x, null).ToArray();
+        Assert.Equal(first, m.Forward(x, null).ToArray());
+        Assert.Equal(1, m.CompiledShapes);
+        var live = be.MemoryStats.LiveBytes;
+        m.Forward(other, null).Dispose();
+        m.Forward(x, null).Dispose();
+        Assert.Equal(2, m.CompiledShapes);
+        Assert.Equal(live, be.MemoryStats.LiveBytes); // a call keeps nothing but its result
+    }
 }

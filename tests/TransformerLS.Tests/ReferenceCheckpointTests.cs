@@ -161,4 +161,22 @@ public class ReferenceCheckpointTests
         }
         finally { File.Delete(path); }
     }
+
+    [Fact]
+    public void A_saved_model_loads_back_strictly_through_the_front_door()
+    {
+        var be = CpuBackend.Instance;
+        using Models.ILsModel a = new Models.CausalLm(be, ModelHarness.Lm(), DType.BFloat16, 1), b = new Models.CausalLm(be, ModelHarness.Lm(), DType.BFloat16, 2);
+        var path = Path.Combine(Path.GetTempPath(), $"tls-sd-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            a.Save(path);
+            var report = b.LoadStateDict(path);
+            Assert.Empty(report.Missing);
+            Assert.Empty(report.Unexpected);
+            foreach (var (name, t) in a.Parameters.Tensors)
+                Assert.True(t.ToArray().AsSpan().SequenceEqual(b.Parameters[name].ToArray()), $"{name} differs after save + load");
+        }
+        finally { File.Delete(path); }
+    }
 }

@@ -65,12 +65,24 @@ public static class LsAttentionBlock
     }
 }
 
-/// <summary>One attention module with its own parameters, run forward through a graph (a convenience for tests and inference).</summary>
+/// <summary>
+/// One attention module with its own parameters, run forward through a graph (a convenience for tests and inference).
+/// The graph, its memory plan and executor are built on the first call for an input shape and reused after.
+/// </summary>
 public sealed class LsAttentionModule : IDisposable
 {
     readonly IBackend _be;
+    readonly Dictionary<(Shape X, DType DType, bool Masked), Compiled> _compiled = [];
     public LsAttentionModuleConfig Config { get; }
     public ParameterSet Parameters { get; } = new();
+
+    /// <summary>Graphs built so far (one per input shape, dtype and masking).</summary>
+    public int CompiledShapes => _compiled.Count;
+
+    sealed record Compiled(Graph Graph, Value X, Value? Mask, Value Y, Executor Run) : IDisposable
+    {
+        public void Dispose() { Run.Dispose(); Graph.Dispose(); }
+    }
 
     public LsAttentionModule(IBackend be, LsAttentionModuleConfig cfg, DType dtype, Random rng)
     {
@@ -88,16 +100,41 @@ public sealed class LsAttentionModule : IDisposable
         var cfg = Config;
         if (x.Shape.Rank != 3 || x.Shape[2] != cfg.Dim || x.Shape[1] < (cfg.Cls ? 2 : 1))
             throw new ArgumentException($"x has shape {x.Shape}; expected [B, {(cfg.Cls ? "1 + n" : "n")}, {cfg.Dim}]{(cfg.Cls ? " with the CLS row first" : "")}", nameof(x));
-        using var g = new Graph(_be);
-        var xv = g.Input("x", x.Shape, x.DType);
-        var mv = mask is null ? null : g.Input("mask", mask.Shape, mask.DType);
-        var n = x.Shape[1] - (cfg.Cls ? 1 : 0);
-        var tokens = cfg.Cls ? g.Slice(xv, 1, 1, n) : xv;
-        var y = LsAttentionBlock.Build(g, cfg, new ParameterValues(g, Parameters), tokens, cfg.Cls ? g.Slice(xv, 1, 0, 1) : null, mv);
-        var feeds = new Dictionary<Value, Tensor> { [xv] = x };
-        if (mv is not null) feeds[mv] = mask!;
-        return Executor.ForwardOnce(g, y, feeds);
+        var key = (x.Shape, x.DType, mask is not null);
+        if (!_compiled.TryGetValue(key, out var c)) _compiled[key] = c = Compile(x, mask);
+        var feeds = new Dictionary<Value, Tensor> { [c.X] = x };
+        if (c.Mask is not null) feeds[c.Mask] = mask!;
+        c.Run.Forward(feeds);
+        var result = _be.Empty(c.Y.Shape, c.Y.DType);
+        Elementwise.Cast(_be, c.Run[c.Y], result);
+        c.Run.ReleaseOutputs();
+        return result;
     }
 
-    public void Dispose() => Parameters.Dispose();
+    Compiled Compile(Tensor x, Tensor? mask)
+    {
+        var cfg = Config;
+        var g = new Graph(_be);
+        try
+        {
+            var xv = g.Input("x", x.Shape, x.DType);
+            var mv = mask is null ? null : g.Input("mask", mask.Shape, mask.DType);
+            var n = x.Shape[1] - (cfg.Cls ? 1 : 0);
+            var tokens = cfg.Cls ? g.Slice(xv, 1, 1, n) : xv;
+            var y = LsAttentionBlock.Build(g, cfg, new ParameterValues(g, Parameters), tokens, cfg.Cls ? g.Slice(xv, 1, 0, 1) : null, mv);
+            return new Compiled(g, xv, mv, y, new Executor(g, new ExecutorOptions { Keep = [y] }));
+        }
+        catch
+        {
+            g.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var c in _compiled.Values) c.Dispose();
+        _compiled.Clear();
+        Parameters.Dispose();
+    }
 }

@@ -42,7 +42,7 @@ public sealed record CausalLmConfig
 /// no final LayerNorm, the output layer tied to the embedding plus its own bias. Each layer's memory is the
 /// last M of its inputs, carried to the next block without gradient (truncated BPTT).
 /// </summary>
-public sealed class CausalLm : IDisposable
+public sealed class CausalLm : ILsModel
 {
     public CausalLmConfig Config { get; }
     public IBackend Backend { get; }
@@ -74,6 +74,8 @@ public sealed class CausalLm : IDisposable
     /// an error naming them all; without, the report lists what did not match and the rest is loaded.
     /// </summary>
     public Checkpoints.StateDictReport LoadStateDict(string path, bool strict = true) => Checkpoints.StateDict.Load(Parameters, path, strict);
+
+    public void Save(string path) => Checkpoints.SafeTensors.Save(path, Parameters.Tensors);
 
     /// <summary>
     /// The parameter count the constructor will create, from the config alone (checked: sizes whose count overflows

@@ -56,7 +56,7 @@ public sealed record LraConfig
 /// LayerNorm, and a ReLU MLP head on the CLS row (or, with <see cref="LraPooling.Mean"/>, on the masked mean of all
 /// rows, with no CLS embedding). Parameter names follow section 1.9.
 /// </summary>
-public sealed class LraClassifier : IDisposable
+public sealed class LraClassifier : ILsModel
 {
     public LraConfig Config { get; }
     public IBackend Backend { get; }
@@ -92,6 +92,8 @@ public sealed class LraClassifier : IDisposable
     /// an error naming them all; without, the report lists what did not match and the rest is loaded.
     /// </summary>
     public Checkpoints.StateDictReport LoadStateDict(string path, bool strict = true) => Checkpoints.StateDict.Load(Parameters, path, strict);
+
+    public void Save(string path) => Checkpoints.SafeTensors.Save(path, Parameters.Tensors);
 
     /// <summary>
     /// The parameter count the constructor will create, from the config alone (checked: sizes whose count overflows
