@@ -179,4 +179,24 @@ public class ReferenceCheckpointTests
         }
         finally { File.Delete(path); }
     }
+
+    [Fact]
+    public void Classify_gives_each_sequence_its_own_probabilities_whatever_else_is_in_the_batch()
+    {
+        var be = CpuBackend.Instance;
+        using var model = new Models.LraClassifier(be, ModelHarness.Lra(), DType.Float32, 9);
+        var rng = new Random(4);
+        int[] Seq(int n) => [.. Enumerable.Range(0, n).Select(_ => rng.Next(1, model.Config.Vocab))];
+        var (a, b, shortOne) = (Seq(10), Seq(10), Seq(6));
+        var both = model.Classify([a, b]);
+        Assert.All(both, row => Assert.Equal(1.0, row.Sum(), 5));
+        var alone = model.Classify([a]);
+        for (var c = 0; c < alone[0].Length; c++) Assert.Equal(alone[0][c], both[0][c], 5);
+        // A padded, masked sequence in a batch of longer ones scores as it does alone (CLS pooling ignores padding).
+        var mixed = model.Classify([a, shortOne]);
+        var single = model.Classify([shortOne]);
+        for (var c = 0; c < single[0].Length; c++) Assert.Equal(single[0][c], mixed[1][c], 4);
+        Assert.Throws<ArgumentOutOfRangeException>(() => model.Classify([[model.Config.Vocab]]));
+        Assert.Throws<ArgumentException>(() => model.Classify([[]]));
+    }
 }

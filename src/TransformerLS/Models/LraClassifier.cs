@@ -163,7 +163,59 @@ public sealed class LraClassifier : ILsModel
         return g.Constant(name, t);
     }
 
-    public void Dispose() => Parameters.Dispose();
+    readonly Dictionary<(int Batch, int Length), (LraGraph Graph, Executor Run, Dictionary<Value, Tensor> Feeds)> _sessions = [];
+
+    /// <summary>
+    /// Class probabilities of each sequence (token ids), padded to the longest with <paramref name="pad"/> and masked:
+    /// one inference run for the batch, its graph, plan and executor built once per (batch, length) and reused.
+    /// </summary>
+    public float[][] Classify(IReadOnlyList<int[]> sequences, int pad = 0)
+    {
+        if (sequences.Count == 0) return [];
+        var length = sequences.Max(s => s.Length);
+        if (sequences.Any(s => s.Length == 0)) throw new ArgumentException("every sequence needs at least one token", nameof(sequences));
+        foreach (var s in sequences)
+            foreach (var t in s)
+                if (t < 0 || t >= Config.Vocab) throw new ArgumentOutOfRangeException(nameof(sequences), t, $"token ids must be in [0, {Config.Vocab})");
+        var key = (sequences.Count, length);
+        if (!_sessions.TryGetValue(key, out var session))
+        {
+            var g = BuildGraph(sequences.Count, length);
+            var run = new Executor(g.Graph, new ExecutorOptions { Keep = [g.Logits] });
+            var feeds = new Dictionary<Value, Tensor>();
+            foreach (var v in new[] { g.Tokens, g.Mask, g.Labels }) { var t = Backend.Empty(v.Shape, v.DType); Backend.Fill(t, 0); feeds[v] = t; }
+            _sessions[key] = session = (g, run, feeds);
+        }
+        var (graph, exec, inputs) = session;
+        inputs[graph.Tokens].CopyFrom([.. sequences.SelectMany(s => s.Concat(Enumerable.Repeat(pad, length - s.Length)).Select(t => (float)t))]);
+        inputs[graph.Mask].CopyFrom([.. sequences.SelectMany(s => Enumerable.Range(0, length).Select(i => i < s.Length ? 1f : 0f))]);
+        exec.Forward(inputs);
+        var logits = exec[graph.Logits].ToDoubles();
+        exec.ReleaseOutputs();
+        var classes = Config.Classes;
+        return [.. Enumerable.Range(0, sequences.Count).Select(b =>
+        {
+            var row = logits.AsSpan(b * classes, classes);
+            var max = double.NegativeInfinity;
+            foreach (var v in row) max = Math.Max(max, v);
+            var e = new double[classes];
+            double sum = 0;
+            for (var c = 0; c < classes; c++) sum += e[c] = Math.Exp(row[c] - max);
+            return e.Select(v => (float)(v / sum)).ToArray();
+        })];
+    }
+
+    public void Dispose()
+    {
+        foreach (var (g, run, feeds) in _sessions.Values)
+        {
+            run.Dispose();
+            foreach (var t in feeds.Values) t.Dispose();
+            g.Dispose();
+        }
+        _sessions.Clear();
+        Parameters.Dispose();
+    }
 }
 
 /// <summary>One batch shape's graph: feed tokens, mask (1 token, 0 pad) and labels (class indices), all float32.</summary>
