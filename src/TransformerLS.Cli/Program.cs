@@ -55,5 +55,11 @@ var convert = new Command("convert", "Write a library checkpoint from a referenc
 convert.SetAction(r => ConvertCommand.Run(r.GetValue(referenceArg)!, r.GetValue(convertOut)!, r.GetValue(config), r.GetValue(task), r.GetValue(data),
     r.GetValue(dtype), !r.GetValue(notStrict), r.GetValue(device)!));
 
-var root = new RootCommand("TransformerLS.Native: Long-Short Transformer kernels for .NET") { info, check, train, eval, generate, convert };
+var classifyInput = new Option<string>("--input") { Description = "a file of ListOps expressions, one per line (LRA's text form)", Required = true };
+var classifyBatch = new Option<int>("--batch") { Description = "sequences per run", DefaultValueFactory = _ => 64 };
+var classify = new Command("classify", "The class and its probability for each expression of a file, from a listops checkpoint")
+    { checkpointArg, classifyInput, classifyBatch, device };
+classify.SetAction(r => ClassifyCommand.Run(r.GetValue(checkpointArg)!, r.GetValue(classifyInput)!, r.GetValue(classifyBatch), r.GetValue(device)!));
+
+var root = new RootCommand("TransformerLS.Native: Long-Short Transformer kernels for .NET") { info, check, train, eval, generate, convert, classify };
 return root.Parse(args).Invoke();

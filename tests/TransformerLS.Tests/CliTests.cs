@@ -354,6 +354,31 @@ public class CliTests
     static void SafeTensorsSave(string path, Dictionary<string, Tensors.Tensor> tensors) => Checkpoints.SafeTensors.Save(path, tensors);
 
     [Fact]
+    public void Classify_prints_a_class_and_probability_per_expression_and_names_bad_lines()
+    {
+        var dir = Directory.CreateTempSubdirectory("tls-classify-").FullName;
+        try
+        {
+            var ckpt = Path.Combine(dir, "lo.safetensors");
+            using (var t = new Trainer(new Backends.CpuBackend(), new TrainConfig { Steps = 1, Batch = 2, EvalBatches = 1 })) t.Save(ckpt);
+            var input = Path.Combine(dir, "in.txt");
+            var examples = Data.ListOps.Generate(new TrainConfig().ListOps, 5).Take(3).ToArray();
+            File.WriteAllLines(input, [Data.ListOps.ToText(examples[0].Tokens), "", Data.ListOps.ToText(examples[1].Tokens), Data.ListOps.ToText(examples[2].Tokens)]);
+            var (code, output, err) = Run(() => ClassifyCommand.Run(ckpt, input, 2, "cpu"));
+            Assert.True(code == 0, err);
+            var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Equal(3, lines.Length);
+            Assert.All(lines, l => Assert.Matches(@"^\d\t[01]\.\d{4}$", l));
+            Assert.Contains("3 expressions", err);
+            File.AppendAllLines(input, ["[MAX 2 nine ]"]);
+            var (bad, _, badErr) = Run(() => ClassifyCommand.Run(ckpt, input, 2, "cpu"));
+            Assert.Equal(2, bad);
+            Assert.Contains("line 5", badErr);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Fact]
     public void Eval_batches_zero_is_a_named_error()
     {
         var (code, _, err) = Run(() => TrainCommand.Eval("unused.safetensors", "cpu", 0));

@@ -13,6 +13,9 @@ namespace TransformerLS.Training;
 /// <summary>A training run: task, model, data, optimizer and schedule. Read from JSON (<see cref="Load"/>) or built in code.</summary>
 public sealed record TrainConfig
 {
+    /// <summary>The classifier a listops run of this config builds (ten classes, the ListOps vocabulary at least).</summary>
+    public LraConfig ListOpsModel() => ListOpsTask.ModelConfig(this);
+
     /// <summary>"listops" (the LRA classifier on generated ListOps) or "lm" (the causal LM on a byte file).</summary>
     public string Task { get; init; } = "listops";
     /// <summary>The byte file of the lm task.</summary>
