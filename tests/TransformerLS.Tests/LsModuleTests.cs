@@ -357,4 +357,34 @@ public class LsModuleTests
         Assert.Equal(2, m.CompiledShapes);
         Assert.Equal(live, be.MemoryStats.LiveBytes); // a call keeps nothing but its result
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void The_functional_calls_compose_to_the_module(bool masked)
+    {
+        var be = CpuBackend.Instance;
+        const int H = 2, w = 4, r = 3;
+        using var m = new LsAttentionModule(be, new LsAttentionModuleConfig(16, H, w, r), DType.Float32, new Random(5));
+        using var scope = new TensorScope();
+        var rng = new Random(6);
+        var x = be.Empty(new Shape(2, 11, 16), DType.Float32);
+        x.CopyFrom([.. Enumerable.Range(0, 2 * 11 * 16).Select(_ => (float)rng.NextDouble() - 0.5f)]);
+        Tensor? mask = null;
+        if (masked)
+        {
+            mask = be.Empty(new Shape(2, 11), DType.Float32);
+            mask.CopyFrom([.. Enumerable.Range(0, 22).Select(i => i % 11 < 9 || i < 11 ? 1f : 0f)]);
+        }
+        var p = m.Parameters;
+        var q = Functional.SplitHeads(Functional.Linear(x, p["W_q.weight"], p["W_q.bias"]), H);
+        var (k, v) = Functional.DualLayerNorm(Functional.Linear(x, p["W_k.weight"], p["W_k.bias"]),
+            Functional.Linear(x, p["W_v.weight"], p["W_v.bias"]), p["dual_ln_l.weight"], p["dual_ln_l.bias"], H);
+        var (kbar, vbar) = Functional.LsProjection(Functional.Linear(x, p["dconv_fc.weight"], p["dconv_fc.bias"]), k, v, mask, r);
+        var (kn, vn) = Functional.DualLayerNorm(kbar, vbar, p["dual_ln_s.weight"], p["dual_ln_s.bias"], H);
+        var y = Functional.Linear(Functional.MergeHeads(Functional.LsAttention(new Ops.LsAttentionConfig(w, r), q, k, v, kn, vn, mask)),
+            p["W_o.weight"], p["W_o.bias"]);
+        Assert.Equal(m.Forward(x, mask).ToArray(), y.ToArray());
+        Assert.Contains("expected [B, T, H·d]", Assert.Throws<ArgumentException>(() => Functional.SplitHeads(x, 3)).Message);
+    }
 }

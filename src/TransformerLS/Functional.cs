@@ -1,0 +1,105 @@
+using TransformerLS.Backends;
+using TransformerLS.Ops;
+using TransformerLS.Tensors;
+
+namespace TransformerLS;
+
+/// <summary>
+/// The LS building blocks as plain calls on tensors, for people assembling their own stacks: no graph, no plan.
+/// Each call checks its inputs, runs on the inputs' backend (the GPU kernels or the CPU reference) and returns new
+/// tensors, which join the current <see cref="TensorScope"/> (or are the caller's to dispose). Forward only; the
+/// graph (<see cref="Graphs.Graph"/>) is the way to gradients. The LRA attention module, written with these calls:
+/// <code>
+/// var q = Functional.SplitHeads(Functional.Linear(x, p["W_q.weight"], p["W_q.bias"]), H);
+/// var (k, v) = Functional.DualLayerNorm(Functional.Linear(x, p["W_k.weight"], p["W_k.bias"]),
+///     Functional.Linear(x, p["W_v.weight"], p["W_v.bias"]), p["dual_ln_l.weight"], p["dual_ln_l.bias"], H);
+/// var (kbar, vbar) = Functional.LsProjection(Functional.Linear(x, p["dconv_fc.weight"], p["dconv_fc.bias"]), k, v, mask, r);
+/// var (kn, vn) = Functional.DualLayerNorm(kbar, vbar, p["dual_ln_s.weight"], p["dual_ln_s.bias"], H);
+/// var y = Functional.Linear(Functional.MergeHeads(Functional.LsAttention(new LsAttentionConfig(w, r), q, k, v, kn, vn, mask)),
+///     p["W_o.weight"], p["W_o.bias"]);
+/// </code>
+/// </summary>
+public static class Functional
+{
+    static IBackend Be(Tensor t) => t.Backend;
+
+    /// <summary>y = x·Wᵀ + b over the last axis (weight [out, in]).</summary>
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
+    {
+        var y = Be(x).Empty(new Shape([.. x.Shape.Dims[..^1], weight.Shape[0]]), x.DType);
+        Ops.Linear.Forward(Be(x), x, weight, bias, y);
+        return y;
+    }
+
+    /// <summary>LayerNorm over the last axis (gamma, beta float32).</summary>
+    public static Tensor LayerNorm(Tensor x, Tensor gamma, Tensor beta, float eps = 1e-5f)
+    {
+        var y = Be(x).Empty(x.Shape, x.DType);
+        Ops.LayerNorm.Forward(Be(x), x, gamma, beta, y, null, null, eps);
+        return y;
+    }
+
+    /// <summary>[B, T, H·d] → [B, H, T, d].</summary>
+    public static Tensor SplitHeads(Tensor x, int heads)
+    {
+        if (x.Shape.Rank != 3 || heads < 1 || x.Shape[2] % heads != 0)
+            throw new ArgumentException($"x has shape {x.Shape}; expected [B, T, H·d] with H = {heads} dividing the last axis", nameof(x));
+        int B = x.Shape[0], T = x.Shape[1], d = x.Shape[2] / heads;
+        var y = Be(x).Empty(new Shape(B, heads, T, d), x.DType);
+        using var view = x.Reshape(B, T, heads, d);
+        Layout.SwapAxes12(Be(x), view, y);
+        return y;
+    }
+
+    /// <summary>[B, H, T, d] → [B, T, H·d].</summary>
+    public static Tensor MergeHeads(Tensor x)
+    {
+        if (x.Shape.Rank != 4) throw new ArgumentException($"x has shape {x.Shape}; expected [B, H, T, d]", nameof(x));
+        int B = x.Shape[0], H = x.Shape[1], T = x.Shape[2], d = x.Shape[3];
+        var y = Be(x).Empty(new Shape(B, T, H * d), x.DType);
+        using var view = y.Reshape(B, T, H, d);
+        Layout.SwapAxes12(Be(x), x, view);
+        return y;
+    }
+
+    /// <summary>
+    /// DualLN: one LayerNorm over all H·d channels of each token of k and v (same weights), returned head-split
+    /// [B, H, T, d]; k, v token-major [B, T, H·d] (straight from a Linear) or head-split (the landmarks).
+    /// </summary>
+    public static (Tensor K, Tensor V) DualLayerNorm(Tensor k, Tensor v, Tensor gamma, Tensor beta, int heads, float eps = 1e-5f)
+    {
+        var be = Be(k);
+        var shape = k.Shape.Rank == 4 ? k.Shape
+            : k.Shape.Rank == 3 && heads >= 1 && k.Shape[2] % heads == 0 ? new Shape(k.Shape[0], heads, k.Shape[1], k.Shape[2] / heads)
+            : throw new ArgumentException($"k has shape {k.Shape}; expected [B, T, H·d] (H = {heads}) or [B, H, T, d]", nameof(k));
+        int B = shape[0], T = shape[2];
+        var (yk, yv) = (be.Empty(shape, k.DType), be.Empty(shape, k.DType));
+        using var mean = be.Empty(new Shape(2, B, T), DType.Float32);
+        using var rstd = be.Empty(new Shape(2, B, T), DType.Float32);
+        Ops.DualLayerNorm.Forward(be, k, v, gamma, beta, yk, yv, mean, rstd, eps);
+        return (yk, yv);
+    }
+
+    /// <summary>K̄ = P·K, V̄ = P·V with P the softmax over the sequence of scores [B, n, H·r] (padding excluded), per head.</summary>
+    public static (Tensor KBar, Tensor VBar) LsProjection(Tensor scores, Tensor k, Tensor v, Tensor? mask, int rank)
+    {
+        var be = Be(k);
+        if (k.Shape.Rank != 4) throw new ArgumentException($"k has shape {k.Shape}; expected [B, H, n, d]", nameof(k));
+        int B = k.Shape[0], H = k.Shape[1], d = k.Shape[3];
+        var (kbar, vbar) = (be.Empty(new Shape(B, H, rank, d), k.DType), be.Empty(new Shape(B, H, rank, d), k.DType));
+        using var colmax = be.Empty(new Shape(B, H * rank), DType.Float32);
+        using var colsum = be.Empty(new Shape(B, H * rank), DType.Float32);
+        Ops.LsProjection.Forward(be, scores, k, v, mask, kbar, vbar, colmax, colsum);
+        return (kbar, vbar);
+    }
+
+    /// <summary>The bidirectional LS attention: one softmax over the r landmarks and each query's segment window; [B, H, n, d].</summary>
+    public static Tensor LsAttention(LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask = null)
+    {
+        var be = Be(q);
+        var o = be.Empty(q.Shape, q.DType);
+        using var lse = be.Empty(new Shape(q.Shape[0], q.Shape[1], q.Shape[2]), DType.Float32);
+        Ops.LsAttention.Forward(be, cfg, q, k, v, kbar, vbar, mask, o, lse);
+        return o;
+    }
+}
