@@ -25,8 +25,6 @@ TLS_EXPORT(ls_projection_bwd_smem_per_r, 8)
 template <typename T> struct Acc { typedef float type; };
 template <> struct Acc<float> { typedef double type; };
 
-TLS_DEVICE bool proj_token(const LsProjectionParams& p, int b, int t) { return !p.mask || p.mask[(i64)b * p.n + t] != 0.f; }
-
 // P of token t (< n), column col: exp(s − max) / sum; 0 for padding and for a column without tokens.
 // fp32 takes exp in double: expf's 2-ulp error, times (dP − Σ P·dP) in the backward, was the largest error term.
 template <typename T> TLS_DEVICE float prob(const LsProjectionParams& p, int b, int t, int col)

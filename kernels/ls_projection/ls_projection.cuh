@@ -32,3 +32,6 @@ struct LsProjectionParams
 };
 
 TLS_PARAMS_LAYOUT(LsProjectionParams, phase, 192, 184)
+
+// Whether token t of batch b takes part (no mask, or a nonzero mask entry): padding has P = 0.
+TLS_DEVICE bool proj_token(const LsProjectionParams& p, int b, int t) { return !p.mask || p.mask[(i64)b * p.n + t] != 0.f; }

@@ -31,8 +31,6 @@ TLS_EXPORT_TABLE(ls_projection_bwd_mma_smem, 8, BWD_SMEM(16), BWD_SMEM(32), BWD_
                  BWD_SMEM(96), BWD_SMEM(112), BWD_SMEM(128))
 TLS_EXPORT(ls_projection_bwd_mma_smem_per_r, 8)
 
-TLS_DEVICE bool mma_token(const LsProjectionParams& p, int b, int t) { return !p.mask || p.mask[(i64)b * p.n + t] != 0.f; }
-
 // Column max and 1/sum of ranks r0.. (zero past r or for a column without tokens, so its P is 0); coldot too if asked.
 TLS_DEVICE void load_columns(const LsProjectionParams& p, int b, int h, int r0, int pr, float* cmax, float* cinv, float* cdot)
 {
@@ -52,7 +50,7 @@ TLS_DEVICE void load_columns(const LsProjectionParams& p, int b, int h, int r0, 
 // (whose P is 0: its K, V rows load as zeros and it adds nothing).
 TLS_DEVICE void token_rows(const LsProjectionParams& p, int b, i64 base, int t0, int t1, int d, i64* rows)
 {
-    for (int i = threadIdx.x; i < PT; i += blockDim.x) rows[i] = t0 + i < t1 && mma_token(p, b, t0 + i) ? base + (i64)(t0 + i) * d : -1;
+    for (int i = threadIdx.x; i < PT; i += blockDim.x) rows[i] = t0 + i < t1 && proj_token(p, b, t0 + i) ? base + (i64)(t0 + i) * d : -1;
 }
 
 // The scores of the tile's tokens for ranks r0 .. r0 + PR into Ss [PT][STRIDE(PR)] bf16: 16-byte cp.async copies

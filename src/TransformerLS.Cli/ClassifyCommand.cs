@@ -33,8 +33,7 @@ static class ClassifyCommand
                 throw new ArgumentException($"--input '{input}': expression {tooLong + 1} has {sequences[tooLong].Length} tokens; the model takes at most {model.MaxLength}", "input");
             using var be = BackendFactory.Open(device);
             using var classifier = new LraClassifier(be, model, cfg.ParsedDType, cfg.Seed);
-            var file = SafeTensors.Open(checkpoint);
-            foreach (var (name, t) in classifier.Parameters.Tensors) file.ReadInto(name, t);
+            SafeTensors.Open(checkpoint).ReadEach(classifier.Parameters.Tensors);
             var clock = Stopwatch.StartNew();
             for (var at = 0; at < sequences.Count; at += batch)
             {

@@ -21,8 +21,7 @@ static class GenerateCommand
             if (cfg.Task != "lm") throw new ArgumentException($"{checkpoint} holds a {cfg.Task} model; generate needs an lm checkpoint", nameof(checkpoint));
             using var be = BackendFactory.Open(device);
             using var model = new CausalLm(be, cfg.Lm, cfg.ParsedDType, cfg.Seed);
-            var file = SafeTensors.Open(checkpoint);
-            foreach (var (name, t) in model.Parameters.Tensors) file.ReadInto(name, t);
+            SafeTensors.Open(checkpoint).ReadEach(model.Parameters.Tensors);
             using var sampler = new LmSampler(model);
             // Each byte goes out as it is drawn (raw bytes: a multi-byte UTF-8 character completes when its last byte does).
             var promptBytes = Encoding.UTF8.GetBytes(prompt);

@@ -47,17 +47,14 @@ internal static unsafe partial class CublasLt
 
     [InlineArray(4)] public struct Reserved4 { int _0; }
 
+    /// <summary>cuBLASLt shares cuBLAS's status codes: the names and texts come from libcublas (loaded with it, CudaBlasLt).</summary>
     public static void Check(int status, [CallerArgumentExpression(nameof(status))] string call = "")
     {
         if (status == 0) return;
         var paren = call.IndexOf('(');
-        // cuBLASLt shares cuBLAS's status codes; cublasGetStatusName lives in libcublas, loaded with it.
-        throw new CudaException(paren > 0 ? call[..paren].Replace("CublasLt.", "") : call, status, $"CUBLAS_STATUS_{status}",
-            status switch
-            {
-                1 => "not initialized", 3 => "allocation failed", 7 => "invalid value", 8 => "architecture mismatch",
-                13 => "execution failed", 14 => "internal error", 15 => "not supported", _ => "cuBLASLt error",
-            });
+        throw new CudaException(paren > 0 ? call[..paren].Replace("CublasLt.", "") : call, status,
+            Marshal.PtrToStringUTF8((nint)Cublas.cublasGetStatusName(status)) ?? $"CUBLAS_STATUS_{status}",
+            Marshal.PtrToStringUTF8((nint)Cublas.cublasGetStatusString(status)) ?? "unknown cuBLAS status");
     }
 }
 
@@ -100,6 +97,7 @@ public sealed unsafe class CudaBlasLt : IDisposable
         _context = context;
         _stream = stream;
         NativeLibraries.Load(NativeLib.CublasLt);
+        NativeLibraries.Load(NativeLib.Cublas); // the status names of a failed call
         context.MakeCurrent();
         nint h;
         CublasLt.Check(CublasLt.cublasLtCreate(&h));

@@ -17,6 +17,7 @@ public sealed unsafe class CudaKernel
 {
     readonly CudaContext _context;
     int _dynamicSharedLimit = -1; // dynamic bytes a launch may ask for without raising the limit; -1 until first asked
+    int _staticShared = -1;       // the kernel's static shared memory, asked of the driver once
     public nint Handle { get; }
     public string Name { get; }
 
@@ -34,6 +35,16 @@ public sealed unsafe class CudaKernel
         }
     }
 
+    /// <summary>The kernel's static shared memory in bytes (read from the driver once): launches add their dynamic bytes to it.</summary>
+    public int StaticSharedBytes
+    {
+        get
+        {
+            if (_staticShared < 0) { int v; Driver.Check(Driver.cuFuncGetAttribute(&v, 1 /* SHARED_SIZE_BYTES */, Handle), Name); _staticShared = v; }
+            return _staticShared;
+        }
+    }
+
     /// <summary>Launches with the params struct <paramref name="p"/> as the kernel's only argument.</summary>
     public void Launch<TParams>(Dim3 grid, Dim3 block, uint sharedBytes, CudaStream stream, in TParams p)
         where TParams : unmanaged
@@ -41,7 +52,7 @@ public sealed unsafe class CudaKernel
         if (grid.X == 0 || grid.Y == 0 || grid.Z == 0) return; // empty problem: nothing to launch
         _context.MakeCurrent();
         // Static plus dynamic shared memory above the default 48 KiB needs the opt-in attribute.
-        if (_dynamicSharedLimit < 0) _dynamicSharedLimit = Math.Max(0, 48 * 1024 - Attributes.StaticSharedBytes);
+        if (_dynamicSharedLimit < 0) _dynamicSharedLimit = Math.Max(0, 48 * 1024 - StaticSharedBytes);
         if (sharedBytes > _dynamicSharedLimit) RaiseSharedLimit(sharedBytes);
         TParams copy = p;
         void* arg = &copy;
@@ -52,7 +63,7 @@ public sealed unsafe class CudaKernel
 
     void RaiseSharedLimit(uint bytes)
     {
-        var total = (long)bytes + Attributes.StaticSharedBytes;
+        var total = (long)bytes + StaticSharedBytes;
         if (total > _context.Device.MaxSharedMemoryPerBlockOptin)
             throw new ArgumentOutOfRangeException(nameof(bytes), bytes,
                 $"kernel {Name} asks for {total} bytes of shared memory ({bytes} dynamic); {_context.Device.Name} allows {_context.Device.MaxSharedMemoryPerBlockOptin}");

@@ -247,6 +247,21 @@ public sealed class SafeTensorsFile
         Read(f, e, target);
     }
 
+    /// <summary>
+    /// Copies each tensor of <paramref name="targets"/> from the file by its name (the file may hold more, such as a
+    /// training checkpoint's optimizer state), every shape and dtype checked before anything is read; one open for all.
+    /// </summary>
+    public void ReadEach(IReadOnlyDictionary<string, Tensor> targets)
+    {
+        foreach (var (name, t) in targets)
+        {
+            if (!_entries.TryGetValue(name, out var e)) throw new CheckpointException($"checkpoint '{Path}' has no tensor '{name}'");
+            CheckMatch(e, t);
+        }
+        using var f = File.OpenRead(Path);
+        foreach (var (name, t) in targets) Read(f, _entries[name], t);
+    }
+
     /// <summary>The raw bytes of tensor <paramref name="name"/>, checked against its checksum when the file carries one.</summary>
     public byte[] ReadBytes(string name)
     {
@@ -285,9 +300,7 @@ public sealed class SafeTensorsFile
         if (missing.Length > 0 || extra.Length > 0)
             throw new CheckpointException($"checkpoint '{Path}' does not match the model: missing [{string.Join(", ", missing)}], " +
                 $"unexpected [{string.Join(", ", extra)}]");
-        foreach (var (name, t) in targets) CheckMatch(_entries[name], t);
-        using var f = File.OpenRead(Path);
-        foreach (var (name, t) in targets) Read(f, _entries[name], t);
+        ReadEach(targets);
     }
 
     void CheckMatch(SafeTensorsEntry e, Tensor t)

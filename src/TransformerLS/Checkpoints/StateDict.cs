@@ -64,12 +64,17 @@ public static class StateDict
                 missing.Count > 0 ? $"missing [{string.Join(", ", missing)}]" : null,
                 unexpected.Count > 0 ? $"unexpected [{string.Join(", ", unexpected)}]" : null,
             }.Where(s => s is not null)));
-        if (ignored.Contains(byName.GetValueOrDefault(TiedOutput)?.Name ?? "") &&
-            !Read(file, byName[TiedOutput]).AsSpan().SequenceEqual(Read(file, byName[TiedInput])))
-            throw new CheckpointException($"checkpoint '{path}' has an {TiedOutput} that differs from its {TiedInput}; the library ties the two " +
-                "(the reference's tie_weight), so it cannot hold both");
+        // The tied input embedding is read once: for the comparison and then for the load.
+        double[]? tiedInput = null;
+        if (ignored.Contains(byName.GetValueOrDefault(TiedOutput)?.Name ?? ""))
+        {
+            tiedInput = Read(file, byName[TiedInput]);
+            if (!Read(file, byName[TiedOutput]).AsSpan().SequenceEqual(tiedInput))
+                throw new CheckpointException($"checkpoint '{path}' has an {TiedOutput} that differs from its {TiedInput}; the library ties the two " +
+                    "(the reference's tie_weight), so it cannot hold both");
+        }
         foreach (var (name, t) in target.Tensors)
-            if (byName.TryGetValue(name, out var e)) t.CopyFrom(Read(file, e));
+            if (byName.TryGetValue(name, out var e)) t.CopyFrom(name == TiedInput && tiedInput is not null ? tiedInput : Read(file, e));
         return new StateDictReport(missing, unexpected, ignored);
     }
 
@@ -93,22 +98,20 @@ public static class StateDict
     /// <summary>The tensor's values widened exactly to float64 (checksum and finiteness checked as for any load).</summary>
     static double[] Read(SafeTensorsFile file, SafeTensorsEntry e)
     {
-        var bytes = file.ReadBytes(e.Name);
+        var bytes = file.ReadBytes(e.Name).AsSpan();
         var size = e.DType == "F64" ? 8 : e.DType == "F32" ? 4 : 2;
         var values = new double[bytes.Length / size];
-        for (var i = 0; i < values.Length; i++)
+        // One loop per dtype: the element loop does not test the dtype name.
+        switch (e.DType)
         {
-            var at = bytes.AsSpan(i * size, size);
-            values[i] = e.DType switch
-            {
-                "F64" => BinaryPrimitives.ReadDoubleLittleEndian(at),
-                "F32" => BinaryPrimitives.ReadSingleLittleEndian(at),
-                "F16" => (double)BinaryPrimitives.ReadHalfLittleEndian(at),
-                _ => BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(at) << 16),
-            };
+            case "F64": for (var i = 0; i < values.Length; i++) values[i] = BinaryPrimitives.ReadDoubleLittleEndian(bytes[(i * 8)..]); break;
+            case "F32": for (var i = 0; i < values.Length; i++) values[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes[(i * 4)..]); break;
+            case "F16": for (var i = 0; i < values.Length; i++) values[i] = (double)BinaryPrimitives.ReadHalfLittleEndian(bytes[(i * 2)..]); break;
+            default: for (var i = 0; i < values.Length; i++) values[i] = BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(bytes[(i * 2)..]) << 16); break;
+        }
+        for (var i = 0; i < values.Length; i++)
             if (!double.IsFinite(values[i]))
                 throw new CheckpointException($"checkpoint '{file.Path}' tensor '{e.Name}' holds a non-finite value (NaN or infinity) at element {i}; refusing to load it");
-        }
         return values;
     }
 }

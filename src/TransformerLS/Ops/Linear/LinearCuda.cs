@@ -17,15 +17,14 @@ static class LinearCuda
         if (rows == 0 || outFeatures == 0) return;
         if (rows > int.MaxValue)
             throw new ArgumentOutOfRangeException(nameof(x), x.Shape.ToString(), $"the CUDA Linear takes at most {int.MaxValue} rows; x has {rows}");
-        if (inFeatures == 0) { Elementwise.BiasAdd(be, Zero(be, y), bias, y); return; }
+        if (inFeatures == 0)
+        {
+            be.Fill(y, 0f);
+            Elementwise.BiasAdd(be, y, bias, y);
+            return;
+        }
         var precision = x.DType == DType.BFloat16 ? GemmPrecision.BFloat16 : be.AllowTf32 ? GemmPrecision.TensorFloat32 : GemmPrecision.Float32;
         be.BlasLt.Matmul(false, true, (int)rows, outFeatures, inFeatures, 1f, x.DevicePointer, weight.DevicePointer, 0f, y.DevicePointer,
             bias.DevicePointer, precision, GemmEpilogue.Bias);
-    }
-
-    static Tensor Zero(CudaBackend be, Tensor y)
-    {
-        be.Fill(y, 0f);
-        return y;
     }
 }

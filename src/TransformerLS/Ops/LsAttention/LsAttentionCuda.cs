@@ -16,19 +16,16 @@ struct LsAttentionParams
 }
 
 /// <summary>
-/// The bf16 backward's scratch on the GPU, one block of 256-byte aligned pieces: D = dO·O [B·H·n] and the landmark
-/// gradients' partials dK̄, dV̄ [G, B·H, r, d] fp32 (G query groups, <see cref="TokenGroups"/>).
+/// The bf16 backward's scratch on the GPU (<see cref="ScratchPieces"/>): D = dO·O [B·H·n] and the landmark gradients'
+/// partials dK̄, dV̄ [G, B·H, r, d] fp32 (G query groups, <see cref="TokenGroups"/>).
 /// </summary>
-readonly record struct LsAttentionScratch(long Dd, long Part)
+static class LsAttentionScratch
 {
-    static long Align(long bytes) => (bytes + 255) / 256 * 256;
-    public long Bytes => Align(Dd) + 2 * Align(Part);
-
-    public static LsAttentionScratch Of(Shape k, Shape kbar) =>
-        new(4 * k.Product(0, 3), 4L * TokenGroups.Of(k[2]).Groups * kbar.Count);
-
-    public (ulong Dd, ulong PartK, ulong PartV) At(ulong block) =>
-        (block, block + (ulong)Align(Dd), block + (ulong)(Align(Dd) + Align(Part)));
+    public static ScratchPieces Of(Shape k, Shape kbar)
+    {
+        var part = 4L * TokenGroups.Of(k[2]).Groups * kbar.Count;
+        return new(4 * k.Product(0, 3), part, part);
+    }
 }
 
 /// <summary>
@@ -113,7 +110,7 @@ static class LsAttentionCuda
         var block = be.Context.Allocator.Allocate(scratch.Bytes);
         try
         {
-            (p.Dd, p.LPartK, p.LPartV) = scratch.At(block);
+            (p.Dd, p.LPartK, p.LPartV) = (scratch.At(block, 0), scratch.At(block, 1), scratch.At(block, 2));
             var threads = (uint)be.Constant(BwdFile, "ls_attention_bwd_mma_threads");
             var kt = be.Constant(BwdFile, "ls_attention_bwd_mma_kt");
             var dqSmem = (uint)(be.Constant(BwdFile, "ls_attention_bwd_dq_mma_smem_fixed") + be.Constant(BwdFile, "ls_attention_bwd_dq_mma_smem_per_d") * g.D);

@@ -14,34 +14,24 @@ struct LsProjectionParams
 }
 
 /// <summary>
-/// The scratch of one projection call on the GPU, one block carved into 256-byte aligned pieces: forward, per token group
-/// the column max (float) and sum (double) [B, G, H·r] and the partial K̄, V̄ [G, B, H, r, d] fp32; backward, per group
-/// Σ P·dP [B, G, H·r] and its sum [B, H·r], doubles. Sizes from the shapes alone (the nodes plan with the same numbers).
+/// The scratch of one projection call on the GPU (<see cref="ScratchPieces"/>): forward, per token group the column max
+/// (float) and sum (double) [B, G, H·r] and the partial K̄, V̄ [G, B, H, r, d] fp32; backward, per group Σ P·dP [B, G, H·r]
+/// and its sum [B, H·r], doubles.
 /// </summary>
-readonly record struct LsProjectionScratch(long A, long B, long C, long D)
+static class LsProjectionScratch
 {
-    static long Align(long bytes) => (bytes + 255) / 256 * 256;
-    public long Bytes => Align(A) + Align(B) + Align(C) + Align(D);
-    public ulong At(ulong block, int piece) => block + (ulong)(piece switch
-    {
-        0 => 0,
-        1 => Align(A),
-        2 => Align(A) + Align(B),
-        _ => Align(A) + Align(B) + Align(C),
-    });
-
-    public static LsProjectionScratch Forward(Shape k, Shape kbar)
+    public static ScratchPieces Forward(Shape k, Shape kbar)
     {
         var groups = TokenGroups.Of(k[2]).Groups;
         long columns = (long)kbar[0] * kbar[1] * kbar[2];
         return new(4 * groups * columns, 8 * groups * columns, 4 * groups * kbar.Count, 4 * groups * kbar.Count);
     }
 
-    public static LsProjectionScratch Backward(Shape k, Shape kbar)
+    public static ScratchPieces Backward(Shape k, Shape kbar)
     {
         var groups = TokenGroups.Of(k[2]).Groups;
         long columns = (long)kbar[0] * kbar[1] * kbar[2];
-        return new(8 * groups * columns, 8 * columns, 0, 0);
+        return new(8 * groups * columns, 8 * columns);
     }
 }
 
@@ -74,9 +64,12 @@ static class LsProjectionCuda
         };
     }
 
-    /// <summary>Blocks (group, h, b) of the compress and backward kernels; their thread count is the module's (TLS_EXPORT).</summary>
-    static (Dim3 Grid, uint Threads) Groups(CudaBackend be, LsProjectionGeometry g, in LsProjectionParams p) =>
-        (new Dim3((uint)p.Groups, (uint)g.H, (uint)g.B), (uint)be.Constant(File, "ls_projection_threads"));
+    /// <summary>Blocks (group, h, b) of the compress and backward kernels.</summary>
+    static Dim3 GroupGrid(LsProjectionGeometry g, in LsProjectionParams p) => new((uint)p.Groups, (uint)g.H, (uint)g.B);
+
+    /// <summary>Threads of a compress or backward block, as its module exports them (TLS_EXPORT).</summary>
+    static uint Threads(CudaBackend be, bool mma) =>
+        (uint)(mma ? be.Constant(MmaFile, "ls_projection_mma_threads") : be.Constant(File, "ls_projection_threads"));
 
     static Dim3 Columns(LsProjectionGeometry g) => (uint)(((long)g.B * g.H * g.R + Flat - 1) / Flat);
 
@@ -92,12 +85,11 @@ static class LsProjectionCuda
             (p.PMax, p.PSum, p.KPart, p.VPart) = (scratch.At(block, 0), scratch.At(block, 1), scratch.At(block, 2), scratch.At(block, 3));
             be.Kernel(File, Name(k, "ls_projection_stats_f32", "ls_projection_stats_bf16")).Launch(new Dim3((uint)((g.H * g.R + statsColumns - 1) / statsColumns), (uint)p.Groups, (uint)g.B), new Dim3(32, 8), 0, be.Stream, p);
             be.Kernel(File, Name(k, "ls_projection_stats_sum_f32", "ls_projection_stats_sum_bf16")).Launch(Columns(g), Flat, 0, be.Stream, p);
-            var (grid, threads) = Groups(be, g, p);
             if (UsesMma(k, g))
-                be.Kernel(MmaFile, MmaCompress[g.D / 16 - 1]).Launch(grid, (uint)be.Constant(MmaFile, "ls_projection_mma_threads"),
+                be.Kernel(MmaFile, MmaCompress[g.D / 16 - 1]).Launch(GroupGrid(g, p), Threads(be, true),
                     (uint)be.Constant(MmaFile, "ls_projection_compress_mma_smem", g.D / 16 - 1), be.Stream, p);
             else
-                be.Kernel(File, Name(k, "ls_projection_compress_f32", "ls_projection_compress_bf16")).Launch(grid, threads, 0, be.Stream, p);
+                be.Kernel(File, Name(k, "ls_projection_compress_f32", "ls_projection_compress_bf16")).Launch(GroupGrid(g, p), Threads(be, false), 0, be.Stream, p);
             var outputs = (long)kbar.Count;
             be.Kernel(File, Name(k, "ls_projection_compress_sum_f32", "ls_projection_compress_sum_bf16")).Launch((uint)Math.Clamp((outputs + Flat - 1) / Flat, 1, 65535L * 16), Flat, 0, be.Stream, p);
         }
@@ -118,16 +110,17 @@ static class LsProjectionCuda
         var shared = mma
             ? be.Constant(MmaFile, "ls_projection_bwd_mma_smem", g.D / 16 - 1) + (long)be.Constant(MmaFile, "ls_projection_bwd_mma_smem_per_r") * g.R
             : (long)be.Constant(File, "ls_projection_bwd_smem_per_r") * g.R;
-        if (shared > be.Context.Device.MaxSharedMemoryPerBlockOptin)
+        // Named by the argument that sets it (r); static shared memory (the CUDA-core kernel's tiles) counts too.
+        if (shared + kernel.StaticSharedBytes > be.Context.Device.MaxSharedMemoryPerBlockOptin)
             throw new ArgumentOutOfRangeException("dkbar", $"r={g.R}",
-                $"the CUDA projection backward needs {shared} bytes of shared memory for r={g.R}, d={g.D}; the device allows {be.Context.Device.MaxSharedMemoryPerBlockOptin}");
+                $"the CUDA projection backward needs {shared + kernel.StaticSharedBytes} bytes of shared memory for r={g.R}, d={g.D}; " +
+                $"the device allows {be.Context.Device.MaxSharedMemoryPerBlockOptin}");
         var scratch = LsProjectionScratch.Backward(k.Shape, dkbar.Shape);
         var block = be.Context.Allocator.Allocate(scratch.Bytes);
         try
         {
             (p.CPart, p.ColDot) = (scratch.At(block, 0), scratch.At(block, 1));
-            var (grid, threads) = Groups(be, g, p);
-            if (mma) threads = (uint)be.Constant(MmaFile, "ls_projection_mma_threads");
+            var (grid, threads) = (GroupGrid(g, p), Threads(be, mma));
             kernel.Launch(grid, threads, (uint)shared, be.Stream, p);
             be.Kernel(File, Name(k, "ls_projection_coldot_f32", "ls_projection_coldot_bf16")).Launch(Columns(g), Flat, 0, be.Stream, p);
             p.Phase = 1;
