@@ -18,8 +18,9 @@ public class ConformanceTests
     [MemberData(nameof(Cases))]
     public void Cpu_backend(string name)
     {
-        var r = ConformanceRunner.Run(Find(name), CpuBackend.Instance, seed: Random.Shared.Next());
-        Assert.True(r.Passed, r.Describe());
+        var seed = Random.Shared.Next();
+        var r = ConformanceRunner.Run(Find(name), CpuBackend.Instance, seed);
+        Assert.True(r.Passed, $"seed {seed}: {r.Describe()}");
     }
 
     [Theory]
@@ -28,9 +29,10 @@ public class ConformanceTests
     {
         var gpu = TestEnv.RequireGpu();
         var before = gpu.MemoryStats;
-        var r = ConformanceRunner.Run(Find(name), gpu, seed: Random.Shared.Next());
+        var seed = Random.Shared.Next();
+        var r = ConformanceRunner.Run(Find(name), gpu, seed);
         TestContext.Current.SendDiagnosticMessage(r.Describe());
-        Assert.True(r.Passed, r.Describe());
+        Assert.True(r.Passed, $"seed {seed}: {r.Describe()}");
         Assert.Equal(before.LiveBytes, gpu.MemoryStats.LiveBytes);
         Assert.Equal(before.LiveAllocations, gpu.MemoryStats.LiveAllocations);
     }
