@@ -49,3 +49,17 @@ template <typename T> __device__ void copy_slice(LayoutParams p)
 
 TLS_INSTANTIATE(swap_axes12, LayoutParams)
 TLS_INSTANTIATE(copy_slice, LayoutParams)
+
+template <typename T> __device__ void write_rows(WriteRowsParams p)
+{
+    GRID_STRIDE(idx, (i64)p.outer * p.n * p.inner)
+    {
+        i64 c = idx % p.inner, r = idx / p.inner;
+        int j = (int)(r % p.n), o = (int)(r / p.n);
+        int at = (int)p.rows[o / p.heads];
+        if (at < 0 || at + p.n > p.cap) continue;  // no row, or past the capacity (the CPU reference throws there)
+        ((T*)p.dst)[((i64)o * p.cap + at + j) * p.inner + c] = ((const T*)p.src)[r * p.inner + c];
+    }
+}
+
+TLS_INSTANTIATE(write_rows, WriteRowsParams)

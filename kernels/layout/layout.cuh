@@ -15,3 +15,16 @@ struct LayoutParams
 };
 
 TLS_PARAMS_LAYOUT(LayoutParams, vec, 72, 64)
+
+// write_rows: dst[o, rows[o] + j, :] = src[o, j, :] for j < n, per outer index o = b·H + h (rows indexed by b); a
+// negative row writes nothing for that sequence. The decoder's ring and buffer writes.
+struct WriteRowsParams
+{
+    const void* src;
+    void* dst;
+    const float* rows;            // [B]
+    i64 inner;
+    int outer, heads, n, cap;     // outer = B·heads
+};
+
+TLS_PARAMS_LAYOUT(WriteRowsParams, cap, 48, 44)

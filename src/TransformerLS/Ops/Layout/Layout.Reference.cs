@@ -59,4 +59,32 @@ public static partial class Layout
                     dst[to] = accumulate ? dst[to] + v : v;
                 }
     }
+
+    internal static void CheckWriteRows(IBackend be, Tensor src, Tensor rows, Tensor dst)
+    {
+        Check.On(be, src, nameof(src));
+        if (src.Shape.Rank != 4) throw new ArgumentException($"src has shape {src.Shape}; expected [B, H, n, d]", nameof(src));
+        Check.On(be, dst, nameof(dst));
+        Check.DTypeIs(dst, src.DType, nameof(dst));
+        if (dst.Shape.Rank != 4 || dst.Shape[0] != src.Shape[0] || dst.Shape[1] != src.Shape[1] || dst.Shape[3] != src.Shape[3] || dst.Shape[2] < src.Shape[2])
+            throw new ArgumentException($"dst has shape {dst.Shape}; expected [{src.Shape[0]}, {src.Shape[1]}, cap >= {src.Shape[2]}, {src.Shape[3]}]", nameof(dst));
+        Check.Vector(be, rows, src.Shape[0], DType.Float32, nameof(rows));
+    }
+
+    /// <summary>dst[b, h, rows[b] + j, :] = src[b, h, j, :] (j &lt; n) for every b with rows[b] >= 0; a row past the capacity throws
+    /// (the kernel would write out of range).</summary>
+    internal static void WriteRows<T>(int heads, int n, int cap, int d, T[] src, T[] rows, T[] dst) where T : IFloatingPointIeee754<T>
+    {
+        for (var b = 0; b < rows.Length; b++)
+        {
+            var at = int.CreateChecked(rows[b]);
+            if (at < 0) continue;
+            if (at + n > cap) throw new ArgumentOutOfRangeException("rows", at, $"sequence {b}: rows [{at}, {at + n}) must lie in dst's {cap}");
+            for (var h = 0; h < heads; h++)
+            {
+                var o = (long)b * heads + h;
+                Array.Copy(src, o * n * d, dst, (o * cap + at) * d, (long)n * d);
+            }
+        }
+    }
 }

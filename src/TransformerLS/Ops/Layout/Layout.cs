@@ -27,4 +27,16 @@ public static partial class Layout
         if (be is CudaBackend cuda) LayoutCuda.CopySlice(cuda, g, src, srcOffset, dst, dstOffset, axis, length, accumulate);
         else CpuReference.Run([src], [dst], (g, accumulate), static (s, i, o) => { var (g, accumulate) = s; CopySlice(g, i[0], o[0], accumulate); }, read: 1);
     }
+
+    /// <summary>
+    /// dst[b, h, rows[b] + j, :] = src[b, h, j, :] for j &lt; n, per sequence b; rows: float32 [B], a negative row leaves
+    /// that sequence's dst alone. src [B, H, n, d], dst [B, H, cap, d]. The decoder's per-sequence ring writes.
+    /// </summary>
+    public static void WriteRows(IBackend be, Tensor src, Tensor rows, Tensor dst)
+    {
+        CheckWriteRows(be, src, rows, dst);
+        if (be is CudaBackend cuda) LayoutCuda.WriteRows(cuda, src, rows, dst);
+        else CpuReference.Run([src, rows], [dst], (H: src.Shape[1], N: src.Shape[2], Cap: dst.Shape[2], D: src.Shape[3]),
+            static (s, i, o) => WriteRows(s.H, s.N, s.Cap, s.D, i[0], i[1], o[0]), read: 1);
+    }
 }

@@ -22,6 +22,25 @@ public static partial class Layout
                 CopySlice(be, i[1], 0, o[0], 0, 1, 7);
                 CopySlice(be, i[0], 1, o[0], 2, 1, 2, accumulate: true);
             }, new SliceRef(slice), bytes: s * 3 * 16);
+        // Two heads of three sequences written at their own rows (about one in ten draws is -1: that sequence is left alone).
+        yield return Make(F(nameof(WriteRows)), "write_rows", dt, "[3,2,2,4] into [3,2,5,4] at rows[3]",
+            [In("src", dt, 1, 3, 2, 2, 4), In("base", dt, 1, 3, 2, 5, 4), new InputSpec("rows", new Shape(3), DType.Float32, InputKind.ClassIndex, Scale: 4)],
+            [Out("dst", dt, 3, 2, 5, 4)],
+            (be, i, o) =>
+            {
+                CopySlice(be, i[1], 0, o[0], 0, 2, 5);
+                WriteRows(be, i[0], i[2], o[0]);
+            }, new WriteRowsRef(), bytes: s * 2 * 3 * 2 * 2 * 4);
+    }
+
+    sealed record WriteRowsRef : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var y = (T[])i[1].Clone();
+            WriteRows(2, 2, 5, 4, i[0], i[2], y);
+            return [y];
+        }
     }
 
     sealed record SwapRef(int A, int B, int C, int D) : IReference

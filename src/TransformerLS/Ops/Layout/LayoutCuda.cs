@@ -16,6 +16,15 @@ struct LayoutParams
     public int Vec;
 }
 
+/// <summary>Mirror of WriteRowsParams in kernels/layout/layout.cuh.</summary>
+[StructLayout(LayoutKind.Sequential)]
+struct WriteRowsParams
+{
+    public ulong Src, Dst, Rows;
+    public long Inner;
+    public int Outer, Heads, N, Cap;
+}
+
 static class LayoutCuda
 {
     const string File = "layout/layout.cu";
@@ -43,5 +52,16 @@ static class LayoutCuda
             SrcOff = g.SrcOffset, DstOff = g.DstOffset, Length = g.Length, Accumulate = accumulate ? 1 : 0,
         };
         be.Kernel(File, src.DType == DType.Float32 ? "copy_slice_f32" : "copy_slice_bf16").Launch(Blocks(n), Threads, 0, be.Stream, p);
+    }
+
+    public static void WriteRows(CudaBackend be, Tensor src, Tensor rows, Tensor dst)
+    {
+        if (src.Count == 0) return;
+        var p = new WriteRowsParams
+        {
+            Src = src.DevicePointer, Dst = dst.DevicePointer, Rows = rows.DevicePointer, Inner = src.Shape[3],
+            Outer = src.Shape[0] * src.Shape[1], Heads = src.Shape[1], N = src.Shape[2], Cap = dst.Shape[2],
+        };
+        be.Kernel(File, src.DType == DType.Float32 ? "write_rows_f32" : "write_rows_bf16").Launch(Blocks(src.Count), Threads, 0, be.Stream, p);
     }
 }

@@ -1,0 +1,56 @@
+using System.Numerics;
+using TransformerLS.Conformance;
+using TransformerLS.Tensors;
+using static TransformerLS.Conformance.Case;
+
+namespace TransformerLS.Ops;
+
+// The decode attention's cases (see Conformance/OpCases): rings entered at odd slots and wrapped, cache-path ring
+// chunks wrapping past the ring's end, no block chunk yet and all of them, one window key and a full window. The
+// state is part of the case (integers, not random draws); the setup writes it into a tensor of the case's scope.
+public static partial class LsCausalDecode
+{
+    static string F(string method) => $"{nameof(LsCausalDecode)}.{method}";
+
+    internal static IEnumerable<OpCase> Cases(DType dt) => new (int H, int d, int w, int r, int Mc, int C, int Lb, int[] State)[]
+    {
+        (2, 16, 5, 2, 3, 5, 2, [0, 1, 0, 0, 3, 5, 4, 2, 4, 3, 2, 1]),
+        (1, 64, 8, 1, 0, 1, 4, [7, 8, 0, 3]),
+        (3, 32, 16, 1, 6, 10, 4, [15, 16, 9, 4, 2, 9, 3, 0]),
+        (2, 48, 40, 3, 50, 60, 10, [39, 40, 55, 10, 0, 17, 0, 5]),  // more keys than the block's threads
+    }.Select(c => CaseAt(dt, c.H, c.d, c.w, c.r, c.Mc, c.C, c.Lb, c.State));
+
+    static OpCase CaseAt(DType dt, int H, int d, int w, int r, int mc, int ringChunks, int lb, int[] state)
+    {
+        var B = state.Length / 4;
+        var cfg = new LsCausalConfig(w, 1, r);
+        var nr = (mc + lb) * r;
+        var shape = $"B{B} H{H} d{d} w{w} r{r} Mc{mc} C{ringChunks} Lb{lb}";
+        var geo = new LsDecodeGeometry(B, H, d, w, r, mc, ringChunks, lb, nr, 1f / MathF.Sqrt(d));
+        InputSpec[] ins =
+        [
+            In("q", dt, 1, B, H, 1, d), In("kw", dt, 1, B, H, w, d), In("vw", dt, 1, B, H, w, d),
+            In("u", dt, 0.1, H, d), In("vbias", dt, 0.1, H, d), In("rel", dt, 1, H, w, d),
+            In("kring", dt, 1, B, H, ringChunks * r, d), In("vring", dt, 1, B, H, ringChunks * r, d),
+            In("kblock", dt, 1, B, H, lb * r, d), In("vblock", dt, 1, B, H, lb * r, d), In("relc", dt, 1, H, nr, d),
+        ];
+        var keys = Enumerable.Range(0, B).Sum(b => state[b * 4 + 1] + (mc + state[b * 4 + 3]) * r);
+        return Timed(F(nameof(Forward)), "ls_causal_decode", dt, shape, ins, [Out("o", dt, B, H, 1, d)], (be, i, o) =>
+        {
+            var st = be.Empty(new Shape(B, 4), DType.Float32); // in the case's scope
+            st.CopyFrom([.. state.Select(v => (float)v)]);
+            var x = new LsDecodeInputs(i[0], i[1], i[2], i[3], i[4], i[5], i[6], i[7], i[8], i[9], i[10], st);
+            return () => Forward(be, cfg, mc, x, o[0]);
+        }, new DecodeRef(geo, state), flops: 4.0 * H * d * keys, bytes: dt.Size() * 2.0 * H * d * keys);
+    }
+
+    sealed record DecodeRef(LsDecodeGeometry G, int[] State) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var o = new T[G.B * G.H * G.D];
+            Forward(G, [.. i, [.. State.Select(v => T.CreateChecked(v))]], o);
+            return [o];
+        }
+    }
+}
