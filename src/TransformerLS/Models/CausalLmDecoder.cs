@@ -1,0 +1,378 @@
+using TransformerLS.Backends;
+using TransformerLS.Layers;
+using TransformerLS.Ops;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Models;
+
+/// <summary>
+/// Incremental decoding of the causal LM for a batch of sequences, each at its own position: one token per sequence
+/// per <see cref="Step"/>, costing O(w + (M + L)·r/l) attention work and O(D²) per layer, not a block of L.
+/// <para>
+/// The result equals the block forward (<see cref="CausalLm.BuildGraph"/>, blocks of L committed to M-token memories,
+/// the last block right-padded) at every position. Per layer and sequence the cache holds:
+/// the window ring of the last w positions' keys and values (after LN_W; slot t mod w); the current chunk's normed
+/// states, projection scores and raw keys/values (l rows); the block-path compressed keys of the current block's
+/// completed chunks (after LN_P); and a ring of C = M/l + L/l cache-path compressed chunks (compress the normed
+/// states, then W_k / W_v, then LN_P; chunk a in slot a mod C), which become a block's cache chunks once it starts.
+/// Positions before the stream are the zero states the block forward's initial memory holds; the rings start with
+/// their keys. A chunk is compressed both ways when it completes (reference section 3.3: the two paths differ).
+/// </para>
+/// Requires L to be a multiple of the chunk length l (the reference requires it too). Log-probabilities come back
+/// to the host; device-side sampling is not here yet.
+/// </summary>
+public sealed class CausalLmDecoder : IDisposable
+{
+    readonly CausalLm _model;
+    readonly IBackend _be;
+    readonly Layer[] _layers;
+    readonly long[] _pos;
+    readonly int B, D, H, Hd, W, Lc, R, L, M, P, Mc, C, Lb, V;
+    // Per-step host inputs and their device copies.
+    readonly float[] _tokens, _state, _rowsW, _rowsChunk, _rowsBlock, _rowsRing;
+    readonly Tensor _tTokens, _tState, _tRowsW, _tRowsChunk, _tRowsBlock, _tRowsRing;
+
+    public int Batch => B;
+    public CausalLm Model => _model;
+
+    /// <summary>Sequence b's position: the number of tokens it has been fed since its <see cref="Reset"/>.</summary>
+    public long Position(int b) => _pos[b];
+
+    public CausalLmDecoder(CausalLm model, int batch)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        LraConfig.Positive(batch, nameof(batch));
+        var cfg = model.Config;
+        if (cfg.Length % cfg.ChunkLength != 0)
+            throw new ArgumentException($"the block length L = {cfg.Length} must be a multiple of the chunk length l = {cfg.ChunkLength} to decode incrementally", nameof(model));
+        (_model, _be) = (model, model.Backend);
+        (B, D, H, W, Lc, R, L, M, V) = (batch, cfg.Dim, cfg.Heads, cfg.Window, cfg.ChunkLength, cfg.Rank, cfg.Length, cfg.Memory, cfg.Vocab);
+        (Hd, P, Mc, Lb) = (D / H, Math.Min(M, W - 1), M / Lc, L / Lc);
+        C = Mc + Lb;
+        _pos = new long[B];
+        (_tokens, _state, _rowsW, _rowsChunk, _rowsBlock, _rowsRing) = (new float[B], new float[4 * B], new float[B], new float[B], new float[B], new float[B]);
+        using var detached = TensorScope.Detach(); // the caches are the decoder's, whatever scope the caller is in
+        var f = DType.Float32;
+        (_tTokens, _tState) = (_be.Empty(new Shape(B), f), _be.Empty(new Shape(B, 4), f));
+        (_tRowsW, _tRowsChunk, _tRowsBlock, _tRowsRing) = (_be.Empty(new Shape(B), f), _be.Empty(new Shape(B), f), _be.Empty(new Shape(B), f), _be.Empty(new Shape(B), f));
+        _layers = new Layer[cfg.Layers];
+        try
+        {
+            for (var i = 0; i < _layers.Length; i++) _layers[i] = new Layer(this, i);
+            for (var b = 0; b < B; b++) Reset(b);
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Starts sequence b afresh (position 0, the block forward's zero memories).</summary>
+    public void Reset(int b)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(b);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(b, B);
+        foreach (var l in _layers) l.Reset(b);
+        _pos[b] = 0;
+    }
+
+    /// <summary>
+    /// Feeds one token to each active sequence (all when <paramref name="active"/> is empty) and returns the log-probabilities
+    /// of the next token, [B·V] row-major (rows of inactive sequences are NaN). Inactive sequences keep their state.
+    /// </summary>
+    public float[] Step(ReadOnlySpan<int> tokens, ReadOnlySpan<bool> active = default)
+    {
+        if (tokens.Length != B) throw new ArgumentException($"{tokens.Length} tokens given; expected one per sequence ({B})", nameof(tokens));
+        if (!active.IsEmpty && active.Length != B) throw new ArgumentException($"{active.Length} flags given; expected one per sequence ({B})", nameof(active));
+        for (var b = 0; b < B; b++)
+        {
+            var on = active.IsEmpty || active[b];
+            if (on && (tokens[b] < 0 || tokens[b] >= V))
+                throw new ArgumentOutOfRangeException(nameof(tokens), tokens[b], $"sequence {b}: token ids must lie in [0, {V})");
+            var t = _pos[b];
+            var i = (int)(t % L);
+            var (qi, chunkRow) = (i / Lc, i % Lc);
+            var firstCache = FloorMod((t - i) / Lc - Mc, C);
+            _tokens[b] = on ? tokens[b] : 0;
+            (_state[4 * b], _state[4 * b + 1], _state[4 * b + 2], _state[4 * b + 3]) = ((int)(t % W), Math.Min(W, P + i + 1), firstCache, qi);
+            var completes = on && chunkRow == Lc - 1;
+            _rowsW[b] = on ? (int)(t % W) : -1;
+            _rowsChunk[b] = on ? chunkRow : -1;
+            _rowsBlock[b] = completes ? qi * R : -1;
+            _rowsRing[b] = completes ? FloorMod(t / Lc, C) * R : -1;
+        }
+        _tTokens.CopyFrom(_tokens); _tState.CopyFrom(_state);
+        _tRowsW.CopyFrom(_rowsW); _tRowsChunk.CopyFrom(_rowsChunk); _tRowsBlock.CopyFrom(_rowsBlock); _tRowsRing.CopyFrom(_rowsRing);
+        var anyCompletes = _rowsBlock.Any(r => r >= 0);
+
+        float[] logits;
+        using (new TensorScope())
+        {
+            var p = _model.Parameters;
+            var rows = New(B, D);
+            Ops.Embedding.Forward(_be, p["in_emb.weight"], _tTokens, rows);
+            var scaled = New(B, D);
+            Elementwise.Axpby(_be, rows, MathF.Sqrt(D), null, 0f, scaled);
+            var x = scaled.Reshape(B, 1, D); // a view: frees nothing
+            foreach (var layer in _layers) x = layer.Step(x, anyCompletes);
+            var y = New(B, 1, V);
+            Ops.Linear.Forward(_be, x, p["in_emb.weight"], p["out_emb.bias"], y);
+            logits = y.ToArray();
+        }
+        for (var b = 0; b < B; b++)
+            if (active.IsEmpty || active[b]) _pos[b]++;
+        return LogSoftmaxRows(logits, active);
+    }
+
+    /// <summary>Feeds sequence b its prompt, token by token (the other sequences wait); returns the log-probabilities after its last token [V].</summary>
+    public float[] Prefill(int b, ReadOnlySpan<int> prompt)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(b);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(b, B);
+        if (prompt.IsEmpty) throw new ArgumentException("the prompt is empty", nameof(prompt));
+        var tokens = new int[B];
+        var active = new bool[B];
+        active[b] = true;
+        float[] last = [];
+        foreach (var t in prompt)
+        {
+            tokens[b] = t;
+            last = Step(tokens, active);
+        }
+        return last.AsSpan(b * V, V).ToArray();
+    }
+
+    float[] LogSoftmaxRows(float[] logits, ReadOnlySpan<bool> active)
+    {
+        var result = new float[logits.Length];
+        for (var b = 0; b < B; b++)
+        {
+            var row = logits.AsSpan(b * V, V);
+            if (!(active.IsEmpty || active[b])) { result.AsSpan(b * V, V).Fill(float.NaN); continue; }
+            double max = double.NegativeInfinity, sum = 0;
+            foreach (var v in row) max = Math.Max(max, v);
+            foreach (var v in row) sum += Math.Exp(v - max);
+            var lse = max + Math.Log(sum);
+            for (var c = 0; c < V; c++) result[b * V + c] = (float)(row[c] - lse);
+        }
+        return result;
+    }
+
+    static int FloorMod(long a, int m) => (int)(((a % m) + m) % m);
+
+    Tensor New(params int[] dims) => _be.Empty(new Shape(dims), _model.DType);
+
+    public void Dispose()
+    {
+        foreach (var l in _layers) l?.Dispose();
+        foreach (var t in new[] { _tTokens, _tState, _tRowsW, _tRowsChunk, _tRowsBlock, _tRowsRing }) t?.Dispose();
+    }
+
+    /// <summary>One layer's parameters (by name), relative-position tables and caches.</summary>
+    sealed class Layer : IDisposable
+    {
+        readonly CausalLmDecoder _d;
+        readonly string _n;
+        readonly float _eps;
+        readonly List<Tensor> _owned = [];
+        // Caches (see the class comment) and the zero-state rows Reset copies in.
+        readonly Tensor _kw, _vw, _hbuf, _sbuf, _kraw, _vraw, _kring, _vring, _kblock, _vblock, _rel, _relc;
+        readonly Tensor _kw0, _vw0, _kring0, _vring0;
+
+        public Layer(CausalLmDecoder d, int index)
+        {
+            (_d, _n, _eps) = (d, $"layers.{index}.", d._model.Config.Attention.Eps);
+            int B = d.B, H = d.H, Hd = d.Hd, W = d.W, l = d.Lc, D = d.D, R = d.R;
+            (_kw, _vw) = (Own(B, H, W, Hd), Own(B, H, W, Hd));
+            (_hbuf, _sbuf, _kraw, _vraw) = (Own(B, 1, l, D), Own(B, 1, l, H * R), Own(B, 1, l, D), Own(B, 1, l, D));
+            (_kring, _vring) = (Own(B, H, d.C * R, Hd), Own(B, H, d.C * R, Hd));
+            (_kblock, _vblock) = (Own(B, H, d.Lb * R, Hd), Own(B, H, d.Lb * R, Hd));
+            (_kw0, _vw0, _kring0, _vring0) = (Own(1, H, W, Hd), Own(1, H, W, Hd), Own(1, H, d.C * R, Hd), Own(1, H, d.C * R, Hd));
+            var nr = (d.Mc + d.Lb) * R;
+            (_rel, _relc) = (Own(H, W, Hd), Own(H, nr, Hd));
+            using var scope = new TensorScope();
+            RelTable(_rel, W, "attn.r_net", bias: false);
+            RelTable(_relc, nr, "attn.r_net_chunk", bias: true);
+            ZeroStates();
+        }
+
+        Tensor Own(params int[] dims)
+        {
+            var t = _d._be.Empty(new Shape(dims), _d._model.DType);
+            _owned.Add(t);
+            return t;
+        }
+
+        Tensor P(string name) => _d._model.Parameters[_n + name];
+        Tensor New(params int[] dims) => _d.New(dims);
+
+        Tensor Linear(Tensor x, string name, bool bias)
+        {
+            var y = New([.. x.Shape.Dims[..^1], P(name + ".weight").Shape[0]]);
+            Ops.Linear.Forward(_d._be, x, P(name + ".weight"), bias ? P(name + ".bias") : null, y);
+            return y;
+        }
+
+        Tensor LayerNorm(Tensor x, string name)
+        {
+            var y = New([.. x.Shape.Dims]);
+            Ops.LayerNorm.Forward(_d._be, x, P(name + ".weight"), P(name + ".bias"), y, null, null, 1e-5f);
+            return y;
+        }
+
+        /// <summary>DualLN over all D channels of each row: token-major [B, T, D] or head-split [B, H, T, d] in, head-split out.</summary>
+        (Tensor K, Tensor V) DualLn(Tensor k, Tensor v, string name)
+        {
+            int b = k.Shape[0], t = k.Shape.Rank == 4 ? k.Shape[2] : k.Shape[1];
+            var (yk, yv) = (New(b, _d.H, t, _d.Hd), New(b, _d.H, t, _d.Hd));
+            var (mean, rstd) = (_d._be.Empty(new Shape(2, b, t), DType.Float32), _d._be.Empty(new Shape(2, b, t), DType.Float32));
+            Ops.DualLayerNorm.Forward(_d._be, k, v, P(name + ".weight"), P(name + ".bias"), yk, yv, mean, rstd, _eps);
+            return (yk, yv);
+        }
+
+        /// <summary>[B, T, H·d] → [B, H, T, d] and back.</summary>
+        Tensor Split(Tensor x)
+        {
+            var y = New(x.Shape[0], _d.H, x.Shape[1], _d.Hd);
+            using var view = x.Reshape(x.Shape[0], x.Shape[1], _d.H, _d.Hd);
+            Layout.SwapAxes12(_d._be, view, y);
+            return y;
+        }
+
+        Tensor Merge(Tensor x)
+        {
+            var y = New(x.Shape[0], x.Shape[2], _d.D);
+            using var view = y.Reshape(x.Shape[0], x.Shape[2], _d.H, _d.Hd);
+            Layout.SwapAxes12(_d._be, x, view);
+            return y;
+        }
+
+        /// <summary>table [H, count, d] = split heads of Linear(sinusoids of δ = 0 … count − 1).</summary>
+        void RelTable(Tensor table, int count, string name, bool bias)
+        {
+            var sin = New(1, count, _d.D);
+            sin.CopyFrom(AttentionParts.Sinusoids(count, _d.D));
+            using var view = table.Reshape(1, _d.H, count, _d.Hd);
+            var r = Linear(sin, name, bias);
+            using var rv = r.Reshape(1, count, _d.H, _d.Hd);
+            Layout.SwapAxes12(_d._be, rv, view);
+        }
+
+        /// <summary>
+        /// Layer input x [b, 1, D] → h = LN1(x), raw keys/values, the window keys (after LN_W) and the projection scores.
+        /// </summary>
+        (Tensor H, Tensor KRaw, Tensor VRaw, Tensor K, Tensor V, Tensor S) Front(Tensor x)
+        {
+            var h = LayerNorm(x, "norm1");
+            var (kraw, vraw) = (Linear(h, "attn.proj_key", false), Linear(h, "attn.proj_val", false));
+            var (k, v) = DualLn(kraw, vraw, "attn.dual_ln_win");
+            return (h, kraw, vraw, k, v, Linear(h, "attn.dconv_1", true));
+        }
+
+        /// <summary>The cache path of a chunk of normed states hbuf [b, l, D] with scores sbuf: compress per head, then W_k / W_v, then LN_P.</summary>
+        (Tensor K, Tensor V) CachePath(Tensor hbuf, Tensor sbuf)
+        {
+            var pc = New(hbuf.Shape[0], _d.H, _d.R, _d.Hd);
+            Ops.LsChunkProjection.Forward(_d._be, _d.Lc, sbuf, Split(hbuf), null, pc);
+            var merged = Merge(pc);
+            return DualLn(Linear(merged, "attn.proj_key", false), Linear(merged, "attn.proj_val", false), "attn.dual_ln_dproj");
+        }
+
+        /// <summary>The window keys and cache-path chunks of a zero layer input (the block forward's initial memory).</summary>
+        void ZeroStates()
+        {
+            var be = _d._be;
+            var x = New(1, 1, _d.D);
+            be.Fill(x, 0f);
+            var (h, _, _, k, v, s) = Front(x);
+            var row = be.Empty(new Shape(1), DType.Float32);
+            using var k4 = k.Reshape(1, _d.H, 1, _d.Hd);
+            using var v4 = v.Reshape(1, _d.H, 1, _d.Hd);
+            for (var slot = 0; slot < _d.W; slot++)
+            {
+                row.CopyFrom([slot]);
+                Layout.WriteRows(be, k4, row, _kw0);
+                Layout.WriteRows(be, v4, row, _vw0);
+            }
+            var (hbuf, sbuf) = (New(1, _d.Lc, _d.D), New(1, _d.Lc, _d.H * _d.R));
+            using (var hb = hbuf.Reshape(1, 1, _d.Lc, _d.D))
+            using (var sb = sbuf.Reshape(1, 1, _d.Lc, _d.H * _d.R))
+            using (var h4 = h.Reshape(1, 1, 1, _d.D))
+            using (var s4 = s.Reshape(1, 1, 1, _d.H * _d.R))
+                for (var j = 0; j < _d.Lc; j++)
+                {
+                    row.CopyFrom([j]);
+                    Layout.WriteRows(be, h4, row, hb);
+                    Layout.WriteRows(be, s4, row, sb);
+                }
+            var (kc, vc) = CachePath(hbuf, sbuf);
+            for (var c = 0; c < _d.C; c++)
+            {
+                row.CopyFrom([c * _d.R]);
+                Layout.WriteRows(be, kc, row, _kring0);
+                Layout.WriteRows(be, vc, row, _vring0);
+            }
+        }
+
+        public void Reset(int b)
+        {
+            foreach (var (src, dst) in new[] { (_kw0, _kw), (_vw0, _vw), (_kring0, _kring), (_vring0, _vring) })
+                Layout.CopySlice(_d._be, src, 0, dst, b, 0, 1);
+        }
+
+        /// <summary>One token per sequence through the layer: x [B, 1, D] → the next layer's input.</summary>
+        public Tensor Step(Tensor x, bool anyCompletes)
+        {
+            var (be, B, D, H, Hd, l) = (_d._be, _d.B, _d.D, _d.H, _d.Hd, _d.Lc);
+            var (h, kraw, vraw, k, v, s) = Front(x);
+            // This position's rows into the window ring and the chunk buffers (each sequence at its own slot).
+            using (var hs = h.Reshape(B, 1, 1, D)) Layout.WriteRows(be, hs, _d._tRowsChunk, _hbuf);
+            using (var ss = s.Reshape(B, 1, 1, H * _d.R)) Layout.WriteRows(be, ss, _d._tRowsChunk, _sbuf);
+            using (var ks = kraw.Reshape(B, 1, 1, D)) Layout.WriteRows(be, ks, _d._tRowsChunk, _kraw);
+            using (var vs = vraw.Reshape(B, 1, 1, D)) Layout.WriteRows(be, vs, _d._tRowsChunk, _vraw);
+            Layout.WriteRows(be, k, _d._tRowsW, _kw);
+            Layout.WriteRows(be, v, _d._tRowsW, _vw);
+
+            var q = Linear(h, "attn.proj_query", false); // [B, 1, H·d] is [B, H, 1, d] in memory
+            var o = New(B, H, 1, Hd);
+            using (var q4 = q.Reshape(B, H, 1, Hd))
+                LsCausalDecode.Forward(be, new LsCausalConfig(_d.W, l, _d.R), _d.Mc,
+                    new LsDecodeInputs(q4, _kw, _vw, P("attn.r_w_bias"), P("attn.r_r_bias"), _rel, _kring, _vring, _kblock, _vblock, _relc, _d._tState), o);
+            Tensor a;
+            using (var o3 = o.Reshape(B, 1, D)) a = Linear(o3, "attn.proj_out", false);
+            var h2 = New(B, 1, D);
+            Elementwise.Axpby(be, h, 1f, a, 1f, h2);
+            var h3 = LayerNorm(h2, "norm2");
+            var f = Linear(h3, "ff.fc1", true);
+            var g = New([.. f.Shape.Dims]);
+            Elementwise.Gelu(be, f, g);
+            var y = New(B, 1, D);
+            Elementwise.Axpby(be, h3, 1f, Linear(g, "ff.fc2", true), 1f, y);
+
+            if (anyCompletes)
+            {
+                // The chunk just completed (rows −1 elsewhere): block path P·(h W_k) then LN_P, and the cache path.
+                using var kr = _kraw.Reshape(B, l, D);
+                using var vr = _vraw.Reshape(B, l, D);
+                using var sb = _sbuf.Reshape(B, l, H * _d.R);
+                using var hb = _hbuf.Reshape(B, l, D);
+                var (kb, vb) = (New(B, H, _d.R, Hd), New(B, H, _d.R, Hd));
+                Ops.LsChunkProjection.Forward(be, l, sb, Split(kr), null, kb);
+                Ops.LsChunkProjection.Forward(be, l, sb, Split(vr), null, vb);
+                var (kbn, vbn) = DualLn(kb, vb, "attn.dual_ln_dproj");
+                Layout.WriteRows(be, kbn, _d._tRowsBlock, _kblock);
+                Layout.WriteRows(be, vbn, _d._tRowsBlock, _vblock);
+                var (kc, vc) = CachePath(hb, sb);
+                Layout.WriteRows(be, kc, _d._tRowsRing, _kring);
+                Layout.WriteRows(be, vc, _d._tRowsRing, _vring);
+            }
+            return y;
+        }
+
+        public void Dispose()
+        {
+            foreach (var t in _owned) t.Dispose();
+        }
+    }
+}

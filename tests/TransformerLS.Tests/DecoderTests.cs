@@ -1,0 +1,196 @@
+using TransformerLS.Backends;
+using TransformerLS.Graphs;
+using TransformerLS.Models;
+using TransformerLS.Ops;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Tests;
+
+/// <summary>
+/// Incremental decoding (CausalLmDecoder) against the block forward (CausalLm.BuildGraph, blocks committed to the
+/// memories, the last block right-padded): the log-probabilities at every position of a stream that crosses chunk
+/// and block boundaries and outlives the memory span, by the 2x rule against a float64 block forward.
+/// </summary>
+[Collection(GpuCollection.Name)]
+public class DecoderTests
+{
+    // (L, M, w, l, r): the window inside the memory; the window cut by a short memory (P = M < w − 1); a memory longer
+    // than the block and a window longer than the block; no memory at all.
+    public static TheoryData<int, int, int, int, int> Shapes => new()
+    {
+        { 8, 8, 4, 2, 2 }, { 8, 4, 8, 2, 1 }, { 4, 12, 6, 2, 1 }, { 8, 0, 4, 4, 1 },
+    };
+
+    static CausalLmConfig Config(int L, int M, int w, int l, int r) => new()
+    {
+        Vocab = 13, Dim = 16, Heads = 2, Hidden = 32, Layers = 2, Window = w, ChunkLength = l, Rank = r, Length = L, Memory = M, Dropout = 0,
+    };
+
+    static int[] Stream(int count, int seed)
+    {
+        var rng = new Random(seed);
+        return [.. Enumerable.Range(0, count).Select(_ => rng.Next(13))];
+    }
+
+    /// <summary>A model in <paramref name="dt"/> holding exactly <paramref name="like"/>'s parameter values.</summary>
+    static CausalLm CopyOf(CausalLm like, DType dt, IBackend be)
+    {
+        var m = new CausalLm(be, like.Config, dt, 0);
+        foreach (var (name, t) in like.Parameters.Tensors) m.Parameters[name].CopyFrom(t.ToDoubles());
+        return m;
+    }
+
+    /// <summary>log p(next token | stream[..t]) for every t, [T][V], from the block forward.</summary>
+    internal static double[][] BlockForward(CausalLm model, int[] stream)
+    {
+        var cfg = model.Config;
+        var be = model.Backend;
+        using var g = model.BuildGraph(1);
+        using var run = new Executor(g.Graph, new ExecutorOptions { Keep = [.. g.NextMemories, g.Logits] });
+        var feeds = new Dictionary<Value, Tensor>();
+        using var scope = new TensorScope();
+        foreach (var v in g.Memories.Append(g.Tokens).Append(g.Targets))
+        {
+            var t = be.Empty(v.Shape, v.DType);
+            be.Fill(t, v == g.Targets ? -1f : 0f);
+            feeds[v] = t;
+        }
+        var result = new List<double[]>();
+        for (var start = 0; start < stream.Length; start += cfg.Length)
+        {
+            var n = Math.Min(cfg.Length, stream.Length - start);
+            var tokens = new float[cfg.Length];
+            for (var i = 0; i < n; i++) tokens[i] = stream[start + i];
+            feeds[g.Tokens].CopyFrom(tokens);
+            run.Forward(feeds);
+            var logits = run[g.Logits].ToDoubles();
+            for (var i = 0; i < n; i++) result.Add(LogSoftmax(logits.AsSpan(i * cfg.Vocab, cfg.Vocab)));
+            for (var i = 0; i < g.Memories.Length; i++) Elementwise.Cast(be, run[g.NextMemories[i]], feeds[g.Memories[i]]);
+            run.ReleaseOutputs();
+        }
+        return [.. result];
+    }
+
+    static double[] LogSoftmax(ReadOnlySpan<double> row)
+    {
+        double max = double.NegativeInfinity, sum = 0;
+        foreach (var v in row) max = Math.Max(max, v);
+        foreach (var v in row) sum += Math.Exp(v - max);
+        var lse = max + Math.Log(sum);
+        var y = new double[row.Length];
+        for (var c = 0; c < y.Length; c++) y[c] = row[c] - lse;
+        return y;
+    }
+
+    static double[][] Decode(CausalLm model, int[] stream)
+    {
+        using var d = new CausalLmDecoder(model, 1);
+        return [.. stream.Select(t => d.Step([t]).Select(v => (double)v).ToArray())];
+    }
+
+    static double MaxError(double[][] a, double[][] truth) => a.Zip(truth, (x, y) => x.Zip(y, (p, q) => Math.Abs(p - q)).Max()).Max();
+
+    [Theory, MemberData(nameof(Shapes))]
+    public void Decoding_matches_the_block_forward_at_every_position(int L, int M, int w, int l, int r)
+    {
+        var be = new CpuBackend();
+        var stream = Stream(3 * L + 3, L + M + w);
+        foreach (var dt in new[] { DType.Float32, DType.BFloat16 })
+        {
+            using var model = new CausalLm(be, Config(L, M, w, l, r), dt, 5);
+            using var exact = CopyOf(model, DType.Float64, be);
+            var truth = BlockForward(exact, stream);
+            var same = MaxError(BlockForward(model, stream), truth);
+            var decoded = Decode(model, stream);
+            Assert.All(decoded, row => Assert.DoesNotContain(row, double.IsNaN));
+            var err = MaxError(decoded, truth);
+            var magnitude = truth.Max(row => row.Max(Math.Abs));
+            var bound = 2 * same + Math.Max(1, magnitude) / (1 << 23);
+            TestContext.Current.SendDiagnosticMessage($"{dt.Name()} L{L} M{M} w{w} l{l} r{r}: decode error {err:E3}, block forward {same:E3}");
+            Assert.True(err <= bound, $"{dt.Name()} L{L} M{M} w{w} l{l} r{r}: decode error {err:E3} > bound {bound:E3} (block forward in {dt.Name()}: {same:E3})");
+            // And it is the block forward's computation, not merely close: far below the spread between positions.
+            Assert.True(err < 0.05, $"{dt.Name()}: decode error {err:E3}");
+        }
+    }
+
+    [Fact]
+    public void A_batch_of_sequences_at_different_positions_decodes_each_as_if_alone()
+    {
+        var be = new CpuBackend();
+        var cfg = Config(8, 8, 4, 2, 2);
+        using var model = new CausalLm(be, cfg, DType.Float32, 9);
+        var streams = new[] { Stream(21, 1), Stream(13, 2), Stream(30, 3) };
+        var alone = streams.Select(s => Decode(model, s)).ToArray();
+        using var d = new CausalLmDecoder(model, streams.Length);
+        // Prompts of different lengths prefilled one sequence at a time, then lockstep steps while each has tokens left.
+        var prompts = new[] { 5, 1, 11 };
+        var got = streams.Select(_ => new List<double[]>()).ToArray();
+        for (var b = 0; b < streams.Length; b++)
+            for (var t = 0; t < prompts[b]; t++)
+            {
+                var tokens = new int[streams.Length];
+                var active = new bool[streams.Length];
+                (tokens[b], active[b]) = (streams[b][t], true);
+                got[b].Add([.. d.Step(tokens, active).AsSpan(b * cfg.Vocab, cfg.Vocab).ToArray().Select(v => (double)v)]);
+            }
+        Assert.Equal(prompts.Select(p => (long)p), Enumerable.Range(0, streams.Length).Select(d.Position));
+        while (Enumerable.Range(0, streams.Length).Any(b => d.Position(b) < streams[b].Length))
+        {
+            var active = Enumerable.Range(0, streams.Length).Select(b => d.Position(b) < streams[b].Length).ToArray();
+            var tokens = Enumerable.Range(0, streams.Length).Select(b => active[b] ? streams[b][d.Position(b)] : 0).ToArray();
+            var lp = d.Step(tokens, active);
+            for (var b = 0; b < streams.Length; b++)
+                if (active[b]) got[b].Add([.. lp.AsSpan(b * cfg.Vocab, cfg.Vocab).ToArray().Select(v => (double)v)]);
+                else Assert.True(float.IsNaN(lp[b * cfg.Vocab]), "an inactive sequence's row is NaN");
+        }
+        for (var b = 0; b < streams.Length; b++)
+        {
+            Assert.Equal(alone[b].Length, got[b].Count);
+            for (var t = 0; t < alone[b].Length; t++) Assert.Equal(alone[b][t], got[b][t]); // the CPU backend computes rows independently: the same bits
+        }
+        // A reset sequence starts over: its first row is the fresh decoder's.
+        d.Reset(1);
+        var first = d.Step([0, streams[1][0], 0], [false, true, false]).AsSpan(cfg.Vocab, cfg.Vocab).ToArray().Select(v => (double)v);
+        Assert.Equal(alone[1][0], first);
+    }
+
+    /// <summary>The decoder on the GPU (the decode kernels, cuBLAS, the rings) against the float64 CPU block forward.</summary>
+    [Theory, InlineData(DType.Float32), InlineData(DType.BFloat16)]
+    public void Decoding_on_the_gpu_matches_the_block_forward(DType dt)
+    {
+        var gpu = TestEnv.RequireGpu();
+        var cpu = new CpuBackend();
+        var cfg = Config(16, 16, 8, 4, 2) with { Dim = 64, Heads = 2 }; // head dim 32: the GPU causal kernels' smallest
+        var stream = Stream(3 * 16 + 5, 4);
+        using var model = new CausalLm(cpu, cfg, dt, 6);
+        using var exact = CopyOf(model, DType.Float64, cpu);
+        var truth = BlockForward(exact, stream);
+        var same = MaxError(BlockForward(model, stream), truth);
+        var before = gpu.MemoryStats.LiveBytes;
+        double err;
+        using (var onGpu = CopyOf(model, dt, gpu))
+        {
+            var decoded = Decode(onGpu, stream);
+            Assert.All(decoded, row => Assert.DoesNotContain(row, double.IsNaN));
+            err = MaxError(decoded, truth);
+        }
+        // Floors as in GpuModelTests: float32 GPU sums in other orders; bf16 adds its own rounding.
+        var bound = 2 * same + (dt == DType.Float32 ? 2e-5 : 2e-3) * Math.Max(1, truth.Max(row => row.Max(Math.Abs)));
+        TestContext.Current.SendDiagnosticMessage($"gpu {dt.Name()}: decode error {err:E3}, cpu block forward {same:E3}, bound {bound:E3}");
+        Assert.True(err <= bound, $"gpu {dt.Name()}: decode error {err:E3} > bound {bound:E3} (cpu block forward in {dt.Name()}: {same:E3})");
+        Assert.Equal(before, gpu.MemoryStats.LiveBytes);
+    }
+
+    [Fact]
+    public void Bad_input_is_named()
+    {
+        var be = new CpuBackend();
+        using var model = new CausalLm(be, Config(8, 8, 4, 2, 1), DType.Float32, 1);
+        using var d = new CausalLmDecoder(model, 2);
+        Assert.Contains("one per sequence (2)", Assert.Throws<ArgumentException>(() => d.Step([1])).Message);
+        Assert.Contains("[0, 13)", Assert.Throws<ArgumentOutOfRangeException>(() => d.Step([1, 13])).Message);
+        Assert.Equal(0, d.Position(1)); // a refused step changes nothing
+        using var odd = new CausalLm(be, Config(6, 8, 4, 4, 1), DType.Float32, 1);
+        Assert.Contains("multiple of the chunk length", Assert.Throws<ArgumentException>(() => new CausalLmDecoder(odd, 1)).Message);
+    }
+}
