@@ -42,10 +42,15 @@ var eval = new Command("eval", "Held-out accuracy (listops) or bits per byte (lm
 eval.SetAction(r => TrainCommand.Eval(r.GetValue(checkpointArg)!, r.GetValue(device)!, r.GetValue(evalBatches), r.GetValue(evalData)));
 
 var prompt = new Option<string>("--prompt") { Description = "text to continue", DefaultValueFactory = _ => "" };
-var count = new Option<int>("--bytes") { Description = "bytes to generate", DefaultValueFactory = _ => 200 };
+var count = new Option<int>("--max-bytes", "--bytes") { Description = "most bytes to generate per prompt", DefaultValueFactory = _ => 200 };
 var temperature = new Option<float>("--temperature") { Description = "sampling temperature (0: greedy)", DefaultValueFactory = _ => 0.8f };
-var generate = new Command("generate", "Sample bytes from a causal LM checkpoint") { checkpointArg, prompt, count, temperature, seed, device };
-generate.SetAction(r => GenerateCommand.Run(r.GetValue(checkpointArg)!, r.GetValue(prompt)!, r.GetValue(count), r.GetValue(temperature), r.GetValue(seed), r.GetValue(device)!));
+var topK = new Option<int>("--top-k") { Description = "sample among the k most likely bytes only (0: all)", DefaultValueFactory = _ => 0 };
+var topP = new Option<float>("--top-p") { Description = "sample among the most likely bytes whose mass reaches p (1: all)", DefaultValueFactory = _ => 1f };
+var stop = new Option<string?>("--stop") { Description = "stop a sequence once its output ends with this text" };
+var promptsFile = new Option<string?>("--prompts") { Description = "a file of prompts, one per line, generated as one batch (instead of --prompt)" };
+var generate = new Command("generate", "Sample bytes from a causal LM checkpoint (incremental decoding)") { checkpointArg, prompt, promptsFile, count, temperature, topK, topP, stop, seed, device };
+generate.SetAction(r => GenerateCommand.Run(r.GetValue(checkpointArg)!, r.GetValue(device)!, new GenerateOptions(r.GetValue(prompt)!, r.GetValue(count),
+    r.GetValue(temperature), r.GetValue(seed), r.GetValue(topK), r.GetValue(topP), r.GetValue(stop), r.GetValue(promptsFile))));
 
 var referenceArg = new Argument<string>("reference") { Description = "a state_dict of the official code, exported to safetensors (README)" };
 var convertOut = new Option<string>("--out") { Description = "the library checkpoint to write (never overwritten)", Required = true };

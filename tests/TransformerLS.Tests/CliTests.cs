@@ -179,9 +179,9 @@ public class CliTests
     [InlineData(-1)]
     public void Generate_bytes_out_of_range_is_a_named_error(int bytes)
     {
-        var (code, _, err) = Run(() => GenerateCommand.Run("unused.safetensors", "", bytes, 0.8f, 1, "cpu"));
+        var (code, _, err) = Run(() => GenerateCommand.Run("unused.safetensors", "cpu", new GenerateOptions(MaxBytes: bytes, Seed: 1)));
         Assert.Equal(2, code);
-        Assert.Contains($"--bytes is {bytes}", err);
+        Assert.Contains($"--max-bytes is {bytes}", err);
     }
 
     [Fact]

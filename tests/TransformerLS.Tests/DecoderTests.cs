@@ -182,6 +182,53 @@ public class DecoderTests
     }
 
     [Fact]
+    public void Generation_in_a_batch_gives_each_prompt_its_batch_1_bytes_and_honours_the_options()
+    {
+        var be = new CpuBackend();
+        using var model = new CausalLm(be, Config(8, 8, 4, 2, 1), DType.Float32, 3);
+        byte[][] prompts = [[1, 2, 3], [], [4, 5, 6, 7, 8, 9, 10, 11, 12, 1]];
+        var opts = new SamplingOptions { Temperature = 0.9f, TopK = 5, TopP = 0.9f, MaxBytes = 12 };
+        using var batch = new LmGenerator(model, 3);
+        var streamed = new List<(int, byte)>();
+        var got = batch.Generate(prompts, opts, 40, (b, x) => streamed.Add((b, x)));
+        using var one = new LmGenerator(model, 1);
+        for (var b = 0; b < 3; b++)
+        {
+            Assert.Equal(one.Generate([prompts[b]], opts, 40 + b)[0], got[b]);
+            Assert.Equal(got[b], streamed.Where(s => s.Item1 == b).Select(s => s.Item2));
+            Assert.Equal(12, got[b].Length);
+            Assert.All(got[b], x => Assert.InRange(x, 0, 12));
+        }
+        Assert.Equal(3 + 1 + 10, batch.LastStats!.PrefillTokens);
+        Assert.Equal(3 * 11, batch.LastStats.DecodeTokens); // the last byte of each is drawn, not fed
+
+        // Greedy is top-k 1 is the decoder's argmax; a stop sequence ends a sequence with it.
+        var greedy = one.Generate([prompts[0]], opts with { Temperature = 0 }, 1)[0];
+        Assert.Equal(greedy, one.Generate([prompts[0]], opts with { TopK = 1 }, 2)[0]);
+        using var d = new CausalLmDecoder(model, 1);
+        var lp = d.Prefill(0, [1, 2, 3]);
+        Assert.Equal(Array.IndexOf(lp, lp.Max()), greedy[0]);
+        var stopAt = one.Generate([prompts[0]], opts with { Stop = [greedy[2]], Temperature = 0 }, 1)[0];
+        Assert.Equal(greedy[..(Array.IndexOf(greedy, greedy[2]) + 1)], stopAt);
+    }
+
+    [Fact]
+    public void Top_k_and_top_p_cut_the_distribution()
+    {
+        float[] lp = [.. new[] { 0.5, 0.3, 0.15, 0.05 }.Select(p => (float)Math.Log(p))];
+        var rng = new Random(1);
+        var k2 = Enumerable.Range(0, 2000).Select(_ => new SamplingOptions { TopK = 2 }.Draw(lp, rng)).ToArray();
+        Assert.Equal([0, 1], k2.Distinct().Order());
+        Assert.InRange(k2.Count(x => x == 0) / 2000.0, 0.55, 0.70); // 0.5 / 0.8 = 0.625
+        var p6 = Enumerable.Range(0, 500).Select(_ => new SamplingOptions { TopP = 0.6f }.Draw(lp, rng)).Distinct().Order();
+        Assert.Equal([0, 1], p6); // 0.5 < 0.6 <= 0.8
+        Assert.Equal([0], Enumerable.Range(0, 100).Select(_ => new SamplingOptions { TopP = 0.4f }.Draw(lp, rng)).Distinct());
+        Assert.Equal(4, Enumerable.Range(0, 4000).Select(_ => new SamplingOptions().Draw(lp, rng)).Distinct().Count());
+        Assert.Contains("top-p", Assert.Throws<ArgumentOutOfRangeException>(() => new SamplingOptions { TopP = 0 }.Validate()).Message);
+        Assert.Contains("top-k", Assert.Throws<ArgumentOutOfRangeException>(() => new SamplingOptions { TopK = -1 }.Validate()).Message);
+    }
+
+    [Fact]
     public void Bad_input_is_named()
     {
         var be = new CpuBackend();

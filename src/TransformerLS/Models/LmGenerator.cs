@@ -1,0 +1,149 @@
+using System.Diagnostics;
+
+namespace TransformerLS.Models;
+
+/// <summary>
+/// How the next byte is drawn: temperature 0 is greedy; otherwise the distribution is sharpened by the temperature, cut
+/// to the <see cref="TopK"/> most likely bytes (0: no cut) and to the smallest set whose mass reaches <see cref="TopP"/>
+/// (1: no cut), renormalized and sampled. Generation stops after <see cref="MaxBytes"/> bytes or once the output ends
+/// with <see cref="Stop"/> (kept in the output).
+/// </summary>
+public sealed record SamplingOptions
+{
+    public float Temperature { get; init; } = 1f;
+    public int TopK { get; init; }
+    public float TopP { get; init; } = 1f;
+    public int MaxBytes { get; init; } = 200;
+    public byte[]? Stop { get; init; }
+
+    public void Validate()
+    {
+        if (!(Temperature >= 0 && float.IsFinite(Temperature))) throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, "the temperature must be a finite number >= 0");
+        if (TopK < 0) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "top-k must be >= 0 (0: no cut)");
+        if (!(TopP > 0 && TopP <= 1)) throw new ArgumentOutOfRangeException(nameof(TopP), TopP, "top-p must be in (0, 1]");
+        if (MaxBytes < 0) throw new ArgumentOutOfRangeException(nameof(MaxBytes), MaxBytes, "the maximum length must be >= 0");
+        if (Stop is { Length: 0 }) throw new ArgumentException("the stop sequence is empty", nameof(Stop));
+    }
+
+    /// <summary>A token drawn from a row of log-probabilities with <paramref name="rng"/> (one uniform draw per token, so a seed reproduces a run).</summary>
+    public int Draw(ReadOnlySpan<float> logProbs, Random rng)
+    {
+        var best = 0;
+        for (var c = 1; c < logProbs.Length; c++) if (logProbs[c] > logProbs[best]) best = c;
+        var u = rng.NextDouble(); // drawn even when greedy, so the sequence of draws does not depend on the options
+        if (Temperature == 0) return best;
+        var order = Enumerable.Range(0, logProbs.Length).ToArray();
+        var keys = new float[order.Length];
+        for (var c = 0; c < keys.Length; c++) keys[c] = -logProbs[c];
+        Array.Sort(keys, order); // most likely first (the same order for the same row, run after run)
+        var p = new double[order.Length];
+        double sum = 0;
+        for (var k = 0; k < p.Length; k++) sum += p[k] = Math.Exp((logProbs[order[k]] - logProbs[best]) / Temperature);
+        var keep = TopK > 0 ? Math.Min(TopK, p.Length) : p.Length;
+        if (TopP < 1)
+        {
+            double mass = 0;
+            for (var k = 0; k < keep; k++)
+                if ((mass += p[k] / sum) >= TopP) { keep = k + 1; break; }
+        }
+        double kept = 0;
+        for (var k = 0; k < keep; k++) kept += p[k];
+        var target = u * kept;
+        for (var k = 0; k < keep; k++)
+            if ((target -= p[k]) <= 0) return order[k];
+        return order[keep - 1];
+    }
+}
+
+/// <summary>Throughput of the last <see cref="LmGenerator.Generate"/>: prompt tokens fed and bytes drawn, with their wall times.</summary>
+public sealed record GenerationStats(long PrefillTokens, double PrefillSeconds, long DecodeTokens, double DecodeSeconds)
+{
+    public double PrefillTokensPerSecond => PrefillSeconds > 0 ? PrefillTokens / PrefillSeconds : 0;
+    public double DecodeTokensPerSecond => DecodeSeconds > 0 ? DecodeTokens / DecodeSeconds : 0;
+}
+
+/// <summary>
+/// Generation from the causal LM with the incremental decoder: prompts of different lengths are fed in lockstep (each
+/// sequence active while it has prompt left), then every unfinished sequence draws and feeds one byte per step.
+/// Sequence b draws with its own Random(seed + b), so a batch reproduces each sequence's batch-1 bytes on the CPU.
+/// </summary>
+public sealed class LmGenerator : IDisposable
+{
+    readonly CausalLmDecoder _decoder;
+    public GenerationStats? LastStats { get; private set; }
+
+    public LmGenerator(CausalLm model, int batch) => _decoder = new CausalLmDecoder(model, batch);
+
+    public int Batch => _decoder.Batch;
+
+    /// <summary>
+    /// Continues each prompt (one per sequence; an empty one starts from a newline) and returns the drawn bytes;
+    /// <paramref name="onByte"/> sees (sequence, byte) as each is drawn.
+    /// </summary>
+    public byte[][] Generate(IReadOnlyList<byte[]> prompts, SamplingOptions options, int seed, Action<int, byte>? onByte = null)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var B = _decoder.Batch;
+        if (prompts.Count != B) throw new ArgumentException($"{prompts.Count} prompts given; this generator runs batches of {B}", nameof(prompts));
+        var vocab = _decoder.Model.Config.Vocab;
+        var feed = prompts.Select(p => p.Length == 0 ? new[] { (byte)'\n' } : p).ToArray();
+        for (var b = 0; b < B; b++)
+            foreach (var x in feed[b])
+                if (x >= vocab) throw new ArgumentException($"prompt {b}: byte {x} is outside the model's vocabulary of {vocab}", nameof(prompts));
+        for (var b = 0; b < B; b++) _decoder.Reset(b);
+
+        var rngs = Enumerable.Range(0, B).Select(b => new Random(unchecked(seed + b))).ToArray();
+        var next = new float[B][];
+        var tokens = new int[B];
+        var active = new bool[B];
+        var clock = Stopwatch.StartNew();
+        long prefill = 0;
+        for (var t = 0; t < feed.Max(p => p.Length); t++)
+        {
+            for (var b = 0; b < B; b++) (active[b], tokens[b]) = t < feed[b].Length ? (true, feed[b][t]) : (false, 0);
+            var lp = _decoder.Step(tokens, active);
+            for (var b = 0; b < B; b++)
+                if (t == feed[b].Length - 1) next[b] = lp.AsSpan(b * vocab, vocab).ToArray();
+            prefill += active.Count(a => a);
+        }
+        var prefillSeconds = clock.Elapsed.TotalSeconds;
+        clock.Restart();
+
+        var output = Enumerable.Range(0, B).Select(_ => new List<byte>()).ToArray();
+        var done = new bool[B];
+        long decoded = 0;
+        while (true)
+        {
+            var any = false;
+            for (var b = 0; b < B; b++)
+            {
+                active[b] = false;
+                if (done[b] || output[b].Count >= options.MaxBytes) { done[b] = true; continue; }
+                var x = (byte)options.Draw(next[b], rngs[b]);
+                output[b].Add(x);
+                onByte?.Invoke(b, x);
+                if (options.Stop is { } stop && EndsWith(output[b], stop) || output[b].Count >= options.MaxBytes) { done[b] = true; continue; }
+                (active[b], tokens[b], any) = (true, x, true);
+            }
+            if (!any) break;
+            var lp = _decoder.Step(tokens, active);
+            decoded += active.Count(a => a);
+            for (var b = 0; b < B; b++)
+                if (active[b]) next[b] = lp.AsSpan(b * vocab, vocab).ToArray();
+        }
+        LastStats = new GenerationStats(prefill, prefillSeconds, decoded, clock.Elapsed.TotalSeconds);
+        return [.. output.Select(o => o.ToArray())];
+    }
+
+    static bool EndsWith(List<byte> bytes, byte[] stop)
+    {
+        if (bytes.Count < stop.Length) return false;
+        for (var i = 0; i < stop.Length; i++)
+            if (bytes[bytes.Count - stop.Length + i] != stop[i]) return false;
+        return true;
+    }
+
+    public void Dispose() => _decoder.Dispose();
+}
