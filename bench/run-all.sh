@@ -3,7 +3,7 @@
 # same shapes, then one merged table (side-by-side.md) and the sweep plots, all in one results folder.
 #   bench/run-all.sh [OUT]            (default: bench/results/<date>-<gpu>)
 # TLS_BENCH says how to start tls-bench (default: dotnet run on the bench project; on a host with only the runtime,
-# e.g. TLS_BENCH="dotnet .gpu/bench/tls-bench.dll"). KERNELS=0, LAYERS=0, SCALE=0, MODEL=0 or PEERS=0 skip a part (the table
+# e.g. TLS_BENCH="dotnet .gpu/bench/tls-bench.dll"). KERNELS=0, LAYERS=0, SCALE=0, MODEL=0, DECODE=0 or PEERS=0 skip a part (the table
 # merges whatever the folder holds); KERNEL_RUNS, LAYER_RUNS, MODEL_RUNS, PEER_BUDGET_S and PEER_SWEEP_BUDGET_S trim the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,7 @@ set -x
 [ "${LAYERS:-1}" = 0 ] || $bench layers --out "$out" --runs "${LAYER_RUNS:-20}" | tee "$out/layers.log"
 [ "${SCALE:-1}" = 0 ] || $bench scale --out "$out" --dtype bf16 | tee "$out/scale.log"
 [ "${MODEL:-1}" = 0 ] || $bench model --out "$out" --runs "${MODEL_RUNS:-10}" | tee "$out/model.log"
+[ "${DECODE:-1}" = 0 ] || $bench decode --out "$out" --batches 1,64 --contexts 1024,8192,32768 --dtype bf16 | tee "$out/decode.log"
 if [ "${PEERS:-1}" != 0 ]; then
   # The peer must compute the library's function: same weights and input, outputs compared (peers-check.log).
   $bench export-layer --out "$out/check" > /dev/null && (cd bench/peers && python3 check_ls_layer.py "$out/check") 2>&1 | tee "$out/peers-check.log"

@@ -63,6 +63,15 @@ var exportDim = new Option<int>("--dim") { Description = "model width D", Defaul
 var exportHeads = new Option<int>("--heads") { Description = "heads H", DefaultValueFactory = _ => 4 };
 var exportWindow = new Option<int>("--window") { Description = "LS window w", DefaultValueFactory = _ => 32 };
 var exportRank = new Option<int>("--rank") { Description = "LS rank r", DefaultValueFactory = _ => 8 };
+var batches = new Option<string>("--batches") { Description = "decode batch sizes, comma-separated", DefaultValueFactory = _ => "1,64" };
+var contexts = new Option<string>("--contexts") { Description = "context lengths before the timed decode steps, comma-separated (M is raised to the longest)", DefaultValueFactory = _ => "1024,2048" };
+var decodeSteps = new Option<int>("--steps") { Description = "timed decode steps (median reported)", DefaultValueFactory = _ => 32 };
+var noPeer = new Option<bool>("--no-peer") { Description = "skip the block-recompute sampler's rows" };
+var decode = new Command("decode", "Generation with the causal LM (enwik8-base by default): prefill and decode tokens/s, ms/token vs context; decode.rows.json and decode.md")
+    { device, outDir, batches, contexts, dtypes, modelLayers, dim, heads, hidden, lmWindow, chunk, lmRank, decodeSteps, noPeer };
+decode.SetAction(r => Commands.Decode(r.GetValue(device)!, r.GetValue(outDir)!, r.GetValue(batches)!, r.GetValue(contexts)!, r.GetValue(dtypes)!, r.GetValue(modelLayers),
+    r.GetValue(dim), r.GetValue(heads), r.GetValue(hidden), r.GetValue(lmWindow), r.GetValue(chunk), r.GetValue(lmRank), r.GetValue(decodeSteps), !r.GetValue(noPeer)));
+
 var exportLayer = new Command("export-layer", "The LS layer's weights, an input and the library's output (CPU) for bench/peers/check_ls_layer.py")
     { outDir, exportBatch, exportN, exportDim, exportHeads, exportWindow, exportRank };
 exportLayer.SetAction(r => Commands.ExportLayer(r.GetValue(outDir)!, r.GetValue(exportBatch), r.GetValue(exportN), r.GetValue(exportDim),
@@ -72,5 +81,5 @@ var dir = new Argument<string>("results") { Description = "a results folder hold
 var table = new Command("table", "Merges every *.rows.json of a results folder into one markdown/CSV table and sweep plots") { dir };
 table.SetAction(r => Commands.Table(r.GetValue(dir)!));
 
-var root = new RootCommand("tls-bench: TransformerLS.Native microbenchmarks, memory-scaling studies and side-by-side runs") { kernels, scale, layers, model, exportLayer, table };
+var root = new RootCommand("tls-bench: TransformerLS.Native microbenchmarks, memory-scaling studies and side-by-side runs") { kernels, scale, layers, model, decode, exportLayer, table };
 return root.Parse(args).Invoke();

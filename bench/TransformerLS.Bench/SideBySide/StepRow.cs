@@ -29,9 +29,9 @@ public sealed record StepRow(
         JsonSerializer.Deserialize<List<StepRow>>(json, Json) ?? throw new FormatException($"{source}: not a list of rows");
 
     /// <summary>Every layer-step *.rows.json of a results folder (this program's and the peers'); the causal model's rows
-    /// (model.rows.json, model-peers.rows.json: <see cref="ModelRow"/>) have their own table.</summary>
+    /// (model.rows.json, model-peers.rows.json: <see cref="ModelRow"/>) and the decode rows (decode*.rows.json) have their own tables.</summary>
     public static List<StepRow> Load(string dir) =>
-        [.. Directory.GetFiles(dir, "*.rows.json").Where(f => !Path.GetFileName(f).StartsWith("model", StringComparison.Ordinal))
+        [.. Directory.GetFiles(dir, "*.rows.json").Where(f => !Path.GetFileName(f).StartsWith("model", StringComparison.Ordinal) && !Path.GetFileName(f).StartsWith("decode", StringComparison.Ordinal))
             .Order().SelectMany(f => FromJson(File.ReadAllText(f), f))];
 }
 

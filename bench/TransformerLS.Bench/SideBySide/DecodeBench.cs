@@ -1,0 +1,152 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using TransformerLS.Backends;
+using TransformerLS.Cuda;
+using TransformerLS.Models;
+using TransformerLS.Tensors;
+
+namespace TransformerLS.Bench.SideBySide;
+
+/// <summary>
+/// One generation measurement (issue 15's format): prefill of a context of random bytes, then decode steps of one token
+/// per sequence; ms_per_token is the median wall time of a decode step (log-probabilities back on the host, as
+/// generation needs them), decode_tokens_per_s = batch / that; peak_bytes the allocator's high-water mark.
+/// </summary>
+public sealed record DecodeRow(
+    [property: JsonPropertyName("impl")] string Impl,
+    [property: JsonPropertyName("dtype")] string DType,
+    [property: JsonPropertyName("batch")] int Batch,
+    [property: JsonPropertyName("context")] int Context,
+    [property: JsonPropertyName("prefill_tokens_per_s")] double? PrefillTokensPerS,
+    [property: JsonPropertyName("decode_tokens_per_s")] double? DecodeTokensPerS,
+    [property: JsonPropertyName("ms_per_token")] double? MsPerToken,
+    [property: JsonPropertyName("peak_bytes")] long? PeakBytes,
+    [property: JsonPropertyName("status")] string Status)
+{
+    static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+    public static string ToJson(IEnumerable<DecodeRow> rows) => JsonSerializer.Serialize(rows.ToList(), Json);
+}
+
+/// <summary>
+/// `tls-bench decode`: the incremental decoder (CausalLmDecoder, "tls-decode") at each batch and context, and the
+/// block-recompute sampler it replaces (LmSampler, "tls-block-recompute", batch 1): the same model, weights and bytes.
+/// The memory M is raised to the longest context so every context is remembered whole.
+/// </summary>
+public static class DecodeBench
+{
+    public sealed record Options(IReadOnlyList<int> Batches, IReadOnlyList<int> Contexts, IReadOnlyList<DType> DTypes, CausalLmConfig Model, int Steps = 32, bool Peer = true);
+
+    public static List<DecodeRow> Run(IBackend be, Options o, TextWriter? log = null)
+    {
+        var rows = new List<DecodeRow>();
+        var memory = o.Contexts.Max();
+        memory += (o.Model.ChunkLength - memory % o.Model.ChunkLength) % o.Model.ChunkLength;
+        foreach (var dtype in o.DTypes)
+        {
+            using var model = new CausalLm(be, o.Model with { Memory = memory }, dtype, 1);
+            foreach (var batch in o.Batches)
+                foreach (var context in o.Contexts)
+                {
+                    var row = Measure(be, model, batch, context, o.Steps);
+                    rows.Add(row);
+                    log?.WriteLine(Format(row));
+                }
+            if (o.Peer)
+                foreach (var context in o.Contexts)
+                {
+                    var row = MeasurePeer(be, model, context, o.Steps);
+                    rows.Add(row);
+                    log?.WriteLine(Format(row));
+                }
+        }
+        return rows;
+    }
+
+    static string Name(DType dt) => dt == DType.BFloat16 ? "bf16" : "fp32";
+
+    static DecodeRow Measure(IBackend be, CausalLm model, int batch, int context, int steps)
+    {
+        try
+        {
+            (be as CudaBackend)?.Context.TrimPool();
+            be.ResetPeak();
+            using var d = new CausalLmDecoder(model, batch);
+            var rng = new Random(2);
+            var vocab = model.Config.Vocab;
+            var tokens = new int[batch];
+            var clock = Stopwatch.StartNew();
+            for (var t = 0; t < context; t++)
+            {
+                for (var b = 0; b < batch; b++) tokens[b] = rng.Next(vocab);
+                d.Step(tokens);
+            }
+            var prefill = (double)batch * context / clock.Elapsed.TotalSeconds;
+            var times = new double[steps];
+            for (var s = 0; s < steps; s++)
+            {
+                for (var b = 0; b < batch; b++) tokens[b] = rng.Next(vocab);
+                clock.Restart();
+                d.Step(tokens); // returns once the log-probabilities are on the host
+                times[s] = clock.Elapsed.TotalMilliseconds;
+            }
+            var ms = Median(times);
+            return new DecodeRow("tls-decode", Name(model.DType), batch, context, prefill, batch / (ms / 1000), ms, be.MemoryStats.PeakBytes, "ok");
+        }
+        catch (Exception e) when (e is CudaOutOfMemoryException or OutOfMemoryException)
+        {
+            return new DecodeRow("tls-decode", Name(model.DType), batch, context, null, null, null, null, "oom");
+        }
+    }
+
+    /// <summary>The block-recompute sampler: a context prompt, then bytes drawn one by one, each re-running the current block.</summary>
+    static DecodeRow MeasurePeer(IBackend be, CausalLm model, int context, int steps)
+    {
+        try
+        {
+            (be as CudaBackend)?.Context.TrimPool();
+            be.ResetPeak();
+            using var sampler = new LmSampler(model);
+            var prompt = new byte[context];
+            new Random(2).NextBytes(prompt);
+            for (var i = 0; i < prompt.Length; i++) prompt[i] = (byte)(prompt[i] % model.Config.Vocab);
+            var clock = Stopwatch.StartNew();
+            var times = new List<double>();
+            var last = 0.0;
+            sampler.Generate(prompt, steps, 0.8f, 3, _ => { var now = clock.Elapsed.TotalMilliseconds; times.Add(now - last); last = now; });
+            // The first byte's time includes committing the prompt's blocks: the prefill.
+            var prefill = context / (times[0] / 1000);
+            var ms = Median([.. times.Skip(1)]);
+            return new DecodeRow("tls-block-recompute", Name(model.DType), 1, context, prefill, 1 / (ms / 1000), ms, be.MemoryStats.PeakBytes, "ok");
+        }
+        catch (Exception e) when (e is CudaOutOfMemoryException or OutOfMemoryException)
+        {
+            return new DecodeRow("tls-block-recompute", Name(model.DType), 1, context, null, null, null, null, "oom");
+        }
+    }
+
+    static double Median(double[] v)
+    {
+        if (v.Length == 0) throw new ArgumentException("--steps must be at least 2 (the peer's first byte is its prefill)", "steps");
+        var s = v.Order().ToArray();
+        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
+    }
+
+    public static string Format(DecodeRow r) => r.Status != "ok"
+        ? $"{r.Impl,-20} {r.DType} B={r.Batch,4} context={r.Context,7} {r.Status}"
+        : $"{r.Impl,-20} {r.DType} B={r.Batch,4} context={r.Context,7} prefill {r.PrefillTokensPerS,10:N0} tokens/s  decode {r.DecodeTokensPerS,10:N0} tokens/s  {r.MsPerToken,8:F3} ms/token  peak {r.PeakBytes / 1048576.0,7:F0} MiB";
+
+    public static string Markdown(IReadOnlyList<DecodeRow> rows, string header)
+    {
+        static string F(double? v, string f) => v is { } x ? x.ToString(f, CultureInfo.InvariantCulture) : "";
+        var sb = new StringBuilder().AppendLine(header).AppendLine()
+            .AppendLine("Generation: prefill of a random context, then decode steps (median wall time per step, log-probabilities on the host).").AppendLine()
+            .AppendLine("| impl | dtype | B | context | prefill tokens/s | decode tokens/s | ms/token | peak MiB | status |")
+            .AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+        foreach (var r in rows)
+            sb.AppendLine($"| {r.Impl} | {r.DType} | {r.Batch} | {r.Context} | {F(r.PrefillTokensPerS, "N0")} | {F(r.DecodeTokensPerS, "N0")} | {F(r.MsPerToken, "F3")} | {F(r.PeakBytes / 1048576.0, "F0")} | {r.Status} |");
+        return sb.ToString();
+    }
+}
