@@ -53,7 +53,7 @@ internal static class KernelLibrary
         return compiler.Compile(arch, Options);
     }
 
-    /// <summary>Where the image for <paramref name="file"/> came from, for `tls check`.</summary>
+    /// <summary>Where a kernel file's image came from, for `tls check`.</summary>
     public enum Origin { Fatbin, Cache, Compiled }
 
     /// <summary>The image to load for <paramref name="file"/> on a device of <paramref name="arch"/>.</summary>

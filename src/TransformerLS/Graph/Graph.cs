@@ -78,7 +78,7 @@ public sealed class Graph : IDisposable
     /// <summary>A constant the graph owns from now on (disposed with it).</summary>
     public Value Constant(string name, Tensor t) => NewValue(name, t.Shape, t.DType, ValueKind.Constant, false, t);
 
-    /// <summary>A parameter; its gradient is <paramref name="grad"/> (float32, the model's), or none when it is frozen.</summary>
+    /// <summary>A parameter of tensor <paramref name="t"/>; it gets a gradient unless <paramref name="trainable"/> is false (frozen).</summary>
     public Value Parameter(string name, Tensor t, bool trainable = true) => NewValue(name, t.Shape, t.DType, ValueKind.Parameter, trainable, t);
 
     /// <summary>A new activation; a node must produce it.</summary>
