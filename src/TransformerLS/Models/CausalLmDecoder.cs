@@ -207,46 +207,12 @@ public sealed class CausalLmDecoder : IDisposable
         Tensor P(string name) => _d._model.Parameters[_n + name];
         Tensor New(params int[] dims) => _d.New(dims);
 
-        Tensor Linear(Tensor x, string name, bool bias)
-        {
-            var y = New([.. x.Shape.Dims[..^1], P(name + ".weight").Shape[0]]);
-            Ops.Linear.Forward(_d._be, x, P(name + ".weight"), bias ? P(name + ".bias") : null, y);
-            return y;
-        }
-
-        Tensor LayerNorm(Tensor x, string name)
-        {
-            var y = New([.. x.Shape.Dims]);
-            Ops.LayerNorm.Forward(_d._be, x, P(name + ".weight"), P(name + ".bias"), y, null, null, 1e-5f);
-            return y;
-        }
-
-        /// <summary>DualLN over all D channels of each row: token-major [B, T, D] or head-split [B, H, T, d] in, head-split out.</summary>
-        (Tensor K, Tensor V) DualLn(Tensor k, Tensor v, string name)
-        {
-            int b = k.Shape[0], t = k.Shape.Rank == 4 ? k.Shape[2] : k.Shape[1];
-            var (yk, yv) = (New(b, _d.H, t, _d.Hd), New(b, _d.H, t, _d.Hd));
-            var (mean, rstd) = (_d._be.Empty(new Shape(2, b, t), DType.Float32), _d._be.Empty(new Shape(2, b, t), DType.Float32));
-            Ops.DualLayerNorm.Forward(_d._be, k, v, P(name + ".weight"), P(name + ".bias"), yk, yv, mean, rstd, _eps);
-            return (yk, yv);
-        }
-
-        /// <summary>[B, T, H·d] → [B, H, T, d] and back.</summary>
-        Tensor Split(Tensor x)
-        {
-            var y = New(x.Shape[0], _d.H, x.Shape[1], _d.Hd);
-            using var view = x.Reshape(x.Shape[0], x.Shape[1], _d.H, _d.Hd);
-            Layout.SwapAxes12(_d._be, view, y);
-            return y;
-        }
-
-        Tensor Merge(Tensor x)
-        {
-            var y = New(x.Shape[0], x.Shape[2], _d.D);
-            using var view = y.Reshape(x.Shape[0], x.Shape[2], _d.H, _d.Hd);
-            Layout.SwapAxes12(_d._be, x, view);
-            return y;
-        }
+        // The functional layer's calls with this layer's parameters (outputs join the step's scope).
+        Tensor Linear(Tensor x, string name, bool bias) => Functional.Linear(x, P(name + ".weight"), bias ? P(name + ".bias") : null);
+        Tensor LayerNorm(Tensor x, string name) => Functional.LayerNorm(x, P(name + ".weight"), P(name + ".bias"));
+        (Tensor K, Tensor V) DualLn(Tensor k, Tensor v, string name) => Functional.DualLayerNorm(k, v, P(name + ".weight"), P(name + ".bias"), _d.H, _eps);
+        Tensor Split(Tensor x) => Functional.SplitHeads(x, _d.H);
+        Tensor Merge(Tensor x) => Functional.MergeHeads(x);
 
         /// <summary>table [H, count, d] = split heads of Linear(sinusoids of δ = 0 … count − 1).</summary>
         void RelTable(Tensor table, int count, string name, bool bias)
