@@ -4,6 +4,7 @@
 // [B, H, T, d] (the landmarks: LN_B / LN_P). Statistics and weights in fp32.
 // Reference: src/TransformerLS/Ops/DualLayerNorm/DualLayerNorm.cs.
 #include "dual_layer_norm/dual_layer_norm.cuh"
+#include "common/row_vectors.cuh"
 
 struct Row { int s, b, t; i64 bt; };
 
@@ -109,7 +110,130 @@ template <typename T> __device__ void dual_layer_norm_bwd_params_sum(DualLayerNo
     p.dbeta[c] = tb;
 }
 
+// The row-in-registers forms (row_vectors.cuh; the launcher checks D % N == 0, d % N == 0, D <= VPL·32·N and
+// alignment, so a vector never straddles two heads). A lane's vector k sits at column c_k of every row; its offset
+// in the head-split layout is (b·H·T + t)·d + [h(c_k)·T·d + c_k mod d], the bracket fixed per lane.
+template <typename T, int VPL> struct DualRowOffsets
+{
+    i64 split[VPL];
+    int col[VPL];
+    TLS_DEVICE DualRowOffsets(const DualLayerNormParams& p, int lane)
+    {
+#pragma unroll
+        for (int k = 0; k < VPL; ++k)
+        {
+            col[k] = row_vec_col(k, lane, RowVec<T>::N);
+            split[k] = (i64)(col[k] / p.d) * p.T * p.d + col[k] % p.d;
+        }
+    }
+    TLS_DEVICE i64 y(const DualLayerNormParams& p, const Row& w, int k) const { return ((i64)w.b * p.H * p.T + w.t) * p.d + split[k]; }
+    TLS_DEVICE i64 x(const DualLayerNormParams& p, const Row& w, int k) const { return p.token_major ? w.bt * p.H * p.d + col[k] : y(p, w, k); }
+};
+
+template <typename T, int VPL> __device__ void dual_layer_norm_fwd_rows(DualLayerNormParams p)
+{
+    constexpr int N = RowVec<T>::N;
+    int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32, D = p.H * p.d;
+    if (r >= p.S * p.B * p.T) return;
+    const Row w = row_of(p, r);
+    const DualRowOffsets<T, VPL> o(p, lane);
+    const void* xs = w.s ? p.x1 : p.x0;
+    void* ys = w.s ? p.y1 : p.y0;
+    float x[VPL][N], s = 0.f, v = 0.f;
+#pragma unroll
+    for (int k = 0; k < VPL; ++k)
+    {
+        if (o.col[k] < D) RowVec<T>::load(xs, o.x(p, w, k), x[k]);
+        else
+#pragma unroll
+            for (int e = 0; e < N; ++e) x[k][e] = 0.f;
+#pragma unroll
+        for (int e = 0; e < N; ++e) s += x[k][e];
+    }
+    float mean = warp_sum(s) / D;
+#pragma unroll
+    for (int k = 0; k < VPL; ++k)
+        if (o.col[k] < D)
+#pragma unroll
+            for (int e = 0; e < N; ++e) { float c = x[k][e] - mean; v += c * c; }
+    float rstd = 1.f / sqrtf(warp_sum(v) / D + p.eps);
+#pragma unroll
+    for (int k = 0; k < VPL; ++k)
+    {
+        int c = o.col[k];
+        if (c >= D) continue;
+        float y[N];
+#pragma unroll
+        for (int e = 0; e < N; ++e) y[e] = (x[k][e] - mean) * rstd * p.gamma[c + e] + p.beta[c + e];
+        RowVec<T>::store(ys, o.y(p, w, k), y);
+    }
+    if (lane == 0) { p.mean[r] = mean; p.rstd[r] = rstd; }
+}
+
+// Backward in one pass over x and dy, K and V rows together: block g of G = gridDim.x = p.groups owns the rows
+// [g·R, (g+1)·R) of the S·B·T rows, R = ceil(rows / G), warp w of W the rows g·R + w + k·W; dx per row as in
+// dual_layer_norm_bwd_input, each lane's dy·x̂ and dy summed in registers, the warps' sums added in warp order into
+// partial[0|1][g][c]; dual_layer_norm_bwd_params_sum adds the groups in order.
+template <typename T, int VPL> __device__ void dual_layer_norm_bwd_rows(DualLayerNormParams p)
+{
+    constexpr int N = RowVec<T>::N, E = VPL * N;
+    __shared__ float red[2][VPL * 32 * N];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32, D = p.H * p.d;
+    i64 rows = (i64)p.S * p.B * p.T, per = (rows + p.groups - 1) / p.groups, r0 = blockIdx.x * per, r1 = min(rows, r0 + per);
+    const DualRowOffsets<T, VPL> o(p, lane);
+    float ag[E], ab[E];
+    int col[E];
+#pragma unroll
+    for (int e = 0; e < E; ++e) { ag[e] = 0.f; ab[e] = 0.f; col[e] = o.col[e / N] + e % N; }
+    for (i64 r = r0 + warp; r < r1; r += warps)
+    {
+        const Row w = row_of(p, (int)r);
+        const void* xs = w.s ? p.x1 : p.x0;
+        const void* dys = w.s ? p.dy1 : p.dy0;
+        void* dxs = w.s ? p.dx1 : p.dx0;
+        float mean = p.mean[r], rstd = p.rstd[r], xh[VPL][N], g[VPL][N], sg = 0.f, sgx = 0.f;
+#pragma unroll
+        for (int k = 0; k < VPL; ++k)
+        {
+            int c = o.col[k];
+            if (c >= D) continue;
+            float dy[N];
+            RowVec<T>::load(xs, o.x(p, w, k), xh[k]);
+            RowVec<T>::load(dys, o.y(p, w, k), dy);
+#pragma unroll
+            for (int e = 0; e < N; ++e)
+            {
+                xh[k][e] = (xh[k][e] - mean) * rstd;
+                g[k][e] = dy[e] * p.gamma[c + e];
+                sg += g[k][e]; sgx += g[k][e] * xh[k][e];
+                ag[k * N + e] += dy[e] * xh[k][e];
+                ab[k * N + e] += dy[e];
+            }
+        }
+        sg = warp_sum(sg) / D;
+        sgx = warp_sum(sgx) / D;
+#pragma unroll
+        for (int k = 0; k < VPL; ++k)
+        {
+            if (o.col[k] >= D) continue;
+            float dx[N];
+#pragma unroll
+            for (int e = 0; e < N; ++e) dx[e] = rstd * (g[k][e] - sg - xh[k][e] * sgx);
+            RowVec<T>::store(dxs, o.x(p, w, k), dx);
+        }
+    }
+    block_ordered_sum(red[0], ag, col, D);
+    block_ordered_sum(red[1], ab, col, D);
+    for (int c = threadIdx.x; c < D; c += blockDim.x)
+    {
+        p.partial[(i64)blockIdx.x * D + c] = red[0][c];
+        p.partial[((i64)p.groups + blockIdx.x) * D + c] = red[1][c];
+    }
+}
+
 TLS_INSTANTIATE(dual_layer_norm_fwd, DualLayerNormParams)
 TLS_INSTANTIATE(dual_layer_norm_bwd_input, DualLayerNormParams)
 TLS_INSTANTIATE(dual_layer_norm_bwd_params, DualLayerNormParams)
 TLS_INSTANTIATE(dual_layer_norm_bwd_params_sum, DualLayerNormParams)
+TLS_INSTANTIATE_ROWS(dual_layer_norm_fwd_rows, DualLayerNormParams)
+TLS_INSTANTIATE_ROWS(dual_layer_norm_bwd_rows, DualLayerNormParams)

@@ -1,6 +1,7 @@
 // LayerNorm over the last axis: y = (x - mean) * rstd * gamma + beta. Data in T, gamma/beta and the
 // saved statistics in fp32 (as autocast keeps LayerNorm in fp32). Reference: src/TransformerLS/Ops/LayerNorm.
 #include "layer_norm/layer_norm.cuh"
+#include "common/row_vectors.cuh"
 
 // One warp per row; two passes over the row (mean, then centred variance) for accuracy.
 template <typename T> __device__ void layer_norm_fwd(LayerNormParams p)
@@ -82,7 +83,107 @@ template <typename T> __device__ void layer_norm_bwd_params_sum(LayerNormParams 
     p.dbeta[c] = p.accumulate ? p.dbeta[c] + tb : tb;
 }
 
+// The same forward with the row in registers as 16-byte vectors (row_vectors.cuh; the launcher checks
+// cols % N == 0, cols <= VPL·32·N and alignment): one read of x, one write of y.
+template <typename T, int VPL> __device__ void layer_norm_fwd_rows(LayerNormParams p)
+{
+    constexpr int N = RowVec<T>::N;
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= p.rows) return;
+    i64 base = (i64)row * p.cols;
+    float x[VPL][N], s = 0.f, v = 0.f;
+#pragma unroll
+    for (int k = 0; k < VPL; ++k)
+    {
+        int c = row_vec_col(k, lane, N);
+        if (c < p.cols) RowVec<T>::load(p.x, base + c, x[k]);
+        else
+#pragma unroll
+            for (int e = 0; e < N; ++e) x[k][e] = 0.f;
+#pragma unroll
+        for (int e = 0; e < N; ++e) s += x[k][e];
+    }
+    float mean = warp_sum(s) / p.cols;
+#pragma unroll
+    for (int k = 0; k < VPL; ++k)
+        if (row_vec_col(k, lane, N) < p.cols)
+#pragma unroll
+            for (int e = 0; e < N; ++e) { float d = x[k][e] - mean; v += d * d; }
+    float rstd = 1.f / sqrtf(warp_sum(v) / p.cols + p.eps);
+#pragma unroll
+    for (int k = 0; k < VPL; ++k)
+    {
+        int c = row_vec_col(k, lane, N);
+        if (c >= p.cols) continue;
+        float y[N];
+#pragma unroll
+        for (int e = 0; e < N; ++e) y[e] = (x[k][e] - mean) * rstd * p.gamma[c + e] + p.beta[c + e];
+        RowVec<T>::store(p.y, base + c, y);
+    }
+    if (lane == 0 && p.mean) { p.mean[row] = mean; p.rstd[row] = rstd; }
+}
+
+// Backward in one pass over x and dy: block g of G = gridDim.x = p.groups owns the rows [g·R, (g+1)·R),
+// R = ceil(rows / G), warp w of W the rows g·R + w + k·W in turn. Per row dx as in layer_norm_bwd_input; each lane
+// sums dy·x̂ and dy of its columns over its rows in registers, the warps' sums are added in warp order
+// (block_ordered_sum) into partial[0|1][g][c], and layer_norm_bwd_params_sum adds the groups in order: the same
+// bits every run.
+template <typename T, int VPL> __device__ void layer_norm_bwd_rows(LayerNormParams p)
+{
+    constexpr int N = RowVec<T>::N, E = VPL * N;
+    __shared__ float red[2][VPL * 32 * N];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    i64 per = (p.rows + p.groups - 1) / p.groups, r0 = blockIdx.x * per, r1 = min((i64)p.rows, r0 + per);
+    float ag[E], ab[E];
+    int col[E];
+#pragma unroll
+    for (int e = 0; e < E; ++e) { ag[e] = 0.f; ab[e] = 0.f; col[e] = row_vec_col(e / N, lane, N) + e % N; }
+    for (i64 r = r0 + warp; r < r1; r += warps)
+    {
+        float mean = p.mean[r], rstd = p.rstd[r], xh[VPL][N], g[VPL][N], sg = 0.f, sgx = 0.f;
+#pragma unroll
+        for (int k = 0; k < VPL; ++k)
+        {
+            int c = row_vec_col(k, lane, N);
+            if (c >= p.cols) continue;
+            float dy[N];
+            RowVec<T>::load(p.x, r * p.cols + c, xh[k]);
+            RowVec<T>::load(p.dy, r * p.cols + c, dy);
+#pragma unroll
+            for (int e = 0; e < N; ++e)
+            {
+                xh[k][e] = (xh[k][e] - mean) * rstd;
+                g[k][e] = dy[e] * p.gamma[c + e];
+                sg += g[k][e]; sgx += g[k][e] * xh[k][e];
+                ag[k * N + e] += dy[e] * xh[k][e];
+                ab[k * N + e] += dy[e];
+            }
+        }
+        sg = warp_sum(sg) / p.cols;
+        sgx = warp_sum(sgx) / p.cols;
+#pragma unroll
+        for (int k = 0; k < VPL; ++k)
+        {
+            int c = row_vec_col(k, lane, N);
+            if (c >= p.cols) continue;
+            float dx[N];
+#pragma unroll
+            for (int e = 0; e < N; ++e) dx[e] = rstd * (g[k][e] - sg - xh[k][e] * sgx);
+            RowVec<T>::store(p.dx, r * p.cols + c, dx);
+        }
+    }
+    block_ordered_sum(red[0], ag, col, p.cols);
+    block_ordered_sum(red[1], ab, col, p.cols);
+    for (int c = threadIdx.x; c < p.cols; c += blockDim.x)
+    {
+        p.partial[(i64)blockIdx.x * p.cols + c] = red[0][c];
+        p.partial[((i64)p.groups + blockIdx.x) * p.cols + c] = red[1][c];
+    }
+}
+
 TLS_INSTANTIATE(layer_norm_fwd, LayerNormParams)
 TLS_INSTANTIATE(layer_norm_bwd_input, LayerNormParams)
 TLS_INSTANTIATE(layer_norm_bwd_params, LayerNormParams)
 TLS_INSTANTIATE(layer_norm_bwd_params_sum, LayerNormParams)
+TLS_INSTANTIATE_ROWS(layer_norm_fwd_rows, LayerNormParams)
+TLS_INSTANTIATE_ROWS(layer_norm_bwd_rows, LayerNormParams)

@@ -11,7 +11,7 @@ public static partial class DualLayerNorm
 {
     static string F(string method) => $"{nameof(DualLayerNorm)}.{method}";
 
-    internal static IEnumerable<OpCase> Cases(DType dt) => new[] { (2, 4, 5, 16, true, true), (1, 3, 7, 32, false, false), (3, 2, 1, 8, true, false) }
+    internal static IEnumerable<OpCase> Cases(DType dt) => new[] { (2, 4, 5, 16, true, true), (1, 3, 7, 32, false, false), (3, 2, 1, 8, true, false), (2, 8, 40, 64, true, true), (1, 6, 300, 48, false, true), (2, 2, 9, 12, true, true) }
         .SelectMany(s => CasesAt(dt, s.Item1, s.Item2, s.Item3, s.Item4, s.Item5, s.Item6, 3));
 
     internal static IEnumerable<OpCase> PerfCases(KernelShape k, DType dt) => CasesAt(dt, k.Batch, k.Heads, k.N, k.HeadDim, true, true, 1);

@@ -19,6 +19,13 @@ static class DualLayerNormCuda
 {
     const string File = "dual_layer_norm/dual_layer_norm.cu";
     const int RowsPerBlock = 4; // one warp per token row
+    const int BackwardWarps = 8; // the fused backward's block: 8 warps share one row group
+
+    // The row-in-registers kernels (kernels/common/row_vectors.cuh), by dtype and vectors per lane (1-4).
+    static readonly string[] ForwardRows = ["dual_layer_norm_fwd_rows_v1_f32", "dual_layer_norm_fwd_rows_v2_f32", "dual_layer_norm_fwd_rows_v3_f32", "dual_layer_norm_fwd_rows_v4_f32",
+        "dual_layer_norm_fwd_rows_v1_bf16", "dual_layer_norm_fwd_rows_v2_bf16", "dual_layer_norm_fwd_rows_v3_bf16", "dual_layer_norm_fwd_rows_v4_bf16"];
+    static readonly string[] BackwardRows = ["dual_layer_norm_bwd_rows_v1_f32", "dual_layer_norm_bwd_rows_v2_f32", "dual_layer_norm_bwd_rows_v3_f32", "dual_layer_norm_bwd_rows_v4_f32",
+        "dual_layer_norm_bwd_rows_v1_bf16", "dual_layer_norm_bwd_rows_v2_bf16", "dual_layer_norm_bwd_rows_v3_bf16", "dual_layer_norm_bwd_rows_v4_bf16"];
 
     static DualLayerNormParams Params(DualLayerNormGeometry g) => new() { S = g.S, B = g.B, H = g.H, T = g.T, D = g.D, TokenMajor = g.TokenMajor ? 1 : 0 };
 
@@ -29,7 +36,8 @@ static class DualLayerNormCuda
         var p = Params(g);
         p.X0 = xk.DevicePointer; p.X1 = xv?.DevicePointer ?? 0; p.Y0 = yk.DevicePointer; p.Y1 = yv?.DevicePointer ?? 0;
         p.Gamma = gamma.DevicePointer; p.Beta = beta.DevicePointer; p.Mean = mean.DevicePointer; p.Rstd = rstd.DevicePointer; p.Eps = eps;
-        be.Kernel(File, xk.DType == DType.Float32 ? "dual_layer_norm_fwd_f32" : "dual_layer_norm_fwd_bf16")
+        var rowsKernel = RowVectors.Kernel(ForwardRows, xk.DType, g.Channels, g.D, xk, xv, yk, yv);
+        be.Kernel(File, rowsKernel ?? (xk.DType == DType.Float32 ? "dual_layer_norm_fwd_f32" : "dual_layer_norm_fwd_bf16"))
             .Launch(RowBlocks(g), 32 * RowsPerBlock, 0, be.Stream, p);
     }
 
@@ -41,7 +49,9 @@ static class DualLayerNormCuda
         p.Dx0 = dxk.DevicePointer; p.Dx1 = dxv?.DevicePointer ?? 0; p.Gamma = gamma.DevicePointer; p.Mean = mean.DevicePointer; p.Rstd = rstd.DevicePointer;
         p.DGamma = dgamma.DevicePointer; p.DBeta = dbeta.DevicePointer;
         var f32 = xk.DType == DType.Float32;
-        be.Kernel(File, f32 ? "dual_layer_norm_bwd_input_f32" : "dual_layer_norm_bwd_input_bf16").Launch(RowBlocks(g), 32 * RowsPerBlock, 0, be.Stream, p);
+        var rowsKernel = RowVectors.Kernel(BackwardRows, xk.DType, g.Channels, g.D, xk, xv, dyk, dyv, dxk, dxv);
+        if (rowsKernel is null)
+            be.Kernel(File, f32 ? "dual_layer_norm_bwd_input_f32" : "dual_layer_norm_bwd_input_bf16").Launch(RowBlocks(g), 32 * RowsPerBlock, 0, be.Stream, p);
         // dγ, dβ over K and V together: per-group partial sums into scratch, then the groups in order (deterministic).
         long rows = (long)g.S * g.Rows;
         p.Groups = ColumnGroups.Of(rows);
@@ -49,8 +59,11 @@ static class DualLayerNormCuda
         p.Partial = be.Context.Allocator.Allocate(bytes);
         try
         {
-            be.Kernel(File, f32 ? "dual_layer_norm_bwd_params_f32" : "dual_layer_norm_bwd_params_bf16")
-                .Launch(new Dim3((uint)((g.Channels + 31) / 32), (uint)p.Groups), new Dim3(32, 8), 0, be.Stream, p);
+            if (rowsKernel is null)
+                be.Kernel(File, f32 ? "dual_layer_norm_bwd_params_f32" : "dual_layer_norm_bwd_params_bf16")
+                    .Launch(new Dim3((uint)((g.Channels + 31) / 32), (uint)p.Groups), new Dim3(32, 8), 0, be.Stream, p);
+            else // dx and the partial sums in one pass over x and dy
+                be.Kernel(File, rowsKernel).Launch((uint)p.Groups, 32 * BackwardWarps, 0, be.Stream, p);
             be.Kernel(File, f32 ? "dual_layer_norm_bwd_params_sum_f32" : "dual_layer_norm_bwd_params_sum_bf16")
                 .Launch((uint)((g.Channels + 255) / 256), 256, 0, be.Stream, p);
         }

@@ -10,7 +10,7 @@ public static partial class LayerNorm
 {
     static string F(string method) => $"{nameof(LayerNorm)}.{method}";
 
-    internal static IEnumerable<OpCase> Cases(DType dt) => new[] { (21, 96), (2, 1000), (1, 7) }.SelectMany(s => CasesAt(dt, s.Item1, s.Item2, 3));
+    internal static IEnumerable<OpCase> Cases(DType dt) => new[] { (21, 96), (2, 1000), (1, 7), (300, 512), (5, 640) }.SelectMany(s => CasesAt(dt, s.Item1, s.Item2, 3));
 
     internal static IEnumerable<OpCase> PerfCases(KernelShape k, DType dt) => CasesAt(dt, k.Tokens, k.Dim, 1);
 

@@ -19,6 +19,13 @@ static class LayerNormCuda
 {
     const string File = "layer_norm/layer_norm.cu";
     const int RowsPerBlock = 4; // one warp per row
+    const int BackwardWarps = 8; // the fused backward's block: 8 warps share one row group
+
+    // The row-in-registers kernels (kernels/common/row_vectors.cuh), by dtype and vectors per lane (1-4).
+    static readonly string[] ForwardRows = ["layer_norm_fwd_rows_v1_f32", "layer_norm_fwd_rows_v2_f32", "layer_norm_fwd_rows_v3_f32", "layer_norm_fwd_rows_v4_f32",
+        "layer_norm_fwd_rows_v1_bf16", "layer_norm_fwd_rows_v2_bf16", "layer_norm_fwd_rows_v3_bf16", "layer_norm_fwd_rows_v4_bf16"];
+    static readonly string[] BackwardRows = ["layer_norm_bwd_rows_v1_f32", "layer_norm_bwd_rows_v2_f32", "layer_norm_bwd_rows_v3_f32", "layer_norm_bwd_rows_v4_f32",
+        "layer_norm_bwd_rows_v1_bf16", "layer_norm_bwd_rows_v2_bf16", "layer_norm_bwd_rows_v3_bf16", "layer_norm_bwd_rows_v4_bf16"];
 
     public static void Forward(CudaBackend be, int rows, int cols, Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor? mean, Tensor? rstd, float eps)
     {
@@ -27,7 +34,8 @@ static class LayerNormCuda
             X = x.DevicePointer, Gamma = gamma.DevicePointer, Beta = beta.DevicePointer, Y = y.DevicePointer,
             Mean = mean?.DevicePointer ?? 0, Rstd = rstd?.DevicePointer ?? 0, Rows = rows, Cols = cols, Eps = eps,
         };
-        be.Kernel(File, x.DType == DType.Float32 ? "layer_norm_fwd_f32" : "layer_norm_fwd_bf16")
+        var rowsKernel = RowVectors.Kernel(ForwardRows, x.DType, cols, x, y);
+        be.Kernel(File, rowsKernel ?? (x.DType == DType.Float32 ? "layer_norm_fwd_f32" : "layer_norm_fwd_bf16"))
             .Launch((uint)((rows + RowsPerBlock - 1) / RowsPerBlock), 32 * RowsPerBlock, 0, be.Stream, p);
     }
 
@@ -40,15 +48,21 @@ static class LayerNormCuda
             Rows = rows, Cols = cols, Accumulate = accumulate ? 1 : 0, Groups = ColumnGroups.Of(rows),
         };
         var f32 = x.DType == DType.Float32;
-        be.Kernel(File, f32 ? "layer_norm_bwd_input_f32" : "layer_norm_bwd_input_bf16")
-            .Launch((uint)((rows + RowsPerBlock - 1) / RowsPerBlock), 32 * RowsPerBlock, 0, be.Stream, p);
-        // dγ, dβ: per-group partial sums into scratch, then the groups in order (deterministic; no atomics).
+        var rowsKernel = RowVectors.Kernel(BackwardRows, x.DType, cols, x, dy, dx);
+        if (rowsKernel is null)
+            be.Kernel(File, f32 ? "layer_norm_bwd_input_f32" : "layer_norm_bwd_input_bf16")
+                .Launch((uint)((rows + RowsPerBlock - 1) / RowsPerBlock), 32 * RowsPerBlock, 0, be.Stream, p);
+        // dγ, dβ: per-group partial sums into scratch, then the groups in order (deterministic; no atomics). The fused
+        // kernel writes dx and the partial sums in one pass over x and dy.
         var bytes = ColumnGroups.ScratchBytes(be.Device, rows, cols);
         p.Partial = be.Context.Allocator.Allocate(bytes);
         try
         {
-            be.Kernel(File, f32 ? "layer_norm_bwd_params_f32" : "layer_norm_bwd_params_bf16")
-                .Launch(new Dim3((uint)((cols + 31) / 32), (uint)p.Groups), new Dim3(32, 8), 0, be.Stream, p);
+            if (rowsKernel is null)
+                be.Kernel(File, f32 ? "layer_norm_bwd_params_f32" : "layer_norm_bwd_params_bf16")
+                    .Launch(new Dim3((uint)((cols + 31) / 32), (uint)p.Groups), new Dim3(32, 8), 0, be.Stream, p);
+            else
+                be.Kernel(File, rowsKernel).Launch((uint)p.Groups, 32 * BackwardWarps, 0, be.Stream, p);
             be.Kernel(File, f32 ? "layer_norm_bwd_params_sum_f32" : "layer_norm_bwd_params_sum_bf16")
                 .Launch((uint)((cols + 255) / 256), 256, 0, be.Stream, p);
         }
