@@ -150,6 +150,23 @@ TLS_DEVICE void sum_group_pair(const float* part_a, const float* part_b, i64 per
     }
 }
 
+// Stage 2 of a two-stage column sum, in a block of (32, 8): column c = blockIdx.x·32 + threadIdx.x; slice
+// y = threadIdx.y adds the groups y, y + 8, … of part[groups][cols] in order, then thread (x, 0) adds the 8 slices in
+// slice order and gets the total (others get 0): the same bits every run for a given group count. s is the caller's
+// __shared__ float[8][33]; every thread of the block must call.
+TLS_DEVICE float ordered_group_sum(float (*s)[33], const float* part, i64 cols, int groups, i64 c)
+{
+    float t = 0.f;
+    if (c < cols)
+        for (int g = threadIdx.y; g < groups; g += 8) t += part[(i64)g * cols + c];
+    s[threadIdx.y][threadIdx.x] = t;
+    __syncthreads();
+    float u = 0.f;
+    if (threadIdx.y == 0)
+        for (int k = 0; k < 8; ++k) u += s[k][threadIdx.x];
+    return u;
+}
+
 // One extern "C" entry per dtype, so a kernel is found by a plain name in a CUBIN or in cmake's fatbin.
 #define TLS_INSTANTIATE(name, Params)                                                  \
     extern "C" __global__ void name##_f32(Params p) { name<float>(p); }               \

@@ -45,32 +45,86 @@ template <> struct RowVec<bf16>
     }
 };
 
+// N fp32 values (γ, β) at p + c as 16-byte loads: one warp-wide load covers 512 contiguous bytes instead of N
+// scattered ones.
+template <int N> TLS_DEVICE void load_f32_vec(const float* p, int c, float* v)
+{
+#pragma unroll
+    for (int q = 0; q < N / 4; ++q)
+    {
+        float4 t = *(const float4*)(p + c + 4 * q);
+        v[4 * q] = t.x; v[4 * q + 1] = t.y; v[4 * q + 2] = t.z; v[4 * q + 3] = t.w;
+    }
+}
+
+// Rows a warp of the forward row kernels normalizes in turn (the launchers' grids: rows / (warps · ROWS_PER_WARP)).
+#define ROWS_PER_WARP 8
+TLS_EXPORT(tls_rows_per_warp, ROWS_PER_WARP)
+
 // Column of lane `lane`'s k-th vector.
 TLS_DEVICE int row_vec_col(int k, int lane, int n) { return (k * 32 + lane) * n; }
 
 // Per-block column sums in a fixed order: warp 0's values, then warp 1's added, … (one __syncthreads per warp),
-// into red[cols]; each lane owns its columns, so no two threads touch one slot. All threads of the block call it.
-template <int E>
-TLS_DEVICE void block_ordered_sum(float* red, const float (&acc)[E], const int (&col)[E], int cols)
+// into red[cols]; lane l's value e belongs to column row_vec_col(e / N, l, N) + e % N, so no two threads touch one
+// slot. All threads of the block call it.
+template <int VPL, int N>
+TLS_DEVICE void block_ordered_sum(float* red, const float (&acc)[VPL * N], int cols)
 {
-    int warp = threadIdx.x / 32, warps = blockDim.x / 32;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
     for (int w = 0; w < warps; ++w)
     {
         if (warp == w)
 #pragma unroll
-            for (int e = 0; e < E; ++e)
-                if (col[e] < cols) red[col[e]] = w == 0 ? acc[e] : red[col[e]] + acc[e];
+            for (int e = 0; e < VPL * N; ++e)
+            {
+                int c = row_vec_col(e / N, lane, N) + e % N;
+                if (c < cols) red[c] = w == 0 ? acc[e] : red[c] + acc[e];
+            }
         __syncthreads();
     }
 }
 
+// The LayerNorm gradient of one row held in registers (LayerNorm and DualLN): with x̂ = (x − mean)·rstd and
+// g = dy·γ, dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) over the row's cols channels; x is overwritten by x̂, dy by dx,
+// and the lane's dy·x̂ and dy are added into ag, ab (dγ, dβ). Warp-uniform: every lane calls it.
+template <int VPL, int N>
+TLS_DEVICE void layer_norm_row_grad(float (&x)[VPL][N], float (&dy)[VPL][N], const float (&gamma)[VPL][N], float mean, float rstd,
+                                    int cols, float (&ag)[VPL * N], float (&ab)[VPL * N])
+{
+    int lane = threadIdx.x % 32;
+    float sg = 0.f, sgx = 0.f;
+#pragma unroll
+    for (int k = 0; k < VPL; ++k)
+    {
+        if (row_vec_col(k, lane, N) >= cols) continue;
+#pragma unroll
+        for (int e = 0; e < N; ++e)
+        {
+            float xh = (x[k][e] - mean) * rstd, g = dy[k][e] * gamma[k][e];
+            ag[k * N + e] += dy[k][e] * xh;
+            ab[k * N + e] += dy[k][e];
+            x[k][e] = xh;
+            dy[k][e] = g;
+            sg += g; sgx += g * xh;
+        }
+    }
+    sg = warp_sum(sg) / cols;
+    sgx = warp_sum(sgx) / cols;
+#pragma unroll
+    for (int k = 0; k < VPL; ++k)
+#pragma unroll
+        for (int e = 0; e < N; ++e) dy[k][e] = rstd * (dy[k][e] - sg - x[k][e] * sgx);
+}
+
 // Entry points for VPL = 1 … 4 vectors per lane and both dtypes: name_v<VPL>_<dtype>.
+// __launch_bounds__(256): the backward's 8-warp blocks fit twice on an SM (registers), the forward's 4-warp ones more.
+#define TLS_ROWS_ENTRY extern "C" __global__ void __launch_bounds__(256)
 #define TLS_INSTANTIATE_ROWS(name, Params)                                                        \
-    extern "C" __global__ void name##_v1_f32(Params p) { name<float, 1>(p); }                    \
-    extern "C" __global__ void name##_v2_f32(Params p) { name<float, 2>(p); }                    \
-    extern "C" __global__ void name##_v3_f32(Params p) { name<float, 3>(p); }                    \
-    extern "C" __global__ void name##_v4_f32(Params p) { name<float, 4>(p); }                    \
-    extern "C" __global__ void name##_v1_bf16(Params p) { name<bf16, 1>(p); }                    \
-    extern "C" __global__ void name##_v2_bf16(Params p) { name<bf16, 2>(p); }                    \
-    extern "C" __global__ void name##_v3_bf16(Params p) { name<bf16, 3>(p); }                    \
-    extern "C" __global__ void name##_v4_bf16(Params p) { name<bf16, 4>(p); }
+    TLS_ROWS_ENTRY name##_v1_f32(Params p) { name<float, 1>(p); }                    \
+    TLS_ROWS_ENTRY name##_v2_f32(Params p) { name<float, 2>(p); }                    \
+    TLS_ROWS_ENTRY name##_v3_f32(Params p) { name<float, 3>(p); }                    \
+    TLS_ROWS_ENTRY name##_v4_f32(Params p) { name<float, 4>(p); }                    \
+    TLS_ROWS_ENTRY name##_v1_bf16(Params p) { name<bf16, 1>(p); }                    \
+    TLS_ROWS_ENTRY name##_v2_bf16(Params p) { name<bf16, 2>(p); }                    \
+    TLS_ROWS_ENTRY name##_v3_bf16(Params p) { name<bf16, 3>(p); }                    \
+    TLS_ROWS_ENTRY name##_v4_bf16(Params p) { name<bf16, 4>(p); }

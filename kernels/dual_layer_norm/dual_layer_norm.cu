@@ -99,13 +99,15 @@ template <typename T> __device__ void dual_layer_norm_bwd_params(DualLayerNormPa
     }
 }
 
-// Stage 2: one thread per channel adds the groups' partial sums in group order.
+// Stage 2, block (32, 8) of 32 channels: the groups' partial sums added in a fixed order (ordered_group_sum).
 template <typename T> __device__ void dual_layer_norm_bwd_params_sum(DualLayerNormParams p)
 {
-    int c = blockIdx.x * blockDim.x + threadIdx.x, D = p.H * p.d;
-    if (c >= D) return;
-    float tg = 0.f, tb = 0.f;
-    for (int g = 0; g < p.groups; ++g) { tg += p.partial[(i64)g * D + c]; tb += p.partial[((i64)p.groups + g) * D + c]; }
+    __shared__ float sg[8][33], sb[8][33];
+    int D = p.H * p.d;
+    i64 c = blockIdx.x * 32 + threadIdx.x;
+    float tg = ordered_group_sum(sg, p.partial, D, p.groups, c);
+    float tb = ordered_group_sum(sb, p.partial + (i64)p.groups * D, D, p.groups, c);
+    if (threadIdx.y != 0 || c >= D) return;
     p.dgamma[c] = tg;
     p.dbeta[c] = tb;
 }
@@ -130,44 +132,52 @@ template <typename T, int VPL> struct DualRowOffsets
     TLS_DEVICE i64 x(const DualLayerNormParams& p, const Row& w, int k) const { return p.token_major ? w.bt * p.H * p.d + col[k] : y(p, w, k); }
 };
 
+// Warp w of block b takes the rows (b·ROWS_PER_WARP + j)·W + w, j < ROWS_PER_WARP, with its channels' γ, β loaded once.
 template <typename T, int VPL> __device__ void dual_layer_norm_fwd_rows(DualLayerNormParams p)
 {
     constexpr int N = RowVec<T>::N;
-    int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32, D = p.H * p.d;
-    if (r >= p.S * p.B * p.T) return;
-    const Row w = row_of(p, r);
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32, D = p.H * p.d;
     const DualRowOffsets<T, VPL> o(p, lane);
-    const void* xs = w.s ? p.x1 : p.x0;
-    void* ys = w.s ? p.y1 : p.y0;
-    float x[VPL][N], s = 0.f, v = 0.f;
+    float gamma[VPL][N], beta[VPL][N];
 #pragma unroll
     for (int k = 0; k < VPL; ++k)
+        if (o.col[k] < D) { load_f32_vec<N>(p.gamma, o.col[k], gamma[k]); load_f32_vec<N>(p.beta, o.col[k], beta[k]); }
+    for (int j = 0; j < ROWS_PER_WARP; ++j)
     {
-        if (o.col[k] < D) RowVec<T>::load(xs, o.x(p, w, k), x[k]);
-        else
+        int r = (blockIdx.x * ROWS_PER_WARP + j) * warps + warp;
+        if (r >= p.S * p.B * p.T) return;
+        const Row w = row_of(p, r);
+        const void* xs = w.s ? p.x1 : p.x0;
+        void* ys = w.s ? p.y1 : p.y0;
+        float x[VPL][N], s = 0.f, v = 0.f;
 #pragma unroll
-            for (int e = 0; e < N; ++e) x[k][e] = 0.f;
+        for (int k = 0; k < VPL; ++k)
+        {
+            if (o.col[k] < D) RowVec<T>::load(xs, o.x(p, w, k), x[k]);
+            else
 #pragma unroll
-        for (int e = 0; e < N; ++e) s += x[k][e];
+                for (int e = 0; e < N; ++e) x[k][e] = 0.f;
+#pragma unroll
+            for (int e = 0; e < N; ++e) s += x[k][e];
+        }
+        float mean = warp_sum(s) / D;
+#pragma unroll
+        for (int k = 0; k < VPL; ++k)
+            if (o.col[k] < D)
+#pragma unroll
+                for (int e = 0; e < N; ++e) { float c = x[k][e] - mean; v += c * c; }
+        float rstd = 1.f / sqrtf(warp_sum(v) / D + p.eps);
+#pragma unroll
+        for (int k = 0; k < VPL; ++k)
+        {
+            if (o.col[k] >= D) continue;
+            float y[N];
+#pragma unroll
+            for (int e = 0; e < N; ++e) y[e] = (x[k][e] - mean) * rstd * gamma[k][e] + beta[k][e];
+            RowVec<T>::store(ys, o.y(p, w, k), y);
+        }
+        if (lane == 0) { p.mean[r] = mean; p.rstd[r] = rstd; }
     }
-    float mean = warp_sum(s) / D;
-#pragma unroll
-    for (int k = 0; k < VPL; ++k)
-        if (o.col[k] < D)
-#pragma unroll
-            for (int e = 0; e < N; ++e) { float c = x[k][e] - mean; v += c * c; }
-    float rstd = 1.f / sqrtf(warp_sum(v) / D + p.eps);
-#pragma unroll
-    for (int k = 0; k < VPL; ++k)
-    {
-        int c = o.col[k];
-        if (c >= D) continue;
-        float y[N];
-#pragma unroll
-        for (int e = 0; e < N; ++e) y[e] = (x[k][e] - mean) * rstd * p.gamma[c + e] + p.beta[c + e];
-        RowVec<T>::store(ys, o.y(p, w, k), y);
-    }
-    if (lane == 0) { p.mean[r] = mean; p.rstd[r] = rstd; }
 }
 
 // Backward in one pass over x and dy, K and V rows together: block g of G = gridDim.x = p.groups owns the rows
@@ -181,49 +191,43 @@ template <typename T, int VPL> __device__ void dual_layer_norm_bwd_rows(DualLaye
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32, D = p.H * p.d;
     i64 rows = (i64)p.S * p.B * p.T, per = (rows + p.groups - 1) / p.groups, r0 = blockIdx.x * per, r1 = min(rows, r0 + per);
     const DualRowOffsets<T, VPL> o(p, lane);
-    float ag[E], ab[E];
-    int col[E];
+    float ag[E], ab[E], gamma[VPL][N];
 #pragma unroll
-    for (int e = 0; e < E; ++e) { ag[e] = 0.f; ab[e] = 0.f; col[e] = o.col[e / N] + e % N; }
-    for (i64 r = r0 + warp; r < r1; r += warps)
+    for (int e = 0; e < E; ++e) { ag[e] = 0.f; ab[e] = 0.f; }
+#pragma unroll
+    for (int k = 0; k < VPL; ++k)
+        if (o.col[k] < D) load_f32_vec<N>(p.gamma, o.col[k], gamma[k]);
+    // Two rows a step, r and r + W, both loaded before either is reduced: twice the bytes in flight per warp.
+    for (i64 r = r0 + warp; r < r1; r += 2 * warps)
     {
-        const Row w = row_of(p, (int)r);
-        const void* xs = w.s ? p.x1 : p.x0;
-        const void* dys = w.s ? p.dy1 : p.dy0;
-        void* dxs = w.s ? p.dx1 : p.dx0;
-        float mean = p.mean[r], rstd = p.rstd[r], xh[VPL][N], g[VPL][N], sg = 0.f, sgx = 0.f;
+        float x[2][VPL][N], dy[2][VPL][N];
+        Row w[2];
 #pragma unroll
-        for (int k = 0; k < VPL; ++k)
+        for (int q = 0; q < 2; ++q)
         {
-            int c = o.col[k];
-            if (c >= D) continue;
-            float dy[N];
-            RowVec<T>::load(xs, o.x(p, w, k), xh[k]);
-            RowVec<T>::load(dys, o.y(p, w, k), dy);
+            if (r + q * warps >= r1) continue;
+            w[q] = row_of(p, (int)(r + q * warps));
 #pragma unroll
-            for (int e = 0; e < N; ++e)
+            for (int k = 0; k < VPL; ++k)
             {
-                xh[k][e] = (xh[k][e] - mean) * rstd;
-                g[k][e] = dy[e] * p.gamma[c + e];
-                sg += g[k][e]; sgx += g[k][e] * xh[k][e];
-                ag[k * N + e] += dy[e] * xh[k][e];
-                ab[k * N + e] += dy[e];
+                if (o.col[k] >= D) continue;
+                RowVec<T>::load(w[q].s ? p.x1 : p.x0, o.x(p, w[q], k), x[q][k]);
+                RowVec<T>::load(w[q].s ? p.dy1 : p.dy0, o.y(p, w[q], k), dy[q][k]);
             }
         }
-        sg = warp_sum(sg) / D;
-        sgx = warp_sum(sgx) / D;
 #pragma unroll
-        for (int k = 0; k < VPL; ++k)
+        for (int q = 0; q < 2; ++q)
         {
-            if (o.col[k] >= D) continue;
-            float dx[N];
+            i64 rq = r + q * warps;
+            if (rq >= r1) break;
+            layer_norm_row_grad<VPL, N>(x[q], dy[q], gamma, p.mean[rq], p.rstd[rq], D, ag, ab);
 #pragma unroll
-            for (int e = 0; e < N; ++e) dx[e] = rstd * (g[k][e] - sg - xh[k][e] * sgx);
-            RowVec<T>::store(dxs, o.x(p, w, k), dx);
+            for (int k = 0; k < VPL; ++k)
+                if (o.col[k] < D) RowVec<T>::store(w[q].s ? p.dx1 : p.dx0, o.x(p, w[q], k), dy[q][k]);
         }
     }
-    block_ordered_sum(red[0], ag, col, D);
-    block_ordered_sum(red[1], ab, col, D);
+    block_ordered_sum<VPL, N>(red[0], ag, D);
+    block_ordered_sum<VPL, N>(red[1], ab, D);
     for (int c = threadIdx.x; c < D; c += blockDim.x)
     {
         p.partial[(i64)blockIdx.x * D + c] = red[0][c];

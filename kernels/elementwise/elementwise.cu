@@ -105,12 +105,13 @@ template <typename T> __device__ void column_sum(ColumnSumParams p)
     p.partial[(i64)blockIdx.y * p.cols + c] = t;
 }
 
+// Stage 2, block (32, 8) of 32 columns: the groups added in a fixed order (ordered_group_sum).
 template <typename TY> __device__ void column_sum_groups(ColumnSumParams p)
 {
-    const i64 c = blockIdx.x * (i64)blockDim.x + threadIdx.x;
-    if (c >= p.cols) return;
-    float t = 0.f;
-    for (int g = 0; g < p.groups; ++g) t += p.partial[(i64)g * p.cols + c];
+    __shared__ float s[8][33];
+    const i64 c = blockIdx.x * 32 + threadIdx.x;
+    float t = ordered_group_sum(s, p.partial, p.cols, p.groups, c);
+    if (threadIdx.y != 0 || c >= p.cols) return;
     store<TY>(p.y, c, p.beta != 0.f ? p.beta * load<TY>(p.y, c) + t : t);
 }
 

@@ -72,55 +72,65 @@ template <typename T> __device__ void layer_norm_bwd_params(LayerNormParams p)
     }
 }
 
-// Stage 2: one thread per column adds the groups' partial sums in group order.
+// Stage 2, block (32, 8) of 32 columns: the G groups' partial sums added in a fixed order (ordered_group_sum).
 template <typename T> __device__ void layer_norm_bwd_params_sum(LayerNormParams p)
 {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= p.cols) return;
-    float tg = 0.f, tb = 0.f;
-    for (int g = 0; g < p.groups; ++g) { tg += p.partial[(i64)g * p.cols + c]; tb += p.partial[((i64)p.groups + g) * p.cols + c]; }
+    __shared__ float sg[8][33], sb[8][33];
+    i64 c = blockIdx.x * 32 + threadIdx.x;
+    float tg = ordered_group_sum(sg, p.partial, p.cols, p.groups, c);
+    float tb = ordered_group_sum(sb, p.partial + (i64)p.groups * p.cols, p.cols, p.groups, c);
+    if (threadIdx.y != 0 || c >= p.cols) return;
     p.dgamma[c] = p.accumulate ? p.dgamma[c] + tg : tg;
     p.dbeta[c] = p.accumulate ? p.dbeta[c] + tb : tb;
 }
 
 // The same forward with the row in registers as 16-byte vectors (row_vectors.cuh; the launcher checks
-// cols % N == 0, cols <= VPL·32·N and alignment): one read of x, one write of y.
+// cols % N == 0, cols <= VPL·32·N and alignment): one read of x, one write of y. Warp w of block b takes the rows
+// (b·ROWS_PER_WARP + k)·W + w, k < ROWS_PER_WARP, with its columns' γ and β loaded once.
 template <typename T, int VPL> __device__ void layer_norm_fwd_rows(LayerNormParams p)
 {
     constexpr int N = RowVec<T>::N;
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= p.rows) return;
-    i64 base = (i64)row * p.cols;
-    float x[VPL][N], s = 0.f, v = 0.f;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    float gamma[VPL][N], beta[VPL][N];
 #pragma unroll
     for (int k = 0; k < VPL; ++k)
+        if (row_vec_col(k, lane, N) < p.cols) { load_f32_vec<N>(p.gamma, row_vec_col(k, lane, N), gamma[k]); load_f32_vec<N>(p.beta, row_vec_col(k, lane, N), beta[k]); }
+    for (int j = 0; j < ROWS_PER_WARP; ++j)
     {
-        int c = row_vec_col(k, lane, N);
-        if (c < p.cols) RowVec<T>::load(p.x, base + c, x[k]);
-        else
+        i64 row = ((i64)blockIdx.x * ROWS_PER_WARP + j) * warps + warp;
+        if (row >= p.rows) return;
+        i64 base = row * p.cols;
+        float x[VPL][N], s = 0.f, v = 0.f;
 #pragma unroll
-            for (int e = 0; e < N; ++e) x[k][e] = 0.f;
+        for (int k = 0; k < VPL; ++k)
+        {
+            int c = row_vec_col(k, lane, N);
+            if (c < p.cols) RowVec<T>::load(p.x, base + c, x[k]);
+            else
 #pragma unroll
-        for (int e = 0; e < N; ++e) s += x[k][e];
+                for (int e = 0; e < N; ++e) x[k][e] = 0.f;
+#pragma unroll
+            for (int e = 0; e < N; ++e) s += x[k][e];
+        }
+        float mean = warp_sum(s) / p.cols;
+#pragma unroll
+        for (int k = 0; k < VPL; ++k)
+            if (row_vec_col(k, lane, N) < p.cols)
+#pragma unroll
+                for (int e = 0; e < N; ++e) { float d = x[k][e] - mean; v += d * d; }
+        float rstd = 1.f / sqrtf(warp_sum(v) / p.cols + p.eps);
+#pragma unroll
+        for (int k = 0; k < VPL; ++k)
+        {
+            int c = row_vec_col(k, lane, N);
+            if (c >= p.cols) continue;
+            float y[N];
+#pragma unroll
+            for (int e = 0; e < N; ++e) y[e] = (x[k][e] - mean) * rstd * gamma[k][e] + beta[k][e];
+            RowVec<T>::store(p.y, base + c, y);
+        }
+        if (lane == 0 && p.mean) { p.mean[row] = mean; p.rstd[row] = rstd; }
     }
-    float mean = warp_sum(s) / p.cols;
-#pragma unroll
-    for (int k = 0; k < VPL; ++k)
-        if (row_vec_col(k, lane, N) < p.cols)
-#pragma unroll
-            for (int e = 0; e < N; ++e) { float d = x[k][e] - mean; v += d * d; }
-    float rstd = 1.f / sqrtf(warp_sum(v) / p.cols + p.eps);
-#pragma unroll
-    for (int k = 0; k < VPL; ++k)
-    {
-        int c = row_vec_col(k, lane, N);
-        if (c >= p.cols) continue;
-        float y[N];
-#pragma unroll
-        for (int e = 0; e < N; ++e) y[e] = (x[k][e] - mean) * rstd * p.gamma[c + e] + p.beta[c + e];
-        RowVec<T>::store(p.y, base + c, y);
-    }
-    if (lane == 0 && p.mean) { p.mean[row] = mean; p.rstd[row] = rstd; }
 }
 
 // Backward in one pass over x and dy: block g of G = gridDim.x = p.groups owns the rows [g·R, (g+1)·R),
@@ -134,46 +144,39 @@ template <typename T, int VPL> __device__ void layer_norm_bwd_rows(LayerNormPara
     __shared__ float red[2][VPL * 32 * N];
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
     i64 per = (p.rows + p.groups - 1) / p.groups, r0 = blockIdx.x * per, r1 = min((i64)p.rows, r0 + per);
-    float ag[E], ab[E];
-    int col[E];
+    float ag[E], ab[E], gamma[VPL][N];
 #pragma unroll
-    for (int e = 0; e < E; ++e) { ag[e] = 0.f; ab[e] = 0.f; col[e] = row_vec_col(e / N, lane, N) + e % N; }
-    for (i64 r = r0 + warp; r < r1; r += warps)
+    for (int e = 0; e < E; ++e) { ag[e] = 0.f; ab[e] = 0.f; }
+#pragma unroll
+    for (int k = 0; k < VPL; ++k)
+        if (row_vec_col(k, lane, N) < p.cols) load_f32_vec<N>(p.gamma, row_vec_col(k, lane, N), gamma[k]);
+    // Two rows a step, r and r + W, both loaded before either is reduced: twice the bytes in flight per warp.
+    for (i64 r = r0 + warp; r < r1; r += 2 * warps)
     {
-        float mean = p.mean[r], rstd = p.rstd[r], xh[VPL][N], g[VPL][N], sg = 0.f, sgx = 0.f;
+        float x[2][VPL][N], dy[2][VPL][N];
 #pragma unroll
-        for (int k = 0; k < VPL; ++k)
-        {
-            int c = row_vec_col(k, lane, N);
-            if (c >= p.cols) continue;
-            float dy[N];
-            RowVec<T>::load(p.x, r * p.cols + c, xh[k]);
-            RowVec<T>::load(p.dy, r * p.cols + c, dy);
+        for (int q = 0; q < 2; ++q)
 #pragma unroll
-            for (int e = 0; e < N; ++e)
+            for (int k = 0; k < VPL; ++k)
             {
-                xh[k][e] = (xh[k][e] - mean) * rstd;
-                g[k][e] = dy[e] * p.gamma[c + e];
-                sg += g[k][e]; sgx += g[k][e] * xh[k][e];
-                ag[k * N + e] += dy[e] * xh[k][e];
-                ab[k * N + e] += dy[e];
+                int c = row_vec_col(k, lane, N);
+                if (c >= p.cols || r + q * warps >= r1) continue;
+                RowVec<T>::load(p.x, (r + q * warps) * p.cols + c, x[q][k]);
+                RowVec<T>::load(p.dy, (r + q * warps) * p.cols + c, dy[q][k]);
             }
-        }
-        sg = warp_sum(sg) / p.cols;
-        sgx = warp_sum(sgx) / p.cols;
 #pragma unroll
-        for (int k = 0; k < VPL; ++k)
+        for (int q = 0; q < 2; ++q)
         {
-            int c = row_vec_col(k, lane, N);
-            if (c >= p.cols) continue;
-            float dx[N];
+            i64 rq = r + q * warps;
+            if (rq >= r1) break;
+            layer_norm_row_grad<VPL, N>(x[q], dy[q], gamma, p.mean[rq], p.rstd[rq], p.cols, ag, ab);
 #pragma unroll
-            for (int e = 0; e < N; ++e) dx[e] = rstd * (g[k][e] - sg - xh[k][e] * sgx);
-            RowVec<T>::store(p.dx, r * p.cols + c, dx);
+            for (int k = 0; k < VPL; ++k)
+                if (row_vec_col(k, lane, N) < p.cols) RowVec<T>::store(p.dx, rq * p.cols + row_vec_col(k, lane, N), dy[q][k]);
         }
     }
-    block_ordered_sum(red[0], ag, col, p.cols);
-    block_ordered_sum(red[1], ab, col, p.cols);
+    block_ordered_sum<VPL, N>(red[0], ag, p.cols);
+    block_ordered_sum<VPL, N>(red[1], ab, p.cols);
     for (int c = threadIdx.x; c < p.cols; c += blockDim.x)
     {
         p.partial[(i64)blockIdx.x * p.cols + c] = red[0][c];

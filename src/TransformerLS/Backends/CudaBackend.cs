@@ -12,7 +12,7 @@ public sealed class CudaBackend : IBackend
 {
     readonly Dictionary<string, CudaModule> _modules = [];
     readonly Dictionary<string, CudaKernel> _kernels = [];
-    readonly Dictionary<(string Name, int Index), int> _constants = [];
+    readonly Dictionary<(string File, string Name, int Index), int> _constants = [];
     readonly Lock _gate = new();
     CudaBlas? _blas;
     CudaBlasLt? _blasLt;
@@ -65,8 +65,8 @@ public sealed class CudaBackend : IBackend
     {
         lock (_gate)
         {
-            if (_constants.TryGetValue((name, index), out var v)) return v;
-            return _constants[(name, index)] = Module(file).GetInt32(name, index);
+            if (_constants.TryGetValue((file, name, index), out var v)) return v;
+            return _constants[(file, name, index)] = Module(file).GetInt32(name, index);
         }
     }
 

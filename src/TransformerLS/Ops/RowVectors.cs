@@ -12,6 +12,13 @@ static class RowVectors
 {
     public const int MaxVectorsPerLane = 4;
 
+    /// <summary>Blocks of the forward row kernels: each of a block's warps normalizes tls_rows_per_warp rows (read from the module).</summary>
+    public static uint Blocks(Backends.CudaBackend be, string file, long rows, int warpsPerBlock)
+    {
+        long perBlock = (long)warpsPerBlock * be.Constant(file, "tls_rows_per_warp");
+        return (uint)((rows + perBlock - 1) / perBlock);
+    }
+
     public static int Width(DType dtype) => dtype == DType.Float32 ? 4 : 8;
 
     /// <summary>The kernel of <paramref name="names"/> (fp32 v1-v4, then bf16 v1-v4) for these rows, or null for the scalar path.</summary>

@@ -36,9 +36,11 @@ static class DualLayerNormCuda
         var p = Params(g);
         p.X0 = xk.DevicePointer; p.X1 = xv?.DevicePointer ?? 0; p.Y0 = yk.DevicePointer; p.Y1 = yv?.DevicePointer ?? 0;
         p.Gamma = gamma.DevicePointer; p.Beta = beta.DevicePointer; p.Mean = mean.DevicePointer; p.Rstd = rstd.DevicePointer; p.Eps = eps;
-        var rowsKernel = RowVectors.Kernel(ForwardRows, xk.DType, g.Channels, g.D, xk, xv, yk, yv);
-        be.Kernel(File, rowsKernel ?? (xk.DType == DType.Float32 ? "dual_layer_norm_fwd_f32" : "dual_layer_norm_fwd_bf16"))
-            .Launch(RowBlocks(g), 32 * RowsPerBlock, 0, be.Stream, p);
+        var rowsKernel = RowVectors.Kernel(ForwardRows, xk.DType, g.Channels, g.D, xk, xv, yk, yv, gamma, beta);
+        if (rowsKernel is null)
+            be.Kernel(File, xk.DType == DType.Float32 ? "dual_layer_norm_fwd_f32" : "dual_layer_norm_fwd_bf16").Launch(RowBlocks(g), 32 * RowsPerBlock, 0, be.Stream, p);
+        else
+            be.Kernel(File, rowsKernel).Launch(RowVectors.Blocks(be, File, (long)g.S * g.Rows, RowsPerBlock), 32 * RowsPerBlock, 0, be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, DualLayerNormGeometry g, Tensor dyk, Tensor? dyv, Tensor xk, Tensor? xv, Tensor gamma, Tensor mean, Tensor rstd,
@@ -49,7 +51,7 @@ static class DualLayerNormCuda
         p.Dx0 = dxk.DevicePointer; p.Dx1 = dxv?.DevicePointer ?? 0; p.Gamma = gamma.DevicePointer; p.Mean = mean.DevicePointer; p.Rstd = rstd.DevicePointer;
         p.DGamma = dgamma.DevicePointer; p.DBeta = dbeta.DevicePointer;
         var f32 = xk.DType == DType.Float32;
-        var rowsKernel = RowVectors.Kernel(BackwardRows, xk.DType, g.Channels, g.D, xk, xv, dyk, dyv, dxk, dxv);
+        var rowsKernel = RowVectors.Kernel(BackwardRows, xk.DType, g.Channels, g.D, xk, xv, dyk, dyv, dxk, dxv, gamma);
         if (rowsKernel is null)
             be.Kernel(File, f32 ? "dual_layer_norm_bwd_input_f32" : "dual_layer_norm_bwd_input_bf16").Launch(RowBlocks(g), 32 * RowsPerBlock, 0, be.Stream, p);
         // dγ, dβ over K and V together: per-group partial sums into scratch, then the groups in order (deterministic).
@@ -65,7 +67,7 @@ static class DualLayerNormCuda
             else // dx and the partial sums in one pass over x and dy
                 be.Kernel(File, rowsKernel).Launch((uint)p.Groups, 32 * BackwardWarps, 0, be.Stream, p);
             be.Kernel(File, f32 ? "dual_layer_norm_bwd_params_sum_f32" : "dual_layer_norm_bwd_params_sum_bf16")
-                .Launch((uint)((g.Channels + 255) / 256), 256, 0, be.Stream, p);
+                .Launch((uint)((g.Channels + 31) / 32), new Dim3(32, 8), 0, be.Stream, p);
         }
         finally { be.Context.Allocator.Free(p.Partial, bytes); }
     }

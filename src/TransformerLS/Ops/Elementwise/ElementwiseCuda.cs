@@ -126,7 +126,7 @@ static class ElementwiseCuda
             be.Kernel(File, x.DType == DType.Float32 ? "column_sum_f32" : "column_sum_bf16")
                 .Launch(new Dim3((uint)((cols + 31) / 32), (uint)p.Groups), new Dim3(32, 8), 0, be.Stream, p);
             be.Kernel(File, y.DType == DType.Float32 ? "column_sum_groups_f32" : "column_sum_groups_bf16")
-                .Launch((uint)((cols + Threads - 1) / Threads), Threads, 0, be.Stream, p);
+                .Launch((uint)((cols + 31) / 32), new Dim3(32, 8), 0, be.Stream, p);
         }
         finally
         {

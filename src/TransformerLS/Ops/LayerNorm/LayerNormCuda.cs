@@ -34,9 +34,12 @@ static class LayerNormCuda
             X = x.DevicePointer, Gamma = gamma.DevicePointer, Beta = beta.DevicePointer, Y = y.DevicePointer,
             Mean = mean?.DevicePointer ?? 0, Rstd = rstd?.DevicePointer ?? 0, Rows = rows, Cols = cols, Eps = eps,
         };
-        var rowsKernel = RowVectors.Kernel(ForwardRows, x.DType, cols, x, y);
-        be.Kernel(File, rowsKernel ?? (x.DType == DType.Float32 ? "layer_norm_fwd_f32" : "layer_norm_fwd_bf16"))
-            .Launch((uint)((rows + RowsPerBlock - 1) / RowsPerBlock), 32 * RowsPerBlock, 0, be.Stream, p);
+        var rowsKernel = RowVectors.Kernel(ForwardRows, x.DType, cols, x, y, gamma, beta);
+        if (rowsKernel is null)
+            be.Kernel(File, x.DType == DType.Float32 ? "layer_norm_fwd_f32" : "layer_norm_fwd_bf16")
+                .Launch((uint)((rows + RowsPerBlock - 1) / RowsPerBlock), 32 * RowsPerBlock, 0, be.Stream, p);
+        else
+            be.Kernel(File, rowsKernel).Launch(RowVectors.Blocks(be, File, rows, RowsPerBlock), 32 * RowsPerBlock, 0, be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, int rows, int cols, Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dx, Tensor dgamma, Tensor dbeta, bool accumulate)
@@ -48,7 +51,7 @@ static class LayerNormCuda
             Rows = rows, Cols = cols, Accumulate = accumulate ? 1 : 0, Groups = ColumnGroups.Of(rows),
         };
         var f32 = x.DType == DType.Float32;
-        var rowsKernel = RowVectors.Kernel(BackwardRows, x.DType, cols, x, dy, dx);
+        var rowsKernel = RowVectors.Kernel(BackwardRows, x.DType, cols, x, dy, dx, gamma);
         if (rowsKernel is null)
             be.Kernel(File, f32 ? "layer_norm_bwd_input_f32" : "layer_norm_bwd_input_bf16")
                 .Launch((uint)((rows + RowsPerBlock - 1) / RowsPerBlock), 32 * RowsPerBlock, 0, be.Stream, p);
@@ -64,7 +67,7 @@ static class LayerNormCuda
             else
                 be.Kernel(File, rowsKernel).Launch((uint)p.Groups, 32 * BackwardWarps, 0, be.Stream, p);
             be.Kernel(File, f32 ? "layer_norm_bwd_params_sum_f32" : "layer_norm_bwd_params_sum_bf16")
-                .Launch((uint)((cols + 255) / 256), 256, 0, be.Stream, p);
+                .Launch((uint)((cols + 31) / 32), new Dim3(32, 8), 0, be.Stream, p);
         }
         finally { be.Context.Allocator.Free(p.Partial, bytes); }
     }
