@@ -102,4 +102,59 @@ public static class Functional
         Ops.LsAttention.Forward(be, cfg, q, k, v, kbar, vbar, mask, o, lse);
         return o;
     }
+
+    /// <summary>Rows of <paramref name="weight"/> [V, D] at the token ids of <paramref name="tokens"/> (float32 ids): [.. tokens, D].</summary>
+    public static Tensor Embedding(Tensor weight, Tensor tokens)
+    {
+        if (weight.Shape.Rank != 2) throw new ArgumentException($"weight has shape {weight.Shape}; expected [vocab, dim]", nameof(weight));
+        var y = Be(weight).Empty(new Shape([.. tokens.Shape.Dims, weight.Shape[1]]), weight.DType);
+        var n = checked((int)tokens.Count);
+        using var flat = tokens.Reshape(n);
+        using var rows = y.Reshape(n, weight.Shape[1]);
+        Ops.Embedding.Forward(Be(weight), weight, flat, rows);
+        return y;
+    }
+
+    /// <summary>a + b, elementwise (same shape and dtype).</summary>
+    public static Tensor Add(Tensor a, Tensor b)
+    {
+        var y = Be(a).Empty(a.Shape, a.DType);
+        Ops.Elementwise.Axpby(Be(a), a, 1f, b, 1f, y);
+        return y;
+    }
+
+    /// <summary>GELU (the erf form, as torch's nn.GELU()).</summary>
+    public static Tensor Gelu(Tensor x)
+    {
+        var y = Be(x).Empty(x.Shape, x.DType);
+        Ops.Elementwise.Gelu(Be(x), x, y);
+        return y;
+    }
+
+    /// <summary>max(x, 0).</summary>
+    public static Tensor Relu(Tensor x)
+    {
+        var y = Be(x).Empty(x.Shape, x.DType);
+        Ops.Elementwise.Relu(Be(x), x, y);
+        return y;
+    }
+
+    /// <summary>
+    /// y [B, D] = (1/N)·Σ_t mask[b, t]·x[b, t, :] for x [B, N, D] and mask [B, N] (float32 0/1): the LRA code's mean pooling,
+    /// whose divisor is N even where the mask zeroes padding (torch's mean over the sequence axis).
+    /// </summary>
+    public static Tensor MaskedMean(Tensor x, Tensor mask)
+    {
+        var be = Be(x);
+        if (x.Shape.Rank != 3) throw new ArgumentException($"x has shape {x.Shape}; expected [B, N, D]", nameof(x));
+        int B = x.Shape[0], N = x.Shape[1], D = x.Shape[2];
+        if (mask.Shape != new Shape(B, N)) throw new ArgumentException($"mask has shape {mask.Shape}; expected [{B}, {N}]", nameof(mask));
+        var y = be.Empty(new Shape(B, D), x.DType);
+        using var row = mask.Reshape(B, 1, N);
+        using var cast = mask.DType == x.DType ? null : be.Empty(new Shape(B, 1, N), x.DType);
+        if (cast is not null) Ops.Elementwise.Cast(be, row, cast);
+        using var y3 = y.Reshape(B, 1, D);
+        Ops.MatMul.Forward(be, cast ?? row, false, x, false, y3, 1f / N);
+        return y;
+    }
 }
