@@ -157,4 +157,37 @@ public static class Functional
         Ops.MatMul.Forward(be, cast ?? row, false, x, false, y3, 1f / N);
         return y;
     }
+
+    /// <summary>
+    /// The causal dynamic projection per chunk of <paramref name="chunk"/> tokens (reference section 3.3): scores [B, T, H·r],
+    /// x [B, H, T, d] → [B, H, ⌈T/l⌉·r, d], each chunk's r rows the softmax-weighted sums of its tokens (padding excluded).
+    /// </summary>
+    public static Tensor LsChunkProjection(int chunk, Tensor scores, Tensor x, Tensor? mask = null)
+    {
+        var be = Be(x);
+        if (x.Shape.Rank != 4) throw new ArgumentException($"x has shape {x.Shape}; expected [B, H, T, d]", nameof(x));
+        if (chunk < 1) throw new ArgumentOutOfRangeException(nameof(chunk), chunk, "chunk length l must be >= 1");
+        int B = x.Shape[0], H = x.Shape[1], T = x.Shape[2], d = x.Shape[3];
+        if (scores.Shape.Rank != 3 || scores.Shape[2] % H != 0)
+            throw new ArgumentException($"scores has shape {scores.Shape}; expected [{B}, {T}, {H}·r]", nameof(scores));
+        var y = be.Empty(new Shape(B, H, (T + chunk - 1) / chunk * (scores.Shape[2] / H), d), x.DType);
+        Ops.LsChunkProjection.Forward(be, chunk, scores, x, mask, y);
+        return y;
+    }
+
+    /// <summary>
+    /// The causal LS attention of one block of queries (reference section 3.4): one softmax over the per-token band of
+    /// the last w positions and the compressed keys of the earlier chunks, with the relative terms; inputs as
+    /// <see cref="LsCausalInputs"/> documents them. Returns [B, H, L, d].
+    /// </summary>
+    public static Tensor LsCausalAttention(LsCausalConfig cfg, in LsCausalInputs inputs)
+    {
+        var be = Be(inputs.Q);
+        var q = inputs.Q.Shape;
+        if (q.Rank != 4) throw new ArgumentException($"q has shape {q}; expected [B, H, L, d]", nameof(inputs));
+        var o = be.Empty(q, inputs.Q.DType);
+        using var lse = be.Empty(new Shape(q[0], q[1], q[2]), DType.Float32);
+        Ops.LsCausalAttention.Forward(be, cfg, inputs, o, lse);
+        return o;
+    }
 }

@@ -386,5 +386,8 @@ public class LsModuleTests
             p["W_o.weight"], p["W_o.bias"]);
         Assert.Equal(m.Forward(x, mask).ToArray(), y.ToArray());
         Assert.Contains("expected [B, T, H·d]", Assert.Throws<ArgumentException>(() => Functional.SplitHeads(x, 3)).Message);
+        Assert.Contains("expected [B, H, T, d]", Assert.Throws<ArgumentException>(() => Functional.LsChunkProjection(4, x, x)).Message);
+        Assert.Equal("chunk", Assert.Throws<ArgumentOutOfRangeException>(() => Functional.LsChunkProjection(0, x, k)).ParamName);
+        Assert.Contains("expected [B, N, D]", Assert.Throws<ArgumentException>(() => Functional.MaskedMean(k, k)).Message);
     }
 }
