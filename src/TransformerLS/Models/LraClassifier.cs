@@ -163,11 +163,23 @@ public sealed class LraClassifier : ILsModel
         return g.Constant(name, t);
     }
 
-    readonly Dictionary<(int Batch, int Length), (LraGraph Graph, Executor Run, Dictionary<Value, Tensor> Feeds)> _sessions = [];
+    readonly Dictionary<(int Batch, int Length), InferenceSession> _sessions = [];
+
+    /// <summary>
+    /// An inference session for <paramref name="batch"/> sequences of <paramref name="length"/> tokens: inputs "tokens"
+    /// (ids as float32) and "mask" (1 token, 0 padding), both [batch, length]; output "logits" [batch, classes]. Its graph,
+    /// plan and executor are built here once; the caller owns (disposes) it.
+    /// </summary>
+    public InferenceSession CreateSession(int batch, int length)
+    {
+        LraConfig.Positive(batch, nameof(batch));
+        var g = BuildGraph(batch, length);
+        return new InferenceSession(g.Graph, [g.Logits]);
+    }
 
     /// <summary>
     /// Class probabilities of each sequence (token ids), padded to the longest with <paramref name="pad"/> and masked:
-    /// one inference run for the batch, its graph, plan and executor built once per (batch, length) and reused.
+    /// one inference run for the batch, through a session (<see cref="CreateSession"/>) kept per (batch, length).
     /// </summary>
     public float[][] Classify(IReadOnlyList<int[]> sequences, int pad = 0)
     {
@@ -178,20 +190,11 @@ public sealed class LraClassifier : ILsModel
             foreach (var t in s)
                 if (t < 0 || t >= Config.Vocab) throw new ArgumentOutOfRangeException(nameof(sequences), t, $"token ids must be in [0, {Config.Vocab})");
         var key = (sequences.Count, length);
-        if (!_sessions.TryGetValue(key, out var session))
-        {
-            var g = BuildGraph(sequences.Count, length);
-            var run = new Executor(g.Graph, new ExecutorOptions { Keep = [g.Logits] });
-            var feeds = new Dictionary<Value, Tensor>();
-            foreach (var v in new[] { g.Tokens, g.Mask, g.Labels }) { var t = Backend.Empty(v.Shape, v.DType); Backend.Fill(t, 0); feeds[v] = t; }
-            _sessions[key] = session = (g, run, feeds);
-        }
-        var (graph, exec, inputs) = session;
-        inputs[graph.Tokens].CopyFrom([.. sequences.SelectMany(s => s.Concat(Enumerable.Repeat(pad, length - s.Length)).Select(t => (float)t))]);
-        inputs[graph.Mask].CopyFrom([.. sequences.SelectMany(s => Enumerable.Range(0, length).Select(i => i < s.Length ? 1f : 0f))]);
-        exec.Forward(inputs);
-        var logits = exec[graph.Logits].ToDoubles();
-        exec.ReleaseOutputs();
+        if (!_sessions.TryGetValue(key, out var session)) _sessions[key] = session = CreateSession(sequences.Count, length);
+        session.SetInput("tokens", [.. sequences.SelectMany(s => s.Concat(Enumerable.Repeat(pad, length - s.Length)).Select(t => (float)t))]);
+        session.SetInput("mask", [.. sequences.SelectMany(s => Enumerable.Range(0, length).Select(i => i < s.Length ? 1f : 0f))]);
+        session.Run();
+        var logits = session.Output("logits");
         var classes = Config.Classes;
         return [.. Enumerable.Range(0, sequences.Count).Select(b =>
         {
@@ -207,12 +210,7 @@ public sealed class LraClassifier : ILsModel
 
     public void Dispose()
     {
-        foreach (var (g, run, feeds) in _sessions.Values)
-        {
-            run.Dispose();
-            foreach (var t in feeds.Values) t.Dispose();
-            g.Dispose();
-        }
+        foreach (var session in _sessions.Values) session.Dispose();
         _sessions.Clear();
         Parameters.Dispose();
     }
