@@ -117,8 +117,7 @@ TLS_DEVICE void layer_norm_row_grad(float (&x)[VPL][N], float (&dy)[VPL][N], con
 }
 
 // Entry points for VPL = 1 … 4 vectors per lane and both dtypes: name_v<VPL>_<dtype>.
-// __launch_bounds__(256): the backward's 8-warp blocks fit twice on an SM (registers), the forward's 4-warp ones more.
-#define TLS_ROWS_ENTRY extern "C" __global__ void __launch_bounds__(256)
+#define TLS_ROWS_ENTRY extern "C" __global__ void
 #define TLS_INSTANTIATE_ROWS(name, Params)                                                        \
     TLS_ROWS_ENTRY name##_v1_f32(Params p) { name<float, 1>(p); }                    \
     TLS_ROWS_ENTRY name##_v2_f32(Params p) { name<float, 2>(p); }                    \

@@ -197,34 +197,21 @@ template <typename T, int VPL> __device__ void dual_layer_norm_bwd_rows(DualLaye
 #pragma unroll
     for (int k = 0; k < VPL; ++k)
         if (o.col[k] < D) load_f32_vec<N>(p.gamma, o.col[k], gamma[k]);
-    // Two rows a step, r and r + W, both loaded before either is reduced: twice the bytes in flight per warp.
-    for (i64 r = r0 + warp; r < r1; r += 2 * warps)
+    for (i64 r = r0 + warp; r < r1; r += warps)
     {
-        float x[2][VPL][N], dy[2][VPL][N];
-        Row w[2];
+        const Row w = row_of(p, (int)r);
+        float x[VPL][N], dy[VPL][N];
 #pragma unroll
-        for (int q = 0; q < 2; ++q)
+        for (int k = 0; k < VPL; ++k)
         {
-            if (r + q * warps >= r1) continue;
-            w[q] = row_of(p, (int)(r + q * warps));
-#pragma unroll
-            for (int k = 0; k < VPL; ++k)
-            {
-                if (o.col[k] >= D) continue;
-                RowVec<T>::load(w[q].s ? p.x1 : p.x0, o.x(p, w[q], k), x[q][k]);
-                RowVec<T>::load(w[q].s ? p.dy1 : p.dy0, o.y(p, w[q], k), dy[q][k]);
-            }
+            if (o.col[k] >= D) continue;
+            RowVec<T>::load(w.s ? p.x1 : p.x0, o.x(p, w, k), x[k]);
+            RowVec<T>::load(w.s ? p.dy1 : p.dy0, o.y(p, w, k), dy[k]);
         }
+        layer_norm_row_grad<VPL, N>(x, dy, gamma, p.mean[r], p.rstd[r], D, ag, ab);
 #pragma unroll
-        for (int q = 0; q < 2; ++q)
-        {
-            i64 rq = r + q * warps;
-            if (rq >= r1) break;
-            layer_norm_row_grad<VPL, N>(x[q], dy[q], gamma, p.mean[rq], p.rstd[rq], D, ag, ab);
-#pragma unroll
-            for (int k = 0; k < VPL; ++k)
-                if (o.col[k] < D) RowVec<T>::store(w[q].s ? p.dx1 : p.dx0, o.x(p, w[q], k), dy[q][k]);
-        }
+        for (int k = 0; k < VPL; ++k)
+            if (o.col[k] < D) RowVec<T>::store(w.s ? p.dx1 : p.dx0, o.x(p, w, k), dy[k]);
     }
     block_ordered_sum<VPL, N>(red[0], ag, D);
     block_ordered_sum<VPL, N>(red[1], ab, D);

@@ -150,30 +150,21 @@ template <typename T, int VPL> __device__ void layer_norm_bwd_rows(LayerNormPara
 #pragma unroll
     for (int k = 0; k < VPL; ++k)
         if (row_vec_col(k, lane, N) < p.cols) load_f32_vec<N>(p.gamma, row_vec_col(k, lane, N), gamma[k]);
-    // Two rows a step, r and r + W, both loaded before either is reduced: twice the bytes in flight per warp.
-    for (i64 r = r0 + warp; r < r1; r += 2 * warps)
+    for (i64 r = r0 + warp; r < r1; r += warps)
     {
-        float x[2][VPL][N], dy[2][VPL][N];
+        float x[VPL][N], dy[VPL][N];
 #pragma unroll
-        for (int q = 0; q < 2; ++q)
-#pragma unroll
-            for (int k = 0; k < VPL; ++k)
-            {
-                int c = row_vec_col(k, lane, N);
-                if (c >= p.cols || r + q * warps >= r1) continue;
-                RowVec<T>::load(p.x, (r + q * warps) * p.cols + c, x[q][k]);
-                RowVec<T>::load(p.dy, (r + q * warps) * p.cols + c, dy[q][k]);
-            }
-#pragma unroll
-        for (int q = 0; q < 2; ++q)
+        for (int k = 0; k < VPL; ++k)
         {
-            i64 rq = r + q * warps;
-            if (rq >= r1) break;
-            layer_norm_row_grad<VPL, N>(x[q], dy[q], gamma, p.mean[rq], p.rstd[rq], p.cols, ag, ab);
-#pragma unroll
-            for (int k = 0; k < VPL; ++k)
-                if (row_vec_col(k, lane, N) < p.cols) RowVec<T>::store(p.dx, rq * p.cols + row_vec_col(k, lane, N), dy[q][k]);
+            int c = row_vec_col(k, lane, N);
+            if (c >= p.cols) continue;
+            RowVec<T>::load(p.x, r * p.cols + c, x[k]);
+            RowVec<T>::load(p.dy, r * p.cols + c, dy[k]);
         }
+        layer_norm_row_grad<VPL, N>(x, dy, gamma, p.mean[r], p.rstd[r], p.cols, ag, ab);
+#pragma unroll
+        for (int k = 0; k < VPL; ++k)
+            if (row_vec_col(k, lane, N) < p.cols) RowVec<T>::store(p.dx, r * p.cols + row_vec_col(k, lane, N), dy[k]);
     }
     block_ordered_sum<VPL, N>(red[0], ag, p.cols);
     block_ordered_sum<VPL, N>(red[1], ab, p.cols);

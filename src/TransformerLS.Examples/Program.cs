@@ -10,7 +10,7 @@ using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
 var be = BackendFactory.Open(args.Length > 0 ? args[0] : "cpu");
-var cfg = new LraConfig { Vocab = 32, MaxLength = 64, Dim = 32, Heads = 4, Hidden = 64, Layers = 2, Window = 4, Rank = 4, Classes = 3, Pooling = LraPooling.Mean };
+var cfg = new LraConfig { Vocab = 32, MaxLength = 64, Dim = 64, Heads = 2, Hidden = 64, Layers = 2, Window = 4, Rank = 4, Classes = 3, Pooling = LraPooling.Mean };
 using var model = new LraClassifier(be, cfg, DType.Float32, seed: 7);
 var rng = new Random(3);
 // Parameters drawn at a scale where every term shows in the output (the init's 0.02 leaves nearly uniform probabilities).
