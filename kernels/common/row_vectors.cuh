@@ -84,6 +84,26 @@ TLS_DEVICE void block_ordered_sum(float* red, const float (&acc)[VPL * N], int c
     }
 }
 
+// Mean and rstd of one row held in registers (vectors past the row's end hold 0): two passes, the centred variance
+// second, rstd = 1/sqrtf (IEEE-rounded). Warp-uniform: every lane calls it.
+template <int VPL, int N>
+TLS_DEVICE void layer_norm_row_stats(const float (&x)[VPL][N], int cols, float eps, float& mean, float& rstd)
+{
+    int lane = threadIdx.x % 32;
+    float s = 0.f, v = 0.f;
+#pragma unroll
+    for (int k = 0; k < VPL; ++k)
+#pragma unroll
+        for (int e = 0; e < N; ++e) s += x[k][e];
+    mean = warp_sum(s) / cols;
+#pragma unroll
+    for (int k = 0; k < VPL; ++k)
+        if (row_vec_col(k, lane, N) < cols)
+#pragma unroll
+            for (int e = 0; e < N; ++e) { float d = x[k][e] - mean; v += d * d; }
+    rstd = 1.f / sqrtf(warp_sum(v) / cols + eps);
+}
+
 // The LayerNorm gradient of one row held in registers (LayerNorm and DualLN): with x̂ = (x − mean)·rstd and
 // g = dy·γ, dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) over the row's cols channels; x is overwritten by x̂, dy by dx,
 // and the lane's dy·x̂ and dy are added into ag, ab (dγ, dβ). Warp-uniform: every lane calls it.
@@ -117,13 +137,12 @@ TLS_DEVICE void layer_norm_row_grad(float (&x)[VPL][N], float (&dy)[VPL][N], con
 }
 
 // Entry points for VPL = 1 … 4 vectors per lane and both dtypes: name_v<VPL>_<dtype>.
-#define TLS_ROWS_ENTRY extern "C" __global__ void
 #define TLS_INSTANTIATE_ROWS(name, Params)                                                        \
-    TLS_ROWS_ENTRY name##_v1_f32(Params p) { name<float, 1>(p); }                    \
-    TLS_ROWS_ENTRY name##_v2_f32(Params p) { name<float, 2>(p); }                    \
-    TLS_ROWS_ENTRY name##_v3_f32(Params p) { name<float, 3>(p); }                    \
-    TLS_ROWS_ENTRY name##_v4_f32(Params p) { name<float, 4>(p); }                    \
-    TLS_ROWS_ENTRY name##_v1_bf16(Params p) { name<bf16, 1>(p); }                    \
-    TLS_ROWS_ENTRY name##_v2_bf16(Params p) { name<bf16, 2>(p); }                    \
-    TLS_ROWS_ENTRY name##_v3_bf16(Params p) { name<bf16, 3>(p); }                    \
-    TLS_ROWS_ENTRY name##_v4_bf16(Params p) { name<bf16, 4>(p); }
+    extern "C" __global__ void name##_v1_f32(Params p) { name<float, 1>(p); }                    \
+    extern "C" __global__ void name##_v2_f32(Params p) { name<float, 2>(p); }                    \
+    extern "C" __global__ void name##_v3_f32(Params p) { name<float, 3>(p); }                    \
+    extern "C" __global__ void name##_v4_f32(Params p) { name<float, 4>(p); }                    \
+    extern "C" __global__ void name##_v1_bf16(Params p) { name<bf16, 1>(p); }                    \
+    extern "C" __global__ void name##_v2_bf16(Params p) { name<bf16, 2>(p); }                    \
+    extern "C" __global__ void name##_v3_bf16(Params p) { name<bf16, 3>(p); }                    \
+    extern "C" __global__ void name##_v4_bf16(Params p) { name<bf16, 4>(p); }

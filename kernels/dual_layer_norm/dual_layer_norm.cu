@@ -149,7 +149,7 @@ template <typename T, int VPL> __device__ void dual_layer_norm_fwd_rows(DualLaye
         const Row w = row_of(p, r);
         const void* xs = w.s ? p.x1 : p.x0;
         void* ys = w.s ? p.y1 : p.y0;
-        float x[VPL][N], s = 0.f, v = 0.f;
+        float x[VPL][N], mean, rstd;
 #pragma unroll
         for (int k = 0; k < VPL; ++k)
         {
@@ -157,16 +157,8 @@ template <typename T, int VPL> __device__ void dual_layer_norm_fwd_rows(DualLaye
             else
 #pragma unroll
                 for (int e = 0; e < N; ++e) x[k][e] = 0.f;
-#pragma unroll
-            for (int e = 0; e < N; ++e) s += x[k][e];
         }
-        float mean = warp_sum(s) / D;
-#pragma unroll
-        for (int k = 0; k < VPL; ++k)
-            if (o.col[k] < D)
-#pragma unroll
-                for (int e = 0; e < N; ++e) { float c = x[k][e] - mean; v += c * c; }
-        float rstd = 1.f / sqrtf(warp_sum(v) / D + p.eps);
+        layer_norm_row_stats<VPL, N>(x, D, p.eps, mean, rstd);
 #pragma unroll
         for (int k = 0; k < VPL; ++k)
         {

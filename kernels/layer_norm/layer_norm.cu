@@ -100,7 +100,7 @@ template <typename T, int VPL> __device__ void layer_norm_fwd_rows(LayerNormPara
         i64 row = ((i64)blockIdx.x * ROWS_PER_WARP + j) * warps + warp;
         if (row >= p.rows) return;
         i64 base = row * p.cols;
-        float x[VPL][N], s = 0.f, v = 0.f;
+        float x[VPL][N], mean, rstd;
 #pragma unroll
         for (int k = 0; k < VPL; ++k)
         {
@@ -109,16 +109,8 @@ template <typename T, int VPL> __device__ void layer_norm_fwd_rows(LayerNormPara
             else
 #pragma unroll
                 for (int e = 0; e < N; ++e) x[k][e] = 0.f;
-#pragma unroll
-            for (int e = 0; e < N; ++e) s += x[k][e];
         }
-        float mean = warp_sum(s) / p.cols;
-#pragma unroll
-        for (int k = 0; k < VPL; ++k)
-            if (row_vec_col(k, lane, N) < p.cols)
-#pragma unroll
-                for (int e = 0; e < N; ++e) { float d = x[k][e] - mean; v += d * d; }
-        float rstd = 1.f / sqrtf(warp_sum(v) / p.cols + p.eps);
+        layer_norm_row_stats<VPL, N>(x, p.cols, p.eps, mean, rstd);
 #pragma unroll
         for (int k = 0; k < VPL; ++k)
         {
