@@ -150,11 +150,7 @@ public static class Functional
         int B = x.Shape[0], N = x.Shape[1], D = x.Shape[2];
         if (mask.Shape != new Shape(B, N)) throw new ArgumentException($"mask has shape {mask.Shape}; expected [{B}, {N}]", nameof(mask));
         var y = be.Empty(new Shape(B, D), x.DType);
-        using var row = mask.Reshape(B, 1, N);
-        using var cast = mask.DType == x.DType ? null : be.Empty(new Shape(B, 1, N), x.DType);
-        if (cast is not null) Ops.Elementwise.Cast(be, row, cast);
-        using var y3 = y.Reshape(B, 1, D);
-        Ops.MatMul.Forward(be, cast ?? row, false, x, false, y3, 1f / N);
+        Graphs.Nodes.MaskedMeanNode.Run(be, x, mask, y);
         return y;
     }
 

@@ -1,3 +1,4 @@
+using TransformerLS.Backends;
 using TransformerLS.Ops;
 using TransformerLS.Tensors;
 
@@ -47,22 +48,28 @@ sealed class MaskedMeanNode(Value x, Value mask, Value y) : Node($"masked mean {
     int B => x.Shape[0];
     int N => x.Shape[1];
 
-    Tensor MaskRow(RunContext c)
+    /// <summary>The mask [B, N] float32 as a row [B, 1, N] of <paramref name="dtype"/> (a view, or a cast the caller disposes).</summary>
+    static Tensor MaskRow(IBackend be, Tensor mask, DType dtype)
     {
-        var m = c[mask];
-        if (m.DType == x.DType) return m.Reshape(B, 1, N);
-        var cast = c.Backend.Empty(new Shape(B, 1, N), x.DType);
-        using var row = m.Reshape(B, 1, N);
-        Elementwise.Cast(c.Backend, row, cast);
+        int b = mask.Shape[0], n = mask.Shape[1];
+        if (mask.DType == dtype) return mask.Reshape(b, 1, n);
+        var cast = be.Empty(new Shape(b, 1, n), dtype);
+        using var row = mask.Reshape(b, 1, n);
+        Elementwise.Cast(be, row, cast);
         return cast;
     }
 
-    public override void Forward(RunContext c)
+    Tensor MaskRow(RunContext c) => MaskRow(c.Backend, c[mask], x.DType);
+
+    /// <summary>y [B, D] = (1/N)·mask·x for x [B, N, D]: the forward, shared with <see cref="TransformerLS.Functional.MaskedMean"/>.</summary>
+    internal static void Run(IBackend be, Tensor x, Tensor mask, Tensor y)
     {
-        using var m = MaskRow(c);
-        using var y3 = c[y].Reshape(B, 1, x.Shape[2]);
-        MatMul.Forward(c.Backend, m, false, c[x], false, y3, 1f / N);
+        using var m = MaskRow(be, mask, x.DType);
+        using var y3 = y.Reshape(x.Shape[0], 1, x.Shape[2]);
+        MatMul.Forward(be, m, false, x, false, y3, 1f / x.Shape[1]);
     }
+
+    public override void Forward(RunContext c) => Run(c.Backend, c[x], c[mask], c[y]);
 
     // dx[b, t, :] = mask[b, t]/N · dy[b, :]: the outer product of the mask column with dy.
     public override void Backward(RunContext c)
