@@ -13,11 +13,18 @@ TLS_DEVICE void warp_online_softmax(float s, float& m, float& l, float* acc, con
     float pr = s == -TLS_INF ? 0.f : expf(s - mnew);
     float corr = expf(mold - mnew);
     float lsum = warp_sum(pr);
-    for (int c = lane; c < d; c += 32)
+    // Every lane runs every 32-column step (the shuffles need the whole warp); lanes past d read and write nothing.
+    for (int c0 = 0; c0 < d; c0 += 32)
     {
-        float a = acc[c] * corr;
-        for (int kk = 0; kk < 32; ++kk) a += __shfl_sync(0xffffffffu, pr, kk) * Vs[kk * ds + c];
-        acc[c] = a;
+        const int c = c0 + lane;
+        const bool in = c < d;
+        float a = in ? acc[c] * corr : 0.f;
+        for (int kk = 0; kk < 32; ++kk)
+        {
+            float w = __shfl_sync(0xffffffffu, pr, kk);
+            if (in) a += w * Vs[kk * ds + c];
+        }
+        if (in) acc[c] = a;
     }
     __syncwarp();
     if (lane == 0) { m = mnew; l = l * corr + lsum; }

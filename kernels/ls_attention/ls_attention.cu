@@ -110,7 +110,7 @@ template <typename T> __device__ void ls_attention_bwd(LsAttentionParams p)
     extern __shared__ float sm[];
     const Block k = block_of(p, QB);
     if (k.nq <= 0) return;
-    const int d = p.d, ds = d + 1, lane = threadIdx.x % 32, warp = threadIdx.x / 32, dpl = d / 32;
+    const int d = p.d, ds = d + 1, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     float* Ks = sm;
     float* Vs = Ks + KT * ds;
     float* dKs = Vs + KT * ds;
@@ -162,12 +162,19 @@ template <typename T> __device__ void ls_attention_bwd(LsAttentionParams p)
                 pr = expf(row_dot(Qs + qi * d, Ks + lane * ds, d) - Lse[qi]);
                 dsv = pr * (row_dot(dOs + qi * d, Vs + lane * ds, d) - Dd[qi]);
             }
-            for (int t = 0; t < dpl; ++t)
+            // Any head dim: lane owns columns lane, lane + 32, …; every lane runs every step (the shuffles need
+            // the whole warp) and lanes past d read and write nothing.
+            for (int c0 = 0; c0 < d; c0 += 32)
             {
-                int c = lane + 32 * t;
+                const int c = c0 + lane;
+                const bool in = c < d;
                 float g = 0.f;
-                for (int kk = 0; kk < KT; ++kk) g += __shfl_sync(0xffffffffu, dsv, kk) * Ks[kk * ds + c];
-                dQs[qi * d + c] += g;
+                for (int kk = 0; kk < KT; ++kk)
+                {
+                    float w = __shfl_sync(0xffffffffu, dsv, kk);
+                    if (in) g += w * Ks[kk * ds + c];
+                }
+                if (in) dQs[qi * d + c] += g;
             }
             if (ok)
                 for (int c = 0; c < d; ++c)
@@ -202,3 +209,6 @@ template <typename T> __device__ void ls_attention_bwd(LsAttentionParams p)
 // float32 only: bf16 takes the tensor-core kernels.
 extern "C" __global__ void ls_attention_fwd_f32(LsAttentionParams p) { ls_attention_fwd<float>(p); }
 extern "C" __global__ void ls_attention_bwd_f32(LsAttentionParams p) { ls_attention_bwd<float>(p); }
+// bf16 at head dims the tensor-core kernels do not take (d % 16 != 0 or d > 128): the same CUDA-core math.
+extern "C" __global__ void ls_attention_fwd_bf16(LsAttentionParams p) { ls_attention_fwd<bf16>(p); }
+extern "C" __global__ void ls_attention_bwd_bf16(LsAttentionParams p) { ls_attention_bwd<bf16>(p); }

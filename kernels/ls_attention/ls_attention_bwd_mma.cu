@@ -206,7 +206,11 @@ extern "C" __global__ void ls_attention_bwd_lm_sum(LsAttentionParams p)
     extern "C" __global__ void __launch_bounds__(NWARP * 32) ls_attention_bwd_kv_mma_d##D(LsAttentionParams p) { ls_attention_bwd_kv_mma<D>(p); } \
     extern "C" __global__ void __launch_bounds__(NWARP * 32) ls_attention_bwd_lm_mma_d##D(LsAttentionParams p) { ls_attention_bwd_lm_mma<D>(p); }
 
+TLS_INSTANTIATE_BWD(16)
 TLS_INSTANTIATE_BWD(32)
+TLS_INSTANTIATE_BWD(48)
 TLS_INSTANTIATE_BWD(64)
+TLS_INSTANTIATE_BWD(80)
 TLS_INSTANTIATE_BWD(96)
+TLS_INSTANTIATE_BWD(112)
 TLS_INSTANTIATE_BWD(128)

@@ -43,7 +43,11 @@ template <int D> __device__ void ls_attention_fwd_mma(const LsAttentionParams& p
 #define TLS_INSTANTIATE_MMA(D)                                                                                  \
     extern "C" __global__ void __launch_bounds__(NWARP * 32) ls_attention_fwd_mma_d##D(LsAttentionParams p) { ls_attention_fwd_mma<D>(p); }
 
+TLS_INSTANTIATE_MMA(16)
 TLS_INSTANTIATE_MMA(32)
+TLS_INSTANTIATE_MMA(48)
 TLS_INSTANTIATE_MMA(64)
+TLS_INSTANTIATE_MMA(80)
 TLS_INSTANTIATE_MMA(96)
+TLS_INSTANTIATE_MMA(112)
 TLS_INSTANTIATE_MMA(128)

@@ -179,7 +179,7 @@ template <typename T> __device__ void ls_causal_attention_bwd(LsCausalAttentionP
     extern __shared__ float sm[];
     const Block k = block_of(p, QB);
     if (k.nq <= 0) return;
-    const int d = p.d, lane = threadIdx.x % 32, warp = threadIdx.x / 32, dpl = d / 32, ds = d + 1;
+    const int d = p.d, lane = threadIdx.x % 32, warp = threadIdx.x / 32, ds = d + 1;
     double* Dd = (double*)sm;      // first: the dynamic shared base is 16-byte aligned
     float* at = sm + 2 * QB;
     const Smem s = carve_common(at, d);
@@ -239,17 +239,22 @@ template <typename T> __device__ void ls_causal_attention_bwd(LsCausalAttentionP
                     pr = (float)exp((double)sc - Lse[qi]);
                     dsv = (float)(pr * (row_dot(dOs + qi * d, s.Vs + lane * ds, d) - Dd[qi]));
                 }
-                for (int t = 0; t < dpl; ++t)
+                // Any head dim: every lane runs every 32-column step (the shuffles need the whole warp); lanes
+                // past d read and write nothing.
+                for (int c0 = 0; c0 < d; c0 += 32)
                 {
-                    int c = lane + 32 * t;
+                    const int c = c0 + lane;
+                    const bool in = c < d;
                     float g = 0.f;
                     for (int kk = 0; kk < KT; ++kk)
                     {
+                        float w = __shfl_sync(0xffffffffu, dsv, kk);
+                        if (!in) continue;
                         float key = s.Ks[kk * ds + c];
                         if (window) key += s.Rs[(qi + KT - 1 - kk) * ds + c];
-                        g += __shfl_sync(0xffffffffu, dsv, kk) * key;
+                        g += w * key;
                     }
-                    dQs[qi * d + c] += g;
+                    if (in) dQs[qi * d + c] += g;
                 }
                 if (!ok) continue;
                 int row = qi + KT - 1 - lane;
@@ -307,3 +312,6 @@ template <typename T> __device__ void ls_causal_attention_bwd(LsCausalAttentionP
 
 extern "C" __global__ void ls_causal_attention_fwd_f32(LsCausalAttentionParams p) { ls_causal_attention_fwd<float>(p); }
 extern "C" __global__ void ls_causal_attention_bwd_f32(LsCausalAttentionParams p) { ls_causal_attention_bwd<float>(p); }
+// bf16 at head dims the tensor-core kernels do not take (d % 16 != 0 or d > 128): the same CUDA-core math.
+extern "C" __global__ void ls_causal_attention_fwd_bf16(LsCausalAttentionParams p) { ls_causal_attention_fwd<bf16>(p); }
+extern "C" __global__ void ls_causal_attention_bwd_bf16(LsCausalAttentionParams p) { ls_causal_attention_bwd<bf16>(p); }

@@ -45,7 +45,7 @@ template <int D> TLS_DEVICE Smem carve_common(unsigned char*& at, int qb)
 }
 
 // Bytes of carve_common and, for the backward, of what ls_causal_attention_bwd_mma takes after it: the same pieces
-// in the same order. Exported per (warps, D) for the launcher (one source): index (qb / 16 − 1)·4 + D / 32 − 1.
+// in the same order. Exported per (warps, D) for the launcher (one source): index (qb / 16 − 1)·8 + D / 16 − 1.
 __host__ __device__ constexpr int smem_bytes(int D, int qb, bool backward)
 {
     int common = piece(KT, 8) + piece(qb + KT, 8) + piece(qb * STRIDE(D), 2) + 2 * piece(KT * STRIDE(D), 2) + piece((qb + KT) * STRIDE(D), 2)
@@ -55,9 +55,10 @@ __host__ __device__ constexpr int smem_bytes(int D, int qb, bool backward)
         + piece(KT, 4) + piece(qb + KT, 4) + 2 * piece(D, 4);
 }
 
-#define TLS_SMEM_ROW(bwd, qb) smem_bytes(32, qb, bwd), smem_bytes(64, qb, bwd), smem_bytes(96, qb, bwd), smem_bytes(128, qb, bwd)
-TLS_EXPORT_TABLE(ls_causal_attention_fwd_mma_smem, 16, TLS_SMEM_ROW(false, 16), TLS_SMEM_ROW(false, 32), TLS_SMEM_ROW(false, 48), TLS_SMEM_ROW(false, 64))
-TLS_EXPORT_TABLE(ls_causal_attention_bwd_mma_smem, 16, TLS_SMEM_ROW(true, 16), TLS_SMEM_ROW(true, 32), TLS_SMEM_ROW(true, 48), TLS_SMEM_ROW(true, 64))
+#define TLS_SMEM_ROW(bwd, qb) smem_bytes(16, qb, bwd), smem_bytes(32, qb, bwd), smem_bytes(48, qb, bwd), smem_bytes(64, qb, bwd), \
+    smem_bytes(80, qb, bwd), smem_bytes(96, qb, bwd), smem_bytes(112, qb, bwd), smem_bytes(128, qb, bwd)
+TLS_EXPORT_TABLE(ls_causal_attention_fwd_mma_smem, 32, TLS_SMEM_ROW(false, 16), TLS_SMEM_ROW(false, 32), TLS_SMEM_ROW(false, 48), TLS_SMEM_ROW(false, 64))
+TLS_EXPORT_TABLE(ls_causal_attention_bwd_mma_smem, 32, TLS_SMEM_ROW(true, 16), TLS_SMEM_ROW(true, 32), TLS_SMEM_ROW(true, 48), TLS_SMEM_ROW(true, 64))
 #undef TLS_SMEM_ROW
 
 template <int D> TLS_DEVICE void load_biases(const LsCausalAttentionParams& p, const Block& k, const Smem& s)
@@ -314,7 +315,11 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
     extern "C" __global__ void __launch_bounds__(128) ls_causal_attention_fwd_mma_d##D(LsCausalAttentionParams p) { ls_causal_attention_fwd_mma<D>(p); } \
     extern "C" __global__ void __launch_bounds__(128) ls_causal_attention_bwd_mma_d##D(LsCausalAttentionParams p) { ls_causal_attention_bwd_mma<D>(p); }
 
+TLS_INSTANTIATE_MMA(16)
 TLS_INSTANTIATE_MMA(32)
+TLS_INSTANTIATE_MMA(48)
 TLS_INSTANTIATE_MMA(64)
+TLS_INSTANTIATE_MMA(80)
 TLS_INSTANTIATE_MMA(96)
+TLS_INSTANTIATE_MMA(112)
 TLS_INSTANTIATE_MMA(128)

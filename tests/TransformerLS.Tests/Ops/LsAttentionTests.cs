@@ -109,15 +109,17 @@ public class LsAttentionTests
     }
 
     [Fact]
-    public void Gpu_rejects_unsupported_head_dims_by_name()
+    public void Gpu_refuses_a_head_dim_whose_tile_does_not_fit_by_name()
     {
         var gpu = TestEnv.RequireGpu();
         using var s = new TensorScope();
         Tensor T(params int[] dims) => gpu.Empty(new Shape(dims), DType.Float32);
-        var q = T(1, 1, 8, 48);
+        var q = T(1, 1, 8, 512);
         var e = Assert.Throws<ArgumentOutOfRangeException>(() =>
-            LsAttention.Forward(gpu, new LsAttentionConfig(4, 2), q, q, q, T(1, 1, 2, 48), T(1, 1, 2, 48), null, q, T(1, 1, 8)));
-        Assert.Contains("head dims 32, 64, 96 and 128", e.Message);
+            LsAttention.Forward(gpu, new LsAttentionConfig(4, 2), q, q, q, T(1, 1, 2, 512), T(1, 1, 2, 512), null, q, T(1, 1, 8)));
+        Assert.Equal("q", e.ParamName);
+        Assert.Contains("head dim 512 needs", e.Message);
+        Assert.Contains("so head dims up to", e.Message);
     }
 }
 

@@ -22,9 +22,12 @@ public static partial class LsAttention
     }
 
     /// <summary>Device scratch the backward allocates while it runs on the GPU: for bf16, D = dO·O per query and the landmark
-    /// gradients' fp32 partials per query group (<see cref="TokenGroups"/>); float32 sums into its outputs.</summary>
+    /// gradients' fp32 partials per query group (<see cref="TokenGroups"/>); at head dims off the tensor cores (CUDA-core kernel) fp32
+    /// accumulators for the four key gradients; float32 sums into its outputs.</summary>
     public static long BackwardWorkspace(Device device, DType dtype, Shape k, Shape v, Shape kbar, Shape vbar) =>
-        device.Kind != DeviceKind.Cuda || dtype == DType.Float32 ? 0 : LsAttentionScratch.Of(k, kbar).Bytes;
+        device.Kind != DeviceKind.Cuda || dtype == DType.Float32 ? 0
+        : LsAttentionCuda.MmaHeadDim(k[3]) ? LsAttentionScratch.Of(k, kbar).Bytes
+        : Float32Accumulators.ScratchBytes(dtype, k.Count, v.Count, kbar.Count, vbar.Count);
 
     /// <summary>Gradients of the LS attention from its saved output and log-sum-exp; every gradient is overwritten.</summary>
     public static void Backward(IBackend be, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,

@@ -19,6 +19,13 @@ public static partial class LsAttention
         (3, 1, 50, 32, 64, 2, true),   // one segment longer than the sequence
         (1, 2, 300, 96, 128, 70, true), // two landmark tiles, two query blocks per segment, a short last segment
         (1, 1, 1100, 64, 64, 3, true), // two query groups of 550 in the landmark gradients (two-stage sum)
+        (1, 2, 40, 16, 8, 4, true),    // head dims 16, 48, 80, 112 on the tensor cores (bf16)
+        (2, 1, 33, 48, 16, 3, false),
+        (1, 1, 70, 80, 32, 5, true),
+        (1, 1, 24, 112, 8, 2, false),
+        (1, 2, 30, 40, 8, 3, true),    // head dims off the tensor cores: bf16 on the CUDA-core kernel
+        (1, 1, 20, 200, 4, 2, false),
+        (1, 1, 12, 256, 4, 2, true),
     }.SelectMany(s => CasesAt(dt, s.Item1, s.Item2, s.Item3, s.Item4, s.Item5, s.Item6, s.Item7));
 
     internal static IEnumerable<OpCase> PerfCases(KernelShape k, DType dt) => CasesAt(dt, k.Batch, k.Heads, k.N, k.HeadDim, k.Window, k.Rank, false);

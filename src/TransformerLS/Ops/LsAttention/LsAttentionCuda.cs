@@ -36,23 +36,20 @@ static class LsAttentionScratch
 static class LsAttentionCuda
 {
     const string File = "ls_attention/ls_attention.cu", MmaFile = "ls_attention/ls_attention_mma.cu", BwdFile = "ls_attention/ls_attention_bwd_mma.cu";
-    static readonly string[] MmaForward = ["ls_attention_fwd_mma_d32", "ls_attention_fwd_mma_d64", "ls_attention_fwd_mma_d96", "ls_attention_fwd_mma_d128"];
-    static readonly string[] MmaDq = ["ls_attention_bwd_dq_mma_d32", "ls_attention_bwd_dq_mma_d64", "ls_attention_bwd_dq_mma_d96", "ls_attention_bwd_dq_mma_d128"];
-    static readonly string[] MmaKv = ["ls_attention_bwd_kv_mma_d32", "ls_attention_bwd_kv_mma_d64", "ls_attention_bwd_kv_mma_d96", "ls_attention_bwd_kv_mma_d128"];
-    static readonly string[] MmaLm = ["ls_attention_bwd_lm_mma_d32", "ls_attention_bwd_lm_mma_d64", "ls_attention_bwd_lm_mma_d96", "ls_attention_bwd_lm_mma_d128"];
+    static readonly string[] MmaForward = ["ls_attention_fwd_mma_d16", "ls_attention_fwd_mma_d32", "ls_attention_fwd_mma_d48", "ls_attention_fwd_mma_d64", "ls_attention_fwd_mma_d80", "ls_attention_fwd_mma_d96", "ls_attention_fwd_mma_d112", "ls_attention_fwd_mma_d128"];
+    static readonly string[] MmaDq = ["ls_attention_bwd_dq_mma_d16", "ls_attention_bwd_dq_mma_d32", "ls_attention_bwd_dq_mma_d48", "ls_attention_bwd_dq_mma_d64", "ls_attention_bwd_dq_mma_d80", "ls_attention_bwd_dq_mma_d96", "ls_attention_bwd_dq_mma_d112", "ls_attention_bwd_dq_mma_d128"];
+    static readonly string[] MmaKv = ["ls_attention_bwd_kv_mma_d16", "ls_attention_bwd_kv_mma_d32", "ls_attention_bwd_kv_mma_d48", "ls_attention_bwd_kv_mma_d64", "ls_attention_bwd_kv_mma_d80", "ls_attention_bwd_kv_mma_d96", "ls_attention_bwd_kv_mma_d112", "ls_attention_bwd_kv_mma_d128"];
+    static readonly string[] MmaLm = ["ls_attention_bwd_lm_mma_d16", "ls_attention_bwd_lm_mma_d32", "ls_attention_bwd_lm_mma_d48", "ls_attention_bwd_lm_mma_d64", "ls_attention_bwd_lm_mma_d80", "ls_attention_bwd_lm_mma_d96", "ls_attention_bwd_lm_mma_d112", "ls_attention_bwd_lm_mma_d128"];
 
     /// <summary>A kernel's block: QB queries, Threads threads; read from its module (TLS_EXPORT), so the kernel is the one source.</summary>
     readonly record struct Tiles(int QB, int Threads);
 
-    static Tiles TilesOf(CudaBackend be, Tensor q) => UsesMma(q)
+    static Tiles TilesOf(CudaBackend be, LsAttentionGeometry g, Tensor q) => UsesMma(g, q)
         ? new(be.Constant(MmaFile, "ls_attention_mma_qb"), be.Constant(MmaFile, "ls_attention_mma_threads"))
         : new(be.Constant(File, "ls_attention_f32_qb"), be.Constant(File, "ls_attention_f32_threads"));
 
-    static void CheckHeadDim(LsAttentionGeometry g)
-    {
-        if (g.D % 32 != 0 || g.D > 128)
-            throw new ArgumentOutOfRangeException("q", g.D, "the CUDA LS attention supports head dims 32, 64, 96 and 128 (d % 32 == 0, d <= 128)");
-    }
+    /// <summary>The tensor-core kernels' head dims: multiples of 16 up to 128 (the tables above, by d / 16 − 1).</summary>
+    internal static bool MmaHeadDim(int d) => d % 16 == 0 && d is >= 16 and <= 128;
 
     static LsAttentionParams Params(LsAttentionGeometry g, Tiles t, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse) => new()
     {
@@ -61,7 +58,7 @@ static class LsAttentionCuda
         B = g.B, H = g.H, N = g.N, D = g.D, W = g.W, R = g.R, E = g.E, Chunks = Chunks(g, t), Scale = g.Scale,
     };
 
-    static bool UsesMma(Tensor q) => q.DType == DType.BFloat16;
+    static bool UsesMma(LsAttentionGeometry g, Tensor q) => q.DType == DType.BFloat16 && MmaHeadDim(g.D);
 
     /// <summary>Query chunks per segment; the kernel splits blockIdx.x by the same number.</summary>
     static int Chunks(LsAttentionGeometry g, Tiles t) => (g.W + t.QB - 1) / t.QB;
@@ -69,7 +66,7 @@ static class LsAttentionCuda
     static Dim3 Grid(LsAttentionGeometry g, Tiles t) => new((uint)(g.Segments * Chunks(g, t)), 1, (uint)(g.B * g.H));
 
     /// <summary>Dynamic shared memory of the kernel's carve-up, fixed + per_d·d, as the kernel file exports it (one source).</summary>
-    static uint Shared(CudaBackend be, LsAttentionGeometry g, Tensor q, bool backward) => (UsesMma(q), backward) switch
+    static uint Shared(CudaBackend be, LsAttentionGeometry g, Tensor q, bool backward) => (UsesMma(g, q), backward) switch
     {
         (true, false) => (uint)(be.Constant(MmaFile, "ls_attention_fwd_mma_smem_fixed") + be.Constant(MmaFile, "ls_attention_fwd_mma_smem_per_d") * g.D),
         (true, true) => throw new InvalidOperationException("the bf16 backward sizes its three passes from ls_attention_bwd_mma.cu"),
@@ -77,30 +74,44 @@ static class LsAttentionCuda
         (false, true) => (uint)(be.Constant(File, "ls_attention_bwd_f32_smem_fixed") + be.Constant(File, "ls_attention_bwd_f32_smem_per_d") * g.D),
     };
 
+    /// <summary>The CUDA-core kernels keep a tile of d-wide rows in shared memory: a head dim whose tile does not fit is refused by name.</summary>
+    static uint CheckedShared(CudaBackend be, LsAttentionGeometry g, Tensor q, bool backward)
+    {
+        var bytes = Shared(be, g, q, backward);
+        var limit = be.Context.Device.MaxSharedMemoryPerBlockOptin;
+        if (bytes > limit)
+        {
+            var perD = be.Constant(File, backward ? "ls_attention_bwd_f32_smem_per_d" : "ls_attention_fwd_f32_smem_per_d");
+            var fixedBytes = be.Constant(File, backward ? "ls_attention_bwd_f32_smem_fixed" : "ls_attention_fwd_f32_smem_fixed");
+            throw new ArgumentOutOfRangeException("q", g.D,
+                $"head dim {g.D} needs {bytes} bytes of shared memory in the CUDA-core LS attention {(backward ? "backward" : "forward")}; {be.Context.Device.Name} allows {limit}, " +
+                $"so head dims up to {(limit - fixedBytes) / perD} run here{(q.DType == DType.BFloat16 ? " (bf16 head dims 16, 32, …, 128 run on the tensor cores)" : "")}");
+        }
+        return bytes;
+    }
+
     public static void Forward(CudaBackend be, LsAttentionGeometry g, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse)
     {
-        CheckHeadDim(g);
-        var t = TilesOf(be, q);
+                var t = TilesOf(be, g, q);
         var p = Params(g, t, q, k, v, kbar, vbar, mask, o, lse);
-        if (UsesMma(q))
-            be.Kernel(MmaFile, MmaForward[g.D / 32 - 1]).Launch(Grid(g, t), (uint)t.Threads, Shared(be, g, q, false), be.Stream, p);
+        if (UsesMma(g, q))
+            be.Kernel(MmaFile, MmaForward[g.D / 16 - 1]).Launch(Grid(g, t), (uint)t.Threads, Shared(be, g, q, false), be.Stream, p);
         else
-            be.Kernel(File, "ls_attention_fwd_f32").Launch(Grid(g, t), (uint)t.Threads, Shared(be, g, q, false), be.Stream, p);
+            be.Kernel(File, q.DType == DType.Float32 ? "ls_attention_fwd_f32" : "ls_attention_fwd_bf16").Launch(Grid(g, t), (uint)t.Threads, CheckedShared(be, g, q, false), be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, LsAttentionGeometry g, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
         Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk, Tensor dv, Tensor dkbar, Tensor dvbar)
     {
-        CheckHeadDim(g);
-        var t = TilesOf(be, q);
+                var t = TilesOf(be, g, q);
         var p = Params(g, t, q, k, v, kbar, vbar, mask, o, lse);
         p.DOut = dout.DevicePointer; p.DQ = dq.DevicePointer;
-        if (!UsesMma(q))
+        if (!UsesMma(g, q))
         {
-            // The fp32 kernel sums key gradients atomically into its float32 outputs.
+            // The CUDA-core kernel sums key gradients atomically into fp32 (the outputs, or scratch rounded into bf16 ones).
             using var grads = new Float32Accumulators(be, dk, dv, dkbar, dvbar);
             p.DK = grads.P0; p.DV = grads.P1; p.DKBar = grads.P2; p.DVBar = grads.P3;
-            be.Kernel(File, "ls_attention_bwd_f32").Launch(Grid(g, t), (uint)t.Threads, Shared(be, g, q, true), be.Stream, p);
+            be.Kernel(File, q.DType == DType.Float32 ? "ls_attention_bwd_f32" : "ls_attention_bwd_bf16").Launch(Grid(g, t), (uint)t.Threads, CheckedShared(be, g, q, true), be.Stream, p);
             grads.Complete();
             return;
         }
@@ -117,9 +128,9 @@ static class LsAttentionCuda
             var kvSmem = (uint)(be.Constant(BwdFile, "ls_attention_bwd_kv_mma_smem_fixed") + be.Constant(BwdFile, "ls_attention_bwd_kv_mma_smem_per_d") * g.D);
             var bt = new Tiles(be.Constant(BwdFile, "ls_attention_bwd_mma_qb"), (int)threads);
             p.Chunks = Chunks(g, bt);
-            be.Kernel(BwdFile, MmaDq[g.D / 32 - 1]).Launch(Grid(g, bt), threads, dqSmem, be.Stream, p);
-            be.Kernel(BwdFile, MmaKv[g.D / 32 - 1]).Launch(new Dim3((uint)((g.N + kt - 1) / kt), 1, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
-            be.Kernel(BwdFile, MmaLm[g.D / 32 - 1]).Launch(new Dim3((uint)((g.R + kt - 1) / kt), (uint)p.Groups, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
+            be.Kernel(BwdFile, MmaDq[g.D / 16 - 1]).Launch(Grid(g, bt), threads, dqSmem, be.Stream, p);
+            be.Kernel(BwdFile, MmaKv[g.D / 16 - 1]).Launch(new Dim3((uint)((g.N + kt - 1) / kt), 1, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
+            be.Kernel(BwdFile, MmaLm[g.D / 16 - 1]).Launch(new Dim3((uint)((g.R + kt - 1) / kt), (uint)p.Groups, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
             var outputs = (long)g.B * g.H * g.R * g.D;
             be.Kernel(BwdFile, "ls_attention_bwd_lm_sum").Launch((uint)Math.Clamp((outputs + 255) / 256, 1, 65535L * 16), 256, 0, be.Stream, p);
         }

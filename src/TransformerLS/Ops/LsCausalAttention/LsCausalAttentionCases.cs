@@ -20,6 +20,12 @@ public static partial class LsCausalAttention
         (3, 1, 24, 8, 32, 32, 8, 2, 1, false),  // the window is longer than the block
         (1, 2, 90, 8, 64, 8, 40, 2, 1, true),   // a chunk longer than the kernel's query tile
         (1, 2, 200, 70, 96, 100, 80, 3, 20, true), // several compressed and window tiles, two query blocks per chunk
+        (1, 2, 20, 3, 16, 4, 4, 1, 1, true),    // head dims 16, 48, 80, 112 on the tensor cores (bf16)
+        (1, 1, 24, 4, 48, 8, 4, 2, 1, false),
+        (1, 1, 18, 2, 80, 4, 8, 1, 1, true),
+        (1, 1, 16, 2, 112, 4, 4, 1, 1, false),
+        (1, 2, 20, 3, 40, 4, 4, 1, 2, true),    // head dims off the tensor cores: bf16 on the CUDA-core kernel
+        (1, 1, 12, 2, 144, 4, 4, 1, 1, false),
     }.SelectMany(s => CasesAt(dt, s.Item1, s.Item2, s.Item3, s.Item4, s.Item5, s.Item6, s.Item7, s.Item8, s.Item9, s.Item10));
 
     /// <summary>The enwik8 phase-1 shape: the block of L after a memory of M (w − 1 of it in the band's prefix, M/l chunks compressed).</summary>

@@ -15,27 +15,25 @@ struct LsCausalAttentionParams
 }
 
 /// <summary>
-/// float32 runs kernels/ls_causal_attention/ls_causal_attention.cu (CUDA cores); bfloat16 runs kernels/ls_causal_attention/ls_causal_attention_mma.cu
+/// float32, and bf16 at head dims off the tensor cores, run kernels/ls_causal_attention/ls_causal_attention.cu (CUDA cores); bfloat16 runs kernels/ls_causal_attention/ls_causal_attention_mma.cu
 /// (tensor cores, one instantiation per head dim, 16 queries per warp and up to 4 warps a block).
 /// </summary>
 static class LsCausalAttentionCuda
 {
     const string File = "ls_causal_attention/ls_causal_attention.cu", MmaFile = "ls_causal_attention/ls_causal_attention_mma.cu";
 
-    static readonly string[] MmaForward = ["ls_causal_attention_fwd_mma_d32", "ls_causal_attention_fwd_mma_d64", "ls_causal_attention_fwd_mma_d96", "ls_causal_attention_fwd_mma_d128"];
-    static readonly string[] MmaBackward = ["ls_causal_attention_bwd_mma_d32", "ls_causal_attention_bwd_mma_d64", "ls_causal_attention_bwd_mma_d96", "ls_causal_attention_bwd_mma_d128"];
+    static readonly string[] MmaForward = ["ls_causal_attention_fwd_mma_d16", "ls_causal_attention_fwd_mma_d32", "ls_causal_attention_fwd_mma_d48", "ls_causal_attention_fwd_mma_d64", "ls_causal_attention_fwd_mma_d80", "ls_causal_attention_fwd_mma_d96", "ls_causal_attention_fwd_mma_d112", "ls_causal_attention_fwd_mma_d128"];
+    static readonly string[] MmaBackward = ["ls_causal_attention_bwd_mma_d16", "ls_causal_attention_bwd_mma_d32", "ls_causal_attention_bwd_mma_d48", "ls_causal_attention_bwd_mma_d64", "ls_causal_attention_bwd_mma_d80", "ls_causal_attention_bwd_mma_d96", "ls_causal_attention_bwd_mma_d112", "ls_causal_attention_bwd_mma_d128"];
 
     /// <summary>The fp32 kernel's block (QB queries, Threads threads), read from its module (TLS_EXPORT): the kernel is the one source.</summary>
     readonly record struct Tiles(int QB, int Threads);
 
-    static Tiles TilesOf(CudaBackend be, Tensor q) => UsesMma(q)
+    static Tiles TilesOf(CudaBackend be, LsCausalGeometry g, Tensor q) => UsesMma(g, q)
         ? default // the mma blocks are sized by the chunk (MmaWarps)
         : new(be.Constant(File, "ls_causal_attention_f32_qb"), be.Constant(File, "ls_causal_attention_f32_threads"));
 
     static LsCausalAttentionParams Params(LsCausalGeometry g, Tiles t, in LsCausalInputs x, Tensor o, Tensor lse)
     {
-        if (g.D % 32 != 0 || g.D > 128)
-            throw new ArgumentOutOfRangeException("q", g.D, "the CUDA causal LS attention supports head dims 32, 64, 96 and 128 (d % 32 == 0, d <= 128)");
         return new()
         {
             Q = x.Q.DevicePointer, K = x.K.DevicePointer, V = x.V.DevicePointer, U = x.U.DevicePointer, VB = x.VBias.DevicePointer,
@@ -46,12 +44,14 @@ static class LsCausalAttentionCuda
         };
     }
 
-    static bool UsesMma(Tensor q) => q.DType == DType.BFloat16;
+    /// <summary>bf16 at a tensor-core head dim (the tables above, by d / 16 − 1: the bidirectional kernels' rule); any other head
+    /// dim, and float32, runs the CUDA-core kernel.</summary>
+    static bool UsesMma(LsCausalGeometry g, Tensor q) => q.DType == DType.BFloat16 && LsAttentionCuda.MmaHeadDim(g.D);
 
     /// <summary>Warps of an mma block: 16 queries each, no more than a chunk holds, at most 4.</summary>
     static int MmaWarps(LsCausalGeometry g) => Math.Min(4, (Math.Min(g.Lc, g.L) + 15) / 16);
 
-    static int BlockQueries(LsCausalGeometry g, Tiles t, Tensor q) => UsesMma(q) ? 16 * MmaWarps(g) : t.QB;
+    static int BlockQueries(LsCausalGeometry g, Tiles t, Tensor q) => UsesMma(g, q) ? 16 * MmaWarps(g) : t.QB;
 
     /// <summary>Query blocks per projection chunk: a block never straddles two chunks.</summary>
     static int QueryBlocks(LsCausalGeometry g, int blockQueries) => (Math.Min(g.Lc, g.L) + blockQueries - 1) / blockQueries;
@@ -64,26 +64,42 @@ static class LsCausalAttentionCuda
     /// </summary>
     static uint Shared(CudaBackend be, LsCausalGeometry g, Tensor q, bool backward)
     {
-        if (UsesMma(q))
-            return (uint)be.Constant(MmaFile, backward ? "ls_causal_attention_bwd_mma_smem" : "ls_causal_attention_fwd_mma_smem", (MmaWarps(g) - 1) * 4 + g.D / 32 - 1);
+        if (UsesMma(g, q))
+            return (uint)be.Constant(MmaFile, backward ? "ls_causal_attention_bwd_mma_smem" : "ls_causal_attention_fwd_mma_smem", (MmaWarps(g) - 1) * 8 + g.D / 16 - 1);
         return backward
             ? (uint)(be.Constant(File, "ls_causal_attention_bwd_f32_smem_fixed") + be.Constant(File, "ls_causal_attention_bwd_f32_smem_per_d") * g.D)
             : (uint)(be.Constant(File, "ls_causal_attention_fwd_f32_smem_fixed") + be.Constant(File, "ls_causal_attention_fwd_f32_smem_per_d") * g.D);
     }
 
+    /// <summary>The CUDA-core kernels keep tiles of d-wide rows in shared memory: a head dim whose tiles do not fit is refused by name.</summary>
+    static uint CheckedShared(CudaBackend be, LsCausalGeometry g, Tensor q, bool backward)
+    {
+        var bytes = Shared(be, g, q, backward);
+        var limit = be.Context.Device.MaxSharedMemoryPerBlockOptin;
+        if (bytes > limit)
+        {
+            var perD = be.Constant(File, backward ? "ls_causal_attention_bwd_f32_smem_per_d" : "ls_causal_attention_fwd_f32_smem_per_d");
+            var fixedBytes = be.Constant(File, backward ? "ls_causal_attention_bwd_f32_smem_fixed" : "ls_causal_attention_fwd_f32_smem_fixed");
+            throw new ArgumentOutOfRangeException("q", g.D,
+                $"head dim {g.D} needs {bytes} bytes of shared memory in the CUDA-core causal LS attention {(backward ? "backward" : "forward")}; {be.Context.Device.Name} allows {limit}, " +
+                $"so head dims up to {(limit - fixedBytes) / perD} run here{(q.DType == DType.BFloat16 ? " (bf16 head dims 16, 32, …, 128 run on the tensor cores)" : "")}");
+        }
+        return bytes;
+    }
+
     public static void Forward(CudaBackend be, LsCausalGeometry g, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse)
     {
-        var t = TilesOf(be, x.Q);
+        var t = TilesOf(be, g, x.Q);
         var p = Params(g, t, x, o, lse);
-        if (UsesMma(x.Q))
-            be.Kernel(MmaFile, MmaForward[g.D / 32 - 1]).Launch(Grid(g, t, x.Q), 32 * MmaWarps(g), Shared(be, g, x.Q, false), be.Stream, p);
+        if (UsesMma(g, x.Q))
+            be.Kernel(MmaFile, MmaForward[g.D / 16 - 1]).Launch(Grid(g, t, x.Q), 32 * MmaWarps(g), Shared(be, g, x.Q, false), be.Stream, p);
         else
-            be.Kernel(File, "ls_causal_attention_fwd_f32").Launch(Grid(g, t, x.Q), (uint)t.Threads, Shared(be, g, x.Q, false), be.Stream, p);
+            be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_attention_fwd_f32" : "ls_causal_attention_fwd_bf16").Launch(Grid(g, t, x.Q), (uint)t.Threads, CheckedShared(be, g, x.Q, false), be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, LsCausalGeometry g, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse, Tensor dout, in LsCausalGradients gr)
     {
-        var t = TilesOf(be, x.Q);
+        var t = TilesOf(be, g, x.Q);
         var p = Params(g, t, x, o, lse);
         // Everything but dq accumulates atomically in fp32.
         using var seq = new Float32Accumulators(be, gr.DK, gr.DV);
@@ -93,10 +109,10 @@ static class LsCausalAttentionCuda
         p.DOut = dout.DevicePointer; p.DQ = gr.DQ.DevicePointer;
         p.DK = seq.P0; p.DV = seq.P1; p.DKC = cmp.P0; p.DVC = cmp.P1; p.DU = bias.P0; p.DVB = bias.P1; p.DRel = rel.P0; p.DRelC = rel.P1;
         var d = g.D;
-        if (UsesMma(x.Q))
-            be.Kernel(MmaFile, MmaBackward[d / 32 - 1]).Launch(Grid(g, t, x.Q), 32 * MmaWarps(g), Shared(be, g, x.Q, true), be.Stream, p);
+        if (UsesMma(g, x.Q))
+            be.Kernel(MmaFile, MmaBackward[d / 16 - 1]).Launch(Grid(g, t, x.Q), 32 * MmaWarps(g), Shared(be, g, x.Q, true), be.Stream, p);
         else
-            be.Kernel(File, "ls_causal_attention_bwd_f32").Launch(Grid(g, t, x.Q), (uint)t.Threads, Shared(be, g, x.Q, true), be.Stream, p);
+            be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_attention_bwd_f32" : "ls_causal_attention_bwd_bf16").Launch(Grid(g, t, x.Q), (uint)t.Threads, CheckedShared(be, g, x.Q, true), be.Stream, p);
         seq.Complete(); cmp.Complete(); bias.Complete(); rel.Complete();
     }
 }
