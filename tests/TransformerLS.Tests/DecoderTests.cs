@@ -181,6 +181,36 @@ public class DecoderTests
         Assert.Equal(before, gpu.MemoryStats.LiveBytes);
     }
 
+    /// <summary>
+    /// A step replayed from its CUDA graph gives the eager step's bits: a batch of three at different positions (one idle at
+    /// times), through chunk and block boundaries and past the memory span, so both recorded variants replay many times.
+    /// </summary>
+    [Theory, InlineData(DType.Float32), InlineData(DType.BFloat16)]
+    public void Graph_replayed_steps_give_the_eager_steps_bits(DType dt)
+    {
+        var gpu = TestEnv.RequireGpu();
+        var cfg = Config(16, 16, 8, 4, 2) with { Dim = 64, Heads = 2 };
+        var streams = new[] { Stream(60, 1), Stream(60, 2), Stream(60, 3) };
+        var before = gpu.MemoryStats.LiveBytes;
+        using (var model = new CausalLm(gpu, cfg, dt, 9))
+        using (var eager = new CausalLmDecoder(model, 3, captureGraphs: false))
+        using (var graphed = new CausalLmDecoder(model, 3))
+        {
+            Assert.True(graphed.CapturesGraphs);
+            for (var t = 0; t < 60; t++)
+            {
+                // sequence 1 starts 7 steps late, sequence 2 sits out every fifth step
+                bool[] active = [true, t >= 7, t % 5 != 4];
+                int[] tokens = [streams[0][t], streams[1][t], streams[2][t]];
+                var (a, b) = (eager.Step(tokens, active), graphed.Step(tokens, active));
+                Assert.True(a.AsSpan().SequenceEqual(b), $"step {t}: the replayed step differs from the eager one");
+            }
+            Assert.Equal(0, eager.GraphReplays);
+            Assert.True(graphed.GraphReplays >= 50, $"only {graphed.GraphReplays} of 60 steps replayed a graph");
+        }
+        Assert.Equal(before, gpu.MemoryStats.LiveBytes);
+    }
+
     [Fact]
     public void Generation_in_a_batch_gives_each_prompt_its_batch_1_bytes_and_honours_the_options()
     {

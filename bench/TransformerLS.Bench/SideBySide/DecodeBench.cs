@@ -31,7 +31,8 @@ public sealed record DecodeRow(
 }
 
 /// <summary>
-/// `tls-bench decode`: the incremental decoder (CausalLmDecoder, "tls-decode") at each batch and context, and the
+/// `tls-bench decode`: the incremental decoder (CausalLmDecoder, "tls-decode": a CUDA graph per step on the GPU; and
+/// "tls-decode-eager", kernels launched one by one, at the shortest context) at each batch and context, and the
 /// block-recompute sampler it replaces (LmSampler, "tls-block-recompute", batch 1): the same model, weights and bytes.
 /// The memory M is raised to the longest context so every context is remembered whole.
 /// </summary>
@@ -49,11 +50,13 @@ public static class DecodeBench
             using var model = new CausalLm(be, o.Model with { Memory = memory }, dtype, 1);
             foreach (var batch in o.Batches)
                 foreach (var context in o.Contexts)
-                {
-                    var row = Measure(be, model, batch, context, o.Steps);
-                    rows.Add(row);
-                    log?.WriteLine(Format(row));
-                }
+                    // the eager decoder (each kernel launched from the host) beside the graphed one, at the shortest context
+                    foreach (var graphs in context == o.Contexts.Min() && be is CudaBackend ? new[] { true, false } : [true])
+                    {
+                        var row = Measure(be, model, batch, context, o.Steps, graphs);
+                        rows.Add(row);
+                        log?.WriteLine(Format(row));
+                    }
             if (o.Peer)
                 foreach (var context in o.Contexts)
                 {
@@ -67,13 +70,14 @@ public static class DecodeBench
 
     static string Name(DType dt) => dt == DType.BFloat16 ? "bf16" : "fp32";
 
-    static DecodeRow Measure(IBackend be, CausalLm model, int batch, int context, int steps)
+    static DecodeRow Measure(IBackend be, CausalLm model, int batch, int context, int steps, bool graphs)
     {
+        var impl = graphs ? "tls-decode" : "tls-decode-eager";
         try
         {
             (be as CudaBackend)?.Context.TrimPool();
             be.ResetPeak();
-            using var d = new CausalLmDecoder(model, batch);
+            using var d = new CausalLmDecoder(model, batch, graphs);
             var rng = new Random(2);
             var vocab = model.Config.Vocab;
             var tokens = new int[batch];
@@ -93,11 +97,11 @@ public static class DecodeBench
                 times[s] = clock.Elapsed.TotalMilliseconds;
             }
             var ms = Median(times);
-            return new DecodeRow("tls-decode", Name(model.DType), batch, context, prefill, batch / (ms / 1000), ms, be.MemoryStats.PeakBytes, "ok");
+            return new DecodeRow(impl, Name(model.DType), batch, context, prefill, batch / (ms / 1000), ms, be.MemoryStats.PeakBytes, "ok");
         }
         catch (Exception e) when (e is CudaOutOfMemoryException or OutOfMemoryException)
         {
-            return new DecodeRow("tls-decode", Name(model.DType), batch, context, null, null, null, null, "oom");
+            return new DecodeRow(impl, Name(model.DType), batch, context, null, null, null, null, "oom");
         }
     }
 

@@ -1,4 +1,5 @@
 using TransformerLS.Backends;
+using TransformerLS.Cuda;
 using TransformerLS.Layers;
 using TransformerLS.Ops;
 using TransformerLS.Tensors;
@@ -28,17 +29,36 @@ public sealed class CausalLmDecoder : IDisposable
     readonly Layer[] _layers;
     readonly long[] _pos;
     readonly int B, D, H, Hd, W, Lc, R, L, M, P, Mc, C, Lb, V;
-    // Per-step host inputs and their device copies.
-    readonly float[] _tokens, _state, _rowsW, _rowsChunk, _rowsBlock, _rowsRing;
+    // Per-step host inputs, packed [tokens B | state 4B | rowsW B | rowsChunk B | rowsBlock B | rowsRing B] so that one
+    // copy uploads them, and their device tensors (on the GPU views into one buffer; on the CPU one tensor each).
+    const int Packed = 9;
+    readonly float[] _host;
+    readonly Tensor _tPacked;
+    readonly Tensor[] _tParts;
     readonly Tensor _tTokens, _tState, _tRowsW, _tRowsChunk, _tRowsBlock, _tRowsRing;
+    readonly Tensor _tLogits; // [B, 1, V] in the model's dtype: where every step's logits land
+    // On the GPU a step is one CUDA-graph launch: recorded per variant (no chunk completes / some chunk completes) on its
+    // second run, after an eager warm-up; the graphs read the tensors above, whose addresses never change.
+    readonly CudaGraph?[] _graphs = new CudaGraph?[2];
+    readonly bool[] _warmedUp = new bool[2];
 
     public int Batch => B;
     public CausalLm Model => _model;
 
+    /// <summary>Whether steps on the GPU replay CUDA graphs (the default) rather than launching each kernel from the host.</summary>
+    public bool CapturesGraphs { get; }
+
+    /// <summary>Steps that replayed a recorded CUDA graph.</summary>
+    public long GraphReplays { get; private set; }
+
     /// <summary>Sequence b's position: the number of tokens it has been fed since its <see cref="Reset"/>.</summary>
     public long Position(int b) => _pos[b];
 
-    public CausalLmDecoder(CausalLm model, int batch)
+    /// <param name="model">The model; the decoder reads its parameters in place (a replayed graph reads their addresses), so load new
+    /// values into its tensors rather than replacing them.</param>
+    /// <param name="batch">The sequences decoded together.</param>
+    /// <param name="captureGraphs">On the GPU, replay each step from a CUDA graph (one launch) instead of launching its kernels one by one.</param>
+    public CausalLmDecoder(CausalLm model, int batch, bool captureGraphs = true)
     {
         ArgumentNullException.ThrowIfNull(model);
         LraConfig.Positive(batch, nameof(batch));
@@ -50,11 +70,17 @@ public sealed class CausalLmDecoder : IDisposable
         (Hd, P, Mc, Lb) = (D / H, Math.Min(M, W - 1), M / Lc, L / Lc);
         C = Mc + Lb;
         _pos = new long[B];
-        (_tokens, _state, _rowsW, _rowsChunk, _rowsBlock, _rowsRing) = (new float[B], new float[4 * B], new float[B], new float[B], new float[B], new float[B]);
+        CapturesGraphs = captureGraphs && _be is CudaBackend;
+        _host = new float[Packed * B];
         using var detached = TensorScope.Detach(); // the caches are the decoder's, whatever scope the caller is in
         var f = DType.Float32;
-        (_tTokens, _tState) = (_be.Empty(new Shape(B), f), _be.Empty(new Shape(B, 4), f));
-        (_tRowsW, _tRowsChunk, _tRowsBlock, _tRowsRing) = (_be.Empty(new Shape(B), f), _be.Empty(new Shape(B), f), _be.Empty(new Shape(B), f), _be.Empty(new Shape(B), f));
+        _tPacked = _be.Empty(new Shape(Packed * B), f);
+        Shape[] parts = [new(B), new(B, 4), new(B), new(B), new(B), new(B)];
+        _tParts = new Tensor[parts.Length];
+        for (int k = 0, at = 0; k < parts.Length; at += (int)parts[k].Count, k++)
+            _tParts[k] = _be is CudaBackend ? new Tensor(_be, parts[k], f, null, _tPacked.DevicePointer + 4ul * (ulong)at, owns: false) : _be.Empty(parts[k], f);
+        (_tTokens, _tState, _tRowsW, _tRowsChunk, _tRowsBlock, _tRowsRing) = (_tParts[0], _tParts[1], _tParts[2], _tParts[3], _tParts[4], _tParts[5]);
+        _tLogits = _be.Empty(new Shape(B, 1, V), model.DType);
         _layers = new Layer[cfg.Layers];
         try
         {
@@ -85,6 +111,7 @@ public sealed class CausalLmDecoder : IDisposable
     {
         if (tokens.Length != B) throw new ArgumentException($"{tokens.Length} tokens given; expected one per sequence ({B})", nameof(tokens));
         if (!active.IsEmpty && active.Length != B) throw new ArgumentException($"{active.Length} flags given; expected one per sequence ({B})", nameof(active));
+        var anyCompletes = false;
         for (var b = 0; b < B; b++)
         {
             var on = active.IsEmpty || active[b];
@@ -94,35 +121,54 @@ public sealed class CausalLmDecoder : IDisposable
             var i = (int)(t % L);
             var (qi, chunkRow) = (i / Lc, i % Lc);
             var firstCache = FloorMod((t - i) / Lc - Mc, C);
-            _tokens[b] = on ? tokens[b] : 0;
-            (_state[4 * b], _state[4 * b + 1], _state[4 * b + 2], _state[4 * b + 3]) = ((int)(t % W), Math.Min(W, P + i + 1), firstCache, qi);
             var completes = on && chunkRow == Lc - 1;
-            _rowsW[b] = on ? (int)(t % W) : -1;
-            _rowsChunk[b] = on ? chunkRow : -1;
-            _rowsBlock[b] = completes ? qi * R : -1;
-            _rowsRing[b] = completes ? FloorMod(t / Lc, C) * R : -1;
+            Span<float> state = _host.AsSpan(B, 4 * B), rows = _host.AsSpan(5 * B);
+            _host[b] = on ? tokens[b] : 0;
+            (state[4 * b], state[4 * b + 1], state[4 * b + 2], state[4 * b + 3]) = ((int)(t % W), Math.Min(W, P + i + 1), firstCache, qi);
+            rows[b] = on ? (int)(t % W) : -1;
+            rows[B + b] = on ? chunkRow : -1;
+            rows[2 * B + b] = completes ? qi * R : -1;
+            rows[3 * B + b] = completes ? FloorMod(t / Lc, C) * R : -1;
+            anyCompletes |= completes;
         }
-        _tTokens.CopyFrom(_tokens); _tState.CopyFrom(_state);
-        _tRowsW.CopyFrom(_rowsW); _tRowsChunk.CopyFrom(_rowsChunk); _tRowsBlock.CopyFrom(_rowsBlock); _tRowsRing.CopyFrom(_rowsRing);
-        var anyCompletes = _rowsBlock.Any(r => r >= 0);
-
-        float[] logits;
-        using (new TensorScope())
-        {
-            var p = _model.Parameters;
-            var rows = New(B, D);
-            Ops.Embedding.Forward(_be, p["in_emb.weight"], _tTokens, rows);
-            var scaled = New(B, D);
-            Elementwise.Axpby(_be, rows, MathF.Sqrt(D), null, 0f, scaled);
-            var x = scaled.Reshape(B, 1, D); // a view: frees nothing
-            foreach (var layer in _layers) x = layer.Step(x, anyCompletes);
-            var y = New(B, 1, V);
-            Ops.Linear.Forward(_be, x, p["in_emb.weight"], p["out_emb.bias"], y);
-            logits = y.ToArray();
-        }
+        if (_be is CudaBackend) _tPacked.CopyFrom(_host);
+        else
+            for (int k = 0, at = 0; k < _tParts.Length; at += (int)_tParts[k].Count, k++) _tParts[k].CopyFrom(_host.AsSpan(at, (int)_tParts[k].Count));
+        Run(anyCompletes);
+        var logits = _tLogits.ToArray();
         for (var b = 0; b < B; b++)
             if (active.IsEmpty || active[b]) _pos[b]++;
         return LogSoftmaxRows(logits, active);
+    }
+
+    /// <summary>The step's device work, from the uploaded inputs to the logits: eager, or a replay of its CUDA graph.</summary>
+    void Run(bool anyCompletes)
+    {
+        var variant = anyCompletes ? 1 : 0;
+        if (!CapturesGraphs || !_warmedUp[variant])
+        {
+            _warmedUp[variant] = true; // the first run of a variant is eager: kernels load and cuBLAS settles outside a recording
+            Forward(anyCompletes);
+            return;
+        }
+        var stream = ((CudaBackend)_be).Stream;
+        var graph = _graphs[variant] ??= CudaGraph.Capture(stream, () => Forward(anyCompletes));
+        graph.Launch(stream);
+        GraphReplays++;
+    }
+
+    /// <summary>Embedding, the layers' steps and the output map into <see cref="_tLogits"/>; every temporary is freed by the end.</summary>
+    void Forward(bool anyCompletes)
+    {
+        using var scope = new TensorScope();
+        var p = _model.Parameters;
+        var rows = New(B, D);
+        Ops.Embedding.Forward(_be, p["in_emb.weight"], _tTokens, rows);
+        var scaled = New(B, D);
+        Elementwise.Axpby(_be, rows, MathF.Sqrt(D), null, 0f, scaled);
+        var x = scaled.Reshape(B, 1, D); // a view: frees nothing
+        foreach (var layer in _layers) x = layer.Step(x, anyCompletes);
+        Ops.Linear.Forward(_be, x, p["in_emb.weight"], p["out_emb.bias"], _tLogits);
     }
 
     /// <summary>Feeds sequence b its prompt, token by token (the other sequences wait); returns the log-probabilities after its last token [V].</summary>
@@ -165,8 +211,12 @@ public sealed class CausalLmDecoder : IDisposable
 
     public void Dispose()
     {
+        if (_graphs.Any(g => g is not null)) _be.Synchronize(); // graphs are destroyed after their last replay has run
+        foreach (var g in _graphs) g?.Dispose();
         foreach (var l in _layers) l?.Dispose();
-        foreach (var t in new[] { _tTokens, _tState, _tRowsW, _tRowsChunk, _tRowsBlock, _tRowsRing }) t?.Dispose();
+        foreach (var t in _tParts ?? []) t?.Dispose();
+        _tPacked?.Dispose();
+        _tLogits?.Dispose();
     }
 
     /// <summary>One layer's parameters (by name), relative-position tables and caches.</summary>
