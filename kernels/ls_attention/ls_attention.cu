@@ -4,10 +4,11 @@
 // are zero. Forward writes O and the log-sum-exp; backward recomputes probabilities from it.
 // Reference: src/TransformerLS/Ops/LsAttention/LsAttention.cs.
 //
-// A block owns up to QB queries of one segment of one (batch, head). The key list (r landmarks, then the
-// 2e + w window positions) streams through shared memory KT keys at a time; within a tile each lane of a
-// warp owns one key, so a warp scores 32 keys at once and updates its query's online softmax.
-// fp32 math on the CUDA cores: the float32 path. bf16 runs on the tensor cores in ls_attention_mma.cu.
+// Forward and dQ pass: a block owns up to QB queries of one segment of one (batch, head). The key list (r landmarks,
+// then the 2e + w window positions) streams through shared memory KT keys at a time; within a tile each lane of a
+// warp owns one key, so a warp scores 32 keys at once and updates its query's online softmax. The key passes of the
+// backward are below. fp32 math on the CUDA cores: the float32 path, and bf16 at head dims off the tensor cores
+// (ls_attention_mma.cu, ls_attention_bwd_mma.cu).
 #include "ls_attention/ls_attention.cuh"
 #include "common/simt_tiles.cuh"
 
@@ -20,9 +21,13 @@ TLS_EXPORT(ls_attention_f32_threads, NWARP * 32)
 // Forward: Ks, Vs [KT][d + 1], Qs, Acc [QB][d], M, L [QB], valid, pos [KT].
 TLS_EXPORT(ls_attention_fwd_f32_smem_per_d, 4 * (2 * KT + 2 * QB))
 TLS_EXPORT(ls_attention_fwd_f32_smem_fixed, 4 * (2 * KT + 2 * QB + 2 * KT))
-// Backward: Ks, Vs, dKs, dVs [KT][d + 1], Qs, dOs, dQs [QB][d], three [QB] rows, two [KT] rows.
-TLS_EXPORT(ls_attention_bwd_f32_smem_per_d, 4 * (4 * KT + 3 * QB))
-TLS_EXPORT(ls_attention_bwd_f32_smem_fixed, 4 * (4 * KT + 3 * QB + 2 * KT))
+// Backward, dQ pass: Ks, Vs [KT][d + 1], Qs, dOs, dQs [QB][d], three [QB] rows, two [KT] rows. Key passes (KvTiles):
+// Ks, Vs, dKs, dVs [KT][d + 1], Qs, dOs [QB][d], Ps, dSs [QB][KT + 1], two [QB] rows, one [KT] row.
+TLS_EXPORT(ls_attention_bwd_dq_f32_smem_per_d, 4 * (2 * KT + 3 * QB))
+TLS_EXPORT(ls_attention_bwd_dq_f32_smem_fixed, 4 * (2 * KT + 3 * QB + 2 * KT))
+TLS_EXPORT(ls_attention_bwd_kv_f32_smem_per_d, 4 * (4 * KT + 2 * QB))
+TLS_EXPORT(ls_attention_bwd_kv_f32_smem_fixed, 4 * (4 * KT + 2 * QB * (KT + 1) + 2 * QB + KT))
+TLS_EXPORT(ls_attention_f32_kt, KT)
 
 // Loads keys [t0, t0 + KT) of the block's key list into Ks/Vs (row stride d + 1: conflict-free columns).
 // Returns through valid[] which keys exist; for window keys, pos[] holds the sequence position (-1: landmark).
@@ -102,10 +107,18 @@ template <typename T> __device__ void ls_attention_fwd(LsAttentionParams p)
                           [&](int qi) { return is_token(p, k.b, k.q0 + qi); });
 }
 
-// dS = P ∘ (dP − D), D_i = dO_i·O_i; dQ = σ·dS·K, dK += dSᵀ·(σQ), dV += Pᵀ·dO. dQ is owned by one warp per
-// query; key gradients collect in shared memory per tile, then go to fp32 global accumulators atomically
-// (a key is shared by up to three segments, a landmark by every query of its head).
-template <typename T> __device__ void ls_attention_bwd(LsAttentionParams p)
+// dS = P ∘ (dP − D), D_i = dO_i·O_i; dQ = σ·dS·K, dK = σ·dSᵀ·Q, dV = Pᵀ·dO. Deterministic: every gradient has one
+// writer (no float atomics), the tensor-core backward's split (ls_attention_bwd_mma.cu) on the CUDA cores:
+//   ls_attention_bwd_dq_*: block = the forward's QB queries; warp per query, lane per key of a 32-key tile, dQ in
+//                          shared memory; writes D_i for the key passes.
+//   ls_attention_bwd_kv_*: block = KT window positions j0.. of one (b, h): walks the query tiles of every segment whose
+//                          window [s·w − e, (s+1)·w + e) holds one of them; writes dK, dV once (zeros for a position
+//                          no window holds, or a padded key).
+//   ls_attention_bwd_lm_*: block = KT landmarks x one query group: the same sums into fp32 partials [G, B·H, r, d];
+//                          ls_attention_bwd_lm_sum_* adds the groups in order.
+// Key passes, per query tile: warp per query and lane per key put P and dS into shared [QB][KT + 1]; then the thread
+// that owns (key, column) adds Σ_i dS_ik·σq_ic and Σ_i P_ik·dO_ic over the tile's queries, in query order.
+template <typename T> __device__ void ls_attention_bwd_dq(LsAttentionParams p)
 {
     extern __shared__ float sm[];
     const Block k = block_of(p, QB);
@@ -113,9 +126,7 @@ template <typename T> __device__ void ls_attention_bwd(LsAttentionParams p)
     const int d = p.d, ds = d + 1, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     float* Ks = sm;
     float* Vs = Ks + KT * ds;
-    float* dKs = Vs + KT * ds;
-    float* dVs = dKs + KT * ds;
-    float* Qs = dVs + KT * ds;  // scaled queries
+    float* Qs = Vs + KT * ds;  // scaled queries
     float* dOs = Qs + QB * d;
     float* dQs = dOs + QB * d;
     float* Lse = dQs + QB * d;
@@ -143,6 +154,7 @@ template <typename T> __device__ void ls_attention_bwd(LsAttentionParams p)
             Dd[qi] = s;
             Lse[qi] = p.lse[(i64)k.bh * p.n + i];
             qok[qi] = is_token(p, k.b, i);
+            p.dd[(i64)k.bh * p.n + i] = s;
         }
     }
 
@@ -150,16 +162,15 @@ template <typename T> __device__ void ls_attention_bwd(LsAttentionParams p)
     {
         __syncthreads();
         load_tile<T>(p, k, t0, Ks, Vs, valid, pos);
-        for (int idx = threadIdx.x; idx < KT * ds; idx += blockDim.x) { dKs[idx] = 0.f; dVs[idx] = 0.f; }
         __syncthreads();
         for (int qi = warp; qi < k.nq; qi += NWARP)
         {
             if (!qok[qi]) continue;
             bool ok = t0 + lane < k.total && valid[lane];
-            float pr = 0.f, dsv = 0.f;
+            float dsv = 0.f;
             if (ok)
             {
-                pr = expf(row_dot(Qs + qi * d, Ks + lane * ds, d) - Lse[qi]);
+                float pr = expf(row_dot(Qs + qi * d, Ks + lane * ds, d) - Lse[qi]);
                 dsv = pr * (row_dot(dOs + qi * d, Vs + lane * ds, d) - Dd[qi]);
             }
             // Any head dim: lane owns columns lane, lane + 32, …; every lane runs every step (the shuffles need
@@ -176,29 +187,6 @@ template <typename T> __device__ void ls_attention_bwd(LsAttentionParams p)
                 }
                 if (in) dQs[qi * d + c] += g;
             }
-            if (ok)
-                for (int c = 0; c < d; ++c)
-                {
-                    atomicAdd(&dKs[lane * ds + c], dsv * Qs[qi * d + c]);
-                    atomicAdd(&dVs[lane * ds + c], pr * dOs[qi * d + c]);
-                }
-        }
-        __syncthreads();
-        for (int idx = threadIdx.x; idx < KT * d; idx += blockDim.x)
-        {
-            int kk = idx / d, c = idx % d, key = t0 + kk;
-            if (key >= k.total || !valid[kk]) continue;
-            float gk = dKs[kk * ds + c], gv = dVs[kk * ds + c];
-            if (key < p.r)
-            {
-                i64 off = ((i64)k.bh * p.r + key) * d + c;
-                atomicAdd(p.dkbar + off, gk); atomicAdd(p.dvbar + off, gv);
-            }
-            else
-            {
-                i64 off = k.base + (i64)pos[kk] * d + c;
-                atomicAdd(p.dk + off, gk); atomicAdd(p.dv + off, gv);
-            }
         }
     }
     __syncthreads();
@@ -206,9 +194,155 @@ template <typename T> __device__ void ls_attention_bwd(LsAttentionParams p)
         store<T>(p.dq, k.base + (i64)k.q0 * d + idx, qok[idx / d] ? p.scale * dQs[idx] : 0.f);
 }
 
-// float32 only: bf16 takes the tensor-core kernels.
-extern "C" __global__ void ls_attention_fwd_f32(LsAttentionParams p) { ls_attention_fwd<float>(p); }
-extern "C" __global__ void ls_attention_bwd_f32(LsAttentionParams p) { ls_attention_bwd<float>(p); }
-// bf16 at head dims the tensor-core kernels do not take (d % 16 != 0 or d > 128): the same CUDA-core math.
-extern "C" __global__ void ls_attention_fwd_bf16(LsAttentionParams p) { ls_attention_fwd<bf16>(p); }
-extern "C" __global__ void ls_attention_bwd_bf16(LsAttentionParams p) { ls_attention_bwd<bf16>(p); }
+// The key passes' shared memory: the block's keys Ks, Vs and their gradients dKs, dVs [KT][d + 1]; a query tile's
+// scaled Qs and dOs [QB][d]; its P and dS [QB][KT + 1]; its lse and D [QB]; which keys exist, kin [KT].
+struct KvTiles
+{
+    float *Ks, *Vs, *dKs, *dVs, *Qs, *dOs, *Ps, *dSs, *lse, *dd;
+    int* kin;
+};
+
+TLS_DEVICE KvTiles kv_carve(float* sm, int d)
+{
+    const int ds = d + 1;
+    KvTiles s;
+    s.Ks = sm;
+    s.Vs = s.Ks + KT * ds;
+    s.dKs = s.Vs + KT * ds;
+    s.dVs = s.dKs + KT * ds;
+    s.Qs = s.dVs + KT * ds;
+    s.dOs = s.Qs + QB * d;
+    s.Ps = s.dOs + QB * d;
+    s.dSs = s.Ps + QB * (KT + 1);
+    s.lse = s.dSs + QB * (KT + 1);
+    s.dd = s.lse + QB;
+    s.kin = (int*)(s.dd + QB);
+    return s;
+}
+
+// Rows [row0, row0 + KT) of key/value tensors [rows, d] (from element `base`; rows at or past `rows`, or where
+// exists(kk) is false, are zeros) into the tiles; zeroes the gradient tiles.
+template <typename T, typename Exists>
+TLS_DEVICE void kv_load(const KvTiles& s, const void* keys, const void* values, i64 base, int row0, int rows, int d, Exists exists)
+{
+    const int ds = d + 1;
+    for (int idx = threadIdx.x; idx < KT * d; idx += blockDim.x)
+    {
+        int kk = idx / d, c = idx % d, j = row0 + kk;
+        bool ok = j < rows && exists(j);
+        s.Ks[kk * ds + c] = ok ? load<T>(keys, base + (i64)j * d + c) : 0.f;
+        s.Vs[kk * ds + c] = ok ? load<T>(values, base + (i64)j * d + c) : 0.f;
+        s.dKs[kk * ds + c] = 0.f;
+        s.dVs[kk * ds + c] = 0.f;
+        if (c == 0) s.kin[kk] = ok;
+    }
+}
+
+// One query tile of a key pass: queries [q0, q0 + nq) of (b, h); sees(kk): whether the tile's key kk is in these
+// queries' key list (it exists, and for window keys lies in their segment's window). A padded query takes no part.
+template <typename T, typename Sees>
+TLS_DEVICE void kv_tile(const LsAttentionParams& p, const KvTiles& s, int b, int bh, int q0, int nq, Sees sees)
+{
+    const int d = p.d, ds = d + 1, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const i64 rows = (i64)bh * p.n;
+    __syncthreads();  // the previous tile's readers are done
+    for (int idx = threadIdx.x; idx < nq * d; idx += blockDim.x)
+    {
+        i64 off = (rows + q0) * d + idx;
+        s.Qs[idx] = p.scale * load<T>(p.q, off);
+        s.dOs[idx] = load<T>(p.dout, off);
+    }
+    for (int i = threadIdx.x; i < nq; i += blockDim.x)
+    {
+        bool ok = is_token(p, b, q0 + i);
+        s.lse[i] = ok ? p.lse[rows + q0 + i] : TLS_INF;
+        s.dd[i] = ok ? p.dd[rows + q0 + i] : 0.f;
+    }
+    __syncthreads();
+    for (int qi = warp; qi < nq; qi += NWARP)
+    {
+        float pr = 0.f, dsv = 0.f;
+        if (s.lse[qi] != TLS_INF && sees(lane))
+        {
+            pr = expf(row_dot(s.Qs + qi * d, s.Ks + lane * ds, d) - s.lse[qi]);
+            dsv = pr * (row_dot(s.dOs + qi * d, s.Vs + lane * ds, d) - s.dd[qi]);
+        }
+        s.Ps[qi * (KT + 1) + lane] = pr;
+        s.dSs[qi * (KT + 1) + lane] = dsv;
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < KT * d; idx += blockDim.x)
+    {
+        int kk = idx / d, c = idx % d;
+        float gk = s.dKs[kk * ds + c], gv = s.dVs[kk * ds + c];
+        for (int qi = 0; qi < nq; ++qi)
+        {
+            gk += s.dSs[qi * (KT + 1) + kk] * s.Qs[qi * d + c];
+            gv += s.Ps[qi * (KT + 1) + kk] * s.dOs[qi * d + c];
+        }
+        s.dKs[kk * ds + c] = gk;
+        s.dVs[kk * ds + c] = gv;
+    }
+}
+
+template <typename T> __device__ void ls_attention_bwd_kv(LsAttentionParams p)
+{
+    extern __shared__ float sm[];
+    const int d = p.d, ds = d + 1, bh = blockIdx.z, b = bh / p.H, j0 = blockIdx.x * KT;
+    const KvTiles s = kv_carve(sm, d);
+    const i64 base = (i64)bh * p.n * d;
+    kv_load<T>(s, p.k, p.v, base, j0, p.n, d, [&](int j) { return is_token(p, b, j); });
+    // Segments whose window [s·w − e, (s+1)·w + e) meets [j0, j0 + KT).
+    const int segments = (p.n + p.w - 1) / p.w;
+    const int s_lo = max(0, (j0 - p.e) / p.w - 1), s_hi = min(segments - 1, (j0 + KT - 1 + p.e) / p.w);
+    for (int sg = s_lo; sg <= s_hi; ++sg)
+    {
+        const int lo = sg * p.w - p.e, hi = (sg + 1) * p.w + p.e;
+        if (hi <= j0 || lo >= j0 + KT) continue;
+        const int seg_end = min((sg + 1) * p.w, p.n);
+        for (int q0 = sg * p.w; q0 < seg_end; q0 += QB)
+            kv_tile<T>(p, s, b, bh, q0, min(QB, seg_end - q0), [&](int kk) { return s.kin[kk] && j0 + kk >= lo && j0 + kk < hi; });
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < KT * d; idx += blockDim.x)
+    {
+        int kk = idx / d, c = idx % d, j = j0 + kk;
+        if (j >= p.n) continue;
+        store<T>(p.dk, base + (i64)j * d + c, s.dKs[kk * ds + c]);
+        store<T>(p.dv, base + (i64)j * d + c, s.dVs[kk * ds + c]);
+    }
+}
+
+template <typename T> __device__ void ls_attention_bwd_lm(LsAttentionParams p)
+{
+    extern __shared__ float sm[];
+    const int d = p.d, ds = d + 1, bh = blockIdx.z, b = bh / p.H, l0 = blockIdx.x * KT, g = blockIdx.y;
+    const KvTiles s = kv_carve(sm, d);
+    kv_load<T>(s, p.kbar, p.vbar, (i64)bh * p.r * d, l0, p.r, d, [](int) { return true; });
+    const int q_end = min(p.n, (g + 1) * p.group_tokens);
+    for (int q0 = g * p.group_tokens; q0 < q_end; q0 += QB)
+        kv_tile<T>(p, s, b, bh, q0, min(QB, q_end - q0), [&](int kk) { return s.kin[kk] != 0; });
+    __syncthreads();
+    const i64 out = ((i64)g * p.B * p.H + bh) * p.r * d;
+    for (int idx = threadIdx.x; idx < KT * d; idx += blockDim.x)
+    {
+        int kk = idx / d, c = idx % d, l = l0 + kk;
+        if (l >= p.r) continue;
+        p.lpart_k[out + (i64)l * d + c] = s.dKs[kk * ds + c];
+        p.lpart_v[out + (i64)l * d + c] = s.dVs[kk * ds + c];
+    }
+}
+
+// float32, and bf16 at head dims the tensor-core kernels do not take (d % 16 != 0 or d > 128): the same CUDA-core math.
+#define TLS_INSTANTIATE_SIMT(name, T)                                                                              \
+    extern "C" __global__ void ls_attention_fwd_##name(LsAttentionParams p) { ls_attention_fwd<T>(p); }           \
+    extern "C" __global__ void ls_attention_bwd_dq_##name(LsAttentionParams p) { ls_attention_bwd_dq<T>(p); }     \
+    extern "C" __global__ void ls_attention_bwd_kv_##name(LsAttentionParams p) { ls_attention_bwd_kv<T>(p); }     \
+    extern "C" __global__ void ls_attention_bwd_lm_##name(LsAttentionParams p) { ls_attention_bwd_lm<T>(p); }     \
+    extern "C" __global__ void ls_attention_bwd_lm_sum_##name(LsAttentionParams p)                               \
+    {                                                                                                             \
+        sum_group_pair<T>(p.lpart_k, p.lpart_v, (i64)p.B * p.H * p.r * p.d, p.groups, p.dkbar, p.dvbar);          \
+    }
+
+TLS_INSTANTIATE_SIMT(f32, float)
+TLS_INSTANTIATE_SIMT(bf16, bf16)

@@ -16,12 +16,12 @@ struct LsAttentionParams
     float* lse;          // [B, H, n]
     const void* dout;    // backward: [B, H, n, d]
     void* dq;            // backward: [B, H, n, d]
-    float* dk;           // backward [B, H, n, d]: fp32 accumulators (ls_attention.cu), the bf16 outputs (ls_attention_bwd_mma.cu)
+    float* dk;           // backward [B, H, n, d], in the inputs' dtype (written once by the window-key pass)
     float* dv;
-    float* dkbar;        // [B, H, r, d]: fp32 accumulators, or the bf16 outputs of the landmark sum
+    float* dkbar;        // [B, H, r, d], in the inputs' dtype (written by the landmark sum)
     float* dvbar;
-    float* dd;           // bf16 backward: D_i = dO_i·O_i [B, H, n], written by the dQ pass for the key passes
-    float* lpart_k;      // bf16 backward: per query group, the landmarks' partial dK̄, dV̄ [G, B·H, r, d]
+    float* dd;           // backward: D_i = dO_i·O_i [B, H, n], written by the dQ pass for the key passes
+    float* lpart_k;      // backward: per query group, the landmarks' partial dK̄, dV̄ [G, B·H, r, d] fp32
     float* lpart_v;
     int B, H, n, d, w, r, e, chunks;  // chunks = ceil(w / qb) query chunks per segment (qb: the kernel's block)
     int groups, group_tokens;         // query groups of the landmark pass (G groups of group_tokens queries)

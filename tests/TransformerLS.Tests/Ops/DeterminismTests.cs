@@ -6,22 +6,16 @@ namespace TransformerLS.Tests;
 /// <summary>
 /// Ops whose reductions run in a fixed order (two-stage sums, no float atomics) give the same bits every run: each
 /// case's launch runs twice on the same inputs and its outputs are compared bit for bit. Families join as their atomics
-/// go (issue 17); the fp32 attention and the embedding backwards still sum with atomics.
+/// go (issue 17); the causal attention and the embedding backwards still sum with atomics.
 /// </summary>
 [Collection(GpuCollection.Name)]
 public class DeterminismTests
 {
     static readonly string[] Deterministic =
-        ["LayerNorm.Backward", "DualLayerNorm.Backward", "LsProjection.Forward", "LsProjection.Backward", "Linear.Forward", "Linear.Backward", "Elementwise.ColumnSum"];
+        ["LayerNorm.Backward", "DualLayerNorm.Backward", "LsProjection.Forward", "LsProjection.Backward", "Linear.Forward", "Linear.Backward", "Elementwise.ColumnSum",
+         "LsAttention.Backward"];
 
-    // The bf16 attention backward runs without atomics on the tensor cores (ls_attention_bwd_mma.cu, head dims 16, 32, …, 128);
-    // its CUDA-core kernel (float32, and bf16 at other head dims) still sums atomically.
-    static readonly string[] DeterministicOnTensorCores = ["LsAttention.Backward"];
-
-    static bool OnTensorCores(OpCase c) => c.DType == DType.BFloat16 && c.Inputs[0].Shape[3] is var d && d % 16 == 0 && d <= 128;
-
-    public static TheoryData<string> Cases() => [.. OpCases.All
-        .Where(c => Deterministic.Contains(c.Facade) || (DeterministicOnTensorCores.Contains(c.Facade) && OnTensorCores(c))).Select(c => c.Name)];
+    public static TheoryData<string> Cases() => [.. OpCases.All.Where(c => Deterministic.Contains(c.Facade)).Select(c => c.Name)];
 
     [Theory]
     [MemberData(nameof(Cases))]

@@ -21,13 +21,10 @@ public static partial class LsAttention
         else CpuReference.Run([q, k, v, kbar, vbar, mask], [o, lse], g, static (g, i, r) => Forward(g, i[0], i[1], i[2], i[3], i[4], i[5], r[0], r[1]));
     }
 
-    /// <summary>Device scratch the backward allocates while it runs on the GPU: for bf16, D = dO·O per query and the landmark
-    /// gradients' fp32 partials per query group (<see cref="TokenGroups"/>); at head dims off the tensor cores (CUDA-core kernel) fp32
-    /// accumulators for the four key gradients; float32 sums into its outputs.</summary>
+    /// <summary>Device scratch the backward allocates while it runs on the GPU, in every dtype: D = dO·O per query and the landmark
+    /// gradients' fp32 partials per query group (<see cref="TokenGroups"/>), summed in group order.</summary>
     public static long BackwardWorkspace(Device device, DType dtype, Shape k, Shape v, Shape kbar, Shape vbar) =>
-        device.Kind != DeviceKind.Cuda || dtype == DType.Float32 ? 0
-        : LsAttentionCuda.MmaHeadDim(k[3]) ? LsAttentionScratch.Of(k, kbar).Bytes
-        : Float32Accumulators.ScratchBytes(dtype, k.Count, v.Count, kbar.Count, vbar.Count);
+        device.Kind != DeviceKind.Cuda ? 0 : LsAttentionScratch.Of(k, kbar).Bytes;
 
     /// <summary>Gradients of the LS attention from its saved output and log-sum-exp; every gradient is overwritten.</summary>
     public static void Backward(IBackend be, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
