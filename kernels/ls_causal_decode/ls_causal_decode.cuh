@@ -10,6 +10,8 @@ struct LsDecodeParams
     void* o;
     int B, H, D, W, R, Mc, C, Lb, Nr;
     float scale;
+    float* part;          // [B·H, splits, D + 2]: per split of the key list, the unnormalized p·v sums, the max and the sum
+    int splits, split_keys;
 };
 
-TLS_PARAMS_LAYOUT(LsDecodeParams, scale, 144, 140)
+TLS_PARAMS_LAYOUT(LsDecodeParams, split_keys, 160, 156)
