@@ -50,7 +50,7 @@ template <typename T> __device__ void copy_slice(LayoutParams p)
 TLS_INSTANTIATE(swap_axes12, LayoutParams)
 TLS_INSTANTIATE(copy_slice, LayoutParams)
 
-template <typename T> __device__ void write_rows(WriteRowsParams p)
+template <typename T> TLS_DEVICE void write_rows_one(const WriteRowsParams& p)
 {
     GRID_STRIDE(idx, (i64)p.outer * p.n * p.inner)
     {
@@ -62,4 +62,14 @@ template <typename T> __device__ void write_rows(WriteRowsParams p)
     }
 }
 
+template <typename T> __device__ void write_rows(WriteRowsParams p) { write_rows_one<T>(p); }
+
+template <typename T> __device__ void write_rows_batch(WriteRowsBatchParams p)
+{
+    static_assert(WRITE_ROWS_BATCH == 6, "one field per write");
+    const WriteRowsParams* items[WRITE_ROWS_BATCH] = {&p.i0, &p.i1, &p.i2, &p.i3, &p.i4, &p.i5};
+    if ((int)blockIdx.y < p.count) write_rows_one<T>(*items[blockIdx.y]);
+}
+
 TLS_INSTANTIATE(write_rows, WriteRowsParams)
+TLS_INSTANTIATE(write_rows_batch, WriteRowsBatchParams)

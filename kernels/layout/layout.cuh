@@ -28,3 +28,13 @@ struct WriteRowsParams
 };
 
 TLS_PARAMS_LAYOUT(WriteRowsParams, cap, 48, 44)
+
+// Up to WRITE_ROWS_BATCH independent row writes in one launch (blockIdx.y = the write): the decoder's per-layer ring writes.
+#define WRITE_ROWS_BATCH 6
+struct WriteRowsBatchParams
+{
+    WriteRowsParams i0, i1, i2, i3, i4, i5;
+    int count;
+};
+
+TLS_PARAMS_LAYOUT(WriteRowsBatchParams, count, 296, 288)

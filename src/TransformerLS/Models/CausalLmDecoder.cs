@@ -37,6 +37,8 @@ public sealed class CausalLmDecoder : IDisposable
     readonly Tensor[] _tParts;
     readonly Tensor _tTokens, _tState, _tRowsW, _tRowsChunk, _tRowsBlock, _tRowsRing;
     readonly Tensor _tLogits; // [B, 1, V] in the model's dtype: where every step's logits land
+    readonly byte[] _logitBytes;  // its bytes on the host, and their values, reused by every step
+    readonly double[] _logits;
     // On the GPU a step is one CUDA-graph launch: recorded per variant (no chunk completes / some chunk completes) on its
     // second run, after an eager warm-up; the graphs read the tensors above, whose addresses never change.
     readonly CudaGraph?[] _graphs = new CudaGraph?[2];
@@ -81,6 +83,7 @@ public sealed class CausalLmDecoder : IDisposable
             _tParts[k] = _be is CudaBackend ? new Tensor(_be, parts[k], f, null, _tPacked.DevicePointer + 4ul * (ulong)at, owns: false) : _be.Empty(parts[k], f);
         (_tTokens, _tState, _tRowsW, _tRowsChunk, _tRowsBlock, _tRowsRing) = (_tParts[0], _tParts[1], _tParts[2], _tParts[3], _tParts[4], _tParts[5]);
         _tLogits = _be.Empty(new Shape(B, 1, V), model.DType);
+        (_logitBytes, _logits) = (new byte[_tLogits.Bytes], new double[B * V]);
         _layers = new Layer[cfg.Layers];
         try
         {
@@ -135,7 +138,9 @@ public sealed class CausalLmDecoder : IDisposable
         else
             for (int k = 0, at = 0; k < _tParts.Length; at += (int)_tParts[k].Count, k++) _tParts[k].CopyFrom(_host.AsSpan(at, (int)_tParts[k].Count));
         Run(anyCompletes);
-        var logits = _tLogits.ToArray();
+        _be.CopyToHost(_tLogits, _logitBytes); // waits for the step
+        _tLogits.DType.Decode(_logitBytes, _logits);
+        var logits = _logits;
         for (var b = 0; b < B; b++)
             if (active.IsEmpty || active[b]) _pos[b]++;
         return LogSoftmaxRows(logits, active);
@@ -189,7 +194,7 @@ public sealed class CausalLmDecoder : IDisposable
         return last.AsSpan(b * V, V).ToArray();
     }
 
-    float[] LogSoftmaxRows(float[] logits, ReadOnlySpan<bool> active)
+    float[] LogSoftmaxRows(double[] logits, ReadOnlySpan<bool> active)
     {
         var result = new float[logits.Length];
         for (var b = 0; b < B; b++)
@@ -343,12 +348,12 @@ public sealed class CausalLmDecoder : IDisposable
             var (be, B, D, H, Hd, l) = (_d._be, _d.B, _d.D, _d.H, _d.Hd, _d.Lc);
             var (h, kraw, vraw, k, v, s) = Front(x);
             // This position's rows into the window ring and the chunk buffers (each sequence at its own slot).
-            using (var hs = h.Reshape(B, 1, 1, D)) Layout.WriteRows(be, hs, _d._tRowsChunk, _hbuf);
-            using (var ss = s.Reshape(B, 1, 1, H * _d.R)) Layout.WriteRows(be, ss, _d._tRowsChunk, _sbuf);
-            using (var ks = kraw.Reshape(B, 1, 1, D)) Layout.WriteRows(be, ks, _d._tRowsChunk, _kraw);
-            using (var vs = vraw.Reshape(B, 1, 1, D)) Layout.WriteRows(be, vs, _d._tRowsChunk, _vraw);
-            Layout.WriteRows(be, k, _d._tRowsW, _kw);
-            Layout.WriteRows(be, v, _d._tRowsW, _vw);
+            using (var hs = h.Reshape(B, 1, 1, D))
+            using (var ss = s.Reshape(B, 1, 1, H * _d.R))
+            using (var ks = kraw.Reshape(B, 1, 1, D))
+            using (var vs = vraw.Reshape(B, 1, 1, D))
+                Layout.WriteRows(be, [new(hs, _d._tRowsChunk, _hbuf), new(ss, _d._tRowsChunk, _sbuf), new(ks, _d._tRowsChunk, _kraw),
+                    new(vs, _d._tRowsChunk, _vraw), new(k, _d._tRowsW, _kw), new(v, _d._tRowsW, _vw)]);
 
             var q = Linear(h, "attn.proj_query", false); // [B, 1, H·d] is [B, H, 1, d] in memory
             var o = New(B, H, 1, Hd);
@@ -377,11 +382,8 @@ public sealed class CausalLmDecoder : IDisposable
                 Ops.LsChunkProjection.Forward(be, l, sb, Split(kr), null, kb);
                 Ops.LsChunkProjection.Forward(be, l, sb, Split(vr), null, vb);
                 var (kbn, vbn) = DualLn(kb, vb, "attn.dual_ln_dproj");
-                Layout.WriteRows(be, kbn, _d._tRowsBlock, _kblock);
-                Layout.WriteRows(be, vbn, _d._tRowsBlock, _vblock);
                 var (kc, vc) = CachePath(hb, sb);
-                Layout.WriteRows(be, kc, _d._tRowsRing, _kring);
-                Layout.WriteRows(be, vc, _d._tRowsRing, _vring);
+                Layout.WriteRows(be, [new(kbn, _d._tRowsBlock, _kblock), new(vbn, _d._tRowsBlock, _vblock), new(kc, _d._tRowsRing, _kring), new(vc, _d._tRowsRing, _vring)]);
             }
             return y;
         }

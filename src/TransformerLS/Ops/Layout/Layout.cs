@@ -39,4 +39,29 @@ public static partial class Layout
         else CpuReference.Run([src, rows], [dst], (H: src.Shape[1], N: src.Shape[2], Cap: dst.Shape[2], D: src.Shape[3]),
             static (s, i, o) => WriteRows(s.H, s.N, s.Cap, s.D, i[0], i[1], o[0]), read: 1);
     }
+
+    /// <summary>
+    /// Several <see cref="WriteRows(IBackend, Tensor, Tensor, Tensor)"/> at once (one launch on the GPU), in order; at most six, of
+    /// one dtype, into distinct destinations.
+    /// </summary>
+    public static void WriteRows(IBackend be, ReadOnlySpan<RowWrite> writes)
+    {
+        if (writes.IsEmpty) return;
+        if (writes.Length > WriteRowsBatchParams.Capacity)
+            throw new ArgumentOutOfRangeException(nameof(writes), writes.Length, $"at most {WriteRowsBatchParams.Capacity} writes at once");
+        for (var i = 0; i < writes.Length; i++)
+        {
+            CheckWriteRows(be, writes[i].Src, writes[i].Rows, writes[i].Dst);
+            if (writes[i].Src.DType != writes[0].Src.DType)
+                throw new ArgumentException($"write {i} is {writes[i].Src.DType.Name()}; write 0 is {writes[0].Src.DType.Name()} (one dtype a batch)", nameof(writes));
+            for (var j = 0; j < i; j++)
+                if (ReferenceEquals(writes[j].Dst, writes[i].Dst))
+                    throw new ArgumentException($"writes {j} and {i} share a destination", nameof(writes));
+        }
+        if (be is CudaBackend cuda) { LayoutCuda.WriteRows(cuda, writes); return; }
+        foreach (var w in writes) WriteRows(be, w.Src, w.Rows, w.Dst);
+    }
 }
+
+/// <summary>One write of <see cref="Layout.WriteRows(IBackend, ReadOnlySpan{RowWrite})"/>: src [B, H, n, d] at rows [B] into dst [B, H, cap, d].</summary>
+public readonly record struct RowWrite(Tensor Src, Tensor Rows, Tensor Dst);

@@ -31,6 +31,27 @@ public static partial class Layout
                 CopySlice(be, i[1], 0, o[0], 0, 2, 5);
                 WriteRows(be, i[0], i[2], o[0]);
             }, new WriteRowsRef(), bytes: s * 2 * 3 * 2 * 2 * 4);
+        // The same write twice in one batched launch, into two destinations.
+        yield return Make(F(nameof(WriteRows)), "write_rows_batch", dt, "2 x [3,2,2,4] into [3,2,5,4] at rows[3]",
+            [In("src", dt, 1, 3, 2, 2, 4), In("base", dt, 1, 3, 2, 5, 4), new InputSpec("rows", new Shape(3), DType.Float32, InputKind.ClassIndex, Scale: 4)],
+            [Out("dst", dt, 3, 2, 5, 4), Out("dst2", dt, 3, 2, 5, 4)],
+            (be, i, o) =>
+            {
+                CopySlice(be, i[1], 0, o[0], 0, 2, 5);
+                CopySlice(be, i[1], 0, o[1], 0, 2, 5);
+                WriteRows(be, [new RowWrite(i[0], i[2], o[0]), new RowWrite(i[0], i[2], o[1])]);
+            }, new WriteRowsBatchRef(), bytes: s * 4 * 3 * 2 * 2 * 4);
+    }
+
+    sealed record WriteRowsBatchRef : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var (a, b) = ((T[])i[1].Clone(), (T[])i[1].Clone());
+            WriteRows(2, 2, 5, 4, i[0], i[2], a);
+            WriteRows(2, 2, 5, 4, i[0], i[2], b);
+            return [a, b];
+        }
     }
 
     sealed record WriteRowsRef : IReference

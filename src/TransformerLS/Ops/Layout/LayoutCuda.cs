@@ -25,6 +25,30 @@ struct WriteRowsParams
     public int Outer, Heads, N, Cap;
 }
 
+/// <summary>Mirror of WriteRowsBatchParams in kernels/layout/layout.cuh: up to six writes, one launch.</summary>
+[StructLayout(LayoutKind.Sequential)]
+struct WriteRowsBatchParams
+{
+    public WriteRowsParams I0, I1, I2, I3, I4, I5;
+    public int Count;
+
+    public const int Capacity = 6;
+
+    public void Set(int i, in WriteRowsParams w)
+    {
+        switch (i)
+        {
+            case 0: I0 = w; break;
+            case 1: I1 = w; break;
+            case 2: I2 = w; break;
+            case 3: I3 = w; break;
+            case 4: I4 = w; break;
+            case 5: I5 = w; break;
+            default: throw new ArgumentOutOfRangeException(nameof(i), i, $"a batch holds at most {Capacity} writes");
+        }
+    }
+}
+
 static class LayoutCuda
 {
     const string File = "layout/layout.cu";
@@ -54,14 +78,31 @@ static class LayoutCuda
         be.Kernel(File, src.DType == DType.Float32 ? "copy_slice_f32" : "copy_slice_bf16").Launch(Blocks(n), Threads, 0, be.Stream, p);
     }
 
+    static WriteRowsParams Write(Tensor src, Tensor rows, Tensor dst) => new()
+    {
+        Src = src.DevicePointer, Dst = dst.DevicePointer, Rows = rows.DevicePointer, Inner = src.Shape[3],
+        Outer = src.Shape[0] * src.Shape[1], Heads = src.Shape[1], N = src.Shape[2], Cap = dst.Shape[2],
+    };
+
     public static void WriteRows(CudaBackend be, Tensor src, Tensor rows, Tensor dst)
     {
         if (src.Count == 0) return;
-        var p = new WriteRowsParams
-        {
-            Src = src.DevicePointer, Dst = dst.DevicePointer, Rows = rows.DevicePointer, Inner = src.Shape[3],
-            Outer = src.Shape[0] * src.Shape[1], Heads = src.Shape[1], N = src.Shape[2], Cap = dst.Shape[2],
-        };
+        var p = Write(src, rows, dst);
         be.Kernel(File, src.DType == DType.Float32 ? "write_rows_f32" : "write_rows_bf16").Launch(Blocks(src.Count), Threads, 0, be.Stream, p);
+    }
+
+    /// <summary>Several writes of one dtype in one launch (blockIdx.y picks the write; the grid covers the largest).</summary>
+    public static void WriteRows(CudaBackend be, ReadOnlySpan<RowWrite> writes)
+    {
+        var p = new WriteRowsBatchParams { Count = writes.Length };
+        long most = 0;
+        for (var i = 0; i < writes.Length; i++)
+        {
+            p.Set(i, Write(writes[i].Src, writes[i].Rows, writes[i].Dst));
+            most = Math.Max(most, writes[i].Src.Count);
+        }
+        if (most == 0) return;
+        be.Kernel(File, writes[0].Src.DType == DType.Float32 ? "write_rows_batch_f32" : "write_rows_batch_bf16")
+            .Launch(new Dim3(Blocks(most), (uint)writes.Length, 1), Threads, 0, be.Stream, p);
     }
 }
