@@ -81,6 +81,12 @@ public sealed unsafe class CudaContext : IDisposable
         Driver.Check(Driver.cuMemPoolTrimTo(_pool, 0));
     }
 
+    /// <summary>Starts (or stops) the profiler's collection: brackets what `ncu --profile-from-start off` measures.</summary>
+    public void ProfilerStart() { MakeCurrent(); Driver.Check(Driver.cuProfilerStart(), call: "cuProfilerStart"); }
+
+    /// <inheritdoc cref="ProfilerStart"/>
+    public void ProfilerStop() { MakeCurrent(); Driver.Check(Driver.cuProfilerStop(), call: "cuProfilerStop"); }
+
     /// <summary>Loads a CUBIN, PTX or fatbin image.</summary>
     public CudaModule LoadModule(ReadOnlySpan<byte> image, string name)
     {

@@ -58,6 +58,8 @@ internal static unsafe partial class Driver
     [LibraryImport(L)] public static partial int cuGraphDestroy(nint graph);
     [LibraryImport(L)] public static partial int cuDeviceGraphMemTrim(int device);
     [LibraryImport(L)] public static partial int cuGetErrorName(int error, byte** name);
+    [LibraryImport(L)] public static partial int cuProfilerStart();
+    [LibraryImport(L)] public static partial int cuProfilerStop();
     [LibraryImport(L)] public static partial int cuGetErrorString(int error, byte** text);
 
     static Driver() => NativeLibraries.EnsureResolver();

@@ -38,7 +38,7 @@ public sealed record DecodeRow(
 /// </summary>
 public static class DecodeBench
 {
-    public sealed record Options(IReadOnlyList<int> Batches, IReadOnlyList<int> Contexts, IReadOnlyList<DType> DTypes, CausalLmConfig Model, int Steps = 32, bool Peer = true);
+    public sealed record Options(IReadOnlyList<int> Batches, IReadOnlyList<int> Contexts, IReadOnlyList<DType> DTypes, CausalLmConfig Model, int Steps = 32, bool Peer = true, bool Profile = false);
 
     public static List<DecodeRow> Run(IBackend be, Options o, TextWriter? log = null)
     {
@@ -53,7 +53,7 @@ public static class DecodeBench
                     // the eager decoder (each kernel launched from the host) beside the graphed one, at the shortest context
                     foreach (var graphs in context == o.Contexts.Min() && be is CudaBackend ? new[] { true, false } : [true])
                     {
-                        var row = Measure(be, model, batch, context, o.Steps, graphs);
+                        var row = Measure(be, model, batch, context, o.Steps, graphs, o.Profile);
                         rows.Add(row);
                         log?.WriteLine(Format(row));
                     }
@@ -70,7 +70,7 @@ public static class DecodeBench
 
     static string Name(DType dt) => dt == DType.BFloat16 ? "bf16" : "fp32";
 
-    static DecodeRow Measure(IBackend be, CausalLm model, int batch, int context, int steps, bool graphs)
+    static DecodeRow Measure(IBackend be, CausalLm model, int batch, int context, int steps, bool graphs, bool profile)
     {
         var impl = graphs ? "tls-decode" : "tls-decode-eager";
         try
@@ -89,6 +89,8 @@ public static class DecodeBench
             }
             var prefill = (double)batch * context / clock.Elapsed.TotalSeconds;
             var times = new double[steps];
+            var cuda = profile ? (be as CudaBackend)?.Context : null;
+            cuda?.ProfilerStart();
             for (var s = 0; s < steps; s++)
             {
                 for (var b = 0; b < batch; b++) tokens[b] = rng.Next(vocab);
@@ -96,6 +98,7 @@ public static class DecodeBench
                 d.Step(tokens); // returns once the log-probabilities are on the host
                 times[s] = clock.Elapsed.TotalMilliseconds;
             }
+            cuda?.ProfilerStop();
             var ms = Median(times);
             return new DecodeRow(impl, Name(model.DType), batch, context, prefill, batch / (ms / 1000), ms, be.MemoryStats.PeakBytes, "ok");
         }
