@@ -21,12 +21,12 @@ TLS_EXPORT(ls_attention_f32_threads, NWARP * 32)
 // Forward: Ks, Vs [KT][d + 1], Qs, Acc [QB][d], M, L [QB], valid, pos [KT].
 TLS_EXPORT(ls_attention_fwd_f32_smem_per_d, 4 * (2 * KT + 2 * QB))
 TLS_EXPORT(ls_attention_fwd_f32_smem_fixed, 4 * (2 * KT + 2 * QB + 2 * KT))
-// Backward, dQ pass: Ks, Vs [KT][d + 1], Qs, dOs, dQs [QB][d], three [QB] rows, two [KT] rows. Key passes (KvTiles):
-// Ks, Vs, dKs, dVs [KT][d + 1], Qs, dOs [QB][d], Ps, dSs [QB][KT + 1], two [QB] rows, one [KT] row.
+// Backward, dQ pass: D [QB] doubles, Ks, Vs [KT][d + 1], Qs, dOs, dQs [QB][d], two [QB] rows, two [KT] rows. Key passes
+// (KvTiles): D [QB] doubles, Ks, Vs, dKs, dVs [KT][d + 1], Qs, dOs [QB][d], Ps, dSs [QB][KT + 1], one [QB] row, one [KT] row.
 TLS_EXPORT(ls_attention_bwd_dq_f32_smem_per_d, 4 * (2 * KT + 3 * QB))
-TLS_EXPORT(ls_attention_bwd_dq_f32_smem_fixed, 4 * (2 * KT + 3 * QB + 2 * KT))
+TLS_EXPORT(ls_attention_bwd_dq_f32_smem_fixed, 4 * (2 * KT + 4 * QB + 2 * KT))
 TLS_EXPORT(ls_attention_bwd_kv_f32_smem_per_d, 4 * (4 * KT + 2 * QB))
-TLS_EXPORT(ls_attention_bwd_kv_f32_smem_fixed, 4 * (4 * KT + 2 * QB * (KT + 1) + 2 * QB + KT))
+TLS_EXPORT(ls_attention_bwd_kv_f32_smem_fixed, 4 * (4 * KT + 2 * QB * (KT + 1) + 3 * QB + KT))
 TLS_EXPORT(ls_attention_f32_kt, KT)
 
 // Loads keys [t0, t0 + KT) of the block's key list into Ks/Vs (row stride d + 1: conflict-free columns).
@@ -65,6 +65,15 @@ TLS_DEVICE float row_dot(const float* a, const float* b, int d)
 {
     float s = 0.f;
     for (int c = 0; c < d; ++c) s += a[c] * b[c];
+    return s;
+}
+
+// The backward's logits and dP in double, as D_i: dP − D must cancel to ~0 where one key holds the weight, not to fp32
+// noise (as in ls_causal_attention.cu); with plain fp32 the key gradients missed the 2x rule about one run in three.
+TLS_DEVICE double row_dot_d(const float* a, const float* b, int d)
+{
+    double s = 0.0;
+    for (int c = 0; c < d; ++c) s += (double)a[c] * b[c];
     return s;
 }
 
@@ -110,28 +119,29 @@ template <typename T> __device__ void ls_attention_fwd(LsAttentionParams p)
 // dS = P ∘ (dP − D), D_i = dO_i·O_i; dQ = σ·dS·K, dK = σ·dSᵀ·Q, dV = Pᵀ·dO. Deterministic: every gradient has one
 // writer (no float atomics), the tensor-core backward's split (ls_attention_bwd_mma.cu) on the CUDA cores:
 //   ls_attention_bwd_dq_*: block = the forward's QB queries; warp per query, lane per key of a 32-key tile, dQ in
-//                          shared memory; writes D_i for the key passes.
+//                          shared memory. Each pass computes D_i itself, in double (see row_dot_d).
 //   ls_attention_bwd_kv_*: block = KT window positions j0.. of one (b, h): walks the query tiles of every segment whose
 //                          window [s·w − e, (s+1)·w + e) holds one of them; writes dK, dV once (zeros for a position
 //                          no window holds, or a padded key).
 //   ls_attention_bwd_lm_*: block = KT landmarks x one query group: the same sums into fp32 partials [G, B·H, r, d];
 //                          ls_attention_bwd_lm_sum_* adds the groups in order.
 // Key passes, per query tile: warp per query and lane per key put P and dS into shared [QB][KT + 1]; then the thread
-// that owns (key, column) adds Σ_i dS_ik·σq_ic and Σ_i P_ik·dO_ic over the tile's queries, in query order.
+// that owns (key, column) adds Σ_i dS_ik·σq_ic and Σ_i P_ik·dO_ic over the tile's queries, in query order (in double,
+// rounded once per tile onto its fp32 total).
 template <typename T> __device__ void ls_attention_bwd_dq(LsAttentionParams p)
 {
     extern __shared__ float sm[];
     const Block k = block_of(p, QB);
     if (k.nq <= 0) return;
     const int d = p.d, ds = d + 1, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    float* Ks = sm;
+    double* Dd = (double*)sm;  // first: the dynamic shared base is 16-byte aligned
+    float* Ks = (float*)(Dd + QB);
     float* Vs = Ks + KT * ds;
     float* Qs = Vs + KT * ds;  // scaled queries
     float* dOs = Qs + QB * d;
     float* dQs = dOs + QB * d;
     float* Lse = dQs + QB * d;
-    float* Dd = Lse + QB;
-    int* qok = (int*)(Dd + QB);
+    int* qok = (int*)(Lse + QB);
     int* valid = qok + QB;
     int* pos = valid + KT;
 
@@ -146,15 +156,14 @@ template <typename T> __device__ void ls_attention_bwd_dq(LsAttentionParams p)
     for (int qi = warp; qi < k.nq; qi += NWARP)
     {
         int i = k.q0 + qi;
-        float s = 0.f;
-        for (int c = lane; c < d; c += 32) s += dOs[qi * d + c] * load<T>(p.o, k.base + (i64)i * d + c);
+        double s = 0.0;
+        for (int c = lane; c < d; c += 32) s += (double)dOs[qi * d + c] * load<T>(p.o, k.base + (i64)i * d + c);
         s = warp_sum(s);
         if (lane == 0)
         {
             Dd[qi] = s;
             Lse[qi] = p.lse[(i64)k.bh * p.n + i];
             qok[qi] = is_token(p, k.b, i);
-            p.dd[(i64)k.bh * p.n + i] = s;
         }
     }
 
@@ -170,8 +179,8 @@ template <typename T> __device__ void ls_attention_bwd_dq(LsAttentionParams p)
             float dsv = 0.f;
             if (ok)
             {
-                float pr = expf(row_dot(Qs + qi * d, Ks + lane * ds, d) - Lse[qi]);
-                dsv = pr * (row_dot(dOs + qi * d, Vs + lane * ds, d) - Dd[qi]);
+                float pr = (float)exp(row_dot_d(Qs + qi * d, Ks + lane * ds, d) - Lse[qi]);
+                dsv = (float)(pr * (row_dot_d(dOs + qi * d, Vs + lane * ds, d) - Dd[qi]));
             }
             // Any head dim: lane owns columns lane, lane + 32, …; every lane runs every step (the shuffles need
             // the whole warp) and lanes past d read and write nothing.
@@ -194,11 +203,12 @@ template <typename T> __device__ void ls_attention_bwd_dq(LsAttentionParams p)
         store<T>(p.dq, k.base + (i64)k.q0 * d + idx, qok[idx / d] ? p.scale * dQs[idx] : 0.f);
 }
 
-// The key passes' shared memory: the block's keys Ks, Vs and their gradients dKs, dVs [KT][d + 1]; a query tile's
-// scaled Qs and dOs [QB][d]; its P and dS [QB][KT + 1]; its lse and D [QB]; which keys exist, kin [KT].
+// The key passes' shared memory: a query tile's D [QB] (double); the block's keys Ks, Vs and their gradients dKs, dVs
+// [KT][d + 1]; the tile's scaled Qs and dOs [QB][d]; its P and dS [QB][KT + 1]; its lse [QB]; which keys exist, kin [KT].
 struct KvTiles
 {
-    float *Ks, *Vs, *dKs, *dVs, *Qs, *dOs, *Ps, *dSs, *lse, *dd;
+    double* dd;
+    float *Ks, *Vs, *dKs, *dVs, *Qs, *dOs, *Ps, *dSs, *lse;
     int* kin;
 };
 
@@ -206,7 +216,8 @@ TLS_DEVICE KvTiles kv_carve(float* sm, int d)
 {
     const int ds = d + 1;
     KvTiles s;
-    s.Ks = sm;
+    s.dd = (double*)sm;  // first: the dynamic shared base is 16-byte aligned
+    s.Ks = (float*)(s.dd + QB);
     s.Vs = s.Ks + KT * ds;
     s.dKs = s.Vs + KT * ds;
     s.dVs = s.dKs + KT * ds;
@@ -215,8 +226,7 @@ TLS_DEVICE KvTiles kv_carve(float* sm, int d)
     s.Ps = s.dOs + QB * d;
     s.dSs = s.Ps + QB * (KT + 1);
     s.lse = s.dSs + QB * (KT + 1);
-    s.dd = s.lse + QB;
-    s.kin = (int*)(s.dd + QB);
+    s.kin = (int*)(s.lse + QB);
     return s;
 }
 
@@ -252,11 +262,16 @@ TLS_DEVICE void kv_tile(const LsAttentionParams& p, const KvTiles& s, int b, int
         s.Qs[idx] = p.scale * load<T>(p.q, off);
         s.dOs[idx] = load<T>(p.dout, off);
     }
-    for (int i = threadIdx.x; i < nq; i += blockDim.x)
+    __syncthreads();
+    // D_i = dO_i·O_i in double, as the dQ pass computes it (the same value).
+    for (int qi = warp; qi < nq; qi += NWARP)
     {
-        bool ok = is_token(p, b, q0 + i);
-        s.lse[i] = ok ? p.lse[rows + q0 + i] : TLS_INF;
-        s.dd[i] = ok ? p.dd[rows + q0 + i] : 0.f;
+        const bool ok = is_token(p, b, q0 + qi);
+        double a = 0.0;
+        if (ok)
+            for (int c = lane; c < d; c += 32) a += (double)s.dOs[qi * d + c] * load<T>(p.o, (rows + q0 + qi) * d + c);
+        a = warp_sum(a);
+        if (lane == 0) { s.dd[qi] = a; s.lse[qi] = ok ? p.lse[rows + q0 + qi] : TLS_INF; }
     }
     __syncthreads();
     for (int qi = warp; qi < nq; qi += NWARP)
@@ -264,8 +279,8 @@ TLS_DEVICE void kv_tile(const LsAttentionParams& p, const KvTiles& s, int b, int
         float pr = 0.f, dsv = 0.f;
         if (s.lse[qi] != TLS_INF && sees(lane))
         {
-            pr = expf(row_dot(s.Qs + qi * d, s.Ks + lane * ds, d) - s.lse[qi]);
-            dsv = pr * (row_dot(s.dOs + qi * d, s.Vs + lane * ds, d) - s.dd[qi]);
+            pr = (float)exp(row_dot_d(s.Qs + qi * d, s.Ks + lane * ds, d) - s.lse[qi]);
+            dsv = (float)(pr * (row_dot_d(s.dOs + qi * d, s.Vs + lane * ds, d) - s.dd[qi]));
         }
         s.Ps[qi * (KT + 1) + lane] = pr;
         s.dSs[qi * (KT + 1) + lane] = dsv;
@@ -274,14 +289,15 @@ TLS_DEVICE void kv_tile(const LsAttentionParams& p, const KvTiles& s, int b, int
     for (int idx = threadIdx.x; idx < KT * d; idx += blockDim.x)
     {
         int kk = idx / d, c = idx % d;
-        float gk = s.dKs[kk * ds + c], gv = s.dVs[kk * ds + c];
+        // The tile's sum in double, rounded once onto the running fp32 total: the float32 path's accuracy.
+        double gk = 0.0, gv = 0.0;
         for (int qi = 0; qi < nq; ++qi)
         {
-            gk += s.dSs[qi * (KT + 1) + kk] * s.Qs[qi * d + c];
-            gv += s.Ps[qi * (KT + 1) + kk] * s.dOs[qi * d + c];
+            gk += (double)s.dSs[qi * (KT + 1) + kk] * s.Qs[qi * d + c];
+            gv += (double)s.Ps[qi * (KT + 1) + kk] * s.dOs[qi * d + c];
         }
-        s.dKs[kk * ds + c] = gk;
-        s.dVs[kk * ds + c] = gv;
+        s.dKs[kk * ds + c] += (float)gk;
+        s.dVs[kk * ds + c] += (float)gv;
     }
 }
 
