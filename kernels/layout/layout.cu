@@ -50,16 +50,26 @@ template <typename T> __device__ void copy_slice(LayoutParams p)
 TLS_INSTANTIATE(swap_axes12, LayoutParams)
 TLS_INSTANTIATE(copy_slice, LayoutParams)
 
-template <typename T> TLS_DEVICE void write_rows_one(const WriteRowsParams& p)
+// Index math in I (32-bit where the write has fewer than 2^30 elements: the decoder's case; 64-bit divisions cost
+// tens of instructions an element).
+template <typename T, typename I> TLS_DEVICE void write_rows_in(const WriteRowsParams& p, I total)
 {
-    GRID_STRIDE(idx, (i64)p.outer * p.n * p.inner)
+    const I inner = (I)p.inner;
+    for (I idx = (I)(blockIdx.x * blockDim.x + threadIdx.x); idx < total; idx += (I)(gridDim.x * blockDim.x))
     {
-        i64 c = idx % p.inner, r = idx / p.inner;
+        I c = idx % inner, r = idx / inner;
         int j = (int)(r % p.n), o = (int)(r / p.n);
         int at = (int)p.rows[o / p.heads];
         if (at < 0 || at + p.n > p.cap) continue;  // no row, or past the capacity (the CPU reference throws there)
-        ((T*)p.dst)[((i64)o * p.cap + at + j) * p.inner + c] = ((const T*)p.src)[r * p.inner + c];
+        ((T*)p.dst)[((i64)o * p.cap + at + j) * p.inner + c] = ((const T*)p.src)[(i64)r * p.inner + c];
     }
+}
+
+template <typename T> TLS_DEVICE void write_rows_one(const WriteRowsParams& p)
+{
+    const i64 total = (i64)p.outer * p.n * p.inner;
+    if (total < (1 << 30)) write_rows_in<T, int>(p, (int)total);  // idx + the grid stride (< 2^28) stays below 2^31
+    else write_rows_in<T, i64>(p, total);
 }
 
 template <typename T> __device__ void write_rows(WriteRowsParams p) { write_rows_one<T>(p); }
