@@ -154,6 +154,35 @@ public class DecoderTests
         Assert.Equal(alone[1][0], first);
     }
 
+    /// <summary>
+    /// A batch large enough that the log-softmax takes its rows in parallel (16 x 256 logits) gives each sequence its batch-1
+    /// rows, bit for bit, with an idle sequence's row NaN.
+    /// </summary>
+    [Fact]
+    public void A_large_batch_takes_its_log_softmax_rows_in_parallel_with_the_same_bits()
+    {
+        var be = new CpuBackend();
+        var cfg = Config(8, 8, 4, 2, 1) with { Vocab = 256 };
+        using var model = new CausalLm(be, cfg, DType.Float32, 4);
+        const int batch = 16, steps = 5;
+        var rng = new Random(5);
+        var streams = Enumerable.Range(0, batch).Select(_ => Enumerable.Range(0, steps).Select(_ => rng.Next(256)).ToArray()).ToArray();
+        using var d = new CausalLmDecoder(model, batch);
+        var got = new float[steps][];
+        for (var t = 0; t < steps; t++)
+            got[t] = d.Step([.. streams.Select(s => s[t])], [.. Enumerable.Range(0, batch).Select(b => b != 3 || t == 0)]);
+        foreach (var b in new[] { 0, 3, 15 })
+        {
+            using var alone = new CausalLmDecoder(model, 1);
+            for (var t = 0; t < steps; t++)
+            {
+                var row = got[t].AsSpan(b * 256, 256);
+                if (b == 3 && t > 0) { Assert.True(float.IsNaN(row[0]), "an idle sequence's row is NaN"); continue; }
+                Assert.True(alone.Step([streams[b][t]]).AsSpan().SequenceEqual(row), $"sequence {b}, step {t}: the batched row differs from batch 1");
+            }
+        }
+    }
+
     /// <summary>The decoder on the GPU (the decode kernels, cuBLAS, the rings) against the float64 CPU block forward.</summary>
     [Theory, InlineData(DType.Float32), InlineData(DType.BFloat16)]
     public void Decoding_on_the_gpu_matches_the_block_forward(DType dt)
