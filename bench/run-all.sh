@@ -4,7 +4,8 @@
 #   bench/run-all.sh [OUT]            (default: bench/results/<date>-<gpu>)
 # TLS_BENCH says how to start tls-bench (default: dotnet run on the bench project; on a host with only the runtime,
 # e.g. TLS_BENCH="dotnet .gpu/bench/tls-bench.dll"). KERNELS=0, LAYERS=0, SCALE=0, MODEL=0, DECODE=0 or PEERS=0 skip a part (the table
-# merges whatever the folder holds); KERNEL_RUNS, LAYER_RUNS, MODEL_RUNS, PEER_BUDGET_S and PEER_SWEEP_BUDGET_S trim the run.
+# merges whatever the folder holds); KERNEL_RUNS, LAYER_RUNS, MODEL_RUNS, PEER_BUDGET_S, PEER_SWEEP_BUDGET_S and
+# CAUSAL_PEER_BUDGET_S trim the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr -c 'A-Za-z0-9\n' '-' | tr -s '-' | sed 's/-$//' || echo gpu)
@@ -22,6 +23,13 @@ if [ "${PEERS:-1}" != 0 ]; then
   # The peer must compute the library's function: same weights and input, outputs compared (peers-check.log).
   $bench export-layer --out "$out/check" > /dev/null && (cd bench/peers && python3 check_ls_layer.py "$out/check") 2>&1 | tee "$out/peers-check.log"
   rm -rf "$out/check"
+  if [ "${MODEL:-1}" != 0 ]; then
+    # The causal peer likewise: a tiny model over two blocks, logits compared (causal-peers-check.log), then its steps.
+    $bench export-causal --out "$out/check" > /dev/null && (cd bench/peers && python3 check_causal_lm.py "$out/check") 2>&1 | tee "$out/causal-peers-check.log"
+    rm -rf "$out/check"
+    (cd bench/peers && PYTHONUNBUFFERED=1 python3 causal_peers.py --out "$out/causal-peers.rows.json" --budget-s "${CAUSAL_PEER_BUDGET_S:-300}") 2>&1 \
+      | grep --line-buffered -v -e '^W1' -e 'warn' | tee "$out/causal-peers.log"
+  fi
   (cd bench/peers && PYTHONUNBUFFERED=1 python3 peers.py --out "$out/peers.rows.json" --budget-s "${PEER_BUDGET_S:-420}" \
     --sweep-budget-s "${PEER_SWEEP_BUDGET_S:-240}") 2>&1 | grep --line-buffered -v -e '^W1' -e 'warn' | tee "$out/peers.log"
 fi

@@ -177,4 +177,58 @@ public static class Commands
         Console.WriteLine($"wrote {path}: the LS layer at B={batch} N={n} D={dim} H={heads} w={window} r={rank}, its input and output");
         return 0;
     });
+
+    /// <summary>
+    /// A tiny causal LM (float64, CPU) and its logits over two blocks of a random byte stream (the second block reads the
+    /// first's memories), for bench/peers/check_causal_lm.py: the PyTorch causal peer must compute the same function.
+    /// </summary>
+    public static int ExportCausal(string outDir) => Guard("export-causal", () =>
+    {
+        var be = CpuBackend.Instance;
+        var cfg = new Models.CausalLmConfig { Vocab = 32, Dim = 32, Heads = 2, Hidden = 64, Layers = 2, Window = 8, ChunkLength = 4, Rank = 2, Length = 16, Memory = 16, Dropout = 0 };
+        const int batch = 2, blocks = 2;
+        using var model = new Models.CausalLm(be, cfg, DType.Float64, 5);
+        using var scope = new TensorScope();
+        using var g = model.BuildGraph(batch);
+        using var run = new Graphs.Executor(g.Graph, new Graphs.ExecutorOptions { Keep = [.. g.NextMemories, g.Logits] });
+        var feeds = new Dictionary<Graphs.Value, Tensor>();
+        foreach (var v in g.Memories.Append(g.Tokens).Append(g.Targets))
+        {
+            var t = be.Empty(v.Shape, v.DType);
+            be.Fill(t, v == g.Targets ? -1f : 0f);
+            feeds[v] = t;
+        }
+        var rng = new Random(6);
+        var stream = new double[batch * blocks * cfg.Length];
+        for (var i = 0; i < stream.Length; i++) stream[i] = rng.Next(cfg.Vocab);
+        var logits = new double[batch * blocks * cfg.Length * cfg.Vocab];
+        for (var k = 0; k < blocks; k++)
+        {
+            var tokens = new double[batch * cfg.Length];
+            for (var b = 0; b < batch; b++)
+                for (var i = 0; i < cfg.Length; i++) tokens[b * cfg.Length + i] = stream[(b * blocks + k) * cfg.Length + i];
+            feeds[g.Tokens].CopyFrom(tokens);
+            run.Forward(feeds);
+            var y = run[g.Logits].ToDoubles();
+            for (var b = 0; b < batch; b++)
+                Array.Copy(y, b * cfg.Length * cfg.Vocab, logits, (b * blocks + k) * cfg.Length * cfg.Vocab, cfg.Length * cfg.Vocab);
+            for (var i = 0; i < g.Memories.Length; i++) Ops.Elementwise.Cast(be, run[g.NextMemories[i]], feeds[g.Memories[i]]);
+            run.ReleaseOutputs();
+        }
+        var tStream = be.Empty(new Shape(batch, blocks * cfg.Length), DType.Float64);
+        tStream.CopyFrom(stream);
+        var tLogits = be.Empty(new Shape(batch, blocks * cfg.Length, cfg.Vocab), DType.Float64);
+        tLogits.CopyFrom(logits);
+        var tensors = new Dictionary<string, Tensor>(model.Parameters.Tensors) { ["tokens"] = tStream, ["logits"] = tLogits };
+        Directory.CreateDirectory(outDir);
+        var path = Path.Combine(outDir, "causal_lm.safetensors");
+        Checkpoints.SafeTensors.Save(path, tensors, new Dictionary<string, string>
+        {
+            ["config"] = $"{{\"vocab\": {cfg.Vocab}, \"dim\": {cfg.Dim}, \"heads\": {cfg.Heads}, \"hidden\": {cfg.Hidden}, \"layers\": {cfg.Layers}, " +
+                $"\"window\": {cfg.Window}, \"chunk\": {cfg.ChunkLength}, \"rank\": {cfg.Rank}, \"length\": {cfg.Length}, \"memory\": {cfg.Memory}, \"blocks\": {blocks}}}",
+        });
+        Console.WriteLine($"wrote {path}: a {cfg.Layers}-layer causal LM (D={cfg.Dim} H={cfg.Heads} w={cfg.Window} l={cfg.ChunkLength} r={cfg.Rank} L=M={cfg.Length}), " +
+            $"{batch} streams of {blocks} blocks and their logits (float64, CPU)");
+        return 0;
+    });
 }

@@ -78,9 +78,13 @@ var exportLayer = new Command("export-layer", "The LS layer's weights, an input 
 exportLayer.SetAction(r => Commands.ExportLayer(r.GetValue(outDir)!, r.GetValue(exportBatch), r.GetValue(exportN), r.GetValue(exportDim),
     r.GetValue(exportHeads), r.GetValue(exportWindow), r.GetValue(exportRank)));
 
+var exportCausal = new Command("export-causal", "A tiny causal LM's weights, a two-block byte stream and the library's logits (CPU, float64) for bench/peers/check_causal_lm.py")
+    { outDir };
+exportCausal.SetAction(r => Commands.ExportCausal(r.GetValue(outDir)!));
+
 var dir = new Argument<string>("results") { Description = "a results folder holding *.rows.json (this program's and bench/peers')" };
 var table = new Command("table", "Merges every *.rows.json of a results folder into one markdown/CSV table and sweep plots") { dir };
 table.SetAction(r => Commands.Table(r.GetValue(dir)!));
 
-var root = new RootCommand("tls-bench: TransformerLS.Native microbenchmarks, memory-scaling studies and side-by-side runs") { kernels, scale, layers, model, decode, exportLayer, table };
+var root = new RootCommand("tls-bench: TransformerLS.Native microbenchmarks, memory-scaling studies and side-by-side runs") { kernels, scale, layers, model, decode, exportLayer, exportCausal, table };
 return root.Parse(args).Invoke();

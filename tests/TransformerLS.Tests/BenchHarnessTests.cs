@@ -187,4 +187,29 @@ public class BenchHarnessTests
         }
         finally { Directory.Delete(dir, recursive: true); }
     }
+
+    /// <summary>
+    /// export-causal writes what check_causal_lm.py reads: every parameter under the names causal_lm.py declares, the
+    /// streams and the logits, and logits that are the block forward's (the second block's depend on the first's memories).
+    /// </summary>
+    [Fact]
+    public void Export_causal_writes_the_causal_peer_check_file()
+    {
+        var dir = Directory.CreateTempSubdirectory("tls-export-").FullName;
+        try
+        {
+            Assert.Equal(0, Commands.ExportCausal(dir));
+            var file = Checkpoints.SafeTensors.Open(Path.Combine(dir, "causal_lm.safetensors"));
+            var names = file.Entries.Select(e => e.Name).ToHashSet();
+            foreach (var n in new[] { "in_emb.weight", "out_emb.bias", "tokens", "logits", "layers.1.attn.r_w_bias", "layers.1.attn.r_net_chunk.bias",
+                "layers.0.attn.dual_ln_dproj.weight", "layers.0.attn.dconv_1.bias", "layers.1.ff.fc2.weight", "layers.1.norm2.bias" })
+                Assert.Contains(n, names);
+            Assert.Equal(4 + 2 * 23, names.Count); // tokens, logits, in_emb, out_emb.bias; per layer 6 + 1 + 2 + 2 + 8 + 4 = 23, as causal_lm.py declares
+            Assert.Equal([2, 16], file.Entries.Single(e => e.Name == "layers.0.attn.r_r_bias").Shape);
+            Assert.Equal([2, 32, 32], file.Entries.Single(e => e.Name == "logits").Shape);
+            Assert.Equal([2, 32], file.Entries.Single(e => e.Name == "tokens").Shape);
+            Assert.Contains("\"blocks\": 2", file.Metadata["config"]);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
 }
