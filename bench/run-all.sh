@@ -29,7 +29,7 @@ if [ "${PEERS:-1}" != 0 ]; then
     { $bench export-causal --out "$out/check" > /dev/null && (cd bench/peers && python3 check_causal_lm.py "$out/check") 2>&1 | tee "$out/causal-peers-check.log"; } \
       || echo "causal peer check FAILED: see $out/causal-peers-check.log"
     rm -rf "$out/check"
-    { (cd bench/peers && PYTHONUNBUFFERED=1 python3 causal_peers.py --out "$out/causal-peers.rows.json" --budget-s "${CAUSAL_PEER_BUDGET_S:-300}") 2>&1 \
+    { (cd bench/peers && PYTHONUNBUFFERED=1 python3 causal_peers.py --out "$out/model-peers.rows.json" --budget-s "${CAUSAL_PEER_BUDGET_S:-300}") 2>&1 \
       | grep --line-buffered -v -e '^W1' -e 'warn' | tee "$out/causal-peers.log"; } || echo "causal peers FAILED: see $out/causal-peers.log"
   fi
   (cd bench/peers && PYTHONUNBUFFERED=1 python3 peers.py --out "$out/peers.rows.json" --budget-s "${PEER_BUDGET_S:-420}" \

@@ -1,7 +1,7 @@
 """Times the PyTorch peer of the causal LS model (causal_lm.CausalLSLM) and writes rows in `tls-bench model`'s format
 (impl, dtype, layers, length, memory, batch, step_ms, tokens_per_s, peak_bytes, status).
 
-  python3 bench/peers/causal_peers.py --out results/causal-peers.rows.json [--shapes 2048x4,8192x1] [--dtypes bf16,fp32]
+  python3 bench/peers/causal_peers.py --out results/model-peers.rows.json [--shapes 2048x4,8192x1] [--dtypes bf16,fp32]
       [--impls eager,compile] [--runs 10] [--warmup 3] [--budget-s 300]
 
 A step is what `tls train --task lm` does: forward of one block of L tokens after M = L remembered states per layer,
