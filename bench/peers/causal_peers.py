@@ -12,13 +12,13 @@ parameters and activations in bf16 (softmaxes in fp32), as the library's bf16 mo
 """
 import argparse
 import json
-import statistics
 import sys
 import time
 
 import torch
 
 from causal_lm import CausalLSLM
+from peers import median_ms
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -43,15 +43,7 @@ def measure(impl, dtype, L, B, args):
         step()
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(args.runs):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        step()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    ms = statistics.median(times)
+    ms = median_ms(step, args.runs, 0)
     return ms, torch.cuda.max_memory_allocated()
 
 

@@ -11,7 +11,7 @@ import sys
 import torch
 
 from causal_lm import CausalLSLM
-from check_ls_layer import read_safetensors
+from check_ls_layer import agree, read_safetensors
 
 
 def main(folder):
@@ -29,11 +29,8 @@ def main(folder):
             logits, mems = model(tokens[:, k * L:(k + 1) * L], mems)
             got.append(logits)
     got = torch.cat(got, dim=1)
-    err = (got - want).abs().max().item()
-    scale = want.abs().max().item()
-    ok = err <= 1e-8 * scale
-    print(f"causal peer vs library: B={B} {blocks} blocks of L={L}, M={M}, D={D} H={cfg['heads']} w={cfg['window']} l={cfg['chunk']} r={cfg['rank']}: "
-          f"max |diff| {err:.3e}, max |logit| {scale:.3e}: {'same function' if ok else 'MISMATCH'}")
+    ok, said = agree(got, want, 1e-8)
+    print(f"causal peer vs library: B={B} {blocks} blocks of L={L}, M={M}, D={D} H={cfg['heads']} w={cfg['window']} l={cfg['chunk']} r={cfg['rank']}: {said}")
     return 0 if ok else 1
 
 

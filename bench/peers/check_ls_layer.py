@@ -31,6 +31,13 @@ def read_safetensors(path):
     return tensors, meta
 
 
+def agree(got, want, rel):
+    """(ok, a line): max |got − want| <= rel · max |want|."""
+    err, scale = (got - want).abs().max().item(), want.abs().max().item()
+    ok = err <= rel * scale
+    return ok, f"max |diff| {err:.3e}, max |y| {scale:.3e}: {'same function' if ok else 'MISMATCH'}"
+
+
 def main(folder):
     tensors, meta = read_safetensors(f"{folder}/layer.safetensors")
     cfg = json.loads(meta["config"])
@@ -39,11 +46,8 @@ def main(folder):
     layer.load_state_dict({k: v.double() for k, v in tensors.items()}, strict=True)  # every name, every shape
     with torch.no_grad():
         out = layer(x)
-    err = (out - y).abs().max().item()
-    scale = y.abs().max().item()
-    ok = err <= 1e-4 * scale
-    print(f"ls peer vs library: B={x.shape[0]} N={x.shape[1]} D={cfg['dim']} H={cfg['heads']} w={cfg['window']} r={cfg['rank']}: "
-          f"max |diff| {err:.3e}, max |y| {scale:.3e}: {'same function' if ok else 'MISMATCH'}")
+    ok, said = agree(out, y, 1e-4)
+    print(f"ls peer vs library: B={x.shape[0]} N={x.shape[1]} D={cfg['dim']} H={cfg['heads']} w={cfg['window']} r={cfg['rank']}: {said}")
     return 0 if ok else 1
 
 
