@@ -8,7 +8,7 @@
 //                             whose window [s·w − e, (s+1)·w + e) holds one of them; dV = Pᵀ·dO, dK = σ·dSᵀ·Q in
 //                             registers, written once (a position no window holds, or a padded key, gets zeros).
 //   ls_attention_bwd_lm_mma:  block = KT landmarks x one query group: the same products over the group's queries into
-//                             fp32 partials; ls_attention_bwd_lm_sum adds the groups in order (two-stage, fixed order).
+//                             fp32 partials; ls_attention_bwd_lm_sum_bf16 (ls_attention.cu) adds the groups in order (two-stage, fixed order).
 // Tile ownership in the key passes: warp w owns keys 16w.. of the tile; the accumulator tile is [16 keys x QB
 // queries], Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ; Pᵀ and dSᵀ enter the dV, dK products as hi + lo bf16 (mma_tiles.cuh).
 #include "ls_attention/ls_attention_mma.cuh"
@@ -193,12 +193,6 @@ template <int D> __device__ void ls_attention_bwd_lm_mma(const LsAttentionParams
             *(float2*)(p.lpart_v + out + (i64)l * D + c) = make_float2(dv[nb][2 * h], dv[nb][2 * h + 1]);
         }
     }
-}
-
-// Stage 2 of the landmark gradients: dK̄, dV̄ = the groups' partials added in group order, rounded once to bf16.
-extern "C" __global__ void ls_attention_bwd_lm_sum(LsAttentionParams p)
-{
-    sum_group_pair<bf16>(p.lpart_k, p.lpart_v, (i64)p.B * p.H * p.r * p.d, p.groups, p.dkbar, p.dvbar);
 }
 
 #define TLS_INSTANTIATE_BWD(D)                                                                                  \

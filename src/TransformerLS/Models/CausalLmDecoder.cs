@@ -35,6 +35,7 @@ public sealed class CausalLmDecoder : IDisposable
     readonly float[] _host;
     readonly Tensor _tPacked;
     readonly Tensor[] _tParts;
+    readonly int[] _partAt;     // where each part starts in the packed array
     readonly Tensor _tTokens, _tState, _tRowsW, _tRowsChunk, _tRowsBlock, _tRowsRing;
     readonly Tensor _tLogits; // [B, 1, V] in the model's dtype: where every step's logits land
     readonly byte[] _logitBytes;  // its bytes on the host, and their values, reused by every step
@@ -78,9 +79,12 @@ public sealed class CausalLmDecoder : IDisposable
         var f = DType.Float32;
         _tPacked = _be.Empty(new Shape(Packed * B), f);
         Shape[] parts = [new(B), new(B, 4), new(B), new(B), new(B), new(B)];
-        _tParts = new Tensor[parts.Length];
+        (_tParts, _partAt) = (new Tensor[parts.Length], new int[parts.Length]);
         for (int k = 0, at = 0; k < parts.Length; at += (int)parts[k].Count, k++)
+        {
+            _partAt[k] = at;
             _tParts[k] = _be is CudaBackend ? new Tensor(_be, parts[k], f, null, _tPacked.DevicePointer + 4ul * (ulong)at, owns: false) : _be.Empty(parts[k], f);
+        }
         (_tTokens, _tState, _tRowsW, _tRowsChunk, _tRowsBlock, _tRowsRing) = (_tParts[0], _tParts[1], _tParts[2], _tParts[3], _tParts[4], _tParts[5]);
         _tLogits = _be.Empty(new Shape(B, 1, V), model.DType);
         (_logitBytes, _logits) = (new byte[_tLogits.Bytes], new double[B * V]);
@@ -115,6 +119,7 @@ public sealed class CausalLmDecoder : IDisposable
         if (tokens.Length != B) throw new ArgumentException($"{tokens.Length} tokens given; expected one per sequence ({B})", nameof(tokens));
         if (!active.IsEmpty && active.Length != B) throw new ArgumentException($"{active.Length} flags given; expected one per sequence ({B})", nameof(active));
         var anyCompletes = false;
+        Span<float> state = _host.AsSpan(B, 4 * B), rows = _host.AsSpan(5 * B);
         for (var b = 0; b < B; b++)
         {
             var on = active.IsEmpty || active[b];
@@ -125,7 +130,6 @@ public sealed class CausalLmDecoder : IDisposable
             var (qi, chunkRow) = (i / Lc, i % Lc);
             var firstCache = FloorMod((t - i) / Lc - Mc, C);
             var completes = on && chunkRow == Lc - 1;
-            Span<float> state = _host.AsSpan(B, 4 * B), rows = _host.AsSpan(5 * B);
             _host[b] = on ? tokens[b] : 0;
             (state[4 * b], state[4 * b + 1], state[4 * b + 2], state[4 * b + 3]) = ((int)(t % W), Math.Min(W, P + i + 1), firstCache, qi);
             rows[b] = on ? (int)(t % W) : -1;
@@ -136,14 +140,13 @@ public sealed class CausalLmDecoder : IDisposable
         }
         if (_be is CudaBackend) _tPacked.CopyFrom(_host);
         else
-            for (int k = 0, at = 0; k < _tParts.Length; at += (int)_tParts[k].Count, k++) _tParts[k].CopyFrom(_host.AsSpan(at, (int)_tParts[k].Count));
+            for (var k = 0; k < _tParts.Length; k++) _tParts[k].CopyFrom(_host.AsSpan(_partAt[k], (int)_tParts[k].Count));
         Run(anyCompletes);
         _be.CopyToHost(_tLogits, _logitBytes); // waits for the step
         _tLogits.DType.Decode(_logitBytes, _logits);
-        var logits = _logits;
         for (var b = 0; b < B; b++)
             if (active.IsEmpty || active[b]) _pos[b]++;
-        return LogSoftmaxRows(logits, active);
+        return LogSoftmaxRows(_logits, active);
     }
 
     /// <summary>The step's device work, from the uploaded inputs to the logits: eager, or a replay of its CUDA graph.</summary>

@@ -66,73 +66,56 @@ static class LsAttentionCuda
 
     static Dim3 Grid(LsAttentionGeometry g, Tiles t) => new((uint)(g.Segments * Chunks(g, t)), 1, (uint)(g.B * g.H));
 
-    /// <summary>Dynamic shared memory of a kernel's carve-up, fixed + per_d·d, as the kernel file exports it (one source).</summary>
-    static uint Shared(CudaBackend be, string file, string fixedBytes, string perD, int d) => (uint)(be.Constant(file, fixedBytes) + be.Constant(file, perD) * d);
-
-    /// <summary>The CUDA-core kernels keep tiles of d-wide rows in shared memory: a head dim whose tiles do not fit is refused by name.</summary>
-    static uint CheckedShared(CudaBackend be, LsAttentionGeometry g, Tensor q, string kernel, string what)
-    {
-        var bytes = Shared(be, File, kernel + "_smem_fixed", kernel + "_smem_per_d", g.D);
-        var limit = be.Context.Device.MaxSharedMemoryPerBlockOptin;
-        if (bytes > limit)
-        {
-            var (perD, fixedBytes) = (be.Constant(File, kernel + "_smem_per_d"), be.Constant(File, kernel + "_smem_fixed"));
-            throw new ArgumentOutOfRangeException("q", g.D,
-                $"head dim {g.D} needs {bytes} bytes of shared memory in the CUDA-core LS attention {what}; {be.Context.Device.Name} allows {limit}, " +
-                $"so head dims up to {(limit - fixedBytes) / perD} run here{(q.DType == DType.BFloat16 ? " (bf16 head dims 16, 32, …, 128 run on the tensor cores)" : "")}");
-        }
-        return bytes;
-    }
-
     public static void Forward(CudaBackend be, LsAttentionGeometry g, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse)
     {
-                var t = TilesOf(be, g, q);
+        var t = TilesOf(be, g, q);
         var p = Params(g, t, q, k, v, kbar, vbar, mask, o, lse);
         if (UsesMma(g, q))
-            be.Kernel(MmaFile, MmaForward[g.D / 16 - 1]).Launch(Grid(g, t), (uint)t.Threads, Shared(be, MmaFile, "ls_attention_fwd_mma_smem_fixed", "ls_attention_fwd_mma_smem_per_d", g.D), be.Stream, p);
+            be.Kernel(MmaFile, MmaForward[g.D / 16 - 1]).Launch(Grid(g, t), (uint)t.Threads, KernelShared.Bytes(be, MmaFile, "ls_attention_fwd_mma_smem_fixed", "ls_attention_fwd_mma_smem_per_d", g.D), be.Stream, p);
         else
-            be.Kernel(File, q.DType == DType.Float32 ? "ls_attention_fwd_f32" : "ls_attention_fwd_bf16").Launch(Grid(g, t), (uint)t.Threads, CheckedShared(be, g, q, "ls_attention_fwd_f32", "forward"), be.Stream, p);
+            be.Kernel(File, q.DType == DType.Float32 ? "ls_attention_fwd_f32" : "ls_attention_fwd_bf16").Launch(Grid(g, t), (uint)t.Threads, KernelShared.Checked(be, File, "ls_attention_fwd_f32", g.D, q.DType, "LS attention forward"), be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, LsAttentionGeometry g, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
         Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk, Tensor dv, Tensor dkbar, Tensor dvbar)
     {
-                var t = TilesOf(be, g, q);
+        var t = TilesOf(be, g, q);
         var p = Params(g, t, q, k, v, kbar, vbar, mask, o, lse);
         p.DOut = dout.DevicePointer; p.DQ = dq.DevicePointer;
         p.DK = dk.DevicePointer; p.DV = dv.DevicePointer; p.DKBar = dkbar.DevicePointer; p.DVBar = dvbar.DevicePointer;
         (p.Groups, p.GroupTokens) = TokenGroups.Of(g.N);
-        var mma = UsesMma(g, q);
+        var (mma, f32) = (UsesMma(g, q), q.DType == DType.Float32);
         var scratch = LsAttentionScratch.Of(k.Shape, kbar.Shape);
         // The CUDA-core passes' shared memory, checked before anything is allocated or launched.
-        var (simtDq, simtKv) = mma ? (0u, 0u) : (CheckedShared(be, g, q, "ls_attention_bwd_dq_f32", "backward"), CheckedShared(be, g, q, "ls_attention_bwd_kv_f32", "backward"));
+        var (simtDq, simtKv) = mma ? (0u, 0u) : (KernelShared.Checked(be, File, "ls_attention_bwd_dq_f32", g.D, q.DType, "LS attention backward"), KernelShared.Checked(be, File, "ls_attention_bwd_kv_f32", g.D, q.DType, "LS attention backward"));
         var block = be.Context.Allocator.Allocate(scratch.Bytes);
         try
         {
             (p.Dd, p.LPartK, p.LPartV) = (scratch.At(block, 0), scratch.At(block, 1), scratch.At(block, 2));
-            var outputs = (long)g.B * g.H * g.R * g.D;
-            var sumGrid = (uint)Math.Clamp((outputs + 255) / 256, 1, 65535L * 16);
             if (!mma)
             {
                 // The same three passes on the CUDA cores (float32, and bf16 at head dims off the tensor cores).
-                var f32 = q.DType == DType.Float32;
                 var kt = be.Constant(File, "ls_attention_f32_kt");
                 be.Kernel(File, f32 ? "ls_attention_bwd_dq_f32" : "ls_attention_bwd_dq_bf16").Launch(Grid(g, t), (uint)t.Threads, simtDq, be.Stream, p);
                 be.Kernel(File, f32 ? "ls_attention_bwd_kv_f32" : "ls_attention_bwd_kv_bf16").Launch(new Dim3((uint)((g.N + kt - 1) / kt), 1, (uint)(g.B * g.H)), (uint)t.Threads, simtKv, be.Stream, p);
                 be.Kernel(File, f32 ? "ls_attention_bwd_lm_f32" : "ls_attention_bwd_lm_bf16").Launch(new Dim3((uint)((g.R + kt - 1) / kt), (uint)p.Groups, (uint)(g.B * g.H)), (uint)t.Threads, simtKv, be.Stream, p);
-                be.Kernel(File, f32 ? "ls_attention_bwd_lm_sum_f32" : "ls_attention_bwd_lm_sum_bf16").Launch(sumGrid, 256, 0, be.Stream, p);
-                return;
             }
-            var threads = (uint)be.Constant(BwdFile, "ls_attention_bwd_mma_threads");
-            var mkt = be.Constant(BwdFile, "ls_attention_bwd_mma_kt");
-            var dqSmem = Shared(be, BwdFile, "ls_attention_bwd_dq_mma_smem_fixed", "ls_attention_bwd_dq_mma_smem_per_d", g.D);
-            var kvSmem = Shared(be, BwdFile, "ls_attention_bwd_kv_mma_smem_fixed", "ls_attention_bwd_kv_mma_smem_per_d", g.D);
-            var bt = new Tiles(be.Constant(BwdFile, "ls_attention_bwd_mma_qb"), (int)threads);
-            p.Chunks = Chunks(g, bt);
-            be.Kernel(BwdFile, MmaDq[g.D / 16 - 1]).Launch(Grid(g, bt), threads, dqSmem, be.Stream, p);
-            be.Kernel(BwdFile, MmaKv[g.D / 16 - 1]).Launch(new Dim3((uint)((g.N + mkt - 1) / mkt), 1, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
-            be.Kernel(BwdFile, MmaLm[g.D / 16 - 1]).Launch(new Dim3((uint)((g.R + mkt - 1) / mkt), (uint)p.Groups, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
-            be.Kernel(BwdFile, "ls_attention_bwd_lm_sum").Launch(sumGrid, 256, 0, be.Stream, p);
+            else
+            {
+                var threads = (uint)be.Constant(BwdFile, "ls_attention_bwd_mma_threads");
+                var kt = be.Constant(BwdFile, "ls_attention_bwd_mma_kt");
+                var dqSmem = KernelShared.Bytes(be, BwdFile, "ls_attention_bwd_dq_mma_smem_fixed", "ls_attention_bwd_dq_mma_smem_per_d", g.D);
+                var kvSmem = KernelShared.Bytes(be, BwdFile, "ls_attention_bwd_kv_mma_smem_fixed", "ls_attention_bwd_kv_mma_smem_per_d", g.D);
+                var bt = new Tiles(be.Constant(BwdFile, "ls_attention_bwd_mma_qb"), (int)threads);
+                p.Chunks = Chunks(g, bt);
+                be.Kernel(BwdFile, MmaDq[g.D / 16 - 1]).Launch(Grid(g, bt), threads, dqSmem, be.Stream, p);
+                be.Kernel(BwdFile, MmaKv[g.D / 16 - 1]).Launch(new Dim3((uint)((g.N + kt - 1) / kt), 1, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
+                be.Kernel(BwdFile, MmaLm[g.D / 16 - 1]).Launch(new Dim3((uint)((g.R + kt - 1) / kt), (uint)p.Groups, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
+            }
+            // Stage 2 of the landmark gradients for both: the groups' fp32 partials added in group order.
+            var outputs = (long)g.B * g.H * g.R * g.D;
+            be.Kernel(File, f32 ? "ls_attention_bwd_lm_sum_f32" : "ls_attention_bwd_lm_sum_bf16")
+                .Launch((uint)Math.Clamp((outputs + 255) / 256, 1, 65535L * 16), 256, 0, be.Stream, p);
         }
         finally
         {

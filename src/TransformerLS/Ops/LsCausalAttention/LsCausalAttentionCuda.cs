@@ -58,43 +58,18 @@ static class LsCausalAttentionCuda
 
     static Dim3 Grid(LsCausalGeometry g, Tiles t, Tensor q) => new((uint)(g.BlockChunks * QueryBlocks(g, BlockQueries(g, t, q))), 1, (uint)(g.B * g.H));
 
-    /// <summary>
-    /// Dynamic shared memory of the kernel's carve-up as the kernel file exports it (one source): fixed + per_d·d for
-    /// the fp32 kernels, a table by (warps, head dim) for the mma kernels.
-    /// </summary>
-    static uint Shared(CudaBackend be, LsCausalGeometry g, Tensor q, bool backward)
-    {
-        if (UsesMma(g, q))
-            return (uint)be.Constant(MmaFile, backward ? "ls_causal_attention_bwd_mma_smem" : "ls_causal_attention_fwd_mma_smem", (MmaWarps(g) - 1) * 8 + g.D / 16 - 1);
-        return backward
-            ? (uint)(be.Constant(File, "ls_causal_attention_bwd_f32_smem_fixed") + be.Constant(File, "ls_causal_attention_bwd_f32_smem_per_d") * g.D)
-            : (uint)(be.Constant(File, "ls_causal_attention_fwd_f32_smem_fixed") + be.Constant(File, "ls_causal_attention_fwd_f32_smem_per_d") * g.D);
-    }
-
-    /// <summary>The CUDA-core kernels keep tiles of d-wide rows in shared memory: a head dim whose tiles do not fit is refused by name.</summary>
-    static uint CheckedShared(CudaBackend be, LsCausalGeometry g, Tensor q, bool backward)
-    {
-        var bytes = Shared(be, g, q, backward);
-        var limit = be.Context.Device.MaxSharedMemoryPerBlockOptin;
-        if (bytes > limit)
-        {
-            var perD = be.Constant(File, backward ? "ls_causal_attention_bwd_f32_smem_per_d" : "ls_causal_attention_fwd_f32_smem_per_d");
-            var fixedBytes = be.Constant(File, backward ? "ls_causal_attention_bwd_f32_smem_fixed" : "ls_causal_attention_fwd_f32_smem_fixed");
-            throw new ArgumentOutOfRangeException("q", g.D,
-                $"head dim {g.D} needs {bytes} bytes of shared memory in the CUDA-core causal LS attention {(backward ? "backward" : "forward")}; {be.Context.Device.Name} allows {limit}, " +
-                $"so head dims up to {(limit - fixedBytes) / perD} run here{(q.DType == DType.BFloat16 ? " (bf16 head dims 16, 32, …, 128 run on the tensor cores)" : "")}");
-        }
-        return bytes;
-    }
+    /// <summary>Dynamic shared memory of the mma kernels, from the table the kernel file exports by (warps, head dim) (one source).</summary>
+    static uint MmaShared(CudaBackend be, LsCausalGeometry g, bool backward) =>
+        (uint)be.Constant(MmaFile, backward ? "ls_causal_attention_bwd_mma_smem" : "ls_causal_attention_fwd_mma_smem", (MmaWarps(g) - 1) * 8 + g.D / 16 - 1);
 
     public static void Forward(CudaBackend be, LsCausalGeometry g, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse)
     {
         var t = TilesOf(be, g, x.Q);
         var p = Params(g, t, x, o, lse);
         if (UsesMma(g, x.Q))
-            be.Kernel(MmaFile, MmaForward[g.D / 16 - 1]).Launch(Grid(g, t, x.Q), 32 * MmaWarps(g), Shared(be, g, x.Q, false), be.Stream, p);
+            be.Kernel(MmaFile, MmaForward[g.D / 16 - 1]).Launch(Grid(g, t, x.Q), 32 * MmaWarps(g), MmaShared(be, g, false), be.Stream, p);
         else
-            be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_attention_fwd_f32" : "ls_causal_attention_fwd_bf16").Launch(Grid(g, t, x.Q), (uint)t.Threads, CheckedShared(be, g, x.Q, false), be.Stream, p);
+            be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_attention_fwd_f32" : "ls_causal_attention_fwd_bf16").Launch(Grid(g, t, x.Q), (uint)t.Threads, KernelShared.Checked(be, File, "ls_causal_attention_fwd_f32", g.D, x.Q.DType, "causal LS attention forward"), be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, LsCausalGeometry g, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse, Tensor dout, in LsCausalGradients gr)
@@ -110,9 +85,9 @@ static class LsCausalAttentionCuda
         p.DK = seq.P0; p.DV = seq.P1; p.DKC = cmp.P0; p.DVC = cmp.P1; p.DU = bias.P0; p.DVB = bias.P1; p.DRel = rel.P0; p.DRelC = rel.P1;
         var d = g.D;
         if (UsesMma(g, x.Q))
-            be.Kernel(MmaFile, MmaBackward[d / 16 - 1]).Launch(Grid(g, t, x.Q), 32 * MmaWarps(g), Shared(be, g, x.Q, true), be.Stream, p);
+            be.Kernel(MmaFile, MmaBackward[d / 16 - 1]).Launch(Grid(g, t, x.Q), 32 * MmaWarps(g), MmaShared(be, g, true), be.Stream, p);
         else
-            be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_attention_bwd_f32" : "ls_causal_attention_bwd_bf16").Launch(Grid(g, t, x.Q), (uint)t.Threads, CheckedShared(be, g, x.Q, true), be.Stream, p);
+            be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_attention_bwd_f32" : "ls_causal_attention_bwd_bf16").Launch(Grid(g, t, x.Q), (uint)t.Threads, KernelShared.Checked(be, File, "ls_causal_attention_bwd_f32", g.D, x.Q.DType, "causal LS attention backward"), be.Stream, p);
         seq.Complete(); cmp.Complete(); bias.Complete(); rel.Complete();
     }
 }
