@@ -139,7 +139,8 @@ TLS_DEVICE void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::
 // Stage 2 of a two-stage sum over token groups, for a pair of outputs of `per` elements: out[i] = Σ_g part[g·per + i]
 // in group order (the same bits every run), rounded once to T. Grid-stride over i.
 template <typename T>
-TLS_DEVICE void sum_group_pair(const float* part_a, const float* part_b, i64 per, int groups, void* out_a, void* out_b)
+TLS_DEVICE void sum_group_pair(const float* part_a, const float* part_b, i64 per, int groups, void* out_a, void* out_b,
+                               float* out32_a = nullptr, float* out32_b = nullptr)
 {
     GRID_STRIDE(i, per)
     {
@@ -147,6 +148,7 @@ TLS_DEVICE void sum_group_pair(const float* part_a, const float* part_b, i64 per
         for (int g = 0; g < groups; ++g) { a += part_a[g * per + i]; b += part_b[g * per + i]; }
         store<T>(out_a, i, a);
         store<T>(out_b, i, b);
+        if (out32_a) { out32_a[i] = a; out32_b[i] = b; }  // the sums unrounded too, where the caller keeps them
     }
 }
 

@@ -158,7 +158,7 @@ template <typename T> __device__ void ls_projection_compress(LsProjectionParams 
 // Compress stage 2: K̄, V̄ = the groups' partials added in group order, rounded once.
 template <typename T> __device__ void ls_projection_compress_sum(LsProjectionParams p)
 {
-    sum_group_pair<T>(p.kpart, p.vpart, (i64)p.B * p.H * p.r * p.d, p.groups, p.kbar, p.vbar);
+    sum_group_pair<T>(p.kpart, p.vpart, (i64)p.B * p.H * p.r * p.d, p.groups, p.kbar, p.vbar, p.kbar32, p.vbar32);
 }
 
 // Backward, block (group, h, b), two launches (phase 0, then phase 1 after ls_projection_coldot):
@@ -303,9 +303,28 @@ template <typename T> __device__ void ls_projection_coldot(LsProjectionParams p)
     p.coldot[i] = s;
 }
 
+// Before the one-pass backward (ls_projection_mma.cu, phase 2), one warp per (b, column): coldot = Σ_t P·dP by the
+// softmax identity Σ_t P_tk·(K_t·dK̄_k + V_t·dV̄_k) = K̄_k·dK̄_k + V̄_k·dV̄_k, from the forward's unrounded K̄, V̄
+// (kbar32, vbar32), in double; lanes stride over d and meet in a fixed shuffle tree.
+template <typename T> __device__ void ls_projection_coldot_landmarks(LsProjectionParams p)
+{
+    const i64 i = (blockIdx.x * (i64)blockDim.x + threadIdx.x) / 32;  // column b·H·r + h·r + k: its landmark row starts at i·d
+    const int lane = threadIdx.x % 32;
+    if (i >= (i64)p.B * p.H * p.r) return;  // whole warps only
+    double s = 0.0;
+    for (int j = lane; j < p.d; j += 32)
+    {
+        const i64 o = i * p.d + j;
+        s += (double)p.kbar32[o] * load<T>(p.dkbar, o) + (double)p.vbar32[o] * load<T>(p.dvbar, o);
+    }
+    for (int off = 16; off; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+    if (lane == 0) p.coldot[i] = s;
+}
+
 TLS_INSTANTIATE(ls_projection_stats, LsProjectionParams)
 TLS_INSTANTIATE(ls_projection_stats_sum, LsProjectionParams)
 TLS_INSTANTIATE(ls_projection_compress, LsProjectionParams)
 TLS_INSTANTIATE(ls_projection_compress_sum, LsProjectionParams)
 TLS_INSTANTIATE(ls_projection_bwd, LsProjectionParams)
 TLS_INSTANTIATE(ls_projection_coldot, LsProjectionParams)
+TLS_INSTANTIATE(ls_projection_coldot_landmarks, LsProjectionParams)

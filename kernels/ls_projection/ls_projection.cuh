@@ -25,13 +25,15 @@ struct LsProjectionParams
     void* dk;             // backward outputs [B, H, n, d]
     void* dv;
     void* ds;             // [B, n, H*r]
+    float* kbar32;        // or null: the forward also writes K̄ and V̄ unrounded [B, H, r, d] (the landmarks tensor's two halves),
+    float* vbar32;        // from which the backward takes Σ_t P·dP = K̄·dK̄ + V̄·dV̄ per column and runs in one pass
     int B, H, n, d, r;
     int groups;           // G token groups of group_tokens consecutive tokens (the last may be shorter)
     int group_tokens;
     int accumulate, phase;
 };
 
-TLS_PARAMS_LAYOUT(LsProjectionParams, phase, 192, 184)
+TLS_PARAMS_LAYOUT(LsProjectionParams, phase, 208, 200)
 
 // Whether token t of batch b takes part (no mask, or a nonzero mask entry): padding has P = 0.
 TLS_DEVICE bool proj_token(const LsProjectionParams& p, int b, int t) { return !p.mask || p.mask[(i64)b * p.n + t] != 0.f; }

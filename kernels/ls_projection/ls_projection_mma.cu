@@ -8,7 +8,9 @@
 // P enters the mma as hi + lo bf16 (split_bf16x2), so it keeps ~16 bits. Backward: warp w owns tokens 16w.. of the
 // tile: dP = K·dK̄ᵀ + V·dV̄ᵀ on bf16 inputs as given, P in the accumulator layout, then Σ P·dP (phase 0, reduced in
 // a fixed order: lanes, then warps, then tiles) and dK = P·dK̄, dV = P·dV̄ (phase 0) or dS = P ∘ (dP − coldot)
-// (phase 1). Each token belongs to one block: dK, dV and dS are written, never added atomically.
+// (phase 1). Phase 2 is both in one pass (dK, dV and dS), when coldot came from the forward's unrounded landmarks
+// (ls_projection_coldot_landmarks) instead of phase 0's sums. Each token belongs to one block: dK, dV and dS are
+// written, never added atomically.
 #include "ls_projection/ls_projection.cuh"
 #include "common/mma_tiles.cuh"
 
@@ -186,6 +188,11 @@ template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams&
             for (int nb = 0; nb < PR / 8; ++nb)
                 for (int e = 0; e < 4; ++e)
                     pr[nb][e] = mma_prob(trows, Ss, STRIDE(PR), warp * 16 + lane / 4 + 8 * (e / 2), nb * 8 + 2 * (lane % 4) + e % 2, cmax, cinv);
+            if (p.phase != 1)
+            {
+                mma_xb<PR, D>(dk, pr, dKs, STRIDE(D));
+                mma_xb<PR, D>(dv, pr, dVs, STRIDE(D));
+            }
             if (p.phase == 0)
             {
                 // Σ P·dP per column over the warp's 16 tokens: the two rows of a thread, then the 8 lanes of a column.
@@ -198,8 +205,6 @@ template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams&
                         s += __shfl_xor_sync(0xffffffffu, s, 16);
                         if (lane < 4) red[warp * PR + nb * 8 + 2 * lane + e] = s;
                     }
-                mma_xb<PR, D>(dk, pr, dKs, STRIDE(D));
-                mma_xb<PR, D>(dv, pr, dVs, STRIDE(D));
                 __syncthreads();
                 for (int kk = threadIdx.x; kk < PR; kk += blockDim.x)
                     if (r0 + kk < p.r)
@@ -210,7 +215,7 @@ template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams&
                     }
             }
             else
-                for (int nb = 0; nb < PR / 8; ++nb)
+                for (int nb = 0; nb < PR / 8; ++nb)  // phases 1 and 2: dS = P ∘ (dP − coldot)
                     for (int e = 0; e < 4; ++e)
                     {
                         const int t = t0 + warp * 16 + lane / 4 + 8 * (e / 2), kk = nb * 8 + 2 * (lane % 4) + e % 2;
@@ -218,7 +223,7 @@ template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams&
                             store<bf16>(p.ds, ((i64)b * p.n + t) * hr + col0 + r0 + kk, pr[nb][e] * (dp[nb][e] - cdot[kk]));
                     }
         }
-        if (p.phase != 0) continue;
+        if (p.phase == 1) continue;
         for (int hh = 0; hh < 2; ++hh)
         {
             const int t = t0 + warp * 16 + lane / 4 + 8 * hh;

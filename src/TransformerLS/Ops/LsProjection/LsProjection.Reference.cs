@@ -36,6 +36,15 @@ public static partial class LsProjection
         return new LsProjectionGeometry(B, H, n, d, r);
     }
 
+    static void CheckLandmarks32(IBackend be, Tensor? t, LsProjectionGeometry g)
+    {
+        if (t is null) return;
+        Check.On(be, t, "landmarks32");
+        Check.DTypeIs(t, DType.Float32, "landmarks32");
+        if (t.Shape.Rank != 5 || t.Shape[0] != 2 || t.Shape[1] != g.B || t.Shape[2] != g.H || t.Shape[3] != g.R || t.Shape[4] != g.D)
+            throw new ArgumentException($"landmarks32 has shape {t.Shape}; expected [2, {g.B}, {g.H}, {g.R}, {g.D}] (K̄ then V̄)", "landmarks32");
+    }
+
     static void CheckStats(IBackend be, Tensor t, int b, int hr, string name)
     {
         Check.On(be, t, name);

@@ -11,14 +11,18 @@ public static partial class LsProjection
 {
     /// <summary>
     /// K̄ = P·K, V̄ = P·V with P = softmax over the sequence of scores [B, n, H·r] (padding excluded), per head;
-    /// k, v: [B, H, n, d]; kbar, vbar: [B, H, r, d]; colmax, colsum: [B, H·r] float32, saved for the backward.
+    /// k, v: [B, H, n, d]; kbar, vbar: [B, H, r, d]; colmax, colsum: [B, H·r] float32, saved for the backward; landmarks32,
+    /// if given: K̄ then V̄ unrounded, [2, B, H, r, d] float32, also for the backward (which then runs in one pass).
     /// </summary>
-    public static void Forward(IBackend be, Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum)
+    public static void Forward(IBackend be, Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum,
+        Tensor? landmarks32 = null)
     {
         var g = CheckForward(be, scores, k, v, mask, kbar, vbar, colmax, colsum);
-        if (be is CudaBackend cuda) { LsProjectionCuda.Forward(cuda, g, scores, k, v, mask, kbar, vbar, colmax, colsum); return; }
-        CpuReference.Run([scores, k, v, mask], [kbar, vbar, colmax, colsum], g, static (g, i, r) => {
+        CheckLandmarks32(be, landmarks32, g);
+        if (be is CudaBackend cuda) { LsProjectionCuda.Forward(cuda, g, scores, k, v, mask, kbar, vbar, colmax, colsum, landmarks32); return; }
+        CpuReference.Run([scores, k, v, mask], [kbar, vbar, colmax, colsum, landmarks32], g, static (g, i, r) => {
             Forward(g, i[0], i[1], i[2], i[3], r[0], r[1]);
+            if (r[4].Length > 0) { r[0].CopyTo(r[4], 0); r[1].CopyTo(r[4], r[0].Length); }
             // The saved statistics, in the kernel's layout, so either backend's backward can follow either forward.
             int hr = g.H * g.R;
             for (var b = 0; b < g.B; b++)
@@ -37,12 +41,17 @@ public static partial class LsProjection
     public static long BackwardWorkspace(Device device, Shape k, Shape kbar) =>
         device.Kind != DeviceKind.Cuda ? 0 : LsProjectionScratch.Backward(k, kbar).Bytes;
 
-    /// <summary>dscores (overwritten); dk, dv overwritten or, with <paramref name="accumulate"/>, added to.</summary>
+    /// <summary>
+    /// dscores (overwritten); dk, dv overwritten or, with <paramref name="accumulate"/>, added to. With the forward's
+    /// <paramref name="landmarks32"/>, the softmax backward's Σ_t P·dP per column is K̄·dK̄ + V̄·dV̄ (the same sum, by
+    /// K̄ = Σ_t P_t·K_t), so the bf16 tensor-core backward reads the sequence once; without, it sums P·dP in a first pass.
+    /// </summary>
     public static void Backward(IBackend be, Tensor scores, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum,
-        Tensor dkbar, Tensor dvbar, Tensor dscores, Tensor dk, Tensor dv, bool accumulate = false)
+        Tensor dkbar, Tensor dvbar, Tensor dscores, Tensor dk, Tensor dv, bool accumulate = false, Tensor? landmarks32 = null)
     {
         var g = CheckBackward(be, scores, k, v, mask, colmax, colsum, dkbar, dvbar, dscores, dk, dv);
-        if (be is CudaBackend cuda) { LsProjectionCuda.Backward(cuda, g, scores, k, v, mask, colmax, colsum, dkbar, dvbar, dscores, dk, dv, accumulate); return; }
+        CheckLandmarks32(be, landmarks32, g);
+        if (be is CudaBackend cuda) { LsProjectionCuda.Backward(cuda, g, scores, k, v, mask, colmax, colsum, dkbar, dvbar, dscores, dk, dv, accumulate, landmarks32); return; }
         CpuReference.Run([scores, k, v, mask, dkbar, dvbar], [dscores, dk, dv], g, static (g, i, r) => {
             double[] gk = new double[r[1].Length], gv = new double[r[2].Length];
             Backward(g, i[0], i[1], i[2], i[3], i[4], i[5], r[0], gk, gv);

@@ -9,7 +9,7 @@ namespace TransformerLS.Ops;
 [StructLayout(LayoutKind.Sequential)]
 struct LsProjectionParams
 {
-    public ulong S, K, V, Mask, ColMax, ColSum, KBar, VBar, PMax, PSum, KPart, VPart, DKBar, DVBar, CPart, ColDot, DK, DV, DS;
+    public ulong S, K, V, Mask, ColMax, ColSum, KBar, VBar, PMax, PSum, KPart, VPart, DKBar, DVBar, CPart, ColDot, DK, DV, DS, KBar32, VBar32;
     public int B, H, N, D, R, Groups, GroupTokens, Accumulate, Phase;
 }
 
@@ -37,7 +37,8 @@ static class LsProjectionScratch
 
 /// <summary>
 /// Launchers of kernels/ls_projection/: every sum over the sequence in two fixed-order stages (no atomics). The products
-/// run on the tensor cores (ls_projection_mma.cu) for bf16 with d = 16·k ≤ 128, on the CUDA cores otherwise.
+/// run on the tensor cores (ls_projection_mma.cu) for bf16 with d = 16·k ≤ 128, on the CUDA cores otherwise. Given the
+/// forward's unrounded landmarks, the tensor-core backward is one pass over the sequence instead of two.
 /// </summary>
 static class LsProjectionCuda
 {
@@ -73,10 +74,16 @@ static class LsProjectionCuda
 
     static Dim3 Columns(LsProjectionGeometry g) => (uint)(((long)g.B * g.H * g.R + Flat - 1) / Flat);
 
-    public static void Forward(CudaBackend be, LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum)
+    /// <summary>K̄ at landmarks32's start, V̄ half way: the unrounded landmarks [2, B, H, r, d] fp32, or (0, 0).</summary>
+    static (ulong, ulong) Halves(Tensor? landmarks32) =>
+        landmarks32 is null ? (0, 0) : (landmarks32.DevicePointer, landmarks32.DevicePointer + (ulong)(landmarks32.Count / 2 * sizeof(float)));
+
+    public static void Forward(CudaBackend be, LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor kbar, Tensor vbar, Tensor colmax, Tensor colsum,
+        Tensor? landmarks32)
     {
         var p = Params(g, s, k, v, mask, colmax, colsum);
         p.KBar = kbar.DevicePointer; p.VBar = vbar.DevicePointer;
+        (p.KBar32, p.VBar32) = Halves(landmarks32);
         var scratch = LsProjectionScratch.Forward(k.Shape, kbar.Shape);
         var statsColumns = be.Constant(File, "ls_projection_stats_columns");
         var block = be.Context.Allocator.Allocate(scratch.Bytes);
@@ -100,11 +107,12 @@ static class LsProjectionCuda
     }
 
     public static void Backward(CudaBackend be, LsProjectionGeometry g, Tensor s, Tensor k, Tensor v, Tensor? mask, Tensor colmax, Tensor colsum,
-        Tensor dkbar, Tensor dvbar, Tensor ds, Tensor dk, Tensor dv, bool accumulate)
+        Tensor dkbar, Tensor dvbar, Tensor ds, Tensor dk, Tensor dv, bool accumulate, Tensor? landmarks32)
     {
         var p = Params(g, s, k, v, mask, colmax, colsum);
         p.DKBar = dkbar.DevicePointer; p.DVBar = dvbar.DevicePointer; p.DK = dk.DevicePointer; p.DV = dv.DevicePointer;
         p.DS = ds.DevicePointer; p.Accumulate = accumulate ? 1 : 0;
+        (p.KBar32, p.VBar32) = Halves(landmarks32);
         var mma = UsesMma(k, g);
         var kernel = mma ? be.Kernel(MmaFile, MmaBackward[g.D / 16 - 1]) : be.Kernel(File, Name(k, "ls_projection_bwd_f32", "ls_projection_bwd_bf16"));
         var shared = mma
@@ -121,6 +129,14 @@ static class LsProjectionCuda
         {
             (p.CPart, p.ColDot) = (scratch.At(block, 0), scratch.At(block, 1));
             var (grid, threads) = (GroupGrid(g, p), Threads(be, mma));
+            if (mma && landmarks32 is not null)
+            {
+                // One pass: Σ_t P·dP per column from the identity K̄·dK̄ + V̄·dV̄, then dK, dV and dS together (phase 2).
+                be.Kernel(File, "ls_projection_coldot_landmarks_bf16").Launch((uint)(((long)g.B * g.H * g.R * 32 + Flat - 1) / Flat), Flat, 0, be.Stream, p);
+                p.Phase = 2;
+                kernel.Launch(grid, threads, (uint)shared, be.Stream, p);
+                return;
+            }
             kernel.Launch(grid, threads, (uint)shared, be.Stream, p);
             be.Kernel(File, Name(k, "ls_projection_coldot_f32", "ls_projection_coldot_bf16")).Launch(Columns(g), Flat, 0, be.Stream, p);
             p.Phase = 1;
