@@ -21,12 +21,13 @@ TLS_EXPORT(ls_attention_f32_threads, NWARP * 32)
 // Forward: Ks, Vs [KT][d + 1], Qs, Acc [QB][d], M, L [QB], valid, pos [KT].
 TLS_EXPORT(ls_attention_fwd_f32_smem_per_d, 4 * (2 * KT + 2 * QB))
 TLS_EXPORT(ls_attention_fwd_f32_smem_fixed, 4 * (2 * KT + 2 * QB + 2 * KT))
-// Backward, dQ pass: D [QB] doubles, Ks, Vs [KT][d + 1], Qs, dOs, dQs [QB][d], two [QB] rows, two [KT] rows. Key passes
-// (KvTiles): D [QB] doubles, Ks, Vs, dKs, dVs [KT][d + 1], Qs, dOs [QB][d], Ps, dSs [QB][KT + 1], one [QB] row, one [KT] row.
+// Backward, dQ pass: D, lse's max and sum [QB] doubles, Ks, Vs [KT][d + 1], Qs, dOs, dQs [QB][d], one [QB] row, two [KT]
+// rows. Key passes (KvTiles): D, lse [QB] doubles, Ks, Vs, dKs, dVs [KT][d + 1], Qs, dOs [QB][d], Ps, dSs [QB][KT + 1],
+// one [KT] row.
 TLS_EXPORT(ls_attention_bwd_dq_f32_smem_per_d, 4 * (2 * KT + 3 * QB))
-TLS_EXPORT(ls_attention_bwd_dq_f32_smem_fixed, 4 * (2 * KT + 4 * QB + 2 * KT))
+TLS_EXPORT(ls_attention_bwd_dq_f32_smem_fixed, 4 * (2 * KT + 7 * QB + 2 * KT))
 TLS_EXPORT(ls_attention_bwd_kv_f32_smem_per_d, 4 * (4 * KT + 2 * QB))
-TLS_EXPORT(ls_attention_bwd_kv_f32_smem_fixed, 4 * (4 * KT + 2 * QB * (KT + 1) + 3 * QB + KT))
+TLS_EXPORT(ls_attention_bwd_kv_f32_smem_fixed, 4 * (4 * KT + 2 * QB * (KT + 1) + 4 * QB + KT))
 TLS_EXPORT(ls_attention_f32_kt, KT)
 
 // Loads keys [t0, t0 + KT) of the block's key list into Ks/Vs (row stride d + 1: conflict-free columns).
@@ -135,13 +136,14 @@ template <typename T> __device__ void ls_attention_bwd_dq(LsAttentionParams p)
     if (k.nq <= 0) return;
     const int d = p.d, ds = d + 1, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     double* Dd = (double*)sm;  // first: the dynamic shared base is 16-byte aligned
-    float* Ks = (float*)(Dd + QB);
+    double* Lse = Dd + QB;     // the running max, then the log-sum-exp
+    double* Sum = Lse + QB;
+    float* Ks = (float*)(Sum + QB);
     float* Vs = Ks + KT * ds;
     float* Qs = Vs + KT * ds;  // scaled queries
     float* dOs = Qs + QB * d;
     float* dQs = dOs + QB * d;
-    float* Lse = dQs + QB * d;
-    int* qok = (int*)(Lse + QB);
+    int* qok = (int*)(dQs + QB * d);
     int* valid = qok + QB;
     int* pos = valid + KT;
 
@@ -162,9 +164,35 @@ template <typename T> __device__ void ls_attention_bwd_dq(LsAttentionParams p)
         if (lane == 0)
         {
             Dd[qi] = s;
-            Lse[qi] = p.lse[(i64)k.bh * p.n + i];
+            Lse[qi] = -TLS_INF;
+            Sum[qi] = 0.0;
             qok[qi] = is_token(p, k.b, i);
         }
+    }
+
+    // Each query's log-sum-exp again, in double over the logits in double: the forward's fp32 lse, rounded, would put
+    // up to half an ulp of |lse| into every P (and so into every gradient). The key passes read it from lse64.
+    for (int t0 = 0; t0 < k.total; t0 += KT)
+    {
+        __syncthreads();
+        load_tile<T>(p, k, t0, Ks, Vs, valid, pos);
+        __syncthreads();
+        for (int qi = warp; qi < k.nq; qi += NWARP)
+        {
+            const bool ok = qok[qi] && t0 + lane < k.total && valid[lane];
+            const double x = ok ? row_dot_d(Qs + qi * d, Ks + lane * ds, d) : -TLS_INF;
+            double mt = x;
+            for (int o = 16; o > 0; o >>= 1) mt = fmax(mt, __shfl_xor_sync(0xffffffffu, mt, o));
+            if (mt == -TLS_INF) continue;  // the whole warp: no key of this tile
+            const double m = fmax(Lse[qi], mt), e = warp_sum(ok ? exp(x - m) : 0.0);
+            if (lane == 0) { Sum[qi] = Sum[qi] * exp(Lse[qi] - m) + e; Lse[qi] = m; }
+        }
+    }
+    __syncthreads();
+    for (int qi = threadIdx.x; qi < k.nq; qi += blockDim.x)
+    {
+        Lse[qi] = Sum[qi] > 0.0 ? Lse[qi] + log(Sum[qi]) : TLS_INF;
+        p.lse64[(i64)k.bh * p.n + k.q0 + qi] = Lse[qi];
     }
 
     for (int t0 = 0; t0 < k.total; t0 += KT)
@@ -203,12 +231,12 @@ template <typename T> __device__ void ls_attention_bwd_dq(LsAttentionParams p)
         store<T>(p.dq, k.base + (i64)k.q0 * d + idx, qok[idx / d] ? p.scale * dQs[idx] : 0.f);
 }
 
-// The key passes' shared memory: a query tile's D [QB] (double); the block's keys Ks, Vs and their gradients dKs, dVs
-// [KT][d + 1]; the tile's scaled Qs and dOs [QB][d]; its P and dS [QB][KT + 1]; its lse [QB]; which keys exist, kin [KT].
+// The key passes' shared memory: a query tile's D and lse [QB] (double); the block's keys Ks, Vs and their gradients
+// dKs, dVs [KT][d + 1]; the tile's scaled Qs and dOs [QB][d]; its P and dS [QB][KT + 1]; which keys exist, kin [KT].
 struct KvTiles
 {
-    double* dd;
-    float *Ks, *Vs, *dKs, *dVs, *Qs, *dOs, *Ps, *dSs, *lse;
+    double *dd, *lse;
+    float *Ks, *Vs, *dKs, *dVs, *Qs, *dOs, *Ps, *dSs;
     int* kin;
 };
 
@@ -217,7 +245,8 @@ TLS_DEVICE KvTiles kv_carve(float* sm, int d)
     const int ds = d + 1;
     KvTiles s;
     s.dd = (double*)sm;  // first: the dynamic shared base is 16-byte aligned
-    s.Ks = (float*)(s.dd + QB);
+    s.lse = s.dd + QB;
+    s.Ks = (float*)(s.lse + QB);
     s.Vs = s.Ks + KT * ds;
     s.dKs = s.Vs + KT * ds;
     s.dVs = s.dKs + KT * ds;
@@ -225,8 +254,7 @@ TLS_DEVICE KvTiles kv_carve(float* sm, int d)
     s.dOs = s.Qs + QB * d;
     s.Ps = s.dOs + QB * d;
     s.dSs = s.Ps + QB * (KT + 1);
-    s.lse = s.dSs + QB * (KT + 1);
-    s.kin = (int*)(s.lse + QB);
+    s.kin = (int*)(s.dSs + QB * (KT + 1));
     return s;
 }
 
@@ -271,7 +299,7 @@ TLS_DEVICE void kv_tile(const LsAttentionParams& p, const KvTiles& s, int b, int
         if (ok)
             for (int c = lane; c < d; c += 32) a += (double)s.dOs[qi * d + c] * load<T>(p.o, (rows + q0 + qi) * d + c);
         a = warp_sum(a);
-        if (lane == 0) { s.dd[qi] = a; s.lse[qi] = ok ? p.lse[rows + q0 + qi] : TLS_INF; }
+        if (lane == 0) { s.dd[qi] = a; s.lse[qi] = ok ? p.lse64[rows + q0 + qi] : TLS_INF; }  // the dQ pass's, in double
     }
     __syncthreads();
     for (int qi = warp; qi < nq; qi += NWARP)

@@ -23,6 +23,7 @@ struct LsAttentionParams
     float* dd;           // backward: D_i = dO_i·O_i [B, H, n], written by the dQ pass for the key passes
     float* lpart_k;      // backward: per query group, the landmarks' partial dK̄, dV̄ [G, B·H, r, d] fp32
     float* lpart_v;
+    double* lse64;       // backward, CUDA-core passes: each query's log-sum-exp in double [B, H, n], by the dQ pass
     int B, H, n, d, w, r, e, chunks;  // chunks = ceil(w / qb) query chunks per segment (qb: the kernel's block)
     int groups, group_tokens;         // query groups of the landmark pass (G groups of group_tokens queries)
     float scale;
@@ -53,4 +54,4 @@ TLS_DEVICE Block block_of(const LsAttentionParams& p, int qb)
 
 TLS_DEVICE bool is_token(const LsAttentionParams& p, int b, int j) { return !p.mask || p.mask[(i64)b * p.n + j] != 0.f; }
 
-TLS_PARAMS_LAYOUT(LsAttentionParams, scale, 184, 176)
+TLS_PARAMS_LAYOUT(LsAttentionParams, scale, 192, 184)

@@ -215,12 +215,19 @@ template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams&
                     }
             }
             else
-                for (int nb = 0; nb < PR / 8; ++nb)  // phases 1 and 2: dS = P ∘ (dP − coldot)
-                    for (int e = 0; e < 4; ++e)
+                for (int nb = 0; nb < PR / 8; ++nb)  // phases 1 and 2: dS = P ∘ (dP − coldot), a thread's pairs in one store
+                    for (int hh = 0; hh < 2; ++hh)
                     {
-                        const int t = t0 + warp * 16 + lane / 4 + 8 * (e / 2), kk = nb * 8 + 2 * (lane % 4) + e % 2;
-                        if (t < t1 && r0 + kk < p.r)
-                            store<bf16>(p.ds, ((i64)b * p.n + t) * hr + col0 + r0 + kk, pr[nb][e] * (dp[nb][e] - cdot[kk]));
+                        const int t = t0 + warp * 16 + lane / 4 + 8 * hh, kk = nb * 8 + 2 * (lane % 4);
+                        if (t >= t1 || r0 + kk >= p.r) continue;
+                        const i64 at = ((i64)b * p.n + t) * hr + col0 + r0 + kk;
+                        const float x0 = pr[nb][2 * hh] * (dp[nb][2 * hh] - cdot[kk]), x1 = pr[nb][2 * hh + 1] * (dp[nb][2 * hh + 1] - cdot[kk + 1]);
+                        if (r0 + kk + 1 < p.r && at % 2 == 0) *(unsigned*)((u16*)p.ds + at) = pack_bf16x2(x0, x1);
+                        else
+                        {
+                            store<bf16>(p.ds, at, x0);
+                            if (r0 + kk + 1 < p.r) store<bf16>(p.ds, at + 1, x1);
+                        }
                     }
         }
         if (p.phase == 1) continue;

@@ -13,10 +13,10 @@ static class KernelShared
     public static uint Bytes(CudaBackend be, string file, string fixedName, string perDName, int d) =>
         (uint)(be.Constant(file, fixedName) + be.Constant(file, perDName) * d);
 
-    /// <summary>The bytes <paramref name="kernel"/> needs at head dim d, or a refusal naming them, the limit and the largest d that fits.</summary>
-    public static uint Checked(CudaBackend be, string file, string kernel, int d, DType dtype, string what)
+    /// <summary>The bytes a kernel needs at head dim d, or a refusal naming them, the limit and the largest d that fits.</summary>
+    /// Both names come as literals from the launcher (building them here would allocate on every launch).
+    public static uint Checked(CudaBackend be, string file, string fixedName, string perDName, int d, DType dtype, string what)
     {
-        var (fixedName, perDName) = (kernel + "_smem_fixed", kernel + "_smem_per_d");
         var bytes = Bytes(be, file, fixedName, perDName, d);
         var limit = be.Context.Device.MaxSharedMemoryPerBlockOptin;
         if (bytes > limit)

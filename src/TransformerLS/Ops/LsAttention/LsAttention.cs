@@ -21,8 +21,9 @@ public static partial class LsAttention
         else CpuReference.Run([q, k, v, kbar, vbar, mask], [o, lse], g, static (g, i, r) => Forward(g, i[0], i[1], i[2], i[3], i[4], i[5], r[0], r[1]));
     }
 
-    /// <summary>Device scratch the backward allocates while it runs on the GPU, in every dtype: D = dO·O per query and the landmark
-    /// gradients' fp32 partials per query group (<see cref="TokenGroups"/>), summed in group order.</summary>
+    /// <summary>Device scratch the backward allocates while it runs on the GPU, in every dtype: D = dO·O per query, the landmark
+    /// gradients' fp32 partials per query group (<see cref="TokenGroups"/>), summed in group order, and each query's
+    /// log-sum-exp in double (what the CUDA-core passes use instead of the forward's fp32 lse).</summary>
     public static long BackwardWorkspace(Device device, DType dtype, Shape k, Shape v, Shape kbar, Shape vbar) =>
         device.Kind != DeviceKind.Cuda ? 0 : LsAttentionScratch.Of(k, kbar).Bytes;
 

@@ -9,22 +9,23 @@ namespace TransformerLS.Ops;
 [StructLayout(LayoutKind.Sequential)]
 struct LsAttentionParams
 {
-    public ulong Q, K, V, KBar, VBar, Mask, O, Lse, DOut, DQ, DK, DV, DKBar, DVBar, Dd, LPartK, LPartV;
+    public ulong Q, K, V, KBar, VBar, Mask, O, Lse, DOut, DQ, DK, DV, DKBar, DVBar, Dd, LPartK, LPartV, Lse64;
     public int B, H, N, D, W, R, E, Chunks;
     public int Groups, GroupTokens;
     public float Scale;
 }
 
 /// <summary>
-/// The bf16 backward's scratch on the GPU (<see cref="ScratchPieces"/>): D = dO·O [B·H·n] and the landmark gradients'
-/// partials dK̄, dV̄ [G, B·H, r, d] fp32 (G query groups, <see cref="TokenGroups"/>).
+/// The backward's scratch on the GPU (<see cref="ScratchPieces"/>): D = dO·O [B·H·n] (tensor cores), the landmark
+/// gradients' partials dK̄, dV̄ [G, B·H, r, d] fp32 (G query groups, <see cref="TokenGroups"/>), and each query's
+/// log-sum-exp in double [B·H·n] (the CUDA-core passes).
 /// </summary>
 static class LsAttentionScratch
 {
     public static ScratchPieces Of(Shape k, Shape kbar)
     {
         var part = 4L * TokenGroups.Of(k[2]).Groups * kbar.Count;
-        return new(4 * k.Product(0, 3), part, part);
+        return new(4 * k.Product(0, 3), part, part, 8 * k.Product(0, 3));
     }
 }
 
@@ -73,7 +74,7 @@ static class LsAttentionCuda
         if (UsesMma(g, q))
             be.Kernel(MmaFile, MmaForward[g.D / 16 - 1]).Launch(Grid(g, t), (uint)t.Threads, KernelShared.Bytes(be, MmaFile, "ls_attention_fwd_mma_smem_fixed", "ls_attention_fwd_mma_smem_per_d", g.D), be.Stream, p);
         else
-            be.Kernel(File, q.DType == DType.Float32 ? "ls_attention_fwd_f32" : "ls_attention_fwd_bf16").Launch(Grid(g, t), (uint)t.Threads, KernelShared.Checked(be, File, "ls_attention_fwd_f32", g.D, q.DType, "LS attention forward"), be.Stream, p);
+            be.Kernel(File, q.DType == DType.Float32 ? "ls_attention_fwd_f32" : "ls_attention_fwd_bf16").Launch(Grid(g, t), (uint)t.Threads, KernelShared.Checked(be, File, "ls_attention_fwd_f32_smem_fixed", "ls_attention_fwd_f32_smem_per_d", g.D, q.DType, "LS attention forward"), be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, LsAttentionGeometry g, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
@@ -87,11 +88,11 @@ static class LsAttentionCuda
         var (mma, f32) = (UsesMma(g, q), q.DType == DType.Float32);
         var scratch = LsAttentionScratch.Of(k.Shape, kbar.Shape);
         // The CUDA-core passes' shared memory, checked before anything is allocated or launched.
-        var (simtDq, simtKv) = mma ? (0u, 0u) : (KernelShared.Checked(be, File, "ls_attention_bwd_dq_f32", g.D, q.DType, "LS attention backward"), KernelShared.Checked(be, File, "ls_attention_bwd_kv_f32", g.D, q.DType, "LS attention backward"));
+        var (simtDq, simtKv) = mma ? (0u, 0u) : (KernelShared.Checked(be, File, "ls_attention_bwd_dq_f32_smem_fixed", "ls_attention_bwd_dq_f32_smem_per_d", g.D, q.DType, "LS attention backward"), KernelShared.Checked(be, File, "ls_attention_bwd_kv_f32_smem_fixed", "ls_attention_bwd_kv_f32_smem_per_d", g.D, q.DType, "LS attention backward"));
         var block = be.Context.Allocator.Allocate(scratch.Bytes);
         try
         {
-            (p.Dd, p.LPartK, p.LPartV) = (scratch.At(block, 0), scratch.At(block, 1), scratch.At(block, 2));
+            (p.Dd, p.LPartK, p.LPartV, p.Lse64) = (scratch.At(block, 0), scratch.At(block, 1), scratch.At(block, 2), scratch.At(block, 3));
             if (!mma)
             {
                 // The same three passes on the CUDA cores (float32, and bf16 at head dims off the tensor cores).

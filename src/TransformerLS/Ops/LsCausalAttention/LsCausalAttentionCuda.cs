@@ -69,7 +69,7 @@ static class LsCausalAttentionCuda
         if (UsesMma(g, x.Q))
             be.Kernel(MmaFile, MmaForward[g.D / 16 - 1]).Launch(Grid(g, t, x.Q), 32 * MmaWarps(g), MmaShared(be, g, false), be.Stream, p);
         else
-            be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_attention_fwd_f32" : "ls_causal_attention_fwd_bf16").Launch(Grid(g, t, x.Q), (uint)t.Threads, KernelShared.Checked(be, File, "ls_causal_attention_fwd_f32", g.D, x.Q.DType, "causal LS attention forward"), be.Stream, p);
+            be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_attention_fwd_f32" : "ls_causal_attention_fwd_bf16").Launch(Grid(g, t, x.Q), (uint)t.Threads, KernelShared.Checked(be, File, "ls_causal_attention_fwd_f32_smem_fixed", "ls_causal_attention_fwd_f32_smem_per_d", g.D, x.Q.DType, "causal LS attention forward"), be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, LsCausalGeometry g, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse, Tensor dout, in LsCausalGradients gr)
@@ -87,7 +87,7 @@ static class LsCausalAttentionCuda
         if (UsesMma(g, x.Q))
             be.Kernel(MmaFile, MmaBackward[d / 16 - 1]).Launch(Grid(g, t, x.Q), 32 * MmaWarps(g), MmaShared(be, g, true), be.Stream, p);
         else
-            be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_attention_bwd_f32" : "ls_causal_attention_bwd_bf16").Launch(Grid(g, t, x.Q), (uint)t.Threads, KernelShared.Checked(be, File, "ls_causal_attention_bwd_f32", g.D, x.Q.DType, "causal LS attention backward"), be.Stream, p);
+            be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_attention_bwd_f32" : "ls_causal_attention_bwd_bf16").Launch(Grid(g, t, x.Q), (uint)t.Threads, KernelShared.Checked(be, File, "ls_causal_attention_bwd_f32_smem_fixed", "ls_causal_attention_bwd_f32_smem_per_d", g.D, x.Q.DType, "causal LS attention backward"), be.Stream, p);
         seq.Complete(); cmp.Complete(); bias.Complete(); rel.Complete();
     }
 }
