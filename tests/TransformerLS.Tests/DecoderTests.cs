@@ -88,6 +88,17 @@ public class DecoderTests
         return [.. stream.Select(t => d.Step([t]).Select(v => (double)v).ToArray())];
     }
 
+    /// <summary>Sequence 1 of a batch of 2 prefilled with stream[..p], then stepped through the rest: log-probs at positions p − 1 ….</summary>
+    static double[][] PrefillThenDecode(CausalLm model, int[] stream, int p)
+    {
+        using var d = new CausalLmDecoder(model, 2);
+        var rows = new List<double[]> { d.Prefill(1, stream.AsSpan(0, p)).Select(v => (double)v).ToArray() };
+        Assert.Equal(p, d.Position(1));
+        Assert.Equal(0, d.Position(0));
+        foreach (var t in stream[p..]) rows.Add(d.Step([0, t], [false, true]).AsSpan(model.Config.Vocab).ToArray().Select(v => (double)v).ToArray());
+        return [.. rows];
+    }
+
     static double MaxError(double[][] a, double[][] truth) => a.Zip(truth, (x, y) => x.Zip(y, (p, q) => Math.Abs(p - q)).Max()).Max();
 
     [Theory, MemberData(nameof(Shapes))]
@@ -110,6 +121,34 @@ public class DecoderTests
             Assert.True(err <= bound, $"{dt.Name()} L{L} M{M} w{w} l{l} r{r}: decode error {err:E3} > bound {bound:E3} (block forward in {dt.Name()}: {same:E3})");
             // And it is the block forward's computation, not merely close: far below the spread between positions.
             Assert.True(err < 0.05, $"{dt.Name()}: decode error {err:E3}");
+        }
+    }
+
+    // A prompt through the block forward fills the caches as its steps would have: prompts ending inside the first chunk,
+    // mid-block, at a block end, and past a block boundary into a partial chunk, with the steps after them crossing chunk
+    // and block boundaries; M >= L shapes only (the others prefill token by token, which the test above covers).
+    [Theory, MemberData(nameof(Shapes))]
+    public void A_block_prefill_then_steps_matches_the_block_forward(int L, int M, int w, int l, int r)
+    {
+        var be = new CpuBackend();
+        var stream = Stream(3 * L + 3, L + M + w + 1);
+        foreach (var dt in new[] { DType.Float32, DType.BFloat16 })
+        {
+            using var model = new CausalLm(be, Config(L, M, w, l, r), dt, 6);
+            using (var probe = new CausalLmDecoder(model, 1)) Assert.Equal(M >= L && M > 0, probe.PrefillsInBlocks);
+            using var exact = CopyOf(model, DType.Float64, be);
+            var truth = BlockForward(exact, stream);
+            var same = MaxError(BlockForward(model, stream), truth);
+            var magnitude = truth.Max(row => row.Max(Math.Abs));
+            var bound = 2 * same + Math.Max(1, magnitude) / (1 << 23);
+            foreach (var p in new[] { 1, l + 1, L, L + l + 1, 2 * L + 1 }.Distinct())
+            {
+                var got = PrefillThenDecode(model, stream, p);
+                Assert.Equal(stream.Length - p + 1, got.Length);
+                var err = MaxError(got, truth[(p - 1)..]);
+                TestContext.Current.SendDiagnosticMessage($"{dt.Name()} L{L} M{M} w{w} l{l} r{r} prompt {p}: error {err:E3}, block forward {same:E3}");
+                Assert.True(err <= bound && err < 0.05, $"{dt.Name()} L{L} M{M} w{w} l{l} r{r} prompt {p}: error {err:E3} > bound {bound:E3}");
+            }
         }
     }
 
@@ -181,6 +220,30 @@ public class DecoderTests
                 Assert.True(alone.Step([streams[b][t]]).AsSpan().SequenceEqual(row), $"sequence {b}, step {t}: the batched row differs from batch 1");
             }
         }
+    }
+
+    /// <summary>The block prefill on the GPU, then steps, against the float64 CPU block forward; nothing it allocates outlives the decoder.</summary>
+    [Theory, InlineData(DType.Float32), InlineData(DType.BFloat16)]
+    public void A_block_prefill_on_the_gpu_matches_the_block_forward(DType dt)
+    {
+        var gpu = TestEnv.RequireGpu();
+        var cpu = new CpuBackend();
+        var cfg = Config(16, 16, 8, 4, 2) with { Dim = 64, Heads = 2 };
+        var stream = Stream(3 * 16 + 5, 5);
+        using var model = new CausalLm(cpu, cfg, dt, 7);
+        using var exact = CopyOf(model, DType.Float64, cpu);
+        var truth = BlockForward(exact, stream);
+        var same = MaxError(BlockForward(model, stream), truth);
+        var bound = 2 * same + (dt == DType.Float32 ? 2e-5 : 2e-3) * Math.Max(1, truth.Max(row => row.Max(Math.Abs)));
+        var before = gpu.MemoryStats.LiveBytes;
+        using (var onGpu = CopyOf(model, dt, gpu))
+            foreach (var p in new[] { 5, 16, 16 + 4 + 3 })
+            {
+                var err = MaxError(PrefillThenDecode(onGpu, stream, p), truth[(p - 1)..]);
+                TestContext.Current.SendDiagnosticMessage($"gpu {dt.Name()} prompt {p}: error {err:E3}, cpu block forward {same:E3}, bound {bound:E3}");
+                Assert.True(err <= bound, $"gpu {dt.Name()} prompt {p}: error {err:E3} > bound {bound:E3}");
+            }
+        Assert.Equal(before, gpu.MemoryStats.LiveBytes);
     }
 
     /// <summary>The decoder on the GPU (the decode kernels, cuBLAS, the rings) against the float64 CPU block forward.</summary>

@@ -82,11 +82,14 @@ public static class DecodeBench
             var vocab = model.Config.Vocab;
             var tokens = new int[batch];
             var clock = Stopwatch.StartNew();
-            for (var t = 0; t < context; t++)
-            {
-                for (var b = 0; b < batch; b++) tokens[b] = rng.Next(vocab);
-                d.Step(tokens);
-            }
+            if (d.PrefillsInBlocks) // each sequence's context through the block forward (returns once its log-probabilities are on the host)
+                for (var b = 0; b < batch; b++) d.Prefill(b, [.. Enumerable.Range(0, context).Select(_ => rng.Next(vocab))]);
+            else
+                for (var t = 0; t < context; t++)
+                {
+                    for (var b = 0; b < batch; b++) tokens[b] = rng.Next(vocab);
+                    d.Step(tokens);
+                }
             var prefill = (double)batch * context / clock.Elapsed.TotalSeconds;
             var times = new double[steps];
             var cuda = profile ? (be as CudaBackend)?.Context : null;

@@ -1,5 +1,6 @@
 using TransformerLS.Backends;
 using TransformerLS.Cuda;
+using TransformerLS.Graphs;
 using TransformerLS.Layers;
 using TransformerLS.Ops;
 using TransformerLS.Tensors;
@@ -44,6 +45,10 @@ public sealed class CausalLmDecoder : IDisposable
     // second run, after an eager warm-up; the graphs read the tensors above, whose addresses never change.
     readonly CudaGraph?[] _graphs = new CudaGraph?[2];
     readonly bool[] _warmedUp = new bool[2];
+    // Block prefill: the block forward at batch 1 with its memory feeds, built on first use (see Prefill).
+    LmGraph? _block;
+    Executor? _blockRun;
+    Dictionary<Value, Tensor>? _blockFeeds;
 
     public int Batch => B;
     public CausalLm Model => _model;
@@ -179,12 +184,23 @@ public sealed class CausalLmDecoder : IDisposable
         Ops.Linear.Forward(_be, x, p["in_emb.weight"], p["out_emb.bias"], _tLogits);
     }
 
-    /// <summary>Feeds sequence b its prompt, token by token (the other sequences wait); returns the log-probabilities after its last token [V].</summary>
+    /// <summary>Whether <see cref="Prefill"/> of a fresh sequence runs the block forward (M >= L > 0) rather than one step per token.</summary>
+    public bool PrefillsInBlocks => M >= L && M > 0;
+
+    /// <summary>
+    /// Feeds sequence b its prompt (the other sequences wait); returns the log-probabilities after its last token [V].
+    /// A fresh sequence (position 0) with <see cref="PrefillsInBlocks"/> takes its prompt through the block forward, blocks of
+    /// L committed to the memories as in training, and its caches are filled from each layer's inputs, which the block
+    /// forward's next memories hold (M >= L); otherwise the prompt goes in one <see cref="Step"/> per token.
+    /// </summary>
     public float[] Prefill(int b, ReadOnlySpan<int> prompt)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(b);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(b, B);
         if (prompt.IsEmpty) throw new ArgumentException("the prompt is empty", nameof(prompt));
+        foreach (var t in prompt)
+            if (t < 0 || t >= V) throw new ArgumentOutOfRangeException(nameof(prompt), t, $"sequence {b}: token ids must lie in [0, {V})");
+        if (_pos[b] == 0 && PrefillsInBlocks) return PrefillBlocks(b, prompt);
         var tokens = new int[B];
         var active = new bool[B];
         active[b] = true;
@@ -197,11 +213,51 @@ public sealed class CausalLmDecoder : IDisposable
         return last.AsSpan(b * V, V).ToArray();
     }
 
+    float[] PrefillBlocks(int b, ReadOnlySpan<int> prompt)
+    {
+        if (_block is null)
+        {
+            using var detached = TensorScope.Detach(); // the graph and its feeds are the decoder's
+            _block = _model.BuildGraph(1);
+            _blockRun = new Executor(_block.Graph, new ExecutorOptions { Keep = [.. _block.NextMemories, _block.Logits] });
+            _blockFeeds = [];
+            foreach (var v in _block.Memories.Append(_block.Tokens).Append(_block.Targets)) _blockFeeds[v] = _be.Empty(v.Shape, v.DType);
+            _be.Fill(_blockFeeds[_block.Targets], -1f);
+        }
+        var (g, run, feeds) = (_block, _blockRun!, _blockFeeds!);
+        foreach (var m in g.Memories) _be.Fill(feeds[m], 0f); // a fresh sequence: the zero memories
+        var tokens = new float[L];
+        var last = new double[V];
+        for (var start = 0; start < prompt.Length; start += L)
+        {
+            var n = Math.Min(L, prompt.Length - start);
+            Array.Clear(tokens);
+            for (var i = 0; i < n; i++) tokens[i] = prompt[start + i];
+            feeds[g.Tokens].CopyFrom(tokens);
+            run.Forward(feeds);
+            using (var scope = new TensorScope())
+                for (var i = 0; i < _layers.Length; i++)
+                {
+                    // Layer i's inputs at the block's positions: the last L rows of its next memory (M >= L), the first n real.
+                    var x = New(1, n, D);
+                    Layout.CopySlice(_be, run[g.NextMemories[i]], M - L, x, 0, 1, n);
+                    _layers[i].Fill(b, x, start, n);
+                }
+            if (start + n == prompt.Length) run[g.Logits].ToDoubles().AsSpan((n - 1) * V, V).CopyTo(last);
+            else
+                for (var i = 0; i < g.Memories.Length; i++) Elementwise.Cast(_be, run[g.NextMemories[i]], feeds[g.Memories[i]]);
+            run.ReleaseOutputs();
+        }
+        _pos[b] = prompt.Length;
+        return LogSoftmaxRows(last, default);
+    }
+
     /// <summary>Each active row's log-softmax in double (inactive rows NaN); rows in parallel for large batches (the same bits: each row is its own sum).</summary>
     float[] LogSoftmaxRows(double[] logits, ReadOnlySpan<bool> active)
     {
         var result = new float[logits.Length];
         var on = active.IsEmpty ? null : active.ToArray();
+        var rowsIn = logits.Length / V;
         void Row(int b)
         {
             var row = logits.AsSpan(b * V, V);
@@ -212,8 +268,8 @@ public sealed class CausalLmDecoder : IDisposable
             var lse = max + Math.Log(sum);
             for (var c = 0; c < V; c++) result[b * V + c] = (float)(row[c] - lse);
         }
-        if ((long)B * V >= ParallelLogSoftmaxElements) Parallel.For(0, B, Row);
-        else for (var b = 0; b < B; b++) Row(b);
+        if ((long)rowsIn * V >= ParallelLogSoftmaxElements) Parallel.For(0, rowsIn, Row);
+        else for (var b = 0; b < rowsIn; b++) Row(b);
         return result;
     }
 
@@ -228,6 +284,9 @@ public sealed class CausalLmDecoder : IDisposable
     {
         if (_graphs.Any(g => g is not null)) _be.Synchronize(); // graphs are destroyed after their last replay has run
         foreach (var g in _graphs) g?.Dispose();
+        _blockRun?.Dispose();
+        if (_blockFeeds is not null) foreach (var t in _blockFeeds.Values) t.Dispose();
+        _block?.Dispose();
         foreach (var l in _layers) l?.Dispose();
         foreach (var t in _tParts ?? []) t?.Dispose();
         _tPacked?.Dispose();
@@ -301,10 +360,10 @@ public sealed class CausalLmDecoder : IDisposable
             return (h, kraw, vraw, k, v, Linear(h, "attn.dconv_1", true));
         }
 
-        /// <summary>The cache path of a chunk of normed states hbuf [b, l, D] with scores sbuf: compress per head, then W_k / W_v, then LN_P.</summary>
+        /// <summary>The cache path of chunks of normed states hbuf [b, c·l, D] with scores sbuf: compress per head, then W_k / W_v, then LN_P.</summary>
         (Tensor K, Tensor V) CachePath(Tensor hbuf, Tensor sbuf)
         {
-            var pc = New(hbuf.Shape[0], _d.H, _d.R, _d.Hd);
+            var pc = New(hbuf.Shape[0], _d.H, hbuf.Shape[1] / _d.Lc * _d.R, _d.Hd);  // hbuf may hold several chunks (prefill)
             Ops.LsChunkProjection.Forward(_d._be, _d.Lc, sbuf, Split(hbuf), null, pc);
             var merged = Merge(pc);
             return DualLn(Linear(merged, "attn.proj_key", false), Linear(merged, "attn.proj_val", false), "attn.dual_ln_dproj");
@@ -348,6 +407,65 @@ public sealed class CausalLmDecoder : IDisposable
         {
             for (var have = 1; have < count; have *= 2)
                 Layout.CopySlice(_d._be, t, 0, t, have * block, 2, Math.Min(have, count - have) * block);
+        }
+
+        /// <summary>
+        /// Fills sequence b's caches from this layer's inputs x [1, n, D] at positions T0 … T0 + n − 1 of one block (T0 a multiple
+        /// of L): the window ring's last min(w, n) rows, the partial chunk's rows, and the block's completed chunks both ways
+        /// (block path into the block chunks, cache path into the ring), as the steps over those positions would have left them.
+        /// </summary>
+        public void Fill(int b, Tensor x, int T0, int n)
+        {
+            var (be, D, H, Hd, l, R, W, C) = (_d._be, _d.D, _d.H, _d.Hd, _d.Lc, _d.R, _d.W, _d.C);
+            var (h, kraw, vraw, k, v, s) = Front(x);
+            for (var first = Math.Max(0, n - W); first < n;)
+            {
+                var (slot, len) = ((T0 + first) % W, Math.Min(W - (T0 + first) % W, n - first));
+                Put(k, first, len, _kw, b, slot);
+                Put(v, first, len, _vw, b, slot);
+                first += len;
+            }
+            using var h4 = h.Reshape(1, 1, n, D);
+            using var s4 = s.Reshape(1, 1, n, H * R);
+            using var k4 = kraw.Reshape(1, 1, n, D);
+            using var v4 = vraw.Reshape(1, 1, n, D);
+            var (done, partial) = (n / l * l, n % l);
+            if (partial > 0)
+                foreach (var (src, dst) in new[] { (h4, _hbuf), (s4, _sbuf), (k4, _kraw), (v4, _vraw) }) Put(src, done, partial, dst, b, 0);
+            if (done == 0) return;
+            var (hs, ss, ks, vs) = (New(1, done, D), New(1, done, H * R), New(1, done, D), New(1, done, D));
+            foreach (var (src, dst) in new[] { (h, hs), (s, ss), (kraw, ks), (vraw, vs) }) Layout.CopySlice(be, src, 0, dst, 0, 1, done);
+            var nc = done / l;
+            var (kb, vb) = (New(1, H, nc * R, Hd), New(1, H, nc * R, Hd));
+            Ops.LsChunkProjection.Forward(be, l, ss, Split(ks), null, kb);
+            Ops.LsChunkProjection.Forward(be, l, ss, Split(vs), null, vb);
+            var (kbn, vbn) = DualLn(kb, vb, "attn.dual_ln_dproj");
+            Put(kbn, 0, nc * R, _kblock, b, 0);
+            Put(vbn, 0, nc * R, _vblock, b, 0);
+            var (kc, vc) = CachePath(hs, ss);
+            for (var a = 0; a < nc;)
+            {
+                var (slot, len) = ((T0 / l + a) % C, Math.Min(C - (T0 / l + a) % C, nc - a));
+                Put(kc, a * R, len * R, _kring, b, slot * R);
+                Put(vc, a * R, len * R, _vring, b, slot * R);
+                a += len;
+            }
+        }
+
+        /// <summary>Rows srcRow … srcRow + count − 1 (axis 2) of src [1, X, n, Y] into sequence b's rows dstRow … of dst [B, X, cap, Y].</summary>
+        void Put(Tensor src, int srcRow, int count, Tensor dst, int b, int dstRow)
+        {
+            var be = _d._be;
+            var one = New(1, src.Shape[1], count, src.Shape[3]);
+            Layout.CopySlice(be, src, srcRow, one, 0, 2, count);
+            var all = New(_d.B, src.Shape[1], count, src.Shape[3]);
+            Layout.CopySlice(be, one, 0, all, b, 0, 1);
+            var at = new float[_d.B];
+            Array.Fill(at, -1f);
+            at[b] = dstRow;
+            var rows = be.Empty(new Shape(_d.B), DType.Float32);
+            rows.CopyFrom(at);
+            Layout.WriteRows(be, all, rows, dst);
         }
 
         public void Reset(int b)

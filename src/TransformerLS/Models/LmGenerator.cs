@@ -63,8 +63,10 @@ public sealed record GenerationStats(long PrefillTokens, double PrefillSeconds, 
 }
 
 /// <summary>
-/// Generation from the causal LM with the incremental decoder: prompts of different lengths are fed in lockstep (each
-/// sequence active while it has prompt left), then every unfinished sequence draws and feeds one byte per step.
+/// Generation from the causal LM with the incremental decoder: each prompt goes through the block forward
+/// (<see cref="CausalLmDecoder.Prefill"/>; where the memory is shorter than a block, prompts of different lengths are fed in
+/// lockstep instead, each sequence active while it has prompt left), then every unfinished sequence draws and feeds one
+/// byte per step.
 /// Sequence b draws with its own Random(seed + b), so a batch reproduces each sequence's batch-1 bytes on the CPU.
 /// </summary>
 public sealed class LmGenerator : IDisposable
@@ -100,14 +102,22 @@ public sealed class LmGenerator : IDisposable
         var active = new bool[B];
         var clock = Stopwatch.StartNew();
         long prefill = 0;
-        for (var t = 0; t < feed.Max(p => p.Length); t++)
-        {
-            for (var b = 0; b < B; b++) (active[b], tokens[b]) = t < feed[b].Length ? (true, feed[b][t]) : (false, 0);
-            var lp = _decoder.Step(tokens, active);
+        if (_decoder.PrefillsInBlocks)
+            // Each prompt through the block forward (blocks of L), which fills its sequence's caches.
             for (var b = 0; b < B; b++)
-                if (t == feed[b].Length - 1) next[b] = lp.AsSpan(b * vocab, vocab).ToArray();
-            prefill += active.Count(a => a);
-        }
+            {
+                next[b] = _decoder.Prefill(b, [.. feed[b].Select(x => (int)x)]);
+                prefill += feed[b].Length;
+            }
+        else
+            for (var t = 0; t < feed.Max(p => p.Length); t++)
+            {
+                for (var b = 0; b < B; b++) (active[b], tokens[b]) = t < feed[b].Length ? (true, feed[b][t]) : (false, 0);
+                var lp = _decoder.Step(tokens, active);
+                for (var b = 0; b < B; b++)
+                    if (t == feed[b].Length - 1) next[b] = lp.AsSpan(b * vocab, vocab).ToArray();
+                prefill += active.Count(a => a);
+            }
         var prefillSeconds = clock.Elapsed.TotalSeconds;
         clock.Restart();
 
