@@ -185,7 +185,7 @@ public sealed class CausalLmDecoder : IDisposable
     }
 
     /// <summary>Whether <see cref="Prefill"/> of a fresh sequence runs the block forward (M >= L > 0) rather than one step per token.</summary>
-    public bool PrefillsInBlocks => M >= L && M > 0;
+    public bool PrefillsInBlocks => M >= L; // L >= 1, so a memory is there
 
     /// <summary>
     /// Feeds sequence b its prompt (the other sequences wait); returns the log-probabilities after its last token [V].
