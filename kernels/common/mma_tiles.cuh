@@ -46,39 +46,23 @@ TLS_DEVICE void zero(float acc[][4], int blocks)
         for (int e = 0; e < 4; ++e) acc[nb][e] = 0.f;
 }
 
-// acc[MB][16 × N] += A[16·MB × K] · B[N × K]ᵀ; A and B row-major bf16 in shared memory (strides in elements). Each
-// B fragment feeds the MB row blocks of the warp: one ldmatrix per 2·MB mmas (shared-memory bandwidth is the limit
-// at MB = 1).
-template <int MB, int K, int N>
-TLS_DEVICE void mma_abt_rows(float acc[MB][N / 8][4], const u16* A, int sa, const u16* B, int sb)
+// acc[16 × N] += A[16 × K] · B[N × K]ᵀ; A and B row-major bf16 in shared memory (strides in elements).
+template <int K, int N>
+TLS_DEVICE void mma_abt(float acc[N / 8][4], const u16* A, int sa, const u16* B, int sb)
 {
     const int lane = threadIdx.x % 32;
-#pragma unroll
     for (int kc = 0; kc < K / 16; ++kc)
     {
-        unsigned a[MB][4];
-#pragma unroll
-        for (int mb = 0; mb < MB; ++mb) ldmatrix_x4(a[mb], A + (mb * 16 + lane % 16) * sa + kc * 16 + (lane / 16) * 8);
-#pragma unroll
+        unsigned a[4];
+        ldmatrix_x4(a, A + (lane % 16) * sa + kc * 16 + (lane / 16) * 8);
         for (int np = 0; np < N / 16; ++np)
         {
             unsigned b[4];
             ldmatrix_x4(b, B + (np * 16 + lane % 8 + (lane / 16) * 8) * sb + kc * 16 + ((lane / 8) % 2) * 8);
-#pragma unroll
-            for (int mb = 0; mb < MB; ++mb)
-            {
-                mma_bf16_16816(acc[mb][2 * np], a[mb], b, acc[mb][2 * np]);
-                mma_bf16_16816(acc[mb][2 * np + 1], a[mb], b + 2, acc[mb][2 * np + 1]);
-            }
+            mma_bf16_16816(acc[2 * np], a, b, acc[2 * np]);
+            mma_bf16_16816(acc[2 * np + 1], a, b + 2, acc[2 * np + 1]);
         }
     }
-}
-
-// acc[16 × N] += A[16 × K] · B[N × K]ᵀ: one row block.
-template <int K, int N>
-TLS_DEVICE void mma_abt(float acc[N / 8][4], const u16* A, int sa, const u16* B, int sb)
-{
-    mma_abt_rows<1, K, N>(reinterpret_cast<float(*)[N / 8][4]>(acc), A, sa, B, sb);
 }
 
 // acc[16 × N] += (hi + lo)[16 × 16] · B[16 rows × N], B row-major bf16 in shared memory: one k-chunk.
@@ -97,47 +81,19 @@ TLS_DEVICE void mma_split_chunk(float acc[N / 8][4], const unsigned hi[4], const
     }
 }
 
-// acc[MB][16 × N] += X[16·MB × K] · B[K × N]; X fp32 in accumulator layout (registers, MB row blocks), B row-major
-// bf16 in shared memory, each of its fragments loaded once for the MB row blocks and both halves (hi, lo) of X.
-template <int MB, int K, int N>
-TLS_DEVICE void mma_xb_rows(float acc[MB][N / 8][4], const float x[MB][K / 8][4], const u16* B, int sb)
-{
-    const int lane = threadIdx.x % 32;
-#pragma unroll
-    for (int kc = 0; kc < K / 16; ++kc)
-    {
-        unsigned hi[MB][4], lo[MB][4];
-#pragma unroll
-        for (int mb = 0; mb < MB; ++mb)
-        {
-            split_bf16x2(x[mb][2 * kc][0], x[mb][2 * kc][1], hi[mb][0], lo[mb][0]);
-            split_bf16x2(x[mb][2 * kc][2], x[mb][2 * kc][3], hi[mb][1], lo[mb][1]);
-            split_bf16x2(x[mb][2 * kc + 1][0], x[mb][2 * kc + 1][1], hi[mb][2], lo[mb][2]);
-            split_bf16x2(x[mb][2 * kc + 1][2], x[mb][2 * kc + 1][3], hi[mb][3], lo[mb][3]);
-        }
-        const u16* Bk = B + kc * 16 * sb;
-#pragma unroll
-        for (int np = 0; np < N / 16; ++np)
-        {
-            unsigned b[4];
-            ldmatrix_x4_trans(b, Bk + (lane % 8 + ((lane / 8) % 2) * 8) * sb + np * 16 + (lane / 16) * 8);
-#pragma unroll
-            for (int mb = 0; mb < MB; ++mb)
-            {
-                mma_bf16_16816(acc[mb][2 * np], hi[mb], b, acc[mb][2 * np]);
-                mma_bf16_16816(acc[mb][2 * np], lo[mb], b, acc[mb][2 * np]);
-                mma_bf16_16816(acc[mb][2 * np + 1], hi[mb], b + 2, acc[mb][2 * np + 1]);
-                mma_bf16_16816(acc[mb][2 * np + 1], lo[mb], b + 2, acc[mb][2 * np + 1]);
-            }
-        }
-    }
-}
-
-// acc[16 × N] += X[16 × K] · B[K × N]: one row block.
+// acc[16 × N] += X[16 × K] · B[K × N]; X fp32 in accumulator layout (registers), B row-major bf16 in shared.
 template <int K, int N>
 TLS_DEVICE void mma_xb(float acc[N / 8][4], const float x[K / 8][4], const u16* B, int sb)
 {
-    mma_xb_rows<1, K, N>(reinterpret_cast<float(*)[N / 8][4]>(acc), reinterpret_cast<const float(*)[K / 8][4]>(x), B, sb);
+    for (int kc = 0; kc < K / 16; ++kc)
+    {
+        unsigned hi[4], lo[4];
+        split_bf16x2(x[2 * kc][0], x[2 * kc][1], hi[0], lo[0]);
+        split_bf16x2(x[2 * kc][2], x[2 * kc][3], hi[1], lo[1]);
+        split_bf16x2(x[2 * kc + 1][0], x[2 * kc + 1][1], hi[2], lo[2]);
+        split_bf16x2(x[2 * kc + 1][2], x[2 * kc + 1][3], hi[3], lo[3]);
+        mma_split_chunk<N>(acc, hi, lo, B + kc * 16 * sb, sb);
+    }
 }
 
 // acc[16 × N] += X[16 × K] · B[K × N]; X stored as hi and lo bf16 [16][sx] in shared memory.
@@ -258,16 +214,15 @@ TLS_DEVICE void attend_tile(float s[N / 8][4], float o[D / 8][4], float m[2], fl
 
 // The end of a forward: writes this warp's rows of O = o / l (l: the per-thread partial sums) and the
 // log-sum-exp, for rows < nq of the block; a row where keep(row) is false (a padded query) gets zeros.
-// out and lse point at the block's first query; the tile's rows start at row0 (default: warp·16).
+// out and lse point at the block's first query.
 template <int D, typename Keep>
-TLS_DEVICE void store_softmax_rows(u16* out, float* lse, int nq, const float o[D / 8][4], const float m[2], const float l[2], Keep keep, int row0 = -1)
+TLS_DEVICE void store_softmax_rows(u16* out, float* lse, int nq, const float o[D / 8][4], const float m[2], const float l[2], Keep keep)
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    if (row0 < 0) row0 = warp * 16;
     for (int h = 0; h < 2; ++h)
     {
         float sum = quad_sum(l[h]);
-        int qi = row0 + lane / 4 + 8 * h;
+        int qi = warp * 16 + lane / 4 + 8 * h;
         if (qi >= nq) continue;
         bool ok = keep(qi) && sum > 0.f;
         store_row_bf16<D>(out + (i64)qi * D, o, h, ok ? 1.f / sum : 0.f);
@@ -278,13 +233,12 @@ TLS_DEVICE void store_softmax_rows(u16* out, float* lse, int nq, const float o[D
 // The start of a backward, per row of this thread: D_i = dO_i·O_i and the log-sum-exp, +inf where the row takes
 // no part (past nq, or keep(row) false), so its probabilities are 0. o and lse_in point at the block's first query.
 template <int D, typename Keep>
-TLS_DEVICE void backward_rows(const void* o, const float* lse_in, const u16* dOs, int nq, Keep keep, float lse[2], float dd[2], int row0 = -1)
+TLS_DEVICE void backward_rows(const void* o, const float* lse_in, const u16* dOs, int nq, Keep keep, float lse[2], float dd[2])
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    if (row0 < 0) row0 = warp * 16;
     for (int h = 0; h < 2; ++h)
     {
-        int qi = row0 + lane / 4 + 8 * h;
+        int qi = warp * 16 + lane / 4 + 8 * h;
         bool ok = qi < nq && keep(qi);
         float a = 0.f;
         if (ok)

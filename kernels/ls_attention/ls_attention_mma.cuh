@@ -54,19 +54,19 @@ struct Smem
     u16 *Qs, *Ks[2], *Vs[2];
 };
 
-// Carves the common part for a block of ROWS queries (the backward carves on from `at`) and loads them.
-template <int D, int ROWS = QB> TLS_DEVICE Smem start(const LsAttentionParams& p, const Block& k, unsigned char*& at)
+// Carves the common part (the backward carves on from `at`) and loads the block's queries.
+template <int D> TLS_DEVICE Smem start(const LsAttentionParams& p, const Block& k, unsigned char*& at)
 {
     Smem s;
     s.rows[0] = (i64*)at;
     s.rows[1] = s.rows[0] + KT;
     s.Qs = (u16*)(s.rows[1] + KT);
-    s.Ks[0] = s.Qs + ROWS * STRIDE(D);
+    s.Ks[0] = s.Qs + QB * STRIDE(D);
     s.Vs[0] = s.Ks[0] + KT * STRIDE(D);
     s.Ks[1] = s.Vs[0] + KT * STRIDE(D);
     s.Vs[1] = s.Ks[1] + KT * STRIDE(D);
     at = (unsigned char*)(s.Vs[1] + KT * STRIDE(D));
-    load_consecutive<D>(s.Qs, p.q, k.base + (i64)k.q0 * D, k.nq, ROWS, s.rows[0]);
+    load_consecutive<D>(s.Qs, p.q, k.base + (i64)k.q0 * D, k.nq, QB, s.rows[0]);
     return s;
 }
 

@@ -47,7 +47,7 @@ static class LsAttentionCuda
     readonly record struct Tiles(int QB, int Threads);
 
     static Tiles TilesOf(CudaBackend be, LsAttentionGeometry g, Tensor q) => UsesMma(g, q)
-        ? new(be.Constant(MmaFile, "ls_attention_fwd_mma_qb", g.D / 16 - 1), be.Constant(MmaFile, "ls_attention_mma_threads"))
+        ? new(be.Constant(MmaFile, "ls_attention_mma_qb"), be.Constant(MmaFile, "ls_attention_mma_threads"))
         : new(be.Constant(File, "ls_attention_f32_qb"), be.Constant(File, "ls_attention_f32_threads"));
 
     /// <summary>The tensor-core kernels' head dims: multiples of 16 up to 128 (the tables above, by d / 16 − 1).</summary>
@@ -72,7 +72,7 @@ static class LsAttentionCuda
         var t = TilesOf(be, g, q);
         var p = Params(g, t, q, k, v, kbar, vbar, mask, o, lse);
         if (UsesMma(g, q))
-            be.Kernel(MmaFile, MmaForward[g.D / 16 - 1]).Launch(Grid(g, t), (uint)t.Threads, (uint)be.Constant(MmaFile, "ls_attention_fwd_mma_smem", g.D / 16 - 1), be.Stream, p);
+            be.Kernel(MmaFile, MmaForward[g.D / 16 - 1]).Launch(Grid(g, t), (uint)t.Threads, KernelShared.Bytes(be, MmaFile, "ls_attention_fwd_mma_smem_fixed", "ls_attention_fwd_mma_smem_per_d", g.D), be.Stream, p);
         else
             be.Kernel(File, q.DType == DType.Float32 ? "ls_attention_fwd_f32" : "ls_attention_fwd_bf16").Launch(Grid(g, t), (uint)t.Threads, KernelShared.Checked(be, File, "ls_attention_fwd_f32_smem_fixed", "ls_attention_fwd_f32_smem_per_d", g.D, q.DType, "LS attention forward"), be.Stream, p);
     }
@@ -105,9 +105,9 @@ static class LsAttentionCuda
             {
                 var threads = (uint)be.Constant(BwdFile, "ls_attention_bwd_mma_threads");
                 var kt = be.Constant(BwdFile, "ls_attention_bwd_mma_kt");
-                var dqSmem = (uint)be.Constant(BwdFile, "ls_attention_bwd_dq_mma_smem", g.D / 16 - 1);
+                var dqSmem = KernelShared.Bytes(be, BwdFile, "ls_attention_bwd_dq_mma_smem_fixed", "ls_attention_bwd_dq_mma_smem_per_d", g.D);
                 var kvSmem = KernelShared.Bytes(be, BwdFile, "ls_attention_bwd_kv_mma_smem_fixed", "ls_attention_bwd_kv_mma_smem_per_d", g.D);
-                var bt = new Tiles(be.Constant(BwdFile, "ls_attention_bwd_dq_mma_qb", g.D / 16 - 1), (int)threads);
+                var bt = new Tiles(be.Constant(BwdFile, "ls_attention_bwd_mma_qb"), (int)threads);
                 p.Chunks = Chunks(g, bt);
                 be.Kernel(BwdFile, MmaDq[g.D / 16 - 1]).Launch(Grid(g, bt), threads, dqSmem, be.Stream, p);
                 be.Kernel(BwdFile, MmaKv[g.D / 16 - 1]).Launch(new Dim3((uint)((g.N + kt - 1) / kt), 1, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
