@@ -57,7 +57,8 @@ template <int N> TLS_DEVICE void load_f32_vec(const float* p, int c, float* v)
     }
 }
 
-// Rows a warp of the forward row kernels normalizes in turn (the launchers' grids: rows / (warps · ROWS_PER_WARP)).
+// Rows a warp of the forward row kernels normalizes in turn where the rows fill the GPU (RowVectors.Blocks: the grid is
+// rows / (warps · ROWS_PER_WARP) blocks, but at least a few an SM while that leaves every warp a row).
 #define ROWS_PER_WARP 8
 TLS_EXPORT(tls_rows_per_warp, ROWS_PER_WARP)
 

@@ -132,7 +132,8 @@ template <typename T, int VPL> struct DualRowOffsets
     TLS_DEVICE i64 x(const DualLayerNormParams& p, const Row& w, int k) const { return p.token_major ? w.bt * p.H * p.d + col[k] : y(p, w, k); }
 };
 
-// Warp w of block b takes the rows (b·ROWS_PER_WARP + j)·W + w, j < ROWS_PER_WARP, with its channels' γ, β loaded once.
+// Warp w of block b takes the rows b·W + w, then on by the grid's G·W warps (as layer_norm_fwd_rows), with its channels'
+// γ, β loaded once.
 template <typename T, int VPL> __device__ void dual_layer_norm_fwd_rows(DualLayerNormParams p)
 {
     constexpr int N = RowVec<T>::N;
@@ -142,10 +143,8 @@ template <typename T, int VPL> __device__ void dual_layer_norm_fwd_rows(DualLaye
 #pragma unroll
     for (int k = 0; k < VPL; ++k)
         if (o.col[k] < D) { load_f32_vec<N>(p.gamma, o.col[k], gamma[k]); load_f32_vec<N>(p.beta, o.col[k], beta[k]); }
-    for (int j = 0; j < ROWS_PER_WARP; ++j)
+    for (int r = blockIdx.x * warps + warp; r < p.S * p.B * p.T; r += gridDim.x * warps)
     {
-        int r = (blockIdx.x * ROWS_PER_WARP + j) * warps + warp;
-        if (r >= p.S * p.B * p.T) return;
         const Row w = row_of(p, r);
         const void* xs = w.s ? p.x1 : p.x0;
         void* ys = w.s ? p.y1 : p.y0;

@@ -86,7 +86,8 @@ template <typename T> __device__ void layer_norm_bwd_params_sum(LayerNormParams 
 
 // The same forward with the row in registers as 16-byte vectors (row_vectors.cuh; the launcher checks
 // cols % N == 0, cols <= VPL·32·N and alignment): one read of x, one write of y. Warp w of block b takes the rows
-// (b·ROWS_PER_WARP + k)·W + w, k < ROWS_PER_WARP, with its columns' γ and β loaded once.
+// b·W + w, then on by the grid's G·W warps (the launcher gives each warp ROWS_PER_WARP rows where there are rows enough to
+// fill the GPU, fewer where not), with its columns' γ and β loaded once.
 template <typename T, int VPL> __device__ void layer_norm_fwd_rows(LayerNormParams p)
 {
     constexpr int N = RowVec<T>::N;
@@ -95,10 +96,8 @@ template <typename T, int VPL> __device__ void layer_norm_fwd_rows(LayerNormPara
 #pragma unroll
     for (int k = 0; k < VPL; ++k)
         if (row_vec_col(k, lane, N) < p.cols) { load_f32_vec<N>(p.gamma, row_vec_col(k, lane, N), gamma[k]); load_f32_vec<N>(p.beta, row_vec_col(k, lane, N), beta[k]); }
-    for (int j = 0; j < ROWS_PER_WARP; ++j)
+    for (i64 row = (i64)blockIdx.x * warps + warp; row < p.rows; row += (i64)gridDim.x * warps)
     {
-        i64 row = ((i64)blockIdx.x * ROWS_PER_WARP + j) * warps + warp;
-        if (row >= p.rows) return;
         i64 base = row * p.cols;
         float x[VPL][N], mean, rstd;
 #pragma unroll

@@ -14,6 +14,7 @@
 //   ls_causal_decode_combine_*: block = (sequence, head): o = Σ_s e^{m_s − M} acc_s / Σ_s e^{m_s − M} l_s, splits in order.
 // The same bits every run.
 #include "ls_causal_decode/ls_causal_decode.cuh"
+#include "common/row_vectors.cuh"
 
 #define DECODE_THREADS 128
 TLS_EXPORT(ls_causal_decode_threads, DECODE_THREADS)
@@ -165,3 +166,234 @@ template <typename T> __device__ void ls_causal_decode_combine(LsDecodeParams p)
 
 TLS_INSTANTIATE(ls_causal_decode, LsDecodeParams)
 TLS_INSTANTIATE(ls_causal_decode_combine, LsDecodeParams)
+
+// ---------------------------------------------------------------------------------------------------------------------
+// The vector kernel (the launcher's choice where d is a multiple of the 16-byte vector's N elements, d <= 64·N, and
+// every pointer is 16-byte aligned): the same math and the same split of the key list, with
+//   - lanes in groups of G (a power of two, G·N·VPL >= d): a group owns one key row, each lane VPL 16-byte vectors of it,
+//     so a warp reads 32/G rows at a time and DECODE_VEC_ROWS rows per lane are in flight together;
+//   - splits chosen by the launcher (one where B·H alone fills the GPU): with one split the block writes o itself;
+//   - the combine fused: each split block writes its partial, counts itself in arrived[bh] (an integer atomic), and the
+//     last one to arrive combines the splits in split order (the same bits whichever block is last).
+// Shared memory: split_keys logits, WARPS·d p·v sums, 2·splits combine weights (the launcher's size: one formula).
+TLS_EXPORT(ls_causal_decode_vec_smem_per_key, 4)
+TLS_EXPORT(ls_causal_decode_vec_smem_per_d, 4 * (DECODE_THREADS / 32))
+TLS_EXPORT(ls_causal_decode_vec_smem_per_split, 8)
+
+#define DECODE_VEC_ROWS 4  // key rows a lane loads before it uses them (divided by VPL)
+
+// Key j of sequence b's list: pointers to its key, relative and value rows; whether it is compressed.
+template <typename T> struct DecodeKey
+{
+    const T *k, *r, *v;
+    bool cmp;
+    TLS_DEVICE DecodeKey(const LsDecodeParams& p, int bh, int h, int j, int nc, int slot, int first)
+    {
+        cmp = j < nc;
+        if (cmp)
+        {
+            const bool ring = j < p.Mc * p.R;
+            const i64 row = ring ? ((i64)bh * p.C * p.R + (i64)((first + j / p.R) % p.C) * p.R + j % p.R) * p.D
+                                 : ((i64)bh * p.Lb * p.R + j - p.Mc * p.R) * p.D;
+            k = (const T*)(ring ? p.kring : p.kblock) + row;
+            v = (const T*)(ring ? p.vring : p.vblock) + row;
+            r = (const T*)p.relc + ((i64)h * p.Nr + nc - 1 - j) * p.D;
+        }
+        else
+        {
+            const int a = j - nc;
+            const i64 row = ((i64)bh * p.W + (slot - a + p.W) % p.W) * p.D;
+            k = (const T*)p.kw + row;
+            v = (const T*)p.vw + row;
+            r = (const T*)p.rel + ((i64)h * p.W + a) * p.D;
+        }
+    }
+};
+
+TLS_DEVICE float ld_cg(const float* p)
+{
+    float v;
+    asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p) : "memory");
+    return v;
+}
+
+template <typename T, int G, int VPL> __device__ void ls_causal_decode_vec(LsDecodeParams p)
+{
+    constexpr int N = RowVec<T>::N, WARPS = DECODE_THREADS / 32, KPB = DECODE_THREADS / G, U = DECODE_VEC_ROWS / VPL;
+    extern __shared__ __align__(16) float sm[];
+    __shared__ float red[WARPS];
+    __shared__ int last;
+    const int bh = blockIdx.x, b = bh / p.H, h = bh % p.H, D = p.D, split = blockIdx.y;
+    const int t = threadIdx.x, g = t % G, kk = t / G, lane = t % 32, warp = t / 32;
+    const int slot = (int)p.state[b * 4], nw = (int)p.state[b * 4 + 1], first = (int)p.state[b * 4 + 2], qi = (int)p.state[b * 4 + 3];
+    const int nc = (p.Mc + qi) * p.R, keys = nc + nw;
+    const int j0 = split * p.split_keys, n = max(0, min(keys, j0 + p.split_keys) - j0);
+    float* s = sm;                       // [split_keys] logits, then weights
+    float* pv = sm + p.split_keys;       // [WARPS, D]
+    float m = -TLS_INF, l = 0.f;
+    float acc[VPL][N];
+#pragma unroll
+    for (int v = 0; v < VPL; ++v)
+#pragma unroll
+        for (int e = 0; e < N; ++e) acc[v][e] = 0.f;
+
+    if (n > 0) // uniform over the block
+    {
+        // This lane's channels of σq, σq + u, σq + v.
+        float qs[VPL][N], qu[VPL][N], qv[VPL][N];
+#pragma unroll
+        for (int v = 0; v < VPL; ++v)
+        {
+            const int c = (v * G + g) * N;
+            if (c < D)
+            {
+                float u[N], w[N];
+                RowVec<T>::load(p.q, (i64)bh * D + c, qs[v]);
+                RowVec<T>::load(p.u, (i64)h * D + c, u);
+                RowVec<T>::load(p.vb, (i64)h * D + c, w);
+#pragma unroll
+                for (int e = 0; e < N; ++e) { qs[v][e] *= p.scale; qu[v][e] = qs[v][e] + u[e]; qv[v][e] = qs[v][e] + w[e]; }
+            }
+            else
+#pragma unroll
+                for (int e = 0; e < N; ++e) qs[v][e] = qu[v][e] = qv[v][e] = 0.f;
+        }
+        // Logits: s = x1·k + x2·r, (x1, x2) = (σq, σq) for compressed keys, (σq + u, σq + v) for window keys.
+        for (int base = 0; base < n; base += KPB * U)
+        {
+            float kr[U][VPL][N], rr[U][VPL][N];
+            bool cmp[U];
+#pragma unroll
+            for (int u = 0; u < U; ++u)
+            {
+                const int jj = base + u * KPB + kk;
+                cmp[u] = false;
+                if (jj >= n) continue;
+                const DecodeKey<T> key(p, bh, h, j0 + jj, nc, slot, first);
+                cmp[u] = key.cmp;
+#pragma unroll
+                for (int v = 0; v < VPL; ++v)
+                    if ((v * G + g) * N < D) { RowVec<T>::load(key.k, (v * G + g) * N, kr[u][v]); RowVec<T>::load(key.r, (v * G + g) * N, rr[u][v]); }
+            }
+#pragma unroll
+            for (int u = 0; u < U; ++u)
+            {
+                const int jj = base + u * KPB + kk;
+                float a = 0.f;
+                if (jj < n)
+#pragma unroll
+                    for (int v = 0; v < VPL; ++v)
+                        if ((v * G + g) * N < D)
+#pragma unroll
+                            for (int e = 0; e < N; ++e)
+                                a += (cmp[u] ? qs[v][e] : qu[v][e]) * kr[u][v][e] + (cmp[u] ? qs[v][e] : qv[v][e]) * rr[u][v][e];
+#pragma unroll
+                for (int o = G / 2; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
+                if (g == 0 && jj < n) s[jj] = a;
+            }
+        }
+        __syncthreads();
+        for (int j = t; j < n; j += DECODE_THREADS) m = fmaxf(m, s[j]);
+        m = block_reduce<true>(m, red);
+        for (int j = t; j < n; j += DECODE_THREADS) { const float e = expf(s[j] - m); s[j] = e; l += e; }
+        l = block_reduce<false>(l, red);
+        __syncthreads();
+        // p·v: the group of key slot kk sums the keys kk, kk + KPB, … of the split (its channels in registers).
+        for (int base = 0; base < n; base += KPB * U)
+        {
+            float vr[U][VPL][N], pr[U];
+#pragma unroll
+            for (int u = 0; u < U; ++u)
+            {
+                const int jj = base + u * KPB + kk;
+                pr[u] = 0.f;
+                if (jj >= n) continue;
+                const DecodeKey<T> key(p, bh, h, j0 + jj, nc, slot, first);
+                pr[u] = s[jj];
+#pragma unroll
+                for (int v = 0; v < VPL; ++v)
+                    if ((v * G + g) * N < D) RowVec<T>::load(key.v, (v * G + g) * N, vr[u][v]);
+            }
+#pragma unroll
+            for (int u = 0; u < U; ++u)
+                if (base + u * KPB + kk < n)
+#pragma unroll
+                    for (int v = 0; v < VPL; ++v)
+                        if ((v * G + g) * N < D)
+#pragma unroll
+                            for (int e = 0; e < N; ++e) acc[v][e] += pr[u] * vr[u][v][e];
+        }
+    }
+    // The key slots' sums: across the warp's slots (lanes g, g + G, … in a fixed tree), then the warps in order.
+#pragma unroll
+    for (int v = 0; v < VPL; ++v)
+#pragma unroll
+        for (int e = 0; e < N; ++e)
+#pragma unroll
+            for (int o = G; o < 32; o <<= 1) acc[v][e] += __shfl_xor_sync(0xffffffffu, acc[v][e], o);
+    if (lane < G)
+#pragma unroll
+        for (int v = 0; v < VPL; ++v)
+            if ((v * G + g) * N < D)
+#pragma unroll
+                for (int e = 0; e < N; ++e) pv[warp * D + (v * G + g) * N + e] = acc[v][e];
+    __syncthreads();
+    if (p.splits == 1)
+    {
+        for (int c = t; c < D; c += DECODE_THREADS)
+        {
+            float x = pv[c];
+            for (int w = 1; w < WARPS; ++w) x += pv[w * D + c];
+            store<T>(p.o, (i64)bh * D + c, x / l);
+        }
+        return;
+    }
+    float* part = p.part + ((i64)bh * p.splits + split) * (D + 2);
+    for (int c = t; c < D; c += DECODE_THREADS)
+    {
+        float x = pv[c];
+        for (int w = 1; w < WARPS; ++w) x += pv[w * D + c];
+        part[c] = x;
+    }
+    if (t == 0) { part[D] = m; part[D + 1] = l; }
+    // Arrive; the last split block of (sequence, head) combines: o = Σ_s e^{m_s − M} acc_s / Σ_s e^{m_s − M} l_s.
+    __threadfence();
+    __syncthreads();
+    if (t == 0) last = atomicAdd(p.arrived + bh, 1) == p.splits - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const float* parts = p.part + (i64)bh * p.splits * (D + 2);
+    float* wt = sm;                      // [splits] weights, then [splits] weighted sums (reuses the logits)
+    float M = -TLS_INF;
+    for (int q = t; q < p.splits; q += DECODE_THREADS) M = fmaxf(M, ld_cg(parts + (i64)q * (D + 2) + D));
+    M = block_reduce<true>(M, red);
+    for (int q = t; q < p.splits; q += DECODE_THREADS)
+    {
+        const float ms = ld_cg(parts + (i64)q * (D + 2) + D);
+        const float w = ms == -TLS_INF ? 0.f : expf(ms - M);
+        wt[q] = w;
+        wt[p.splits + q] = w * ld_cg(parts + (i64)q * (D + 2) + D + 1);
+    }
+    __syncthreads();
+    float L = 0.f;
+    for (int q = 0; q < p.splits; ++q) L += wt[p.splits + q];
+    for (int c = t; c < D; c += DECODE_THREADS)
+    {
+        float x = 0.f;
+        for (int q = 0; q < p.splits; ++q)
+            if (wt[q] != 0.f) x += wt[q] * ld_cg(parts + (i64)q * (D + 2) + c);
+        store<T>(p.o, (i64)bh * D + c, x / L);
+    }
+}
+
+#define DECODE_VEC(G, VPL)                                                                                              \
+    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_f32(LsDecodeParams p) { ls_causal_decode_vec<float, G, VPL>(p); } \
+    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_bf16(LsDecodeParams p) { ls_causal_decode_vec<bf16, G, VPL>(p); }
+DECODE_VEC(1, 1)
+DECODE_VEC(2, 1)
+DECODE_VEC(4, 1)
+DECODE_VEC(8, 1)
+DECODE_VEC(16, 1)
+DECODE_VEC(32, 1)
+DECODE_VEC(32, 2)

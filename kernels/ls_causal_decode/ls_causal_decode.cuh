@@ -12,6 +12,7 @@ struct LsDecodeParams
     float scale;
     float* part;          // [B·H, splits, D + 2]: per split of the key list, the unnormalized p·v sums, the max and the sum
     int splits, split_keys;
+    int* arrived;         // [B·H], zero at launch: the vector kernel's count of splits done (the last one combines)
 };
 
-TLS_PARAMS_LAYOUT(LsDecodeParams, split_keys, 160, 156)
+TLS_PARAMS_LAYOUT(LsDecodeParams, arrived, 168, 160)

@@ -12,12 +12,19 @@ static class RowVectors
 {
     public const int MaxVectorsPerLane = 4;
 
-    /// <summary>Blocks of the forward row kernels: each of a block's warps normalizes tls_rows_per_warp rows (read from the module).</summary>
+    /// <summary>
+    /// Blocks of the forward row kernels (grid-stride over rows): each of a block's warps normalizes tls_rows_per_warp rows
+    /// (read from the module), but a few rows (a decode step's batch) are spread over up to <see cref="BlocksPerSm"/>
+    /// blocks an SM, a row a warp, rather than left to a handful of warps taking eight each in turn.
+    /// </summary>
     public static uint Blocks(Backends.CudaBackend be, string file, long rows, int warpsPerBlock)
     {
         long perBlock = (long)warpsPerBlock * be.Constant(file, "tls_rows_per_warp");
-        return (uint)((rows + perBlock - 1) / perBlock);
+        long full = (rows + perBlock - 1) / perBlock, oneEach = (rows + warpsPerBlock - 1) / warpsPerBlock;
+        return (uint)Math.Max(full, Math.Min(oneEach, (long)BlocksPerSm * be.Context.Device.MultiprocessorCount));
     }
+
+    const int BlocksPerSm = 4;
 
     public static int Width(DType dtype) => dtype == DType.Float32 ? 4 : 8;
 

@@ -31,25 +31,27 @@ public static partial class Layout
                 CopySlice(be, i[1], 0, o[0], 0, 2, 5);
                 WriteRows(be, i[0], i[2], o[0]);
             }, new WriteRowsRef(), bytes: s * 2 * 3 * 2 * 2 * 4);
-        // The same write twice in one batched launch, into two destinations.
-        yield return Make(F(nameof(WriteRows)), "write_rows_batch", dt, "2 x [3,2,2,4] into [3,2,5,4] at rows[3]",
-            [In("src", dt, 1, 3, 2, 2, 4), In("base", dt, 1, 3, 2, 5, 4), new InputSpec("rows", new Shape(3), DType.Float32, InputKind.ClassIndex, Scale: 4)],
-            [Out("dst", dt, 3, 2, 5, 4), Out("dst2", dt, 3, 2, 5, 4)],
-            (be, i, o) =>
-            {
-                CopySlice(be, i[1], 0, o[0], 0, 2, 5);
-                CopySlice(be, i[1], 0, o[1], 0, 2, 5);
-                WriteRows(be, [new RowWrite(i[0], i[2], o[0]), new RowWrite(i[0], i[2], o[1])]);
-            }, new WriteRowsBatchRef(), bytes: s * 4 * 3 * 2 * 2 * 4);
+        // The same write twice in one batched launch, into two destinations: rows of 4, 16 and 6 values (the GPU copies
+        // 16-byte units where the rows are whole units: 4 fp32, 16 of either dtype; else values one by one).
+        foreach (var d in new[] { 4, 16, 6 })
+            yield return Make(F(nameof(WriteRows)), "write_rows_batch", dt, $"2 x [3,2,2,{d}] into [3,2,5,{d}] at rows[3]",
+                [In("src", dt, 1, 3, 2, 2, d), In("base", dt, 1, 3, 2, 5, d), new InputSpec("rows", new Shape(3), DType.Float32, InputKind.ClassIndex, Scale: 4)],
+                [Out("dst", dt, 3, 2, 5, d), Out("dst2", dt, 3, 2, 5, d)],
+                (be, i, o) =>
+                {
+                    CopySlice(be, i[1], 0, o[0], 0, 2, 5);
+                    CopySlice(be, i[1], 0, o[1], 0, 2, 5);
+                    WriteRows(be, [new RowWrite(i[0], i[2], o[0]), new RowWrite(i[0], i[2], o[1])]);
+                }, new WriteRowsBatchRef(d), bytes: s * 4 * 3 * 2 * 2 * d);
     }
 
-    sealed record WriteRowsBatchRef : IReference
+    sealed record WriteRowsBatchRef(int D) : IReference
     {
         public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
         {
             var (a, b) = ((T[])i[1].Clone(), (T[])i[1].Clone());
-            WriteRows(2, 2, 5, 4, i[0], i[2], a);
-            WriteRows(2, 2, 5, 4, i[0], i[2], b);
+            WriteRows(2, 2, 5, D, i[0], i[2], a);
+            WriteRows(2, 2, 5, D, i[0], i[2], b);
             return [a, b];
         }
     }

@@ -91,18 +91,29 @@ static class LayoutCuda
         be.Kernel(File, src.DType == DType.Float32 ? "write_rows_f32" : "write_rows_bf16").Launch(Blocks(src.Count), Threads, 0, be.Stream, p);
     }
 
-    /// <summary>Several writes of one dtype in one launch (blockIdx.y picks the write; the grid covers the largest).</summary>
+    /// <summary>
+    /// Several writes of one dtype in one launch (blockIdx.y picks the write; the grid covers the largest): as 16-byte units
+    /// where every write's rows are whole units and every pointer is 16-byte aligned, else element by element.
+    /// </summary>
     public static void WriteRows(CudaBackend be, ReadOnlySpan<RowWrite> writes)
     {
+        if (writes.IsEmpty) return;
         var p = new WriteRowsBatchParams { Count = writes.Length };
+        var size = writes[0].Src.DType.Size();
+        var units = true;
+        foreach (var w in writes)
+            units &= w.Src.Shape[3] * size % 16 == 0 && w.Src.DevicePointer % 16 == 0 && w.Dst.DevicePointer % 16 == 0;
+        var per = units ? 16 / size : 1;
         long most = 0;
         for (var i = 0; i < writes.Length; i++)
         {
-            p.Set(i, Write(writes[i].Src, writes[i].Rows, writes[i].Dst));
-            most = Math.Max(most, writes[i].Src.Count);
+            var w = Write(writes[i].Src, writes[i].Rows, writes[i].Dst);
+            w.Inner /= per;
+            p.Set(i, w);
+            most = Math.Max(most, writes[i].Src.Count / per);
         }
         if (most == 0) return;
-        be.Kernel(File, writes[0].Src.DType == DType.Float32 ? "write_rows_batch_f32" : "write_rows_batch_bf16")
-            .Launch(new Dim3(Blocks(most), (uint)writes.Length, 1), Threads, 0, be.Stream, p);
+        var name = units ? "write_rows_batch_v16" : writes[0].Src.DType == DType.Float32 ? "write_rows_batch_f32" : "write_rows_batch_bf16";
+        be.Kernel(File, name).Launch(new Dim3(Blocks(most), (uint)writes.Length, 1), Threads, 0, be.Stream, p);
     }
 }

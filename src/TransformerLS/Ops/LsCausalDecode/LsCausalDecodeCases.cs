@@ -17,7 +17,16 @@ public static partial class LsCausalDecode
         (2, 16, 5, 2, 3, 5, 2, [0, 1, 0, 0, 3, 5, 4, 2, 4, 3, 2, 1]),
         (1, 64, 8, 1, 0, 1, 4, [7, 8, 0, 3]),
         (3, 32, 16, 1, 6, 10, 4, [15, 16, 9, 4, 2, 9, 3, 0]),
-        (2, 48, 40, 3, 50, 60, 10, [39, 40, 55, 10, 0, 17, 0, 5]),  // more keys than the block's threads
+        (2, 48, 40, 3, 50, 60, 10, [39, 40, 55, 10, 0, 17, 0, 5]),  // more keys than the block's threads; several splits, some empty
+        // Head dims for every shape of the vector kernel (lanes per key row 1-32, two vectors a lane at fp32 d 256) and the
+        // scalar kernel (bf16 d 20: not whole 16-byte vectors).
+        (1, 8, 6, 2, 4, 5, 3, [2, 6, 3, 2]),
+        (2, 20, 9, 1, 7, 9, 3, [8, 9, 4, 3, 3, 2, 0, 1]),
+        (1, 80, 33, 2, 9, 11, 4, [32, 33, 10, 4]),
+        (2, 128, 70, 1, 30, 34, 6, [5, 70, 31, 6, 69, 12, 2, 0]),
+        (1, 256, 64, 2, 20, 24, 4, [63, 64, 23, 3]),
+        // Enough (sequence, head) pairs to fill an H200 alone (4 blocks an SM): one split, the block writes o itself.
+        (8, 16, 4, 1, 2, 3, 2, [.. Enumerable.Range(0, 70).SelectMany(b => new[] { b % 4, 1 + b % 4, b % 3, b % 3 })]),
     }.Select(c => CaseAt(dt, c.H, c.d, c.w, c.r, c.Mc, c.C, c.Lb, c.State));
 
     static OpCase CaseAt(DType dt, int H, int d, int w, int r, int mc, int ringChunks, int lb, int[] state)

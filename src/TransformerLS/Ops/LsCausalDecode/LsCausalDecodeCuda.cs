@@ -14,51 +14,108 @@ struct LsDecodeParams
     public float Scale;
     public ulong Part;
     public int Splits, SplitKeys;
+    public ulong Arrived;
 }
 
 /// <summary>
-/// kernels/ls_causal_decode/ls_causal_decode.cu: blocks of (sequence, head) x a split of <see cref="SplitKeys"/> keys, CUDA cores,
-/// fp32 accumulation, then a combine over the splits in order (flash-decoding; deterministic).
+/// kernels/ls_causal_decode/ls_causal_decode.cu: blocks of (sequence, head) x a split of the key list, CUDA cores, fp32
+/// accumulation, the splits combined in order (flash-decoding; deterministic). The vector kernel (16-byte rows, the
+/// combine fused into the last split block) where d and the pointers allow; else the scalar kernel and its combine.
 /// </summary>
 static class LsCausalDecodeCuda
 {
     const string File = "ls_causal_decode/ls_causal_decode.cu";
 
-    /// <summary>Keys per split: small enough that a batch of one spreads a long key list over many SMs.</summary>
+    /// <summary>The scalar kernel's keys per split: small enough that a batch of one spreads a long key list over many SMs.</summary>
     const int SplitKeys = 64;
 
-    /// <summary>The most keys a query can see, w window keys and (Mc + Lb)·r compressed ones, in splits.</summary>
-    static int Splits(LsDecodeGeometry g) => (int)(((long)g.W + (long)(g.Mc + g.Lb) * g.R + SplitKeys - 1) / SplitKeys);
+    /// <summary>The vector kernel's splits: at least this many keys each, at most <see cref="MaxSplitKeys"/> (its logits' shared memory).</summary>
+    const int MinSplitKeys = 32, MaxSplitKeys = 4096;
 
-    /// <summary>The split partials [B·H, splits, D + 2] fp32 the forward allocates while it runs.</summary>
-    public static long ScratchBytes(LsDecodeGeometry g) => 4L * g.B * g.H * Splits(g) * (g.D + 2);
+    /// <summary>Blocks per SM the vector kernel's splits aim for (B·H blocks alone when they reach it: one split, no combine).</summary>
+    const int BlocksPerSm = 4;
+
+    /// <summary>The vector kernels by dtype (fp32, then bf16) and shape: G = 1, 2, 4, 8, 16, 32 with one vector a lane, then G = 32 with two.</summary>
+    static readonly string[] VectorKernels =
+    [
+        "ls_causal_decode_vec_g1_v1_f32", "ls_causal_decode_vec_g2_v1_f32", "ls_causal_decode_vec_g4_v1_f32", "ls_causal_decode_vec_g8_v1_f32", "ls_causal_decode_vec_g16_v1_f32", "ls_causal_decode_vec_g32_v1_f32", "ls_causal_decode_vec_g32_v2_f32",
+        "ls_causal_decode_vec_g1_v1_bf16", "ls_causal_decode_vec_g2_v1_bf16", "ls_causal_decode_vec_g4_v1_bf16", "ls_causal_decode_vec_g8_v1_bf16", "ls_causal_decode_vec_g16_v1_bf16", "ls_causal_decode_vec_g32_v1_bf16", "ls_causal_decode_vec_g32_v2_bf16",
+    ];
+
+    /// <summary>The most keys a query can see: w window keys and (Mc + Lb)·r compressed ones.</summary>
+    static long MaxKeys(LsDecodeGeometry g) => g.W + (long)(g.Mc + g.Lb) * g.R;
+
+    /// <summary>The vector kernel's (lanes per key row G, vectors per lane), or null where d or an address rules it out.</summary>
+    static (int G, int Vpl)? VectorShape(LsDecodeGeometry g, in LsDecodeInputs x, Tensor o)
+    {
+        var n = x.Q.DType == DType.Float32 ? 4 : 8;
+        if (g.D % n != 0 || g.D > 64 * n) return null;
+        foreach (var t in new[] { x.Q, x.KW, x.VW, x.U, x.VBias, x.Rel, x.KRing, x.VRing, x.KBlock, x.VBlock, x.RelC, o })
+            if (t.DevicePointer % 16 != 0) return null;
+        var vectors = g.D / n;
+        if (vectors > 32) return (32, 2);
+        var lanes = 1;
+        while (lanes < vectors) lanes *= 2;
+        return (lanes, 1);
+    }
 
     public static void Forward(CudaBackend be, LsDecodeGeometry g, in LsDecodeInputs x, Tensor o)
     {
-        var splits = Splits(g);
         var p = new LsDecodeParams
         {
             Q = x.Q.DevicePointer, KW = x.KW.DevicePointer, VW = x.VW.DevicePointer, U = x.U.DevicePointer, VB = x.VBias.DevicePointer,
             Rel = x.Rel.DevicePointer, KRing = x.KRing.DevicePointer, VRing = x.VRing.DevicePointer, KBlock = x.KBlock.DevicePointer,
             VBlock = x.VBlock.DevicePointer, RelC = x.RelC.DevicePointer, State = x.State.DevicePointer, O = o.DevicePointer,
             B = g.B, H = g.H, D = g.D, W = g.W, R = g.R, Mc = g.Mc, C = g.C, Lb = g.Lb, Nr = g.Nr, Scale = g.Scale,
-            Splits = splits, SplitKeys = SplitKeys,
         };
-        // Shared memory of the split block's carve-up, per key and per head-dim channel as the kernel exports it (one source).
-        var smem = (uint)(be.Constant(File, "ls_causal_decode_smem_per_key") * SplitKeys + be.Constant(File, "ls_causal_decode_smem_per_d") * g.D);
-        var threads = (uint)be.Constant(File, "ls_causal_decode_threads");
         var f32 = x.Q.DType == DType.Float32;
-        var bytes = ScratchBytes(g);
-        var part = be.Context.Allocator.Allocate(bytes);
+        var threads = (uint)be.Constant(File, "ls_causal_decode_threads");
+        var pairs = (long)g.B * g.H;
+        var keys = MaxKeys(g);
+        if (VectorShape(g, x, o) is { } v)
+        {
+            // Splits: enough blocks for BlocksPerSm an SM, each at least MinSplitKeys keys, at most MaxSplitKeys.
+            var want = Math.Max(1, (BlocksPerSm * (long)be.Context.Device.MultiprocessorCount + pairs - 1) / pairs);
+            var splits = Math.Clamp(want, (keys + MaxSplitKeys - 1) / MaxSplitKeys, Math.Max(1, (keys + MinSplitKeys - 1) / MinSplitKeys));
+            var splitKeys = (keys + splits - 1) / splits;
+            (p.Splits, p.SplitKeys) = ((int)((keys + splitKeys - 1) / splitKeys), (int)splitKeys);
+            var smem = (uint)(be.Constant(File, "ls_causal_decode_vec_smem_per_key") * p.SplitKeys + be.Constant(File, "ls_causal_decode_vec_smem_per_d") * g.D
+                + be.Constant(File, "ls_causal_decode_vec_smem_per_split") * p.Splits);
+            var name = VectorKernels[(f32 ? 0 : 7) + (v.Vpl == 2 ? 6 : System.Numerics.BitOperations.Log2((uint)v.G))];
+            if (p.Splits == 1)
+            {
+                be.Kernel(File, name).Launch(new Dim3((uint)pairs, 1, 1), threads, smem, be.Stream, p);
+                return;
+            }
+            var partBytes = 4L * pairs * p.Splits * (g.D + 2);
+            var bytes = partBytes + 4 * pairs;
+            var scratch = be.Context.Allocator.Allocate(bytes);
+            try
+            {
+                (p.Part, p.Arrived) = (scratch, scratch + (ulong)partBytes);
+                CudaMemory.Fill32(be.Stream, p.Arrived, 0, pairs);
+                be.Kernel(File, name).Launch(new Dim3((uint)pairs, (uint)p.Splits, 1), threads, smem, be.Stream, p);
+            }
+            finally
+            {
+                be.Context.Allocator.Free(scratch, bytes);
+            }
+            return;
+        }
+        (p.Splits, p.SplitKeys) = ((int)((keys + SplitKeys - 1) / SplitKeys), SplitKeys);
+        // Shared memory of the split block's carve-up, per key and per head-dim channel as the kernel exports it (one source).
+        var scalarSmem = (uint)(be.Constant(File, "ls_causal_decode_smem_per_key") * SplitKeys + be.Constant(File, "ls_causal_decode_smem_per_d") * g.D);
+        var scalarBytes = 4L * pairs * p.Splits * (g.D + 2);
+        var part = be.Context.Allocator.Allocate(scalarBytes);
         try
         {
             p.Part = part;
-            be.Kernel(File, f32 ? "ls_causal_decode_f32" : "ls_causal_decode_bf16").Launch(new Dim3((uint)(g.B * g.H), (uint)splits, 1), threads, smem, be.Stream, p);
-            be.Kernel(File, f32 ? "ls_causal_decode_combine_f32" : "ls_causal_decode_combine_bf16").Launch((uint)(g.B * g.H), threads, 0, be.Stream, p);
+            be.Kernel(File, f32 ? "ls_causal_decode_f32" : "ls_causal_decode_bf16").Launch(new Dim3((uint)pairs, (uint)p.Splits, 1), threads, scalarSmem, be.Stream, p);
+            be.Kernel(File, f32 ? "ls_causal_decode_combine_f32" : "ls_causal_decode_combine_bf16").Launch((uint)pairs, threads, 0, be.Stream, p);
         }
         finally
         {
-            be.Context.Allocator.Free(part, bytes);
+            be.Context.Allocator.Free(part, scalarBytes);
         }
     }
 }
