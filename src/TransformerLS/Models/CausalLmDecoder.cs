@@ -492,16 +492,14 @@ public sealed class CausalLmDecoder : IDisposable
             using (var q4 = q.Reshape(B, H, 1, Hd))
                 LsCausalDecode.Forward(be, new LsCausalConfig(_d.W, l, _d.R), _d.Mc,
                     new LsDecodeInputs(q4, _kw, _vw, P("attn.r_w_bias"), P("attn.r_r_bias"), _rel, _kring, _vring, _kblock, _vblock, _relc, _d._tState), o);
-            Tensor a;
-            using (var o3 = o.Reshape(B, 1, D)) a = Linear(o3, "attn.proj_out", false);
-            var h2 = New(B, 1, D);
-            Elementwise.Axpby(be, h, 1f, a, 1f, h2);
-            var h3 = LayerNorm(h2, "norm2");
+            // The residuals ride the GEMMs (y += x·Wᵀ + b): h2 = h + o·W_oᵀ in h's place, y = h3 + FFN(h3) in h3's place.
+            using (var o3 = o.Reshape(B, 1, D)) Ops.Linear.Forward(be, o3, P("attn.proj_out.weight"), null, h, accumulate: true);
+            var h3 = LayerNorm(h, "norm2");
             var f = Linear(h3, "ff.fc1", true);
             var g = New([.. f.Shape.Dims]);
             Elementwise.Gelu(be, f, g);
-            var y = New(B, 1, D);
-            Elementwise.Axpby(be, h3, 1f, Linear(g, "ff.fc2", true), 1f, y);
+            Ops.Linear.Forward(be, g, P("ff.fc2.weight"), P("ff.fc2.bias"), h3, accumulate: true);
+            var y = h3;
 
             if (anyCompletes)
             {

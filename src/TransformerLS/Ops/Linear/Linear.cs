@@ -12,19 +12,22 @@ namespace TransformerLS.Ops;
 /// </summary>
 public static partial class Linear
 {
-    public static void Forward(IBackend be, Tensor x, Tensor weight, Tensor? bias, Tensor y)
+    /// <summary>y = x·Wᵀ + b, or with <paramref name="accumulate"/> y += x·Wᵀ + b (a residual added in the same GEMM: on the GPU the
+    /// sum is taken in fp32 and rounded once into y).</summary>
+    public static void Forward(IBackend be, Tensor x, Tensor weight, Tensor? bias, Tensor y, bool accumulate = false)
     {
         Check.RankAtLeast(x, 2, nameof(x));
         Check.RankAtLeast(weight, 2, nameof(weight));
         if (weight.Shape.Rank != 2 || weight.Shape[1] != x.Shape[-1])
             throw new ArgumentException($"weight has shape {weight.Shape}; expected [out, {x.Shape[-1]}] for x of shape {x.Shape}", nameof(weight));
         // The batched matmul with a 2-D weight folds the leading axes into one GEMM; no views needed.
-        if (bias is null) { MatMul.Forward(be, x, false, weight, true, y); return; }
+        var beta = accumulate ? 1f : 0f;
+        if (bias is null) { MatMul.Forward(be, x, false, weight, true, y, 1f, beta); return; }
         Check.Vector(be, bias, weight.Shape[0], x.DType, nameof(bias));
         // The GPU adds the bias in the GEMM's epilogue (cuBLASLt), in fp32, with one rounding into y.
         var g = MatMul.CheckShapes(be, x, false, weight, true, y);
-        if (be is CudaBackend cuda && y.DType == x.DType) { LinearCuda.Forward(cuda, g, x, weight, bias, y); return; }
-        be.Fill(y, 0f);
+        if (be is CudaBackend cuda && y.DType == x.DType) { LinearCuda.Forward(cuda, g, x, weight, bias, y, beta); return; }
+        if (!accumulate) be.Fill(y, 0f);
         Elementwise.BiasAdd(be, y, bias, y);
         MatMul.Forward(be, x, false, weight, true, y, 1f, 1f);
     }

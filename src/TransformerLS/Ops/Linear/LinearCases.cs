@@ -12,7 +12,7 @@ public static partial class Linear
 
     internal static IEnumerable<OpCase> Cases(DType dt) => CasesAt(dt, [3, 5], 64, 48);
 
-    internal static IEnumerable<OpCase> PerfCases(KernelShape k, DType dt) => CasesAt(dt, [k.Tokens], k.Dim, k.Dim);
+    internal static IEnumerable<OpCase> PerfCases(KernelShape k, DType dt) => CasesAt(dt, [k.Tokens], k.Dim, k.Dim).Where(c => c.Op != "linear_accumulate"); // the bench times forward and backward
 
     static IEnumerable<OpCase> CasesAt(DType dt, int[] lead, int inDim, int outDim)
     {
@@ -24,20 +24,25 @@ public static partial class Linear
         // y = x·Wᵀ + b: 2·rows·in·out FLOPs.
         yield return Make(F(nameof(Forward)), "linear", dt, shape, [In("x", dt, 1, xs), In("w", dt, wScale, outDim, inDim), In("b", dt, 1, outDim)], [Out("y", dt, ys)],
             (be, i, o) => Forward(be, i[0], i[1], i[2], o[0]), new LinearRef(rows, inDim, outDim, false), 2 * x * outDim, s * (x + y + w + outDim));
+        // y += x·Wᵀ + b (a residual in the same GEMM): y starts as y0.
+        yield return Make(F(nameof(Forward)), "linear_accumulate", dt, shape,
+            [In("x", dt, 1, xs), In("w", dt, wScale, outDim, inDim), In("b", dt, 1, outDim), In("y0", dt, 1, ys)], [Out("y", dt, ys)],
+            (be, i, o) => { Elementwise.Cast(be, i[3], o[0]); Forward(be, i[0], i[1], i[2], o[0], accumulate: true); },
+            new LinearRef(rows, inDim, outDim, false, Accumulate: true), 2 * x * outDim, s * (x + 2 * y + w + outDim));
         // dx = dy·W, dW = dyᵀ·x, db = Σ dy: 4·rows·in·out FLOPs.
         yield return Make(F(nameof(Backward)), "linear_backward", dt, shape, [In("x", dt, 1, xs), In("w", dt, wScale, outDim, inDim), In("dy", dt, 1, ys)],
             [Out("dx", dt, xs), Out("dw", dt, outDim, inDim), Out("db", dt, outDim)],
             (be, i, o) => Backward(be, i[2], i[0], i[1], o[0], o[1], o[2]), new LinearRef(rows, inDim, outDim, true), 4 * x * outDim, s * (2 * x + y + 2 * w + outDim));
     }
 
-    sealed record LinearRef(int Rows, int In, int Out, bool Backward) : IReference
+    sealed record LinearRef(int Rows, int In, int Out, bool Backward, bool Accumulate = false) : IReference
     {
         public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
         {
             if (!Backward)
             {
-                var y = new T[Rows * Out];
-                MatMul.Reference<T>(new(1, Rows, Out, In, 0, 0, 0), i[0], false, i[1], true, y, T.One, T.Zero);
+                var y = Accumulate ? (T[])i[3].Clone() : new T[Rows * Out];
+                MatMul.Reference<T>(new(1, Rows, Out, In, 0, 0, 0), i[0], false, i[1], true, y, T.One, Accumulate ? T.One : T.Zero);
                 Elementwise.BiasAdd<T>(y, i[2], y);
                 return [y];
             }
