@@ -99,6 +99,62 @@ public class DecoderTests
         return [.. rows];
     }
 
+    /// <summary>
+    /// A batch of streams.Length sequences prefilled together with streams[b][..p] (PrefillAll, one block forward at batch B), then
+    /// stepped together through the rest: per sequence its log-probs at positions p − 1 ….
+    /// </summary>
+    static double[][][] PrefillAllThenDecode(CausalLm model, int[][] streams, int p)
+    {
+        var B = streams.Length;
+        var V = model.Config.Vocab;
+        using var d = new CausalLmDecoder(model, B);
+        var rows = Enumerable.Range(0, B).Select(_ => new List<double[]>()).ToArray();
+        void Add(float[] lp)
+        {
+            for (var b = 0; b < B; b++) rows[b].Add([.. lp.AsSpan(b * V, V).ToArray().Select(v => (double)v)]);
+        }
+        Add(d.PrefillAll([.. streams.Select(s => s[..p])]));
+        for (var b = 0; b < B; b++) Assert.Equal(p, d.Position(b));
+        for (var t = p; t < streams[0].Length; t++) Add(d.Step([.. streams.Select(s => s[t])]));
+        return [.. rows.Select(r => r.ToArray())];
+    }
+
+    /// <summary>PrefillAll against each sequence's float64 block forward, prompts ending mid-chunk, at a block end and past it.</summary>
+    static void CheckPrefillAll(IBackend be, CausalLmConfig cfg, DType dt, double floor)
+    {
+        var cpu = new CpuBackend();
+        var streams = Enumerable.Range(0, 3).Select(b => Stream(2 * cfg.Length + 5, 40 + b)).ToArray();
+        using var model = new CausalLm(cpu, cfg, dt, 8);
+        using var exact = CopyOf(model, DType.Float64, cpu);
+        var truth = streams.Select(s => BlockForward(exact, s)).ToArray();
+        var same = streams.Select((s, b) => MaxError(BlockForward(model, s), truth[b])).Max();
+        var bound = 2 * same + floor * Math.Max(1, truth.Max(t => t.Max(row => row.Max(Math.Abs))));
+        using var on = CopyOf(model, dt, be);
+        foreach (var p in new[] { cfg.ChunkLength + 1, cfg.Length, cfg.Length + cfg.ChunkLength + 1 })
+        {
+            var got = PrefillAllThenDecode(on, streams, p);
+            for (var b = 0; b < streams.Length; b++)
+            {
+                var err = MaxError(got[b], truth[b][(p - 1)..]);
+                TestContext.Current.SendDiagnosticMessage($"{be.GetType().Name} {dt.Name()} sequence {b} prompt {p}: error {err:E3}, block forward {same:E3}, bound {bound:E3}");
+                Assert.True(err <= bound, $"{dt.Name()} sequence {b} prompt {p}: error {err:E3} > bound {bound:E3}");
+            }
+        }
+    }
+
+    [Theory, InlineData(DType.Float32), InlineData(DType.BFloat16)]
+    public void Prefilling_a_batch_at_once_matches_each_sequences_block_forward(DType dt) =>
+        CheckPrefillAll(new CpuBackend(), Config(8, 8, 4, 2, 2), dt, 1.0 / (1 << 23));
+
+    [Theory, InlineData(DType.Float32), InlineData(DType.BFloat16)]
+    public void Prefilling_a_batch_at_once_on_the_gpu_matches_each_sequences_block_forward(DType dt)
+    {
+        var gpu = TestEnv.RequireGpu();
+        var before = gpu.MemoryStats.LiveBytes;
+        CheckPrefillAll(gpu, Config(16, 16, 8, 4, 2) with { Dim = 64, Heads = 2 }, dt, dt == DType.Float32 ? 2e-5 : 2e-3);
+        Assert.Equal(before, gpu.MemoryStats.LiveBytes);
+    }
+
     static double MaxError(double[][] a, double[][] truth) => a.Zip(truth, (x, y) => x.Zip(y, (p, q) => Math.Abs(p - q)).Max()).Max();
 
     [Theory, MemberData(nameof(Shapes))]

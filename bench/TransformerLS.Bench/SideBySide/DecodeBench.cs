@@ -82,8 +82,8 @@ public static class DecodeBench
             var vocab = model.Config.Vocab;
             var tokens = new int[batch];
             var clock = Stopwatch.StartNew();
-            if (d.PrefillsInBlocks) // each sequence's context through the block forward (returns once its log-probabilities are on the host)
-                for (var b = 0; b < batch; b++) d.Prefill(b, [.. Enumerable.Range(0, context).Select(_ => rng.Next(vocab))]);
+            if (d.PrefillsInBlocks) // all contexts through the block forward at once (returns once the log-probabilities are on the host)
+                d.PrefillAll([.. Enumerable.Range(0, batch).Select(_ => Enumerable.Range(0, context).Select(_ => rng.Next(vocab)).ToArray())]);
             else
                 for (var t = 0; t < context; t++)
                 {

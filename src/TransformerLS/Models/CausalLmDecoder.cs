@@ -45,10 +45,11 @@ public sealed class CausalLmDecoder : IDisposable
     // second run, after an eager warm-up; the graphs read the tensors above, whose addresses never change.
     readonly CudaGraph?[] _graphs = new CudaGraph?[2];
     readonly bool[] _warmedUp = new bool[2];
-    // Block prefill: the block forward at batch 1 with its memory feeds, built on first use (see Prefill).
-    LmGraph? _block;
-    Executor? _blockRun;
-    Dictionary<Value, Tensor>? _blockFeeds;
+    // Block prefill: the block forward at batch 1 (one sequence) and at batch B (all at once), each with its memory feeds,
+    // built on first use (see Prefill).
+    readonly BlockRun?[] _blocks = new BlockRun?[2];
+
+    sealed record BlockRun(LmGraph Graph, Executor Run, Dictionary<Value, Tensor> Feeds);
 
     public int Batch => B;
     public CausalLm Model => _model;
@@ -200,7 +201,7 @@ public sealed class CausalLmDecoder : IDisposable
         if (prompt.IsEmpty) throw new ArgumentException("the prompt is empty", nameof(prompt));
         foreach (var t in prompt)
             if (t < 0 || t >= V) throw new ArgumentOutOfRangeException(nameof(prompt), t, $"sequence {b}: token ids must lie in [0, {V})");
-        if (_pos[b] == 0 && PrefillsInBlocks) return PrefillBlocks(b, prompt);
+        if (_pos[b] == 0 && PrefillsInBlocks) return PrefillBlocks(b, prompt, prompt.Length);
         var tokens = new int[B];
         var active = new bool[B];
         active[b] = true;
@@ -213,43 +214,85 @@ public sealed class CausalLmDecoder : IDisposable
         return last.AsSpan(b * V, V).ToArray();
     }
 
-    float[] PrefillBlocks(int b, ReadOnlySpan<int> prompt)
+    /// <summary>
+    /// Feeds every sequence its prompt at once, all fresh (position 0) and of one length, through the block forward at batch B
+    /// (one launch sequence for the batch, not one a sequence); returns the log-probabilities after each prompt's last token,
+    /// [B·V] row-major. Otherwise (a sequence not fresh, prompts of different lengths, or no block prefill) one
+    /// <see cref="Prefill"/> a sequence.
+    /// </summary>
+    public float[] PrefillAll(IReadOnlyList<int[]> prompts)
     {
-        if (_block is null)
+        ArgumentNullException.ThrowIfNull(prompts);
+        if (prompts.Count != B) throw new ArgumentException($"{prompts.Count} prompts given; expected one per sequence ({B})", nameof(prompts));
+        for (var b = 0; b < B; b++)
         {
-            using var detached = TensorScope.Detach(); // the graph and its feeds are the decoder's
-            _block = _model.BuildGraph(1);
-            _blockRun = new Executor(_block.Graph, new ExecutorOptions { Keep = [.. _block.NextMemories, _block.Logits] });
-            _blockFeeds = [];
-            foreach (var v in _block.Memories.Append(_block.Tokens).Append(_block.Targets)) _blockFeeds[v] = _be.Empty(v.Shape, v.DType);
-            _be.Fill(_blockFeeds[_block.Targets], -1f);
+            if (prompts[b] is null || prompts[b].Length == 0) throw new ArgumentException($"prompt {b} is empty", nameof(prompts));
+            foreach (var t in prompts[b])
+                if (t < 0 || t >= V) throw new ArgumentOutOfRangeException(nameof(prompts), t, $"sequence {b}: token ids must lie in [0, {V})");
         }
-        var (g, run, feeds) = (_block, _blockRun!, _blockFeeds!);
-        foreach (var m in g.Memories) _be.Fill(feeds[m], 0f); // a fresh sequence: the zero memories
-        var tokens = new float[L];
-        var last = new double[V];
-        for (var start = 0; start < prompt.Length; start += L)
+        var n = prompts[0].Length;
+        var result = new float[B * V];
+        if (B > 1 && PrefillsInBlocks && prompts.All(p => p.Length == n) && _pos.All(t => t == 0))
         {
-            var n = Math.Min(L, prompt.Length - start);
+            var flat = new int[B * n];
+            for (var b = 0; b < B; b++) prompts[b].CopyTo(flat, b * n);
+            return PrefillBlocks(-1, flat, n);
+        }
+        for (var b = 0; b < B; b++) Prefill(b, prompts[b]).CopyTo(result, b * V);
+        return result;
+    }
+
+    /// <summary>
+    /// The block forward over prompts [Bx, n] (row-major; Bx = 1 for sequence b, or B for all with b = −1), blocks of L
+    /// committed to the memories, each layer's caches filled from its inputs; the log-probabilities after the last tokens.
+    /// </summary>
+    float[] PrefillBlocks(int b, ReadOnlySpan<int> prompts, int n)
+    {
+        var all = b < 0;
+        var bx = all ? B : 1;
+        var (g, run, feeds) = _blocks[all ? 1 : 0] ??= NewBlockRun(bx);
+        foreach (var m in g.Memories) _be.Fill(feeds[m], 0f); // fresh sequences: the zero memories
+        var tokens = new float[bx * L];
+        var last = new double[bx * V];
+        for (var start = 0; start < n; start += L)
+        {
+            var len = Math.Min(L, n - start);
             Array.Clear(tokens);
-            for (var i = 0; i < n; i++) tokens[i] = prompt[start + i];
+            for (var s = 0; s < bx; s++)
+                for (var i = 0; i < len; i++) tokens[s * L + i] = prompts[s * n + start + i];
             feeds[g.Tokens].CopyFrom(tokens);
             run.Forward(feeds);
             using (var scope = new TensorScope())
                 for (var i = 0; i < _layers.Length; i++)
                 {
-                    // Layer i's inputs at the block's positions: the last L rows of its next memory (M >= L), the first n real.
-                    var x = New(1, n, D);
-                    Layout.CopySlice(_be, run[g.NextMemories[i]], M - L, x, 0, 1, n);
-                    _layers[i].Fill(b, x, start, n);
+                    // Layer i's inputs at the block's positions: the last L rows of its next memory (M >= L), the first len real.
+                    var x = New(bx, len, D);
+                    Layout.CopySlice(_be, run[g.NextMemories[i]], M - L, x, 0, 1, len);
+                    _layers[i].Fill(b, x, start, len);
                 }
-            if (start + n == prompt.Length) run[g.Logits].ToDoubles().AsSpan((n - 1) * V, V).CopyTo(last);
+            if (start + len == n)
+            {
+                var logits = run[g.Logits].ToDoubles(); // [bx, L, V]
+                for (var s = 0; s < bx; s++) logits.AsSpan((s * L + len - 1) * V, V).CopyTo(last.AsSpan(s * V));
+            }
             else
                 for (var i = 0; i < g.Memories.Length; i++) Elementwise.Cast(_be, run[g.NextMemories[i]], feeds[g.Memories[i]]);
             run.ReleaseOutputs();
         }
-        _pos[b] = prompt.Length;
+        if (all) Array.Fill(_pos, n);
+        else _pos[b] = n;
         return LogSoftmaxRows(last, default);
+    }
+
+    BlockRun NewBlockRun(int batch)
+    {
+        using var detached = TensorScope.Detach(); // the graph and its feeds are the decoder's
+        var graph = _model.BuildGraph(batch);
+        var run = new Executor(graph.Graph, new ExecutorOptions { Keep = [.. graph.NextMemories, graph.Logits] });
+        var feeds = new Dictionary<Value, Tensor>();
+        foreach (var v in graph.Memories.Append(graph.Tokens).Append(graph.Targets)) feeds[v] = _be.Empty(v.Shape, v.DType);
+        _be.Fill(feeds[graph.Targets], -1f);
+        return new BlockRun(graph, run, feeds);
     }
 
     /// <summary>Each active row's log-softmax in double (inactive rows NaN); rows in parallel for large batches (the same bits: each row is its own sum).</summary>
@@ -284,9 +327,13 @@ public sealed class CausalLmDecoder : IDisposable
     {
         if (_graphs.Any(g => g is not null)) _be.Synchronize(); // graphs are destroyed after their last replay has run
         foreach (var g in _graphs) g?.Dispose();
-        _blockRun?.Dispose();
-        if (_blockFeeds is not null) foreach (var t in _blockFeeds.Values) t.Dispose();
-        _block?.Dispose();
+        foreach (var r in _blocks)
+        {
+            if (r is null) continue;
+            r.Run.Dispose();
+            foreach (var t in r.Feeds.Values) t.Dispose();
+            r.Graph.Dispose();
+        }
         foreach (var l in _layers) l?.Dispose();
         foreach (var t in _tParts ?? []) t?.Dispose();
         _tPacked?.Dispose();
@@ -410,13 +457,14 @@ public sealed class CausalLmDecoder : IDisposable
         }
 
         /// <summary>
-        /// Fills sequence b's caches from this layer's inputs x [1, n, D] at positions T0 … T0 + n − 1 of one block (T0 a multiple
+        /// Fills sequence b's caches from this layer's inputs x [1, n, D] (with b = −1 every sequence's, from x [B, n, D]) at positions T0 … T0 + n − 1 of one block (T0 a multiple
         /// of L): the window ring's last min(w, n) rows, the partial chunk's rows, and the block's completed chunks both ways
         /// (block path into the block chunks, cache path into the ring), as the steps over those positions would have left them.
         /// </summary>
         public void Fill(int b, Tensor x, int T0, int n)
         {
             var (be, D, H, Hd, l, R, W, C) = (_d._be, _d.D, _d.H, _d.Hd, _d.Lc, _d.R, _d.W, _d.C);
+            var bx = x.Shape[0];
             var (h, kraw, vraw, k, v, s) = Front(x);
             for (var first = Math.Max(0, n - W); first < n;)
             {
@@ -425,18 +473,18 @@ public sealed class CausalLmDecoder : IDisposable
                 Put(v, first, len, _vw, b, slot);
                 first += len;
             }
-            using var h4 = h.Reshape(1, 1, n, D);
-            using var s4 = s.Reshape(1, 1, n, H * R);
-            using var k4 = kraw.Reshape(1, 1, n, D);
-            using var v4 = vraw.Reshape(1, 1, n, D);
+            using var h4 = h.Reshape(bx, 1, n, D);
+            using var s4 = s.Reshape(bx, 1, n, H * R);
+            using var k4 = kraw.Reshape(bx, 1, n, D);
+            using var v4 = vraw.Reshape(bx, 1, n, D);
             var (done, partial) = (n / l * l, n % l);
             if (partial > 0)
                 foreach (var (src, dst) in new[] { (h4, _hbuf), (s4, _sbuf), (k4, _kraw), (v4, _vraw) }) Put(src, done, partial, dst, b, 0);
             if (done == 0) return;
-            var (hs, ss, ks, vs) = (New(1, done, D), New(1, done, H * R), New(1, done, D), New(1, done, D));
+            var (hs, ss, ks, vs) = (New(bx, done, D), New(bx, done, H * R), New(bx, done, D), New(bx, done, D));
             foreach (var (src, dst) in new[] { (h, hs), (s, ss), (kraw, ks), (vraw, vs) }) Layout.CopySlice(be, src, 0, dst, 0, 1, done);
             var nc = done / l;
-            var (kb, vb) = (New(1, H, nc * R, Hd), New(1, H, nc * R, Hd));
+            var (kb, vb) = (New(bx, H, nc * R, Hd), New(bx, H, nc * R, Hd));
             Ops.LsChunkProjection.Forward(be, l, ss, Split(ks), null, kb);
             Ops.LsChunkProjection.Forward(be, l, ss, Split(vs), null, vb);
             var (kbn, vbn) = DualLn(kb, vb, "attn.dual_ln_dproj");
@@ -452,17 +500,25 @@ public sealed class CausalLmDecoder : IDisposable
             }
         }
 
-        /// <summary>Rows srcRow … srcRow + count − 1 (axis 2) of src [1, X, n, Y] into sequence b's rows dstRow … of dst [B, X, cap, Y].</summary>
+        /// <summary>
+        /// Rows srcRow … srcRow + count − 1 (axis 2) of src [1, X, n, Y] into sequence b's rows dstRow … of dst [B, X, cap, Y]; with
+        /// b = −1, of src [B, X, n, Y] into every sequence's rows dstRow ….
+        /// </summary>
         void Put(Tensor src, int srcRow, int count, Tensor dst, int b, int dstRow)
         {
             var be = _d._be;
-            var one = New(1, src.Shape[1], count, src.Shape[3]);
+            var one = New(src.Shape[0], src.Shape[1], count, src.Shape[3]);
             Layout.CopySlice(be, src, srcRow, one, 0, 2, count);
-            var all = New(_d.B, src.Shape[1], count, src.Shape[3]);
-            Layout.CopySlice(be, one, 0, all, b, 0, 1);
+            var all = one;
+            if (b >= 0)
+            {
+                all = New(_d.B, src.Shape[1], count, src.Shape[3]);
+                Layout.CopySlice(be, one, 0, all, b, 0, 1);
+            }
             var at = new float[_d.B];
             Array.Fill(at, -1f);
-            at[b] = dstRow;
+            if (b >= 0) at[b] = dstRow;
+            else Array.Fill(at, dstRow);
             var rows = be.Empty(new Shape(_d.B), DType.Float32);
             rows.CopyFrom(at);
             Layout.WriteRows(be, all, rows, dst);

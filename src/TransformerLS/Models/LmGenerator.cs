@@ -103,12 +103,15 @@ public sealed class LmGenerator : IDisposable
         var clock = Stopwatch.StartNew();
         long prefill = 0;
         if (_decoder.PrefillsInBlocks)
-            // Each prompt through the block forward (blocks of L), which fills its sequence's caches.
+        {
+            // The prompts through the block forward (blocks of L; all at once where they have one length), which fills the caches.
+            var all = _decoder.PrefillAll([.. feed.Select(f => f.Select(x => (int)x).ToArray())]);
             for (var b = 0; b < B; b++)
             {
-                next[b] = _decoder.Prefill(b, [.. feed[b].Select(x => (int)x)]);
+                next[b] = all.AsSpan(b * vocab, vocab).ToArray();
                 prefill += feed[b].Length;
             }
+        }
         else
             for (var t = 0; t < feed.Max(p => p.Length); t++)
             {
