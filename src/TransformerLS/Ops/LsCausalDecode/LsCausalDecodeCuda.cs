@@ -50,8 +50,9 @@ static class LsCausalDecodeCuda
     {
         var n = x.Q.DType == DType.Float32 ? 4 : 8;
         if (g.D % n != 0 || g.D > 64 * n) return null;
-        foreach (var t in new[] { x.Q, x.KW, x.VW, x.U, x.VBias, x.Rel, x.KRing, x.VRing, x.KBlock, x.VBlock, x.RelC, o })
-            if (t.DevicePointer % 16 != 0) return null;
+        var any = x.Q.DevicePointer | x.KW.DevicePointer | x.VW.DevicePointer | x.U.DevicePointer | x.VBias.DevicePointer | x.Rel.DevicePointer
+            | x.KRing.DevicePointer | x.VRing.DevicePointer | x.KBlock.DevicePointer | x.VBlock.DevicePointer | x.RelC.DevicePointer | o.DevicePointer;
+        if (any % 16 != 0) return null; // every pointer 16-byte aligned (no array: the launch path allocates nothing)
         var vectors = g.D / n;
         if (vectors > 32) return (32, 2);
         var lanes = 1;
