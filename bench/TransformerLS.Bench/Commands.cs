@@ -150,7 +150,8 @@ public static class Commands
         Directory.CreateDirectory(outDir);
         File.WriteAllText(Path.Combine(outDir, "decode.rows.json"), DecodeRow.ToJson(rows));
         File.WriteAllText(Path.Combine(outDir, "decode.md"), DecodeBench.Markdown(rows, env.Header));
-        Console.WriteLine($"wrote decode.rows.json, decode.md in {outDir}");
+        File.WriteAllText(Path.Combine(outDir, "decode.svg"), DecodeBench.Plot(rows));
+        Console.WriteLine($"wrote decode.rows.json, decode.md, decode.svg in {outDir}");
         return 0;
     });
 

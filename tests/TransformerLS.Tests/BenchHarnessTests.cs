@@ -21,6 +21,26 @@ public class BenchHarnessTests
         CausalLength: 16, CausalMemory: 16, CausalWindow: 8, ChunkLength: 4, CausalRank: 1);
 
     [Fact]
+    public void The_decode_bench_measures_each_batch_and_context_and_plots_ms_per_token()
+    {
+        var be = CpuBackend.Instance;
+        var cfg = ModelBench.Enwik8Base with { Vocab = 13, Dim = 16, Heads = 2, Hidden = 32, Layers = 1, Window = 4, ChunkLength = 2, Length = 8, Dropout = 0 };
+        var rows = DecodeBench.Run(be, new DecodeBench.Options([1, 2], [8, 16], [DType.Float32], cfg, Steps: 3, Peer: false));
+        Assert.Equal(4, rows.Count); // (batch, context) pairs; no eager rows and no peer on the CPU
+        foreach (var r in rows)
+        {
+            Assert.Equal("ok", r.Status);
+            Assert.True(r.MsPerToken > 0 && r.DecodeTokensPerS > 0 && r.PrefillTokensPerS > 0, DecodeBench.Format(r));
+            Assert.Equal(r.Batch / (r.MsPerToken!.Value / 1000), r.DecodeTokensPerS!.Value, 6);
+        }
+        var svg = XDocument.Parse(DecodeBench.Plot(rows));
+        var lines = svg.Descendants().Where(e => e.Name.LocalName == "polyline").ToList();
+        Assert.Equal(2, lines.Count); // one line per (impl, dtype, batch), a point per context
+        Assert.All(lines, l => Assert.Equal(2, l.Attribute("points")!.Value.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length));
+        Assert.Contains("tls-decode fp32 B2", svg.ToString());
+    }
+
+    [Fact]
     public void Median_and_percentiles_are_order_statistics()
     {
         Assert.Equal(new TimeStats(3, 2, 1, 3), TimeStats.Of([3, 1, 2]));

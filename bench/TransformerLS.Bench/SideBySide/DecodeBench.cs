@@ -148,6 +148,19 @@ public static class DecodeBench
         ? $"{r.Impl,-20} {r.DType} B={r.Batch,4} context={r.Context,7} {r.Status}"
         : $"{r.Impl,-20} {r.DType} B={r.Batch,4} context={r.Context,7} prefill {r.PrefillTokensPerS,10:N0} tokens/s  decode {r.DecodeTokensPerS,10:N0} tokens/s  {r.MsPerToken,8:F3} ms/token  peak {r.PeakBytes / 1048576.0,7:F0} MiB";
 
+    /// <summary>ms/token vs context, one line per (impl, dtype, batch); the graphed decoder solid, the others dashed; a batch's lines share a colour.</summary>
+    public static string Plot(IReadOnlyList<DecodeRow> rows)
+    {
+        var batches = rows.Select(r => r.Batch).Distinct().Order().ToList();
+        var series = rows.Where(r => r.Status == "ok" && r.MsPerToken is > 0)
+            .GroupBy(r => (r.Impl, r.DType, r.Batch))
+            .OrderBy(g => g.Key.Batch).ThenBy(g => g.Key.Impl, StringComparer.Ordinal).ThenBy(g => g.Key.DType, StringComparer.Ordinal)
+            .Select(g => new Scale.SvgPlot.Series($"{g.Key.Impl} {g.Key.DType} B{g.Key.Batch}",
+                [.. g.OrderBy(r => r.Context).Select(r => ((double)r.Context, r.MsPerToken!.Value))], g.Key.Impl != "tls-decode", batches.IndexOf(g.Key.Batch)))
+            .ToList();
+        return Scale.SvgPlot.LogLog("decode: ms per step vs context", "context (tokens)", "ms per decode step", series);
+    }
+
     public static string Markdown(IReadOnlyList<DecodeRow> rows, string header)
     {
         static string F(double? v, string f) => v is { } x ? x.ToString(f, CultureInfo.InvariantCulture) : "";
