@@ -48,6 +48,7 @@ public static class DecodeBench
         foreach (var dtype in o.DTypes)
         {
             using var model = new CausalLm(be, o.Model with { Memory = memory }, dtype, 1);
+            WarmUp(model);
             foreach (var batch in o.Batches)
                 foreach (var context in o.Contexts)
                     // the eager decoder (each kernel launched from the host) beside the graphed one, at the shortest context
@@ -69,6 +70,16 @@ public static class DecodeBench
     }
 
     static string Name(DType dt) => dt == DType.BFloat16 ? "bf16" : "fp32";
+
+    /// <summary>Untimed: one block of prefill and a few steps at batch 1 (kernel modules, GEMM plans, a first graph), so that the
+    /// first timed row does not carry the run's one-time work.</summary>
+    static void WarmUp(CausalLm model)
+    {
+        using var d = new CausalLmDecoder(model, 1);
+        var prompt = new int[Math.Max(1, model.Config.Length)];
+        if (d.PrefillsInBlocks) d.Prefill(0, prompt);
+        for (var s = 0; s < 3; s++) d.Step([0]);
+    }
 
     static DecodeRow Measure(IBackend be, CausalLm model, int batch, int context, int steps, bool graphs, bool profile)
     {
