@@ -199,8 +199,7 @@ public sealed class CausalLmDecoder : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(b);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(b, B);
         if (prompt.IsEmpty) throw new ArgumentException("the prompt is empty", nameof(prompt));
-        foreach (var t in prompt)
-            if (t < 0 || t >= V) throw new ArgumentOutOfRangeException(nameof(prompt), t, $"sequence {b}: token ids must lie in [0, {V})");
+        CheckTokens(b, prompt, nameof(prompt));
         if (_pos[b] == 0 && PrefillsInBlocks) return PrefillBlocks(b, prompt, prompt.Length);
         var tokens = new int[B];
         var active = new bool[B];
@@ -227,19 +226,25 @@ public sealed class CausalLmDecoder : IDisposable
         for (var b = 0; b < B; b++)
         {
             if (prompts[b] is null || prompts[b].Length == 0) throw new ArgumentException($"prompt {b} is empty", nameof(prompts));
-            foreach (var t in prompts[b])
-                if (t < 0 || t >= V) throw new ArgumentOutOfRangeException(nameof(prompts), t, $"sequence {b}: token ids must lie in [0, {V})");
+            CheckTokens(b, prompts[b], nameof(prompts));
         }
         var n = prompts[0].Length;
-        var result = new float[B * V];
         if (B > 1 && PrefillsInBlocks && prompts.All(p => p.Length == n) && _pos.All(t => t == 0))
         {
             var flat = new int[B * n];
             for (var b = 0; b < B; b++) prompts[b].CopyTo(flat, b * n);
             return PrefillBlocks(-1, flat, n);
         }
+        var result = new float[B * V];
         for (var b = 0; b < B; b++) Prefill(b, prompts[b]).CopyTo(result, b * V);
         return result;
+    }
+
+    /// <summary>Every token id of sequence b's prompt lies in [0, V), or the argument is named with the first that does not.</summary>
+    void CheckTokens(int b, ReadOnlySpan<int> prompt, string argument)
+    {
+        foreach (var t in prompt)
+            if (t < 0 || t >= V) throw new ArgumentOutOfRangeException(argument, t, $"sequence {b}: token ids must lie in [0, {V})");
     }
 
     /// <summary>

@@ -20,23 +20,22 @@ public static partial class Linear
         Check.RankAtLeast(weight, 2, nameof(weight));
         if (weight.Shape.Rank != 2 || weight.Shape[1] != x.Shape[-1])
             throw new ArgumentException($"weight has shape {weight.Shape}; expected [out, {x.Shape[-1]}] for x of shape {x.Shape}", nameof(weight));
-        // The batched matmul with a 2-D weight folds the leading axes into one GEMM; no views needed.
+        if (bias is not null) Check.Vector(be, bias, weight.Shape[0], x.DType, nameof(bias));
         var beta = accumulate ? 1f : 0f;
         if (accumulate && be is not CudaBackend)
         {
             // The CPU computes y + x·Wᵀ + b in float64 and rounds once into y, as the GPU's GEMM does in fp32.
             MatMul.CheckShapes(be, x, false, weight, true, y);
-            if (bias is not null) Check.Vector(be, bias, weight.Shape[0], x.DType, nameof(bias));
             int K = x.Shape[-1], N = weight.Shape[0], rows = checked((int)(x.Count / Math.Max(1, K)));
-            CpuReference.Run([x, weight, bias], [y], (rows, K, N, bias is not null), static (s, i, o) =>
+            CpuReference.Run([x, weight, bias], [y], (Rows: rows, K, N, HasBias: bias is not null), static (s, i, o) =>
             {
-                MatMul.Reference<double>(new(1, s.rows, s.N, s.K, 0, 0, 0), i[0], false, i[1], true, o[0], 1.0, 1.0);
-                if (s.Item4) Elementwise.BiasAdd<double>(o[0], i[2], o[0]);
+                MatMul.Reference<double>(new(1, s.Rows, s.N, s.K, 0, 0, 0), i[0], false, i[1], true, o[0], 1.0, 1.0);
+                if (s.HasBias) Elementwise.BiasAdd<double>(o[0], i[2], o[0]);
             }, read: 1);
             return;
         }
+        // The batched matmul with a 2-D weight folds the leading axes into one GEMM; no views needed.
         if (bias is null) { MatMul.Forward(be, x, false, weight, true, y, 1f, beta); return; }
-        Check.Vector(be, bias, weight.Shape[0], x.DType, nameof(bias));
         // The GPU adds the bias in the GEMM's epilogue (cuBLASLt), in fp32, with one rounding into y.
         var g = MatMul.CheckShapes(be, x, false, weight, true, y);
         if (be is CudaBackend cuda && y.DType == x.DType) { LinearCuda.Forward(cuda, g, x, weight, bias, y, beta); return; }
