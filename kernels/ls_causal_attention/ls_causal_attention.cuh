@@ -21,29 +21,35 @@ struct LsCausalAttentionParams
     const void* dout;
     void* dq;
     float *dk, *dv, *du, *dvb, *drel, *dkc, *dvc, *drelc;  // fp32 accumulators, zeroed
-    int B, H, L, P, d, w, l, r, mc, nc, tiles;             // tiles: query blocks per chunk
+    int B, H, L, P, d, w, l, r, mc, nc;
+    int tiles, cpb;      // query blocks per chunk group, chunks per group (cpb > 1: one block spans cpb whole chunks)
     float scale;
 };
 
 struct Block
 {
-    int b, h, bh, q0, nq, ncmp, jlo, nwin;
+    int b, h, bh, q0, nq, ncmp, ncmp0, jlo, nwin;
     i64 qbase, kbase, cbase;
 };
 
-// A block owns up to qb queries [q0, q0 + nq) of ONE projection chunk; it sees the first ncmp compressed keys
-// and the window positions [jlo, q0 + nq).
+// Compressed keys visible to block query i: those of the chunks strictly before its own.
+TLS_DEVICE int ncmp_of(const LsCausalAttentionParams& p, int i) { return (p.mc + i / p.l) * p.r; }
+
+// A block owns up to qb queries [q0, q0 + nq) of one group of cpb chunks (cpb = 1: of ONE chunk, in `tiles`
+// blocks); its first query sees ncmp0 compressed keys, its last ncmp (the most any of its queries sees), and
+// together they see the window positions [jlo, q0 + nq).
 TLS_DEVICE Block block_of(const LsCausalAttentionParams& p, int qb)
 {
     Block k;
     k.bh = blockIdx.z;
     k.b = k.bh / p.H;
     k.h = k.bh % p.H;
-    int chunk = blockIdx.x / p.tiles;
-    k.q0 = chunk * p.l + (blockIdx.x % p.tiles) * qb;
-    int qend = min(min(k.q0 + qb, (chunk + 1) * p.l), p.L);
+    int chunk0 = blockIdx.x / p.tiles * p.cpb;
+    k.q0 = chunk0 * p.l + (blockIdx.x % p.tiles) * qb;
+    int qend = min(min(k.q0 + qb, (chunk0 + p.cpb) * p.l), p.L);
     k.nq = max(0, qend - k.q0);
-    k.ncmp = (p.mc + chunk) * p.r;
+    k.ncmp0 = ncmp_of(p, k.q0);
+    k.ncmp = ncmp_of(p, max(k.q0, qend - 1));
     k.jlo = max(k.q0 - p.w + 1, -p.P);
     k.nwin = k.q0 + k.nq - k.jlo;
     k.qbase = (i64)k.bh * p.L * p.d;
@@ -54,4 +60,4 @@ TLS_DEVICE Block block_of(const LsCausalAttentionParams& p, int qb)
 
 TLS_DEVICE bool is_token(const LsCausalAttentionParams& p, int b, int j) { return !p.mask || p.mask[(i64)b * (p.P + p.L) + p.P + j] != 0.f; }
 
-TLS_PARAMS_LAYOUT(LsCausalAttentionParams, scale, 224, 220)
+TLS_PARAMS_LAYOUT(LsCausalAttentionParams, scale, 232, 224)

@@ -1,10 +1,13 @@
 // Causal Long-Short attention in bf16 on the tensor cores (mma.sync m16n8k16, fp32 accumulation): the same math,
 // key sets and outputs as ls_causal_attention.cu (see there and reference section 3).
 //
-// A block owns qb = 16·warps ≤ 64 queries of ONE projection chunk (warps = min(4, ⌈l/16⌉), so short chunks do
-// not leave warps idle); the compressed keys, then the window positions, stream through shared memory KT = 64 at
-// a time. Content scores Q·Kᵀ, Q·K̄ᵀ and Q·Rcᵀ (the compressed key is K̄ + Rc, two mmas) are mmas on the bf16
-// inputs as given. The relative term σq_i·R_{i−j} is an mma of the warp's 16 queries against the 16 + KT − 1 R
+// A block owns qb = 16·warps ≤ 64 queries: of ONE projection chunk (cpb = 1; warps = min(4, ⌈l/16⌉)), or of
+// cpb whole chunks when l is a multiple of 16 below 64 (qb = cpb·l: at the enwik8 shape l = 16, four chunks a
+// block share every key tile they load). The compressed keys, then the window positions, stream through shared
+// memory KT = 64 at a time. Content scores Q·Kᵀ, Q·K̄ᵀ and Q·Rcᵀ (the compressed key is K̄ + Rc, two mmas) are
+// mmas on the bf16 inputs as given. The Rc row of (query i, compressed key t) is ncmp(i) − 1 − t: a compressed
+// tile holds the rows ncmp − 1 − t0 − n for n < KT + ncmp − ncmp0 (ncmp: the block's last chunk), and the warp
+// whose chunk sees ncmp − s keys reads them from row s on (its 16 queries lie in one chunk). The relative term σq_i·R_{i−j} is an mma of the warp's 16 queries against the 16 + KT − 1 R
 // rows its (query, key) pairs can need, gathered along the diagonal i − j through shared memory; in the backward
 // the score gradients are scattered onto the same diagonals, so dQ += dS_R·R and dR += dS_Rᵀ·Q are mmas too.
 // Probabilities and score gradients enter mmas as hi + lo bf16 pairs (mma_tiles.cuh).
@@ -70,13 +73,19 @@ template <int D> TLS_DEVICE void load_biases(const LsCausalAttentionParams& p, c
     }
 }
 
-// Tile t0 of the compressed keys (window = false: K̄, V̄ and each key's Rc row) or of the window positions (K, V
+// Shift of this warp's compressed-key Rc rows in a compressed tile: ncmp − ncmp(warp's chunk) (0 when cpb = 1).
+TLS_DEVICE int rc_shift(const LsCausalAttentionParams& p, const Block& k, int warp)
+{
+    return k.ncmp - ncmp_of(p, min(k.q0 + 16 * warp, k.q0 + k.nq - 1));
+}
+
+// Tile t0 of the compressed keys (window = false: K̄, V̄ and the Rc rows above) or of the window positions (K, V
 // and the R rows of δ = q0 − (jlo + t0) − KT + 1 + row, with u·k_j and v·R_δ). Returns, block-uniformly, whether
 // the tile has any key.
 template <int D>
 TLS_DEVICE bool load_tile(const LsCausalAttentionParams& p, const Block& k, bool window, int t0, int qb, const Smem& s)
 {
-    const int nrel = window ? qb + KT : KT;
+    const int nrel = window ? qb + KT : KT + k.ncmp - k.ncmp0;
     for (int i = threadIdx.x; i < nrel; i += blockDim.x)
     {
         int t = t0 + i;
@@ -121,10 +130,14 @@ TLS_DEVICE void logits(const LsCausalAttentionParams& p, const Block& k, bool wi
     mma_abt<D, KT>(sc, Qw, STRIDE(D), s.Ks, STRIDE(D));
     if (!window)
     {
-        mma_abt<D, KT>(sc, Qw, STRIDE(D), s.Rs, STRIDE(D));
+        const int sh = rc_shift(p, k, warp);
+        mma_abt<D, KT>(sc, Qw, STRIDE(D), s.Rs + sh * STRIDE(D), STRIDE(D));
         for (int nb = 0; nb < KT / 8; ++nb)
             for (int e = 0; e < 4; ++e)
-                sc[nb][e] = s.rows[nb * 8 + 2 * (lane % 4) + e % 2] >= 0 ? p.scale * sc[nb][e] : -TLS_INF;
+            {
+                int kk = nb * 8 + 2 * (lane % 4) + e % 2;
+                sc[nb][e] = s.rows[kk] >= 0 && t0 + kk < k.ncmp - sh ? p.scale * sc[nb][e] : -TLS_INF;
+            }
         return;
     }
     // Warp row `row` and tile key kk have δ = i − j at relative row warp·16 + row + KT − 1 − kk of the block.
@@ -227,7 +240,7 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
                     ds[nb][e] = x * (ds[nb][e] - dd[e / 2]);
                 }
             mma_xb<KT, D>(dq, ds, s.Ks, STRIDE(D));
-            if (!window) mma_xb<KT, D>(dq, ds, s.Rs, STRIDE(D));
+            if (!window) mma_xb<KT, D>(dq, ds, s.Rs + rc_shift(p, k, warp) * STRIDE(D), STRIDE(D));
             else
             {
                 for (int i = lane; i < 16 * STRIDE(RW) / 2; i += 32) { ((unsigned*)SRh)[i] = 0u; ((unsigned*)SRl)[i] = 0u; }
@@ -292,9 +305,17 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
                 else
                 {
                     add_rows<D>(p.dkc, s.rows, mt * 16, g, p.scale, nullptr, nullptr);
-                    add_rows<D>(p.drelc, s.rel_rows, mt * 16, g, p.scale, nullptr, nullptr);
+                    if (p.cpb == 1) add_rows<D>(p.drelc, s.rel_rows, mt * 16, g, p.scale, nullptr, nullptr);
                 }
             }
+            // Several chunks: each warp's queries put dRc on their own shifted rows.
+            if (!window && p.cpb > 1)
+                for (int mt = 0; mt < KT / 16; ++mt)
+                {
+                    float g[D / 8][4] = {};
+                    mma_xtb<D>(g, dSh + warp * 16 * STRIDE(KT), dSl + warp * 16 * STRIDE(KT), STRIDE(KT), mt * 16, 16, Qw, STRIDE(D));
+                    add_rows<D>(p.drelc, s.rel_rows, mt * 16 + rc_shift(p, k, warp), g, p.scale, nullptr, nullptr);
+                }
         }
     }
     __syncthreads();

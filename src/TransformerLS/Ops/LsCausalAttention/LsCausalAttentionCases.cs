@@ -26,6 +26,9 @@ public static partial class LsCausalAttention
         (1, 1, 16, 2, 112, 4, 4, 1, 1, false),
         (1, 2, 20, 3, 40, 4, 4, 1, 2, true),    // head dims off the tensor cores: bf16 on the CUDA-core kernel
         (1, 1, 12, 2, 144, 4, 4, 1, 1, false),
+        (1, 2, 100, 20, 64, 24, 16, 3, 2, true),   // bf16 blocks spanning 4 chunks (l 16), the last one short and partial
+        (2, 1, 96, 8, 32, 16, 32, 2, 3, false),    // 2 chunks a block (l 32), the last block one chunk
+        (1, 1, 64, 4, 16, 8, 16, 22, 1, false),    // r 22 leaves room for 3 chunks a block, not 4
     }.SelectMany(s => CasesAt(dt, s.Item1, s.Item2, s.Item3, s.Item4, s.Item5, s.Item6, s.Item7, s.Item8, s.Item9, s.Item10));
 
     /// <summary>The enwik8 phase-1 shape: the block of L after a memory of M (w − 1 of it in the band's prefix, M/l chunks compressed).</summary>
