@@ -7,9 +7,10 @@
 // memory KT = 64 at a time. Content scores Q·Kᵀ, Q·K̄ᵀ and Q·Rcᵀ (the compressed key is K̄ + Rc, two mmas) are
 // mmas on the bf16 inputs as given. The Rc row of (query i, compressed key t) is ncmp(i) − 1 − t: a compressed
 // tile holds the rows ncmp − 1 − t0 − n for n < KT + ncmp − ncmp0 (ncmp: the block's last chunk), and the warp
-// whose chunk sees ncmp − s keys reads them from row s on (its 16 queries lie in one chunk). The relative term σq_i·R_{i−j} is an mma of the warp's 16 queries against the 16 + KT − 1 R
-// rows its (query, key) pairs can need, gathered along the diagonal i − j through shared memory; in the backward
-// the score gradients are scattered onto the same diagonals, so dQ += dS_R·R and dR += dS_Rᵀ·Q are mmas too.
+// whose chunk sees ncmp − s keys reads them from row s on (its 16 queries lie in one chunk). The relative term
+// σq_i·R_{i−j} is an mma of the warp's 16 queries against the 16 + KT − 1 R rows its (query, key) pairs can need,
+// gathered along the diagonal i − j through shared memory; in the backward the score gradients are scattered onto
+// the same diagonals, so dQ += dS_R·R and dR += dS_Rᵀ·Q are mmas too.
 // Probabilities and score gradients enter mmas as hi + lo bf16 pairs (mma_tiles.cuh).
 #include "ls_causal_attention/ls_causal_attention.cuh"
 #include "common/mma_tiles.cuh"

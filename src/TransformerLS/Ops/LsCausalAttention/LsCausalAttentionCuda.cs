@@ -26,12 +26,17 @@ static class LsCausalAttentionCuda
     static readonly string[] MmaForward = ["ls_causal_attention_fwd_mma_d16", "ls_causal_attention_fwd_mma_d32", "ls_causal_attention_fwd_mma_d48", "ls_causal_attention_fwd_mma_d64", "ls_causal_attention_fwd_mma_d80", "ls_causal_attention_fwd_mma_d96", "ls_causal_attention_fwd_mma_d112", "ls_causal_attention_fwd_mma_d128"];
     static readonly string[] MmaBackward = ["ls_causal_attention_bwd_mma_d16", "ls_causal_attention_bwd_mma_d32", "ls_causal_attention_bwd_mma_d48", "ls_causal_attention_bwd_mma_d64", "ls_causal_attention_bwd_mma_d80", "ls_causal_attention_bwd_mma_d96", "ls_causal_attention_bwd_mma_d112", "ls_causal_attention_bwd_mma_d128"];
 
-    /// <summary>The fp32 kernel's block (QB queries, Threads threads), read from its module (TLS_EXPORT): the kernel is the one source.</summary>
-    readonly record struct Tiles(int QB, int Threads);
+    /// <summary>A launch's block: QB queries on Threads threads, spanning Cpb whole chunks (1: inside one chunk). The CUDA-core kernel's
+    /// is read from its module (TLS_EXPORT: the kernel is the one source); the mma blocks are 16 queries a warp, sized by the chunk.</summary>
+    readonly record struct Tiles(int QB, int Threads, int Cpb);
 
-    static Tiles TilesOf(CudaBackend be, LsCausalGeometry g, Tensor q) => UsesMma(g, q)
-        ? default // the mma blocks are sized by the chunk (MmaWarps)
-        : new(be.Constant(File, "ls_causal_attention_f32_qb"), be.Constant(File, "ls_causal_attention_f32_threads"));
+    static Tiles TilesOf(CudaBackend be, LsCausalGeometry g, Tensor q)
+    {
+        if (!UsesMma(g, q)) return new(be.Constant(File, "ls_causal_attention_f32_qb"), be.Constant(File, "ls_causal_attention_f32_threads"), 1);
+        var cpb = ChunksPerBlock(g);
+        var warps = cpb > 1 ? cpb * g.Lc / 16 : Math.Min(4, (Math.Min(g.Lc, g.L) + 15) / 16);
+        return new(16 * warps, 32 * warps, cpb);
+    }
 
     static LsCausalAttentionParams Params(LsCausalGeometry g, Tiles t, in LsCausalInputs x, Tensor o, Tensor lse)
     {
@@ -41,7 +46,7 @@ static class LsCausalAttentionCuda
             Rel = x.Rel.DevicePointer, KC = x.KC.DevicePointer, VC = x.VC.DevicePointer, RelC = x.RelC.DevicePointer,
             Mask = x.Mask?.DevicePointer ?? 0, O = o.DevicePointer, Lse = lse.DevicePointer,
             B = g.B, H = g.H, L = g.L, P = g.P, D = g.D, W = g.W, Lc = g.Lc, R = g.R, Mc = g.Mc, Nc = g.Nc,
-            Tiles = QueryBlocks(g, BlockQueries(g, t, x.Q), ChunksPerBlock(g, x.Q)), Cpb = ChunksPerBlock(g, x.Q), Scale = g.Scale,
+            Tiles = QueryBlocks(g, t), Cpb = t.Cpb, Scale = g.Scale,
         };
     }
 
@@ -51,45 +56,32 @@ static class LsCausalAttentionCuda
 
     /// <summary>Whole chunks an mma block spans (the kernel's cpb): as many as fill 64 queries when l is a multiple of 16 below 64
     /// (so every warp's 16 queries lie in one chunk), no more than the block has, and few enough that the compressed tile's
-    /// shifted Rc rows ((cpb − 1)·r past the tile's) fit the qb + KT rows the kernel holds; else 1 (the fp32 kernel: always 1).</summary>
-    static int ChunksPerBlock(LsCausalGeometry g, Tensor q)
+    /// shifted Rc rows ((cpb − 1)·r past the tile's) fit the qb + KT rows the kernel holds; else 1.</summary>
+    static int ChunksPerBlock(LsCausalGeometry g)
     {
-        if (!UsesMma(g, q) || g.Lc % 16 != 0 || g.Lc >= 64) return 1;
+        if (g.Lc % 16 != 0 || g.Lc >= 64) return 1;
         var cpb = Math.Min(64 / g.Lc, g.BlockChunks);
         while (cpb > 1 && (cpb - 1) * g.R > cpb * g.Lc) cpb--;
         return cpb;
     }
 
-    /// <summary>Warps of an mma block: 16 queries each, at most 4: those of its cpb chunks, or no more than one chunk holds.</summary>
-    static int MmaWarps(LsCausalGeometry g, Tensor q)
-    {
-        var cpb = ChunksPerBlock(g, q);
-        return cpb > 1 ? cpb * g.Lc / 16 : Math.Min(4, (Math.Min(g.Lc, g.L) + 15) / 16);
-    }
+    /// <summary>Query blocks per group of cpb chunks: a block never straddles two groups (with cpb = 1, two chunks).</summary>
+    static int QueryBlocks(LsCausalGeometry g, Tiles t) => t.Cpb > 1 ? 1 : (Math.Min(g.Lc, g.L) + t.QB - 1) / t.QB;
 
-    static int BlockQueries(LsCausalGeometry g, Tiles t, Tensor q) => UsesMma(g, q) ? 16 * MmaWarps(g, q) : t.QB;
-
-    /// <summary>Query blocks per group of cpb chunks: a block never straddles two groups (cpb = 1: two chunks).</summary>
-    static int QueryBlocks(LsCausalGeometry g, int blockQueries, int cpb) => cpb > 1 ? 1 : (Math.Min(g.Lc, g.L) + blockQueries - 1) / blockQueries;
-
-    static Dim3 Grid(LsCausalGeometry g, Tiles t, Tensor q)
-    {
-        var cpb = ChunksPerBlock(g, q);
-        return new((uint)((g.BlockChunks + cpb - 1) / cpb * QueryBlocks(g, BlockQueries(g, t, q), cpb)), 1, (uint)(g.B * g.H));
-    }
+    static Dim3 Grid(LsCausalGeometry g, Tiles t) => new((uint)((g.BlockChunks + t.Cpb - 1) / t.Cpb * QueryBlocks(g, t)), 1, (uint)(g.B * g.H));
 
     /// <summary>Dynamic shared memory of the mma kernels, from the table the kernel file exports by (warps, head dim) (one source).</summary>
-    static uint MmaShared(CudaBackend be, LsCausalGeometry g, Tensor q, bool backward) =>
-        (uint)be.Constant(MmaFile, backward ? "ls_causal_attention_bwd_mma_smem" : "ls_causal_attention_fwd_mma_smem", (MmaWarps(g, q) - 1) * 8 + g.D / 16 - 1);
+    static uint MmaShared(CudaBackend be, LsCausalGeometry g, Tiles t, bool backward) =>
+        (uint)be.Constant(MmaFile, backward ? "ls_causal_attention_bwd_mma_smem" : "ls_causal_attention_fwd_mma_smem", (t.QB / 16 - 1) * 8 + g.D / 16 - 1);
 
     public static void Forward(CudaBackend be, LsCausalGeometry g, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse)
     {
         var t = TilesOf(be, g, x.Q);
         var p = Params(g, t, x, o, lse);
         if (UsesMma(g, x.Q))
-            be.Kernel(MmaFile, MmaForward[g.D / 16 - 1]).Launch(Grid(g, t, x.Q), 32 * MmaWarps(g, x.Q), MmaShared(be, g, x.Q, false), be.Stream, p);
+            be.Kernel(MmaFile, MmaForward[g.D / 16 - 1]).Launch(Grid(g, t), (uint)t.Threads, MmaShared(be, g, t, false), be.Stream, p);
         else
-            be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_attention_fwd_f32" : "ls_causal_attention_fwd_bf16").Launch(Grid(g, t, x.Q), (uint)t.Threads, KernelShared.Checked(be, File, "ls_causal_attention_fwd_f32_smem_fixed", "ls_causal_attention_fwd_f32_smem_per_d", g.D, x.Q.DType, "causal LS attention forward"), be.Stream, p);
+            be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_attention_fwd_f32" : "ls_causal_attention_fwd_bf16").Launch(Grid(g, t), (uint)t.Threads, KernelShared.Checked(be, File, "ls_causal_attention_fwd_f32_smem_fixed", "ls_causal_attention_fwd_f32_smem_per_d", g.D, x.Q.DType, "causal LS attention forward"), be.Stream, p);
     }
 
     public static void Backward(CudaBackend be, LsCausalGeometry g, LsCausalConfig cfg, in LsCausalInputs x, Tensor o, Tensor lse, Tensor dout, in LsCausalGradients gr)
@@ -105,9 +97,9 @@ static class LsCausalAttentionCuda
         p.DK = seq.P0; p.DV = seq.P1; p.DKC = cmp.P0; p.DVC = cmp.P1; p.DU = bias.P0; p.DVB = bias.P1; p.DRel = rel.P0; p.DRelC = rel.P1;
         var d = g.D;
         if (UsesMma(g, x.Q))
-            be.Kernel(MmaFile, MmaBackward[d / 16 - 1]).Launch(Grid(g, t, x.Q), 32 * MmaWarps(g, x.Q), MmaShared(be, g, x.Q, true), be.Stream, p);
+            be.Kernel(MmaFile, MmaBackward[d / 16 - 1]).Launch(Grid(g, t), (uint)t.Threads, MmaShared(be, g, t, true), be.Stream, p);
         else
-            be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_attention_bwd_f32" : "ls_causal_attention_bwd_bf16").Launch(Grid(g, t, x.Q), (uint)t.Threads, KernelShared.Checked(be, File, "ls_causal_attention_bwd_f32_smem_fixed", "ls_causal_attention_bwd_f32_smem_per_d", g.D, x.Q.DType, "causal LS attention backward"), be.Stream, p);
+            be.Kernel(File, x.Q.DType == DType.Float32 ? "ls_causal_attention_bwd_f32" : "ls_causal_attention_bwd_bf16").Launch(Grid(g, t), (uint)t.Threads, KernelShared.Checked(be, File, "ls_causal_attention_bwd_f32_smem_fixed", "ls_causal_attention_bwd_f32_smem_per_d", g.D, x.Q.DType, "causal LS attention backward"), be.Stream, p);
         seq.Complete(); cmp.Complete(); bias.Complete(); rel.Complete();
     }
 }
