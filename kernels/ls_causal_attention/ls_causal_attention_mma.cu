@@ -18,6 +18,7 @@
 #define KT 64
 #define RW (KT + 16)       // R rows one warp's 16 queries need per window tile (16 + KT − 1, padded)
 #define QR_STRIDE (RW + 4)
+#define SRS(qb) STRIDE((qb) + KT)  // the backward's block-wide dS-on-diagonals rows: one column per relative row
 
 struct Smem
 {
@@ -55,7 +56,7 @@ __host__ __device__ constexpr int smem_bytes(int D, int qb, bool backward)
     int common = piece(KT, 8) + piece(qb + KT, 8) + piece(qb * STRIDE(D), 2) + 2 * piece(KT * STRIDE(D), 2) + piece((qb + KT) * STRIDE(D), 2)
         + 2 * piece(D, 4) + piece(KT, 4) + piece(qb + KT, 4) + piece(qb * QR_STRIDE, 4);
     if (!backward) return common;
-    return common + piece(qb * STRIDE(D), 2) + 4 * piece(qb * STRIDE(KT), 2) + 2 * piece(qb * STRIDE(RW), 2)
+    return common + piece(qb * STRIDE(D), 2) + 4 * piece(qb * STRIDE(KT), 2) + 2 * piece(qb * SRS(qb), 2)
         + piece(KT, 4) + piece(qb + KT, 4) + 2 * piece(D, 4);
 }
 
@@ -189,9 +190,36 @@ template <int D> __device__ void ls_causal_attention_fwd_mma(const LsCausalAtten
                           [&](int qi) { return is_token(p, k.b, k.q0 + qi); });
 }
 
+// Adds a warp's accumulator tile to rows off[h] (this thread's two rows; < 0: none) of fp32 gradients, atomically.
+template <int D> TLS_DEVICE void add_rows_at(float* dst, const i64 off[2], const float acc[D / 8][4])
+{
+    const int lane = threadIdx.x % 32;
+    for (int h = 0; h < 2; ++h)
+        if (off[h] >= 0)
+            for (int nb = 0; nb < D / 8; ++nb)
+                for (int e = 0; e < 2; ++e) atomicAdd(dst + off[h] + nb * 8 + 2 * (lane % 4) + e, acc[nb][2 * h + e]);
+}
+
+// dR of relative rows mt·16.. of a window tile: σ·(dS on the diagonals)ᵀ·Q over the block's queries + (Σ dS)·v.
+template <int D>
+TLS_DEVICE void rel_grad(float g[D / 8][4], int mt, const u16* SRh, const u16* SRl, int qb, const Smem& s, const float* dssum, float scale)
+{
+    const int lane = threadIdx.x % 32;
+    zero(g, D / 8);
+    mma_xtb<D>(g, SRh, SRl, SRS(qb), mt * 16, qb, s.Qs, STRIDE(D));
+    for (int nb = 0; nb < D / 8; ++nb)
+        for (int e = 0; e < 4; ++e)
+            g[nb][e] = scale * g[nb][e] + dssum[mt * 16 + lane / 4 + 8 * (e / 2)] * s.vb[nb * 8 + 2 * (lane % 4) + e % 2];
+}
+
 // dS = P ∘ (dP − D), D_i = dO_i·O_i; dQ = σ·Σ dS·(key + R or Rc) stays in registers. Key-side gradients, from
 // P and dS in shared memory, go to the fp32 accumulators atomically: dK += σ·dSᵀQ + (Σ_i dS)·u, du += (Σ_i dS)·k,
 // dV += PᵀdO, dR_δ += σ·dS_Rᵀ·Q + (Σ_δ dS)·v, dv_bias += (Σ_δ dS)·R_δ, dK̄ = dRc = σ·dSᵀQ, dV̄ = PᵀdO.
+// dR: a window tile's dS go onto the diagonals of one block-wide [qb][qb + KT] array (column = relative row), so
+// dR of all qb + KT rows is one product over the block's queries with the v term folded in. The next window tile
+// sees relative row n of this one as row n + KT: rows qb.. are final (added to drel), rows < qb stay in each
+// warp's registers (warp w: rows 16w..) and are added with the next tile's rows 16w + KT.. (one atomic per
+// element where the two tiles meet, instead of one per tile).
 template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAttentionParams& p)
 {
     extern __shared__ __align__(16) unsigned char smem[];
@@ -205,8 +233,8 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
     u16* Pl = take<u16>(at, qb * STRIDE(KT));
     u16* dSh = take<u16>(at, qb * STRIDE(KT));
     u16* dSl = take<u16>(at, qb * STRIDE(KT));
-    u16* SRh = take<u16>(at, qb * STRIDE(RW)) + warp * 16 * STRIDE(RW);  // this warp's dS on the δ diagonals
-    u16* SRl = take<u16>(at, qb * STRIDE(RW)) + warp * 16 * STRIDE(RW);
+    u16* SRh = take<u16>(at, qb * SRS(qb));  // dS on the δ diagonals, block-wide (see above)
+    u16* SRl = take<u16>(at, qb * SRS(qb));
     float* dsum = take<float>(at, KT);       // Σ_i dS per window key
     float* dssum = take<float>(at, qb + KT); // Σ dS per relative row
     float* dU = take<float>(at, D);
@@ -221,6 +249,9 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
                      [&](int qi) { return is_token(p, k.b, k.q0 + qi); }, lse, dd);
 
     float dq[D / 8][4] = {};
+    float carry[D / 8][4];  // dR of the previous window tile's relative rows 16·warp.. (see above)
+    i64 carry_off[2] = {-1, -1};
+    bool carried = false;
     const u16* Qw = s.Qs + warp * 16 * STRIDE(D);
     for (int phase = 0; phase < 2; ++phase)
     {
@@ -228,8 +259,12 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
         for (int t0 = 0; t0 < (window ? k.nwin : k.ncmp); t0 += KT)
         {
             __syncthreads();
-            for (int i = threadIdx.x; i < qb + KT; i += blockDim.x) dssum[i] = 0.f;
-            if (!load_tile<D>(p, k, window, t0, qb, s)) continue;
+            if (!load_tile<D>(p, k, window, t0, qb, s))
+            {
+                if (carried) add_rows_at<D>(p.drel, carry_off, carry);  // the next tile does not meet these rows
+                carried = false;
+                continue;
+            }
             float pr[KT / 8][4], ds[KT / 8][4] = {};
             logits<D>(p, k, window, t0, s, pr);
             mma_abt<D, KT>(ds, dOs + warp * 16 * STRIDE(D), STRIDE(D), s.Vs, STRIDE(D));
@@ -244,30 +279,20 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
             if (!window) mma_xb<KT, D>(dq, ds, s.Rs + rc_shift(p, k, warp) * STRIDE(D), STRIDE(D));
             else
             {
-                for (int i = lane; i < 16 * STRIDE(RW) / 2; i += 32) { ((unsigned*)SRh)[i] = 0u; ((unsigned*)SRl)[i] = 0u; }
+                // This warp's rows 16·warp.. of the diagonals: query row `row`, key kk at column 16·warp + row + KT − 1 − kk.
+                u16 *srh = SRh + warp * 16 * SRS(qb), *srl = SRl + warp * 16 * SRS(qb);
+                for (int i = lane; i < 16 * SRS(qb) / 2; i += 32) { ((unsigned*)srh)[i] = 0u; ((unsigned*)srl)[i] = 0u; }
                 __syncwarp();
                 for (int nb = 0; nb < KT / 8; ++nb)
                     for (int e = 0; e < 4; ++e)
                     {
-                        int kk = nb * 8 + 2 * (lane % 4) + e % 2, row = lane / 4 + 8 * (e / 2);
+                        int kk = nb * 8 + 2 * (lane % 4) + e % 2, row = lane / 4 + 8 * (e / 2), col = warp * 16 + row + KT - 1 - kk;
                         bf16 hi = from_float<bf16>(ds[nb][e]);
-                        SRh[row * STRIDE(RW) + row + KT - 1 - kk] = hi.bits;
-                        SRl[row * STRIDE(RW) + row + KT - 1 - kk] = from_float<bf16>(ds[nb][e] - to_float(hi)).bits;
+                        srh[row * SRS(qb) + col] = hi.bits;
+                        srl[row * SRS(qb) + col] = from_float<bf16>(ds[nb][e] - to_float(hi)).bits;
                     }
                 __syncwarp();
-                mma_sb<RW, D>(dq, SRh, SRl, STRIDE(RW), s.Rs + warp * 16 * STRIDE(D), STRIDE(D));
-                for (int idx = lane; idx < RW; idx += 32)
-                {
-                    float a = 0.f;
-                    for (int row = 0; row < 16; ++row) a += bf(SRh[row * STRIDE(RW) + idx]) + bf(SRl[row * STRIDE(RW) + idx]);
-                    atomicAdd(&dssum[warp * 16 + idx], a);
-                }
-                for (int mt = 0; mt < RW / 16; ++mt)
-                {
-                    float g[D / 8][4] = {};
-                    mma_xtb<D>(g, SRh, SRl, STRIDE(RW), mt * 16, 16, Qw, STRIDE(D));
-                    add_rows<D>(p.drel, s.rel_rows, warp * 16 + mt * 16, g, p.scale, nullptr, nullptr);
-                }
+                mma_sb<RW, D>(dq, srh + warp * 16, srl + warp * 16, SRS(qb), s.Rs + warp * 16 * STRIDE(D), STRIDE(D));
             }
             store_split<KT>(pr, Ph, Pl, STRIDE(KT), warp * 16);
             store_split<KT>(ds, dSh, dSl, STRIDE(KT), warp * 16);
@@ -280,6 +305,12 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
                     for (int row = 0; row < qb; ++row) a += bf(dSh[row * STRIDE(KT) + kk]) + bf(dSl[row * STRIDE(KT) + kk]);
                     dsum[kk] = a;
                 }
+                for (int idx = threadIdx.x; idx < qb + KT; idx += blockDim.x)
+                {
+                    float a = 0.f;
+                    for (int row = 0; row < qb; ++row) a += bf(SRh[row * SRS(qb) + idx]) + bf(SRl[row * SRS(qb) + idx]);
+                    dssum[idx] = a;
+                }
                 __syncthreads();
                 for (int c = threadIdx.x; c < D; c += blockDim.x)
                 {
@@ -289,11 +320,20 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
                     dU[c] += gu;
                     dVB[c] += gv;
                 }
-                for (int idx = threadIdx.x; idx < (qb + KT) * D; idx += blockDim.x)
+                float g[D / 8][4];
+                for (int mt = nwarp + warp; mt < KT / 16; mt += nwarp)  // final rows no warp carries (qb < KT)
                 {
-                    int row = idx / D, c = idx % D;
-                    if (s.rel_rows[row] >= 0 && dssum[row] != 0.f) atomicAdd(p.drel + s.rel_rows[row] + c, dssum[row] * s.vb[c]);
+                    rel_grad<D>(g, mt, SRh, SRl, qb, s, dssum, p.scale);
+                    add_rows<D>(p.drel, s.rel_rows, mt * 16, g, 1.f, nullptr, nullptr);
                 }
+                rel_grad<D>(g, warp + KT / 16, SRh, SRl, qb, s, dssum, p.scale);  // final: + what the last tile carried
+                if (carried)
+                    for (int nb = 0; nb < D / 8; ++nb)
+                        for (int e = 0; e < 4; ++e) g[nb][e] += carry[nb][e];
+                add_rows<D>(p.drel, s.rel_rows, (warp + KT / 16) * 16, g, 1.f, nullptr, nullptr);
+                rel_grad<D>(carry, warp, SRh, SRl, qb, s, dssum, p.scale);
+                for (int h = 0; h < 2; ++h) carry_off[h] = s.rel_rows[warp * 16 + lane / 4 + 8 * h];
+                carried = true;
             }
             for (int mt = warp; mt < KT / 16; mt += nwarp)
             {
@@ -319,6 +359,7 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
                 }
         }
     }
+    if (carried) add_rows_at<D>(p.drel, carry_off, carry);
     __syncthreads();
     for (int c = threadIdx.x; c < D; c += blockDim.x)
     {
