@@ -136,6 +136,61 @@ TLS_DEVICE void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::
 // Grid-stride loop over n elements for the flat kernels.
 #define GRID_STRIDE(i, n) for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 
+// The flat kernels move 8 elements a thread: one 16-byte access for bf16, two for fp32. GRID_STRIDE8 walks the first
+// element i of each group of 8; load_span8 / store_span8 move the m = min(8, n − i) elements from i, as vectors where
+// vec (every pointer of the kernel 16-byte aligned, see aligned16) and m == 8, else one by one.
+#define GRID_STRIDE8(i, n) for (i64 i = (blockIdx.x * (i64)blockDim.x + threadIdx.x) * 8; i < (n); i += (i64)gridDim.x * blockDim.x * 8)
+
+TLS_DEVICE uint4 u4(unsigned x, unsigned y, unsigned z, unsigned w) { uint4 u; u.x = x; u.y = y; u.z = z; u.w = w; return u; }
+TLS_DEVICE bool aligned16(const void* p) { return ((unsigned long long)p & 15ull) == 0; }
+
+// Eight elements from i (a multiple of 8) of a 16-byte aligned array, as floats.
+template <typename T> TLS_DEVICE void load8(const void* p, i64 i, float v[8]);
+template <> TLS_DEVICE void load8<bf16>(const void* p, i64 i, float v[8])
+{
+    const uint4 u = ((const uint4*)p)[i >> 3];
+    const unsigned w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) { v[2 * k] = __uint_as_float(w[k] << 16); v[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u); }
+}
+template <> TLS_DEVICE void load8<float>(const void* p, i64 i, float v[8])
+{
+    const uint4 a = ((const uint4*)p)[i >> 2], b = ((const uint4*)p)[(i >> 2) + 1];
+    v[0] = __uint_as_float(a.x); v[1] = __uint_as_float(a.y); v[2] = __uint_as_float(a.z); v[3] = __uint_as_float(a.w);
+    v[4] = __uint_as_float(b.x); v[5] = __uint_as_float(b.y); v[6] = __uint_as_float(b.z); v[7] = __uint_as_float(b.w);
+}
+
+// Eight floats stored from i (a multiple of 8) of a 16-byte aligned array, each rounded as store<T> rounds.
+template <typename T> TLS_DEVICE void store8(void* p, i64 i, const float v[8]);
+template <> TLS_DEVICE void store8<bf16>(void* p, i64 i, const float v[8])
+{
+    unsigned w[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) w[k] = (unsigned)from_float<bf16>(v[2 * k]).bits | ((unsigned)from_float<bf16>(v[2 * k + 1]).bits << 16);
+    ((uint4*)p)[i >> 3] = u4(w[0], w[1], w[2], w[3]);
+}
+template <> TLS_DEVICE void store8<float>(void* p, i64 i, const float v[8])
+{
+    uint4* q = (uint4*)p + (i >> 2);
+    q[0] = u4(__float_as_uint(v[0]), __float_as_uint(v[1]), __float_as_uint(v[2]), __float_as_uint(v[3]));
+    q[1] = u4(__float_as_uint(v[4]), __float_as_uint(v[5]), __float_as_uint(v[6]), __float_as_uint(v[7]));
+}
+
+template <typename T> TLS_DEVICE void load_span8(const void* p, i64 i, int m, bool vec, float v[8])
+{
+    if (vec && m == 8) { load8<T>(p, i, v); return; }
+#pragma unroll
+    for (int k = 0; k < 8; ++k) v[k] = k < m ? load<T>(p, i + k) : 0.f;
+}
+
+template <typename T> TLS_DEVICE void store_span8(void* p, i64 i, int m, bool vec, const float v[8])
+{
+    if (vec && m == 8) { store8<T>(p, i, v); return; }
+#pragma unroll
+    for (int k = 0; k < 8; ++k)
+        if (k < m) store<T>(p, i + k, v[k]);
+}
+
 // Stage 2 of a two-stage sum over token groups, for a pair of outputs of `per` elements: out[i] = Σ_g part[g·per + i]
 // in group order (the same bits every run), rounded once to T. Grid-stride over i.
 template <typename T>

@@ -11,7 +11,8 @@ struct LayoutParams
     i64 outer, inner;             // swap: dims [outer, a, b, inner]; copy: [outer, axis, inner]
     int a, b;                     // swap: src axes 1 and 2
     int src_len, dst_len, src_off, dst_off, length, accumulate;  // copy along the axis
-    int vec;                      // swap: rows move in 16-byte units (inner·size % 16 == 0, both pointers 16-aligned)
+    int vec;                      // swap: rows move in 16-byte units (inner·size % 16 == 0, both pointers 16-aligned);
+                                  // copy: in groups of 8 elements (inner % 8 == 0, both pointers 16-aligned)
 };
 
 TLS_PARAMS_LAYOUT(LayoutParams, vec, 72, 64)

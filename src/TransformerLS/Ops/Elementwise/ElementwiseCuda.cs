@@ -48,7 +48,8 @@ static class ElementwiseCuda
     const string File = "elementwise/elementwise.cu";
     const int Threads = 256;
 
-    static Dim3 Grid(long n) => (uint)Math.Clamp((n + Threads - 1) / Threads, 1, 65535L * 16);
+    /// <summary>The flat kernels' grid: a thread moves 8 elements (GRID_STRIDE8), grid-striding past 2^20 blocks.</summary>
+    static Dim3 Grid(long n) => (uint)Math.Clamp(((n + 7) / 8 + Threads - 1) / Threads, 1, 65535L * 16);
 
     static void Launch(CudaBackend be, DType dt, string f32, string bf16, Dim3 grid, Dim3 block, in ElementwiseParams p) =>
         be.Kernel(File, dt == DType.Float32 ? f32 : bf16).Launch(grid, block, 0, be.Stream, p);

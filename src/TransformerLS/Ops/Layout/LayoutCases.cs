@@ -15,13 +15,18 @@ public static partial class Layout
         double s = dt.Size();
         yield return Make(F(nameof(SwapAxes12)), "swap_axes12", dt, "[2,5,3,7]", [In("x", dt, 1, 2, 5, 3, 7)], [Out("y", dt, 2, 3, 5, 7)],
             (be, i, o) => SwapAxes12(be, i[0], o[0]), new SwapRef(2, 5, 3, 7), bytes: s * 2 * 210);
-        var slice = new SliceGeometry(2, 4, 3, 7, 1, 2, 2);
-        yield return Make(F(nameof(CopySlice)), "copy_slice", dt, "[2,3,4][1:3] += into [2,7,4][2:4]", [In("src", dt, 1, 2, 3, 4), In("base", dt, 1, 2, 7, 4)], [Out("dst", dt, 2, 7, 4)],
-            (be, i, o) =>
-            {
-                CopySlice(be, i[1], 0, o[0], 0, 1, 7);
-                CopySlice(be, i[0], 1, o[0], 2, 1, 2, accumulate: true);
-            }, new SliceRef(slice), bytes: s * 3 * 16);
+        // Rows of 4 move element by element on the GPU, rows of 24 (whole groups of 8, aligned tensors) as 16-byte vectors.
+        foreach (var d in new[] { 4, 24 })
+        {
+            var slice = new SliceGeometry(2, d, 3, 7, 1, 2, 2);
+            yield return Make(F(nameof(CopySlice)), "copy_slice", dt, $"[2,3,{d}][1:3] += into [2,7,{d}][2:4]", [In("src", dt, 1, 2, 3, d), In("base", dt, 1, 2, 7, d)],
+                [Out("dst", dt, 2, 7, d)],
+                (be, i, o) =>
+                {
+                    CopySlice(be, i[1], 0, o[0], 0, 1, 7);
+                    CopySlice(be, i[0], 1, o[0], 2, 1, 2, accumulate: true);
+                }, new SliceRef(slice), bytes: s * 3 * 4 * d);
+        }
         // Two heads of three sequences written at their own rows (about one in ten draws is -1: that sequence is left alone).
         yield return Make(F(nameof(WriteRows)), "write_rows", dt, "[3,2,2,4] into [3,2,5,4] at rows[3]",
             [In("src", dt, 1, 3, 2, 2, 4), In("base", dt, 1, 3, 2, 5, 4), new InputSpec("rows", new Shape(3), DType.Float32, InputKind.ClassIndex, Scale: 4)],

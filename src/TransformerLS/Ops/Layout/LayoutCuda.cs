@@ -74,8 +74,9 @@ static class LayoutCuda
         {
             Src = src.DevicePointer, Dst = dst.DevicePointer, Outer = g.Outer, Inner = g.Inner, SrcLen = g.SrcLen, DstLen = g.DstLen,
             SrcOff = g.SrcOffset, DstOff = g.DstOffset, Length = g.Length, Accumulate = accumulate ? 1 : 0,
+            Vec = g.Inner % 8 == 0 && src.DevicePointer % 16 == 0 && dst.DevicePointer % 16 == 0 ? 1 : 0,
         };
-        be.Kernel(File, src.DType == DType.Float32 ? "copy_slice_f32" : "copy_slice_bf16").Launch(Blocks(n), Threads, 0, be.Stream, p);
+        be.Kernel(File, src.DType == DType.Float32 ? "copy_slice_f32" : "copy_slice_bf16").Launch(Blocks(p.Vec == 1 ? n / 8 : n), Threads, 0, be.Stream, p);
     }
 
     static WriteRowsParams Write(Tensor src, Tensor rows, Tensor dst) => new()
