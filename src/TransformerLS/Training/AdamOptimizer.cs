@@ -9,7 +9,8 @@ namespace TransformerLS.Training;
 /// bfloat16 parameter gets a float32 master copy (mixed precision) that the step updates and rounds back into
 /// the parameter. The global gradient norm is summed on the device every step: with <see cref="ClipNorm"/> the
 /// gradients are clipped to it, and a step whose norm is not finite changes nothing and is recorded
-/// (<see cref="FirstNonFiniteStep"/>); the sum and the step run back to back on the stream, nothing comes back to the host.
+/// (<see cref="FirstNonFiniteStep"/>). On the GPU a step is two launches for all parameters (Optimizer.AdamStepAll: the sum
+/// in a fixed order, then every tensor's update); nothing comes back to the host.
 /// </summary>
 public sealed class AdamOptimizer : IDisposable
 {
@@ -19,6 +20,7 @@ public sealed class AdamOptimizer : IDisposable
     readonly Dictionary<string, Slot> _slots = [];
     readonly Tensor _sumSquares;
     readonly Tensor _badStep; // float32 [1]: the first step with a non-finite gradient norm, 0 while there is none
+    AdamGroup? _group;
 
     public float Beta1 { get; init; } = 0.9f;
     public float Beta2 { get; init; } = 0.999f;
@@ -85,11 +87,27 @@ public sealed class AdamOptimizer : IDisposable
             if (!grads.ContainsKey(name)) throw new ArgumentException($"no gradient for parameter '{name}'", nameof(grads));
         var h = new AdamHyper(lr, Steps + 1, Beta1, Beta2, Eps, WeightDecay, Decoupled, ClipNorm ?? float.PositiveInfinity);
         h.Validate();
-        _be.Fill(_sumSquares, 0);
-        foreach (var name in _slots.Keys) Optimizer.SumOfSquares(_be, grads[name], _sumSquares);
-        foreach (var (name, s) in _slots)
-            Optimizer.AdamStep(_be, h, s.Master ?? s.Param, grads[name], s.M, s.V, _sumSquares, s.Master is null ? null : s.Param, _badStep);
+        Optimizer.AdamStepAll(_be, h, GroupFor(grads), _sumSquares, _badStep);
         Steps++;
+    }
+
+    /// <summary>
+    /// The multi-tensor group of the parameters and these gradients: built at the first step and again only when a
+    /// gradient tensor changes (a trainer keeps its gradients, so a step normally checks references and allocates nothing).
+    /// </summary>
+    AdamGroup GroupFor(IReadOnlyDictionary<string, Tensor> grads)
+    {
+        if (_group is not null)
+        {
+            var i = 0;
+            var same = true;
+            foreach (var (name, s) in _slots) same &= _group.Holds(i++, s.Master ?? s.Param, grads[name]);
+            if (same) return _group;
+            _group.Dispose();
+        }
+        var entries = new List<AdamGroup.Entry>(_slots.Count);
+        foreach (var (name, s) in _slots) entries.Add(new AdamGroup.Entry(s.Master ?? s.Param, grads[name], s.M, s.V, s.Master is null ? null : s.Param));
+        return _group = new AdamGroup(_be, entries);
     }
 
     /// <summary>
@@ -115,6 +133,8 @@ public sealed class AdamOptimizer : IDisposable
     {
         foreach (var s in _slots.Values) { s.Master?.Dispose(); s.M.Dispose(); s.V.Dispose(); }
         _slots.Clear();
+        _group?.Dispose();
+        _group = null;
         _sumSquares.Dispose();
         _badStep.Dispose();
     }

@@ -40,17 +40,23 @@ public static partial class Optimizer
     internal static void CheckAdam(IBackend be, in AdamHyper h, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? sumSquares, Tensor? copy)
     {
         h.Validate();
-        Check.On(be, param, nameof(param));
-        Check.DTypeIs(param, DType.Float32, nameof(param));
-        Check.On(be, grad, nameof(grad));
-        Check.SameShape(grad, param.Shape, nameof(grad));
-        Check.Like(be, m, param, nameof(m));
-        Check.Like(be, v, param, nameof(v));
+        CheckAdamTensors(be, param, grad, m, v, copy, "");
         if (sumSquares is not null) Check.Vector(be, sumSquares, 1, DType.Float32, nameof(sumSquares));
+    }
+
+    /// <summary>The tensors of one parameter's step; <paramref name="prefix"/> names it in a group ("entries[3].").</summary>
+    internal static void CheckAdamTensors(IBackend be, Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? copy, string prefix)
+    {
+        Check.On(be, param, prefix + nameof(param));
+        Check.DTypeIs(param, DType.Float32, prefix + nameof(param));
+        Check.On(be, grad, prefix + nameof(grad));
+        Check.SameShape(grad, param.Shape, prefix + nameof(grad));
+        Check.Like(be, m, param, prefix + nameof(m));
+        Check.Like(be, v, param, prefix + nameof(v));
         if (copy is null) return;
-        Check.On(be, copy, nameof(copy));
-        Check.SameShape(copy, param.Shape, nameof(copy));
-        Check.DTypeIs(copy, DType.BFloat16, nameof(copy));
+        Check.On(be, copy, prefix + nameof(copy));
+        Check.SameShape(copy, param.Shape, prefix + nameof(copy));
+        Check.DTypeIs(copy, DType.BFloat16, prefix + nameof(copy));
     }
 
     internal static T SumOfSquares<T>(ReadOnlySpan<T> x) where T : IFloatingPointIeee754<T>

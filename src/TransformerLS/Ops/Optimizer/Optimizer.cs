@@ -45,4 +45,34 @@ public static partial class Optimizer
             if (copied) o[0].CopyTo(o[3], 0);
         }, read: 7u | 16u);
     }
+
+    /// <summary>
+    /// One Adam / AdamW step of every parameter of <paramref name="group"/>, clipped to the global gradient norm
+    /// h.MaxNorm (+∞: no clipping): Σ g² over all gradients in a fixed order (the same bits every run; no atomics), then
+    /// each parameter's step as <see cref="AdamStep"/> takes it. On the GPU that is two launches whatever the number of
+    /// parameters. <paramref name="sumSquares"/> (float32 [1]), when given, receives Σ g²; a non-finite Σ g² changes
+    /// nothing and, if <paramref name="badStep"/> (float32 [1]) is still 0, records h.Step.
+    /// </summary>
+    public static void AdamStepAll(IBackend be, in AdamHyper h, AdamGroup group, Tensor? sumSquares = null, Tensor? badStep = null)
+    {
+        h.Validate();
+        ArgumentNullException.ThrowIfNull(group);
+        if (!ReferenceEquals(group.Backend, be)) throw new ArgumentException($"group was built on {group.Backend.Device}; this op runs on {be.Device}", nameof(group));
+        if (sumSquares is not null) Check.Vector(be, sumSquares, 1, DType.Float32, nameof(sumSquares));
+        if (badStep is not null) Check.Vector(be, badStep, 1, DType.Float32, nameof(badStep));
+        var entries = group.Entries;
+        for (var i = 0; i < entries.Count; i++)
+        {
+            var e = entries[i];
+            if (e.Param.IsDisposed || e.Grad.IsDisposed || e.M.IsDisposed || e.V.IsDisposed || e.Copy is { IsDisposed: true })
+                throw new ObjectDisposedException(nameof(group), $"a tensor of group entry {i} was disposed");
+        }
+        if (be is CudaBackend cuda) { OptimizerCuda.AdamStepAll(cuda, h, group, sumSquares, badStep); return; }
+        // The reference: Σ g² over the gradients in entry order, then each parameter's step.
+        using var total = be.Empty(new Shape(1), DType.Float32);
+        be.Fill(total, 0);
+        foreach (var e in entries) SumOfSquares(be, e.Grad, total);
+        foreach (var e in entries) AdamStep(be, h, e.Param, e.Grad, e.M, e.V, total, e.Copy, badStep);
+        if (sumSquares is not null) Elementwise.Cast(be, total, sumSquares);
+    }
 }

@@ -34,6 +34,60 @@ public static partial class Optimizer
                 AdamStep(be, h, o[0], i[1], o[1], o[2], i[4], copy ? o[3] : null);
             }, new AdamRef(h, copy), bytes: 910.0 * (24 + dt.Size() + (copy ? 2 : 0)));
         }
+        foreach (var c in AdamStepAllCases(dt)) yield return c;
+    }
+
+    /// <summary>
+    /// The multi-tensor step over three parameters: [7,130] with a bf16 copy, [70000] (three chunks of the GPU's table, the
+    /// last one partial) and [5]; clipped (Σ g² is in the hundreds), so every tensor's step depends on all gradients.
+    /// </summary>
+    static IEnumerable<OpCase> AdamStepAllCases(DType dt)
+    {
+        var f = DType.Float32;
+        var h = new AdamHyper(Lr: 1e-2f, Step: 4, WeightDecay: 0.1f, MaxNorm: 0.5f);
+        int[][] shapes = [[7, 130], [70000], [5]];
+        var ins = new List<InputSpec>();
+        var outs = new List<OutputSpec>();
+        for (var t = 0; t < shapes.Length; t++)
+        {
+            ins.AddRange([In($"param{t}", f, 1, shapes[t]), In($"grad{t}", dt, 1, shapes[t]), In($"m{t}", f, 0.1, shapes[t]),
+                          new($"v{t}", new Shape(shapes[t]), f, InputKind.SoftmaxOfNormal)]);
+            outs.AddRange([Out($"param{t}", f, shapes[t]), Out($"m{t}", f, shapes[t]), Out($"v{t}", f, shapes[t])]);
+        }
+        outs.Add(Out("copy0", DType.BFloat16, shapes[0]));
+        outs.Add(Out("sumsq", f, 1));
+        var n = shapes.Sum(s => (double)s.Aggregate(1, (a, b) => a * b));
+        yield return Make(F(nameof(AdamStepAll)), "adam_step_all", dt, "[7,130] +bf16 copy, [70000], [5] AdamW clipped", [.. ins], [.. outs], (be, i, o) =>
+        {
+            var entries = new AdamGroup.Entry[shapes.Length];
+            for (var t = 0; t < shapes.Length; t++)
+            {
+                Elementwise.Cast(be, i[4 * t], o[3 * t]); Elementwise.Cast(be, i[4 * t + 2], o[3 * t + 1]); Elementwise.Cast(be, i[4 * t + 3], o[3 * t + 2]);
+                entries[t] = new AdamGroup.Entry(o[3 * t], i[4 * t + 1], o[3 * t + 1], o[3 * t + 2], t == 0 ? o[9] : null);
+            }
+            using var group = new AdamGroup(be, entries);
+            AdamStepAll(be, h, group, o[10]);
+        }, new AdamAllRef(h, shapes.Length), bytes: n * (24 + dt.Size()));
+    }
+
+    sealed record AdamAllRef(AdamHyper H, int Tensors) : IReference
+    {
+        public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
+        {
+            var sum = T.Zero;
+            for (var t = 0; t < Tensors; t++) sum += SumOfSquares<T>(i[4 * t + 1]);
+            var clip = Clip(sum, T.CreateChecked(H.MaxNorm));
+            var outs = new List<T[]>();
+            for (var t = 0; t < Tensors; t++)
+            {
+                T[] w = (T[])i[4 * t].Clone(), m = (T[])i[4 * t + 2].Clone(), v = (T[])i[4 * t + 3].Clone();
+                AdamStep<T>(H, w, i[4 * t + 1], m, v, clip);
+                outs.AddRange([w, m, v]);
+            }
+            outs.Add((T[])outs[0].Clone());
+            outs.Add([sum]);
+            return [.. outs];
+        }
     }
 
     sealed record SumOfSquaresRef : IReference

@@ -15,6 +15,26 @@ struct OptimizerParams
     public int Decoupled, Step;
 }
 
+/// <summary>Mirror of AdamTensorParams in kernels/optimizer/optimizer.cuh: one row of a group's device table.</summary>
+[StructLayout(LayoutKind.Sequential)]
+struct AdamTensorParams
+{
+    public ulong Param, Grad, M, V, Copy;
+    public long N;
+    public int FirstChunk, GradBf16;
+}
+
+/// <summary>Mirror of AdamMultiParams in kernels/optimizer/optimizer.cuh (its layout line is the contract).</summary>
+[StructLayout(LayoutKind.Sequential)]
+struct AdamMultiParams
+{
+    public ulong Tensors, ChunkTensor, Partial, SumSq, Bad;
+    public long Chunk;
+    public int Chunks;
+    public float Lr, Beta1, Beta2, Eps, WeightDecay, MaxNorm, Bias1, Bias2;
+    public int Decoupled, Step;
+}
+
 /// <summary>Launchers for kernels/optimizer/.</summary>
 static class OptimizerCuda
 {
@@ -39,5 +59,44 @@ static class OptimizerCuda
             Bias1 = h.Bias1, Bias2 = h.Bias2, Decoupled = h.Decoupled ? 1 : 0, Step = h.Step,
         };
         if (p.N > 0) be.Kernel(File, grad.DType == DType.Float32 ? "adam_step_f32" : "adam_step_bf16").Launch(Grid(p.N), Threads, 0, be.Stream, p);
+    }
+
+    /// <summary>Writes a group's table (one AdamTensorParams a parameter) and chunk map to device memory, once.</summary>
+    public static void WriteTable(CudaBackend be, AdamGroup g)
+    {
+        var rows = new AdamTensorParams[g.Entries.Count];
+        var map = new int[g.Chunks];
+        var chunk = 0;
+        for (var i = 0; i < rows.Length; i++)
+        {
+            var e = g.Entries[i];
+            rows[i] = new AdamTensorParams
+            {
+                Param = e.Param.DevicePointer, Grad = e.Grad.DevicePointer, M = e.M.DevicePointer, V = e.V.DevicePointer,
+                Copy = e.Copy?.DevicePointer ?? 0, N = e.Param.Count, FirstChunk = chunk, GradBf16 = e.Grad.DType == DType.BFloat16 ? 1 : 0,
+            };
+            for (var c = (e.Param.Count + AdamGroup.ChunkElements - 1) / AdamGroup.ChunkElements; c > 0; c--) map[chunk++] = i;
+        }
+        var table = MemoryMarshal.AsBytes(rows.AsSpan());
+        g.Table = be.Empty(new Shape(table.Length / 4), DType.Float32);
+        g.ChunkMap = be.Empty(new Shape(map.Length), DType.Float32);
+        g.Partial = be.Empty(new Shape(2 * g.Chunks), DType.Float32);
+        be.CopyFromHost(g.Table, table);
+        be.CopyFromHost(g.ChunkMap, MemoryMarshal.AsBytes(map.AsSpan()));
+    }
+
+    /// <summary>Σ g² of the group's gradients by chunks (fixed order), then every tensor's step: two launches.</summary>
+    public static void AdamStepAll(CudaBackend be, in AdamHyper h, AdamGroup g, Tensor? sumSquares, Tensor? badStep)
+    {
+        if (g.Chunks == 0) return;
+        var p = new AdamMultiParams
+        {
+            Tensors = g.Table!.DevicePointer, ChunkTensor = g.ChunkMap!.DevicePointer, Partial = g.Partial!.DevicePointer,
+            SumSq = sumSquares?.DevicePointer ?? 0, Bad = badStep?.DevicePointer ?? 0, Chunk = AdamGroup.ChunkElements, Chunks = g.Chunks,
+            Lr = h.Lr, Beta1 = h.Beta1, Beta2 = h.Beta2, Eps = h.Eps, WeightDecay = h.WeightDecay, MaxNorm = h.MaxNorm,
+            Bias1 = h.Bias1, Bias2 = h.Bias2, Decoupled = h.Decoupled ? 1 : 0, Step = h.Step,
+        };
+        be.Kernel(File, "adam_multi_sum_of_squares").Launch((uint)g.Chunks, Threads, 0, be.Stream, p);
+        be.Kernel(File, "adam_multi_step").Launch((uint)g.Chunks, Threads, 0, be.Stream, p);
     }
 }
