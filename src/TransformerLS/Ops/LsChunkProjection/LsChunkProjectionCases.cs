@@ -11,7 +11,7 @@ public static partial class LsChunkProjection
 {
     static string F(string method) => $"{nameof(LsChunkProjection)}.{method}";
 
-    internal static IEnumerable<OpCase> Cases(DType dt) => new[] { (2, 2, 37, 32, 2, 4, true), (1, 1, 16, 64, 1, 16, false), (1, 3, 50, 128, 3, 7, true), (2, 1, 9, 32, 1, 1, false) }
+    internal static IEnumerable<OpCase> Cases(DType dt) => new[] { (2, 2, 37, 32, 2, 4, true), (1, 1, 16, 64, 1, 16, false), (1, 3, 50, 128, 3, 7, true), (2, 1, 9, 32, 1, 1, false), (1, 2, 100, 32, 2, 40, true) }
         .SelectMany(s => CasesAt(dt, s.Item1, s.Item2, s.Item3, s.Item4, s.Item5, s.Item6, s.Item7, 2));
 
     internal static IEnumerable<OpCase> PerfCases(KernelShape k, DType dt) => CasesAt(dt, Math.Max(1, k.Tokens / k.CausalLength), k.Heads,
