@@ -98,20 +98,21 @@ extern "C" __global__ void adam_multi_step(AdamMultiParams p)
     if (threadIdx.x == 0) total = (float)a;
     __syncthreads();
     const float sumsq = total;
+    const float lr = p.hyper ? p.hyper[0] : p.lr, bias1 = p.hyper ? p.hyper[1] : p.bias1, bias2 = p.hyper ? p.hyper[2] : p.bias2;
     if (blockIdx.x == 0 && threadIdx.x == 0 && p.sumsq) *p.sumsq = sumsq;
     if (!(sumsq <= 3.402823466e38f))
     {
-        if (p.bad && blockIdx.x == 0 && threadIdx.x == 0 && *p.bad == 0.f) *p.bad = (float)p.step;
+        if (p.bad && blockIdx.x == 0 && threadIdx.x == 0 && *p.bad == 0.f) *p.bad = p.hyper ? p.hyper[3] : (float)p.step;
         return;
     }
     const float clip = fminf(1.f, p.max_norm / (sqrtf(sumsq) + 1e-6f));
-    const float step = p.lr / p.bias1, root2 = sqrtf(p.bias2);
+    const float step = lr / bias1, root2 = sqrtf(bias2);
     const AdamTensorParams t = p.tensors[p.chunk_tensor[blockIdx.x]];
     const i64 begin = (i64)(blockIdx.x - t.first_chunk) * p.chunk, end = begin + p.chunk < t.n ? begin + p.chunk : t.n;
     for (i64 i = begin + threadIdx.x; i < end; i += blockDim.x)
     {
         float w = t.param[i], g = clip * grad_at(t, i);
-        if (p.decoupled) w *= 1.f - p.lr * p.weight_decay;
+        if (p.decoupled) w *= 1.f - lr * p.weight_decay;
         else g += p.weight_decay * w;
         float m = p.beta1 * t.m[i] + (1.f - p.beta1) * g;
         float v = p.beta2 * t.v[i] + (1.f - p.beta2) * g * g;

@@ -44,6 +44,8 @@ struct AdamMultiParams
     double* partial;           // [chunks]: Σ g² of each chunk (fp64, summed in a fixed order)
     float* sumsq;              // optional: the total Σ g², written by block 0 of the step
     float* bad;                // the first step whose Σ g² was not finite (0: none yet), or null
+    const float* hyper;        // null, or [lr, bias1, bias2, step] in device memory, read in place of the fields below
+                               // (a step recorded in a CUDA graph: the host rewrites them before each replay)
     i64 chunk;                 // elements a chunk
     int chunks;
     float lr, beta1, beta2, eps, weight_decay, max_norm;  // max_norm = +∞: no clipping
@@ -52,4 +54,4 @@ struct AdamMultiParams
 };
 
 TLS_PARAMS_LAYOUT(AdamTensorParams, grad_bf16, 56, 52)
-TLS_PARAMS_LAYOUT(AdamMultiParams, step, 96, 88)
+TLS_PARAMS_LAYOUT(AdamMultiParams, step, 104, 96)

@@ -179,11 +179,12 @@ public class BenchHarnessTests
         {
             Assert.Equal("ok", r.Status);
             Assert.True(r.StepMs > 0 && r.PeakBytes > 0, $"{r}");
+            Assert.True(r.HostMs > 0 && r.HostMs <= r.StepMs, $"the host's share of a step: {r}"); // on the CPU backend the host does everything
             Assert.Equal(r.Batch * r.Length / (r.StepMs!.Value / 1000), r.TokensPerS!.Value, 6);
             Assert.Equal(r.Length, r.Memory);
         });
         var json = ModelRow.ToJson(rows);
-        foreach (var key in new[] { "impl", "dtype", "layers", "length", "memory", "batch", "step_ms", "tokens_per_s", "peak_bytes", "status" })
+        foreach (var key in new[] { "impl", "dtype", "layers", "length", "memory", "batch", "step_ms", "tokens_per_s", "peak_bytes", "status", "host_ms" })
             Assert.Contains($"\"{key}\"", json);
         Assert.Equal(rows, ModelRow.FromJson(json));
         Assert.Contains("| tls | bf16 | 1 | 32 | 32 | 1 |", ModelBench.Markdown(rows, "header"));

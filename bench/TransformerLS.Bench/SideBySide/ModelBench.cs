@@ -27,7 +27,8 @@ public sealed record ModelRow(
     [property: JsonPropertyName("step_ms")] double? StepMs,
     [property: JsonPropertyName("tokens_per_s")] double? TokensPerS,
     [property: JsonPropertyName("peak_bytes")] long? PeakBytes,
-    [property: JsonPropertyName("status")] string Status)
+    [property: JsonPropertyName("status")] string Status,
+    [property: JsonPropertyName("host_ms")] double? HostMs = null)
 {
     static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
@@ -82,13 +83,17 @@ public static class ModelBench
             using var trainer = new Trainer(be, cfg);
             be.Synchronize();
             be.ResetPeak();
-            var ends = new List<double>();
+            // ends[i]: step i done on the device; queued[i]: the host has queued step i (before the wait). The host's share of
+            // step i is queued[i] − ends[i − 1]: the time the host spends on a step the device has not yet begun.
+            var (ends, queued) = (new List<double>(), new List<double>());
             var clock = Stopwatch.StartNew();
-            trainer.Run(afterStep: _ => { be.Synchronize(); ends.Add(clock.Elapsed.TotalMilliseconds); });
-            var steps = ends.Skip(o.Warmup).Zip(ends.Skip(o.Warmup + 1), (a, b) => b - a).Order().ToArray();
+            trainer.Run(afterStep: _ => { queued.Add(clock.Elapsed.TotalMilliseconds); be.Synchronize(); ends.Add(clock.Elapsed.TotalMilliseconds); });
+            var steps = ends.Skip(o.Warmup).Zip(ends.Skip(o.Warmup + 1), (a, b) => b - a).ToArray();
             if (steps.Length == 0) throw new ArgumentException("--runs must leave at least one timed step after the warm-up", "runs");
-            var ms = steps.Length % 2 == 1 ? steps[steps.Length / 2] : (steps[steps.Length / 2 - 1] + steps[steps.Length / 2]) / 2;
-            return new ModelRow("tls", name, o.Model.Layers, length, memory, batch, ms, batch * (double)length / (ms / 1000), be.MemoryStats.PeakBytes, "ok");
+            var host = ends.Skip(o.Warmup).Zip(queued.Skip(o.Warmup + 1), (a, b) => b - a).ToArray();
+            var ms = Median(steps);
+            var impl = o.CudaGraph ? "tls-graph" : "tls";
+            return new ModelRow(impl, name, o.Model.Layers, length, memory, batch, ms, batch * (double)length / (ms / 1000), be.MemoryStats.PeakBytes, "ok", Median(host));
         }
         catch (Exception e) when (e is CudaOutOfMemoryException or OutOfMemoryException)
         {
@@ -100,20 +105,27 @@ public static class ModelBench
         }
     }
 
+    static double Median(double[] v)
+    {
+        var s = v.Order().ToArray();
+        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
+    }
+
     public static string Format(ModelRow r) => r.Status != "ok"
         ? $"{r.Impl,-6} {r.DType}  L={r.Length,7} M={r.Memory,7} B={r.Batch,3} {r.Status}"
-        : $"{r.Impl,-6} {r.DType}  L={r.Length,7} M={r.Memory,7} B={r.Batch,3} ok   step {r.StepMs,9:F3} ms  {r.TokensPerS,12:N0} tokens/s  peak {r.PeakBytes / 1048576.0,9:F0} MiB";
+        : $"{r.Impl,-6} {r.DType}  L={r.Length,7} M={r.Memory,7} B={r.Batch,3} ok   step {r.StepMs,9:F3} ms  {r.TokensPerS,12:N0} tokens/s  peak {r.PeakBytes / 1048576.0,9:F0} MiB  host {r.HostMs,7:F3} ms";
 
     public static string Markdown(IReadOnlyList<ModelRow> rows, string header)
     {
         static string F(double? v, string f) => v is { } x ? x.ToString(f, CultureInfo.InvariantCulture) : "";
         var sb = new StringBuilder().AppendLine(header).AppendLine()
-            .AppendLine("Causal LM training step (forward, backward, optimizer); median of the timed steps.").AppendLine()
-            .AppendLine("| impl | dtype | layers | L | M | B | step ms | tokens/s | peak MiB | bytes/token | status |")
-            .AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+            .AppendLine("Causal LM training step (forward, backward, optimizer); median of the timed steps. host ms: the host's time to queue a step\n(the device idle and waiting), its share of the step in host %; tls-graph replays each step as one CUDA graph.").AppendLine()
+            .AppendLine("| impl | dtype | layers | L | M | B | step ms | tokens/s | peak MiB | bytes/token | host ms | host % | status |")
+            .AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
         foreach (var r in rows)
             sb.AppendLine($"| {r.Impl} | {r.DType} | {r.Layers} | {r.Length} | {r.Memory} | {r.Batch} | {F(r.StepMs, "F3")} | {F(r.TokensPerS, "N0")} | " +
-                          $"{F(r.PeakBytes / 1048576.0, "F0")} | {F(r.PeakBytes / (double)((long)r.Length * r.Batch), "F0")} | {r.Status} |");
+                          $"{F(r.PeakBytes / 1048576.0, "F0")} | {F(r.PeakBytes / (double)((long)r.Length * r.Batch), "F0")} | {F(r.HostMs, "F3")} | " +
+                          $"{F(r.HostMs / r.StepMs * 100, "F1")} | {r.Status} |");
         return sb.ToString();
     }
 }

@@ -95,11 +95,14 @@ public sealed class Executor : IDisposable
     /// <summary>
     /// Forward and backward in training mode: parameter gradients receive d(<paramref name="lossScale"/>·loss)/dθ,
     /// added to what they hold when <paramref name="accumulate"/> (gradient accumulation), else overwriting it.
+    /// <paramref name="then"/>, when given, queues more work after the backward as part of the run (the optimizer's update):
+    /// with <see cref="ExecutorOptions.CaptureGraph"/> it is recorded into the run's CUDA graph, so a whole training step is
+    /// one launch. It must queue the same launches on the same tensors every time and allocate nothing.
     /// </summary>
-    public void Backward(IReadOnlyDictionary<Value, Tensor> feeds, ulong seed, float lossScale = 1f, bool accumulate = false, bool training = true) =>
-        Run(TrainingPlan, feeds, training, seed, lossScale, accumulate);
+    public void Backward(IReadOnlyDictionary<Value, Tensor> feeds, ulong seed, float lossScale = 1f, bool accumulate = false, bool training = true, Action? then = null) =>
+        Run(TrainingPlan, feeds, training, seed, lossScale, accumulate, then);
 
-    void Run(MemoryPlan plan, IReadOnlyDictionary<Value, Tensor> feeds, bool training, ulong seed, float lossScale, bool accumulate)
+    void Run(MemoryPlan plan, IReadOnlyDictionary<Value, Tensor> feeds, bool training, ulong seed, float lossScale, bool accumulate, Action? then = null)
     {
         ReleaseOutputs();
         using var detached = TensorScope.Detach();
@@ -112,9 +115,9 @@ public sealed class Executor : IDisposable
         }
         _ctx.Training = training;
         _ctx.Seed = seed;
-        var key = new GraphCapture.RunKey(plan.Loss is not null, training, accumulate, lossScale);
-        if (_capture is null || _capture.WarmUp(key)) { RunSteps(plan, feeds, lossScale, accumulate); return; }
-        var run = _capture.Get(key, recorder => Record(recorder, plan, feeds, lossScale, accumulate));
+        var key = new GraphCapture.RunKey(plan.Loss is not null, training, accumulate, lossScale, then);
+        if (_capture is null || _capture.WarmUp(key)) { RunSteps(plan, feeds, lossScale, accumulate, then); return; }
+        var run = _capture.Get(key, recorder => Record(recorder, plan, feeds, lossScale, accumulate, then));
         _capture.Replay(run, _inputs, feeds, seed);
         Array.Copy(run.Kept, _ctx.Tensors, run.Kept.Length);
         _borrowed = run;
@@ -123,12 +126,12 @@ public sealed class Executor : IDisposable
     }
 
     /// <summary>Records one run; what the recording left alive are the kept values (at fixed addresses), which the recording now owns.</summary>
-    GraphCapture.CapturedRun Record(GraphRecorder recorder, MemoryPlan plan, IReadOnlyDictionary<Value, Tensor> feeds, float lossScale, bool accumulate)
+    GraphCapture.CapturedRun Record(GraphRecorder recorder, MemoryPlan plan, IReadOnlyDictionary<Value, Tensor> feeds, float lossScale, bool accumulate, Action? then)
     {
         _ctx.RunSeed = recorder.RunSeed;
         try
         {
-            var graph = recorder.Record(() => RunSteps(plan, feeds, lossScale, accumulate));
+            var graph = recorder.Record(() => RunSteps(plan, feeds, lossScale, accumulate, then));
             var kept = new Tensor?[_ctx.Tensors.Length];
             for (var i = 0; i < kept.Length; i++)
                 if (_graph.Values[i].Kind == ValueKind.Activation) (kept[i], _ctx.Tensors[i]) = (_ctx.Tensors[i], null);
@@ -137,7 +140,7 @@ public sealed class Executor : IDisposable
         finally { _ctx.RunSeed = null; }
     }
 
-    void RunSteps(MemoryPlan plan, IReadOnlyDictionary<Value, Tensor> feeds, float lossScale, bool accumulate)
+    void RunSteps(MemoryPlan plan, IReadOnlyDictionary<Value, Tensor> feeds, float lossScale, bool accumulate, Action? then = null)
     {
         foreach (var v in _inputs) _ctx.Tensors[v.Id] = feeds[v];
         var nv = _graph.Values.Count;
@@ -165,6 +168,7 @@ public sealed class Executor : IDisposable
                 t = null;
             }
         }
+        then?.Invoke();
         MeasuredPeakBytes = _be.MemoryStats.PeakBytes - startLive;
         foreach (var v in _inputs) _ctx.Tensors[v.Id] = null;
     }

@@ -6,7 +6,7 @@ namespace TransformerLS.Graphs;
 
 /// <summary>
 /// CUDA-graph replay of executor runs (<see cref="ExecutorOptions.CaptureGraph"/>). A run is keyed by (backward,
-/// training, accumulate, loss scale): the first run of a key runs eagerly (a warm-up: kernels load, cuBLAS settles),
+/// training, accumulate, loss scale, the work queued after it): the first run of a key runs eagerly (a warm-up: kernels load, cuBLAS settles),
 /// the second is recorded and launched, later ones replay it. A replay must be fed the tensors it was recorded with.
 /// </summary>
 sealed class GraphCapture(GraphRecorder recorder) : IDisposable
@@ -14,7 +14,8 @@ sealed class GraphCapture(GraphRecorder recorder) : IDisposable
     readonly Dictionary<RunKey, CapturedRun> _captured = [];
     readonly HashSet<RunKey> _warmedUp = [];
 
-    public readonly record struct RunKey(bool Backward, bool Training, bool Accumulate, float LossScale);
+    /// <summary>A distinct run; Then is the work queued after the backward (the optimizer's update), by reference.</summary>
+    public readonly record struct RunKey(bool Backward, bool Training, bool Accumulate, float LossScale, Action? Then);
 
     /// <summary>A recorded run: its graph, the feed tensors it reads, the kept values it leaves, its measured peak.</summary>
     public sealed class CapturedRun(CudaGraph graph, Tensor[] feeds, Tensor?[] kept, long peakBytes) : IDisposable

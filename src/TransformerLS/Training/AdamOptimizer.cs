@@ -20,6 +20,7 @@ public sealed class AdamOptimizer : IDisposable
     readonly Dictionary<string, Slot> _slots = [];
     readonly Tensor _sumSquares;
     readonly Tensor _badStep; // float32 [1]: the first step with a non-finite gradient norm, 0 while there is none
+    readonly Tensor _hyper;   // float32 [4]: the step's lr, 1 − β1^t, 1 − β2^t and t, read by the update on the device
     AdamGroup? _group;
 
     public float Beta1 { get; init; } = 0.9f;
@@ -52,6 +53,8 @@ public sealed class AdamOptimizer : IDisposable
         _sumSquares = be.Empty(new Shape(1), DType.Float32);
         _badStep = be.Empty(new Shape(1), DType.Float32);
         be.Fill(_badStep, 0);
+        _hyper = be.Empty(new Shape(4), DType.Float32);
+        be.Fill(_hyper, 0);
     }
 
     /// <summary>
@@ -83,12 +86,41 @@ public sealed class AdamOptimizer : IDisposable
     /// <summary>One step with learning rate <paramref name="lr"/>; <paramref name="grads"/> has one gradient per parameter.</summary>
     public void Step(IReadOnlyDictionary<string, Tensor> grads, float lr)
     {
+        CheckGradients(grads);
+        BeginStep(lr);
+        EnqueueUpdate(grads);
+    }
+
+    void CheckGradients(IReadOnlyDictionary<string, Tensor> grads)
+    {
         foreach (var name in _slots.Keys)
             if (!grads.ContainsKey(name)) throw new ArgumentException($"no gradient for parameter '{name}'", nameof(grads));
-        var h = new AdamHyper(lr, Steps + 1, Beta1, Beta2, Eps, WeightDecay, Decoupled, ClipNorm ?? float.PositiveInfinity);
-        h.Validate();
-        Optimizer.AdamStepAll(_be, h, GroupFor(grads), _sumSquares, _badStep);
+    }
+
+    AdamHyper Hyper(float lr, int step) => new(lr, step, Beta1, Beta2, Eps, WeightDecay, Decoupled, ClipNorm ?? float.PositiveInfinity);
+
+    /// <summary>
+    /// The first half of <see cref="Step"/>: counts the step and writes its learning rate, bias corrections and number to
+    /// device memory (stream-ordered, no host wait), where <see cref="EnqueueUpdate"/> reads them. A training step recorded
+    /// as one CUDA graph with the update inside replays with the values written here before each launch.
+    /// </summary>
+    public void BeginStep(float lr)
+    {
+        var h = Hyper(lr, Steps + 1);
+        Optimizer.WriteAdamHyper(_be, _hyper, h);
         Steps++;
+    }
+
+    /// <summary>
+    /// The second half of <see cref="Step"/>: queues the update of every parameter (two launches on the GPU) with the
+    /// hyperparameters <see cref="BeginStep"/> wrote. Allocates nothing once the group is built (the first call), so it
+    /// can run inside a CUDA-graph capture.
+    /// </summary>
+    public void EnqueueUpdate(IReadOnlyDictionary<string, Tensor> grads)
+    {
+        CheckGradients(grads);
+        if (Steps == 0) throw new InvalidOperationException("EnqueueUpdate before the first BeginStep: nothing says which step to take");
+        Optimizer.AdamStepAll(_be, Hyper(1f, Math.Max(1, Steps)), GroupFor(grads), _sumSquares, _badStep, _hyper);
     }
 
     /// <summary>
@@ -137,5 +169,6 @@ public sealed class AdamOptimizer : IDisposable
         _group = null;
         _sumSquares.Dispose();
         _badStep.Dispose();
+        _hyper.Dispose();
     }
 }

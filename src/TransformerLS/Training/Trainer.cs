@@ -186,7 +186,10 @@ public sealed class Trainer : IDisposable
         {
             WeightDecay = cfg.WeightDecay, Decoupled = !cfg.L2, ClipNorm = cfg.ClipNorm, Eps = cfg.Task == "listops" ? 1e-6f : 1e-8f,
         };
+        _update = () => _optimizer.EnqueueUpdate(_task.Gradients);
     }
+
+    readonly Action _update; // the optimizer's update, queued after the backward (inside the step's CUDA graph when one is recorded)
 
     public TrainConfig Config { get; }
     public ITrainingTask Task => _task;
@@ -204,16 +207,22 @@ public sealed class Trainer : IDisposable
         while (_optimizer.Steps < cfg.Steps && !cancel.IsCancellationRequested)
         {
             var step = _optimizer.Steps;
+            var lr = schedule.At(step + 1);
+            // Replayed from CUDA graphs, a step of one micro-batch is one graph: forward, backward and the update, its
+            // learning rate and step number written to device memory first (BeginStep). Otherwise the update follows the
+            // last micro-batch.
+            var wholeStep = cfg.CudaGraph && cfg.Accumulate == 1;
+            if (wholeStep) _optimizer.BeginStep(lr);
             for (var m = 0; m < cfg.Accumulate; m++)
             {
                 _task.Load((long)step * cfg.Accumulate + m);
-                _task.Executor.Backward(_task.Feeds, seed: (ulong)(cfg.Seed * 1_000_003L + step * cfg.Accumulate + m), 1f / cfg.Accumulate, accumulate: m > 0);
+                _task.Executor.Backward(_task.Feeds, seed: (ulong)(cfg.Seed * 1_000_003L + step * cfg.Accumulate + m), 1f / cfg.Accumulate, accumulate: m > 0,
+                    then: wholeStep ? _update : null);
                 _task.AfterRun();
                 measured = Math.Max(measured, _task.Executor.MeasuredPeakBytes);
                 tokens += _task.TokensPerBatch;
             }
-            var lr = schedule.At(step + 1);
-            _optimizer.Step(_task.Gradients, lr);
+            if (!wholeStep) _optimizer.Step(_task.Gradients, lr);
             afterStep?.Invoke(_optimizer.Steps);
             if (_optimizer.Steps % cfg.LogEvery == 0 || _optimizer.Steps == cfg.Steps)
             {

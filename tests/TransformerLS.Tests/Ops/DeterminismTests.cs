@@ -13,7 +13,7 @@ public class DeterminismTests
 {
     static readonly string[] Deterministic =
         ["LayerNorm.Backward", "DualLayerNorm.Backward", "LsProjection.Forward", "LsProjection.Backward", "Linear.Forward", "Linear.Backward", "Elementwise.ColumnSum",
-         "LsAttention.Backward", "LsCausalDecode.Forward", "Optimizer.AdamStepAll",
+         "LsAttention.Backward", "LsCausalDecode.Forward", "Optimizer.AdamStepAll", "Optimizer.WriteAdamHyper",
          "LsChunkProjection.Forward", "LsChunkProjection.Backward"];
 
     public static TheoryData<string> Cases() => [.. OpCases.All.Where(c => Deterministic.Contains(c.Facade)).Select(c => c.Name)];

@@ -51,11 +51,14 @@ public static partial class Optimizer
     /// h.MaxNorm (+∞: no clipping): Σ g² over all gradients in a fixed order (the same bits every run; no atomics), then
     /// each parameter's step as <see cref="AdamStep"/> takes it. On the GPU that is two launches whatever the number of
     /// parameters. <paramref name="sumSquares"/> (float32 [1]), when given, receives Σ g²; a non-finite Σ g² changes
-    /// nothing and, if <paramref name="badStep"/> (float32 [1]) is still 0, records h.Step.
+    /// nothing and, if <paramref name="badStep"/> (float32 [1]) is still 0, records h.Step. With <paramref name="hyper"/>
+    /// (float32 [4], written by <see cref="WriteAdamHyper"/>) the step's learning rate, bias corrections and number are read
+    /// from it on the device instead of from h, so the launch can be recorded in a CUDA graph once and replayed every step.
     /// </summary>
-    public static void AdamStepAll(IBackend be, in AdamHyper h, AdamGroup group, Tensor? sumSquares = null, Tensor? badStep = null)
+    public static void AdamStepAll(IBackend be, in AdamHyper h, AdamGroup group, Tensor? sumSquares = null, Tensor? badStep = null, Tensor? hyper = null)
     {
         h.Validate();
+        if (hyper is not null) Check.Vector(be, hyper, 4, DType.Float32, nameof(hyper));
         ArgumentNullException.ThrowIfNull(group);
         if (!ReferenceEquals(group.Backend, be)) throw new ArgumentException($"group was built on {group.Backend.Device}; this op runs on {be.Device}", nameof(group));
         if (sumSquares is not null) Check.Vector(be, sumSquares, 1, DType.Float32, nameof(sumSquares));
@@ -67,12 +70,30 @@ public static partial class Optimizer
             if (e.Param.IsDisposed || e.Grad.IsDisposed || e.M.IsDisposed || e.V.IsDisposed || e.Copy is { IsDisposed: true })
                 throw new ObjectDisposedException(nameof(group), $"a tensor of group entry {i} was disposed");
         }
-        if (be is CudaBackend cuda) { OptimizerCuda.AdamStepAll(cuda, h, group, sumSquares, badStep); return; }
-        // The reference: Σ g² over the gradients in entry order, then each parameter's step.
+        if (be is CudaBackend cuda) { OptimizerCuda.AdamStepAll(cuda, h, group, sumSquares, badStep, hyper); return; }
+        // The reference: Σ g² over the gradients in entry order, then each parameter's step (hyper read on the host here).
+        var hh = h;
+        if (hyper is not null)
+        {
+            var v = hyper.ToArray();
+            hh = h with { Lr = v[0], Step = (int)v[3] };
+        }
         using var total = be.Empty(new Shape(1), DType.Float32);
         be.Fill(total, 0);
         foreach (var e in entries) SumOfSquares(be, e.Grad, total);
-        foreach (var e in entries) AdamStep(be, h, e.Param, e.Grad, e.M, e.V, total, e.Copy, badStep);
+        foreach (var e in entries) AdamStep(be, hh, e.Param, e.Grad, e.M, e.V, total, e.Copy, badStep);
         if (sumSquares is not null) Elementwise.Cast(be, total, sumSquares);
+    }
+
+    /// <summary>
+    /// Writes h's learning rate, bias corrections and step number into <paramref name="hyper"/> (float32 [4]) for
+    /// <see cref="AdamStepAll"/>: on the GPU four stream-ordered memsets, ordered before whatever is queued next.
+    /// </summary>
+    public static void WriteAdamHyper(IBackend be, Tensor hyper, in AdamHyper h)
+    {
+        h.Validate();
+        Check.Vector(be, hyper, 4, DType.Float32, nameof(hyper));
+        if (be is CudaBackend cuda) OptimizerCuda.WriteHyper(cuda, hyper, h);
+        else hyper.CopyFrom([h.Lr, h.Bias1, h.Bias2, h.Step]);
     }
 }

@@ -43,8 +43,16 @@ public static partial class Optimizer
     /// </summary>
     static IEnumerable<OpCase> AdamStepAllCases(DType dt)
     {
-        var f = DType.Float32;
         var h = new AdamHyper(Lr: 1e-2f, Step: 4, WeightDecay: 0.1f, MaxNorm: 0.5f);
+        yield return AdamStepAllCase(dt, h, null);
+        // The step's lr and number written to device memory (WriteAdamHyper) and read there: the h given to the step is ignored.
+        yield return AdamStepAllCase(dt, h with { Lr = 3e-2f, Step = 9 }, h with { Lr = 0.5f, Step = 1 });
+    }
+
+    /// <param name="ignored">null: h goes to the step; else h is written by WriteAdamHyper and this one goes to the step.</param>
+    static OpCase AdamStepAllCase(DType dt, AdamHyper h, AdamHyper? ignored)
+    {
+        var f = DType.Float32;
         int[][] shapes = [[7, 130], [70000], [5]];
         var ins = new List<InputSpec>();
         var outs = new List<OutputSpec>();
@@ -56,8 +64,11 @@ public static partial class Optimizer
         }
         outs.Add(Out("copy0", DType.BFloat16, shapes[0]));
         outs.Add(Out("sumsq", f, 1));
+        if (ignored is not null) outs.Add(Out("hyper", f, 4));
         var n = shapes.Sum(s => (double)s.Aggregate(1, (a, b) => a * b));
-        yield return Make(F(nameof(AdamStepAll)), "adam_step_all", dt, "[7,130] +bf16 copy, [70000], [5] AdamW clipped", [.. ins], [.. outs], (be, i, o) =>
+        var facade = ignored is null ? F(nameof(AdamStepAll)) : F(nameof(WriteAdamHyper));
+        var op = ignored is null ? "adam_step_all" : "adam_step_all_hyper";
+        return Make(facade, op, dt, "[7,130] +bf16 copy, [70000], [5] AdamW clipped", [.. ins], [.. outs], (be, i, o) =>
         {
             var entries = new AdamGroup.Entry[shapes.Length];
             for (var t = 0; t < shapes.Length; t++)
@@ -66,11 +77,16 @@ public static partial class Optimizer
                 entries[t] = new AdamGroup.Entry(o[3 * t], i[4 * t + 1], o[3 * t + 1], o[3 * t + 2], t == 0 ? o[9] : null);
             }
             using var group = new AdamGroup(be, entries);
-            AdamStepAll(be, h, group, o[10]);
-        }, new AdamAllRef(h, shapes.Length), bytes: n * (24 + dt.Size()));
+            if (ignored is { } other)
+            {
+                WriteAdamHyper(be, o[11], h);
+                AdamStepAll(be, other, group, o[10], null, o[11]);
+            }
+            else AdamStepAll(be, h, group, o[10]);
+        }, new AdamAllRef(h, shapes.Length, ignored is not null), bytes: n * (24 + dt.Size()));
     }
 
-    sealed record AdamAllRef(AdamHyper H, int Tensors) : IReference
+    sealed record AdamAllRef(AdamHyper H, int Tensors, bool Hyper) : IReference
     {
         public T[][] Run<T>(T[][] i, Func<T, T> stored) where T : IFloatingPointIeee754<T>
         {
@@ -86,6 +102,7 @@ public static partial class Optimizer
             }
             outs.Add((T[])outs[0].Clone());
             outs.Add([sum]);
+            if (Hyper) outs.Add([T.CreateChecked(H.Lr), T.CreateChecked(H.Bias1), T.CreateChecked(H.Bias2), T.CreateChecked(H.Step)]);
             return [.. outs];
         }
     }

@@ -28,7 +28,7 @@ struct AdamTensorParams
 [StructLayout(LayoutKind.Sequential)]
 struct AdamMultiParams
 {
-    public ulong Tensors, ChunkTensor, Partial, SumSq, Bad;
+    public ulong Tensors, ChunkTensor, Partial, SumSq, Bad, Hyper;
     public long Chunk;
     public int Chunks;
     public float Lr, Beta1, Beta2, Eps, WeightDecay, MaxNorm, Bias1, Bias2;
@@ -86,17 +86,26 @@ static class OptimizerCuda
     }
 
     /// <summary>Σ g² of the group's gradients by chunks (fixed order), then every tensor's step: two launches.</summary>
-    public static void AdamStepAll(CudaBackend be, in AdamHyper h, AdamGroup g, Tensor? sumSquares, Tensor? badStep)
+    public static void AdamStepAll(CudaBackend be, in AdamHyper h, AdamGroup g, Tensor? sumSquares, Tensor? badStep, Tensor? hyper)
     {
         if (g.Chunks == 0) return;
         var p = new AdamMultiParams
         {
             Tensors = g.Table!.DevicePointer, ChunkTensor = g.ChunkMap!.DevicePointer, Partial = g.Partial!.DevicePointer,
-            SumSq = sumSquares?.DevicePointer ?? 0, Bad = badStep?.DevicePointer ?? 0, Chunk = AdamGroup.ChunkElements, Chunks = g.Chunks,
+            SumSq = sumSquares?.DevicePointer ?? 0, Bad = badStep?.DevicePointer ?? 0, Hyper = hyper?.DevicePointer ?? 0, Chunk = AdamGroup.ChunkElements, Chunks = g.Chunks,
             Lr = h.Lr, Beta1 = h.Beta1, Beta2 = h.Beta2, Eps = h.Eps, WeightDecay = h.WeightDecay, MaxNorm = h.MaxNorm,
             Bias1 = h.Bias1, Bias2 = h.Bias2, Decoupled = h.Decoupled ? 1 : 0, Step = h.Step,
         };
         be.Kernel(File, "adam_multi_sum_of_squares").Launch((uint)g.Chunks, Threads, 0, be.Stream, p);
         be.Kernel(File, "adam_multi_step").Launch((uint)g.Chunks, Threads, 0, be.Stream, p);
+    }
+
+    /// <summary>Writes [lr, bias1, bias2, step] into <paramref name="hyper"/>: four stream-ordered 32-bit memsets (no host wait, nothing allocated).</summary>
+    public static void WriteHyper(CudaBackend be, Tensor hyper, in AdamHyper h)
+    {
+        CudaMemory.Fill32(be.Stream, hyper.DevicePointer, BitConverter.SingleToUInt32Bits(h.Lr), 1);
+        CudaMemory.Fill32(be.Stream, hyper.DevicePointer + 4, BitConverter.SingleToUInt32Bits(h.Bias1), 1);
+        CudaMemory.Fill32(be.Stream, hyper.DevicePointer + 8, BitConverter.SingleToUInt32Bits(h.Bias2), 1);
+        CudaMemory.Fill32(be.Stream, hyper.DevicePointer + 12, BitConverter.SingleToUInt32Bits(h.Step), 1);
     }
 }
