@@ -119,7 +119,7 @@ public static class ModelBench
     {
         static string F(double? v, string f) => v is { } x ? x.ToString(f, CultureInfo.InvariantCulture) : "";
         var sb = new StringBuilder().AppendLine(header).AppendLine()
-            .AppendLine("Causal LM training step (forward, backward, optimizer); median of the timed steps. host ms: the host's time to queue a step\n(the device idle and waiting), its share of the step in host %; tls-graph replays each step as one CUDA graph.").AppendLine()
+            .AppendLine("Causal LM training step (forward, backward, optimizer); median of the timed steps. host ms: from the end of one step on the device\nto the host having queued the next (its batch load included), as a share of the step in host %; tls-graph replays each step as one CUDA graph.").AppendLine()
             .AppendLine("| impl | dtype | layers | L | M | B | step ms | tokens/s | peak MiB | bytes/token | host ms | host % | status |")
             .AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
         foreach (var r in rows)
