@@ -18,6 +18,11 @@ set -x
 [ "${LAYERS:-1}" = 0 ] || $bench layers --out "$out" --runs "${LAYER_RUNS:-20}" | tee "$out/layers.log"
 [ "${SCALE:-1}" = 0 ] || $bench scale --out "$out" --dtype bf16 | tee "$out/scale.log"
 [ "${MODEL:-1}" = 0 ] || $bench model --out "$out" --runs "${MODEL_RUNS:-10}" | tee "$out/model.log"
+# The same steps replayed as one CUDA graph each (tls-graph rows), bf16, beside the eager ones.
+if [ "${MODEL:-1}" != 0 ]; then
+  $bench model --out "$out/model-graph" --runs "${MODEL_RUNS:-10}" --dtype bf16 --cuda-graph | tee "$out/model-graph.log"
+  cp "$out/model-graph/model.rows.json" "$out/model-graph.rows.json"
+fi
 [ "${DECODE:-1}" = 0 ] || $bench decode --out "$out" --batches 1,64 --contexts 1024,8192,32768 --dtype bf16 | tee "$out/decode.log"
 if [ "${PEERS:-1}" != 0 ]; then
   # The peer must compute the library's function: same weights and input, outputs compared (peers-check.log).
