@@ -23,7 +23,7 @@ struct OptimizerParams
 TLS_PARAMS_LAYOUT(OptimizerParams, step, 104, 100)
 
 // The multi-tensor step (adam_multi_*): all parameters of a model in two launches. The tensors' table and the map of
-// chunks to tensors live in device memory, written once by the launcher (AdamTable) while the tensors stay put.
+// chunks to tensors live in device memory, written once by the launcher (OptimizerCuda.WriteTable, for an AdamGroup) while the tensors stay put.
 // Chunk c covers elements [(c − first_chunk)·chunk, +chunk) of tensor chunk_tensor[c]; one block a chunk.
 struct AdamTensorParams
 {

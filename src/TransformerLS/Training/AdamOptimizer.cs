@@ -88,7 +88,7 @@ public sealed class AdamOptimizer : IDisposable
     {
         CheckGradients(grads);
         BeginStep(lr);
-        EnqueueUpdate(grads);
+        Update(grads);
     }
 
     void CheckGradients(IReadOnlyDictionary<string, Tensor> grads)
@@ -120,8 +120,12 @@ public sealed class AdamOptimizer : IDisposable
     {
         CheckGradients(grads);
         if (Steps == 0) throw new InvalidOperationException("EnqueueUpdate before the first BeginStep: nothing says which step to take");
-        Optimizer.AdamStepAll(_be, Hyper(1f, Math.Max(1, Steps)), GroupFor(grads), _sumSquares, _badStep, _hyper);
+        Update(grads);
     }
+
+    // The update with the gradients checked; h carries the constants, the step's lr and number are read from _hyper.
+    void Update(IReadOnlyDictionary<string, Tensor> grads) =>
+        Optimizer.AdamStepAll(_be, Hyper(1f, Steps), GroupFor(grads), _sumSquares, _badStep, _hyper);
 
     /// <summary>
     /// The multi-tensor group of the parameters and these gradients: built at the first step and again only when a
