@@ -28,6 +28,18 @@ TLS_DEVICE void load_rows(u16* dst, const void* src, const i64* row_off, int row
     }
 }
 
+// Issues `count` shared rows from `n` consecutive rows of a row-major [*, D] bf16 tensor starting at element `first`
+// (rows past n are zero), one commit group; the caller waits.
+template <int D> TLS_DEVICE void issue_consecutive(u16* dst, const void* src, i64 first, int n, int count)
+{
+    for (int idx = threadIdx.x; idx < count * (D / 8); idx += blockDim.x)
+    {
+        const int row = idx / (D / 8), c = (idx % (D / 8)) * 8;
+        cp_async_16(dst + row * STRIDE(D) + c, (const u16*)src + (row < n ? first + (i64)row * D + c : 0), row < n ? 16 : 0);
+    }
+    cp_async_commit();
+}
+
 // `count` shared rows from `n` consecutive rows of a row-major [*, D] bf16 tensor starting at element `first`
 // (rows past n are zero); `rows` is scratch for count row offsets. Waits for the copies.
 template <int D> TLS_DEVICE void load_consecutive(u16* dst, const void* src, i64 first, int n, int count, i64* rows)
@@ -212,6 +224,28 @@ TLS_DEVICE void attend_tile(float s[N / 8][4], float o[D / 8][4], float m[2], fl
     mma_xb<N, D>(o, s, V, STRIDE(D));
 }
 
+// attend_tile for unscaled scores s (−inf = no key) with sl2 = σ·log2 e: each probability is one FFMA and one ex2
+// (2^(s·sl2 − m·sl2)); m[] stays in unscaled units (the caller passes σ·m to store_softmax_rows).
+template <int N, int D>
+TLS_DEVICE void attend_tile_unscaled(float s[N / 8][4], float o[D / 8][4], float m[2], float l[2], const u16* V, float sl2)
+{
+    for (int h = 0; h < 2; ++h)
+    {
+        float mx = -TLS_INF;
+        for (int nb = 0; nb < N / 8; ++nb) mx = fmaxf(mx, fmaxf(s[nb][2 * h], s[nb][2 * h + 1]));
+        const float mnew = fmaxf(m[h], quad_max(mx));
+        const float base = mnew == -TLS_INF ? 0.f : mnew * sl2;  // no key yet: every exponential below is 0
+        const float corr = fast_exp2(fmaf(m[h], sl2, -base));
+        float sum = 0.f;
+        for (int nb = 0; nb < N / 8; ++nb)
+            for (int e = 2 * h; e < 2 * h + 2; ++e) { s[nb][e] = fast_exp2(fmaf(s[nb][e], sl2, -base)); sum += s[nb][e]; }
+        for (int nb = 0; nb < D / 8; ++nb) { o[nb][2 * h] *= corr; o[nb][2 * h + 1] *= corr; }
+        m[h] = mnew;
+        l[h] = l[h] * corr + sum;
+    }
+    mma_xb<N, D>(o, s, V, STRIDE(D));
+}
+
 // The end of a forward: writes this warp's rows of O = o / l (l: the per-thread partial sums) and the
 // log-sum-exp, for rows < nq of the block; a row where keep(row) is false (a padded query) gets zeros.
 // out and lse point at the block's first query.
@@ -232,8 +266,9 @@ TLS_DEVICE void store_softmax_rows(u16* out, float* lse, int nq, const float o[D
 
 // The start of a backward, per row of this thread: D_i = dO_i·O_i and the log-sum-exp, +inf where the row takes
 // no part (past nq, or keep(row) false), so its probabilities are 0. o and lse_in point at the block's first query.
-template <int D, typename Keep>
-TLS_DEVICE void backward_rows(const void* o, const float* lse_in, const u16* dOs, int nq, Keep keep, float lse[2], float dd[2])
+// dout(qi, c): the output gradient's element c of row qi (from shared or global memory).
+template <int D, typename Keep, typename DOut>
+TLS_DEVICE void backward_rows(const void* o, const float* lse_in, DOut dout, int nq, Keep keep, float lse[2], float dd[2])
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     for (int h = 0; h < 2; ++h)
@@ -242,7 +277,7 @@ TLS_DEVICE void backward_rows(const void* o, const float* lse_in, const u16* dOs
         bool ok = qi < nq && keep(qi);
         float a = 0.f;
         if (ok)
-            for (int c = lane % 4; c < D; c += 4) a += load<bf16>(o, (i64)qi * D + c) * bf(dOs[qi * STRIDE(D) + c]);
+            for (int c = lane % 4; c < D; c += 4) a += load<bf16>(o, (i64)qi * D + c) * dout(qi, c);
         dd[h] = quad_sum(a);
         lse[h] = ok ? lse_in[qi] : TLS_INF;
     }

@@ -64,6 +64,14 @@ TLS_DEVICE float fast_exp(float x)
     return y;
 }
 
+// 2^x, one instruction (the caller folds log2 e into its scale: exp(σ·s − m) = 2^(s·σ·log2 e − m·log2 e) in one FFMA).
+TLS_DEVICE float fast_exp2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
 // D = A(16x16, row) * B(16x8, col) + C, bf16 inputs, fp32 accumulation (sm_80+).
 TLS_DEVICE void mma_bf16_16816(float d[4], const unsigned a[4], const unsigned b[2], const float c[4])
 {

@@ -17,12 +17,12 @@ TLS_EXPORT(ls_attention_bwd_mma_qb, QB)
 TLS_EXPORT(ls_attention_bwd_mma_kt, KT)
 TLS_EXPORT(ls_attention_bwd_mma_threads, NWARP * 32)
 // Dynamic shared memory, bytes = fixed + per_d·D (rows of STRIDE(D) bf16). dQ pass: start()'s two buffers of key rows
-// i64 [KT], Qs [QB], two buffers of Ks, Vs [KT], then dOs [QB]. Key passes: key and query rows i64 [KT + QB], Ks, Vs [KT], Qs, dOs [QB], the
-// query tile's lse and D [QB] floats.
+// i64 [KT], Qs [QB], two buffers of Ks, Vs [KT], then dOs [QB]. Key passes (kv_start): key rows i64 [KT], Ks, Vs [KT],
+// then two buffers of Qs, dOs [QB] and of the query tile's lse and D [QB] floats.
 TLS_EXPORT(ls_attention_bwd_dq_mma_smem_per_d, 2 * (2 * QB + 4 * KT))
 TLS_EXPORT(ls_attention_bwd_dq_mma_smem_fixed, 16 * KT + 2 * (2 * QB + 4 * KT) * STRIDE(0))
-TLS_EXPORT(ls_attention_bwd_kv_mma_smem_per_d, 2 * (2 * QB + 2 * KT))
-TLS_EXPORT(ls_attention_bwd_kv_mma_smem_fixed, 8 * (KT + QB) + 2 * (2 * QB + 2 * KT) * STRIDE(0) + 2 * 4 * QB)
+TLS_EXPORT(ls_attention_bwd_kv_mma_smem_per_d, 2 * (4 * QB + 2 * KT))
+TLS_EXPORT(ls_attention_bwd_kv_mma_smem_fixed, 8 * KT + 2 * (4 * QB + 2 * KT) * STRIDE(0) + 4 * 4 * QB)
 
 template <int D> __device__ void ls_attention_bwd_dq_mma(const LsAttentionParams& p)
 {
@@ -33,10 +33,12 @@ template <int D> __device__ void ls_attention_bwd_dq_mma(const LsAttentionParams
     unsigned char* at = smem;
     const Smem sm = start<D>(p, k, at);
     u16* dOs = (u16*)at;
-    load_consecutive<D>(dOs, p.dout, k.base + (i64)k.q0 * D, k.nq, QB, sm.rows[0]);
+    issue_consecutive<D>(dOs, p.dout, k.base + (i64)k.q0 * D, k.nq, QB);
 
+    // D_i from global memory: the dO rows in flight to shared memory are waited on with the first key tile.
     float lse[2], dd[2];
-    backward_rows<D>((const u16*)p.o + k.base + (i64)k.q0 * D, p.lse + (i64)k.bh * p.n + k.q0, dOs, k.nq,
+    const u16* dout = (const u16*)p.dout + k.base + (i64)k.q0 * D;
+    backward_rows<D>((const u16*)p.o + k.base + (i64)k.q0 * D, p.lse + (i64)k.bh * p.n + k.q0, [&](int qi, int c) { return bf(dout[(i64)qi * D + c]); }, k.nq,
                      [&](int qi) { return is_token(p, k.b, k.q0 + qi); }, lse, dd);
     for (int h = 0; h < 2; ++h)
     {
@@ -44,6 +46,8 @@ template <int D> __device__ void ls_attention_bwd_dq_mma(const LsAttentionParams
         if (qi < k.nq && lane % 4 == 0) p.dd[(i64)k.bh * p.n + k.q0 + qi] = dd[h];
     }
 
+    // P = exp(σ·s − lse) = 2^(s·sl2 − lse·log2 e): one FFMA and one ex2 a probability.
+    const float sl2 = p.scale * 1.4426950408889634f, lse2[2] = {lse[0] * 1.4426950408889634f, lse[1] * 1.4426950408889634f};
     float dq[D / 8][4] = {};
     for_each_tile<D>(p, k, sm, [&](const u16* Ks, const u16* Vs, const i64* rows, bool full) {
         float pr[KT / 8][4] = {}, ds[KT / 8][4] = {};
@@ -53,7 +57,7 @@ template <int D> __device__ void ls_attention_bwd_dq_mma(const LsAttentionParams
             for (int e = 0; e < 4; ++e)
             {
                 const int key = nb * 8 + 2 * (lane % 4) + e % 2;
-                const float x = full || rows[key] >= 0 ? fast_exp(pr[nb][e] * p.scale - lse[e / 2]) : 0.f;
+                const float x = full || rows[key] >= 0 ? fast_exp2(fmaf(pr[nb][e], sl2, -lse2[e / 2])) : 0.f;
                 ds[nb][e] = x * (ds[nb][e] - dd[e / 2]);
             }
         mma_xb<KT, D>(dq, ds, Ks, STRIDE(D));
@@ -67,36 +71,87 @@ template <int D> __device__ void ls_attention_bwd_dq_mma(const LsAttentionParams
     }
 }
 
-// One query tile of a key pass: queries [q0, q0 + nq) (all of one segment in the window pass); a query takes part when
-// it is a token (lse = +∞ otherwise, so its P is 0). kin[h]: whether the thread's key row h sees these queries.
+// The key passes' shared memory: the block's KT key rows (offsets, K, V), then two buffers of a query tile (Q, dO
+// rows and each query's lse and D): the next query tile's rows are in flight while the current one is computed.
+template <int D> struct KvSmem
+{
+    i64* krows;
+    u16 *Ks, *Vs, *Qs[2], *dOs[2];
+    float *lse[2], *dd[2];
+};
+
+template <int D> TLS_DEVICE KvSmem<D> kv_start(unsigned char* smem)
+{
+    KvSmem<D> s;
+    s.krows = (i64*)smem;
+    s.Ks = (u16*)(s.krows + KT);
+    s.Vs = s.Ks + KT * STRIDE(D);
+    s.Qs[0] = s.Vs + KT * STRIDE(D);
+    s.dOs[0] = s.Qs[0] + QB * STRIDE(D);
+    s.Qs[1] = s.dOs[0] + QB * STRIDE(D);
+    s.dOs[1] = s.Qs[1] + QB * STRIDE(D);
+    s.lse[0] = (float*)(s.dOs[1] + QB * STRIDE(D));
+    s.dd[0] = s.lse[0] + QB;
+    s.lse[1] = s.dd[0] + QB;
+    s.dd[1] = s.lse[1] + QB;
+    return s;
+}
+
+// A query tile of a key pass: queries [q0, q0 + nq) of segment sg (the window pass; the landmark pass has no segment).
+struct QTile
+{
+    int sg, q0, nq;
+};
+
+// This thread's query of a tile in flight (threads < QB): its lse and D, loaded into registers when the tile's rows
+// are issued and published to shared memory once the tile is current, so no load's latency is waited on in between.
+struct QRow
+{
+    float lse, dd;
+    bool ok;
+};
+
+// Issues tile t's Q and dO rows into buffer buf (cp.async, one commit group) and this thread's lse and D loads.
+template <int D> TLS_DEVICE QRow kv_issue(const LsAttentionParams& p, int b, int bh, const QTile& t, const KvSmem<D>& s, int buf)
+{
+    const i64 base = (i64)bh * p.n;
+    for (int idx = threadIdx.x; idx < QB * (D / 8); idx += blockDim.x)
+    {
+        const int row = idx / (D / 8), c = (idx % (D / 8)) * 8;
+        const bool in = row < t.nq;
+        const i64 off = in ? (base + t.q0 + row) * D + c : 0;
+        cp_async_16(s.Qs[buf] + row * STRIDE(D) + c, (const u16*)p.q + off, in ? 16 : 0);
+        cp_async_16(s.dOs[buf] + row * STRIDE(D) + c, (const u16*)p.dout + off, in ? 16 : 0);
+    }
+    cp_async_commit();
+    QRow r{TLS_INF, 0.f, false};
+    const int i = threadIdx.x;
+    if (i < QB && i < t.nq)
+    {
+        r.ok = is_token(p, b, t.q0 + i);
+        r.lse = p.lse[base + t.q0 + i];
+        r.dd = p.dd[base + t.q0 + i];
+    }
+    return r;
+}
+
+// The products of one query tile (buffer buf, which holds lse·log2 e; a query takes part when it is a token: lse = +∞
+// otherwise, so its P is 0). kin[h]: whether the thread's key row h sees these queries.
 template <int D>
-TLS_DEVICE void kv_tile(const LsAttentionParams& p, int b, int bh, int q0, int nq, const u16* Ks, const u16* Vs, u16* Qs, u16* dOs,
-                        i64* qrows, float* lse_s, float* dd_s, const bool kin[2], float dk[D / 8][4], float dv[D / 8][4])
+TLS_DEVICE void kv_tile(const LsAttentionParams& p, const KvSmem<D>& s, int buf, const bool kin[2], float dk[D / 8][4], float dv[D / 8][4])
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    const i64 base = (i64)bh * p.n;
-    __syncthreads();  // the previous tile's readers are done
-    for (int i = threadIdx.x; i < QB; i += blockDim.x)
-    {
-        const bool ok = i < nq && is_token(p, b, q0 + i);
-        qrows[i] = i < nq ? (base + q0 + i) * D : -1;
-        lse_s[i] = ok ? p.lse[base + q0 + i] : TLS_INF;
-        dd_s[i] = ok ? p.dd[base + q0 + i] : 0.f;
-    }
-    __syncthreads();
-    load_rows<D>(Qs, p.q, qrows, QB);
-    load_rows<D>(dOs, p.dout, qrows, QB);
-    cp_async_commit();
-    cp_async_wait_all();
-    __syncthreads();
+    const u16 *Qs = s.Qs[buf], *dOs = s.dOs[buf];
+    const float *lse2_s = s.lse[buf], *dd_s = s.dd[buf];
+    const float sl2 = p.scale * 1.4426950408889634f;
     float st[QB / 8][4] = {}, dpt[QB / 8][4] = {};
-    mma_abt<D, QB>(st, Ks + warp * 16 * STRIDE(D), STRIDE(D), Qs, STRIDE(D));
-    mma_abt<D, QB>(dpt, Vs + warp * 16 * STRIDE(D), STRIDE(D), dOs, STRIDE(D));
+    mma_abt<D, QB>(st, s.Ks + warp * 16 * STRIDE(D), STRIDE(D), Qs, STRIDE(D));
+    mma_abt<D, QB>(dpt, s.Vs + warp * 16 * STRIDE(D), STRIDE(D), dOs, STRIDE(D));
     for (int nb = 0; nb < QB / 8; ++nb)
         for (int e = 0; e < 4; ++e)
         {
             const int qc = nb * 8 + 2 * (lane % 4) + e % 2;
-            const float x = kin[e / 2] ? fast_exp(st[nb][e] * p.scale - lse_s[qc]) : 0.f;
+            const float x = kin[e / 2] ? fast_exp2(fmaf(st[nb][e], sl2, -lse2_s[qc])) : 0.f;
             st[nb][e] = x;
             dpt[nb][e] = x * (dpt[nb][e] - dd_s[qc]);
         }
@@ -104,26 +159,39 @@ TLS_DEVICE void kv_tile(const LsAttentionParams& p, int b, int bh, int q0, int n
     mma_xb<QB, D>(dk, dpt, Qs, STRIDE(D));
 }
 
-// The key pass's shared memory and its keys: rows [j0, j0 + KT) of `src` (window positions, or landmarks) into Ks, Vs.
-template <int D> struct KvSmem
+// Walks the query tiles first, next(first), ... double-buffered. The caller has issued the key rows (one commit group,
+// waited on with the first tile's). kin(tile, h): whether the thread's key row h sees the tile's queries.
+template <int D, typename Next, typename Kin>
+TLS_DEVICE void kv_walk(const LsAttentionParams& p, int b, int bh, const KvSmem<D>& s, QTile cur, Next next, Kin kin_of,
+                        float dk[D / 8][4], float dv[D / 8][4])
 {
-    i64 *krows, *qrows;
-    u16 *Ks, *Vs, *Qs, *dOs;
-    float *lse, *dd;
-};
-
-template <int D> TLS_DEVICE KvSmem<D> kv_start(unsigned char* smem)
-{
-    KvSmem<D> s;
-    s.krows = (i64*)smem;
-    s.qrows = s.krows + KT;
-    s.Ks = (u16*)(s.qrows + QB);
-    s.Vs = s.Ks + KT * STRIDE(D);
-    s.Qs = s.Vs + KT * STRIDE(D);
-    s.dOs = s.Qs + QB * STRIDE(D);
-    s.lse = (float*)(s.dOs + QB * STRIDE(D));
-    s.dd = s.lse + QB;
-    return s;
+    QRow row = kv_issue<D>(p, b, bh, cur, s, 0);
+    for (int buf = 0;; buf ^= 1)
+    {
+        QTile nxt = cur;
+        const bool more = next(nxt);
+        QRow row_next{};
+        if (more)
+        {
+            row_next = kv_issue<D>(p, b, bh, nxt, s, buf ^ 1);
+            cp_async_wait_one();
+        }
+        else
+            cp_async_wait_all();
+        if (threadIdx.x < QB)
+        {
+            s.lse[buf][threadIdx.x] = row.ok ? row.lse * 1.4426950408889634f : TLS_INF;  // lse·log2 e (kv_tile's exponent)
+            s.dd[buf][threadIdx.x] = row.ok ? row.dd : 0.f;
+        }
+        __syncthreads();
+        bool kin[2];
+        for (int h = 0; h < 2; ++h) kin[h] = kin_of(cur, h);
+        kv_tile<D>(p, s, buf, kin, dk, dv);
+        __syncthreads();  // buffer buf is free for the tile after next
+        if (!more) return;
+        cur = nxt;
+        row = row_next;
+    }
 }
 
 template <int D> __device__ void ls_attention_bwd_kv_mma(const LsAttentionParams& p)
@@ -139,23 +207,37 @@ template <int D> __device__ void ls_attention_bwd_kv_mma(const LsAttentionParams
     load_rows<D>(s.Vs, p.v, s.krows, KT);
     cp_async_commit();
     float dk[D / 8][4] = {}, dv[D / 8][4] = {};
-    // Segments whose window [s·w − e, (s+1)·w + e) meets [j0, j0 + KT).
+    // The query tiles of the segments whose window [s·w − e, (s+1)·w + e) meets [j0, j0 + KT), in order.
     const int segments = (p.n + p.w - 1) / p.w;
     const int s_lo = max(0, (j0 - p.e) / p.w - 1), s_hi = min(segments - 1, (j0 + KT - 1 + p.e) / p.w);
-    for (int sg = s_lo; sg <= s_hi; ++sg)
+    auto meets = [&](int sg) { return sg * p.w - p.e < j0 + KT && (sg + 1) * p.w + p.e > j0; };
+    auto start_of = [&](int sg) { return QTile{sg, sg * p.w, min(QB, min((sg + 1) * p.w, p.n) - sg * p.w)}; };
+    int sg0 = s_lo;
+    while (sg0 <= s_hi && !meets(sg0)) ++sg0;
+    if (sg0 <= s_hi)
     {
-        const int lo = sg * p.w - p.e, hi = (sg + 1) * p.w + p.e;
-        if (hi <= j0 || lo >= j0 + KT) continue;
-        bool kin[2];
-        for (int h = 0; h < 2; ++h)
-        {
+        auto next = [&](QTile& t) {
+            const int seg_end = min((t.sg + 1) * p.w, p.n);
+            if (t.q0 + QB < seg_end)
+            {
+                t.q0 += QB;
+                t.nq = min(QB, seg_end - t.q0);
+                return true;
+            }
+            int sg = t.sg + 1;
+            while (sg <= s_hi && !meets(sg)) ++sg;
+            if (sg > s_hi) return false;
+            t = start_of(sg);
+            return true;
+        };
+        auto kin = [&](const QTile& t, int h) {
             const int kr = warp * 16 + lane / 4 + 8 * h, j = j0 + kr;
-            kin[h] = s.krows[kr] >= 0 && j >= lo && j < hi;
-        }
-        const int seg_end = min((sg + 1) * p.w, p.n);
-        for (int q0 = sg * p.w; q0 < seg_end; q0 += QB)
-            kv_tile<D>(p, b, bh, q0, min(QB, seg_end - q0), s.Ks, s.Vs, s.Qs, s.dOs, s.qrows, s.lse, s.dd, kin, dk, dv);
+            return s.krows[kr] >= 0 && j >= t.sg * p.w - p.e && j < (t.sg + 1) * p.w + p.e;
+        };
+        kv_walk<D>(p, b, bh, s, start_of(sg0), next, kin, dk, dv);
     }
+    else
+        cp_async_wait_all();
     for (int h = 0; h < 2; ++h)
     {
         const int j = j0 + warp * 16 + lane / 4 + 8 * h;
@@ -175,12 +257,21 @@ template <int D> __device__ void ls_attention_bwd_lm_mma(const LsAttentionParams
     load_rows<D>(s.Ks, p.kbar, s.krows, KT);
     load_rows<D>(s.Vs, p.vbar, s.krows, KT);
     cp_async_commit();
-    bool kin[2];
-    for (int h = 0; h < 2; ++h) kin[h] = s.krows[warp * 16 + lane / 4 + 8 * h] >= 0;
     float dk[D / 8][4] = {}, dv[D / 8][4] = {};
-    const int q_end = min(p.n, (g + 1) * p.group_tokens);
-    for (int q0 = g * p.group_tokens; q0 < q_end; q0 += QB)
-        kv_tile<D>(p, b, bh, q0, min(QB, q_end - q0), s.Ks, s.Vs, s.Qs, s.dOs, s.qrows, s.lse, s.dd, kin, dk, dv);
+    const int q_first = g * p.group_tokens, q_end = min(p.n, (g + 1) * p.group_tokens);
+    if (q_first < q_end)
+    {
+        auto next = [&](QTile& t) {
+            if (t.q0 + QB >= q_end) return false;
+            t.q0 += QB;
+            t.nq = min(QB, q_end - t.q0);
+            return true;
+        };
+        auto kin = [&](const QTile&, int h) { return s.krows[warp * 16 + lane / 4 + 8 * h] >= 0; };
+        kv_walk<D>(p, b, bh, s, QTile{0, q_first, min(QB, q_end - q_first)}, next, kin, dk, dv);
+    }
+    else
+        cp_async_wait_all();
     const i64 out = ((i64)g * p.B * p.H + bh) * p.r * D;
     for (int h = 0; h < 2; ++h)
     {

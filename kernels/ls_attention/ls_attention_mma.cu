@@ -26,17 +26,20 @@ template <int D> __device__ void ls_attention_fwd_mma(const LsAttentionParams& p
     const Smem sm = start<D>(p, k, at);
 
     float o[D / 8][4] = {};
-    float m[2] = {-TLS_INF, -TLS_INF}, l[2] = {0.f, 0.f};
+    float m[2] = {-TLS_INF, -TLS_INF}, l[2] = {0.f, 0.f};  // running maxima of the unscaled scores, partial row sums
+    const float sl2 = p.scale * 1.4426950408889634f;
     for_each_tile<D>(p, k, sm, [&](const u16* Ks, const u16* Vs, const i64* rows, bool full) {
         float s[KT / 8][4] = {};
         mma_abt<D, KT>(s, sm.Qs + warp * 16 * STRIDE(D), STRIDE(D), Ks, STRIDE(D));
-        for (int nb = 0; nb < KT / 8; ++nb)
-            for (int e = 0; e < 4; ++e)
-                s[nb][e] = full || rows[nb * 8 + 2 * (lane % 4) + e % 2] >= 0 ? s[nb][e] * p.scale : -TLS_INF;
-        attend_tile<KT, D, true>(s, o, m, l, Vs);
+        if (!full)
+            for (int nb = 0; nb < KT / 8; ++nb)
+                for (int e = 0; e < 4; ++e)
+                    if (rows[nb * 8 + 2 * (lane % 4) + e % 2] < 0) s[nb][e] = -TLS_INF;
+        attend_tile_unscaled<KT, D>(s, o, m, l, Vs, sl2);
     });
 
-    store_softmax_rows<D>((u16*)p.o + k.base + (i64)k.q0 * D, p.lse + (i64)k.bh * p.n + k.q0, k.nq, o, m, l,
+    const float ms[2] = {m[0] * p.scale, m[1] * p.scale};  // the running maxima in scaled units, for the lse
+    store_softmax_rows<D>((u16*)p.o + k.base + (i64)k.q0 * D, p.lse + (i64)k.bh * p.n + k.q0, k.nq, o, ms, l,
                           [&](int qi) { return is_token(p, k.b, k.q0 + qi); });
 }
 

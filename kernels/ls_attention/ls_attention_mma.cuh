@@ -35,14 +35,20 @@ TLS_DEVICE i64 key_row(const LsAttentionParams& p, const Block& k, const Tile& t
     return j >= 0 && j < p.n && is_token(p, k.b, j) ? k.base + (i64)j * p.d : -1;
 }
 
-// Issues the tile's K and V rows (cp.async, one commit group); the caller waits.
+// Issues the tile's K and V rows (cp.async, one commit group) and their offsets into rows[]; the caller waits.
 template <int D>
 TLS_DEVICE void issue_tile(const LsAttentionParams& p, const Block& k, const Tile& t, u16* Ks, u16* Vs, i64* rows)
 {
+    // rows[] is read only after the caller's next barrier; the copies work out their own offsets, so no barrier here.
     for (int i = threadIdx.x; i < KT; i += blockDim.x) rows[i] = key_row(p, k, t, i);
-    __syncthreads();
-    load_rows<D>(Ks, t.landmarks ? p.kbar : p.k, rows, KT);
-    load_rows<D>(Vs, t.landmarks ? p.vbar : p.v, rows, KT);
+    const u16 *ksrc = (const u16*)(t.landmarks ? p.kbar : p.k), *vsrc = (const u16*)(t.landmarks ? p.vbar : p.v);
+    for (int idx = threadIdx.x; idx < KT * (D / 8); idx += blockDim.x)
+    {
+        const int row = idx / (D / 8), c = (idx % (D / 8)) * 8;
+        const i64 off = key_row(p, k, t, row);
+        cp_async_16(Ks + row * STRIDE(D) + c, ksrc + (off < 0 ? 0 : off + c), off < 0 ? 0 : 16);
+        cp_async_16(Vs + row * STRIDE(D) + c, vsrc + (off < 0 ? 0 : off + c), off < 0 ? 0 : 16);
+    }
     cp_async_commit();
 }
 
@@ -54,7 +60,8 @@ struct Smem
     u16 *Qs, *Ks[2], *Vs[2];
 };
 
-// Carves the common part (the backward carves on from `at`) and loads the block's queries.
+// Carves the common part (the backward carves on from `at`) and issues the block's queries (one commit group, waited
+// on with the first key tile's).
 template <int D> TLS_DEVICE Smem start(const LsAttentionParams& p, const Block& k, unsigned char*& at)
 {
     Smem s;
@@ -66,11 +73,12 @@ template <int D> TLS_DEVICE Smem start(const LsAttentionParams& p, const Block& 
     s.Ks[1] = s.Vs[0] + KT * STRIDE(D);
     s.Vs[1] = s.Ks[1] + KT * STRIDE(D);
     at = (unsigned char*)(s.Vs[1] + KT * STRIDE(D));
-    load_consecutive<D>(s.Qs, p.q, k.base + (i64)k.q0 * D, k.nq, QB, s.rows[0]);
+    issue_consecutive<D>(s.Qs, p.q, k.base + (i64)k.q0 * D, k.nq, QB);
     return s;
 }
 
-// Walks the block's key list, double-buffered: tile t + 1's rows are in flight while tile t is computed.
+// Walks the block's key list, double-buffered: tile t + 1's rows are in flight while tile t is computed. The copies
+// start() and the caller issued before are waited on with tile 0's.
 // compute(Ks, Vs, rows, full) runs, block-uniformly, for every tile that holds at least one key; full: every key of
 // the tile exists (no per-key masking needed).
 template <int D, typename F> TLS_DEVICE void for_each_tile(const LsAttentionParams& p, const Block& k, const Smem& s, F compute)

@@ -245,7 +245,7 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
     load_consecutive<D>(dOs, p.dout, k.qbase + (i64)k.q0 * D, k.nq, qb, s.rows);
 
     float lse[2], dd[2];
-    backward_rows<D>((const u16*)p.o + k.qbase + (i64)k.q0 * D, p.lse + (i64)k.bh * p.L + k.q0, dOs, k.nq,
+    backward_rows<D>((const u16*)p.o + k.qbase + (i64)k.q0 * D, p.lse + (i64)k.bh * p.L + k.q0, [&](int qi, int c) { return bf(dOs[qi * STRIDE(D) + c]); }, k.nq,
                      [&](int qi) { return is_token(p, k.b, k.q0 + qi); }, lse, dd);
 
     float dq[D / 8][4] = {};
