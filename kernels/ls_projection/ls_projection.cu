@@ -39,7 +39,7 @@ template <typename T> TLS_DEVICE float prob(const LsProjectionParams& p, int b, 
 // Online softmax statistics: (m, s) with s = Σ exp(x − m) absorbs one score, or merges another pair. A is the sum's
 // type (Acc<T>: double for fp32, float for bf16, whose P is rounded to 8 bits).
 TLS_DEVICE double ex(double x) { return exp(x); }
-TLS_DEVICE float ex(float x) { return expf(x); }
+TLS_DEVICE float ex(float x) { return fast_exp(x); }  // bf16 scores: ex2.approx (rel. error ~2^-22; expf made the stats pass instruction-bound)
 
 template <typename A> TLS_DEVICE void absorb(float& m, A& s, float x)
 {

@@ -24,7 +24,8 @@ TLS_EXPORT(ls_projection_mma_threads, PW * 32)
 // i64 [PT], K, V [PT][STRIDE(D)], the scores and P hi, lo [PT][STRIDE(PR_FWD)] bf16, column max and 1/sum [PR_FWD]
 // floats. Backward: token and rank row offsets i64 [PT + PR], K, V [PT][STRIDE(D)], dK̄, dV̄ [PR][STRIDE(D)], the
 // scores [PT][STRIDE(PR)] bf16, column max, 1/sum and coldot [PR] floats, per-warp sums double [PW][PR]; plus Σ P·dP
-// double [r] (per_r). Every operand arrives by cp.async (16 bytes a copy) before the tile's products start.
+// double [r] (per_r). Every operand arrives by cp.async (16 bytes a copy) before the tile's products start; with one
+// rank tile the backward issues the next token tile's once dP and P are in registers.
 #define FWD_SMEM(D) (8 * PT + 2 * 2 * PT * STRIDE(D) + 3 * 2 * PT * STRIDE(PR_FWD) + 2 * 4 * PR_FWD)
 #define BWD_SMEM(D) (8 * (PT + PR_BWD(D)) + 2 * 2 * (PT + PR_BWD(D)) * STRIDE(D) + 2 * PT * STRIDE(PR_BWD(D)) + 3 * 4 * PR_BWD(D) + 8 * PW * PR_BWD(D))
 TLS_EXPORT_TABLE(ls_projection_compress_mma_smem, 8, FWD_SMEM(16), FWD_SMEM(32), FWD_SMEM(48), FWD_SMEM(64), FWD_SMEM(80),
@@ -53,6 +54,21 @@ TLS_DEVICE void load_columns(const LsProjectionParams& p, int b, int h, int r0, 
 TLS_DEVICE void token_rows(const LsProjectionParams& p, int b, i64 base, int t0, int t1, int d, i64* rows)
 {
     for (int i = threadIdx.x; i < PT; i += blockDim.x) rows[i] = t0 + i < t1 && proj_token(p, b, t0 + i) ? base + (i64)(t0 + i) * d : -1;
+}
+
+// Writes the tile's token rows (as token_rows) and issues their K and V rows (cp.async, offsets worked out per copy, so
+// no barrier between the two); the caller commits and waits.
+template <int D> TLS_DEVICE void issue_tokens(const LsProjectionParams& p, int b, i64 base, int t0, int t1, i64* rows, u16* Ks, u16* Vs)
+{
+    token_rows(p, b, base, t0, t1, D, rows);
+    for (int idx = threadIdx.x; idx < PT * (D / 8); idx += blockDim.x)
+    {
+        const int row = idx / (D / 8), c = (idx % (D / 8)) * 8, t = t0 + row;
+        const bool in = t < t1 && proj_token(p, b, t);
+        const i64 off = in ? base + (i64)t * D + c : 0;
+        cp_async_16(Ks + row * STRIDE(D) + c, (const u16*)p.k + off, in ? 16 : 0);
+        cp_async_16(Vs + row * STRIDE(D) + c, (const u16*)p.v + off, in ? 16 : 0);
+    }
 }
 
 // The scores of the tile's tokens for ranks r0 .. r0 + PR into Ss [PT][STRIDE(PR)] bf16: 16-byte cp.async copies
@@ -156,14 +172,17 @@ template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams&
     const bool one_tile = p.r <= PR;  // then dK̄, dV̄ and the statistics are loaded once for all token tiles
     if (p.phase == 0)
         for (int k = threadIdx.x; k < p.r; k += blockDim.x) colacc[k] = 0.0;
+    // one_tile: once dP and P of a tile are in registers, the next tile's K, V, scores and token rows are issued into
+    // the same buffers, so their loads overlap the dK, dV products and the stores (issued = already in flight).
+    bool issued = false;
     for (int t0 = tg; t0 < t1; t0 += PT)
     {
-        __syncthreads();
-        token_rows(p, b, base, t0, t1, D, trows);
-        __syncthreads();
-        load_rows<D>(Ks, p.k, trows, PT);
-        load_rows<D>(Vs, p.v, trows, PT);
-        cp_async_commit();
+        if (!issued)
+        {
+            __syncthreads();  // the previous tile's readers are done
+            issue_tokens<D>(p, b, base, t0, t1, trows, Ks, Vs);
+            cp_async_commit();
+        }
         float dk[D / 8][4] = {}, dv[D / 8][4] = {};
         for (int r0 = 0; r0 < p.r; r0 += PR)
         {
@@ -177,8 +196,11 @@ template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams&
                 load_rows<D>(dVs, p.dvbar, rrows, PR);
                 cp_async_commit();
             }
-            load_scores<PR>(p, b, t0, t1, col0 + r0, r0, Ss);
-            cp_async_commit();
+            if (!issued)
+            {
+                load_scores<PR>(p, b, t0, t1, col0 + r0, r0, Ss);
+                cp_async_commit();
+            }
             cp_async_wait_all();
             __syncthreads();
             float dp[PR / 8][4] = {};
@@ -188,6 +210,14 @@ template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams&
             for (int nb = 0; nb < PR / 8; ++nb)
                 for (int e = 0; e < 4; ++e)
                     pr[nb][e] = mma_prob(trows, Ss, STRIDE(PR), warp * 16 + lane / 4 + 8 * (e / 2), nb * 8 + 2 * (lane % 4) + e % 2, cmax, cinv);
+            issued = one_tile && t0 + PT < t1;
+            if (issued)
+            {
+                __syncthreads();  // every warp has read this tile's K, V, scores and token rows
+                issue_tokens<D>(p, b, base, t0 + PT, t1, trows, Ks, Vs);
+                load_scores<PR>(p, b, t0 + PT, t1, col0 + r0, r0, Ss);
+                cp_async_commit();
+            }
             if (p.phase != 1)
             {
                 mma_xb<PR, D>(dk, pr, dKs, STRIDE(D));
