@@ -276,10 +276,14 @@ public sealed class CausalLmDecoder : IDisposable
                     _layers[i].Fill(b, x, start, len);
                 }
             if (start + len == n)
-            {
-                var logits = run[g.Logits].ToDoubles(); // [bx, L, V]
-                for (var s = 0; s < bx; s++) logits.AsSpan((s * L + len - 1) * V, V).CopyTo(last.AsSpan(s * V));
-            }
+                using (var scope = new TensorScope())
+                {
+                    // Only each prompt's last row [bx, 1, V] comes to the host, not the block's [bx, L, V] logits.
+                    var logits = run[g.Logits];
+                    var rows = _be.Empty(new Shape(bx, 1, V), logits.DType);
+                    Layout.CopySlice(_be, logits, len - 1, rows, 0, 1, 1);
+                    rows.ToDoubles().CopyTo(last, 0);
+                }
             else
                 for (var i = 0; i < g.Memories.Length; i++) Elementwise.Cast(_be, run[g.NextMemories[i]], feeds[g.Memories[i]]);
             run.ReleaseOutputs();
