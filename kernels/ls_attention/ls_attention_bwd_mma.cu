@@ -144,19 +144,25 @@ TLS_DEVICE void kv_tile(const LsAttentionParams& p, const KvSmem<D>& s, int buf,
     const u16 *Qs = s.Qs[buf], *dOs = s.dOs[buf];
     const float *lse2_s = s.lse[buf], *dd_s = s.dd[buf];
     const float sl2 = p.scale * 1.4426950408889634f;
-    float st[QB / 8][4] = {}, dpt[QB / 8][4] = {};
-    mma_abt<D, QB>(st, s.Ks + warp * 16 * STRIDE(D), STRIDE(D), Qs, STRIDE(D));
-    mma_abt<D, QB>(dpt, s.Vs + warp * 16 * STRIDE(D), STRIDE(D), dOs, STRIDE(D));
-    for (int nb = 0; nb < QB / 8; ++nb)
-        for (int e = 0; e < 4; ++e)
-        {
-            const int qc = nb * 8 + 2 * (lane % 4) + e % 2;
-            const float x = kin[e / 2] ? fast_exp2(fmaf(st[nb][e], sl2, -lse2_s[qc])) : 0.f;
-            st[nb][e] = x;
-            dpt[nb][e] = x * (dpt[nb][e] - dd_s[qc]);
-        }
-    mma_xb<QB, D>(dv, st, dOs, STRIDE(D));
-    mma_xb<QB, D>(dk, dpt, Qs, STRIDE(D));
+    // The tile in halves of QH queries: Sᵀ and dPᵀ of 16 keys x QH queries a warp at a time (fewer registers: the kernel
+    // fits 3 blocks an SM).
+    constexpr int QH = QB / 2;
+    for (int q0 = 0; q0 < QB; q0 += QH)
+    {
+        float st[QH / 8][4] = {}, dpt[QH / 8][4] = {};
+        mma_abt<D, QH>(st, s.Ks + warp * 16 * STRIDE(D), STRIDE(D), Qs + q0 * STRIDE(D), STRIDE(D));
+        mma_abt<D, QH>(dpt, s.Vs + warp * 16 * STRIDE(D), STRIDE(D), dOs + q0 * STRIDE(D), STRIDE(D));
+        for (int nb = 0; nb < QH / 8; ++nb)
+            for (int e = 0; e < 4; ++e)
+            {
+                const int qc = q0 + nb * 8 + 2 * (lane % 4) + e % 2;
+                const float x = kin[e / 2] ? fast_exp2(fmaf(st[nb][e], sl2, -lse2_s[qc])) : 0.f;
+                st[nb][e] = x;
+                dpt[nb][e] = x * (dpt[nb][e] - dd_s[qc]);
+            }
+        mma_xb<QH, D>(dv, st, dOs + q0 * STRIDE(D), STRIDE(D));
+        mma_xb<QH, D>(dk, dpt, Qs + q0 * STRIDE(D), STRIDE(D));
+    }
 }
 
 // Walks the query tiles first, next(first), ... double-buffered. The caller has issued the key rows (one commit group,
@@ -287,10 +293,11 @@ template <int D> __device__ void ls_attention_bwd_lm_mma(const LsAttentionParams
 }
 
 // The dQ pass asks for 4 blocks an SM (registers capped at 128; the compiler's 168 gave 3): B16 H8 n4096 d64 w128 r64
-// on the H200, 482 -> 439 us. The key pass measured slower capped for 3 blocks (449 -> 454 us) and keeps its 236.
+// on the H200, 482 -> 439 us. The key pass, its query tiles taken in halves, asks for 3 (it had 236 registers, 2 blocks;
+// capped without the halves it measured 449 -> 454 us, with them 447 -> 406 us).
 #define TLS_INSTANTIATE_BWD(D)                                                                                  \
     extern "C" __global__ void __launch_bounds__(NWARP * 32, 4) ls_attention_bwd_dq_mma_d##D(LsAttentionParams p) { ls_attention_bwd_dq_mma<D>(p); } \
-    extern "C" __global__ void __launch_bounds__(NWARP * 32) ls_attention_bwd_kv_mma_d##D(LsAttentionParams p) { ls_attention_bwd_kv_mma<D>(p); } \
+    extern "C" __global__ void __launch_bounds__(NWARP * 32, 3) ls_attention_bwd_kv_mma_d##D(LsAttentionParams p) { ls_attention_bwd_kv_mma<D>(p); } \
     extern "C" __global__ void __launch_bounds__(NWARP * 32) ls_attention_bwd_lm_mma_d##D(LsAttentionParams p) { ls_attention_bwd_lm_mma<D>(p); }
 
 TLS_INSTANTIATE_BWD(16)

@@ -261,6 +261,20 @@ template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams&
                     }
         }
         if (p.phase == 1) continue;
+        // accumulate: every earlier value is loaded (a pair a load) before the first store. Loads and stores interleaved,
+        // the compiler may not move a load of dK past a store to dK, and each pair waited for its own round trip.
+        unsigned ok[2][D / 8] = {}, ov[2][D / 8] = {};
+        for (int hh = 0; hh < 2; ++hh)
+        {
+            const int t = t0 + warp * 16 + lane / 4 + 8 * hh;
+            if (t >= t1 || !p.accumulate) continue;
+            for (int nb = 0; nb < D / 8; ++nb)
+            {
+                const i64 off = base + (i64)t * D + nb * 8 + 2 * (lane % 4);
+                ok[hh][nb] = *(const unsigned*)((const u16*)p.dk + off);
+                ov[hh][nb] = *(const unsigned*)((const u16*)p.dv + off);
+            }
+        }
         for (int hh = 0; hh < 2; ++hh)
         {
             const int t = t0 + warp * 16 + lane / 4 + 8 * hh;
@@ -271,8 +285,8 @@ template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams&
                 float k0 = dk[nb][2 * hh], k1 = dk[nb][2 * hh + 1], v0 = dv[nb][2 * hh], v1 = dv[nb][2 * hh + 1];
                 if (p.accumulate)
                 {
-                    k0 += load<bf16>(p.dk, off); k1 += load<bf16>(p.dk, off + 1);
-                    v0 += load<bf16>(p.dv, off); v1 += load<bf16>(p.dv, off + 1);
+                    k0 += __uint_as_float(ok[hh][nb] << 16); k1 += __uint_as_float(ok[hh][nb] & 0xffff0000u);
+                    v0 += __uint_as_float(ov[hh][nb] << 16); v1 += __uint_as_float(ov[hh][nb] & 0xffff0000u);
                 }
                 *(unsigned*)((u16*)p.dk + off) = pack_bf16x2(k0, k1);
                 *(unsigned*)((u16*)p.dv + off) = pack_bf16x2(v0, v1);
