@@ -198,29 +198,29 @@ TLS_DEVICE float quad_sum(float v)
 // One step of the online softmax for half h of a warp's score tile s[16 × N] (already scaled, −inf = no key):
 // turns s into exp(s − m) for the new running max m, rescales the output accumulator o[16 × D] and the
 // per-thread partial row sum l (the 4 lanes of a row share m, so their partial sums add at the end).
-template <int N, int D, bool FAST>
+template <int N, int D>
 TLS_DEVICE void online_softmax(float s[N / 8][4], float o[D / 8][4], float& m, float& l, int h)
 {
     float mx = -TLS_INF;
     for (int nb = 0; nb < N / 8; ++nb) mx = fmaxf(mx, fmaxf(s[nb][2 * h], s[nb][2 * h + 1]));
     float mnew = fmaxf(m, quad_max(mx));
     float base = mnew == -TLS_INF ? 0.f : mnew;  // no key yet: every exp below is 0
-    float corr = FAST ? fast_exp(m - base) : expf(m - base), sum = 0.f;
+    float corr = expf(m - base), sum = 0.f;
     for (int nb = 0; nb < N / 8; ++nb)
-        for (int e = 2 * h; e < 2 * h + 2; ++e) { s[nb][e] = FAST ? fast_exp(s[nb][e] - base) : expf(s[nb][e] - base); sum += s[nb][e]; }
+        for (int e = 2 * h; e < 2 * h + 2; ++e) { s[nb][e] = expf(s[nb][e] - base); sum += s[nb][e]; }
     for (int nb = 0; nb < D / 8; ++nb) { o[nb][2 * h] *= corr; o[nb][2 * h + 1] *= corr; }
     m = mnew;
     l = l * corr + sum;
 }
 
 // One key tile of a forward: scores s[16 × N] (scaled, −inf = no key) become probabilities under the running
-// max of each row, and o += P·V with V [N rows × D] row-major bf16 in shared memory. FAST: exponentials by fast_exp
-// (the bidirectional kernels, whose backward uses the same), else expf (the causal kernel, whose backward uses expf).
-template <int N, int D, bool FAST = false>
+// max of each row, and o += P·V with V [N rows × D] row-major bf16 in shared memory; exponentials by expf (the causal
+// kernel, whose backward uses expf; the bidirectional forward takes attend_tile_unscaled, as its backward's ex2).
+template <int N, int D>
 TLS_DEVICE void attend_tile(float s[N / 8][4], float o[D / 8][4], float m[2], float l[2], const u16* V)
 {
-    online_softmax<N, D, FAST>(s, o, m[0], l[0], 0);
-    online_softmax<N, D, FAST>(s, o, m[1], l[1], 1);
+    online_softmax<N, D>(s, o, m[0], l[0], 0);
+    online_softmax<N, D>(s, o, m[1], l[1], 1);
     mma_xb<N, D>(o, s, V, STRIDE(D));
 }
 

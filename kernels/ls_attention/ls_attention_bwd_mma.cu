@@ -9,8 +9,9 @@
 //                             registers, written once (a position no window holds, or a padded key, gets zeros).
 //   ls_attention_bwd_lm_mma:  block = KT landmarks x one query group: the same products over the group's queries into
 //                             fp32 partials; ls_attention_bwd_lm_sum_bf16 (ls_attention.cu) adds the groups in order (two-stage, fixed order).
-// Tile ownership in the key passes: warp w owns keys 16w.. of the tile; the accumulator tile is [16 keys x QB
-// queries], Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ; Pᵀ and dSᵀ enter the dV, dK products as hi + lo bf16 (mma_tiles.cuh).
+// Tile ownership in the key passes: warp w owns keys 16w.. of the tile; a query tile of QB queries is taken in two
+// halves, the accumulator tile [16 keys x QB/2 queries], Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ; Pᵀ and dSᵀ enter the dV, dK
+// products as hi + lo bf16 (mma_tiles.cuh). The key passes double-buffer their query tiles (kv_walk).
 #include "ls_attention/ls_attention_mma.cuh"
 
 TLS_EXPORT(ls_attention_bwd_mma_qb, QB)
