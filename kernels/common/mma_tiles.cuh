@@ -15,39 +15,40 @@ TLS_DEVICE float bf(u16 x) { return to_float(bf16{x}); }
 // bf16 row stride in shared memory: 8 extra elements put the 8 rows of every ldmatrix in distinct banks.
 #define STRIDE(cols) ((cols) + 8)
 
-// rows × D bf16 from global rows (row_off[i] < 0: zeros) into shared memory, 16 bytes per cp.async.
-// The caller commits and waits.
-template <int D>
-TLS_DEVICE void load_rows(u16* dst, const void* src, const i64* row_off, int rows)
+// rows × D bf16 from global memory into shared memory, 16 bytes per cp.async: row r from element offset off(r) of src
+// (off(r) < 0: zeros); with dst2, the same rows of src2 into dst2 (K and V, or Q and dO, share their offsets). Each
+// copy works out its own offset, so nothing need be published first. The caller commits and waits.
+template <int D, typename Off>
+TLS_DEVICE void load_rows_at(u16* dst, const void* src, int rows, Off off, u16* dst2 = nullptr, const void* src2 = nullptr)
 {
     for (int idx = threadIdx.x; idx < rows * (D / 8); idx += blockDim.x)
     {
-        int row = idx / (D / 8), c = (idx % (D / 8)) * 8;
-        i64 off = row_off[row];
-        cp_async_16(dst + row * STRIDE(D) + c, (const u16*)src + (off < 0 ? 0 : off + c), off < 0 ? 0 : 16);
+        const int row = idx / (D / 8), c = (idx % (D / 8)) * 8;
+        const i64 o = off(row);
+        cp_async_16(dst + row * STRIDE(D) + c, (const u16*)src + (o < 0 ? 0 : o + c), o < 0 ? 0 : 16);
+        if (dst2) cp_async_16(dst2 + row * STRIDE(D) + c, (const u16*)src2 + (o < 0 ? 0 : o + c), o < 0 ? 0 : 16);
     }
+}
+
+// load_rows_at with the offsets in an array row_off[rows] (< 0: zeros).
+template <int D>
+TLS_DEVICE void load_rows(u16* dst, const void* src, const i64* row_off, int rows)
+{
+    load_rows_at<D>(dst, src, rows, [&](int r) { return row_off[r]; });
 }
 
 // Issues `count` shared rows from `n` consecutive rows of a row-major [*, D] bf16 tensor starting at element `first`
 // (rows past n are zero), one commit group; the caller waits.
 template <int D> TLS_DEVICE void issue_consecutive(u16* dst, const void* src, i64 first, int n, int count)
 {
-    for (int idx = threadIdx.x; idx < count * (D / 8); idx += blockDim.x)
-    {
-        const int row = idx / (D / 8), c = (idx % (D / 8)) * 8;
-        cp_async_16(dst + row * STRIDE(D) + c, (const u16*)src + (row < n ? first + (i64)row * D + c : 0), row < n ? 16 : 0);
-    }
+    load_rows_at<D>(dst, src, count, [&](int r) { return r < n ? first + (i64)r * D : (i64)-1; });
     cp_async_commit();
 }
 
-// `count` shared rows from `n` consecutive rows of a row-major [*, D] bf16 tensor starting at element `first`
-// (rows past n are zero); `rows` is scratch for count row offsets. Waits for the copies.
-template <int D> TLS_DEVICE void load_consecutive(u16* dst, const void* src, i64 first, int n, int count, i64* rows)
+// issue_consecutive, then waits for the copies (all of this thread's groups) and the block.
+template <int D> TLS_DEVICE void load_consecutive(u16* dst, const void* src, i64 first, int n, int count)
 {
-    for (int i = threadIdx.x; i < count; i += blockDim.x) rows[i] = i < n ? first + (i64)i * D : -1;
-    __syncthreads();
-    load_rows<D>(dst, src, rows, count);
-    cp_async_commit();
+    issue_consecutive<D>(dst, src, first, n, count);
     cp_async_wait_all();
     __syncthreads();
 }
@@ -195,19 +196,21 @@ TLS_DEVICE float quad_sum(float v)
     return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
-// One step of the online softmax for half h of a warp's score tile s[16 × N] (already scaled, −inf = no key):
-// turns s into exp(s − m) for the new running max m, rescales the output accumulator o[16 × D] and the
-// per-thread partial row sum l (the 4 lanes of a row share m, so their partial sums add at the end).
-template <int N, int D>
-TLS_DEVICE void online_softmax(float s[N / 8][4], float o[D / 8][4], float& m, float& l, int h)
+// One step of the online softmax for half h of a warp's score tile s[16 × N] (−inf = no key), the scores' scale c
+// folded into the exponent: turns s into ex(s·c − m·c) for the new running max m of the unscaled scores, rescales the
+// output accumulator o[16 × D] and the per-thread partial row sum l (the 4 lanes of a row share m, so their partial
+// sums add at the end). c = 1 with ex = expf is exp(s − m) exactly as a subtraction (the FMA rounds once).
+template <int N, int D, typename Ex>
+TLS_DEVICE void online_softmax(float s[N / 8][4], float o[D / 8][4], float& m, float& l, int h, float c, Ex ex)
 {
     float mx = -TLS_INF;
     for (int nb = 0; nb < N / 8; ++nb) mx = fmaxf(mx, fmaxf(s[nb][2 * h], s[nb][2 * h + 1]));
-    float mnew = fmaxf(m, quad_max(mx));
-    float base = mnew == -TLS_INF ? 0.f : mnew;  // no key yet: every exp below is 0
-    float corr = expf(m - base), sum = 0.f;
+    const float mnew = fmaxf(m, quad_max(mx));
+    const float base = mnew == -TLS_INF ? 0.f : mnew * c;  // no key yet: every exponential below is 0
+    const float corr = ex(fmaf(m, c, -base));
+    float sum = 0.f;
     for (int nb = 0; nb < N / 8; ++nb)
-        for (int e = 2 * h; e < 2 * h + 2; ++e) { s[nb][e] = expf(s[nb][e] - base); sum += s[nb][e]; }
+        for (int e = 2 * h; e < 2 * h + 2; ++e) { s[nb][e] = ex(fmaf(s[nb][e], c, -base)); sum += s[nb][e]; }
     for (int nb = 0; nb < D / 8; ++nb) { o[nb][2 * h] *= corr; o[nb][2 * h + 1] *= corr; }
     m = mnew;
     l = l * corr + sum;
@@ -219,8 +222,9 @@ TLS_DEVICE void online_softmax(float s[N / 8][4], float o[D / 8][4], float& m, f
 template <int N, int D>
 TLS_DEVICE void attend_tile(float s[N / 8][4], float o[D / 8][4], float m[2], float l[2], const u16* V)
 {
-    online_softmax<N, D>(s, o, m[0], l[0], 0);
-    online_softmax<N, D>(s, o, m[1], l[1], 1);
+    auto ex = [](float x) { return expf(x); };
+    online_softmax<N, D>(s, o, m[0], l[0], 0, 1.f, ex);
+    online_softmax<N, D>(s, o, m[1], l[1], 1, 1.f, ex);
     mma_xb<N, D>(o, s, V, STRIDE(D));
 }
 
@@ -229,20 +233,9 @@ TLS_DEVICE void attend_tile(float s[N / 8][4], float o[D / 8][4], float m[2], fl
 template <int N, int D>
 TLS_DEVICE void attend_tile_unscaled(float s[N / 8][4], float o[D / 8][4], float m[2], float l[2], const u16* V, float sl2)
 {
-    for (int h = 0; h < 2; ++h)
-    {
-        float mx = -TLS_INF;
-        for (int nb = 0; nb < N / 8; ++nb) mx = fmaxf(mx, fmaxf(s[nb][2 * h], s[nb][2 * h + 1]));
-        const float mnew = fmaxf(m[h], quad_max(mx));
-        const float base = mnew == -TLS_INF ? 0.f : mnew * sl2;  // no key yet: every exponential below is 0
-        const float corr = fast_exp2(fmaf(m[h], sl2, -base));
-        float sum = 0.f;
-        for (int nb = 0; nb < N / 8; ++nb)
-            for (int e = 2 * h; e < 2 * h + 2; ++e) { s[nb][e] = fast_exp2(fmaf(s[nb][e], sl2, -base)); sum += s[nb][e]; }
-        for (int nb = 0; nb < D / 8; ++nb) { o[nb][2 * h] *= corr; o[nb][2 * h + 1] *= corr; }
-        m[h] = mnew;
-        l[h] = l[h] * corr + sum;
-    }
+    auto ex = [](float x) { return fast_exp2(x); };
+    online_softmax<N, D>(s, o, m[0], l[0], 0, sl2, ex);
+    online_softmax<N, D>(s, o, m[1], l[1], 1, sl2, ex);
     mma_xb<N, D>(o, s, V, STRIDE(D));
 }
 

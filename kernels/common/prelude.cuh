@@ -57,10 +57,12 @@ TLS_DEVICE unsigned pack_bf16x2(float lo, float hi)
 
 // e^x as ex2.approx(x·log2 e): two instructions instead of expf's range reduction; relative error ~2^-22 plus
 // |x|·2^-24 from the product, so the terms that matter in a softmax (x near 0) keep nearly full fp32 accuracy.
+#define TLS_LOG2E 1.4426950408889634f
+
 TLS_DEVICE float fast_exp(float x)
 {
     float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x * 1.4426950408889634f));
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x * TLS_LOG2E));
     return y;
 }
 

@@ -48,7 +48,7 @@ template <int D> __device__ void ls_attention_bwd_dq_mma(const LsAttentionParams
     }
 
     // P = exp(σ·s − lse) = 2^(s·sl2 − lse·log2 e): one FFMA and one ex2 a probability.
-    const float sl2 = p.scale * 1.4426950408889634f, lse2[2] = {lse[0] * 1.4426950408889634f, lse[1] * 1.4426950408889634f};
+    const float sl2 = p.scale * TLS_LOG2E, lse2[2] = {lse[0] * TLS_LOG2E, lse[1] * TLS_LOG2E};
     float dq[D / 8][4] = {};
     for_each_tile<D>(p, k, sm, [&](const u16* Ks, const u16* Vs, const i64* rows, bool full) {
         float pr[KT / 8][4] = {}, ds[KT / 8][4] = {};
@@ -116,14 +116,7 @@ struct QRow
 template <int D> TLS_DEVICE QRow kv_issue(const LsAttentionParams& p, int b, int bh, const QTile& t, const KvSmem<D>& s, int buf)
 {
     const i64 base = (i64)bh * p.n;
-    for (int idx = threadIdx.x; idx < QB * (D / 8); idx += blockDim.x)
-    {
-        const int row = idx / (D / 8), c = (idx % (D / 8)) * 8;
-        const bool in = row < t.nq;
-        const i64 off = in ? (base + t.q0 + row) * D + c : 0;
-        cp_async_16(s.Qs[buf] + row * STRIDE(D) + c, (const u16*)p.q + off, in ? 16 : 0);
-        cp_async_16(s.dOs[buf] + row * STRIDE(D) + c, (const u16*)p.dout + off, in ? 16 : 0);
-    }
+    load_rows_at<D>(s.Qs[buf], p.q, QB, [&](int r) { return r < t.nq ? (base + t.q0 + r) * D : (i64)-1; }, s.dOs[buf], p.dout);
     cp_async_commit();
     QRow r{TLS_INF, 0.f, false};
     const int i = threadIdx.x;
@@ -144,7 +137,7 @@ TLS_DEVICE void kv_tile(const LsAttentionParams& p, const KvSmem<D>& s, int buf,
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const u16 *Qs = s.Qs[buf], *dOs = s.dOs[buf];
     const float *lse2_s = s.lse[buf], *dd_s = s.dd[buf];
-    const float sl2 = p.scale * 1.4426950408889634f;
+    const float sl2 = p.scale * TLS_LOG2E;
     // The tile in halves of QH queries: Sᵀ and dPᵀ of 16 keys x QH queries a warp at a time (fewer registers: the kernel
     // fits 3 blocks an SM).
     constexpr int QH = QB / 2;
@@ -187,7 +180,7 @@ TLS_DEVICE void kv_walk(const LsAttentionParams& p, int b, int bh, const KvSmem<
             cp_async_wait_all();
         if (threadIdx.x < QB)
         {
-            s.lse[buf][threadIdx.x] = row.ok ? row.lse * 1.4426950408889634f : TLS_INF;  // lse·log2 e (kv_tile's exponent)
+            s.lse[buf][threadIdx.x] = row.ok ? row.lse * TLS_LOG2E : TLS_INF;  // lse·log2 e (kv_tile's exponent)
             s.dd[buf][threadIdx.x] = row.ok ? row.dd : 0.f;
         }
         __syncthreads();
@@ -219,8 +212,8 @@ template <int D> __device__ void ls_attention_bwd_kv_mma(const LsAttentionParams
     const int s_lo = max(0, (j0 - p.e) / p.w - 1), s_hi = min(segments - 1, (j0 + KT - 1 + p.e) / p.w);
     auto meets = [&](int sg) { return sg * p.w - p.e < j0 + KT && (sg + 1) * p.w + p.e > j0; };
     auto start_of = [&](int sg) { return QTile{sg, sg * p.w, min(QB, min((sg + 1) * p.w, p.n) - sg * p.w)}; };
-    int sg0 = s_lo;
-    while (sg0 <= s_hi && !meets(sg0)) ++sg0;
+    auto first_from = [&](int sg) { while (sg <= s_hi && !meets(sg)) ++sg; return sg; };  // > s_hi: none
+    const int sg0 = first_from(s_lo);
     if (sg0 <= s_hi)
     {
         auto next = [&](QTile& t) {
@@ -231,8 +224,7 @@ template <int D> __device__ void ls_attention_bwd_kv_mma(const LsAttentionParams
                 t.nq = min(QB, seg_end - t.q0);
                 return true;
             }
-            int sg = t.sg + 1;
-            while (sg <= s_hi && !meets(sg)) ++sg;
+            const int sg = first_from(t.sg + 1);
             if (sg > s_hi) return false;
             t = start_of(sg);
             return true;

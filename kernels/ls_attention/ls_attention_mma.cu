@@ -27,7 +27,7 @@ template <int D> __device__ void ls_attention_fwd_mma(const LsAttentionParams& p
 
     float o[D / 8][4] = {};
     float m[2] = {-TLS_INF, -TLS_INF}, l[2] = {0.f, 0.f};  // running maxima of the unscaled scores, partial row sums
-    const float sl2 = p.scale * 1.4426950408889634f;
+    const float sl2 = p.scale * TLS_LOG2E;
     for_each_tile<D>(p, k, sm, [&](const u16* Ks, const u16* Vs, const i64* rows, bool full) {
         float s[KT / 8][4] = {};
         mma_abt<D, KT>(s, sm.Qs + warp * 16 * STRIDE(D), STRIDE(D), Ks, STRIDE(D));

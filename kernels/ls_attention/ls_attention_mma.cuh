@@ -41,14 +41,7 @@ TLS_DEVICE void issue_tile(const LsAttentionParams& p, const Block& k, const Til
 {
     // rows[] is read only after the caller's next barrier; the copies work out their own offsets, so no barrier here.
     for (int i = threadIdx.x; i < KT; i += blockDim.x) rows[i] = key_row(p, k, t, i);
-    const u16 *ksrc = (const u16*)(t.landmarks ? p.kbar : p.k), *vsrc = (const u16*)(t.landmarks ? p.vbar : p.v);
-    for (int idx = threadIdx.x; idx < KT * (D / 8); idx += blockDim.x)
-    {
-        const int row = idx / (D / 8), c = (idx % (D / 8)) * 8;
-        const i64 off = key_row(p, k, t, row);
-        cp_async_16(Ks + row * STRIDE(D) + c, ksrc + (off < 0 ? 0 : off + c), off < 0 ? 0 : 16);
-        cp_async_16(Vs + row * STRIDE(D) + c, vsrc + (off < 0 ? 0 : off + c), off < 0 ? 0 : 16);
-    }
+    load_rows_at<D>(Ks, t.landmarks ? p.kbar : p.k, KT, [&](int r) { return key_row(p, k, t, r); }, Vs, t.landmarks ? p.vbar : p.v);
     cp_async_commit();
 }
 

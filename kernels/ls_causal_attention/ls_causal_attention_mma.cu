@@ -170,7 +170,7 @@ template <int D> __device__ void ls_causal_attention_fwd_mma(const LsCausalAtten
     unsigned char* at = smem;
     const Smem s = carve_common<D>(at, qb);
     load_biases<D>(p, k, s);
-    load_consecutive<D>(s.Qs, p.q, k.qbase + (i64)k.q0 * D, k.nq, qb, s.rows);
+    load_consecutive<D>(s.Qs, p.q, k.qbase + (i64)k.q0 * D, k.nq, qb);
 
     float o[D / 8][4] = {};
     float m[2] = {-TLS_INF, -TLS_INF}, l[2] = {0.f, 0.f};
@@ -241,8 +241,8 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
     float* dVB = take<float>(at, D);
     load_biases<D>(p, k, s);
     for (int c = threadIdx.x; c < D; c += blockDim.x) { dU[c] = 0.f; dVB[c] = 0.f; }
-    load_consecutive<D>(s.Qs, p.q, k.qbase + (i64)k.q0 * D, k.nq, qb, s.rows);
-    load_consecutive<D>(dOs, p.dout, k.qbase + (i64)k.q0 * D, k.nq, qb, s.rows);
+    load_consecutive<D>(s.Qs, p.q, k.qbase + (i64)k.q0 * D, k.nq, qb);
+    load_consecutive<D>(dOs, p.dout, k.qbase + (i64)k.q0 * D, k.nq, qb);
 
     float lse[2], dd[2];
     backward_rows<D>((const u16*)p.o + k.qbase + (i64)k.q0 * D, p.lse + (i64)k.bh * p.L + k.q0, [&](int qi, int c) { return bf(dOs[qi * STRIDE(D) + c]); }, k.nq,

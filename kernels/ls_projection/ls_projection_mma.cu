@@ -61,14 +61,7 @@ TLS_DEVICE void token_rows(const LsProjectionParams& p, int b, i64 base, int t0,
 template <int D> TLS_DEVICE void issue_tokens(const LsProjectionParams& p, int b, i64 base, int t0, int t1, i64* rows, u16* Ks, u16* Vs)
 {
     token_rows(p, b, base, t0, t1, D, rows);
-    for (int idx = threadIdx.x; idx < PT * (D / 8); idx += blockDim.x)
-    {
-        const int row = idx / (D / 8), c = (idx % (D / 8)) * 8, t = t0 + row;
-        const bool in = t < t1 && proj_token(p, b, t);
-        const i64 off = in ? base + (i64)t * D + c : 0;
-        cp_async_16(Ks + row * STRIDE(D) + c, (const u16*)p.k + off, in ? 16 : 0);
-        cp_async_16(Vs + row * STRIDE(D) + c, (const u16*)p.v + off, in ? 16 : 0);
-    }
+    load_rows_at<D>(Ks, p.k, PT, [&](int r) { return t0 + r < t1 && proj_token(p, b, t0 + r) ? base + (i64)(t0 + r) * D : (i64)-1; }, Vs, p.v);
 }
 
 // The scores of the tile's tokens for ranks r0 .. r0 + PR into Ss [PT][STRIDE(PR)] bf16: 16-byte cp.async copies
