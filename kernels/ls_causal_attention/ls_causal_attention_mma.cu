@@ -56,7 +56,10 @@ __host__ __device__ constexpr int smem_bytes(int D, int qb, bool backward)
     int common = piece(KT, 8) + piece(qb + KT, 8) + piece(qb * STRIDE(D), 2) + 2 * piece(KT * STRIDE(D), 2) + piece((qb + KT) * STRIDE(D), 2)
         + 2 * piece(D, 4) + piece(KT, 4) + piece(qb + KT, 4) + piece(qb * QR_STRIDE, 4);
     if (!backward) return common;
-    return common + piece(qb * STRIDE(D), 2) + 4 * piece(qb * STRIDE(KT), 2) + 2 * piece(qb * SRS(qb), 2)
+    // The backward's SR arrays start where QR starts (QR is consumed in logits before SR is written), and P and dS
+    // share one hi + lo pair: under 113 KB at qb 64, d 64, so two blocks fit an SM.
+    const int sr = 2 * piece(qb * SRS(qb), 2), qr = piece(qb * QR_STRIDE, 4);
+    return common - qr + (sr > qr ? sr : qr) + piece(qb * STRIDE(D), 2) + 2 * piece(qb * STRIDE(KT), 2)
         + piece(KT, 4) + piece(qb + KT, 4) + 2 * piece(D, 4);
 }
 
@@ -228,13 +231,13 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
     if (k.nq <= 0) return;
     unsigned char* at = smem;
     const Smem s = carve_common<D>(at, qb);
-    u16* dOs = take<u16>(at, qb * STRIDE(D));
-    u16* Ph = take<u16>(at, qb * STRIDE(KT));
-    u16* Pl = take<u16>(at, qb * STRIDE(KT));
-    u16* dSh = take<u16>(at, qb * STRIDE(KT));
-    u16* dSl = take<u16>(at, qb * STRIDE(KT));
+    at = (unsigned char*)s.QR;                // SR overlays QR (a barrier parts logits' QR reads from SR's writes)
     u16* SRh = take<u16>(at, qb * SRS(qb));  // dS on the δ diagonals, block-wide (see above)
     u16* SRl = take<u16>(at, qb * SRS(qb));
+    at = (unsigned char*)s.QR + max(piece(qb * QR_STRIDE, 4), 2 * piece(qb * SRS(qb), 2));
+    u16* dOs = take<u16>(at, qb * STRIDE(D));
+    u16* Xh = take<u16>(at, qb * STRIDE(KT));  // P, then dS, as hi + lo bf16 (dV = PᵀdO is done before dS is stored)
+    u16* Xl = take<u16>(at, qb * STRIDE(KT));
     float* dsum = take<float>(at, KT);       // Σ_i dS per window key
     float* dssum = take<float>(at, qb + KT); // Σ dS per relative row
     float* dU = take<float>(at, D);
@@ -267,6 +270,7 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
             }
             float pr[KT / 8][4], ds[KT / 8][4] = {};
             logits<D>(p, k, window, t0, s, pr);
+            if (window) __syncthreads();  // every warp's QR reads are done: SR overlays QR
             mma_abt<D, KT>(ds, dOs + warp * 16 * STRIDE(D), STRIDE(D), s.Vs, STRIDE(D));
             for (int nb = 0; nb < KT / 8; ++nb)
                 for (int e = 0; e < 4; ++e)
@@ -294,15 +298,23 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
                 __syncwarp();
                 mma_sb<RW, D>(dq, srh + warp * 16, srl + warp * 16, SRS(qb), s.Rs + warp * 16 * STRIDE(D), STRIDE(D));
             }
-            store_split<KT>(pr, Ph, Pl, STRIDE(KT), warp * 16);
-            store_split<KT>(ds, dSh, dSl, STRIDE(KT), warp * 16);
+            store_split<KT>(pr, Xh, Xl, STRIDE(KT), warp * 16);
+            __syncthreads();
+            for (int mt = warp; mt < KT / 16; mt += nwarp)
+            {
+                float g[D / 8][4] = {};
+                mma_xtb<D>(g, Xh, Xl, STRIDE(KT), mt * 16, qb, dOs, STRIDE(D));
+                add_rows<D>(window ? p.dv : p.dvc, s.rows, mt * 16, g, 1.f, nullptr, nullptr);
+            }
+            __syncthreads();  // P's readers are done: dS takes its place
+            store_split<KT>(ds, Xh, Xl, STRIDE(KT), warp * 16);
             __syncthreads();
             if (window)
             {
                 for (int kk = threadIdx.x; kk < KT; kk += blockDim.x)
                 {
                     float a = 0.f;
-                    for (int row = 0; row < qb; ++row) a += bf(dSh[row * STRIDE(KT) + kk]) + bf(dSl[row * STRIDE(KT) + kk]);
+                    for (int row = 0; row < qb; ++row) a += bf(Xh[row * STRIDE(KT) + kk]) + bf(Xl[row * STRIDE(KT) + kk]);
                     dsum[kk] = a;
                 }
                 for (int idx = threadIdx.x; idx < qb + KT; idx += blockDim.x)
@@ -338,10 +350,7 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
             for (int mt = warp; mt < KT / 16; mt += nwarp)
             {
                 float g[D / 8][4] = {};
-                mma_xtb<D>(g, Ph, Pl, STRIDE(KT), mt * 16, qb, dOs, STRIDE(D));
-                add_rows<D>(window ? p.dv : p.dvc, s.rows, mt * 16, g, 1.f, nullptr, nullptr);
-                zero(g, D / 8);
-                mma_xtb<D>(g, dSh, dSl, STRIDE(KT), mt * 16, qb, s.Qs, STRIDE(D));
+                mma_xtb<D>(g, Xh, Xl, STRIDE(KT), mt * 16, qb, s.Qs, STRIDE(D));
                 if (window) add_rows<D>(p.dk, s.rows, mt * 16, g, p.scale, dsum, s.u);
                 else
                 {
@@ -354,7 +363,7 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
                 for (int mt = 0; mt < KT / 16; ++mt)
                 {
                     float g[D / 8][4] = {};
-                    mma_xtb<D>(g, dSh + warp * 16 * STRIDE(KT), dSl + warp * 16 * STRIDE(KT), STRIDE(KT), mt * 16, 16, Qw, STRIDE(D));
+                    mma_xtb<D>(g, Xh + warp * 16 * STRIDE(KT), Xl + warp * 16 * STRIDE(KT), STRIDE(KT), mt * 16, 16, Qw, STRIDE(D));
                     add_rows<D>(p.drelc, s.rel_rows, mt * 16 + rc_shift(p, k, warp), g, p.scale, nullptr, nullptr);
                 }
         }
