@@ -164,23 +164,24 @@ TLS_DEVICE void store_row_bf16(u16* dst, const float acc[N / 8][4], int h, float
 
 // Adds a warp's accumulator tile to fp32 gradients in global memory, atomically (a key is shared by several
 // blocks): dst[offs[row0 + r] + c] += mul·acc[r][c] + coef[row0 + r]·vec[c] (coef may be null), for the rows with
-// an offset (offs < 0: no such key).
+// an offset (offs < 0: no such key). Lanes 2q and 2q + 1 trade halves so that each adds 4 consecutive columns of
+// one row (the even lane its row lane/4, the odd lane row lane/4 + 8) as one vector reduction.
 template <int D>
 TLS_DEVICE void add_rows(float* dst, const i64* offs, int row0, const float acc[D / 8][4], float mul, const float* coef, const float* vec)
 {
-    const int lane = threadIdx.x % 32;
-    for (int h = 0; h < 2; ++h)
+    const int lane = threadIdx.x % 32, odd = lane & 1, row = row0 + lane / 4 + 8 * odd;
+    const i64 off = offs[row];
+    const float cf = coef ? coef[row] : 0.f;
+    for (int nb = 0; nb < D / 8; ++nb)
     {
-        int row = row0 + lane / 4 + 8 * h;
-        i64 off = offs[row];
+        // even lanes give their row-(lane/4 + 8) pair, odd lanes their row-lane/4 pair
+        float s0 = __shfl_xor_sync(0xffffffffu, odd ? acc[nb][0] : acc[nb][2], 1);
+        float s1 = __shfl_xor_sync(0xffffffffu, odd ? acc[nb][1] : acc[nb][3], 1);
         if (off < 0) continue;
-        float cf = coef ? coef[row] : 0.f;
-        for (int nb = 0; nb < D / 8; ++nb)
-            for (int e = 0; e < 2; ++e)
-            {
-                int c = nb * 8 + 2 * (lane % 4) + e;
-                atomicAdd(dst + off + c, mul * acc[nb][2 * h + e] + (coef ? cf * vec[c] : 0.f));
-            }
+        const int c = nb * 8 + 2 * (lane % 4 - odd);
+        float x[4] = {odd ? s0 : acc[nb][0], odd ? s1 : acc[nb][1], odd ? acc[nb][2] : s0, odd ? acc[nb][3] : s1};
+        for (int e = 0; e < 4; ++e) x[e] = mul * x[e] + (coef ? cf * vec[c + e] : 0.f);
+        atomic_add4(dst + off + c, x[0], x[1], x[2], x[3]);
     }
 }
 

@@ -113,6 +113,17 @@ TLS_DEVICE void split_bf16x2(float x0, float x1, unsigned& hi, unsigned& lo)
     lo = pack_bf16x2(x0 - __uint_as_float(hi << 16), x1 - __uint_as_float(hi & 0xffff0000u));
 }
 
+// dst[0..3] += v[0..3] atomically (dst 16-byte aligned): one vector reduction on sm_90 with NVRTC 12.1+ (PTX 8.1
+// red.v4.f32: one L2 operation instead of four), four scalar atomics elsewhere. Same values either way.
+TLS_DEVICE void atomic_add4(float* dst, float v0, float v1, float v2, float v3)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && (__CUDACC_VER_MAJOR__ > 12 || (__CUDACC_VER_MAJOR__ == 12 && __CUDACC_VER_MINOR__ >= 1))
+    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" :: "l"(dst), "f"(v0), "f"(v1), "f"(v2), "f"(v3) : "memory");
+#else
+    atomicAdd(dst, v0); atomicAdd(dst + 1, v1); atomicAdd(dst + 2, v2); atomicAdd(dst + 3, v3);
+#endif
+}
+
 // 16-byte global -> shared copy that bypasses registers; src_bytes < 16 zero-fills the rest.
 TLS_DEVICE void cp_async_16(void* smem, const void* gmem, int src_bytes)
 {
