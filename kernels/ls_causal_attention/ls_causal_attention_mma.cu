@@ -24,6 +24,7 @@ struct Smem
 {
     i64 *rows, *rel_rows;     // per key: K/V row (−1: none); per relative row: R or Rc row (−1: none)
     u16 *Qs, *Ks, *Vs, *Rs;
+    u16* UV;                  // [16][STRIDE(D)] bf16: row 0 u, row 1 v, the rest 0 (the B tile of the u·k, v·R mmas)
     float *u, *vb, *ub, *vr;  // biases; u·k_j per key, v·R_δ per relative row
     float* QR;                // per warp [16][QR_STRIDE]: q·R before the diagonal gather
 };
@@ -43,7 +44,7 @@ template <int D> TLS_DEVICE Smem carve_common(unsigned char*& at, int qb)
     Smem s;
     s.rows = take<i64>(at, KT); s.rel_rows = take<i64>(at, qb + KT);
     s.Qs = take<u16>(at, qb * STRIDE(D)); s.Ks = take<u16>(at, KT * STRIDE(D)); s.Vs = take<u16>(at, KT * STRIDE(D));
-    s.Rs = take<u16>(at, (qb + KT) * STRIDE(D));
+    s.Rs = take<u16>(at, (qb + KT) * STRIDE(D)); s.UV = take<u16>(at, 16 * STRIDE(D));
     s.u = take<float>(at, D); s.vb = take<float>(at, D); s.ub = take<float>(at, KT); s.vr = take<float>(at, qb + KT);
     s.QR = take<float>(at, qb * QR_STRIDE);
     return s;
@@ -53,7 +54,7 @@ template <int D> TLS_DEVICE Smem carve_common(unsigned char*& at, int qb)
 // in the same order. Exported per (warps, D) for the launcher (one source): index (qb / 16 − 1)·8 + D / 16 − 1.
 __host__ __device__ constexpr int smem_bytes(int D, int qb, bool backward)
 {
-    int common = piece(KT, 8) + piece(qb + KT, 8) + piece(qb * STRIDE(D), 2) + 2 * piece(KT * STRIDE(D), 2) + piece((qb + KT) * STRIDE(D), 2)
+    int common = piece(KT, 8) + piece(qb + KT, 8) + piece(qb * STRIDE(D), 2) + 2 * piece(KT * STRIDE(D), 2) + piece((qb + KT) * STRIDE(D), 2) + piece(16 * STRIDE(D), 2)
         + 2 * piece(D, 4) + piece(KT, 4) + piece(qb + KT, 4) + piece(qb * QR_STRIDE, 4);
     if (!backward) return common;
     // The backward's SR arrays start where QR starts (QR is consumed in logits before SR is written), and P and dS
@@ -75,6 +76,11 @@ template <int D> TLS_DEVICE void load_biases(const LsCausalAttentionParams& p, c
     {
         s.u[c] = load<bf16>(p.u, (i64)k.h * D + c);
         s.vb[c] = load<bf16>(p.vb, (i64)k.h * D + c);
+    }
+    for (int i = threadIdx.x; i < 16 * STRIDE(D); i += blockDim.x)
+    {
+        const int row = i / STRIDE(D), c = i % STRIDE(D);
+        s.UV[i] = row < 2 && c < D ? ((const u16*)(row == 0 ? p.u : p.vb))[(i64)k.h * D + c] : (u16)0;
     }
 }
 
@@ -111,15 +117,19 @@ TLS_DEVICE bool load_tile(const LsCausalAttentionParams& p, const Block& k, bool
     cp_async_wait_all();
     if (!__syncthreads_or(any)) return false;
     if (!window) return true;
+    // u·k_j and v·R_δ: each 16-row tile of K (then R) times UVᵀ on the tensor cores; column 0 is u·x, column 1 v·x.
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarp = blockDim.x / 32;
-    for (int row = warp; row < KT + nrel; row += nwarp)
+    for (int rt = warp; rt < (KT + nrel) / 16; rt += nwarp)
     {
-        const u16* x = row < KT ? s.Ks + row * STRIDE(D) : s.Rs + (row - KT) * STRIDE(D);
-        const float* y = row < KT ? s.u : s.vb;
-        float a = 0.f;
-        for (int c = lane; c < D; c += 32) a += bf(x[c]) * y[c];
-        a = warp_sum(a);
-        if (lane == 0) { if (row < KT) s.ub[row] = a; else s.vr[row - KT] = a; }
+        const bool key = rt < KT / 16;
+        float a[2][4] = {};
+        mma_abt<D, 16>(a, key ? s.Ks + rt * 16 * STRIDE(D) : s.Rs + (rt - KT / 16) * 16 * STRIDE(D), STRIDE(D), s.UV, STRIDE(D));
+        if (lane % 4 == 0)
+            for (int h = 0; h < 2; ++h)
+            {
+                const int row = rt * 16 + lane / 4 + 8 * h;
+                if (key) s.ub[row] = a[0][2 * h]; else s.vr[row - KT] = a[0][2 * h + 1];
+            }
     }
     __syncthreads();
     return true;
@@ -300,6 +310,20 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
             }
             store_split<KT>(pr, Xh, Xl, STRIDE(KT), warp * 16);
             __syncthreads();
+            if (window)
+            {
+                // Σ dS over this warp's 16 rows per key (its two rows, then the 8 lane groups), into Vs (read by dP only)
+                float* part = (float*)s.Vs;
+                for (int nb = 0; nb < KT / 8; ++nb)
+                    for (int e = 0; e < 2; ++e)
+                    {
+                        float a = ds[nb][e] + ds[nb][e + 2];
+                        a += __shfl_xor_sync(0xffffffffu, a, 4);
+                        a += __shfl_xor_sync(0xffffffffu, a, 8);
+                        a += __shfl_xor_sync(0xffffffffu, a, 16);
+                        if (lane < 4) part[warp * KT + nb * 8 + 2 * lane + e] = a;
+                    }
+            }
             for (int mt = warp; mt < KT / 16; mt += nwarp)
             {
                 float g[D / 8][4] = {};
@@ -311,26 +335,29 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
             __syncthreads();
             if (window)
             {
+                const float* part = (const float*)s.Vs;
                 for (int kk = threadIdx.x; kk < KT; kk += blockDim.x)
                 {
                     float a = 0.f;
-                    for (int row = 0; row < qb; ++row) a += bf(Xh[row * STRIDE(KT) + kk]) + bf(Xl[row * STRIDE(KT) + kk]);
+                    for (int w = 0; w < nwarp; ++w) a += part[w * KT + kk];
                     dsum[kk] = a;
                 }
+                // Column idx of the diagonals holds block row r's key kk = r + KT − 1 − idx: rows
+                // idx − KT + 1 … idx only (the rest are the zeros the warps wrote).
                 for (int idx = threadIdx.x; idx < qb + KT; idx += blockDim.x)
                 {
                     float a = 0.f;
-                    for (int row = 0; row < qb; ++row) a += bf(SRh[row * SRS(qb) + idx]) + bf(SRl[row * SRS(qb) + idx]);
+                    for (int row = max(0, idx - KT + 1); row <= min(qb - 1, idx); ++row) a += bf(SRh[row * SRS(qb) + idx]) + bf(SRl[row * SRS(qb) + idx]);
                     dssum[idx] = a;
                 }
                 __syncthreads();
-                for (int c = threadIdx.x; c < D; c += blockDim.x)
+                // du += Σ dsum·k (64 terms) and dv_bias += Σ dssum·R (qb + KT terms) on separate threads
+                for (int i = threadIdx.x; i < 2 * D; i += blockDim.x)
                 {
-                    float gu = 0.f, gv = 0.f;
-                    for (int kk = 0; kk < KT; ++kk) gu += dsum[kk] * bf(s.Ks[kk * STRIDE(D) + c]);
-                    for (int row = 0; row < qb + KT; ++row) gv += dssum[row] * bf(s.Rs[row * STRIDE(D) + c]);
-                    dU[c] += gu;
-                    dVB[c] += gv;
+                    const int c = i % D;
+                    float a = 0.f;
+                    if (i < D) { for (int kk = 0; kk < KT; ++kk) a += dsum[kk] * bf(s.Ks[kk * STRIDE(D) + c]); dU[c] += a; }
+                    else { for (int row = 0; row < qb + KT; ++row) a += dssum[row] * bf(s.Rs[row * STRIDE(D) + c]); dVB[c] += a; }
                 }
                 float g[D / 8][4];
                 for (int mt = nwarp + warp; mt < KT / 16; mt += nwarp)  // final rows no warp carries (qb < KT)
