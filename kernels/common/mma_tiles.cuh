@@ -197,46 +197,35 @@ TLS_DEVICE float quad_sum(float v)
     return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
-// One step of the online softmax for half h of a warp's score tile s[16 × N] (−inf = no key), the scores' scale c
-// folded into the exponent: turns s into ex(s·c − m·c) for the new running max m of the unscaled scores, rescales the
+// One step of the online softmax for half h of a warp's score tile s[16 × N] (−inf = no key), the scale c (log2 e
+// times the scores' own scale) folded into the exponent: turns s into 2^(s·c − m·c) for the new running max m of the unscaled scores, rescales the
 // output accumulator o[16 × D] and the per-thread partial row sum l (the 4 lanes of a row share m, so their partial
-// sums add at the end). c = 1 with ex = expf is exp(s − m) exactly as a subtraction (the FMA rounds once).
-template <int N, int D, typename Ex>
-TLS_DEVICE void online_softmax(float s[N / 8][4], float o[D / 8][4], float& m, float& l, int h, float c, Ex ex)
+// sums add at the end).
+template <int N, int D>
+TLS_DEVICE void online_softmax(float s[N / 8][4], float o[D / 8][4], float& m, float& l, int h, float c)
 {
     float mx = -TLS_INF;
     for (int nb = 0; nb < N / 8; ++nb) mx = fmaxf(mx, fmaxf(s[nb][2 * h], s[nb][2 * h + 1]));
     const float mnew = fmaxf(m, quad_max(mx));
     const float base = mnew == -TLS_INF ? 0.f : mnew * c;  // no key yet: every exponential below is 0
-    const float corr = ex(fmaf(m, c, -base));
+    const float corr = fast_exp2(fmaf(m, c, -base));
     float sum = 0.f;
     for (int nb = 0; nb < N / 8; ++nb)
-        for (int e = 2 * h; e < 2 * h + 2; ++e) { s[nb][e] = ex(fmaf(s[nb][e], c, -base)); sum += s[nb][e]; }
+        for (int e = 2 * h; e < 2 * h + 2; ++e) { s[nb][e] = fast_exp2(fmaf(s[nb][e], c, -base)); sum += s[nb][e]; }
     for (int nb = 0; nb < D / 8; ++nb) { o[nb][2 * h] *= corr; o[nb][2 * h + 1] *= corr; }
     m = mnew;
     l = l * corr + sum;
 }
 
-// One key tile of a forward: scores s[16 × N] (scaled, −inf = no key) become probabilities under the running
-// max of each row, and o += P·V with V [N rows × D] row-major bf16 in shared memory; exponentials by expf (the causal
-// kernel, whose backward uses expf; the bidirectional forward takes attend_tile_unscaled, as its backward's ex2).
+// One key tile of a forward: scores s[16 × N] (−inf = no key) become probabilities under the running max of each
+// row, and o += P·V with V [N rows × D] row-major bf16 in shared memory. sl2 = σ·log2 e (s unscaled; the caller
+// passes σ·m to store_softmax_rows), or log2 e (s already the natural-log score): each probability is one FFMA and
+// one ex2 (2^(s·sl2 − m·sl2)); m[] stays in the units of s. The backwards recompute P the same way.
 template <int N, int D>
-TLS_DEVICE void attend_tile(float s[N / 8][4], float o[D / 8][4], float m[2], float l[2], const u16* V)
+TLS_DEVICE void attend_tile(float s[N / 8][4], float o[D / 8][4], float m[2], float l[2], const u16* V, float sl2)
 {
-    auto ex = [](float x) { return expf(x); };
-    online_softmax<N, D>(s, o, m[0], l[0], 0, 1.f, ex);
-    online_softmax<N, D>(s, o, m[1], l[1], 1, 1.f, ex);
-    mma_xb<N, D>(o, s, V, STRIDE(D));
-}
-
-// attend_tile for unscaled scores s (−inf = no key) with sl2 = σ·log2 e: each probability is one FFMA and one ex2
-// (2^(s·sl2 − m·sl2)); m[] stays in unscaled units (the caller passes σ·m to store_softmax_rows).
-template <int N, int D>
-TLS_DEVICE void attend_tile_unscaled(float s[N / 8][4], float o[D / 8][4], float m[2], float l[2], const u16* V, float sl2)
-{
-    auto ex = [](float x) { return fast_exp2(x); };
-    online_softmax<N, D>(s, o, m[0], l[0], 0, sl2, ex);
-    online_softmax<N, D>(s, o, m[1], l[1], 1, sl2, ex);
+    online_softmax<N, D>(s, o, m[0], l[0], 0, sl2);
+    online_softmax<N, D>(s, o, m[1], l[1], 1, sl2);
     mma_xb<N, D>(o, s, V, STRIDE(D));
 }
 

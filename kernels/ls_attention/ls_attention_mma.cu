@@ -35,7 +35,7 @@ template <int D> __device__ void ls_attention_fwd_mma(const LsAttentionParams& p
             for (int nb = 0; nb < KT / 8; ++nb)
                 for (int e = 0; e < 4; ++e)
                     if (rows[nb * 8 + 2 * (lane % 4) + e % 2] < 0) s[nb][e] = -TLS_INF;
-        attend_tile_unscaled<KT, D>(s, o, m, l, Vs, sl2);
+        attend_tile<KT, D>(s, o, m, l, Vs, sl2);
     });
 
     const float ms[2] = {m[0] * p.scale, m[1] * p.scale};  // the running maxima in scaled units, for the lse

@@ -196,7 +196,7 @@ template <int D> __device__ void ls_causal_attention_fwd_mma(const LsCausalAtten
             if (!load_tile<D>(p, k, window, t0, qb, s)) continue;
             float sc[KT / 8][4];
             logits<D>(p, k, window, t0, s, sc);
-            attend_tile<KT, D>(sc, o, m, l, s.Vs);
+            attend_tile<KT, D>(sc, o, m, l, s.Vs, TLS_LOG2E);  // sc is the natural-log score: e^(sc − m) = 2^(sc·log2 e − m·log2 e)
         }
     }
     store_softmax_rows<D>((u16*)p.o + k.qbase + (i64)k.q0 * D, p.lse + (i64)k.bh * p.L + k.q0, k.nq, o, m, l,
@@ -226,13 +226,14 @@ TLS_DEVICE void rel_grad(float g[D / 8][4], int mt, const u16* SRh, const u16* S
 }
 
 // dS = P ∘ (dP − D), D_i = dO_i·O_i; dQ = σ·Σ dS·(key + R or Rc) stays in registers. Key-side gradients, from
-// P and dS in shared memory, go to the fp32 accumulators atomically: dK += σ·dSᵀQ + (Σ_i dS)·u, du += (Σ_i dS)·k,
+// P and dS in shared memory, go to the fp32 accumulators atomically (4 columns a reduction, add_rows): dK += σ·dSᵀQ + (Σ_i dS)·u, du += (Σ_i dS)·k,
 // dV += PᵀdO, dR_δ += σ·dS_Rᵀ·Q + (Σ_δ dS)·v, dv_bias += (Σ_δ dS)·R_δ, dK̄ = dRc = σ·dSᵀQ, dV̄ = PᵀdO.
 // dR: a window tile's dS go onto the diagonals of one block-wide [qb][qb + KT] array (column = relative row), so
 // dR of all qb + KT rows is one product over the block's queries with the v term folded in. The next window tile
 // sees relative row n of this one as row n + KT: rows qb.. are final (added to drel), rows < qb stay in each
 // warp's registers (warp w: rows 16w..) and are added with the next tile's rows 16w + KT.. (one atomic per
 // element where the two tiles meet, instead of one per tile).
+// Σ_i dS per window key is a shuffle sum of the warps' fp32 dS; Σ_δ dS per relative row a column sum of that array.
 template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAttentionParams& p)
 {
     extern __shared__ __align__(16) unsigned char smem[];
@@ -261,6 +262,7 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
     backward_rows<D>((const u16*)p.o + k.qbase + (i64)k.q0 * D, p.lse + (i64)k.bh * p.L + k.q0, [&](int qi, int c) { return bf(dOs[qi * STRIDE(D) + c]); }, k.nq,
                      [&](int qi) { return is_token(p, k.b, k.q0 + qi); }, lse, dd);
 
+    const float lse2[2] = {lse[0] * TLS_LOG2E, lse[1] * TLS_LOG2E};
     float dq[D / 8][4] = {};
     float carry[D / 8][4];  // dR of the previous window tile's relative rows 16·warp.. (see above)
     i64 carry_off[2] = {-1, -1};
@@ -285,7 +287,7 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
             for (int nb = 0; nb < KT / 8; ++nb)
                 for (int e = 0; e < 4; ++e)
                 {
-                    float x = expf(pr[nb][e] - lse[e / 2]);  // −inf logits and +inf lse rows give 0
+                    float x = fast_exp2(fmaf(pr[nb][e], TLS_LOG2E, -lse2[e / 2]));  // as the forward; −inf logits and +inf lse rows give 0
                     pr[nb][e] = x;
                     ds[nb][e] = x * (ds[nb][e] - dd[e / 2]);
                 }
@@ -295,7 +297,7 @@ template <int D> __device__ void ls_causal_attention_bwd_mma(const LsCausalAtten
             {
                 // This warp's rows 16·warp.. of the diagonals: query row `row`, key kk at column 16·warp + row + KT − 1 − kk.
                 u16 *srh = SRh + warp * 16 * SRS(qb), *srl = SRl + warp * 16 * SRS(qb);
-                for (int i = lane; i < 16 * SRS(qb) / 2; i += 32) { ((unsigned*)srh)[i] = 0u; ((unsigned*)srl)[i] = 0u; }
+                for (int i = lane; i < 16 * SRS(qb) / 8; i += 32) { ((uint4*)srh)[i] = u4(0u, 0u, 0u, 0u); ((uint4*)srl)[i] = u4(0u, 0u, 0u, 0u); }
                 __syncwarp();
                 for (int nb = 0; nb < KT / 8; ++nb)
                     for (int e = 0; e < 4; ++e)
