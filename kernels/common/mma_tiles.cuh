@@ -87,9 +87,10 @@ TLS_DEVICE void mma_split_chunk(float acc[N / 8][4], const unsigned hi[4], const
     {
         unsigned b[4];
         ldmatrix_x4_trans(b, B + (lane % 8 + ((lane / 8) % 2) * 8) * sb + np * 16 + (lane / 16) * 8);
+        // hi before lo into each accumulator (the same sums), the two accumulators interleaved so that no mma waits on the one before
         mma_bf16_16816(acc[2 * np], hi, b, acc[2 * np]);
-        mma_bf16_16816(acc[2 * np], lo, b, acc[2 * np]);
         mma_bf16_16816(acc[2 * np + 1], hi, b + 2, acc[2 * np + 1]);
+        mma_bf16_16816(acc[2 * np], lo, b, acc[2 * np]);
         mma_bf16_16816(acc[2 * np + 1], lo, b + 2, acc[2 * np + 1]);
     }
 }
