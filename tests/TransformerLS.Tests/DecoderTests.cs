@@ -359,6 +359,49 @@ public class DecoderTests
         Assert.Equal(before, gpu.MemoryStats.LiveBytes);
     }
 
+    /// <summary>
+    /// A step that draws on the device draws what the host rule draws from the same step's log-probabilities (both decoders
+    /// are fed the same tokens, so their logits have the same bits): exactly when greedy; otherwise the host rule's token for
+    /// a draw within 1e-5 of the same one (a float32 sampler moves each boundary between tokens by ~1e-6 of the mass).
+    /// </summary>
+    [Theory, InlineData(DType.Float32), InlineData(DType.BFloat16)]
+    public void Device_sampling_draws_what_the_host_rule_draws(DType dt)
+    {
+        var gpu = TestEnv.RequireGpu();
+        var cfg = Config(16, 16, 8, 4, 2) with { Dim = 64, Heads = 2 };
+        var before = gpu.MemoryStats.LiveBytes;
+        using (var model = new CausalLm(gpu, cfg, dt, 4))
+        using (var host = new CausalLmDecoder(model, 3))
+        using (var device = new CausalLmDecoder(model, 3))
+        {
+            var rng = new Random(8);
+            var tokens = new[] { 1, 2, 3 };
+            int exact = 0, draws = 0;
+            foreach (var opts in new[] { new SamplingOptions { Temperature = 0 }, new SamplingOptions { Temperature = 1.2f }, new SamplingOptions { Temperature = 0.8f, TopK = 5, TopP = 0.9f } })
+                for (var t = 0; t < 25; t++)
+                {
+                    bool[] active = [true, t % 4 != 3, t >= 5];
+                    var u = Enumerable.Range(0, 3).Select(_ => rng.NextDouble()).ToArray();
+                    var lp = host.Step(tokens, active);
+                    var drawn = device.StepSample(tokens, active, opts, u);
+                    for (var b = 0; b < 3; b++)
+                    {
+                        if (!active[b]) { Assert.Equal(-1, drawn[b]); continue; }
+                        var row = lp.AsSpan(b * cfg.Vocab, cfg.Vocab).ToArray().Select(x => (double)x).ToArray();
+                        var want = opts.Draw(lp.AsSpan(b * cfg.Vocab, cfg.Vocab), u[b]);
+                        if (opts.Temperature == 0) Assert.Equal(want, drawn[b]);
+                        else Assert.True(Sampling.Admissible(row, u[b], opts.Temperature, opts.TopK, opts.TopP, drawn[b], 1e-5),
+                            $"{dt.Name()} step {t} sequence {b}: drew {drawn[b]}, the host rule {want}");
+                        (exact, draws) = (exact + (want == drawn[b] ? 1 : 0), draws + 1);
+                        tokens[b] = drawn[b];
+                    }
+                }
+            Assert.True(exact >= draws - 2, $"only {exact} of {draws} draws equal the host rule's");
+            Assert.Equal(host.Position(0), device.Position(0));
+        }
+        Assert.Equal(before, gpu.MemoryStats.LiveBytes);
+    }
+
     [Fact]
     public void Generation_in_a_batch_gives_each_prompt_its_batch_1_bytes_and_honours_the_options()
     {

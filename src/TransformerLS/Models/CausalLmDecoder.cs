@@ -41,6 +41,11 @@ public sealed class CausalLmDecoder : IDisposable
     readonly Tensor _tLogits; // [B, 1, V] in the model's dtype: where every step's logits land
     readonly byte[] _logitBytes;  // its bytes on the host, and their values, reused by every step
     readonly double[] _logits;
+    // Device sampling (StepSample on the GPU): the step's draws in, the drawn tokens out, both float32 [B].
+    readonly Tensor _tUniforms, _tDrawn;
+    readonly float[] _uniforms;
+    readonly byte[] _drawnBytes;
+    readonly double[] _drawn;
     // On the GPU a step is one CUDA-graph launch: recorded per variant (no chunk completes / some chunk completes) on its
     // second run, after an eager warm-up; the graphs read the tensors above, whose addresses never change.
     readonly CudaGraph?[] _graphs = new CudaGraph?[2];
@@ -94,6 +99,8 @@ public sealed class CausalLmDecoder : IDisposable
         (_tTokens, _tState, _tRowsW, _tRowsChunk, _tRowsBlock, _tRowsRing) = (_tParts[0], _tParts[1], _tParts[2], _tParts[3], _tParts[4], _tParts[5]);
         _tLogits = _be.Empty(new Shape(B, 1, V), model.DType);
         (_logitBytes, _logits) = (new byte[_tLogits.Bytes], new double[B * V]);
+        (_tUniforms, _tDrawn) = (_be.Empty(new Shape(B), f), _be.Empty(new Shape(B), f));
+        (_uniforms, _drawnBytes, _drawn) = (new float[B], new byte[_tDrawn.Bytes], new double[B]);
         _layers = new Layer[cfg.Layers];
         try
         {
@@ -122,6 +129,49 @@ public sealed class CausalLmDecoder : IDisposable
     /// </summary>
     public float[] Step(ReadOnlySpan<int> tokens, ReadOnlySpan<bool> active = default)
     {
+        Advance(tokens, active);
+        _be.CopyToHost(_tLogits, _logitBytes); // waits for the step
+        _tLogits.DType.Decode(_logitBytes, _logits);
+        Advanced(active);
+        return LogSoftmaxRows(_logits, active);
+    }
+
+    /// <summary>
+    /// Feeds one token to each active sequence, as <see cref="Step"/>, and draws each active sequence's next token with
+    /// <paramref name="options"/> (<see cref="SamplingOptions.Draw(ReadOnlySpan{float}, double)"/>'s rule) and its draw
+    /// <paramref name="uniforms"/>[b] in [0, 1). On the GPU the draw runs on the device (<see cref="Ops.Sampling.SampleRows"/>):
+    /// only the B tokens come back, not the logits. Returns the tokens, −1 for inactive sequences.
+    /// </summary>
+    public int[] StepSample(ReadOnlySpan<int> tokens, ReadOnlySpan<bool> active, SamplingOptions options, ReadOnlySpan<double> uniforms)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        if (uniforms.Length != B) throw new ArgumentException($"{uniforms.Length} draws given; expected one per sequence ({B})", nameof(uniforms));
+        for (var b = 0; b < B; b++)
+            if ((active.IsEmpty || active[b]) && !(uniforms[b] >= 0 && uniforms[b] < 1))
+                throw new ArgumentOutOfRangeException(nameof(uniforms), uniforms[b], $"sequence {b}: a draw must lie in [0, 1)");
+        var result = new int[B];
+        if (_be is not CudaBackend)
+        {
+            var lp = Step(tokens, active);
+            for (var b = 0; b < B; b++) result[b] = active.IsEmpty || active[b] ? options.Draw(lp.AsSpan(b * V, V), uniforms[b]) : -1;
+            return result;
+        }
+        Advance(tokens, active);
+        for (var b = 0; b < B; b++) _uniforms[b] = active.IsEmpty || active[b] ? (float)uniforms[b] : -1f;
+        _tUniforms.CopyFrom(_uniforms);
+        using (var rows = _tLogits.Reshape(B, V))
+            Ops.Sampling.SampleRows(_be, rows, _tUniforms, options.Temperature, options.TopK, options.TopP, _tDrawn);
+        _be.CopyToHost(_tDrawn, _drawnBytes); // waits for the step and the draw
+        DType.Float32.Decode(_drawnBytes, _drawn);
+        Advanced(active);
+        for (var b = 0; b < B; b++) result[b] = (int)_drawn[b];
+        return result;
+    }
+
+    /// <summary>The device work of a step: checks, uploads the step's inputs, runs (no wait).</summary>
+    void Advance(ReadOnlySpan<int> tokens, ReadOnlySpan<bool> active)
+    {
         if (tokens.Length != B) throw new ArgumentException($"{tokens.Length} tokens given; expected one per sequence ({B})", nameof(tokens));
         if (!active.IsEmpty && active.Length != B) throw new ArgumentException($"{active.Length} flags given; expected one per sequence ({B})", nameof(active));
         var anyCompletes = false;
@@ -148,11 +198,12 @@ public sealed class CausalLmDecoder : IDisposable
         else
             for (var k = 0; k < _tParts.Length; k++) _tParts[k].CopyFrom(_host.AsSpan(_partAt[k], (int)_tParts[k].Count));
         Run(anyCompletes);
-        _be.CopyToHost(_tLogits, _logitBytes); // waits for the step
-        _tLogits.DType.Decode(_logitBytes, _logits);
+    }
+
+    void Advanced(ReadOnlySpan<bool> active)
+    {
         for (var b = 0; b < B; b++)
             if (active.IsEmpty || active[b]) _pos[b]++;
-        return LogSoftmaxRows(_logits, active);
     }
 
     /// <summary>The step's device work, from the uploaded inputs to the logits: eager, or a replay of its CUDA graph.</summary>
@@ -347,6 +398,8 @@ public sealed class CausalLmDecoder : IDisposable
         foreach (var t in _tParts ?? []) t?.Dispose();
         _tPacked?.Dispose();
         _tLogits?.Dispose();
+        _tUniforms?.Dispose();
+        _tDrawn?.Dispose();
     }
 
     /// <summary>One layer's parameters (by name), relative-position tables and caches.</summary>

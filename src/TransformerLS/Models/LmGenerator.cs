@@ -26,32 +26,18 @@ public sealed record SamplingOptions
     }
 
     /// <summary>A token drawn from a row of log-probabilities with <paramref name="rng"/> (one uniform draw per token, so a seed reproduces a run).</summary>
-    public int Draw(ReadOnlySpan<float> logProbs, Random rng)
+    public int Draw(ReadOnlySpan<float> logProbs, Random rng) => Draw(logProbs, rng.NextDouble());
+
+    /// <summary>
+    /// A token drawn from a row of log-probabilities with the draw <paramref name="u"/> in [0, 1): the rule of
+    /// <see cref="Ops.Sampling.SampleRows"/> (the GPU sampler's), run in double.
+    /// </summary>
+    public int Draw(ReadOnlySpan<float> logProbs, double u)
     {
-        var best = 0;
-        for (var c = 1; c < logProbs.Length; c++) if (logProbs[c] > logProbs[best]) best = c;
-        var u = rng.NextDouble(); // drawn even when greedy, so the sequence of draws does not depend on the options
-        if (Temperature == 0) return best;
-        var order = Enumerable.Range(0, logProbs.Length).ToArray();
-        var keys = new float[order.Length];
-        for (var c = 0; c < keys.Length; c++) keys[c] = -logProbs[c];
-        Array.Sort(keys, order); // most likely first (the same order for the same row, run after run)
-        var p = new double[order.Length];
-        double sum = 0;
-        for (var k = 0; k < p.Length; k++) sum += p[k] = Math.Exp((logProbs[order[k]] - logProbs[best]) / Temperature);
-        var keep = TopK > 0 ? Math.Min(TopK, p.Length) : p.Length;
-        if (TopP < 1)
-        {
-            double mass = 0;
-            for (var k = 0; k < keep; k++)
-                if ((mass += p[k] / sum) >= TopP) { keep = k + 1; break; }
-        }
-        double kept = 0;
-        for (var k = 0; k < keep; k++) kept += p[k];
-        var target = u * kept;
-        for (var k = 0; k < keep; k++)
-            if ((target -= p[k]) <= 0) return order[k];
-        return order[keep - 1];
+        if (logProbs.IsEmpty) throw new ArgumentException("the row of log-probabilities is empty", nameof(logProbs));
+        var row = new double[logProbs.Length];
+        for (var c = 0; c < row.Length; c++) row[c] = logProbs[c];
+        return Ops.Sampling.DrawRow<double>(row, u, Temperature, TopK, TopP, new int[row.Length], new double[row.Length]);
     }
 }
 
@@ -67,7 +53,9 @@ public sealed record GenerationStats(long PrefillTokens, double PrefillSeconds, 
 /// (<see cref="CausalLmDecoder.Prefill"/>; where the memory is shorter than a block, prompts of different lengths are fed in
 /// lockstep instead, each sequence active while it has prompt left), then every unfinished sequence draws and feeds one
 /// byte per step.
-/// Sequence b draws with its own Random(seed + b), so a batch reproduces each sequence's batch-1 bytes on the CPU.
+/// Sequence b draws with its own Random(seed + b), so a batch reproduces each sequence's batch-1 bytes on the CPU. The first
+/// byte after the prompt is drawn on the host from the prefill's last row; each later one by the step that computed its
+/// logits (<see cref="CausalLmDecoder.StepSample"/>: on the GPU on the device, the logits staying there).
 /// </summary>
 public sealed class LmGenerator : IDisposable
 {
@@ -124,27 +112,31 @@ public sealed class LmGenerator : IDisposable
         var prefillSeconds = clock.Elapsed.TotalSeconds;
         clock.Restart();
 
+        // The first byte of each sequence is drawn here from the prefill's last row; every later one by the decode step that
+        // computed its logits (on the GPU on the device: the logits stay there). Each draw takes the sequence's next uniform.
         var output = Enumerable.Range(0, B).Select(_ => new List<byte>()).ToArray();
-        var done = new bool[B];
+        var uniforms = new double[B];
         long decoded = 0;
-        while (true)
+        void Emit(int b, int token)
         {
-            var any = false;
-            for (var b = 0; b < B; b++)
-            {
-                active[b] = false;
-                if (done[b] || output[b].Count >= options.MaxBytes) { done[b] = true; continue; }
-                var x = (byte)options.Draw(next[b], rngs[b]);
-                output[b].Add(x);
-                onByte?.Invoke(b, x);
-                if (options.Stop is { } stop && EndsWith(output[b], stop) || output[b].Count >= options.MaxBytes) { done[b] = true; continue; }
-                (active[b], tokens[b], any) = (true, x, true);
-            }
-            if (!any) break;
-            var lp = _decoder.Step(tokens, active);
+            var x = (byte)token;
+            output[b].Add(x);
+            onByte?.Invoke(b, x);
+            var stop = options.Stop is { } s && EndsWith(output[b], s) || output[b].Count >= options.MaxBytes;
+            (active[b], tokens[b]) = (!stop, x);
+        }
+        for (var b = 0; b < B; b++)
+        {
+            active[b] = false;
+            if (options.MaxBytes > 0) Emit(b, options.Draw(next[b], rngs[b]));
+        }
+        while (active.Any(a => a))
+        {
+            for (var b = 0; b < B; b++) uniforms[b] = active[b] ? rngs[b].NextDouble() : 0;
+            var drawn = _decoder.StepSample(tokens, active, options, uniforms);
             decoded += active.Count(a => a);
             for (var b = 0; b < B; b++)
-                if (active[b]) next[b] = lp.AsSpan(b * vocab, vocab).ToArray();
+                if (active[b]) Emit(b, drawn[b]);
         }
         LastStats = new GenerationStats(prefill, prefillSeconds, decoded, clock.Elapsed.TotalSeconds);
         return [.. output.Select(o => o.ToArray())];
