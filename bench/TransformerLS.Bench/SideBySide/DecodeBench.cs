@@ -79,7 +79,11 @@ public static class DecodeBench
         var prompt = new int[Math.Max(1, model.Config.Length)];
         if (d.PrefillsInBlocks) d.Prefill(0, prompt);
         for (var s = 0; s < 3; s++) d.Step([0]);
+        d.StepSample([0], default, Sampled, [0.5]);
     }
+
+    /// <summary>What the timed steps draw with: plain sampling at temperature 1 (on the GPU on the device).</summary>
+    static readonly SamplingOptions Sampled = new() { Temperature = 1f };
 
     static DecodeRow Measure(IBackend be, CausalLm model, int batch, int context, int steps, bool graphs, bool profile, TextWriter? log)
     {
@@ -116,12 +120,15 @@ public static class DecodeBench
             var times = new double[steps];
             var cuda = profile ? (be as CudaBackend)?.Context : null;
             cuda?.ProfilerStart();
+            var uniforms = new double[batch];
+            for (var b = 0; b < batch; b++) tokens[b] = rng.Next(vocab);
             for (var s = 0; s < steps; s++)
             {
-                for (var b = 0; b < batch; b++) tokens[b] = rng.Next(vocab);
+                for (var b = 0; b < batch; b++) uniforms[b] = rng.NextDouble();
                 clock.Restart();
-                d.Step(tokens); // returns once the log-probabilities are on the host
+                var drawn = d.StepSample(tokens, default, Sampled, uniforms); // returns once the drawn tokens are on the host
                 times[s] = clock.Elapsed.TotalMilliseconds;
+                drawn.CopyTo(tokens, 0); // the next step feeds what this one drew, as generation does
             }
             cuda?.ProfilerStop();
             var ms = Median(times);
