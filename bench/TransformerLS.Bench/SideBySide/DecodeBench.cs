@@ -194,7 +194,7 @@ public static class DecodeBench
     {
         static string F(double? v, string f) => v is { } x ? x.ToString(f, CultureInfo.InvariantCulture) : "";
         var sb = new StringBuilder().AppendLine(header).AppendLine()
-            .AppendLine("Generation: prefill of a random context, then decode steps (median wall time per step, log-probabilities on the host).").AppendLine()
+            .AppendLine("Generation: prefill of a random context, then decode steps (median wall time per step; each feeds the token the one before drew and returns once its own draws, at temperature 1, are on the host).").AppendLine()
             .AppendLine("| impl | dtype | B | context | prefill tokens/s | decode tokens/s | ms/token | peak MiB | status |")
             .AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
         foreach (var r in rows)
