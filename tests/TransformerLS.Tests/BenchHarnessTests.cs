@@ -190,6 +190,17 @@ public class BenchHarnessTests
         Assert.Contains("| tls | bf16 | 1 | 32 | 32 | 1 |", ModelBench.Markdown(rows, "header"));
     }
 
+    /// <summary>The model bench's random text holds its steps and one held-out evaluation batch at issue 14's longest block
+    /// (L = M = 131072 at batch 1: the held-out twentieth must hold 131,073 bytes; the step count alone asked for too few).</summary>
+    [Theory, InlineData(1, 131072, 2), InlineData(4, 2048, 12), InlineData(1, 8192, 7), InlineData(2, 16, 3)]
+    public void The_model_bench_text_holds_its_steps_and_a_held_out_batch(int batch, int length, int steps)
+    {
+        var bytes = ModelBench.TextBytes(batch, length, steps);
+        var (train, valid) = TransformerLS.Data.ByteCorpus.Split(bytes);
+        Assert.True(valid >= (long)batch * (length + 1), $"held-out {valid} bytes for {batch} x {length + 1}");
+        Assert.True(train / batch >= (long)(length + 1) * steps, $"training text {train} bytes for {steps} steps of {batch} x {length}");
+    }
+
     [Fact]
     public void Export_layer_writes_the_peer_check_file_with_the_state_dict_names_of_ls_layers_py()
     {

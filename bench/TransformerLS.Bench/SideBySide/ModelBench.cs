@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using TransformerLS.Backends;
+using TransformerLS.Data;
 using TransformerLS.Cuda;
 using TransformerLS.Models;
 using TransformerLS.Tensors;
@@ -62,6 +63,18 @@ public static class ModelBench
         return rows;
     }
 
+    /// <summary>
+    /// Bytes of random text for <paramref name="steps"/> training steps of [batch, length]: every step's blocks with room to
+    /// spare, and a held-out split (a twentieth of the text, <see cref="ByteCorpus.Split"/>) that holds one evaluation
+    /// batch (batch streams of length + 1), which long blocks at batch 1 need more than the steps do.
+    /// </summary>
+    public static long TextBytes(int batch, int length, int steps)
+    {
+        var need = Math.Max(1L << 20, 4L * batch * (length + 1) * (steps + 2));
+        while (ByteCorpus.Split(need).Valid < (long)batch * (length + 1)) need *= 2;
+        return need;
+    }
+
     static ModelRow Measure(IBackend be, Options o, DType dtype, int length, int batch)
     {
         var memory = o.Memory ?? length;
@@ -69,8 +82,7 @@ public static class ModelBench
         var data = Path.Combine(Path.GetTempPath(), $"tls-bench-model-{Guid.NewGuid():N}.bin");
         try
         {
-            // Random bytes, enough for every timed step's blocks and a held-out split.
-            var bytes = new byte[Math.Max(1L << 20, 4L * batch * (length + 1) * (o.Warmup + o.Runs + 2))];
+            var bytes = new byte[TextBytes(batch, length, o.Warmup + o.Runs)];
             new Random(1).NextBytes(bytes);
             File.WriteAllBytes(data, bytes);
             var cfg = new TrainConfig
