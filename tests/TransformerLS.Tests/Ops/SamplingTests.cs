@@ -74,6 +74,21 @@ public class SamplingTests
         }
     }
 
+    /// <summary>The conformance rows' slack: a token is admissible only as the rule's own draw within delta of u.</summary>
+    [Fact]
+    public void A_draw_is_admissible_only_within_its_slack()
+    {
+        double[] x = [0, 1, 2, 3]; // sorted: 3, 2, 1, 0 with p ∝ 1, e^-1, e^-2, e^-3
+        var first = 1 / (1 + Math.Exp(-1) + Math.Exp(-2) + Math.Exp(-3)); // token 3's share: the boundary between 3 and 2
+        Assert.True(Sampling.Admissible(x, 0.3, 1, 0, 1, 3, 1e-5));
+        Assert.False(Sampling.Admissible(x, 0.3, 1, 0, 1, 2, 1e-5));
+        Assert.True(Sampling.Admissible(x, first, 1, 0, 1, 3, 1e-5));
+        Assert.True(Sampling.Admissible(x, first, 1, 0, 1, 2, 1e-5));
+        Assert.False(Sampling.Admissible(x, first, 1, 0, 1, 1, 1e-5));
+        Assert.False(Sampling.Admissible(x, first, 0, 0, 1, 2, 1e-5)); // greedy admits the maximum alone
+        Assert.False(Sampling.Admissible(x, 0.99, 1, 2, 1, 1, 1e-5)); // outside the top 2
+    }
+
     [Fact]
     public void Bad_input_is_named()
     {

@@ -19,16 +19,12 @@ public static partial class Sampling
         foreach (var (n, v, t, k, p) in new[] { (37, 256, 0f, 0, 1f), (37, 256, 1f, 0, 1f), (19, 256, 0.7f, 40, 1f), (19, 1000, 1.3f, 0, 0.9f), (5, 7, 1f, 3, 0.5f), (1, 1, 1f, 0, 1f), (64, 256, 0.8f, 0, 0.95f) })
         {
             var shape = $"[{n},{v}] T{t} k{k} p{p}";
-            var c = Make(F(nameof(SampleRows)), "sample_rows", dt, shape,
+            // A token counts as right when it is the float64 rule's for a draw (and top-p) within 1e-5 of the row's.
+            yield return Make(F(nameof(SampleRows)), "sample_rows", dt, shape,
                 [In("logits", dt, 3, n, v), new InputSpec("uniforms", new Shape(n), f, InputKind.Uniform01)], [Out("tokens", f, n)],
-                (be, i, o) => SampleRows(be, i[0], i[1], t, k, p, o[0]), new SampleRef(v, t, k, p), bytes: dt.Size() * (double)n * v + 8.0 * n);
-            yield return new OpCase
-            {
-                Facade = c.Facade, Op = c.Op, DType = c.DType, Shape = c.Shape, Name = c.Name, Inputs = c.Inputs, Outputs = c.Outputs, Prepare = c.Prepare,
-                Reference64 = c.Reference64, Reference32 = c.Reference32, Bytes = c.Bytes,
-                Admissible = (ins, _, got, truth) => [.. truth.Select((r, row) => ins[1][row] >= 0 && got[row] >= 0 && got[row] < v && got[row] == Math.Floor(got[row])
-                    && Admissible(ins[0].AsSpan(row * v, v), ins[1][row], t, k, p, (int)got[row], 1e-5) ? got[row] : r)],
-            };
+                (be, i, o) => SampleRows(be, i[0], i[1], t, k, p, o[0]), new SampleRef(v, t, k, p), bytes: dt.Size() * (double)n * v + 8.0 * n,
+                admissible: (ins, _, got, truth) => [.. truth.Select((r, row) => ins[1][row] >= 0 && got[row] >= 0 && got[row] < v && got[row] == Math.Floor(got[row])
+                    && Admissible(ins[0].AsSpan(row * v, v), ins[1][row], t, k, p, (int)got[row], 1e-5) ? got[row] : r)]);
         }
     }
 
