@@ -1,6 +1,3 @@
-using TransformerLS.Backends;
-using TransformerLS.Cuda;
-using TransformerLS.Graphs;
 using TransformerLS.Layers;
 using TransformerLS.Ops;
 using TransformerLS.Tensors;
