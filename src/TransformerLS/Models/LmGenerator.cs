@@ -18,9 +18,7 @@ public sealed record SamplingOptions
 
     public void Validate()
     {
-        if (!(Temperature >= 0 && float.IsFinite(Temperature))) throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, "the temperature must be a finite number >= 0");
-        if (TopK < 0) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "top-k must be >= 0 (0: no cut)");
-        if (!(TopP > 0 && TopP <= 1)) throw new ArgumentOutOfRangeException(nameof(TopP), TopP, "top-p must be in (0, 1]");
+        Ops.Sampling.CheckOptions(Temperature, TopK, TopP, nameof(Temperature), nameof(TopK), nameof(TopP));
         if (MaxBytes < 0) throw new ArgumentOutOfRangeException(nameof(MaxBytes), MaxBytes, "the maximum length must be >= 0");
         if (Stop is { Length: 0 }) throw new ArgumentException("the stop sequence is empty", nameof(Stop));
     }

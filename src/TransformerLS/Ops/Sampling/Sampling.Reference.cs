@@ -24,11 +24,13 @@ public static partial class Sampling
         return (n, v);
     }
 
-    internal static void CheckOptions(float temperature, int topK, float topP)
+    /// <summary>The draw options' ranges, for SampleRows and for SamplingOptions.Validate (each naming its own arguments).</summary>
+    internal static void CheckOptions(float temperature, int topK, float topP,
+        string temperatureName = "temperature", string topKName = "topK", string topPName = "topP")
     {
-        if (!(temperature >= 0 && float.IsFinite(temperature))) throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "the temperature must be a finite number >= 0");
-        if (topK < 0) throw new ArgumentOutOfRangeException(nameof(topK), topK, "top-k must be >= 0 (0: no cut)");
-        if (!(topP > 0 && topP <= 1)) throw new ArgumentOutOfRangeException(nameof(topP), topP, "top-p must be in (0, 1]");
+        if (!(temperature >= 0 && float.IsFinite(temperature))) throw new ArgumentOutOfRangeException(temperatureName, temperature, "the temperature must be a finite number >= 0");
+        if (topK < 0) throw new ArgumentOutOfRangeException(topKName, topK, "top-k must be >= 0 (0: no cut)");
+        if (!(topP > 0 && topP <= 1)) throw new ArgumentOutOfRangeException(topPName, topP, "top-p must be in (0, 1]");
     }
 
     /// <summary><see cref="DrawRow{T}"/> for every row of logits [N·V]; a negative uniform gives −1.</summary>
