@@ -22,13 +22,13 @@ internal static class Case
 
     /// <summary>A case whose launch needs no setup: <paramref name="run"/> is what is checked and timed.</summary>
     public static OpCase Make(string facade, string op, DType dt, string shape, InputSpec[] ins, OutputSpec[] outs, Action<IBackend, Tensor[], Tensor[]> run,
-        IReference r, double flops = 0, double bytes = 0, Func<float, float>? sameInput = null, Func<double[][], int, double[], double[], double[]>? admissible = null) =>
+        IReference r, double flops = 0, double bytes = 0, Func<float, float>? sameInput = null, AdmissibleReference? admissible = null) =>
         Timed(facade, op, dt, shape, ins, outs, (be, i, o) => () => run(be, i, o), r, flops, bytes, sameInput, admissible);
 
     /// <summary>A case with untimed setup: <paramref name="prepare"/> runs it and returns the launch that is checked and timed.</summary>
     public static OpCase Timed(string facade, string op, DType dt, string shape, InputSpec[] ins, OutputSpec[] outs,
         Func<IBackend, Tensor[], Tensor[], Action> prepare, IReference r, double flops = 0, double bytes = 0, Func<float, float>? sameInput = null,
-        Func<double[][], int, double[], double[], double[]>? admissible = null) => new()
+        AdmissibleReference? admissible = null) => new()
     {
         Facade = facade, Op = op, DType = dt, Shape = shape, Name = $"{op} {dt.Name()} {shape}", Inputs = ins, Outputs = outs, Prepare = prepare,
         Reference64 = i => r.Run<double>(i, x => x), Reference32 = i => r.Run<float>(i, x => (float)dt.Round(x)),

@@ -17,6 +17,13 @@ internal enum InputKind
     Uniform01,
 }
 
+/// <summary>
+/// The reference to hold a backend's output <paramref name="output"/> to, given the inputs, what the backend got and the
+/// float64 reference: each element the backend got that is as right as the reference's (e.g. a draw within rounding of a
+/// boundary between two tokens) is taken as it came, every other one is the reference's.
+/// </summary>
+internal delegate double[] AdmissibleReference(double[][] inputs, int output, double[] got, double[] reference);
+
 internal sealed record InputSpec(string Name, Shape Shape, DType DType, InputKind Kind = InputKind.Normal, double Scale = 1.0, int Axis = -1);
 
 internal sealed record OutputSpec(string Name, Shape Shape, DType DType);
@@ -46,12 +53,8 @@ internal sealed class OpCase
     /// <summary>How the same-precision computation sees the inputs (e.g. rounded to TF32).</summary>
     public Func<float, float>? SamePrecisionInput { get; init; }
     public ToleranceRule Tolerance { get; init; } = ToleranceRule.TwiceSamePrecision;
-    /// <summary>
-    /// For discrete outputs (a drawn token): given the inputs, output o, the backend's values and the float64 reference's,
-    /// the reference to hold the backend to, where each element the backend got that is as right as the reference's
-    /// (e.g. a draw within rounding of a boundary between two tokens) is taken as it came. Null: the float64 reference.
-    /// </summary>
-    public Func<double[][], int, double[], double[], double[]>? Admissible { get; init; }
+    /// <summary>For discrete outputs (a drawn token): see <see cref="AdmissibleReference"/>. Null: the float64 reference.</summary>
+    public AdmissibleReference? Admissible { get; init; }
     /// <summary>Useful FLOPs of one launch (bench/README.md); 0 for a bandwidth-bound op.</summary>
     public double Flops { get; init; }
     /// <summary>Minimal bytes one launch must move.</summary>
