@@ -172,6 +172,8 @@ TLS_INSTANTIATE(ls_causal_decode_combine, LsDecodeParams)
 // every pointer is 16-byte aligned): the same math and the same split of the key list, with
 //   - lanes in groups of G (a power of two, G·N·VPL >= d): a group owns one key row, each lane VPL 16-byte vectors of it,
 //     so a warp reads 32/G rows at a time and DECODE_VEC_ROWS rows per lane are in flight together;
+//   - the _one kernels, for splits of at most DECODE_THREADS / G · DECODE_VEC_ROWS / VPL keys (small batches'), load
+//     the value rows with the key rows: one round trip to memory instead of two;
 //   - splits chosen by the launcher (one where B·H alone fills the GPU): with one split the block writes o itself;
 //   - the combine fused: each split block writes its partial, counts itself in arrived[bh] (an integer atomic), and the
 //     last one to arrive combines the splits in split order (the same bits whichever block is last).
@@ -181,6 +183,9 @@ TLS_EXPORT(ls_causal_decode_vec_smem_per_d, 4 * (DECODE_THREADS / 32))
 TLS_EXPORT(ls_causal_decode_vec_smem_per_split, 8)
 
 #define DECODE_VEC_ROWS 4  // key rows a lane loads before it uses them (divided by VPL)
+// The most keys a split of the one-pass (_one) kernels holds: DECODE_THREADS / G key slots · DECODE_VEC_ROWS / VPL rows
+// each, i.e. this over G·VPL.
+TLS_EXPORT(ls_causal_decode_vec_one_pass, DECODE_THREADS * DECODE_VEC_ROWS)
 
 // Key j of sequence b's list: pointers to its key, relative and value rows; whether it is compressed.
 template <typename T> struct DecodeKey
@@ -217,7 +222,7 @@ TLS_DEVICE float ld_cg(const float* p)
     return v;
 }
 
-template <typename T, int G, int VPL> __device__ void ls_causal_decode_vec(LsDecodeParams p)
+template <typename T, int G, int VPL, bool ONE> __device__ void ls_causal_decode_vec(LsDecodeParams p)
 {
     constexpr int N = RowVec<T>::N, WARPS = DECODE_THREADS / 32, KPB = DECODE_THREADS / G, U = DECODE_VEC_ROWS / VPL;
     extern __shared__ __align__(16) float sm[];
@@ -237,27 +242,31 @@ template <typename T, int G, int VPL> __device__ void ls_causal_decode_vec(LsDec
 #pragma unroll
         for (int e = 0; e < N; ++e) acc[v][e] = 0.f;
 
+    // This lane's channels of σq, σq + u, σq + v (loaded before the state's key count is known: their loads overlap).
+    float qs[VPL][N], qu[VPL][N], qv[VPL][N];
+#pragma unroll
+    for (int v = 0; v < VPL; ++v)
+    {
+        const int c = (v * G + g) * N;
+        if (c < D)
+        {
+            float u[N], w[N];
+            RowVec<T>::load(p.q, (i64)bh * D + c, qs[v]);
+            RowVec<T>::load(p.u, (i64)h * D + c, u);
+            RowVec<T>::load(p.vb, (i64)h * D + c, w);
+#pragma unroll
+            for (int e = 0; e < N; ++e) { qs[v][e] *= p.scale; qu[v][e] = qs[v][e] + u[e]; qv[v][e] = qs[v][e] + w[e]; }
+        }
+        else
+#pragma unroll
+            for (int e = 0; e < N; ++e) qs[v][e] = qu[v][e] = qv[v][e] = 0.f;
+    }
     if (n > 0) // uniform over the block
     {
-        // This lane's channels of σq, σq + u, σq + v.
-        float qs[VPL][N], qu[VPL][N], qv[VPL][N];
-#pragma unroll
-        for (int v = 0; v < VPL; ++v)
-        {
-            const int c = (v * G + g) * N;
-            if (c < D)
-            {
-                float u[N], w[N];
-                RowVec<T>::load(p.q, (i64)bh * D + c, qs[v]);
-                RowVec<T>::load(p.u, (i64)h * D + c, u);
-                RowVec<T>::load(p.vb, (i64)h * D + c, w);
-#pragma unroll
-                for (int e = 0; e < N; ++e) { qs[v][e] *= p.scale; qu[v][e] = qs[v][e] + u[e]; qv[v][e] = qs[v][e] + w[e]; }
-            }
-            else
-#pragma unroll
-                for (int e = 0; e < N; ++e) qs[v][e] = qu[v][e] = qv[v][e] = 0.f;
-        }
+        // ONE (the launcher's choice where split_keys <= KPB·U): the split is one pass, its value rows load with its key
+        // rows and wait in registers.
+        constexpr bool one = ONE;
+        float vr1[U][VPL][N];
         // Logits: s = x1·k + x2·r, (x1, x2) = (σq, σq) for compressed keys, (σq + u, σq + v) for window keys.
         for (int base = 0; base < n; base += KPB * U)
         {
@@ -273,7 +282,12 @@ template <typename T, int G, int VPL> __device__ void ls_causal_decode_vec(LsDec
                 cmp[u] = key.cmp;
 #pragma unroll
                 for (int v = 0; v < VPL; ++v)
-                    if ((v * G + g) * N < D) { RowVec<T>::load(key.k, (v * G + g) * N, kr[u][v]); RowVec<T>::load(key.r, (v * G + g) * N, rr[u][v]); }
+                    if ((v * G + g) * N < D)
+                    {
+                        RowVec<T>::load(key.k, (v * G + g) * N, kr[u][v]);
+                        RowVec<T>::load(key.r, (v * G + g) * N, rr[u][v]);
+                        if (one) RowVec<T>::load(key.v, (v * G + g) * N, vr1[u][v]);
+                    }
             }
 #pragma unroll
             for (int u = 0; u < U; ++u)
@@ -299,7 +313,19 @@ template <typename T, int G, int VPL> __device__ void ls_causal_decode_vec(LsDec
         l = block_reduce<false>(l, red);
         __syncthreads();
         // p·v: the group of key slot kk sums the keys kk, kk + KPB, … of the split (its channels in registers).
-        for (int base = 0; base < n; base += KPB * U)
+        if (one)
+#pragma unroll
+            for (int u = 0; u < U; ++u)
+            {
+                const int jj = u * KPB + kk;
+                if (jj < n)
+#pragma unroll
+                    for (int v = 0; v < VPL; ++v)
+                        if ((v * G + g) * N < D)
+#pragma unroll
+                            for (int e = 0; e < N; ++e) acc[v][e] += s[jj] * vr1[u][v][e];
+            }
+        for (int base = 0; !one && base < n; base += KPB * U)
         {
             float vr[U][VPL][N], pr[U];
 #pragma unroll
@@ -378,18 +404,28 @@ template <typename T, int G, int VPL> __device__ void ls_causal_decode_vec(LsDec
     __syncthreads();
     float L = 0.f;
     for (int q = 0; q < p.splits; ++q) L += wt[p.splits + q];
+    // Eight splits' loads issued together (ld_cg is volatile: one at a time in a plain loop, a round trip to L2 each).
     for (int c = t; c < D; c += DECODE_THREADS)
     {
         float x = 0.f;
-        for (int q = 0; q < p.splits; ++q)
-            if (wt[q] != 0.f) x += wt[q] * ld_cg(parts + (i64)q * (D + 2) + c);
+        for (int q0 = 0; q0 < p.splits; q0 += 8)
+        {
+            float y[8];
+#pragma unroll
+            for (int u = 0; u < 8; ++u) y[u] = q0 + u < p.splits ? ld_cg(parts + (i64)(q0 + u) * (D + 2) + c) : 0.f;
+#pragma unroll
+            for (int u = 0; u < 8; ++u)
+                if (q0 + u < p.splits && wt[q0 + u] != 0.f) x += wt[q0 + u] * y[u];
+        }
         store<T>(p.o, (i64)bh * D + c, x / L);
     }
 }
 
 #define DECODE_VEC(G, VPL)                                                                                              \
-    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_f32(LsDecodeParams p) { ls_causal_decode_vec<float, G, VPL>(p); } \
-    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_bf16(LsDecodeParams p) { ls_causal_decode_vec<bf16, G, VPL>(p); }
+    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_f32(LsDecodeParams p) { ls_causal_decode_vec<float, G, VPL, false>(p); } \
+    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_bf16(LsDecodeParams p) { ls_causal_decode_vec<bf16, G, VPL, false>(p); } \
+    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_one_f32(LsDecodeParams p) { ls_causal_decode_vec<float, G, VPL, true>(p); } \
+    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_one_bf16(LsDecodeParams p) { ls_causal_decode_vec<bf16, G, VPL, true>(p); }
 DECODE_VEC(1, 1)
 DECODE_VEC(2, 1)
 DECODE_VEC(4, 1)

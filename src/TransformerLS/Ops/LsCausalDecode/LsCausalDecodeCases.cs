@@ -6,8 +6,9 @@ using static TransformerLS.Conformance.Case;
 namespace TransformerLS.Ops;
 
 // The decode attention's cases (see Conformance/OpCases): rings entered at odd slots and wrapped, cache-path ring
-// chunks wrapping past the ring's end, no block chunk yet and all of them, one window key and a full window. The
-// state is part of the case (integers, not random draws); the setup writes it into a tensor of the case's scope.
+// chunks wrapping past the ring's end, no block chunk yet and all of them, one window key and a full window; the one-pass
+// and the two-pass vector kernel. The state is part of the case (integers, not random draws); the setup writes it into a
+// tensor of the case's scope.
 public static partial class LsCausalDecode
 {
     static string F(string method) => $"{nameof(LsCausalDecode)}.{method}";
@@ -27,6 +28,8 @@ public static partial class LsCausalDecode
         (1, 256, 64, 2, 20, 24, 4, [63, 64, 23, 3]),
         // Enough (sequence, head) pairs to fill an H200 alone (4 blocks an SM): one split, the block writes o itself.
         (8, 16, 4, 1, 2, 3, 2, [.. Enumerable.Range(0, 70).SelectMany(b => new[] { b % 4, 1 + b % 4, b % 3, b % 3 })]),
+        // As many pairs with more keys than twice the one-pass kernel's split (d 64: 64 keys bf16, 32 fp32): the two-pass kernel.
+        (8, 64, 136, 1, 8, 12, 4, [.. Enumerable.Range(0, 66).SelectMany(b => new[] { b * 7 % 136, b % 2 == 0 ? 136 : 100 + b % 30, b % 12, b % 5 })]),
     }.Select(c => CaseAt(dt, c.H, c.d, c.w, c.r, c.Mc, c.C, c.Lb, c.State));
 
     static OpCase CaseAt(DType dt, int H, int d, int w, int r, int mc, int ringChunks, int lb, int[] state)

@@ -35,11 +35,13 @@ static class LsCausalDecodeCuda
     /// <summary>Blocks per SM the vector kernel's splits aim for (B·H blocks alone when they reach it: one split, no combine).</summary>
     const int BlocksPerSm = 4;
 
-    /// <summary>The vector kernels by dtype (fp32, then bf16) and shape: G = 1, 2, 4, 8, 16, 32 with one vector a lane, then G = 32 with two.</summary>
+    /// <summary>The vector kernels by pass (two, then one), dtype (fp32, then bf16) and shape: G = 1, 2, 4, 8, 16, 32 with one vector a lane, then G = 32 with two.</summary>
     static readonly string[] VectorKernels =
     [
         "ls_causal_decode_vec_g1_v1_f32", "ls_causal_decode_vec_g2_v1_f32", "ls_causal_decode_vec_g4_v1_f32", "ls_causal_decode_vec_g8_v1_f32", "ls_causal_decode_vec_g16_v1_f32", "ls_causal_decode_vec_g32_v1_f32", "ls_causal_decode_vec_g32_v2_f32",
         "ls_causal_decode_vec_g1_v1_bf16", "ls_causal_decode_vec_g2_v1_bf16", "ls_causal_decode_vec_g4_v1_bf16", "ls_causal_decode_vec_g8_v1_bf16", "ls_causal_decode_vec_g16_v1_bf16", "ls_causal_decode_vec_g32_v1_bf16", "ls_causal_decode_vec_g32_v2_bf16",
+        "ls_causal_decode_vec_g1_v1_one_f32", "ls_causal_decode_vec_g2_v1_one_f32", "ls_causal_decode_vec_g4_v1_one_f32", "ls_causal_decode_vec_g8_v1_one_f32", "ls_causal_decode_vec_g16_v1_one_f32", "ls_causal_decode_vec_g32_v1_one_f32", "ls_causal_decode_vec_g32_v2_one_f32",
+        "ls_causal_decode_vec_g1_v1_one_bf16", "ls_causal_decode_vec_g2_v1_one_bf16", "ls_causal_decode_vec_g4_v1_one_bf16", "ls_causal_decode_vec_g8_v1_one_bf16", "ls_causal_decode_vec_g16_v1_one_bf16", "ls_causal_decode_vec_g32_v1_one_bf16", "ls_causal_decode_vec_g32_v2_one_bf16",
     ];
 
     /// <summary>The most keys a query can see: w window keys and (Mc + Lb)·r compressed ones.</summary>
@@ -79,10 +81,14 @@ static class LsCausalDecodeCuda
             var want = Math.Max(1, (BlocksPerSm * (long)be.Context.Device.MultiprocessorCount + pairs - 1) / pairs);
             var splits = Math.Clamp(want, (keys + MaxSplitKeys - 1) / MaxSplitKeys, Math.Max(1, (keys + MinSplitKeys - 1) / MinSplitKeys));
             var splitKeys = (keys + splits - 1) / splits;
+            // The one-pass kernel where a split fits it, or would with at most twice the splits (more blocks, half the round trips).
+            var onePass = be.Constant(File, "ls_causal_decode_vec_one_pass") / (v.G * v.Vpl);
+            var one = splitKeys <= 2 * onePass;
+            if (one) splitKeys = Math.Min(splitKeys, onePass);
             (p.Splits, p.SplitKeys) = ((int)((keys + splitKeys - 1) / splitKeys), (int)splitKeys);
             var smem = (uint)(be.Constant(File, "ls_causal_decode_vec_smem_per_key") * p.SplitKeys + be.Constant(File, "ls_causal_decode_vec_smem_per_d") * g.D
                 + be.Constant(File, "ls_causal_decode_vec_smem_per_split") * p.Splits);
-            var name = VectorKernels[(f32 ? 0 : 7) + (v.Vpl == 2 ? 6 : System.Numerics.BitOperations.Log2((uint)v.G))];
+            var name = VectorKernels[(one ? 14 : 0) + (f32 ? 0 : 7) + (v.Vpl == 2 ? 6 : System.Numerics.BitOperations.Log2((uint)v.G))];
             if (p.Splits == 1)
             {
                 be.Kernel(File, name).Launch(new Dim3((uint)pairs, 1, 1), threads, smem, be.Stream, p);
