@@ -27,14 +27,6 @@ template <typename T> __device__ void axpby(ElementwiseParams p)
     }
 }
 
-TLS_DEVICE float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
-TLS_DEVICE float gelu_grad(float x)
-{
-    float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
-    float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
-    return cdf + x * pdf;
-}
-
 template <typename T> __device__ void gelu_fwd(ElementwiseParams p)
 {
     const bool vec = aligned16(p.a) && aligned16(p.y);

@@ -46,6 +46,15 @@ struct ColumnSumParams
     float beta;
 };
 
+// GELU (erf form, as PyTorch's default) and its derivative: here so the fused GEMV epilogues (decode_linear) share them.
+TLS_DEVICE float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+TLS_DEVICE float gelu_grad(float x)
+{
+    float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+    float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+    return cdf + x * pdf;
+}
+
 TLS_PARAMS_LAYOUT(ElementwiseParams, beta, 48, 44)
 TLS_PARAMS_LAYOUT(ColumnSumParams, beta, 48, 44)
 TLS_PARAMS_LAYOUT(DropoutParams, p, 48, 40)

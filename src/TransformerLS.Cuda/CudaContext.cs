@@ -31,12 +31,19 @@ public sealed unsafe class CudaContext : IDisposable
     /// <summary>Set TLS_CUDA_SYNC=1 to synchronize after every launch, so an asynchronous fault names its kernel.</summary>
     public bool SyncAfterLaunch { get; set; } = Environment.GetEnvironmentVariable("TLS_CUDA_SYNC") == "1";
 
+    /// <summary>
+    /// Whether <see cref="CudaKernel.LaunchDependent{TParams}"/> launches programmatically dependent kernels (their prologue
+    /// overlaps the previous kernel's tail): on sm_90 and later, unless TLS_CUDA_DEPENDENT_LAUNCH=0.
+    /// </summary>
+    public bool DependentLaunch { get; set; }
+
     public CudaContext(int ordinal = 0)
     {
         var count = DeviceCount();
         if (ordinal < 0 || ordinal >= count)
             throw new ArgumentOutOfRangeException(nameof(ordinal), ordinal, $"device ordinal must be in [0, {count}); this machine has {count} CUDA device(s)");
         Device = GetProperties(ordinal);
+        DependentLaunch = Device.Major >= 9 && Environment.GetEnvironmentVariable("TLS_CUDA_DEPENDENT_LAUNCH") != "0";
         nint ctx;
         Driver.Check(Driver.cuDevicePrimaryCtxRetain(&ctx, ordinal));
         Handle = ctx;

@@ -61,6 +61,31 @@ public sealed unsafe class CudaKernel
         if (_context.SyncAfterLaunch) Driver.Check(Driver.cuStreamSynchronize(stream.Handle), Name);
     }
 
+    /// <summary>
+    /// <see cref="Launch{TParams}"/> as a programmatic dependent launch where the context allows it
+    /// (<see cref="CudaContext.DependentLaunch"/>): the kernel may start while the stream's previous kernel still runs, so
+    /// it must run griddepcontrol.wait before it reads anything that kernel writes (kernels/common/prelude.cuh: grid_dependency_wait).
+    /// </summary>
+    public void LaunchDependent<TParams>(Dim3 grid, Dim3 block, uint sharedBytes, CudaStream stream, in TParams p)
+        where TParams : unmanaged
+    {
+        if (!_context.DependentLaunch) { Launch(grid, block, sharedBytes, stream, p); return; }
+        if (grid.X == 0 || grid.Y == 0 || grid.Z == 0) return;
+        _context.MakeCurrent();
+        if (_dynamicSharedLimit < 0) _dynamicSharedLimit = Math.Max(0, 48 * 1024 - StaticSharedBytes);
+        if (sharedBytes > _dynamicSharedLimit) RaiseSharedLimit(sharedBytes);
+        TParams copy = p;
+        void* arg = &copy;
+        var attribute = new Driver.LaunchAttribute { Id = Driver.LaunchAttributeProgrammaticStreamSerialization, Value = 1 };
+        var config = new Driver.LaunchConfig
+        {
+            GridX = grid.X, GridY = grid.Y, GridZ = grid.Z, BlockX = block.X, BlockY = block.Y, BlockZ = block.Z,
+            SharedBytes = sharedBytes, Stream = stream.Handle, Attributes = &attribute, AttributeCount = 1,
+        };
+        Driver.Check(Driver.cuLaunchKernelEx(&config, Handle, &arg, null), Name);
+        if (_context.SyncAfterLaunch) Driver.Check(Driver.cuStreamSynchronize(stream.Handle), Name);
+    }
+
     void RaiseSharedLimit(uint bytes)
     {
         var total = (long)bytes + StaticSharedBytes;

@@ -30,6 +30,7 @@ internal static unsafe partial class Driver
     [LibraryImport(L)]
     public static partial int cuLaunchKernel(nint fn, uint gx, uint gy, uint gz, uint bx, uint by, uint bz,
         uint sharedBytes, nint stream, void** args, void** extra);
+    [LibraryImport(L)] public static partial int cuLaunchKernelEx(LaunchConfig* config, nint fn, void** args, void** extra);
     [LibraryImport(L)] public static partial int cuStreamCreate(nint* stream, uint flags);
     [LibraryImport(L)] public static partial int cuStreamDestroy_v2(nint stream);
     [LibraryImport(L)] public static partial int cuStreamSynchronize(nint stream);
@@ -93,5 +94,27 @@ internal static unsafe partial class Driver
                 $"the loaded libcuda ({NativeLibraries.LoadedPath(NativeLib.Driver)}) is the toolkit's stub, not a driver; " +
                 $"point {NativeLibraries.PathVariable} at the real driver", kernel);
         throw new CudaException(name, status, ErrorName(status), ErrorText(status), kernel);
+    }
+
+    /// <summary>CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION: the launch may start before the previous kernel in the stream ends;
+    /// it waits for that kernel's results at its griddepcontrol.wait (sm_90+).</summary>
+    public const int LaunchAttributeProgrammaticStreamSerialization = 6;
+
+    /// <summary>CUlaunchAttribute: the id, padding to 8 bytes, a 64-byte value union (here its first int).</summary>
+    [StructLayout(LayoutKind.Explicit, Size = 72)]
+    public struct LaunchAttribute
+    {
+        [FieldOffset(0)] public int Id;
+        [FieldOffset(8)] public int Value;
+    }
+
+    /// <summary>CUlaunchConfig of cuLaunchKernelEx.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct LaunchConfig
+    {
+        public uint GridX, GridY, GridZ, BlockX, BlockY, BlockZ, SharedBytes;
+        public nint Stream;
+        public LaunchAttribute* Attributes;
+        public uint AttributeCount;
     }
 }

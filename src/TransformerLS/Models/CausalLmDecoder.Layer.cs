@@ -48,6 +48,7 @@ public sealed partial class CausalLmDecoder
         Tensor Linear(Tensor x, string name, bool bias) => Functional.Linear(x, P(name + ".weight"), bias ? P(name + ".bias") : null);
         Tensor LayerNorm(Tensor x, string name) => Functional.LayerNorm(x, P(name + ".weight"), P(name + ".bias"));
         (Tensor K, Tensor V) DualLn(Tensor k, Tensor v, string name) => Functional.DualLayerNorm(k, v, P(name + ".weight"), P(name + ".bias"), _d.H, _eps);
+        DecodeLinearNorm Norm(string name, Tensor normed) => new(P(name + ".weight"), P(name + ".bias"), 1e-5f, normed); // Functional.LayerNorm's eps, as Front
         Tensor Split(Tensor x) => Functional.SplitHeads(x, _d.H);
         Tensor Merge(Tensor x) => Functional.MergeHeads(x);
 
@@ -200,7 +201,11 @@ public sealed partial class CausalLmDecoder
         public Tensor Step(Tensor x, bool anyCompletes)
         {
             var (be, B, D, H, Hd, l) = (_d._be, _d.B, _d.D, _d.H, _d.Hd, _d.Lc);
-            var (h, kraw, vraw, k, v, s) = Front(x);
+            // Front's maps and the query's in one DecodeLinear: h = LN1(x); q, raw keys/values and scores from h.
+            var (h, q, kraw, vraw, s) = (New(B, 1, D), New(B, 1, D), New(B, 1, D), New(B, 1, D), New(B, 1, H * _d.R));
+            Ops.DecodeLinear.Forward(be, x, Norm("norm1", h), [new(P("attn.proj_query.weight"), null, q), new(P("attn.proj_key.weight"), null, kraw),
+                new(P("attn.proj_val.weight"), null, vraw), new(P("attn.dconv_1.weight"), P("attn.dconv_1.bias"), s)]);
+            var (k, v) = DualLn(kraw, vraw, "attn.dual_ln_win");
             // This position's rows into the window ring and the chunk buffers (each sequence at its own slot).
             using (var hs = h.Reshape(B, 1, 1, D))
             using (var ss = s.Reshape(B, 1, 1, H * _d.R))
@@ -209,18 +214,16 @@ public sealed partial class CausalLmDecoder
                 Layout.WriteRows(be, [new(hs, _d._tRowsChunk, _hbuf), new(ss, _d._tRowsChunk, _sbuf), new(ks, _d._tRowsChunk, _kraw),
                     new(vs, _d._tRowsChunk, _vraw), new(k, _d._tRowsW, _kw), new(v, _d._tRowsW, _vw)]);
 
-            var q = Linear(h, "attn.proj_query", false); // [B, 1, H·d] is [B, H, 1, d] in memory
             var o = New(B, H, 1, Hd);
-            using (var q4 = q.Reshape(B, H, 1, Hd))
+            using (var q4 = q.Reshape(B, H, 1, Hd)) // [B, 1, H·d] is [B, H, 1, d] in memory
                 LsCausalDecode.Forward(be, new LsCausalConfig(_d.W, l, _d.R), _d.Mc,
                     new LsDecodeInputs(q4, _kw, _vw, P("attn.r_w_bias"), P("attn.r_r_bias"), _rel, _kring, _vring, _kblock, _vblock, _relc, _d._tState), o);
-            // The residuals ride the GEMMs (y += x·Wᵀ + b): h2 = h + o·W_oᵀ in h's place, y = h3 + FFN(h3) in h3's place.
-            using (var o3 = o.Reshape(B, 1, D)) Ops.Linear.Forward(be, o3, P("attn.proj_out.weight"), null, h, accumulate: true);
-            var h3 = LayerNorm(h, "norm2");
-            var f = Linear(h3, "ff.fc1", true);
-            var g = New([.. f.Shape.Dims]);
-            Elementwise.Gelu(be, f, g);
-            Ops.Linear.Forward(be, g, P("ff.fc2.weight"), P("ff.fc2.bias"), h3, accumulate: true);
+            // The residuals ride the sums (y += x·Wᵀ + b): h2 = h + o·W_oᵀ in h's place; h3 = LN2(h2) and g = GELU(h3·W_1ᵀ + b_1)
+            // in one call; y = h3 + g·W_2ᵀ + b_2 in h3's place.
+            using (var o3 = o.Reshape(B, 1, D)) Ops.DecodeLinear.Forward(be, o3, null, [new(P("attn.proj_out.weight"), null, h)], accumulate: true);
+            var (h3, g) = (New(B, 1, D), New(B, 1, P("ff.fc1.weight").Shape[0]));
+            Ops.DecodeLinear.Forward(be, h, Norm("norm2", h3), [new(P("ff.fc1.weight"), P("ff.fc1.bias"), g)], gelu: true);
+            Ops.DecodeLinear.Forward(be, g, null, [new(P("ff.fc2.weight"), P("ff.fc2.bias"), h3)], accumulate: true);
             var y = h3;
 
             if (anyCompletes)

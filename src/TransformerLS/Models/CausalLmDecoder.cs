@@ -234,7 +234,7 @@ public sealed partial class CausalLmDecoder : IDisposable
         Elementwise.Axpby(_be, rows, MathF.Sqrt(D), null, 0f, scaled);
         var x = scaled.Reshape(B, 1, D); // a view: frees nothing
         foreach (var layer in _layers) x = layer.Step(x, anyCompletes);
-        Ops.Linear.Forward(_be, x, p["in_emb.weight"], p["out_emb.bias"], _tLogits);
+        Ops.DecodeLinear.Forward(_be, x, null, [new(p["in_emb.weight"], p["out_emb.bias"], _tLogits)]);
     }
 
     /// <summary>Whether <see cref="Prefill"/> of a fresh sequence runs the block forward (M >= L > 0) rather than one step per token.</summary>
