@@ -50,10 +50,7 @@ public sealed unsafe class CudaKernel
         where TParams : unmanaged
     {
         if (grid.X == 0 || grid.Y == 0 || grid.Z == 0) return; // empty problem: nothing to launch
-        _context.MakeCurrent();
-        // Static plus dynamic shared memory above the default 48 KiB needs the opt-in attribute.
-        if (_dynamicSharedLimit < 0) _dynamicSharedLimit = Math.Max(0, 48 * 1024 - StaticSharedBytes);
-        if (sharedBytes > _dynamicSharedLimit) RaiseSharedLimit(sharedBytes);
+        Prepare(sharedBytes);
         TParams copy = p;
         void* arg = &copy;
         Driver.Check(Driver.cuLaunchKernel(Handle, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z,
@@ -71,9 +68,7 @@ public sealed unsafe class CudaKernel
     {
         if (!_context.DependentLaunch) { Launch(grid, block, sharedBytes, stream, p); return; }
         if (grid.X == 0 || grid.Y == 0 || grid.Z == 0) return;
-        _context.MakeCurrent();
-        if (_dynamicSharedLimit < 0) _dynamicSharedLimit = Math.Max(0, 48 * 1024 - StaticSharedBytes);
-        if (sharedBytes > _dynamicSharedLimit) RaiseSharedLimit(sharedBytes);
+        Prepare(sharedBytes);
         TParams copy = p;
         void* arg = &copy;
         var attribute = new Driver.LaunchAttribute { Id = Driver.LaunchAttributeProgrammaticStreamSerialization, Value = 1 };
@@ -84,6 +79,14 @@ public sealed unsafe class CudaKernel
         };
         Driver.Check(Driver.cuLaunchKernelEx(&config, Handle, &arg, null), Name);
         if (_context.SyncAfterLaunch) Driver.Check(Driver.cuStreamSynchronize(stream.Handle), Name);
+    }
+
+    /// <summary>The context current; static plus dynamic shared memory above the default 48 KiB needs the opt-in attribute.</summary>
+    void Prepare(uint sharedBytes)
+    {
+        _context.MakeCurrent();
+        if (_dynamicSharedLimit < 0) _dynamicSharedLimit = Math.Max(0, 48 * 1024 - StaticSharedBytes);
+        if (sharedBytes > _dynamicSharedLimit) RaiseSharedLimit(sharedBytes);
     }
 
     void RaiseSharedLimit(uint bytes)

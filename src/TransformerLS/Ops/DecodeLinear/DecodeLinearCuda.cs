@@ -43,8 +43,8 @@ static class DecodeLinearCuda
         var any = x.DevicePointer | (norm is { } a ? a.Gamma.DevicePointer | a.Beta.DevicePointer | a.Normed.DevicePointer : 0);
         foreach (var o in outputs) any |= o.Weight.DevicePointer;
         if (any % 16 != 0) return false;
-        var smem = (long)rows * k * size;
-        if (smem > be.Context.Device.MaxSharedMemoryPerBlockOptin / 2) return false;
+        var smem = (long)rows * k * size; // x's rows, staged once a block
+        if (smem > be.Context.Device.MaxSharedMemoryPerBlockOptin / 2) return false; // at least two blocks an SM, or the chain
         var p = new DecodeLinearParams
         {
             X = x.DevicePointer, Rows = rows, K = k, Gelu = gelu ? 1 : 0, Accumulate = accumulate ? 1 : 0,
