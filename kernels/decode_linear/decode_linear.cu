@@ -10,7 +10,8 @@
 //      where asked (a warp a row: mean, centred variance, 1/sqrtf as the LayerNorm kernels; the result rounded to T;
 //      block 0 also writes it to xn);
 //   3. each row's dot product: the lane's vectors against the row, then a warp sum (a fixed tree); lane r adds row r's
-//      bias and old y (loaded in step 1), applies GELU to the rounded sum where asked, and stores y_j[r, o].
+//      bias (loaded with the weights) and old y (loaded before step 2, after the dependency wait), applies GELU to the
+//      rounded sum where asked, and stores y_j[r, o].
 // No atomics: the same bits every run. The weights are the traffic (rows·K staged per block is small), so a launch
 // costs one pass over Σ n_j·K elements. Launched as a dependent launch (common/dependent_launch.cuh): step 1's weight
 // loads overlap the previous kernel's tail.
