@@ -32,6 +32,16 @@ public static partial class LsCausalDecode
         (8, 64, 136, 1, 8, 12, 4, [.. Enumerable.Range(0, 66).SelectMany(b => new[] { b * 7 % 136, b % 2 == 0 ? 136 : 100 + b % 30, b % 12, b % 5 })]),
     }.Select(c => CaseAt(dt, c.H, c.d, c.w, c.r, c.Mc, c.C, c.Lb, c.State));
 
+    /// <summary>The bench's decode step at the causal shape (M = L memory, a full window, the block's last chunk: every key a
+    /// query can see), batch 1 and 64.</summary>
+    internal static IEnumerable<OpCase> PerfCases(KernelShape k, DType dt)
+    {
+        int l = k.ChunkLength, mc = k.CausalMemory / l, lb = k.CausalLength / l, w = k.CausalWindow;
+        foreach (var b in new[] { 1, 64 })
+            yield return CaseAt(dt, k.Heads, k.HeadDim, w, k.CausalRank, mc, mc + lb, lb,
+                [.. Enumerable.Range(0, b).SelectMany(i => new[] { i * 37 % w, w, i % (mc + lb), lb - 1 })]);
+    }
+
     static OpCase CaseAt(DType dt, int H, int d, int w, int r, int mc, int ringChunks, int lb, int[] state)
     {
         var B = state.Length / 4;
