@@ -4,8 +4,8 @@
 #   bench/run-all.sh [OUT]            (default: bench/results/<date>-<gpu>)
 # TLS_BENCH says how to start tls-bench (default: dotnet run on the bench project; on a host with only the runtime,
 # e.g. TLS_BENCH="dotnet .gpu/bench/tls-bench.dll"). KERNELS=0, LAYERS=0, SCALE=0, MODEL=0, DECODE=0 or PEERS=0 skip a part (the table
-# merges whatever the folder holds); KERNEL_RUNS, LAYER_RUNS, MODEL_RUNS, PEER_BUDGET_S, PEER_SWEEP_BUDGET_S and
-# CAUSAL_PEER_BUDGET_S trim the run.
+# merges whatever the folder holds); KERNEL_RUNS, LAYER_RUNS, MODEL_RUNS, PEER_BUDGET_S, PEER_SWEEP_BUDGET_S,
+# CAUSAL_PEER_BUDGET_S and DECODE_PEER_BUDGET_S trim the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr -c 'A-Za-z0-9\n' '-' | tr -s '-' | sed 's/-$//' || echo gpu)
@@ -36,6 +36,12 @@ if [ "${PEERS:-1}" != 0 ]; then
     rm -rf "$out/check"
     { (cd bench/peers && PYTHONUNBUFFERED=1 python3 causal_peers.py --out "$out/model-peers.rows.json" --budget-s "${CAUSAL_PEER_BUDGET_S:-300}") 2>&1 \
       | grep --line-buffered -v -e '^W1' -e 'warn' | tee "$out/causal-peers.log"; } || echo "causal peers FAILED: see $out/causal-peers.log"
+  fi
+  if [ "${DECODE:-1}" != 0 ]; then
+    # Generation as the reference code would do it: the current block re-run for every byte (decode-peers.rows.json).
+    { (cd bench/peers && PYTHONUNBUFFERED=1 python3 decode_peers.py --out "$out/decode-peers.rows.json" --contexts 1024,8192,32768 \
+        --budget-s "${DECODE_PEER_BUDGET_S:-300}") 2>&1 | grep --line-buffered -v -e '^W1' -e 'warn' | tee "$out/decode-peers.log"; } \
+      || echo "decode peers FAILED: see $out/decode-peers.log"
   fi
   (cd bench/peers && PYTHONUNBUFFERED=1 python3 peers.py --out "$out/peers.rows.json" --budget-s "${PEER_BUDGET_S:-420}" \
     --sweep-budget-s "${PEER_SWEEP_BUDGET_S:-240}") 2>&1 | grep --line-buffered -v -e '^W1' -e 'warn' | tee "$out/peers.log"
