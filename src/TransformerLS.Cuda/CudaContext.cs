@@ -33,7 +33,7 @@ public sealed unsafe class CudaContext : IDisposable
 
     /// <summary>
     /// Whether <see cref="CudaKernel.LaunchDependent{TParams}"/> launches programmatically dependent kernels (their prologue
-    /// overlaps the previous kernel's tail): on sm_90 and later, unless TLS_CUDA_DEPENDENT_LAUNCH=0.
+    /// overlaps the previous kernel's tail): on sm_90 and later with a CUDA 12.3 or later driver, unless TLS_CUDA_DEPENDENT_LAUNCH=0.
     /// </summary>
     public bool DependentLaunch { get; set; }
 
@@ -43,7 +43,8 @@ public sealed unsafe class CudaContext : IDisposable
         if (ordinal < 0 || ordinal >= count)
             throw new ArgumentOutOfRangeException(nameof(ordinal), ordinal, $"device ordinal must be in [0, {count}); this machine has {count} CUDA device(s)");
         Device = GetProperties(ordinal);
-        DependentLaunch = Device.Major >= 9 && Environment.GetEnvironmentVariable("TLS_CUDA_DEPENDENT_LAUNCH") != "0";
+        // cuLaunchKernelEx and the capture of such launches into graphs need a 12.3 driver (an H100 runs on 11.8 drivers too).
+        DependentLaunch = Device.Major >= 9 && DriverVersion() >= 12030 && Environment.GetEnvironmentVariable("TLS_CUDA_DEPENDENT_LAUNCH") != "0";
         nint ctx;
         Driver.Check(Driver.cuDevicePrimaryCtxRetain(&ctx, ordinal));
         Handle = ctx;
