@@ -63,6 +63,23 @@ public sealed partial class LayoutContractTests
         Assert.Throws<CudaException>(() => gpu.Constant("ls_attention/ls_attention.cu", "no_such_constant"));
     }
 
+    /// <summary>cuLaunchKernelEx's structs (CudaKernel.LaunchDependent) as cuda.h lays them out on 64-bit hosts: CUlaunchConfig is
+    /// seven uints, the stream at 32, the attribute pointer at 40, their count at 48 (56 bytes); CUlaunchAttribute an id padded to 8
+    /// bytes and a 64-byte value union (72).</summary>
+    [Fact]
+    public void Driver_launch_structs_have_the_cuda_h_layout()
+    {
+        var driver = typeof(CudaKernel).Assembly.GetType("TransformerLS.Cuda.Driver", throwOnError: true)!;
+        var config = driver.GetNestedType("LaunchConfig", BindingFlags.Public)!;
+        var attribute = driver.GetNestedType("LaunchAttribute", BindingFlags.Public)!;
+        Assert.Equal(56, Marshal.SizeOf(config));
+        Assert.Equal(32, (int)Marshal.OffsetOf(config, "Stream"));
+        Assert.Equal(40, (int)Marshal.OffsetOf(config, "Attributes"));
+        Assert.Equal(48, (int)Marshal.OffsetOf(config, "AttributeCount"));
+        Assert.Equal(72, Marshal.SizeOf(attribute));
+        Assert.Equal(8, (int)Marshal.OffsetOf(attribute, "Value"));
+    }
+
     [Fact]
     public void Every_layout_line_has_a_mirror()
     {
