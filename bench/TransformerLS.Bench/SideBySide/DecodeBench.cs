@@ -82,6 +82,9 @@ public static class DecodeBench
         d.StepSample([0], default, Sampled, [0.5]);
     }
 
+    /// <summary>Warm block prefills a row times (after the cold one): their median is its prefill rate.</summary>
+    const int WarmPrefills = 3;
+
     /// <summary>What the timed steps draw with: plain sampling at temperature 1 (on the GPU on the device).</summary>
     static readonly SamplingOptions Sampled = new() { Temperature = 1f };
 
@@ -98,9 +101,11 @@ public static class DecodeBench
             var tokens = new int[batch];
             var clock = new Stopwatch();
             double prefill = 0, coldPrefill = 0;
-            // Block prefill runs twice: the first (cold: the batch's block graph, memory plan and GEMM plans are built
-            // inside it) is logged, the second, after a reset, is the row's prefill rate (a session serves many prompts).
-            for (var pass = 0; pass < (d.PrefillsInBlocks ? 2 : 1); pass++)
+            var warm = new List<double>();
+            // Block prefill runs 1 + WarmPrefills times: the first (cold: the batch's block graph, memory plan and GEMM plans
+            // are built inside it) is logged, the median of the others, each after a reset, is the row's prefill rate (a
+            // session serves many prompts; one timed prefill at batch 1 swung 2x between calls).
+            for (var pass = 0; pass < (d.PrefillsInBlocks ? 1 + WarmPrefills : 1); pass++)
             {
                 for (var b = 0; b < batch && pass > 0; b++) d.Reset(b);
                 var prompts = Enumerable.Range(0, batch).Select(_ => Enumerable.Range(0, context).Select(_ => rng.Next(vocab)).ToArray()).ToArray();
@@ -115,7 +120,9 @@ public static class DecodeBench
                     }
                 prefill = (double)batch * context / clock.Elapsed.TotalSeconds;
                 if (pass == 0) coldPrefill = prefill;
+                else warm.Add(prefill);
             }
+            if (warm.Count > 0) prefill = Median([.. warm]);
             if (d.PrefillsInBlocks) log?.WriteLine($"{impl} B={batch} context={context}: cold prefill (first at this batch) {coldPrefill:N0} tokens/s");
             var times = new double[steps];
             var cuda = profile ? (be as CudaBackend)?.Context : null;
