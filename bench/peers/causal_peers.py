@@ -18,7 +18,7 @@ import time
 import torch
 
 from causal_lm import CausalLSLM
-from peers import median_ms
+from peers import measured_row, median_ms
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -65,19 +65,12 @@ def main():
             for impl in args.impls.split(","):
                 row = dict(impl=f"torch-{impl}-dense", dtype=dtype, layers=args.layers, length=L, memory=L, batch=B,
                            step_ms=None, tokens_per_s=None, peak_bytes=None, status="ok")
-                if time.time() - began > args.budget_s:
-                    row["status"] = "skipped (budget)"
-                else:
-                    try:
-                        ms, peak = measure(impl, dtype, L, B, args)
-                        row.update(step_ms=ms, tokens_per_s=B * L / (ms / 1000), peak_bytes=peak)
-                    except torch.cuda.OutOfMemoryError:
-                        row["status"] = "oom"
-                    except Exception as e:  # a peer that fails is a row that says so, not a lost run
-                        row["status"] = f"error: {type(e).__name__}: {str(e)[:200]}"
-                    torch.cuda.empty_cache()
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+
+                def figures():
+                    ms, peak = measure(impl, dtype, L, B, args)
+                    return dict(step_ms=ms, tokens_per_s=B * L / (ms / 1000), peak_bytes=peak)
+
+                rows.append(measured_row(row, began, args.budget_s, figures))
     with open(args.out, "w") as f:
         json.dump(rows, f, indent=2)
     return 0

@@ -23,6 +23,7 @@ import time
 import torch
 
 from causal_lm import CausalLSLM
+from peers import measured_row
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 VOCAB, DIM, HEADS, HIDDEN, WINDOW, CHUNK, RANK = 256, 512, 8, 2048, 512, 16, 1
@@ -97,19 +98,12 @@ def main():
             for context in contexts:
                 row = dict(impl=f"torch-{impl}-block-recompute", dtype=dtype, batch=1, context=context, prefill_tokens_per_s=None,
                            decode_tokens_per_s=None, ms_per_token=None, peak_bytes=None, status="ok")
-                if time.time() - began > args.budget_s:
-                    row["status"] = "skipped (budget)"
-                else:
-                    try:
-                        prefill, ms, peak = measure(impl, dtype, context, memory, args)
-                        row.update(prefill_tokens_per_s=prefill, decode_tokens_per_s=1000 / ms, ms_per_token=ms, peak_bytes=peak)
-                    except torch.cuda.OutOfMemoryError:
-                        row["status"] = "oom"
-                    except Exception as e:  # a peer that fails is a row that says so, not a lost run
-                        row["status"] = f"error: {type(e).__name__}: {str(e)[:200]}"
-                    torch.cuda.empty_cache()
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+
+                def figures():
+                    prefill, ms, peak = measure(impl, dtype, context, memory, args)
+                    return dict(prefill_tokens_per_s=prefill, decode_tokens_per_s=1000 / ms, ms_per_token=ms, peak_bytes=peak)
+
+                rows.append(measured_row(row, began, args.budget_s, figures))
     with open(args.out, "w") as f:
         json.dump(rows, f, indent=2)
     return 0

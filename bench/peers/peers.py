@@ -49,6 +49,24 @@ def median_ms(fn, runs, warmup):
     return statistics.median(times)
 
 
+def measured_row(row, began, budget_s, figures):
+    """Fills row with figures() (a dict of its measured fields) unless the time budget, counted from began, is spent
+    ("skipped (budget)"); out of memory ("oom") or any other failure ("error: ...") becomes the row's status: a peer that
+    fails is a row that says so, not a lost run. Prints the row as a JSON line and returns it."""
+    if time.time() - began > budget_s:
+        row["status"] = "skipped (budget)"
+    else:
+        try:
+            row.update(figures())
+        except torch.cuda.OutOfMemoryError:
+            row["status"] = "oom"
+        except Exception as e:
+            row["status"] = f"error: {type(e).__name__}: {str(e)[:200]}"
+        torch.cuda.empty_cache()
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def measure(model, b, n, dim, dtype, runs, warmup):
     x = torch.randn(b, n, dim, device="cuda", dtype=dtype)
     dy = torch.randn(b, n, dim, device="cuda", dtype=dtype)
