@@ -61,7 +61,7 @@ public sealed unsafe class CudaKernel
     /// <summary>
     /// <see cref="Launch{TParams}"/> as a programmatic dependent launch where the context allows it
     /// (<see cref="CudaContext.DependentLaunch"/>): the kernel may start while the stream's previous kernel still runs, so
-    /// it must run griddepcontrol.wait before it reads anything that kernel writes (kernels/common/prelude.cuh: grid_dependency_wait).
+    /// it must run griddepcontrol.wait before it reads anything that kernel writes (kernels/common/dependent_launch.cuh: grid_dependency_wait).
     /// </summary>
     public void LaunchDependent<TParams>(Dim3 grid, Dim3 block, uint sharedBytes, CudaStream stream, in TParams p)
         where TParams : unmanaged

@@ -26,7 +26,7 @@ public static partial class DecodeLinear
     internal static IEnumerable<OpCase> PerfCases(KernelShape k, DType dt)
     {
         foreach (var b in new[] { 1, 8 })
-            yield return CaseAt(dt, "decode_linear_norm", [b, 1], k.Dim, [k.Dim, k.Dim, k.Dim, 8], [false, false, false, true], norm: true, gelu: false, accumulate: false);
+            yield return CaseAt(dt, "decode_linear_norm", [b, 1], k.Dim, [k.Dim, k.Dim, k.Dim, k.Heads * k.CausalRank], [false, false, false, true], norm: true, gelu: false, accumulate: false);
     }
 
     static OpCase CaseAt(DType dt, string op, int[] lead, int k, int[] n, bool[] bias, bool norm, bool gelu, bool accumulate)
