@@ -176,10 +176,12 @@ TLS_INSTANTIATE(ls_causal_decode_combine, LsDecodeParams)
 //     the value rows with the key rows: one round trip to memory instead of two;
 //   - splits chosen by the launcher (one where B·H alone fills the GPU): with one split the block writes o itself;
 //   - the combine fused: each split block writes its partial, counts itself in arrived[bh] (an integer atomic), and the
-//     last one to arrive combines the splits in split order (the same bits whichever block is last).
-// Shared memory: split_keys logits, WARPS·d p·v sums, 2·splits combine weights (the launcher's size: one formula).
+//     last one to arrive combines the splits in split order (the same bits whichever block is last) and zeroes the count;
+//   - the append fused (p.kraw set): see decode_append.
+// Shared memory: the append's age-0 key and value (2·d, as fp32 slots), split_keys logits, WARPS·d p·v sums, 2·splits
+// combine weights (the launcher's size: one formula).
 TLS_EXPORT(ls_causal_decode_vec_smem_per_key, 4)
-TLS_EXPORT(ls_causal_decode_vec_smem_per_d, 4 * (DECODE_THREADS / 32))
+TLS_EXPORT(ls_causal_decode_vec_smem_per_d, 4 * (DECODE_THREADS / 32 + 2))
 TLS_EXPORT(ls_causal_decode_vec_smem_per_split, 8)
 
 #define DECODE_VEC_ROWS 4  // key rows a lane loads before it uses them (divided by VPL)
@@ -215,6 +217,50 @@ template <typename T> struct DecodeKey
     }
 };
 
+// The append, by the block (sequence b, head h) whose split holds window age 0 (no other block of the launch reads or
+// writes the rows it writes: age 0 is the only key in the window slot, and the chunk rows are read after the launch).
+// LN_W over all H·d channels of this position's raw key and value (mean, then the mean squared deviation: the DualLN
+// kernel's statistics), its head's slice rounded to T into kn, vn and, where rows_w[b] is the window slot (the only
+// row the caller may name besides −1), into the window ring; its head's slices of h, s, kraw, vraw into the chunk
+// buffers. Returns whether kn, vn are the age-0 key and value (else the ring's slot still is: nothing was written).
+template <typename T> TLS_DEVICE bool decode_append(const LsDecodeParams& p, int b, int h, int slot, T* kn, T* vn, float* red)
+{
+    const int d = p.D, Dm = p.H * d, t = threadIdx.x;
+    const i64 row = (i64)b * Dm;
+    float sk = 0.f, sv = 0.f;
+    for (int c = t; c < Dm; c += DECODE_THREADS) { sk += load<T>(p.kraw, row + c); sv += load<T>(p.vraw, row + c); }
+    const float mk = block_reduce<false>(sk, red) / Dm, mv = block_reduce<false>(sv, red) / Dm;
+    float qk = 0.f, qv = 0.f;
+    for (int c = t; c < Dm; c += DECODE_THREADS)
+    {
+        const float ek = load<T>(p.kraw, row + c) - mk, ev = load<T>(p.vraw, row + c) - mv;
+        qk += ek * ek;
+        qv += ev * ev;
+    }
+    const float rk = 1.f / sqrtf(block_reduce<false>(qk, red) / Dm + p.eps), rv = 1.f / sqrtf(block_reduce<false>(qv, red) / Dm + p.eps);
+    const int rw = (int)p.rows_w[b], rc = (int)p.rows_chunk[b];
+    const bool wring = rw == slot, wchunk = rc >= 0 && rc < p.l;
+    const i64 ring = ((i64)(b * p.H + h) * p.W + rw) * d, chunk = ((i64)b * p.l + rc) * Dm;
+    for (int c = t; c < d; c += DECODE_THREADS)
+    {
+        const int x = h * d + c;
+        store<T>(kn, c, (load<T>(p.kraw, row + x) - mk) * rk * p.gamma[x] + p.beta[x]);
+        store<T>(vn, c, (load<T>(p.vraw, row + x) - mv) * rv * p.gamma[x] + p.beta[x]);
+        if (wring) { ((T*)p.kw)[ring + c] = kn[c]; ((T*)p.vw)[ring + c] = vn[c]; }
+        if (wchunk)
+        {
+            ((T*)p.hbuf)[chunk + x] = ((const T*)p.h_in)[row + x];
+            ((T*)p.krbuf)[chunk + x] = ((const T*)p.kraw)[row + x];
+            ((T*)p.vrbuf)[chunk + x] = ((const T*)p.vraw)[row + x];
+        }
+    }
+    const int HR = p.H * p.R;
+    if (wchunk)
+        for (int r = t; r < p.R; r += DECODE_THREADS) ((T*)p.sbuf)[((i64)b * p.l + rc) * HR + h * p.R + r] = ((const T*)p.s_in)[(i64)b * HR + h * p.R + r];
+    __syncthreads();
+    return wring;
+}
+
 TLS_DEVICE float ld_cg(const float* p)
 {
     float v;
@@ -233,8 +279,10 @@ template <typename T, int G, int VPL, bool ONE> __device__ void ls_causal_decode
     const int slot = (int)p.state[b * 4], nw = (int)p.state[b * 4 + 1], first = (int)p.state[b * 4 + 2], qi = (int)p.state[b * 4 + 3];
     const int nc = (p.Mc + qi) * p.R, keys = nc + nw;
     const int j0 = split * p.split_keys, n = max(0, min(keys, j0 + p.split_keys) - j0);
-    float* s = sm;                       // [split_keys] logits, then weights
-    float* pv = sm + p.split_keys;       // [WARPS, D]
+    T* kn = (T*)sm;                      // [D] the append's age-0 key, then [D] value (2·D fp32 slots, 16-byte aligned)
+    T* vn = kn + D;
+    float* s = sm + 2 * D;               // [split_keys] logits, then weights
+    float* pv = s + p.split_keys;        // [WARPS, D]
     float m = -TLS_INF, l = 0.f;
     float acc[VPL][N];
 #pragma unroll
@@ -261,6 +309,9 @@ template <typename T, int G, int VPL, bool ONE> __device__ void ls_causal_decode
 #pragma unroll
             for (int e = 0; e < N; ++e) qs[v][e] = qu[v][e] = qv[v][e] = 0.f;
     }
+    // The append (uniform over the block): the split holding window age 0, key nc, makes that key and value itself.
+    const int a0 = nc - j0;
+    const bool app = p.kraw != nullptr && a0 >= 0 && a0 < n && decode_append<T>(p, b, h, slot, kn, vn, red);
     if (n > 0) // uniform over the block
     {
         // ONE (the launcher's choice where split_keys <= KPB·U): the split is one pass, its value rows load with its key
@@ -278,7 +329,8 @@ template <typename T, int G, int VPL, bool ONE> __device__ void ls_causal_decode
                 const int jj = base + u * KPB + kk;
                 cmp[u] = false;
                 if (jj >= n) continue;
-                const DecodeKey<T> key(p, bh, h, j0 + jj, nc, slot, first);
+                DecodeKey<T> key(p, bh, h, j0 + jj, nc, slot, first);
+                if (app && jj == a0) { key.k = kn; key.v = vn; }
                 cmp[u] = key.cmp;
 #pragma unroll
                 for (int v = 0; v < VPL; ++v)
@@ -334,7 +386,8 @@ template <typename T, int G, int VPL, bool ONE> __device__ void ls_causal_decode
                 const int jj = base + u * KPB + kk;
                 pr[u] = 0.f;
                 if (jj >= n) continue;
-                const DecodeKey<T> key(p, bh, h, j0 + jj, nc, slot, first);
+                DecodeKey<T> key(p, bh, h, j0 + jj, nc, slot, first);
+                if (app && jj == a0) key.v = vn;
                 pr[u] = s[jj];
 #pragma unroll
                 for (int v = 0; v < VPL; ++v)
@@ -388,9 +441,10 @@ template <typename T, int G, int VPL, bool ONE> __device__ void ls_causal_decode
     if (t == 0) last = atomicAdd(p.arrived + bh, 1) == p.splits - 1;
     __syncthreads();
     if (!last) return;
+    if (t == 0) p.arrived[bh] = 0;       // every split has counted itself: the count is free for the next launch
     __threadfence();
     const float* parts = p.part + (i64)bh * p.splits * (D + 2);
-    float* wt = sm;                      // [splits] weights, then [splits] weighted sums (reuses the logits)
+    float* wt = s;                       // [splits] weights, then [splits] weighted sums (reuses the logits)
     float M = -TLS_INF;
     for (int q = t; q < p.splits; q += DECODE_THREADS) M = fmaxf(M, ld_cg(parts + (i64)q * (D + 2) + D));
     M = block_reduce<true>(M, red);

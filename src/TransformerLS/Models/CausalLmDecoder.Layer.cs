@@ -16,6 +16,7 @@ public sealed partial class CausalLmDecoder
         // Caches (see the class comment) and the zero-state rows Reset copies in.
         readonly Tensor _kw, _vw, _hbuf, _sbuf, _kraw, _vraw, _kring, _vring, _kblock, _vblock, _rel, _relc;
         readonly Tensor _kw0, _vw0, _kring0, _vring0;
+        readonly Tensor _counters; // float32 [B·H] zeros: the decode attention's split counts (it leaves them zeroed)
 
         public Layer(CausalLmDecoder d, int index)
         {
@@ -28,6 +29,9 @@ public sealed partial class CausalLmDecoder
             (_kw0, _vw0, _kring0, _vring0) = (Own(1, H, W, Hd), Own(1, H, W, Hd), Own(1, H, d.C * R, Hd), Own(1, H, d.C * R, Hd));
             var nr = (d.Mc + d.Lb) * R;
             (_rel, _relc) = (Own(H, W, Hd), Own(H, nr, Hd));
+            _counters = d._be.Empty(new Shape(B * H), DType.Float32);
+            _owned.Add(_counters);
+            d._be.Fill(_counters, 0f);
             using var scope = new TensorScope();
             RelTable(_rel, W, "attn.r_net", bias: false);
             RelTable(_relc, nr, "attn.r_net_chunk", bias: true);
@@ -205,19 +209,14 @@ public sealed partial class CausalLmDecoder
             var (h, q, kraw, vraw, s) = (New(B, 1, D), New(B, 1, D), New(B, 1, D), New(B, 1, D), New(B, 1, H * _d.R));
             Ops.DecodeLinear.Forward(be, x, Norm("norm1", h), [new(P("attn.proj_query.weight"), null, q), new(P("attn.proj_key.weight"), null, kraw),
                 new(P("attn.proj_val.weight"), null, vraw), new(P("attn.dconv_1.weight"), P("attn.dconv_1.bias"), s)]);
-            var (k, v) = DualLn(kraw, vraw, "attn.dual_ln_win");
-            // This position's rows into the window ring and the chunk buffers (each sequence at its own slot).
-            using (var hs = h.Reshape(B, 1, 1, D))
-            using (var ss = s.Reshape(B, 1, 1, H * _d.R))
-            using (var ks = kraw.Reshape(B, 1, 1, D))
-            using (var vs = vraw.Reshape(B, 1, 1, D))
-                Layout.WriteRows(be, [new(hs, _d._tRowsChunk, _hbuf), new(ss, _d._tRowsChunk, _sbuf), new(ks, _d._tRowsChunk, _kraw),
-                    new(vs, _d._tRowsChunk, _vraw), new(k, _d._tRowsW, _kw), new(v, _d._tRowsW, _vw)]);
-
+            // The attention, with this position's rows appended first (each sequence at its own slot): LN_W(kraw), LN_W(vraw)
+            // into the window ring, h, s, kraw, vraw into the chunk buffers; on the GPU inside the attention's launch.
             var o = New(B, H, 1, Hd);
+            var append = new LsDecodeAppend(kraw, vraw, P("attn.dual_ln_win.weight"), P("attn.dual_ln_win.bias"), _eps, _d._tRowsW, _d._tRowsChunk,
+                h, s, _hbuf, _sbuf, _kraw, _vraw, _counters);
             using (var q4 = q.Reshape(B, H, 1, Hd)) // [B, 1, H·d] is [B, H, 1, d] in memory
                 LsCausalDecode.Forward(be, new LsCausalConfig(_d.W, l, _d.R), _d.Mc,
-                    new LsDecodeInputs(q4, _kw, _vw, P("attn.r_w_bias"), P("attn.r_r_bias"), _rel, _kring, _vring, _kblock, _vblock, _relc, _d._tState), o);
+                    new LsDecodeInputs(q4, _kw, _vw, P("attn.r_w_bias"), P("attn.r_r_bias"), _rel, _kring, _vring, _kblock, _vblock, _relc, _d._tState), append, o);
             // The residuals ride the sums (y += x·Wᵀ + b): h2 = h + o·W_oᵀ in h's place; h3 = LN2(h2) and g = GELU(h3·W_1ᵀ + b_1)
             // in one call; y = h3 + g·W_2ᵀ + b_2 in h3's place.
             using (var o3 = o.Reshape(B, 1, D)) Ops.DecodeLinear.Forward(be, o3, null, [new(P("attn.proj_out.weight"), null, h)], accumulate: true);

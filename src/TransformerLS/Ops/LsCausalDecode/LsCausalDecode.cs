@@ -21,6 +21,27 @@ public static partial class LsCausalDecode
     public static void Forward(IBackend be, LsCausalConfig cfg, int cacheChunks, in LsDecodeInputs x, Tensor o)
     {
         var g = CheckForward(be, cfg, cacheChunks, x, o);
+        Attend(be, g, x, o);
+    }
+
+    /// <summary>
+    /// A decode step's append, then the attention of <see cref="Forward(IBackend, LsCausalConfig, int, in LsDecodeInputs, Tensor)"/>:
+    /// this position's window key and value (LN_W of its raw ones) into the window ring and its rows into the chunk buffers
+    /// (<see cref="LsDecodeAppend"/>), which the attention then sees. On the GPU one launch where the vector kernel runs
+    /// (the block holding window age 0 does the append); elsewhere DualLayerNorm and WriteRows first: the same result.
+    /// </summary>
+    public static void Forward(IBackend be, LsCausalConfig cfg, int cacheChunks, in LsDecodeInputs x, in LsDecodeAppend append, Tensor o)
+    {
+        var g = CheckForward(be, cfg, cacheChunks, x, o);
+        CheckAppend(be, g, x, append);
+        if (be is CudaBackend cuda && LsCausalDecodeCuda.Vectorized(g, x, o)) { LsCausalDecodeCuda.Forward(cuda, g, x, o, append); return; }
+        if (be is not CudaBackend) CheckAppendRows(g, x, append);
+        Compose(be, g, x, append);
+        Attend(be, g, x, o);
+    }
+
+    static void Attend(IBackend be, LsDecodeGeometry g, in LsDecodeInputs x, Tensor o)
+    {
         if (be is CudaBackend cuda) { LsCausalDecodeCuda.Forward(cuda, g, x, o); return; }
         CpuReference.Run([x.Q, x.KW, x.VW, x.U, x.VBias, x.Rel, x.KRing, x.VRing, x.KBlock, x.VBlock, x.RelC, x.State], [o], g,
             static (g, i, r) => Forward(g, i, r[0]));

@@ -15,6 +15,9 @@ struct LsDecodeParams
     public ulong Part;
     public int Splits, SplitKeys;
     public ulong Arrived;
+    public ulong KRaw, VRaw, Gamma, Beta, RowsW, RowsChunk, HIn, SIn, HBuf, SBuf, KRBuf, VRBuf;
+    public int L;
+    public float Eps;
 }
 
 /// <summary>
@@ -62,7 +65,11 @@ static class LsCausalDecodeCuda
         return (lanes, 1);
     }
 
-    public static void Forward(CudaBackend be, LsDecodeGeometry g, in LsDecodeInputs x, Tensor o)
+    /// <summary>Whether the vector kernel runs (and so takes a step's append itself).</summary>
+    public static bool Vectorized(LsDecodeGeometry g, in LsDecodeInputs x, Tensor o) => VectorShape(g, x, o) is not null;
+
+    /// <summary>The decode attention; with <paramref name="a"/> (the vector kernel only: see <see cref="Vectorized"/>) the append fused in.</summary>
+    public static void Forward(CudaBackend be, LsDecodeGeometry g, in LsDecodeInputs x, Tensor o, LsDecodeAppend? a = null)
     {
         var p = new LsDecodeParams
         {
@@ -71,6 +78,16 @@ static class LsCausalDecodeCuda
             VBlock = x.VBlock.DevicePointer, RelC = x.RelC.DevicePointer, State = x.State.DevicePointer, O = o.DevicePointer,
             B = g.B, H = g.H, D = g.D, W = g.W, R = g.R, Mc = g.Mc, C = g.C, Lb = g.Lb, Nr = g.Nr, Scale = g.Scale,
         };
+        ulong counters = 0;
+        if (a is { } ap)
+        {
+            (p.KRaw, p.VRaw, p.Gamma, p.Beta, p.RowsW, p.RowsChunk) = (ap.KRaw.DevicePointer, ap.VRaw.DevicePointer, ap.Gamma.DevicePointer,
+                ap.Beta.DevicePointer, ap.RowsW.DevicePointer, ap.RowsChunk.DevicePointer);
+            (p.HIn, p.SIn, p.HBuf, p.SBuf, p.KRBuf, p.VRBuf) = (ap.H.DevicePointer, ap.S.DevicePointer, ap.HBuf.DevicePointer, ap.SBuf.DevicePointer,
+                ap.KRawBuf.DevicePointer, ap.VRawBuf.DevicePointer);
+            (p.L, p.Eps) = (ap.HBuf.Shape[2], ap.Eps);
+            counters = ap.Counters?.DevicePointer ?? 0;
+        }
         var f32 = x.Q.DType == DType.Float32;
         var threads = (uint)be.Constant(File, "ls_causal_decode_threads");
         var pairs = (long)g.B * g.H;
@@ -94,13 +111,14 @@ static class LsCausalDecodeCuda
                 be.Kernel(File, name).Launch(new Dim3((uint)pairs, 1, 1), threads, smem, be.Stream, p);
                 return;
             }
+            // The split counts: the caller's zeroed counters (the kernel leaves them zeroed), else cleared here.
             var partBytes = 4L * pairs * p.Splits * (g.D + 2);
-            var bytes = partBytes + 4 * pairs;
+            var bytes = partBytes + (counters == 0 ? 4 * pairs : 0);
             var scratch = be.Context.Allocator.Allocate(bytes);
             try
             {
-                (p.Part, p.Arrived) = (scratch, scratch + (ulong)partBytes);
-                CudaMemory.Fill32(be.Stream, p.Arrived, 0, pairs);
+                (p.Part, p.Arrived) = (scratch, counters != 0 ? counters : scratch + (ulong)partBytes);
+                if (counters == 0) CudaMemory.Fill32(be.Stream, p.Arrived, 0, pairs);
                 be.Kernel(File, name).Launch(new Dim3((uint)pairs, (uint)p.Splits, 1), threads, smem, be.Stream, p);
             }
             finally
@@ -109,6 +127,7 @@ static class LsCausalDecodeCuda
             }
             return;
         }
+        if (a is not null) throw new InvalidOperationException("the scalar decode kernel takes no append (LsCausalDecode.Forward composes it)");
         (p.Splits, p.SplitKeys) = ((int)((keys + SplitKeys - 1) / SplitKeys), SplitKeys);
         // Shared memory of the split block's carve-up, per key and per head-dim channel as the kernel exports it (one source).
         var scalarSmem = (uint)(be.Constant(File, "ls_causal_decode_smem_per_key") * SplitKeys + be.Constant(File, "ls_causal_decode_smem_per_d") * g.D);
