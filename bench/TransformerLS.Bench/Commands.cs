@@ -57,18 +57,18 @@ public static class Commands
         return 0;
     });
 
-    static IEnumerable<LayerSpec> Specs(string layer, string dtypes, int dim, int heads, int window, int rank) =>
-        from dt in ParseDTypes(dtypes) from kind in ParseLayers(layer) select new LayerSpec(kind, dt, dim, heads, window, rank);
+    static IEnumerable<LayerSpec> Specs(string layer, string dtypes, int dim, int heads, int window, int rank, bool recomputeKeys = false) =>
+        from dt in ParseDTypes(dtypes) from kind in ParseLayers(layer) select new LayerSpec(kind, dt, dim, heads, window, rank, recomputeKeys && kind == LayerKind.Ls);
 
     public static int Scale(string device, string outDir, string layer, string dtypes, int start, int maxLength, double timeCap, int runs,
-        int dim, int heads, int window, int rank) => Guard("scale", () =>
+        int dim, int heads, int window, int rank, bool recomputeKeys = true) => Guard("scale", () =>
     {
         Positive(start, "--start"); Positive(maxLength, "--max-length"); Positive(runs, "--runs");
         using var be = BackendFactory.Open(device);
         var env = BenchEnvironment.Of(be);
         var all = new List<ScaleRow>();
         var shared = new List<StepRow>();
-        foreach (var spec in Specs(layer, dtypes, dim, heads, window, rank))
+        foreach (var spec in Specs(layer, dtypes, dim, heads, window, rank, recomputeKeys))
         {
             Console.WriteLine($"sweep: {spec.Describe}, batch 1, from N = {start}");
             var rows = ScaleSweep.Run(be, spec, new ScaleSweep.Options(start, maxLength, timeCap, runs), Console.Out);

@@ -9,14 +9,18 @@ namespace TransformerLS.Bench.Scale;
 
 public enum LayerKind { Ls, Full }
 
-/// <summary>One attention layer to measure: the LS module (sections 1.2-1.5, no mask, no CLS) or the full-attention baseline of the same width.</summary>
-public sealed record LayerSpec(LayerKind Kind, DType DType, int Dim = 512, int Heads = 8, int Window = 128, int Rank = 64)
+/// <summary>
+/// One attention layer to measure: the LS module (sections 1.2-1.5, no mask, no CLS) or the full-attention baseline of the
+/// same width. <see cref="RecomputeKeys"/>: the LS layer's key path (W_k, W_v, LN_A, dconv_fc, the projection) is
+/// recomputed before its backward instead of kept (LsAttentionBlock.Build's recomputeKeys), as the memory sweep runs it.
+/// </summary>
+public sealed record LayerSpec(LayerKind Kind, DType DType, int Dim = 512, int Heads = 8, int Window = 128, int Rank = 64, bool RecomputeKeys = false)
 {
     public string KindName => Kind == LayerKind.Ls ? "ls" : "full";
     public string DTypeName => DType == DType.BFloat16 ? "bf16" : "fp32";
-    public string Name => $"{KindName}-{DTypeName}";
+    public string Name => $"{KindName}-{DTypeName}{(RecomputeKeys ? "-rk" : "")}";
     public string Describe => Kind == LayerKind.Ls
-        ? $"LS attention, D={Dim} H={Heads} w={Window} r={Rank}, {DType.Name()}"
+        ? $"LS attention, D={Dim} H={Heads} w={Window} r={Rank}, {DType.Name()}{(RecomputeKeys ? ", key path recomputed in the backward" : "")}"
         : $"full attention (materialized scores), D={Dim} H={Heads}, {DType.Name()}";
 }
 
@@ -25,7 +29,8 @@ public sealed record LayerMeasurement(long PlannedTrainBytes, long PeakForwardBy
 
 /// <summary>
 /// A layer on random tokens [B, N, D] with its parameters and gradients, run by the graph executor: forward in
-/// inference mode, or forward + backward of the summed output (every parameter gradient computed).
+/// inference mode, or forward + backward of the summed output (every parameter gradient computed; the output is not
+/// kept through the backward, as inside a network, where the next layer holds it).
 /// </summary>
 public sealed class LayerStep : IDisposable
 {
@@ -49,8 +54,8 @@ public sealed class LayerStep : IDisposable
             _graph = new Graph(be);
             var x = _graph.Input("x", new Shape(batch, n, spec.Dim), spec.DType);
             var p = new ParameterValues(_graph, _params);
-            var y = spec.Kind == LayerKind.Ls ? LsAttentionBlock.Build(_graph, cfg, p, x, null, null) : FullAttentionBlock.Build(_graph, spec.Heads, p, x);
-            _run = new Executor(_graph, new ExecutorOptions { Loss = y, SumLoss = true }, _grads);
+            var y = spec.Kind == LayerKind.Ls ? LsAttentionBlock.Build(_graph, cfg, p, x, null, null, spec.RecomputeKeys) : FullAttentionBlock.Build(_graph, spec.Heads, p, x);
+            _run = new Executor(_graph, new ExecutorOptions { Loss = y, SumLoss = true, KeepLoss = false, Recompute = spec.RecomputeKeys }, _grads);
             _x = rnd.Normal(be, spec.DType, 1, batch, n, spec.Dim);
             _feeds = new() { [x] = _x };
         }

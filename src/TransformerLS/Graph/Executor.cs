@@ -19,6 +19,12 @@ public sealed record ExecutorOptions
     /// </summary>
     public bool SumLoss { get; init; }
     /// <summary>
+    /// Whether the loss outlives a backward run, to be read (the default). False frees it once nothing reads it: with
+    /// <see cref="SumLoss"/> the loss is a whole layer output, which need not be live during the layer's backward (the
+    /// scale sweep measures a layer so, as inside a network, where the next layer holds it).
+    /// </summary>
+    public bool KeepLoss { get; init; } = true;
+    /// <summary>
     /// On the CUDA backend, record each distinct run (forward; or backward with its training flag, accumulate flag and
     /// loss scale) as a CUDA graph on its second call (the first warms up: kernels load, cuBLAS picks algorithms) and
     /// replay it from then on: one launch instead of one per op. Replays must be fed the same input tensors (write
@@ -75,7 +81,7 @@ public sealed class Executor : IDisposable
     /// <summary>The plan of a forward + backward run.</summary>
     public MemoryPlan TrainingPlan => _training ??= Options.Loss is null
         ? throw new InvalidOperationException("this executor has no loss: construct it with ExecutorOptions.Loss to train")
-        : MemoryPlan.Build(_graph, [.. Options.Keep, Options.Loss], Options.Loss, Options.Recompute, _be.Device);
+        : MemoryPlan.Build(_graph, Options.KeepLoss ? [.. Options.Keep, Options.Loss] : Options.Keep, Options.Loss, Options.Recompute, _be.Device);
 
     /// <summary>Executor-owned bytes at the high-water mark of the last run, measured by the backend's allocator (a replay reports its recording's).</summary>
     public long MeasuredPeakBytes { get; private set; }

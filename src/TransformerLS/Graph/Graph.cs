@@ -110,6 +110,9 @@ public sealed class Graph : IDisposable
 
     public void EndBlock() => _block = -1;
 
+    /// <summary>Whether nodes added now join a recomputation block (between <see cref="BeginBlock"/> and <see cref="EndBlock"/>).</summary>
+    public bool InBlock => _block >= 0;
+
     public void Dispose()
     {
         foreach (var v in _values)

@@ -39,18 +39,32 @@ public static class LsAttentionBlock
     /// <summary>
     /// tokens: [B, n, D] (normed by the block); cls: [B, 1, D] (the un-normed CLS embedding) in the CLS layer, else null;
     /// mask: [B, n] float32 or null. Returns [B, n, D], or [B, 1 + n, D] with the CLS row first.
+    /// <para>
+    /// The queries are made after the key path (raw keys and values, LN_A, the projection scores, the landmarks): the same
+    /// function, but in the backward, which runs in reverse, the query gradient is used up by W_q's backward right after
+    /// the attention's instead of waiting through the key path's. With <paramref name="recomputeKeys"/> (a graph outside
+    /// any block, run by an executor with <see cref="ExecutorOptions.Recompute"/>) the key path is one recomputation block:
+    /// its raw keys / values and scores are freed after the forward and made again (W_k, W_v, LN_A, dconv_fc, the
+    /// projection) just before the projection's backward, so they are not live during the attention's backward: two
+    /// [B, n, D] and one [B, n, H·r] activations fewer at the peak for three GEMMs, a LayerNorm and a projection more.
+    /// </para>
     /// </summary>
-    public static Value Build(Graph g, LsAttentionModuleConfig cfg, ParameterValues p, Value tokens, Value? cls, Value? mask)
+    public static Value Build(Graph g, LsAttentionModuleConfig cfg, ParameterValues p, Value tokens, Value? cls, Value? mask, bool recomputeKeys = false)
     {
         if (tokens.Shape.Rank != 3 || tokens.Shape[2] != cfg.Dim)
             throw new ArgumentException($"tokens are {tokens}; expected [B, n, {cfg.Dim}]", nameof(tokens));
         if (cfg.Cls != cls is not null) throw new ArgumentException($"the CLS embedding must be given exactly when the config has CLS ({cfg.Cls})", nameof(cls));
+        if (recomputeKeys && g.InBlock)
+            throw new ArgumentException("recomputeKeys makes the key path a recomputation block; this graph is already inside one (blocks do not nest)", nameof(recomputeKeys));
         int H = cfg.Heads;
         Value Linear(Value x, string name) => g.Linear(x, p[$"{name}.weight"], p[$"{name}.bias"]);
 
-        var q = g.SplitHeads(Linear(tokens, "W_q"), H);
-        var (k, v) = g.DualLayerNorm(Linear(tokens, "W_k"), Linear(tokens, "W_v"), p["dual_ln_l.weight"], p["dual_ln_l.bias"], q.Shape, cfg.Eps);
+        var heads = new Shape(tokens.Shape[0], H, tokens.Shape[1], cfg.HeadDim);
+        if (recomputeKeys) g.BeginBlock();
+        var (k, v) = g.DualLayerNorm(Linear(tokens, "W_k"), Linear(tokens, "W_v"), p["dual_ln_l.weight"], p["dual_ln_l.bias"], heads, cfg.Eps);
         var (kbar, vbar) = g.LsProjection(Linear(tokens, "dconv_fc"), k, v, mask, cfg.Rank);
+        if (recomputeKeys) g.EndBlock();
+        var q = g.SplitHeads(Linear(tokens, "W_q"), H);
         Value? qc = null, kc = null, vc = null;
         if (cls is not null)
         {
