@@ -6,9 +6,10 @@ using static TransformerLS.Conformance.Case;
 namespace TransformerLS.Ops;
 
 // The DecodeLinear's cases (see Conformance/OpCases): test mode at widths that take each kernel (1 to 16 vectors a
-// lane, K not a multiple of the 32 lanes' vectors), several outputs, the most rows the kernel stages, and the unfused
-// chain (more rows than that, K off the vectors); perf mode a decode step's query/key/value/score maps at batch 1 and 8
-// (D → 3D + H·r with LN1 first).
+// lane, K not a multiple of the 32 lanes' vectors), several outputs, a full tile of rows (the reduce-scatter), tiles of
+// both kinds in one call (20 rows: 16 + 4), the most rows the kernel takes (64, LN and four outputs as a decode step's
+// first map at batch 64), and the unfused chain (more rows than that, K off the vectors); perf mode a decode step's
+// query/key/value/score maps at batch 1, 8 and 64 (D → 3D + H·r with LN1 first).
 public static partial class DecodeLinear
 {
     static string F(string method) => $"{nameof(DecodeLinear)}.{method}";
@@ -19,13 +20,16 @@ public static partial class DecodeLinear
         yield return CaseAt(dt, "decode_linear_gelu", [2, 1], 384, [72], [true], norm: true, gelu: true, accumulate: false);
         yield return CaseAt(dt, "decode_linear_accumulate", [5], 640, [48, 16], [true, false], norm: false, gelu: false, accumulate: true);
         yield return CaseAt(dt, "decode_linear_wide", [16], 2048, [24], [true], norm: false, gelu: false, accumulate: true);
-        yield return CaseAt(dt, "decode_linear_many_rows", [20], 64, [24], [true], norm: true, gelu: true, accumulate: false);
+        yield return CaseAt(dt, "decode_linear_two_tiles", [20], 64, [24], [true], norm: true, gelu: true, accumulate: false);
+        yield return CaseAt(dt, "decode_linear_batch64", [64, 1], 128, [40, 40, 40, 8], [false, false, false, true], norm: true, gelu: false, accumulate: false);
+        yield return CaseAt(dt, "decode_linear_batch64_acc", [64, 1], 256, [32], [true], norm: false, gelu: false, accumulate: true);
+        yield return CaseAt(dt, "decode_linear_many_rows", [66], 64, [24], [true], norm: true, gelu: true, accumulate: false);
         yield return CaseAt(dt, "decode_linear_odd_k", [2], 36, [12], [false], norm: false, gelu: false, accumulate: false);
     }
 
     internal static IEnumerable<OpCase> PerfCases(KernelShape k, DType dt)
     {
-        foreach (var b in new[] { 1, 8 })
+        foreach (var b in new[] { 1, 8, 64 })
             yield return CaseAt(dt, "decode_linear_norm", [b, 1], k.Dim, [k.Dim, k.Dim, k.Dim, k.Heads * k.CausalRank], [false, false, false, true], norm: true, gelu: false, accumulate: false);
     }
 

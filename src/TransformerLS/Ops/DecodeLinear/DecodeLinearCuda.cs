@@ -16,7 +16,7 @@ struct DecodeLinearParams
     public int Gelu, Accumulate;
 }
 
-/// <summary>kernels/decode_linear/decode_linear.cu: a warp a weight row, x's rows staged once a block (see the kernel's comment).</summary>
+/// <summary>kernels/decode_linear/decode_linear.cu: a warp a weight row, x's rows staged a tile at a time (see the kernel's comment).</summary>
 static class DecodeLinearCuda
 {
     const string File = "decode_linear/decode_linear.cu";
@@ -43,7 +43,7 @@ static class DecodeLinearCuda
         var any = x.DevicePointer | (norm is { } a ? a.Gamma.DevicePointer | a.Beta.DevicePointer | a.Normed.DevicePointer : 0);
         foreach (var o in outputs) any |= o.Weight.DevicePointer;
         if (any % 16 != 0) return false;
-        var smem = (long)rows * k * size; // x's rows, staged once a block
+        var smem = (long)Math.Min(rows, be.Constant(File, "decode_linear_tile_rows")) * k * size; // a tile of x's rows, staged at a time
         if (smem > be.Context.Device.MaxSharedMemoryPerBlockOptin / 2) return false; // at least two blocks an SM, or the chain
         var p = new DecodeLinearParams
         {
