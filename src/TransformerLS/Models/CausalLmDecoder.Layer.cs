@@ -1,3 +1,4 @@
+using TransformerLS.Backends;
 using TransformerLS.Layers;
 using TransformerLS.Ops;
 using TransformerLS.Tensors;
@@ -178,6 +179,17 @@ public sealed partial class CausalLmDecoder
         void Put(Tensor src, int srcRow, int count, Tensor dst, int b, int dstRow)
         {
             var be = _d._be;
+            if (be is CudaBackend)
+            {
+                // One copy kernel, nothing from the host (a host-to-device copy waits for the stream: it would drain the
+                // GPU once a Put, some ten times a layer in a prefill): with b >= 0, into a view of sequence b's block of dst.
+                if (b < 0) { Layout.CopySlice(be, src, srcRow, dst, dstRow, 2, count); return; }
+                var block = dst.Count / dst.Shape[0];
+                using var mine = new Tensor(be, new Shape(1, dst.Shape[1], dst.Shape[2], dst.Shape[3]), dst.DType, null,
+                    dst.DevicePointer + (ulong)(b * block * dst.DType.Size()), owns: false);
+                Layout.CopySlice(be, src, srcRow, mine, dstRow, 2, count);
+                return;
+            }
             var one = New(src.Shape[0], src.Shape[1], count, src.Shape[3]);
             Layout.CopySlice(be, src, srcRow, one, 0, 2, count);
             var all = one;
