@@ -31,9 +31,10 @@ public sealed partial class CausalLmDecoder : IDisposable
     readonly Layer[] _layers;
     readonly long[] _pos;
     readonly int B, D, H, Hd, W, Lc, R, L, M, P, Mc, C, Lb, V;
-    // Per-step host inputs, packed [tokens B | state 4B | rowsW B | rowsChunk B | rowsBlock B | rowsRing B] so that one
-    // copy uploads them, and their device tensors (on the GPU views into one buffer; on the CPU one tensor each).
-    const int Packed = 9;
+    // Per-step host inputs, packed [tokens B | state 4B | rowsW B | rowsChunk B | rowsBlock B | rowsRing B | draws B] so
+    // that one copy uploads them (a host-to-device copy waits for the stream: one a step, before its graph), and their
+    // device tensors (on the GPU views into one buffer; on the CPU one tensor each).
+    const int Packed = 10;
     readonly float[] _host;
     readonly Tensor _tPacked;
     readonly Tensor[] _tParts;
@@ -42,9 +43,9 @@ public sealed partial class CausalLmDecoder : IDisposable
     readonly Tensor _tLogits; // [B, 1, V] in the model's dtype: where every step's logits land
     readonly byte[] _logitBytes;  // its bytes on the host, and their values, reused by every step
     readonly double[] _logits;
-    // Device sampling (StepSample on the GPU): the step's draws in, the drawn tokens out, both float32 [B].
+    // Device sampling (StepSample on the GPU): the step's draws in (a part of the packed inputs), the drawn tokens out,
+    // both float32 [B].
     readonly Tensor _tUniforms, _tDrawn;
-    readonly float[] _uniforms;
     readonly byte[] _drawnBytes;
     readonly double[] _drawn;
     // On the GPU a step is one CUDA-graph launch: recorded per variant (no chunk completes / some chunk completes) on its
@@ -90,18 +91,18 @@ public sealed partial class CausalLmDecoder : IDisposable
         using var detached = TensorScope.Detach(); // the caches are the decoder's, whatever scope the caller is in
         var f = DType.Float32;
         _tPacked = _be.Empty(new Shape(Packed * B), f);
-        Shape[] parts = [new(B), new(B, 4), new(B), new(B), new(B), new(B)];
+        Shape[] parts = [new(B), new(B, 4), new(B), new(B), new(B), new(B), new(B)];
         (_tParts, _partAt) = (new Tensor[parts.Length], new int[parts.Length]);
         for (int k = 0, at = 0; k < parts.Length; at += (int)parts[k].Count, k++)
         {
             _partAt[k] = at;
             _tParts[k] = _be is CudaBackend ? new Tensor(_be, parts[k], f, null, _tPacked.DevicePointer + 4ul * (ulong)at, owns: false) : _be.Empty(parts[k], f);
         }
-        (_tTokens, _tState, _tRowsW, _tRowsChunk, _tRowsBlock, _tRowsRing) = (_tParts[0], _tParts[1], _tParts[2], _tParts[3], _tParts[4], _tParts[5]);
+        (_tTokens, _tState, _tRowsW, _tRowsChunk, _tRowsBlock, _tRowsRing, _tUniforms) = (_tParts[0], _tParts[1], _tParts[2], _tParts[3], _tParts[4], _tParts[5], _tParts[6]);
         _tLogits = _be.Empty(new Shape(B, 1, V), model.DType);
         (_logitBytes, _logits) = (new byte[_tLogits.Bytes], new double[B * V]);
-        (_tUniforms, _tDrawn) = (_be.Empty(new Shape(B), f), _be.Empty(new Shape(B), f));
-        (_uniforms, _drawnBytes, _drawn) = (new float[B], new byte[_tDrawn.Bytes], new double[B]);
+        _tDrawn = _be.Empty(new Shape(B), f);
+        (_drawnBytes, _drawn) = (new byte[_tDrawn.Bytes], new double[B]);
         _layers = new Layer[cfg.Layers];
         try
         {
@@ -158,9 +159,10 @@ public sealed partial class CausalLmDecoder : IDisposable
             for (var b = 0; b < B; b++) result[b] = active.IsEmpty || active[b] ? options.Draw(lp.AsSpan(b * V, V), uniforms[b]) : -1;
             return result;
         }
+        // The draws go up with the step's other inputs, so the draw kernel queues right behind the step's graph.
+        var draws = _host.AsSpan(_partAt[6], B);
+        for (var b = 0; b < B; b++) draws[b] = active.IsEmpty || active[b] ? (float)uniforms[b] : -1f;
         Advance(tokens, active);
-        for (var b = 0; b < B; b++) _uniforms[b] = active.IsEmpty || active[b] ? (float)uniforms[b] : -1f;
-        _tUniforms.CopyFrom(_uniforms);
         using (var rows = _tLogits.Reshape(B, V))
             Ops.Sampling.SampleRows(_be, rows, _tUniforms, options.Temperature, options.TopK, options.TopP, _tDrawn);
         _be.CopyToHost(_tDrawn, _drawnBytes); // waits for the step and the draw
@@ -399,7 +401,6 @@ public sealed partial class CausalLmDecoder : IDisposable
         foreach (var t in _tParts ?? []) t?.Dispose();
         _tPacked?.Dispose();
         _tLogits?.Dispose();
-        _tUniforms?.Dispose();
         _tDrawn?.Dispose();
     }
 }
