@@ -58,6 +58,15 @@ public static partial class LsCausalDecode
                 [.. Enumerable.Range(0, b).SelectMany(i => new[] { i * 37 % w, w, i % (mc + lb), lb - 1 })]);
     }
 
+    /// <summary>The attention's inputs in the facade's order: q, kw, vw, u, vbias, rel, kring, vring, kblock, vblock, relc.</summary>
+    static InputSpec[] AttentionInputs(DType dt, int B, int H, int d, int w, int r, int ringChunks, int lb, int nr) =>
+    [
+            In("q", dt, 1, B, H, 1, d), In("kw", dt, 1, B, H, w, d), In("vw", dt, 1, B, H, w, d),
+            In("u", dt, 0.1, H, d), In("vbias", dt, 0.1, H, d), In("rel", dt, 1, H, w, d),
+            In("kring", dt, 1, B, H, ringChunks * r, d), In("vring", dt, 1, B, H, ringChunks * r, d),
+            In("kblock", dt, 1, B, H, lb * r, d), In("vblock", dt, 1, B, H, lb * r, d), In("relc", dt, 1, H, nr, d),
+    ];
+
     static OpCase CaseAt(DType dt, int H, int d, int w, int r, int mc, int ringChunks, int lb, int[] state)
     {
         var B = state.Length / 4;
@@ -65,13 +74,7 @@ public static partial class LsCausalDecode
         var nr = (mc + lb) * r;
         var shape = $"B{B} H{H} d{d} w{w} r{r} Mc{mc} C{ringChunks} Lb{lb}";
         var geo = new LsDecodeGeometry(B, H, d, w, r, mc, ringChunks, lb, nr, 1f / MathF.Sqrt(d));
-        InputSpec[] ins =
-        [
-            In("q", dt, 1, B, H, 1, d), In("kw", dt, 1, B, H, w, d), In("vw", dt, 1, B, H, w, d),
-            In("u", dt, 0.1, H, d), In("vbias", dt, 0.1, H, d), In("rel", dt, 1, H, w, d),
-            In("kring", dt, 1, B, H, ringChunks * r, d), In("vring", dt, 1, B, H, ringChunks * r, d),
-            In("kblock", dt, 1, B, H, lb * r, d), In("vblock", dt, 1, B, H, lb * r, d), In("relc", dt, 1, H, nr, d),
-        ];
+        var ins = AttentionInputs(dt, B, H, d, w, r, ringChunks, lb, nr);
         var keys = Enumerable.Range(0, B).Sum(b => state[b * 4 + 1] + (mc + state[b * 4 + 3]) * r);
         return Timed(F(nameof(Forward)), "ls_causal_decode", dt, shape, ins, [Out("o", dt, B, H, 1, d)], (be, i, o) =>
         {
@@ -92,10 +95,7 @@ public static partial class LsCausalDecode
         var geo = new LsDecodeGeometry(B, H, d, w, r, mc, ringChunks, lb, nr, 1f / MathF.Sqrt(d));
         InputSpec[] ins =
         [
-            In("q", dt, 1, B, H, 1, d), In("kw", dt, 1, B, H, w, d), In("vw", dt, 1, B, H, w, d),
-            In("u", dt, 0.1, H, d), In("vbias", dt, 0.1, H, d), In("rel", dt, 1, H, w, d),
-            In("kring", dt, 1, B, H, ringChunks * r, d), In("vring", dt, 1, B, H, ringChunks * r, d),
-            In("kblock", dt, 1, B, H, lb * r, d), In("vblock", dt, 1, B, H, lb * r, d), In("relc", dt, 1, H, nr, d),
+            .. AttentionInputs(dt, B, H, d, w, r, ringChunks, lb, nr),
             In("kraw", dt, 2, B, 1, Dm), In("vraw", dt, 2, B, 1, Dm), In("gamma", f, 1, Dm), In("beta", f, 1, Dm),
             In("h", dt, 1, B, 1, Dm), In("s", dt, 1, B, 1, HR),
             In("hbuf", dt, 1, B, 1, l, Dm), In("sbuf", dt, 1, B, 1, l, HR), In("krbuf", dt, 1, B, 1, l, Dm), In("vrbuf", dt, 1, B, 1, l, Dm),
