@@ -61,7 +61,7 @@ public static class Commands
         from dt in ParseDTypes(dtypes) from kind in ParseLayers(layer) select new LayerSpec(kind, dt, dim, heads, window, rank, recomputeKeys && kind == LayerKind.Ls);
 
     public static int Scale(string device, string outDir, string layer, string dtypes, int start, int maxLength, double timeCap, int runs,
-        int dim, int heads, int window, int rank, bool recomputeKeys = true) => Guard("scale", () =>
+        int dim, int heads, int window, int rank, bool recomputeKeys = true, bool pastIndexLimit = false) => Guard("scale", () =>
     {
         Positive(start, "--start"); Positive(maxLength, "--max-length"); Positive(runs, "--runs");
         using var be = BackendFactory.Open(device);
@@ -71,7 +71,7 @@ public static class Commands
         foreach (var spec in Specs(layer, dtypes, dim, heads, window, rank, recomputeKeys))
         {
             Console.WriteLine($"sweep: {spec.Describe}, batch 1, from N = {start}");
-            var rows = ScaleSweep.Run(be, spec, new ScaleSweep.Options(start, maxLength, timeCap, runs), Console.Out);
+            var rows = ScaleSweep.Run(be, spec, new ScaleSweep.Options(start, maxLength, timeCap, runs, PastIndexLimit: pastIndexLimit), Console.Out);
             all.AddRange(rows);
             shared.AddRange(LayerBench.FromSweep(spec, rows));
         }

@@ -30,10 +30,11 @@ var heads = new Option<int>("--heads") { Description = "heads H", DefaultValueFa
 var window = new Option<int>("--window") { Description = "LS window w", DefaultValueFactory = _ => 128 };
 var rank = new Option<int>("--rank") { Description = "LS rank r", DefaultValueFactory = _ => 64 };
 var keepKeys = new Option<bool>("--keep-keys") { Description = "keep the LS layer's key path (raw keys / values, scores) through the backward instead of recomputing it there" };
+var pastIndexLimit = new Option<bool>("--past-index-limit") { Description = "try lengths whose [N, D] tensors pass 2^31 elements (stopped there by default)" };
 var scale = new Command("scale", "Batch-1 memory-scaling sweep of the LS layer and the full-attention baseline: CSV and log-log SVG plots")
-    { device, outDir, layer, dtypes, start, maxLength, timeCap, sweepRuns, dim, heads, window, rank, keepKeys };
+    { device, outDir, layer, dtypes, start, maxLength, timeCap, sweepRuns, dim, heads, window, rank, keepKeys, pastIndexLimit };
 scale.SetAction(r => Commands.Scale(r.GetValue(device)!, r.GetValue(outDir)!, r.GetValue(layer)!, r.GetValue(dtypes)!, r.GetValue(start),
-    r.GetValue(maxLength), r.GetValue(timeCap), r.GetValue(sweepRuns), r.GetValue(dim), r.GetValue(heads), r.GetValue(window), r.GetValue(rank), !r.GetValue(keepKeys)));
+    r.GetValue(maxLength), r.GetValue(timeCap), r.GetValue(sweepRuns), r.GetValue(dim), r.GetValue(heads), r.GetValue(window), r.GetValue(rank), !r.GetValue(keepKeys), r.GetValue(pastIndexLimit)));
 
 var lengths = new Option<string>("--lengths") { Description = "sequence lengths, comma-separated", DefaultValueFactory = _ => "1024,4096,16384,65536" };
 var layerRuns = new Option<int>("--runs") { Description = "timed runs per shape (median reported)", DefaultValueFactory = _ => 20 };
