@@ -87,33 +87,25 @@ public static partial class LsCausalDecode
     }
 
     /// <summary>
-    /// The append's reference on arrays: kw, vw, hbuf, sbuf, krbuf, vrbuf updated in place (LN_W in T, each normalized value
+    /// The append's reference on arrays: kw, vw, hbuf, sbuf, krbuf, vrbuf updated in place (LN_W by LayerNorm's reference in T, each normalized value
     /// through <paramref name="stored"/>: the dtype the ring holds).
     /// </summary>
     internal static void Append<T>(LsDecodeGeometry g, int l, T eps, T[] kraw, T[] vraw, T[] gamma, T[] beta, int[] rowsW, int[] rowsChunk, T[] h, T[] s,
         T[] kw, T[] vw, T[] hbuf, T[] sbuf, T[] krbuf, T[] vrbuf, Func<T, T> stored) where T : IFloatingPointIeee754<T>
     {
         var (Dm, HR) = (g.H * g.D, g.H * g.R);
-        var n = T.CreateChecked(Dm);
+        var (kn, vn) = (new T[g.B * Dm], new T[g.B * Dm]);
+        LayerNorm.Forward<T>(g.B, Dm, kraw, gamma, beta, kn, default, default, eps);
+        LayerNorm.Forward<T>(g.B, Dm, vraw, gamma, beta, vn, default, default, eps);
         for (var b = 0; b < g.B; b++)
         {
             var row = (long)b * Dm;
-            (T Mean, T Rstd) Stats(T[] x)
-            {
-                var m = T.Zero;
-                for (var c = 0; c < Dm; c++) m += x[row + c];
-                m /= n;
-                var q = T.Zero;
-                for (var c = 0; c < Dm; c++) q += (x[row + c] - m) * (x[row + c] - m);
-                return (m, T.One / T.Sqrt(q / n + eps));
-            }
-            var ((mk, rk), (mv, rv)) = (Stats(kraw), Stats(vraw));
             if (rowsW[b] >= 0)
                 for (var c = 0; c < Dm; c++)
                 {
                     var at = (((long)b * g.H + c / g.D) * g.W + rowsW[b]) * g.D + c % g.D;
-                    kw[at] = stored((kraw[row + c] - mk) * rk * gamma[c] + beta[c]);
-                    vw[at] = stored((vraw[row + c] - mv) * rv * gamma[c] + beta[c]);
+                    kw[at] = stored(kn[row + c]);
+                    vw[at] = stored(vn[row + c]);
                 }
             if (rowsChunk[b] < 0) continue;
             var chunk = (long)b * l + rowsChunk[b];
