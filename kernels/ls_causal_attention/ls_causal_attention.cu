@@ -22,12 +22,12 @@ TLS_EXPORT(ls_causal_attention_f32_qb, QB)
 TLS_EXPORT(ls_causal_attention_f32_threads, NWARP * 32)
 // Dynamic shared memory of the carve-ups below, bytes = fixed + per_d·d (the launcher reads these: one source).
 // Both start with carve_common: K, V tiles [KT][d + 1], R rows [RT][d + 1], u and v-bias [d], [KT] + [RT] + 2·[KT].
-// Forward: + Qs, Acc [QB][d], M, L [QB]. Backward: + dK, dV [KT][d + 1], dR [RT][d + 1], [KT] + [RT], du, dvb [d],
-// Qs, dOs, dQs [QB][d], 4·[QB] (Lse, qok and the double D_i).
+// Forward: + Qs, Acc [QB][d], M, L [QB]. Backward's dQ pass: three [QB] doubles (D_i, the running max then lse,
+// the running sum) first, then carve_common, Qs, dOs, dQs [QB][d], qok [QB].
 TLS_EXPORT(ls_causal_attention_fwd_f32_smem_per_d, 4 * (2 * KT + RT + 2 + 2 * QB))
 TLS_EXPORT(ls_causal_attention_fwd_f32_smem_fixed, 4 * (5 * KT + 2 * RT + 2 * QB))
-TLS_EXPORT(ls_causal_attention_bwd_f32_smem_per_d, 4 * (4 * KT + 2 * RT + 4 + 3 * QB))
-TLS_EXPORT(ls_causal_attention_bwd_f32_smem_fixed, 4 * (8 * KT + 4 * RT + 4 * QB))
+TLS_EXPORT(ls_causal_attention_bwd_dq_f32_smem_per_d, 4 * (2 * KT + RT + 2 + 3 * QB))
+TLS_EXPORT(ls_causal_attention_bwd_dq_f32_smem_fixed, 4 * (5 * KT + 2 * RT + 7 * QB))
 
 struct Smem
 {
@@ -97,14 +97,19 @@ TLS_DEVICE double row_dot(const float* a, const float* b, int d)
 }
 
 // Logit of query qi against the tile's key `lane`, or −inf where the key is not in qi's set.
-TLS_DEVICE float logit(const LsCausalAttentionParams& p, const Block& k, bool window, int t0, const Smem& s, const float* qs, int qi, int lane)
+TLS_DEVICE double logit_d(const LsCausalAttentionParams& p, const Block& k, bool window, int t0, const Smem& s, const float* qs, int qi, int lane)
 {
     const int ds = p.d + 1;
-    if (!window) return t0 + lane < k.ncmp ? (float)row_dot(qs, s.Ks + lane * ds, p.d) : -TLS_INF;
+    if (!window) return t0 + lane < k.ncmp ? row_dot(qs, s.Ks + lane * ds, p.d) : -TLS_INF;
     int i = k.q0 + qi, j = s.pos[lane];
     if (t0 + lane >= k.nwin || !s.valid[lane] || j > i || j <= i - p.w) return -TLS_INF;
     int row = qi + KT - 1 - lane;
-    return (float)(row_dot(qs, s.Ks + lane * ds, p.d) + s.ub[lane] + row_dot(qs, s.Rs + row * ds, p.d) + s.vr[row]);
+    return row_dot(qs, s.Ks + lane * ds, p.d) + s.ub[lane] + row_dot(qs, s.Rs + row * ds, p.d) + s.vr[row];
+}
+
+TLS_DEVICE float logit(const LsCausalAttentionParams& p, const Block& k, bool window, int t0, const Smem& s, const float* qs, int qi, int lane)
+{
+    return (float)logit_d(p, k, window, t0, s, qs, qi, lane);
 }
 
 // u and v of the block's head (r_w_bias, r_r_bias), used by every window tile.
@@ -171,29 +176,25 @@ template <typename T> __device__ void ls_causal_attention_fwd(LsCausalAttentionP
                           [&](int qi) { return is_token(p, k.b, k.q0 + qi); });
 }
 
-// dS = P ∘ (dP − D), D_i = dO_i·O_i. dQ = σ·Σ dS·(key + R or Rc). Key-side gradients collect per tile in shared
-// memory, then go to the fp32 accumulators atomically: dK += dS·σq + (Σ_i dS)·u, du += (Σ_i dS)·k,
-// dR_δ += dS·σq + (Σ_δ dS)·v, dv_bias += (Σ_δ dS)·R_δ, and dK̄ = dRc = dS·σq for the compressed rows.
-template <typename T> __device__ void ls_causal_attention_bwd(LsCausalAttentionParams p)
+// Backward, dQ pass (the first of the deterministic CUDA-core backward; the key-side passes are in
+// ls_causal_attention_bwd.cu): block = the forward's QB queries. dS = P ∘ (dP − D), D_i = dO_i·O_i, and
+// dQ = σ·Σ dS·(key + R or Rc). Logits, D and dP in double; each query's log-sum-exp is taken again in double over
+// the logits in double (the forward's fp32 lse, rounded, would put up to half an ulp of |lse| into every P) and
+// written to lse64 for the key passes (TLS_INF for a padded query, which takes no part).
+template <typename T> __device__ void ls_causal_attention_bwd_dq(LsCausalAttentionParams p)
 {
     extern __shared__ float sm[];
     const Block k = block_of(p, QB);
     if (k.nq <= 0) return;
     const int d = p.d, lane = threadIdx.x % 32, warp = threadIdx.x / 32, ds = d + 1;
     double* Dd = (double*)sm;      // first: the dynamic shared base is 16-byte aligned
-    float* at = sm + 2 * QB;
+    double* Lse = Dd + QB;         // the running max, then the log-sum-exp
+    double* Sum = Lse + QB;
+    float* at = (float*)(Sum + QB);
     const Smem s = carve_common(at, d);
-    float* dKs = carve(at, KT * ds);
-    float* dVs = carve(at, KT * ds);
-    float* dRs = carve(at, RT * ds);
-    float* dsum = carve(at, KT);    // Σ_i dS per key
-    float* dssum = carve(at, RT);   // Σ dS per δ row
-    float* dU = carve(at, d);
-    float* dVB = carve(at, d);
     float* Qs = carve(at, QB * d);
     float* dOs = carve(at, QB * d);
     float* dQs = carve(at, QB * d);
-    float* Lse = carve(at, QB);
     int* qok = (int*)carve(at, QB);
 
     for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
@@ -204,7 +205,6 @@ template <typename T> __device__ void ls_causal_attention_bwd(LsCausalAttentionP
         dQs[idx] = 0.f;
     }
     load_biases<T>(p, k, s);
-    for (int c = threadIdx.x; c < d; c += blockDim.x) { dU[c] = 0.f; dVB[c] = 0.f; }
     __syncthreads();
     // D_i in double, like dP: where one key holds all the weight, dP − D must cancel to ~0, not to fp32 noise.
     for (int qi = warp; qi < k.nq; qi += NWARP)
@@ -213,105 +213,74 @@ template <typename T> __device__ void ls_causal_attention_bwd(LsCausalAttentionP
         double a = 0.0;
         for (int c = lane; c < d; c += 32) a += (double)dOs[qi * d + c] * load<T>(p.o, k.qbase + (i64)i * d + c);
         a = warp_sum(a);
-        if (lane == 0) { Dd[qi] = a; Lse[qi] = p.lse[(i64)k.bh * p.L + i]; qok[qi] = is_token(p, k.b, i); }
+        if (lane == 0) { Dd[qi] = a; Lse[qi] = -TLS_INF; Sum[qi] = 0.0; qok[qi] = is_token(p, k.b, i); }
     }
 
-    for (int phase = 0; phase < 2; ++phase)
+    for (int sweep = 0; sweep < 2; ++sweep)  // 0: the log-sum-exp; 1: dQ
     {
-        const bool window = phase == 1;
-        const int count = window ? k.nwin : k.ncmp;
-        for (int t0 = 0; t0 < count; t0 += KT)
+        for (int phase = 0; phase < 2; ++phase)
         {
-            __syncthreads();
-            load_tile<T>(p, k, window, t0, s);
-            for (int idx = threadIdx.x; idx < KT * ds; idx += blockDim.x) { dKs[idx] = 0.f; dVs[idx] = 0.f; }
-            for (int idx = threadIdx.x; idx < RT * ds; idx += blockDim.x) dRs[idx] = 0.f;
-            for (int idx = threadIdx.x; idx < RT; idx += blockDim.x) { dssum[idx] = 0.f; if (idx < KT) dsum[idx] = 0.f; }
-            __syncthreads();
-            for (int qi = warp; qi < k.nq; qi += NWARP)
+            const bool window = phase == 1;
+            const int count = window ? k.nwin : k.ncmp;
+            for (int t0 = 0; t0 < count; t0 += KT)
             {
-                if (!qok[qi]) continue;
-                float sc = logit(p, k, window, t0, s, Qs + qi * d, qi, lane);
-                bool ok = sc != -TLS_INF;
-                float pr = 0.f, dsv = 0.f;
-                if (ok)
+                __syncthreads();
+                load_tile<T>(p, k, window, t0, s);
+                __syncthreads();
+                for (int qi = warp; qi < k.nq; qi += NWARP)
                 {
-                    pr = (float)exp((double)sc - Lse[qi]);
-                    dsv = (float)(pr * (row_dot(dOs + qi * d, s.Vs + lane * ds, d) - Dd[qi]));
-                }
-                // Any head dim: every lane runs every 32-column step (the shuffles need the whole warp); lanes
-                // past d read and write nothing.
-                for (int c0 = 0; c0 < d; c0 += 32)
-                {
-                    const int c = c0 + lane;
-                    const bool in = c < d;
-                    float g = 0.f;
-                    for (int kk = 0; kk < KT; ++kk)
+                    if (!qok[qi]) continue;
+                    const double x = logit_d(p, k, window, t0, s, Qs + qi * d, qi, lane);
+                    if (sweep == 0)
                     {
-                        float w = __shfl_sync(0xffffffffu, dsv, kk);
-                        if (!in) continue;
-                        float key = s.Ks[kk * ds + c];
-                        if (window) key += s.Rs[(qi + KT - 1 - kk) * ds + c];
-                        g += w * key;
+                        double mt = x;
+                        for (int o = 16; o > 0; o >>= 1) mt = fmax(mt, __shfl_xor_sync(0xffffffffu, mt, o));
+                        if (mt == -TLS_INF) continue;  // the whole warp: no key of this tile
+                        const double m = fmax(Lse[qi], mt), e = warp_sum(x == -TLS_INF ? 0.0 : exp(x - m));
+                        if (lane == 0) { Sum[qi] = Sum[qi] * exp(Lse[qi] - m) + e; Lse[qi] = m; }
+                        continue;
                     }
-                    if (in) dQs[qi * d + c] += g;
-                }
-                if (!ok) continue;
-                int row = qi + KT - 1 - lane;
-                for (int c = 0; c < d; ++c)
-                {
-                    atomicAdd(&dKs[lane * ds + c], dsv * Qs[qi * d + c]);
-                    atomicAdd(&dVs[lane * ds + c], pr * dOs[qi * d + c]);
-                    if (window) atomicAdd(&dRs[row * ds + c], dsv * Qs[qi * d + c]);
-                }
-                if (window) { atomicAdd(&dsum[lane], dsv); atomicAdd(&dssum[row], dsv); }
-            }
-            __syncthreads();
-            for (int idx = threadIdx.x; idx < KT * d; idx += blockDim.x)
-            {
-                int kk = idx / d, c = idx % d;
-                if (t0 + kk >= count || !s.valid[kk]) continue;
-                float gk = dKs[kk * ds + c], gv = dVs[kk * ds + c];
-                if (!window)
-                {
-                    int n = s.pos[kk];
-                    atomicAdd(p.dkc + k.cbase + (i64)n * d + c, gk);
-                    atomicAdd(p.dvc + k.cbase + (i64)n * d + c, gv);
-                    atomicAdd(p.drelc + ((i64)k.h * p.nc + k.ncmp - 1 - n) * d + c, gk);
-                }
-                else
-                {
-                    i64 off = k.kbase + (i64)(p.P + s.pos[kk]) * d + c;
-                    atomicAdd(p.dk + off, gk + dsum[kk] * s.Us[c]);
-                    atomicAdd(p.dv + off, gv);
-                    atomicAdd(&dU[c], dsum[kk] * s.Ks[kk * ds + c]);
-                }
-            }
-            if (window)
-            {
-                int d0 = k.q0 - (k.jlo + t0) - KT + 1;
-                for (int idx = threadIdx.x; idx < RT * d; idx += blockDim.x)
-                {
-                    int row = idx / d, c = idx % d, delta = d0 + row;
-                    if (delta < 0 || delta >= p.w) continue;
-                    atomicAdd(p.drel + ((i64)k.h * p.w + delta) * d + c, dRs[row * ds + c] + dssum[row] * s.VBs[c]);
-                    atomicAdd(&dVB[c], dssum[row] * s.Rs[row * ds + c]);
+                    float dsv = 0.f;
+                    if (x != -TLS_INF)
+                    {
+                        const double pr = exp(x - Lse[qi]);
+                        dsv = (float)(pr * (row_dot(dOs + qi * d, s.Vs + lane * ds, d) - Dd[qi]));
+                    }
+                    // Any head dim: every lane runs every 32-column step (the shuffles need the whole warp); lanes
+                    // past d read and write nothing.
+                    for (int c0 = 0; c0 < d; c0 += 32)
+                    {
+                        const int c = c0 + lane;
+                        const bool in = c < d;
+                        float g = 0.f;
+                        for (int kk = 0; kk < KT; ++kk)
+                        {
+                            float w = __shfl_sync(0xffffffffu, dsv, kk);
+                            if (!in) continue;
+                            float key = s.Ks[kk * ds + c];
+                            if (window) key += s.Rs[(qi + KT - 1 - kk) * ds + c];
+                            g += w * key;
+                        }
+                        if (in) dQs[qi * d + c] += g;
+                    }
                 }
             }
         }
+        if (sweep == 1) break;
+        __syncthreads();
+        for (int qi = threadIdx.x; qi < k.nq; qi += blockDim.x)
+        {
+            Lse[qi] = qok[qi] && Sum[qi] > 0.0 ? Lse[qi] + log(Sum[qi]) : TLS_INF;
+            p.lse64[(i64)k.bh * p.L + k.q0 + qi] = Lse[qi];
+        }
     }
     __syncthreads();
-    for (int c = threadIdx.x; c < d; c += blockDim.x)
-    {
-        atomicAdd(p.du + (i64)k.h * d + c, dU[c]);
-        atomicAdd(p.dvb + (i64)k.h * d + c, dVB[c]);
-    }
     for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
         store<T>(p.dq, k.qbase + (i64)k.q0 * d + idx, qok[idx / d] ? p.scale * dQs[idx] : 0.f);
 }
 
 extern "C" __global__ void ls_causal_attention_fwd_f32(LsCausalAttentionParams p) { ls_causal_attention_fwd<float>(p); }
-extern "C" __global__ void ls_causal_attention_bwd_f32(LsCausalAttentionParams p) { ls_causal_attention_bwd<float>(p); }
+extern "C" __global__ void ls_causal_attention_bwd_dq_f32(LsCausalAttentionParams p) { ls_causal_attention_bwd_dq<float>(p); }
 // bf16 at head dims the tensor-core kernels do not take (d % 16 != 0 or d > 128): the same CUDA-core math.
 extern "C" __global__ void ls_causal_attention_fwd_bf16(LsCausalAttentionParams p) { ls_causal_attention_fwd<bf16>(p); }
-extern "C" __global__ void ls_causal_attention_bwd_bf16(LsCausalAttentionParams p) { ls_causal_attention_bwd<bf16>(p); }
+extern "C" __global__ void ls_causal_attention_bwd_dq_bf16(LsCausalAttentionParams p) { ls_causal_attention_bwd_dq<bf16>(p); }

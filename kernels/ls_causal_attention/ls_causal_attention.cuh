@@ -20,7 +20,12 @@ struct LsCausalAttentionParams
     float* lse;          // [B, H, L]
     const void* dout;
     void* dq;
-    float *dk, *dv, *du, *dvb, *drel, *dkc, *dvc, *drelc;  // fp32 accumulators, zeroed
+    float *dk, *dv, *du, *dvb, *drel, *dkc, *dvc, *drelc;  // mma backward: fp32 accumulators, zeroed
+    // CUDA-core backward (deterministic passes, ls_causal_attention_bwd.cu), its scratch: each query's log-sum-exp in
+    // double [B, H, L]; per-(b, h) partials of the head-shared gradients: du [B·H, key tiles, d], dv_bias
+    // [B·H, δ tiles, d], dR [B·H, w, d], dRc [B·H, Nc, d]. The CUDA-core passes write dk, dv, dkc, dvc (as T) once each.
+    double* lse64;
+    float *du_part, *dvb_part, *drel_part, *drelc_part;
     int B, H, L, P, d, w, l, r, mc, nc;
     int tiles, cpb;      // query blocks per chunk group, chunks per group (cpb > 1: one block spans cpb whole chunks)
     float scale;
@@ -60,4 +65,4 @@ TLS_DEVICE Block block_of(const LsCausalAttentionParams& p, int qb)
 
 TLS_DEVICE bool is_token(const LsCausalAttentionParams& p, int b, int j) { return !p.mask || p.mask[(i64)b * (p.P + p.L) + p.P + j] != 0.f; }
 
-TLS_PARAMS_LAYOUT(LsCausalAttentionParams, scale, 232, 224)
+TLS_PARAMS_LAYOUT(LsCausalAttentionParams, scale, 272, 264)

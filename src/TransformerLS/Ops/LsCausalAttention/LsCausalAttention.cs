@@ -22,12 +22,14 @@ public static partial class LsCausalAttention
     }
 
     /// <summary>
-    /// Device scratch the backward allocates while it runs: fp32 sums of every gradient but dq for bf16 on the GPU
-    /// (<paramref name="inputs"/>: the shapes of q, k, v, u, vbias, rel, kc, vc, relc).
+    /// Device scratch the backward allocates while it runs on the GPU (<paramref name="inputs"/>: the shapes of q, k, v, u,
+    /// vbias, rel, kc, vc, relc): on the tensor cores (bf16), fp32 sums of every gradient but dq; on the CUDA cores, each
+    /// query's log-sum-exp in double and the per-(b, h) partials of du, dv_bias, dR and dRc.
     /// </summary>
     public static long BackwardWorkspace(Device device, DType dtype, ReadOnlySpan<Shape> inputs)
     {
         if (device.Kind != DeviceKind.Cuda) return 0;
+        if (!LsCausalAttentionCuda.UsesMma(dtype, inputs[0][3])) return LsCausalSimtScratch.Of(inputs[0], inputs[1], inputs[5], inputs[6]).Bytes;
         long n = 0;
         foreach (var s in inputs[1..]) n += s.Count;
         return Float32Accumulators.ScratchBytes(dtype, [n]);

@@ -29,6 +29,9 @@ public static partial class LsCausalAttention
         (1, 2, 100, 20, 64, 24, 16, 3, 2, true),   // bf16 blocks spanning 4 chunks (l 16), the last one short and partial
         (2, 1, 96, 8, 32, 16, 32, 2, 3, false),    // 2 chunks a block (l 32), the last block one chunk
         (1, 1, 64, 4, 16, 8, 16, 22, 1, false),    // r 22 leaves room for 3 chunks a block, not 4
+        (1, 2, 37, 5, 8, 6, 1, 3, 2, true),        // CUDA-core backward: l 1, r 3 (compressed query tiles cut by their ncmp spread)
+        (2, 1, 50, 3, 12, 7, 3, 33, 1, true),      // r 33 > the query tile: every compressed tile inside one chunk
+        (1, 1, 4200, 3, 8, 40, 64, 1, 1, true),    // two query groups in the rel pass (4096 queries a group)
     }.SelectMany(s => CasesAt(dt, s.Item1, s.Item2, s.Item3, s.Item4, s.Item5, s.Item6, s.Item7, s.Item8, s.Item9, s.Item10));
 
     /// <summary>The enwik8 phase-1 shape: the block of L after a memory of M (w − 1 of it in the band's prefix, M/l chunks compressed).</summary>
