@@ -139,14 +139,14 @@ public static class Commands
     });
 
     public static int Decode(string device, string outDir, string batches, string contexts, string dtypes, int layers, int dim, int heads, int hidden,
-        int window, int chunk, int rank, int steps, bool peer, bool profile) => Guard("decode", () =>
+        int window, int chunk, int rank, int steps, bool peer, bool profile, bool profilePrefill) => Guard("decode", () =>
     {
         if (steps < 2) throw new ArgumentOutOfRangeException("steps", steps, "--steps must be at least 2");
         Positive(layers, "--layers");
         using var be = BackendFactory.Open(device);
         var env = BenchEnvironment.Of(be);
         var model = ModelBench.Enwik8Base with { Layers = layers, Dim = dim, Heads = heads, Hidden = hidden, Window = window, ChunkLength = chunk, Rank = rank, Dropout = 0 };
-        var rows = DecodeBench.Run(be, new DecodeBench.Options(ParseLengths(batches, "--batches"), ParseLengths(contexts, "--contexts"), ParseDTypes(dtypes), model, steps, peer, profile), Console.Out);
+        var rows = DecodeBench.Run(be, new DecodeBench.Options(ParseLengths(batches, "--batches"), ParseLengths(contexts, "--contexts"), ParseDTypes(dtypes), model, steps, peer, profile, profilePrefill), Console.Out);
         Directory.CreateDirectory(outDir);
         File.WriteAllText(Path.Combine(outDir, "decode.rows.json"), DecodeRow.ToJson(rows));
         File.WriteAllText(Path.Combine(outDir, "decode.md"), DecodeBench.Markdown(rows, env.Header));

@@ -70,10 +70,11 @@ var contexts = new Option<string>("--contexts") { Description = "context lengths
 var decodeSteps = new Option<int>("--steps") { Description = "timed decode steps (median reported)", DefaultValueFactory = _ => 32 };
 var noPeer = new Option<bool>("--no-peer") { Description = "skip the block-recompute sampler's rows" };
 var profileSteps = new Option<bool>("--profile") { Description = "bracket the timed decode steps with cuProfilerStart/Stop (for ncu --profile-from-start off)" };
+var profilePrefill = new Option<bool>("--profile-prefill") { Description = "bracket the warm block prefills with cuProfilerStart/Stop instead" };
 var decode = new Command("decode", "Generation with the causal LM (enwik8-base by default): prefill and decode tokens/s, ms/token vs context; decode.rows.json and decode.md")
-    { device, outDir, batches, contexts, dtypes, modelLayers, dim, heads, hidden, lmWindow, chunk, lmRank, decodeSteps, noPeer, profileSteps };
+    { device, outDir, batches, contexts, dtypes, modelLayers, dim, heads, hidden, lmWindow, chunk, lmRank, decodeSteps, noPeer, profileSteps, profilePrefill };
 decode.SetAction(r => Commands.Decode(r.GetValue(device)!, r.GetValue(outDir)!, r.GetValue(batches)!, r.GetValue(contexts)!, r.GetValue(dtypes)!, r.GetValue(modelLayers),
-    r.GetValue(dim), r.GetValue(heads), r.GetValue(hidden), r.GetValue(lmWindow), r.GetValue(chunk), r.GetValue(lmRank), r.GetValue(decodeSteps), !r.GetValue(noPeer), r.GetValue(profileSteps)));
+    r.GetValue(dim), r.GetValue(heads), r.GetValue(hidden), r.GetValue(lmWindow), r.GetValue(chunk), r.GetValue(lmRank), r.GetValue(decodeSteps), !r.GetValue(noPeer), r.GetValue(profileSteps), r.GetValue(profilePrefill)));
 
 var exportLayer = new Command("export-layer", "The LS layer's weights, an input and the library's output (CPU) for bench/peers/check_ls_layer.py")
     { outDir, exportBatch, exportN, exportDim, exportHeads, exportWindow, exportRank };

@@ -38,7 +38,7 @@ public sealed record DecodeRow(
 /// </summary>
 public static class DecodeBench
 {
-    public sealed record Options(IReadOnlyList<int> Batches, IReadOnlyList<int> Contexts, IReadOnlyList<DType> DTypes, CausalLmConfig Model, int Steps = 32, bool Peer = true, bool Profile = false);
+    public sealed record Options(IReadOnlyList<int> Batches, IReadOnlyList<int> Contexts, IReadOnlyList<DType> DTypes, CausalLmConfig Model, int Steps = 32, bool Peer = true, bool Profile = false, bool ProfilePrefill = false);
 
     public static List<DecodeRow> Run(IBackend be, Options o, TextWriter? log = null)
     {
@@ -54,7 +54,7 @@ public static class DecodeBench
                     // the eager decoder (each kernel launched from the host) beside the graphed one, at the shortest context
                     foreach (var graphs in context == o.Contexts.Min() && be is CudaBackend ? new[] { true, false } : [true])
                     {
-                        var row = Measure(be, model, batch, context, o.Steps, graphs, o.Profile, log);
+                        var row = Measure(be, model, batch, context, o.Steps, graphs, o.Profile, o.ProfilePrefill, log);
                         rows.Add(row);
                         log?.WriteLine(Format(row));
                     }
@@ -88,7 +88,7 @@ public static class DecodeBench
     /// <summary>What the timed steps draw with: plain sampling at temperature 1 (on the GPU on the device).</summary>
     static readonly SamplingOptions Sampled = new() { Temperature = 1f };
 
-    static DecodeRow Measure(IBackend be, CausalLm model, int batch, int context, int steps, bool graphs, bool profile, TextWriter? log)
+    static DecodeRow Measure(IBackend be, CausalLm model, int batch, int context, int steps, bool graphs, bool profile, bool profilePrefill, TextWriter? log)
     {
         var impl = graphs ? "tls-decode" : "tls-decode-eager";
         try
@@ -109,6 +109,8 @@ public static class DecodeBench
             {
                 for (var b = 0; b < batch && pass > 0; b++) d.Reset(b);
                 var prompts = Enumerable.Range(0, batch).Select(_ => Enumerable.Range(0, context).Select(_ => rng.Next(vocab)).ToArray()).ToArray();
+                var bracket = profilePrefill && pass > 0 ? (be as CudaBackend)?.Context : null; // the warm prefills only
+                bracket?.ProfilerStart();
                 clock.Restart();
                 if (d.PrefillsInBlocks) // all contexts through the block forward at once (returns once the log-probabilities are on the host)
                     d.PrefillAll(prompts);
@@ -119,6 +121,7 @@ public static class DecodeBench
                         d.Step(tokens);
                     }
                 prefill = (double)batch * context / clock.Elapsed.TotalSeconds;
+                bracket?.ProfilerStop();
                 if (pass == 0) coldPrefill = prefill;
                 else warm.Add(prefill);
             }
