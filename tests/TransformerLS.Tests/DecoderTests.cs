@@ -360,6 +360,39 @@ public class DecoderTests
     }
 
     /// <summary>
+    /// A batch prefill whose block forward is replayed from its CUDA graph (from a decoder's third block run on) gives the
+    /// eager prefill's bits, and so do the steps after it: four rounds of fresh prompts, two blocks each, after a reset.
+    /// </summary>
+    [Theory, InlineData(DType.Float32), InlineData(DType.BFloat16)]
+    public void Graph_replayed_prefills_give_the_eager_prefills_bits(DType dt)
+    {
+        var gpu = TestEnv.RequireGpu();
+        var cfg = Config(16, 16, 8, 4, 2) with { Dim = 64, Heads = 2 };
+        var before = gpu.MemoryStats.LiveBytes;
+        using (var model = new CausalLm(gpu, cfg, dt, 10))
+        using (var eager = new CausalLmDecoder(model, 2, captureGraphs: false))
+        using (var graphed = new CausalLmDecoder(model, 2))
+        {
+            for (var round = 0; round < 4; round++)
+            {
+                var streams = new[] { Stream(cfg.Length + 9, 20 + 2 * round), Stream(cfg.Length + 9, 21 + 2 * round) };
+                for (var b = 0; b < 2; b++) { eager.Reset(b); graphed.Reset(b); }
+                int[][] prompts = [streams[0][..(cfg.Length + 5)], streams[1][..(cfg.Length + 5)]];
+                var (a, g) = (eager.PrefillAll(prompts), graphed.PrefillAll(prompts));
+                Assert.True(a.AsSpan().SequenceEqual(g), $"round {round}: the replayed prefill differs from the eager one");
+                for (var t = cfg.Length + 5; t < streams[0].Length; t++)
+                {
+                    int[] tokens = [streams[0][t], streams[1][t]];
+                    Assert.True(eager.Step(tokens).AsSpan().SequenceEqual(graphed.Step(tokens)), $"round {round}, step {t}: the steps after the prefills differ");
+                }
+            }
+            Assert.Equal(0, eager.PrefillReplays);
+            Assert.Equal(4 * 2 - 2, graphed.PrefillReplays); // two block runs a round; the first warms up, the second records
+        }
+        Assert.Equal(before, gpu.MemoryStats.LiveBytes);
+    }
+
+    /// <summary>
     /// A step that draws on the device draws what the host rule draws from the same step's log-probabilities (both decoders
     /// are fed the same tokens, so their logits have the same bits): exactly when greedy; otherwise the host rule's token for
     /// a draw within 1e-5 of the same one (a float32 sampler moves each boundary between tokens by ~1e-6 of the mass).

@@ -16,10 +16,16 @@ struct DecodeLinearParams
     public int Gelu, Accumulate;
 }
 
-/// <summary>kernels/decode_linear/decode_linear.cu: a warp a weight row, x's rows staged a tile at a time (see the kernel's comment).</summary>
+/// <summary>
+/// kernels/decode_linear/decode_linear.cu: a warp a weight row, x's rows staged a tile at a time; decode_linear_mma.cu (bf16,
+/// 17 to 64 rows): a block an 8-column tile on the tensor cores (see the kernels' comments).
+/// </summary>
 static class DecodeLinearCuda
 {
-    const string File = "decode_linear/decode_linear.cu";
+    const string File = "decode_linear/decode_linear.cu", MmaFile = "decode_linear/decode_linear_mma.cu";
+
+    /// <summary>The tensor-core kernels (bf16) by chunks of 32 a warp takes of K: 1, 2, 4, 8, 16.</summary>
+    static readonly string[] MmaKernels = ["decode_linear_mma_c1_bf16", "decode_linear_mma_c2_bf16", "decode_linear_mma_c4_bf16", "decode_linear_mma_c8_bf16", "decode_linear_mma_c16_bf16"];
 
     /// <summary>The kernels by dtype (fp32, then bf16) and 16-byte vectors a lane holds of a row: 1, 2, 4, 8, 16.</summary>
     static readonly string[] Kernels =
@@ -36,20 +42,23 @@ static class DecodeLinearCuda
     {
         var f32 = x.DType == DType.Float32;
         int n = f32 ? 4 : 8, size = f32 ? 4 : 2;
-        if (rows == 0 || rows > be.Constant(File, "decode_linear_max_rows") || k % n != 0) return false;
-        var vectors = (k / n + 31) / 32;
-        var v = vectors <= 1 ? 0 : vectors <= 2 ? 1 : vectors <= 4 ? 2 : vectors <= 8 ? 3 : vectors <= 16 ? 4 : -1;
-        if (v < 0) return false;
+        if (rows == 0 || k % n != 0) return false;
         var any = x.DevicePointer | (norm is { } a ? a.Gamma.DevicePointer | a.Beta.DevicePointer | a.Normed.DevicePointer : 0);
         foreach (var o in outputs) any |= o.Weight.DevicePointer;
         if (any % 16 != 0) return false;
+        // bf16 batches of 17 to 64 rows: the tensor-core kernel (a block an 8-column tile, the warps splitting K).
+        var mma = !f32 && rows >= be.Constant(MmaFile, "decode_linear_mma_min_rows") && rows <= be.Constant(MmaFile, "decode_linear_mma_max_rows") && k % 32 == 0
+            ? Fit((k / 32 + be.Constant(MmaFile, "decode_linear_mma_warps") - 1) / be.Constant(MmaFile, "decode_linear_mma_warps")) : -1;
+        var v = Fit((k / n + 31) / 32);
+        if (mma < 0 && (v < 0 || rows > be.Constant(File, "decode_linear_max_rows"))) return false;
         var smem = (long)Math.Min(rows, be.Constant(File, "decode_linear_tile_rows")) * k * size; // a tile of x's rows, staged at a time
-        if (smem > be.Context.Device.MaxSharedMemoryPerBlockOptin / 2) return false; // at least two blocks an SM, or the chain
+        if (mma < 0 && smem > be.Context.Device.MaxSharedMemoryPerBlockOptin / 2) return false; // at least two blocks an SM, or the chain
         var p = new DecodeLinearParams
         {
             X = x.DevicePointer, Rows = rows, K = k, Gelu = gelu ? 1 : 0, Accumulate = accumulate ? 1 : 0,
         };
         if (norm is { } m) (p.Gamma, p.Beta, p.Xn, p.Eps) = (m.Gamma.DevicePointer, m.Beta.DevicePointer, m.Normed.DevicePointer, m.Eps);
+        var tiles = 0;
         for (var j = 0; j < outputs.Length; j++)
         {
             var (w, b, y) = outputs[j];
@@ -62,11 +71,20 @@ static class DecodeLinearCuda
                 default: (p.W3, p.B3, p.Y3, p.N3) = (wp, bp, yp, nj); break;
             }
             p.Cols += nj;
+            tiles += (nj + 7) / 8;
         }
         if (p.Cols == 0) return true;
+        if (mma >= 0)
+        {
+            be.Kernel(MmaFile, MmaKernels[mma]).LaunchDependent((uint)tiles, (uint)be.Constant(MmaFile, "decode_linear_mma_threads"), 0, be.Stream, p);
+            return true;
+        }
         var threads = (uint)be.Constant(File, "decode_linear_threads");
         var blocks = (uint)((p.Cols + threads / 32 - 1) / (threads / 32));
         be.Kernel(File, Kernels[(f32 ? 0 : 5) + v]).LaunchDependent(blocks, threads, (uint)smem, be.Stream, p); // waits for x in the kernel
         return true;
     }
+
+    /// <summary>The index of the smallest of 1, 2, 4, 8, 16 that holds <paramref name="count"/> (vectors or chunks a lane or warp takes), or −1.</summary>
+    static int Fit(int count) => count <= 1 ? 0 : count <= 2 ? 1 : count <= 4 ? 2 : count <= 8 ? 3 : count <= 16 ? 4 : -1;
 }
