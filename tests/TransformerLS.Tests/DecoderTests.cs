@@ -360,7 +360,7 @@ public class DecoderTests
     }
 
     /// <summary>
-    /// A batch prefill whose block forward is replayed from its CUDA graph (from a decoder's third block run on) gives the
+    /// A batch prefill whose block forward is replayed from its CUDA graph (from a decoder's second block run on) gives the
     /// eager prefill's bits, and so do the steps after it: four rounds of fresh prompts, two blocks each, after a reset.
     /// </summary>
     [Theory, InlineData(DType.Float32), InlineData(DType.BFloat16)]
@@ -387,7 +387,7 @@ public class DecoderTests
                 }
             }
             Assert.Equal(0, eager.PrefillReplays);
-            Assert.Equal(4 * 2 - 2, graphed.PrefillReplays); // two block runs a round; the first warms up, the second records
+            Assert.Equal(4 * 2 - 1, graphed.PrefillReplays); // two block runs a round: a warm-up, then recorded and launched, then replays
         }
         Assert.Equal(before, gpu.MemoryStats.LiveBytes);
     }

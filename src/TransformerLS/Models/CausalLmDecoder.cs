@@ -76,7 +76,7 @@ public sealed partial class CausalLmDecoder : IDisposable
     /// <param name="model">The model; the decoder reads its parameters in place (a replayed graph reads their addresses), so load new
     /// values into its tensors rather than replacing them.</param>
     /// <param name="batch">The sequences decoded together.</param>
-    /// <param name="captureGraphs">On the GPU, replay each step, and the block forward of a prefill from its third run on, from a CUDA graph (one launch) instead of launching its kernels one by one.</param>
+    /// <param name="captureGraphs">On the GPU, replay each step, and the block forward of a prefill from its second run on, from a CUDA graph (one launch) instead of launching its kernels one by one.</param>
     public CausalLmDecoder(CausalLm model, int batch, bool captureGraphs = true)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -354,8 +354,8 @@ public sealed partial class CausalLmDecoder : IDisposable
     {
         using var detached = TensorScope.Detach(); // the graph and its feeds are the decoder's
         var graph = _model.BuildGraph(batch);
-        // With graphs, the block forward is replayed from a CUDA graph from its third run on (a session serves many prompts;
-        // the feeds are these tensors every time, as a replay needs).
+        // With graphs, the block forward runs from a CUDA graph from its second run on (the first warms up; a session serves
+        // many prompts; the feeds are these tensors every time, as a replay needs).
         var run = new Executor(graph.Graph, new ExecutorOptions { Keep = [.. graph.NextMemories, graph.Logits], CaptureGraph = CapturesGraphs });
         var feeds = new Dictionary<Value, Tensor>();
         foreach (var v in graph.Memories.Append(graph.Tokens).Append(graph.Targets)) feeds[v] = _be.Empty(v.Shape, v.DType);
