@@ -15,6 +15,7 @@
 // The same bits every run.
 #include "ls_causal_decode/ls_causal_decode.cuh"
 #include "common/row_vectors.cuh"
+#include "common/dependent_launch.cuh"
 
 #define DECODE_THREADS 128
 TLS_EXPORT(ls_causal_decode_threads, DECODE_THREADS)
@@ -276,6 +277,10 @@ template <typename T, int G, int VPL, bool ONE> __device__ void ls_causal_decode
     __shared__ int last;
     const int bh = blockIdx.x, b = bh / p.H, h = bh % p.H, D = p.D, split = blockIdx.y;
     const int t = threadIdx.x, g = t % G, kk = t / G, lane = t % 32, warp = t / 32;
+    // A dependent launch (the launcher's, sm_90+): q, the state and the append's rows are the previous kernels'; every
+    // block waits before its first load, so this grid ends after them (what a later dependent kernel relies on).
+    grid_dependents_launch();
+    grid_dependency_wait();
     const int slot = (int)p.state[b * 4], nw = (int)p.state[b * 4 + 1], first = (int)p.state[b * 4 + 2], qi = (int)p.state[b * 4 + 3];
     const int nc = (p.Mc + qi) * p.R, keys = nc + nw;
     const int j0 = split * p.split_keys, n = max(0, min(keys, j0 + p.split_keys) - j0);

@@ -108,7 +108,7 @@ static class LsCausalDecodeCuda
             var name = VectorKernels[(one ? 14 : 0) + (f32 ? 0 : 7) + (v.Vpl == 2 ? 6 : System.Numerics.BitOperations.Log2((uint)v.G))];
             if (p.Splits == 1)
             {
-                be.Kernel(File, name).Launch(new Dim3((uint)pairs, 1, 1), threads, smem, be.Stream, p);
+                be.Kernel(File, name).LaunchDependent(new Dim3((uint)pairs, 1, 1), threads, smem, be.Stream, p);
                 return;
             }
             // The split counts: the caller's zeroed counters (the kernel leaves them zeroed), else cleared here.
@@ -119,7 +119,7 @@ static class LsCausalDecodeCuda
             {
                 (p.Part, p.Arrived) = (scratch, counters != 0 ? counters : scratch + (ulong)partBytes);
                 if (counters == 0) CudaMemory.Fill32(be.Stream, p.Arrived, 0, pairs);
-                be.Kernel(File, name).Launch(new Dim3((uint)pairs, (uint)p.Splits, 1), threads, smem, be.Stream, p);
+                be.Kernel(File, name).LaunchDependent(new Dim3((uint)pairs, (uint)p.Splits, 1), threads, smem, be.Stream, p);
             }
             finally
             {
