@@ -24,7 +24,7 @@
 
 #define DECODE_LINEAR_THREADS 128
 #define DECODE_LINEAR_TILE 16       // rows of x staged at once (<= 16: lane r and r + 16 hold row r's result)
-#define DECODE_LINEAR_MAX_ROWS 64   // more rows: the unfused chain (cuBLAS's tensor cores beat a warp a column there)
+#define DECODE_LINEAR_MAX_ROWS 16   // more rows: the unfused chain (cuBLAS's tensor cores beat a warp a column there)
 #define DECODE_LINEAR_FEW_ROWS 4    // at most this many rows in a tile: a warp sum per row, not the reduce-scatter
 TLS_EXPORT(decode_linear_threads, DECODE_LINEAR_THREADS)
 TLS_EXPORT(decode_linear_tile_rows, DECODE_LINEAR_TILE)

@@ -1,6 +1,7 @@
-// The Linear maps of one decode step on the tensor cores (bf16, 17 to 64 rows: a batch too big for a warp a weight row,
-// too small for cuBLAS to read the weights once): y_j (+)= act(n(x)·W_jᵀ + b_j) for up to four W_j [n_j, K] sharing
-// x [rows, K], n = LayerNorm or identity. The same math and rounding chain as decode_linear.cu (LayerNorm → Linear →
+// The Linear maps of one decode step on the tensor cores (bf16, 4 to 16 rows: a batch where a warp a weight row
+// repeats its reduction per row, too small for cuBLAS to read the weights once; fewer rows stay on decode_linear.cu,
+// more than 16 go to cuBLAS, as measured on an H100: bench/results/2026-12-07-h100): y_j (+)= act(n(x)·W_jᵀ + b_j) for up to
+// four W_j [n_j, K] sharing x [rows, K], n = LayerNorm or identity. The same math and rounding chain as decode_linear.cu (LayerNorm → Linear →
 // GELU, each stored in T); reference: src/TransformerLS/Ops/DecodeLinear/DecodeLinear.Reference.cs.
 //
 // Tile ownership: block = one n-tile of 8 output columns of one W_j (W_0's tiles first), all rows (up to 4 m-tiles of
@@ -22,11 +23,13 @@
 #include "common/dependent_launch.cuh"
 
 #define DECODE_LINEAR_MMA_WARPS 8
-#define DECODE_LINEAR_MMA_MT 4          // m-tiles of 16 rows: at most 64 rows
-#define DECODE_LINEAR_MMA_MIN_ROWS 17   // fewer rows: decode_linear.cu's warp a weight row (less padding of the m-tile)
+#define DECODE_LINEAR_MMA_MT 4          // m-tiles of 16 rows the kernel holds: up to 64 rows
+#define DECODE_LINEAR_MMA_MAX_ROWS 16   // the launcher's range ends here: at 64 rows cuBLAS's chain was faster (1.62 vs 1.99 ms a step)
+#define DECODE_LINEAR_MMA_MIN_ROWS 4    // fewer: decode_linear.cu's warp a weight row (a step at 2 rows 0.351 vs 0.364 ms; at 4, 0.427 vs 0.409)
 TLS_EXPORT(decode_linear_mma_threads, DECODE_LINEAR_MMA_WARPS * 32)
 TLS_EXPORT(decode_linear_mma_min_rows, DECODE_LINEAR_MMA_MIN_ROWS)
-TLS_EXPORT(decode_linear_mma_max_rows, DECODE_LINEAR_MMA_MT * 16)
+TLS_EXPORT(decode_linear_mma_max_rows, DECODE_LINEAR_MMA_MAX_ROWS)
+static_assert(DECODE_LINEAR_MMA_MAX_ROWS <= DECODE_LINEAR_MMA_MT * 16, "the m-tiles hold the rows");
 TLS_EXPORT(decode_linear_mma_warps, DECODE_LINEAR_MMA_WARPS)
 
 TLS_DEVICE float round_bf16(float v) { return to_float(from_float<bf16>(v)); }

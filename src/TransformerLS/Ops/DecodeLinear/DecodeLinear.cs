@@ -15,8 +15,8 @@ public readonly record struct DecodeLinearNorm(Tensor Gamma, Tensor Beta, float 
 /// <summary>
 /// The Linear maps of one decode step: y_j (+)= act(n(x)·W_jᵀ + b_j) for up to <see cref="MaxOutputs"/> weights sharing x,
 /// n = LayerNorm (<see cref="DecodeLinearNorm"/>) or identity, act = GELU or identity. The result is the unfused chain's
-/// (LayerNorm, then Linear, then Gelu, each stored in x's dtype). On the GPU, where x has few rows (up to 64: a decode
-/// step's batch; kernels/decode_linear/: in bf16 from 17 rows on the tensor cores, a block an 8-column tile; otherwise a
+/// (LayerNorm, then Linear, then Gelu, each stored in x's dtype). On the GPU, where x has few rows (up to 16: a decode
+/// step's batch; kernels/decode_linear/: in bf16 from 4 rows on the tensor cores, a block an 8-column tile; otherwise a
 /// warp a weight row, x staged 16 rows at a time), one launch for the whole chain; elsewhere, or for more rows, that chain.
 /// </summary>
 public static partial class DecodeLinear

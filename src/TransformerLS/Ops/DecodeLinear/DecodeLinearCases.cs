@@ -6,10 +6,10 @@ using static TransformerLS.Conformance.Case;
 namespace TransformerLS.Ops;
 
 // The DecodeLinear's cases (see Conformance/OpCases): test mode at widths that take each kernel (1 to 16 vectors a
-// lane, K not a multiple of the 32 lanes' vectors), several outputs, a full tile of rows (the reduce-scatter), tiles of
-// both kinds in one call (20 rows: 16 + 4), the most rows the kernel takes (64, LN and four outputs as a decode step's
-// first map at batch 64; in bf16 those of 17 to 64 rows take the tensor-core kernel, also 33 rows with outputs off its 8-column
-// tiles, 40 rows at K 2048), and the unfused chain (more rows than that, K off the vectors); perf mode a decode step's
+// lane, K not a multiple of the 32 lanes' vectors), several outputs, a full tile of rows (the reduce-scatter; fp32), in
+// bf16 the tensor-core kernel (4 to 16 rows: 13 with outputs off its 8-column tiles, 14 at
+// K 2048; bf16 rows with K off 32 stay on the warp kernel), and the unfused chain (more than 16 rows: 20, 64 with LN and
+// four outputs as a decode step's first map at batch 64, 66; K off the vectors); perf mode a decode step's
 // query/key/value/score maps at batch 1, 8 and 64 (D → 3D + H·r with LN1 first).
 public static partial class DecodeLinear
 {
@@ -24,9 +24,10 @@ public static partial class DecodeLinear
         yield return CaseAt(dt, "decode_linear_two_tiles", [20], 64, [24], [true], norm: true, gelu: true, accumulate: false);
         yield return CaseAt(dt, "decode_linear_batch64", [64, 1], 128, [40, 40, 40, 8], [false, false, false, true], norm: true, gelu: false, accumulate: false);
         yield return CaseAt(dt, "decode_linear_batch64_acc", [64, 1], 256, [32], [true], norm: false, gelu: false, accumulate: true);
-        yield return CaseAt(dt, "decode_linear_mma_norm", [33], 512, [24, 13], [true, false], norm: true, gelu: true, accumulate: false);
-        yield return CaseAt(dt, "decode_linear_mma_wide", [5, 8], 2048, [20], [true], norm: false, gelu: false, accumulate: true);
+        yield return CaseAt(dt, "decode_linear_mma_norm", [13], 512, [24, 13], [true, false], norm: true, gelu: true, accumulate: false);
+        yield return CaseAt(dt, "decode_linear_mma_wide", [2, 7], 2048, [20], [true], norm: false, gelu: false, accumulate: true);
         yield return CaseAt(dt, "decode_linear_many_rows", [66], 64, [24], [true], norm: true, gelu: true, accumulate: false);
+        yield return CaseAt(dt, "decode_linear_rows_k40", [6], 40, [16, 8], [true, false], norm: true, gelu: false, accumulate: true); // bf16: K % 32 ≠ 0, the warp kernel
         yield return CaseAt(dt, "decode_linear_odd_k", [2], 36, [12], [false], norm: false, gelu: false, accumulate: false);
     }
 

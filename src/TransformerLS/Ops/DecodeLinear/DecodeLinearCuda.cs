@@ -18,7 +18,7 @@ struct DecodeLinearParams
 
 /// <summary>
 /// kernels/decode_linear/decode_linear.cu: a warp a weight row, x's rows staged a tile at a time; decode_linear_mma.cu (bf16,
-/// 17 to 64 rows): a block an 8-column tile on the tensor cores (see the kernels' comments).
+/// 4 to 16 rows): a block an 8-column tile on the tensor cores (see the kernels' comments). More than 16 rows: the chain.
 /// </summary>
 static class DecodeLinearCuda
 {
@@ -46,7 +46,7 @@ static class DecodeLinearCuda
         var any = x.DevicePointer | (norm is { } a ? a.Gamma.DevicePointer | a.Beta.DevicePointer | a.Normed.DevicePointer : 0);
         foreach (var o in outputs) any |= o.Weight.DevicePointer;
         if (any % 16 != 0) return false;
-        // bf16 batches of 17 to 64 rows: the tensor-core kernel (a block an 8-column tile, the warps splitting K).
+        // bf16 batches of 4 to 16 rows: the tensor-core kernel (a block an 8-column tile, the warps splitting K).
         var mma = !f32 && rows >= be.Constant(MmaFile, "decode_linear_mma_min_rows") && rows <= be.Constant(MmaFile, "decode_linear_mma_max_rows") && k % 32 == 0
             ? Fit((k / 32 + be.Constant(MmaFile, "decode_linear_mma_warps") - 1) / be.Constant(MmaFile, "decode_linear_mma_warps")) : -1;
         var v = Fit((k / n + 31) / 32);
