@@ -38,6 +38,9 @@ static class LsCausalDecodeCuda
     /// <summary>Blocks per SM the vector kernel's splits aim for (B·H blocks alone when they reach it: one split, no combine).</summary>
     const int BlocksPerSm = 4;
 
+    /// <summary>The most splits the one-pass kernel is given to cover a key list (partial sums: B·H·splits·(d + 2) floats).</summary>
+    const int MaxOnePassSplits = 64;
+
     /// <summary>The vector kernels by pass (two, then one), dtype (fp32, then bf16) and shape: G = 1, 2, 4, 8, 16, 32 with one vector a lane, then G = 32 with two.</summary>
     static readonly string[] VectorKernels =
     [
@@ -99,8 +102,10 @@ static class LsCausalDecodeCuda
             var splits = Math.Clamp(want, (keys + MaxSplitKeys - 1) / MaxSplitKeys, Math.Max(1, (keys + MinSplitKeys - 1) / MinSplitKeys));
             var splitKeys = (keys + splits - 1) / splits;
             // The one-pass kernel where a split fits it, or would with at most twice the splits (more blocks, half the round trips).
+            // Large batches too, while the splits of one pass number at most MaxOnePassSplits: a block's key, relative and
+            // value rows then load in one round trip, where two passes over fewer, longer splits wait on two per tile.
             var onePass = be.Constant(File, "ls_causal_decode_vec_one_pass") / (v.G * v.Vpl);
-            var one = splitKeys <= 2 * onePass;
+            var one = splitKeys <= 2 * onePass || (keys + onePass - 1) / onePass <= MaxOnePassSplits;
             if (one) splitKeys = Math.Min(splitKeys, onePass);
             (p.Splits, p.SplitKeys) = ((int)((keys + splitKeys - 1) / splitKeys), (int)splitKeys);
             var smem = (uint)(be.Constant(File, "ls_causal_decode_vec_smem_per_key") * p.SplitKeys + be.Constant(File, "ls_causal_decode_vec_smem_per_d") * g.D
