@@ -126,7 +126,10 @@ public static class DecodeBench
                 else warm.Add(prefill);
             }
             if (warm.Count > 0) prefill = Median([.. warm]);
-            if (d.PrefillsInBlocks) log?.WriteLine($"{impl} B={batch} context={context}: cold prefill (first at this batch) {coldPrefill:N0} tokens/s");
+            // Each warm prefill too: with graphs the first records the block forward's CUDA graph, the others replay it.
+            if (d.PrefillsInBlocks)
+                log?.WriteLine($"{impl} B={batch} context={context}: cold prefill (first at this batch) {coldPrefill:N0} tokens/s; warm {string.Join(", ", warm.Select(w => w.ToString("N0")))}" +
+                               (graphs ? $" (block-forward replays so far: {d.PrefillReplays})" : ""));
             var times = new double[steps];
             var cuda = profile ? (be as CudaBackend)?.Context : null;
             cuda?.ProfilerStart();
