@@ -1,8 +1,9 @@
 // The Linear maps of one decode step on the tensor cores (bf16, 4 to 16 rows: a batch where a warp a weight row
 // repeats its reduction per row, too small for cuBLAS to read the weights once; fewer rows stay on decode_linear.cu,
-// more than 16 go to cuBLAS, as measured on an H100: bench/results/2026-12-07-h100): y_j (+)= act(n(x)·W_jᵀ + b_j) for up to
-// four W_j [n_j, K] sharing x [rows, K], n = LayerNorm or identity. The same math and rounding chain as decode_linear.cu (LayerNorm → Linear →
-// GELU, each stored in T); reference: src/TransformerLS/Ops/DecodeLinear/DecodeLinear.Reference.cs.
+// more than 16 go to cuBLAS, as measured on an H100: bench/results/2026-12-07-h100): y_j (+)= act(n(x)·W_jᵀ + b_j)
+// for up to four W_j [n_j, K] sharing x [rows, K], n = LayerNorm or identity. The same math and rounding chain as
+// decode_linear.cu (LayerNorm → Linear → GELU, each stored in T); reference:
+// src/TransformerLS/Ops/DecodeLinear/DecodeLinear.Reference.cs.
 //
 // Tile ownership: block = one n-tile of 8 output columns of one W_j (W_0's tiles first), all rows (up to 4 m-tiles of
 // 16); warp w = the k-chunks w, w + WARPS, … of 32 (split-K inside the block).
