@@ -23,7 +23,7 @@ if [ "${MODEL:-1}" != 0 ]; then
   $bench model --out "$out/model-graph" --runs "${MODEL_RUNS:-10}" --dtype bf16 --cuda-graph | tee "$out/model-graph.log"
   cp "$out/model-graph/model.rows.json" "$out/model-graph.rows.json"
 fi
-[ "${DECODE:-1}" = 0 ] || $bench decode --out "$out" --batches 1,64 --contexts 1024,8192,32768 --dtype bf16 | tee "$out/decode.log"
+[ "${DECODE:-1}" = 0 ] || $bench decode --out "$out" --batches 1,8,64 --contexts 1024,8192,32768 --dtype bf16 | tee "$out/decode.log"
 if [ "${PEERS:-1}" != 0 ]; then
   # The peer must compute the library's function: same weights and input, outputs compared (peers-check.log).
   $bench export-layer --out "$out/check" > /dev/null && (cd bench/peers && python3 check_ls_layer.py "$out/check") 2>&1 | tee "$out/peers-check.log"
