@@ -173,8 +173,9 @@ TLS_INSTANTIATE(ls_causal_decode_combine, LsDecodeParams)
 // every pointer is 16-byte aligned): the same math and the same split of the key list, with
 //   - lanes in groups of G (a power of two, G·N·VPL >= d): a group owns one key row, each lane VPL 16-byte vectors of it,
 //     so a warp reads 32/G rows at a time and DECODE_VEC_ROWS rows per lane are in flight together;
-//   - the _one kernels, for splits of at most DECODE_THREADS / G · DECODE_VEC_ROWS / VPL keys (small batches'), load
-//     the value rows with the key rows: one round trip to memory instead of two;
+//   - the _one kernels, for splits of at most DECODE_THREADS / G · DECODE_VEC_ROWS / VPL keys (small batches', and large
+//     ones' while such splits number at most the launcher's MaxOnePassSplits), load the value rows with the key rows:
+//     one round trip to memory instead of two;
 //   - splits chosen by the launcher (one where B·H alone fills the GPU): with one split the block writes o itself;
 //   - the combine fused: each split block writes its partial, counts itself in arrived[bh] (an integer atomic), and the
 //     last one to arrive combines the splits in split order (the same bits whichever block is last) and zeroes the count;

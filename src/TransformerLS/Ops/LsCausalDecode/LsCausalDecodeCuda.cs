@@ -101,9 +101,8 @@ static class LsCausalDecodeCuda
             var want = Math.Max(1, (BlocksPerSm * (long)be.Context.Device.MultiprocessorCount + pairs - 1) / pairs);
             var splits = Math.Clamp(want, (keys + MaxSplitKeys - 1) / MaxSplitKeys, Math.Max(1, (keys + MinSplitKeys - 1) / MinSplitKeys));
             var splitKeys = (keys + splits - 1) / splits;
-            // The one-pass kernel where a split fits it, or would with at most twice the splits (more blocks, half the round trips).
-            // Large batches too, while the splits of one pass number at most MaxOnePassSplits: a block's key, relative and
-            // value rows then load in one round trip, where two passes over fewer, longer splits wait on two per tile.
+            // The one-pass kernel (a block's key, relative and value rows in one round trip) where a split fits it, where it would
+            // with at most twice the splits, or where its splits cover the keys in at most MaxOnePassSplits (large batches).
             var onePass = be.Constant(File, "ls_causal_decode_vec_one_pass") / (v.G * v.Vpl);
             var one = splitKeys <= 2 * onePass || (keys + onePass - 1) / onePass <= MaxOnePassSplits;
             if (one) splitKeys = Math.Min(splitKeys, onePass);
