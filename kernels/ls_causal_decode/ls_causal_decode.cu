@@ -170,54 +170,30 @@ TLS_INSTANTIATE(ls_causal_decode_combine, LsDecodeParams)
 
 // ---------------------------------------------------------------------------------------------------------------------
 // The vector kernel (the launcher's choice where d is a multiple of the 16-byte vector's N elements, d <= 64·N, and
-// every pointer is 16-byte aligned): the same math and the same split of the key list, with
-//   - lanes in groups of G (a power of two, G·N·VPL >= d): a group owns one key row, each lane VPL 16-byte vectors of it,
-//     so a warp reads 32/G rows at a time and DECODE_VEC_ROWS rows per lane are in flight together;
-//   - the _one kernels, for splits of at most DECODE_THREADS / G · DECODE_VEC_ROWS / VPL keys (small batches', and large
-//     ones' while such splits number at most the launcher's MaxOnePassSplits), load the value rows with the key rows:
-//     one round trip to memory instead of two;
-//   - splits chosen by the launcher (one where B·H alone fills the GPU): with one split the block writes o itself;
-//   - the combine fused: each split block writes its partial, counts itself in arrived[bh] (an integer atomic), and the
-//     last one to arrive combines the splits in split order (the same bits whichever block is last) and zeroes the count;
-//   - the append fused (p.kraw set): see decode_append.
-// Shared memory: the append's age-0 key and value (2·d, as fp32 slots), split_keys logits, WARPS·d p·v sums, 2·splits
-// combine weights (the launcher's size: one formula).
+// every pointer is 16-byte aligned): the same math and the same split of the key list, streamed.
+//   - Lanes in groups of G (a power of two, G·N·VPL >= d): a group owns one key row at a time, each lane VPL 16-byte
+//     vectors of it; group kk of the block takes the split's keys kk, kk + KPB, … (KPB = DECODE_THREADS / G), in
+//     rounds of DECODE_VEC_ROWS / VPL keys a group.
+//   - Each lane copies its vectors of a round's key, relative and value rows into its own shared-memory slots
+//     (cp.async) DECODE_STAGES − 1 rounds ahead of using them: the copies in flight are bounded by shared memory, not
+//     by registers, and no barrier is needed (a lane reads only what it copied).
+//   - Each group keeps its own online softmax in registers (running max m, sum l, the p·v sums of its channels): no
+//     logits in shared memory and no block barrier inside the key loop, and a split may hold any number of keys.
+//   - The groups merge in a fixed order: within a warp a butterfly over the groups (lanes g, g + G, …), then the warps'
+//     states in warp order: (m, l, acc) ∘ (m', l', acc') = (M, e^{m−M} l + e^{m'−M} l', e^{m−M} acc + e^{m'−M} acc').
+//   - Splits chosen by the launcher (one where B·H alone fills the GPU): with one split the block writes o itself; else
+//     each split block writes its partial, counts itself in arrived[bh] (an integer atomic), and the last one to arrive
+//     combines the splits in split order (the same bits whichever block is last) and zeroes the count.
+//   - The append fused (p.kraw set): see decode_append.
+// Shared memory: the copy stages (smem_stages), the append's age-0 key and value (2·d, as fp32 slots), each key's cache
+// row (split_keys ints), the warps' p·v sums (WARPS·d), 2·splits combine weights (the launcher's size: one formula).
 TLS_EXPORT(ls_causal_decode_vec_smem_per_key, 4)
 TLS_EXPORT(ls_causal_decode_vec_smem_per_d, 4 * (DECODE_THREADS / 32 + 2))
 TLS_EXPORT(ls_causal_decode_vec_smem_per_split, 8)
 
-#define DECODE_VEC_ROWS 4  // key rows a lane loads before it uses them (divided by VPL)
-// The most keys a split of the one-pass (_one) kernels holds: DECODE_THREADS / G key slots · DECODE_VEC_ROWS / VPL rows
-// each, i.e. this over G·VPL.
-TLS_EXPORT(ls_causal_decode_vec_one_pass, DECODE_THREADS * DECODE_VEC_ROWS)
-
-// Key j of sequence b's list: pointers to its key, relative and value rows; whether it is compressed.
-template <typename T> struct DecodeKey
-{
-    const T *k, *r, *v;
-    bool cmp;
-    TLS_DEVICE DecodeKey(const LsDecodeParams& p, int bh, int h, int j, int nc, int slot, int first)
-    {
-        cmp = j < nc;
-        if (cmp)
-        {
-            const bool ring = j < p.Mc * p.R;
-            const i64 row = ring ? ((i64)bh * p.C * p.R + (i64)((first + j / p.R) % p.C) * p.R + j % p.R) * p.D
-                                 : ((i64)bh * p.Lb * p.R + j - p.Mc * p.R) * p.D;
-            k = (const T*)(ring ? p.kring : p.kblock) + row;
-            v = (const T*)(ring ? p.vring : p.vblock) + row;
-            r = (const T*)p.relc + ((i64)h * p.Nr + nc - 1 - j) * p.D;
-        }
-        else
-        {
-            const int a = j - nc;
-            const i64 row = ((i64)bh * p.W + (slot - a + p.W) % p.W) * p.D;
-            k = (const T*)p.kw + row;
-            v = (const T*)p.vw + row;
-            r = (const T*)p.rel + ((i64)h * p.W + a) * p.D;
-        }
-    }
-};
+#define DECODE_VEC_ROWS 2  // vectors of each row kind a lane copies a round (U = DECODE_VEC_ROWS / VPL keys)
+#define DECODE_STAGES 4    // rounds a lane has in shared memory: DECODE_STAGES − 1 in flight while it computes one
+TLS_EXPORT(ls_causal_decode_vec_smem_stages, DECODE_STAGES * DECODE_VEC_ROWS * 3 * 16 * DECODE_THREADS)
 
 // The append, by the block (sequence b, head h) whose split holds window age 0 (no other block of the launch reads or
 // writes the rows it writes: age 0 is the only key in the window slot, and the chunk rows are read after the launch).
@@ -270,14 +246,170 @@ TLS_DEVICE float ld_cg(const float* p)
     return v;
 }
 
-template <typename T, int G, int VPL, bool ONE> __device__ void ls_causal_decode_vec(LsDecodeParams p)
+// Element e of a 16-byte vector of T's raw bits (the loads in flight hold 4 registers, converted at use).
+template <typename T> TLS_DEVICE float raw_elem(const uint4& q, int e);
+template <> TLS_DEVICE float raw_elem<float>(const uint4& q, int e)
 {
-    constexpr int N = RowVec<T>::N, WARPS = DECODE_THREADS / 32, KPB = DECODE_THREADS / G, U = DECODE_VEC_ROWS / VPL;
+    return __uint_as_float(e == 0 ? q.x : e == 1 ? q.y : e == 2 ? q.z : q.w);
+}
+template <> TLS_DEVICE float raw_elem<bf16>(const uint4& q, int e)
+{
+    const unsigned w = e / 2 == 0 ? q.x : e / 2 == 1 ? q.y : e / 2 == 2 ? q.z : q.w;
+    return __uint_as_float(e % 2 ? w & 0xffff0000u : w << 16);
+}
+
+// This thread's copies into shared memory (cp.async, 16 bytes; source global) and the wait for all but the N most recent
+// groups of them ("memory": no shared load of a stage moves across either).
+TLS_DEVICE void decode_copy_16(void* smem, const void* gmem)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(smem)), "l"(gmem) : "memory");
+}
+template <int N> TLS_DEVICE void decode_copies_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+// Slot (stage st, key u, row kind 0 k / 1 r / 2 v, vector w) of this thread: consecutive threads, consecutive 16 bytes.
+template <int U, int VPL> TLS_DEVICE uint4* decode_slot(uint4* stage, int st, int u, int kind, int w)
+{
+    return stage + (((st * U + u) * 3 + kind) * VPL + w) * DECODE_THREADS + threadIdx.x;
+}
+
+// Round `round` of decode_keys: this lane's copies of its keys' rows into stage round mod DECODE_STAGES.
+template <typename T, int G, int VPL>
+TLS_DEVICE void decode_issue(const LsDecodeParams& p, uint4* stage, const int* rows, int bh, int h, int j0, int nc, int n, int a0,
+                             const T* kn, const T* vn, int round)
+{
+    constexpr int N = RowVec<T>::N, KPB = DECODE_THREADS / G, U = DECODE_VEC_ROWS / VPL, per = KPB * U, S = DECODE_STAGES;
+    const int D = p.D, g = threadIdx.x % G, kk = threadIdx.x / G;
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+    {
+        const int jj = round * per + u * KPB + kk, j = j0 + jj;
+        if (jj >= n) continue;
+        const T *k, *v, *r;
+        if (j < nc)
+        {
+            const bool ring = j < p.Mc * p.R;
+            const i64 off = ((i64)bh * (ring ? p.C * p.R : p.Lb * p.R) + rows[jj]) * D;
+            k = (const T*)(ring ? p.kring : p.kblock) + off;
+            v = (const T*)(ring ? p.vring : p.vblock) + off;
+            r = (const T*)p.relc + ((i64)h * p.Nr + nc - 1 - j) * D;
+        }
+        else
+        {
+            const i64 off = ((i64)bh * p.W + rows[jj]) * D;
+            k = (const T*)p.kw + off;
+            v = (const T*)p.vw + off;
+            r = (const T*)p.rel + ((i64)h * p.W + j - nc) * D;
+        }
+        const int st = round % S;
+#pragma unroll
+        for (int w = 0; w < VPL; ++w)
+        {
+            const int c = (w * G + g) * N;
+            if (c >= D) continue;
+            decode_copy_16(decode_slot<U, VPL>(stage, st, u, 1, w), r + c);
+            if (jj == a0) { *decode_slot<U, VPL>(stage, st, u, 0, w) = *(const uint4*)(kn + c); *decode_slot<U, VPL>(stage, st, u, 2, w) = *(const uint4*)(vn + c); }
+            else { decode_copy_16(decode_slot<U, VPL>(stage, st, u, 0, w), k + c); decode_copy_16(decode_slot<U, VPL>(stage, st, u, 2, w), v + c); }
+        }
+    }
+}
+
+// One round of decode_keys from stage slots sb (this thread's slot 0 of the stage): the keys jj0 + u·KPB (u < U) of the
+// group, all compressed (MODE 0), all window (MODE 1) or either (MODE 2: key jj compressed where jj < ncs; the x's
+// chosen per key). MODE is uniform over the warp (the shuffles are the warp's).
+template <typename T, int G, int VPL, int MODE>
+TLS_DEVICE void decode_round(const uint4* sb, int jj0, int n, int ncs, const float (&qs)[VPL][RowVec<T>::N], const float (&qu)[VPL][RowVec<T>::N],
+                             const float (&qv)[VPL][RowVec<T>::N], int D, float& m, float& l, float (&acc)[VPL][RowVec<T>::N])
+{
+    constexpr int N = RowVec<T>::N, KPB = DECODE_THREADS / G, U = DECODE_VEC_ROWS / VPL;
+    const int g = threadIdx.x % G;
+    float s[U], mx = m;
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+    {
+        const int jj = jj0 + u * KPB;
+        const bool cmp = MODE == 0 || (MODE == 2 && jj < ncs);
+        float a = 0.f;
+        if (jj < n)
+#pragma unroll
+            for (int w = 0; w < VPL; ++w)
+                if ((w * G + g) * N < D)
+                {
+                    const uint4 kr = sb[((u * 3 + 0) * VPL + w) * DECODE_THREADS], rr = sb[((u * 3 + 1) * VPL + w) * DECODE_THREADS];
+#pragma unroll
+                    for (int e = 0; e < N; ++e)
+                        a += (cmp ? qs[w][e] : qu[w][e]) * raw_elem<T>(kr, e) + (cmp ? qs[w][e] : qv[w][e]) * raw_elem<T>(rr, e);
+                }
+#pragma unroll
+        for (int o = G / 2; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
+        s[u] = jj < n ? a : -TLS_INF;
+        mx = fmaxf(mx, s[u]);
+    }
+    // A group without a key this round keeps its state (mx = m; while m = −inf, l and acc are still 0).
+    const float sc = m == -TLS_INF ? 0.f : expf(m - mx);
+    l *= sc;
+#pragma unroll
+    for (int w = 0; w < VPL; ++w)
+#pragma unroll
+        for (int e = 0; e < N; ++e) acc[w][e] *= sc;
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+        if (jj0 + u * KPB < n)
+        {
+            const float pr = expf(s[u] - mx);
+            l += pr;
+#pragma unroll
+            for (int w = 0; w < VPL; ++w)
+                if ((w * G + g) * N < D)
+                {
+                    const uint4 vr = sb[((u * 3 + 2) * VPL + w) * DECODE_THREADS];
+#pragma unroll
+                    for (int e = 0; e < N; ++e) acc[w][e] += pr * raw_elem<T>(vr, e);
+                }
+        }
+    m = mx;
+}
+
+// The split's keys [0, n) in rounds of KPB·U (group kk takes keys kk, kk + KPB, … of a round): each lane copies its
+// vectors of a round's key, relative and value rows into its own slots of stage (round mod DECODE_STAGES) and uses them
+// DECODE_STAGES − 1 rounds later, so those rounds' copies are in flight while it computes (no registers hold them, and
+// no barrier: a lane reads only what it copied). Logit s = x1·k + x2·r, (x1, x2) = (σq, σq) for compressed keys
+// (relative row Rc_{nc−1−j}), (σq + u, σq + v) for window keys (R_a; key a0 of the split is the append's kn, vn, if
+// any); then the group's online softmax (m, l, acc) over them.
+template <typename T, int G, int VPL>
+TLS_DEVICE void decode_keys(const LsDecodeParams& p, uint4* stage, const int* rows, int bh, int h, int j0, int nc, int n, int a0,
+                            const T* kn, const T* vn, const float (&qs)[VPL][RowVec<T>::N], const float (&qu)[VPL][RowVec<T>::N],
+                            const float (&qv)[VPL][RowVec<T>::N], float& m, float& l, float (&acc)[VPL][RowVec<T>::N])
+{
+    constexpr int KPB = DECODE_THREADS / G, U = DECODE_VEC_ROWS / VPL, S = DECODE_STAGES, WARP_GROUPS = 32 / G;
+    const int kk = threadIdx.x / G, per = KPB * U, rounds = (n + per - 1) / per, ncs = nc - j0;
+    // The warp's first and last key of a round, relative to the round's start: its mode (uniform over the warp).
+    const int first_kk = threadIdx.x / 32 * WARP_GROUPS, last = (U - 1) * KPB + first_kk + WARP_GROUPS - 1;
+    for (int round = 0; round < S - 1; ++round)
+    {
+        if (round < rounds) decode_issue<T, G, VPL>(p, stage, rows, bh, h, j0, nc, n, a0, kn, vn, round);
+        cp_async_commit();
+    }
+    for (int round = 0; round < rounds; ++round)
+    {
+        if (round + S - 1 < rounds) decode_issue<T, G, VPL>(p, stage, rows, bh, h, j0, nc, n, a0, kn, vn, round + S - 1);
+        cp_async_commit();
+        decode_copies_wait<S - 1>(); // this round's group is complete
+        const uint4* sb = decode_slot<U, VPL>(stage, round % S, 0, 0, 0);
+        const int r0 = round * per;
+        if (r0 + last < ncs) decode_round<T, G, VPL, 0>(sb, r0 + kk, n, ncs, qs, qu, qv, p.D, m, l, acc);
+        else if (r0 + first_kk >= ncs) decode_round<T, G, VPL, 1>(sb, r0 + kk, n, ncs, qs, qu, qv, p.D, m, l, acc);
+        else decode_round<T, G, VPL, 2>(sb, r0 + kk, n, ncs, qs, qu, qv, p.D, m, l, acc);
+    }
+}
+
+template <typename T, int G, int VPL> __device__ void ls_causal_decode_vec(LsDecodeParams p)
+{
+    constexpr int N = RowVec<T>::N, WARPS = DECODE_THREADS / 32;
     extern __shared__ __align__(16) float sm[];
-    __shared__ float red[WARPS];
+    __shared__ float red[WARPS], wm[WARPS], wl[WARPS];
     __shared__ int last;
     const int bh = blockIdx.x, b = bh / p.H, h = bh % p.H, D = p.D, split = blockIdx.y;
-    const int t = threadIdx.x, g = t % G, kk = t / G, lane = t % 32, warp = t / 32;
+    const int t = threadIdx.x, g = t % G, lane = t % 32, warp = t / 32;
     // A dependent launch (the launcher's, sm_90+): q, the state and the append's rows are the previous kernels'; every
     // block waits before its first load, so this grid ends after them (what a later dependent kernel relies on).
     grid_dependents_launch();
@@ -285,10 +417,12 @@ template <typename T, int G, int VPL, bool ONE> __device__ void ls_causal_decode
     const int slot = (int)p.state[b * 4], nw = (int)p.state[b * 4 + 1], first = (int)p.state[b * 4 + 2], qi = (int)p.state[b * 4 + 3];
     const int nc = (p.Mc + qi) * p.R, keys = nc + nw;
     const int j0 = split * p.split_keys, n = max(0, min(keys, j0 + p.split_keys) - j0);
-    T* kn = (T*)sm;                      // [D] the append's age-0 key, then [D] value (2·D fp32 slots, 16-byte aligned)
-    T* vn = kn + D;
-    float* s = sm + 2 * D;               // [split_keys] logits, then weights
-    float* pv = s + p.split_keys;        // [WARPS, D]
+    uint4* stage = (uint4*)sm;           // the copy stages (decode_keys)
+    T* kn = (T*)(sm + DECODE_STAGES * DECODE_VEC_ROWS * 3 * 4 * DECODE_THREADS); // [D] the append's age-0 key, then [D]
+    T* vn = kn + D;                                                               // value (2·D fp32 slots, 16-byte aligned)
+    int* rows = (int*)((float*)kn + 2 * D); // [split_keys] each key's row in its cache, of (sequence, head) b·H + h
+    float* pv = (float*)(rows + p.split_keys); // [WARPS, D]
+    float* wt = pv + WARPS * D;          // [2·splits] the combine's weights and weighted sums
     float m = -TLS_INF, l = 0.f;
     float acc[VPL][N];
 #pragma unroll
@@ -318,129 +452,63 @@ template <typename T, int G, int VPL, bool ONE> __device__ void ls_causal_decode
     // The append (uniform over the block): the split holding window age 0, key nc, makes that key and value itself.
     const int a0 = nc - j0;
     const bool app = p.kraw != nullptr && a0 >= 0 && a0 < n && decode_append<T>(p, b, h, slot, kn, vn, red);
-    if (n > 0) // uniform over the block
+    // Key j's row: compressed key j < Mc·r in the cache ring (chunk slot (first + ⌊j/r⌋) mod C), else the block's
+    // compressed row j − Mc·r; window age a = j − nc in ring slot (slot − a) mod w.
+    for (int jj = t; jj < n; jj += DECODE_THREADS)
     {
-        // ONE (the launcher's choice where split_keys <= KPB·U): the split is one pass, its value rows load with its key
-        // rows and wait in registers.
-        constexpr bool one = ONE;
-        float vr1[U][VPL][N];
-        // Logits: s = x1·k + x2·r, (x1, x2) = (σq, σq) for compressed keys, (σq + u, σq + v) for window keys.
-        for (int base = 0; base < n; base += KPB * U)
-        {
-            float kr[U][VPL][N], rr[U][VPL][N];
-            bool cmp[U];
-#pragma unroll
-            for (int u = 0; u < U; ++u)
-            {
-                const int jj = base + u * KPB + kk;
-                cmp[u] = false;
-                if (jj >= n) continue;
-                DecodeKey<T> key(p, bh, h, j0 + jj, nc, slot, first);
-                if (app && jj == a0) { key.k = kn; key.v = vn; }
-                cmp[u] = key.cmp;
-#pragma unroll
-                for (int v = 0; v < VPL; ++v)
-                    if ((v * G + g) * N < D)
-                    {
-                        RowVec<T>::load(key.k, (v * G + g) * N, kr[u][v]);
-                        RowVec<T>::load(key.r, (v * G + g) * N, rr[u][v]);
-                        if (one) RowVec<T>::load(key.v, (v * G + g) * N, vr1[u][v]);
-                    }
-            }
-#pragma unroll
-            for (int u = 0; u < U; ++u)
-            {
-                const int jj = base + u * KPB + kk;
-                float a = 0.f;
-                if (jj < n)
-#pragma unroll
-                    for (int v = 0; v < VPL; ++v)
-                        if ((v * G + g) * N < D)
-#pragma unroll
-                            for (int e = 0; e < N; ++e)
-                                a += (cmp[u] ? qs[v][e] : qu[v][e]) * kr[u][v][e] + (cmp[u] ? qs[v][e] : qv[v][e]) * rr[u][v][e];
-#pragma unroll
-                for (int o = G / 2; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
-                if (g == 0 && jj < n) s[jj] = a;
-            }
-        }
-        __syncthreads();
-        for (int j = t; j < n; j += DECODE_THREADS) m = fmaxf(m, s[j]);
-        m = block_reduce<true>(m, red);
-        for (int j = t; j < n; j += DECODE_THREADS) { const float e = expf(s[j] - m); s[j] = e; l += e; }
-        l = block_reduce<false>(l, red);
-        __syncthreads();
-        // p·v: the group of key slot kk sums the keys kk, kk + KPB, … of the split (its channels in registers).
-        if (one)
-#pragma unroll
-            for (int u = 0; u < U; ++u)
-            {
-                const int jj = u * KPB + kk;
-                if (jj < n)
-#pragma unroll
-                    for (int v = 0; v < VPL; ++v)
-                        if ((v * G + g) * N < D)
-#pragma unroll
-                            for (int e = 0; e < N; ++e) acc[v][e] += s[jj] * vr1[u][v][e];
-            }
-        for (int base = 0; !one && base < n; base += KPB * U)
-        {
-            float vr[U][VPL][N], pr[U];
-#pragma unroll
-            for (int u = 0; u < U; ++u)
-            {
-                const int jj = base + u * KPB + kk;
-                pr[u] = 0.f;
-                if (jj >= n) continue;
-                DecodeKey<T> key(p, bh, h, j0 + jj, nc, slot, first);
-                if (app && jj == a0) key.v = vn;
-                pr[u] = s[jj];
-#pragma unroll
-                for (int v = 0; v < VPL; ++v)
-                    if ((v * G + g) * N < D) RowVec<T>::load(key.v, (v * G + g) * N, vr[u][v]);
-            }
-#pragma unroll
-            for (int u = 0; u < U; ++u)
-                if (base + u * KPB + kk < n)
-#pragma unroll
-                    for (int v = 0; v < VPL; ++v)
-                        if ((v * G + g) * N < D)
-#pragma unroll
-                            for (int e = 0; e < N; ++e) acc[v][e] += pr[u] * vr[u][v][e];
-        }
+        const int j = j0 + jj;
+        rows[jj] = j < p.Mc * p.R ? ((first + j / p.R) % p.C) * p.R + j % p.R : j < nc ? j - p.Mc * p.R : (slot - (j - nc) + p.W) % p.W;
     }
-    // The key slots' sums: across the warp's slots (lanes g, g + G, … in a fixed tree), then the warps in order.
+    __syncthreads();
+
+    decode_keys<T, G, VPL>(p, stage, rows, bh, h, j0, nc, n, app ? a0 : -1, kn, vn, qs, qu, qv, m, l, acc);
+
+    // The groups of a warp merge in a butterfly (lanes g, g + G, …; a fixed tree), then the warps in order.
 #pragma unroll
-    for (int v = 0; v < VPL; ++v)
+    for (int o = G; o < 32; o <<= 1)
+    {
+        const float mo = __shfl_xor_sync(0xffffffffu, m, o), lo = __shfl_xor_sync(0xffffffffu, l, o), M = fmaxf(m, mo);
+        const float w1 = m == -TLS_INF ? 0.f : expf(m - M), w2 = mo == -TLS_INF ? 0.f : expf(mo - M);
+        l = w1 * l + w2 * lo;
 #pragma unroll
-        for (int e = 0; e < N; ++e)
+        for (int w = 0; w < VPL; ++w)
 #pragma unroll
-            for (int o = G; o < 32; o <<= 1) acc[v][e] += __shfl_xor_sync(0xffffffffu, acc[v][e], o);
+            for (int e = 0; e < N; ++e) acc[w][e] = w1 * acc[w][e] + w2 * __shfl_xor_sync(0xffffffffu, acc[w][e], o);
+        m = M;
+    }
     if (lane < G)
 #pragma unroll
-        for (int v = 0; v < VPL; ++v)
-            if ((v * G + g) * N < D)
+        for (int w = 0; w < VPL; ++w)
+            if ((w * G + g) * N < D)
 #pragma unroll
-                for (int e = 0; e < N; ++e) pv[warp * D + (v * G + g) * N + e] = acc[v][e];
+                for (int e = 0; e < N; ++e) pv[warp * D + (w * G + g) * N + e] = acc[w][e];
+    if (lane == 0) { wm[warp] = m; wl[warp] = l; }
     __syncthreads();
+    float M = wm[0], ww[WARPS], L = 0.f;
+#pragma unroll
+    for (int w = 1; w < WARPS; ++w) M = fmaxf(M, wm[w]);
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) { ww[w] = wm[w] == -TLS_INF ? 0.f : expf(wm[w] - M); L += ww[w] * wl[w]; }
     if (p.splits == 1)
     {
         for (int c = t; c < D; c += DECODE_THREADS)
         {
-            float x = pv[c];
-            for (int w = 1; w < WARPS; ++w) x += pv[w * D + c];
-            store<T>(p.o, (i64)bh * D + c, x / l);
+            float x = 0.f;
+#pragma unroll
+            for (int w = 0; w < WARPS; ++w) x += ww[w] * pv[w * D + c];
+            store<T>(p.o, (i64)bh * D + c, x / L);
         }
         return;
     }
     float* part = p.part + ((i64)bh * p.splits + split) * (D + 2);
     for (int c = t; c < D; c += DECODE_THREADS)
     {
-        float x = pv[c];
-        for (int w = 1; w < WARPS; ++w) x += pv[w * D + c];
+        float x = 0.f;
+#pragma unroll
+        for (int w = 0; w < WARPS; ++w) x += ww[w] * pv[w * D + c];
         part[c] = x;
     }
-    if (t == 0) { part[D] = m; part[D + 1] = l; }
+    if (t == 0) { part[D] = M; part[D + 1] = L; }
     // Arrive; the last split block of (sequence, head) combines: o = Σ_s e^{m_s − M} acc_s / Σ_s e^{m_s − M} l_s.
     __threadfence();
     __syncthreads();
@@ -450,8 +518,7 @@ template <typename T, int G, int VPL, bool ONE> __device__ void ls_causal_decode
     if (t == 0) p.arrived[bh] = 0;       // every split has counted itself: the count is free for the next launch
     __threadfence();
     const float* parts = p.part + (i64)bh * p.splits * (D + 2);
-    float* wt = s;                       // [splits] weights, then [splits] weighted sums (reuses the logits)
-    float M = -TLS_INF;
+    M = -TLS_INF;
     for (int q = t; q < p.splits; q += DECODE_THREADS) M = fmaxf(M, ld_cg(parts + (i64)q * (D + 2) + D));
     M = block_reduce<true>(M, red);
     for (int q = t; q < p.splits; q += DECODE_THREADS)
@@ -462,7 +529,7 @@ template <typename T, int G, int VPL, bool ONE> __device__ void ls_causal_decode
         wt[p.splits + q] = w * ld_cg(parts + (i64)q * (D + 2) + D + 1);
     }
     __syncthreads();
-    float L = 0.f;
+    L = 0.f;
     for (int q = 0; q < p.splits; ++q) L += wt[p.splits + q];
     // Eight splits' loads issued together (ld_cg is volatile: one at a time in a plain loop, a round trip to L2 each).
     for (int c = t; c < D; c += DECODE_THREADS)
@@ -482,14 +549,12 @@ template <typename T, int G, int VPL, bool ONE> __device__ void ls_causal_decode
 }
 
 #define DECODE_VEC(G, VPL)                                                                                              \
-    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_f32(LsDecodeParams p) { ls_causal_decode_vec<float, G, VPL, false>(p); } \
-    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_bf16(LsDecodeParams p) { ls_causal_decode_vec<bf16, G, VPL, false>(p); } \
-    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_one_f32(LsDecodeParams p) { ls_causal_decode_vec<float, G, VPL, true>(p); } \
-    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_one_bf16(LsDecodeParams p) { ls_causal_decode_vec<bf16, G, VPL, true>(p); }
+    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_f32(LsDecodeParams p) { ls_causal_decode_vec<float, G, VPL>(p); } \
+    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_bf16(LsDecodeParams p) { ls_causal_decode_vec<bf16, G, VPL>(p); }
 DECODE_VEC(1, 1)
 DECODE_VEC(2, 1)
 DECODE_VEC(4, 1)
-DECODE_VEC(8, 1)
-DECODE_VEC(16, 1)
-DECODE_VEC(32, 1)
+DECODE_VEC(4, 2)
+DECODE_VEC(8, 2)
+DECODE_VEC(16, 2)
 DECODE_VEC(32, 2)

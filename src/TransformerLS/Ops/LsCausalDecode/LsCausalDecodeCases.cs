@@ -6,8 +6,8 @@ using static TransformerLS.Conformance.Case;
 namespace TransformerLS.Ops;
 
 // The decode attention's cases (see Conformance/OpCases): rings entered at odd slots and wrapped, cache-path ring
-// chunks wrapping past the ring's end, no block chunk yet and all of them, one window key and a full window; the one-pass
-// and the two-pass vector kernel. The state is part of the case (integers, not random draws); the setup writes it into a
+// chunks wrapping past the ring's end, no block chunk yet and all of them, one window key and a full window; splits of
+// the vector kernel that end inside the compressed keys, and single splits that take several rounds of its key loop. The state is part of the case (integers, not random draws); the setup writes it into a
 // tensor of the case's scope.
 public static partial class LsCausalDecode
 {
@@ -19,8 +19,8 @@ public static partial class LsCausalDecode
         (1, 64, 8, 1, 0, 1, 4, [7, 8, 0, 3]),
         (3, 32, 16, 1, 6, 10, 4, [15, 16, 9, 4, 2, 9, 3, 0]),
         (2, 48, 40, 3, 50, 60, 10, [39, 40, 55, 10, 0, 17, 0, 5]),  // more keys than the block's threads; several splits, some empty
-        // Head dims for every shape of the vector kernel (lanes per key row 1-32, two vectors a lane at fp32 d 256) and the
-        // scalar kernel (bf16 d 20: not whole 16-byte vectors).
+        // Head dims for the vector kernel's shapes (G lanes a key row: 1, 2, 4 with one vector a lane; 4, 8, 16 and, at fp32
+        // d 256, 32 with two) and the scalar kernel (bf16 d 20: not whole 16-byte vectors).
         (1, 8, 6, 2, 4, 5, 3, [2, 6, 3, 2]),
         (2, 20, 9, 1, 7, 9, 3, [8, 9, 4, 3, 3, 2, 0, 1]),
         (1, 80, 33, 2, 9, 11, 4, [32, 33, 10, 4]),
@@ -28,7 +28,8 @@ public static partial class LsCausalDecode
         (1, 256, 64, 2, 20, 24, 4, [63, 64, 23, 3]),
         // Enough (sequence, head) pairs to fill an H200 alone (4 blocks an SM): one split, the block writes o itself.
         (8, 16, 4, 1, 2, 3, 2, [.. Enumerable.Range(0, 70).SelectMany(b => new[] { b % 4, 1 + b % 4, b % 3, b % 3 })]),
-        // As many pairs with more keys than twice the one-pass kernel's split (d 64: 64 keys bf16, 32 fp32): the two-pass kernel.
+        // As many pairs, each with up to 148 keys in its one split: several rounds of the vector kernel's key loop a group
+        // (d 64: 64 keys a round bf16, 32 fp32), compressed and window keys in one block.
         (8, 64, 136, 1, 8, 12, 4, [.. Enumerable.Range(0, 66).SelectMany(b => new[] { b * 7 % 136, b % 2 == 0 ? 136 : 100 + b % 30, b % 12, b % 5 })]),
     }.Select(c => CaseAt(dt, c.H, c.d, c.w, c.r, c.Mc, c.C, c.Lb, c.State)).Concat(AppendCases(dt));
 

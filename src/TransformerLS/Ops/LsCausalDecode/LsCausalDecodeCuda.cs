@@ -32,22 +32,20 @@ static class LsCausalDecodeCuda
     /// <summary>The scalar kernel's keys per split: small enough that a batch of one spreads a long key list over many SMs.</summary>
     const int SplitKeys = 64;
 
-    /// <summary>The vector kernel's splits: at least this many keys each, at most <see cref="MaxSplitKeys"/> (its logits' shared memory).</summary>
+    /// <summary>The vector kernel's splits: at least this many keys each, at most <see cref="MaxSplitKeys"/> (its row table's shared memory).</summary>
     const int MinSplitKeys = 32, MaxSplitKeys = 4096;
 
     /// <summary>Blocks per SM the vector kernel's splits aim for (B·H blocks alone when they reach it: one split, no combine).</summary>
-    const int BlocksPerSm = 4;
+    const int BlocksPerSm = 3;
 
-    /// <summary>The most splits the one-pass kernel is given to cover a key list (partial sums: B·H·splits·(d + 2) floats).</summary>
-    const int MaxOnePassSplits = 64;
-
-    /// <summary>The vector kernels by pass (two, then one), dtype (fp32, then bf16) and shape: G = 1, 2, 4, 8, 16, 32 with one vector a lane, then G = 32 with two.</summary>
+    /// <summary>The vector kernels by dtype (fp32, then bf16) and shape: G = 1, 2, 4 lanes a key row with one vector a lane,
+    /// then G = 4, 8, 16, 32 with two.</summary>
     static readonly string[] VectorKernels =
     [
-        "ls_causal_decode_vec_g1_v1_f32", "ls_causal_decode_vec_g2_v1_f32", "ls_causal_decode_vec_g4_v1_f32", "ls_causal_decode_vec_g8_v1_f32", "ls_causal_decode_vec_g16_v1_f32", "ls_causal_decode_vec_g32_v1_f32", "ls_causal_decode_vec_g32_v2_f32",
-        "ls_causal_decode_vec_g1_v1_bf16", "ls_causal_decode_vec_g2_v1_bf16", "ls_causal_decode_vec_g4_v1_bf16", "ls_causal_decode_vec_g8_v1_bf16", "ls_causal_decode_vec_g16_v1_bf16", "ls_causal_decode_vec_g32_v1_bf16", "ls_causal_decode_vec_g32_v2_bf16",
-        "ls_causal_decode_vec_g1_v1_one_f32", "ls_causal_decode_vec_g2_v1_one_f32", "ls_causal_decode_vec_g4_v1_one_f32", "ls_causal_decode_vec_g8_v1_one_f32", "ls_causal_decode_vec_g16_v1_one_f32", "ls_causal_decode_vec_g32_v1_one_f32", "ls_causal_decode_vec_g32_v2_one_f32",
-        "ls_causal_decode_vec_g1_v1_one_bf16", "ls_causal_decode_vec_g2_v1_one_bf16", "ls_causal_decode_vec_g4_v1_one_bf16", "ls_causal_decode_vec_g8_v1_one_bf16", "ls_causal_decode_vec_g16_v1_one_bf16", "ls_causal_decode_vec_g32_v1_one_bf16", "ls_causal_decode_vec_g32_v2_one_bf16",
+        "ls_causal_decode_vec_g1_v1_f32", "ls_causal_decode_vec_g2_v1_f32", "ls_causal_decode_vec_g4_v1_f32",
+        "ls_causal_decode_vec_g4_v2_f32", "ls_causal_decode_vec_g8_v2_f32", "ls_causal_decode_vec_g16_v2_f32", "ls_causal_decode_vec_g32_v2_f32",
+        "ls_causal_decode_vec_g1_v1_bf16", "ls_causal_decode_vec_g2_v1_bf16", "ls_causal_decode_vec_g4_v1_bf16",
+        "ls_causal_decode_vec_g4_v2_bf16", "ls_causal_decode_vec_g8_v2_bf16", "ls_causal_decode_vec_g16_v2_bf16", "ls_causal_decode_vec_g32_v2_bf16",
     ];
 
     /// <summary>The most keys a query can see: w window keys and (Mc + Lb)·r compressed ones.</summary>
@@ -61,11 +59,13 @@ static class LsCausalDecodeCuda
         var any = x.Q.DevicePointer | x.KW.DevicePointer | x.VW.DevicePointer | x.U.DevicePointer | x.VBias.DevicePointer | x.Rel.DevicePointer
             | x.KRing.DevicePointer | x.VRing.DevicePointer | x.KBlock.DevicePointer | x.VBlock.DevicePointer | x.RelC.DevicePointer | o.DevicePointer;
         if (any % 16 != 0) return null; // every pointer 16-byte aligned (no array: the launch path allocates nothing)
+        // Up to 4 vectors a row: one a lane. More: two a lane, so a warp covers twice the keys at once (the per-key work
+        // of the softmax and the copies' addresses is shared by fewer lanes) while σq, σq + u, σq + v fit in registers.
         var vectors = g.D / n;
-        if (vectors > 32) return (32, 2);
+        var perLane = vectors > 4 ? 2 : 1;
         var lanes = 1;
-        while (lanes < vectors) lanes *= 2;
-        return (lanes, 1);
+        while (lanes * perLane < vectors) lanes *= 2;
+        return (lanes, perLane);
     }
 
     /// <summary>Whether the vector kernel runs (and so takes a step's append itself).</summary>
@@ -101,15 +101,10 @@ static class LsCausalDecodeCuda
             var want = Math.Max(1, (BlocksPerSm * (long)be.Context.Device.MultiprocessorCount + pairs - 1) / pairs);
             var splits = Math.Clamp(want, (keys + MaxSplitKeys - 1) / MaxSplitKeys, Math.Max(1, (keys + MinSplitKeys - 1) / MinSplitKeys));
             var splitKeys = (keys + splits - 1) / splits;
-            // The one-pass kernel (a block's key, relative and value rows in one round trip) where a split fits it, where it would
-            // with at most twice the splits, or where its splits cover the keys in at most MaxOnePassSplits (large batches).
-            var onePass = be.Constant(File, "ls_causal_decode_vec_one_pass") / (v.G * v.Vpl);
-            var one = splitKeys <= 2 * onePass || (keys + onePass - 1) / onePass <= MaxOnePassSplits;
-            if (one) splitKeys = Math.Min(splitKeys, onePass);
             (p.Splits, p.SplitKeys) = ((int)((keys + splitKeys - 1) / splitKeys), (int)splitKeys);
-            var smem = (uint)(be.Constant(File, "ls_causal_decode_vec_smem_per_key") * p.SplitKeys + be.Constant(File, "ls_causal_decode_vec_smem_per_d") * g.D
+            var smem = (uint)(be.Constant(File, "ls_causal_decode_vec_smem_stages") + be.Constant(File, "ls_causal_decode_vec_smem_per_key") * p.SplitKeys + be.Constant(File, "ls_causal_decode_vec_smem_per_d") * g.D
                 + be.Constant(File, "ls_causal_decode_vec_smem_per_split") * p.Splits);
-            var name = VectorKernels[(one ? 14 : 0) + (f32 ? 0 : 7) + (v.Vpl == 2 ? 6 : System.Numerics.BitOperations.Log2((uint)v.G))];
+            var name = VectorKernels[(f32 ? 0 : 7) + System.Numerics.BitOperations.Log2((uint)v.G) + (v.Vpl == 2 ? 1 : 0)];
             if (p.Splits == 1)
             {
                 be.Kernel(File, name).LaunchDependent(new Dim3((uint)pairs, 1, 1), threads, smem, be.Stream, p);
