@@ -29,7 +29,7 @@ public static partial class LsCausalDecode
         // Enough (sequence, head) pairs to fill an H200 alone (4 blocks an SM): one split, the block writes o itself.
         (8, 16, 4, 1, 2, 3, 2, [.. Enumerable.Range(0, 70).SelectMany(b => new[] { b % 4, 1 + b % 4, b % 3, b % 3 })]),
         // As many pairs, each with up to 148 keys in its one split: several rounds of the vector kernel's key loop a group
-        // (d 64: 64 keys a round bf16, 32 fp32), compressed and window keys in one block.
+        // (d 64: 32 keys a round bf16, 16 fp32), compressed and window keys in one block.
         (8, 64, 136, 1, 8, 12, 4, [.. Enumerable.Range(0, 66).SelectMany(b => new[] { b * 7 % 136, b % 2 == 0 ? 136 : 100 + b % 30, b % 12, b % 5 })]),
     }.Select(c => CaseAt(dt, c.H, c.d, c.w, c.r, c.Mc, c.C, c.Lb, c.State)).Concat(AppendCases(dt));
 
