@@ -161,6 +161,37 @@ template <typename T> __device__ void ls_projection_compress_sum(LsProjectionPar
     sum_group_pair<T>(p.kpart, p.vpart, (i64)p.B * p.H * p.r * p.d, p.groups, p.kbar, p.vbar, p.kbar32, p.vbar32);
 }
 
+// Compress stage 2 of the one-pass tensor-core compress (ls_projection_mma.cu), whose partials are relative to their
+// group's own max m_g: K̄ = Σ_g exp(m_g − M)·K̄_g / Z in group order, with M, Z the merged statistics (colmax,
+// colsum); a group without tokens in the column (m_g = −inf) adds nothing, a column without any gives 0.
+template <typename T> __device__ void ls_projection_compress_sum_scaled(LsProjectionParams p)
+{
+    const int hr = p.H * p.r;
+    const i64 per = (i64)p.B * p.H * p.r * p.d;
+    GRID_STRIDE(i, per)
+    {
+        const i64 col = i / p.d, b = col / hr, c = col % hr;  // col = b·H·r + h·r + k
+        const float mx = p.colmax[col], z = p.colsum[col];
+        float a = 0.f, v = 0.f;
+        if (z > 0.f)
+        {
+            for (int g = 0; g < p.groups; ++g)
+            {
+                const float mg = p.pmax[(b * p.groups + g) * hr + c];
+                if (mg == -TLS_INF) continue;
+                const float f = expf(mg - mx);
+                a += f * p.kpart[g * per + i];
+                v += f * p.vpart[g * per + i];
+            }
+            a /= z;
+            v /= z;
+        }
+        store<T>(p.kbar, i, a);
+        store<T>(p.vbar, i, v);
+        if (p.kbar32) { p.kbar32[i] = a; p.vbar32[i] = v; }
+    }
+}
+
 // Backward, block (group, h, b), two launches (phase 0, then phase 1 after ls_projection_coldot):
 //   dP[t][k] = K_t·dK̄_k + V_t·dV̄_k, recomputed in both phases, TT tokens x TT ranks at a time;
 //   phase 0: the group's Σ_t P·dP per rank (in shared memory, fixed order) into cpart; dK_t (+)= Σ_k P[t][k]·dK̄_k,
@@ -325,6 +356,7 @@ TLS_INSTANTIATE(ls_projection_stats, LsProjectionParams)
 TLS_INSTANTIATE(ls_projection_stats_sum, LsProjectionParams)
 TLS_INSTANTIATE(ls_projection_compress, LsProjectionParams)
 TLS_INSTANTIATE(ls_projection_compress_sum, LsProjectionParams)
+TLS_INSTANTIATE(ls_projection_compress_sum_scaled, LsProjectionParams)
 TLS_INSTANTIATE(ls_projection_bwd, LsProjectionParams)
 TLS_INSTANTIATE(ls_projection_coldot, LsProjectionParams)
 TLS_INSTANTIATE(ls_projection_coldot_landmarks, LsProjectionParams)

@@ -1,11 +1,12 @@
 // The dynamic projection in bf16 on the tensor cores (mma.sync m16n8k16, fp32 accumulation): the same math, groups
-// and outputs as ls_projection.cu (see there and reference section 1.3), for head dims d = 16·k ≤ 128. The column
-// statistics, the stage-2 sums and Σ P·dP's sum come from ls_projection.cu's kernels; this file holds the two
-// products that carry the FLOPs.
+// and outputs as ls_projection.cu (see there and reference section 1.3), for head dims d = 16·k ≤ 128. The merge of
+// the groups' column statistics, the stage-2 sums and Σ P·dP's sum come from ls_projection.cu's kernels; this file
+// holds the two products that carry the FLOPs.
 //
 // Tile ownership: a block (group g, head h, batch b) of 4 warps walks its group's tokens PT = 64 at a time.
-// Compress: warp w owns ranks 16w.. of a 64-rank tile and accumulates K̄ = Pᵀ·K, V̄ = Pᵀ·V over the group's tokens;
-// P enters the mma as hi + lo bf16 (split_bf16x2), so it keeps ~16 bits. Backward: warp w owns tokens 16w.. of the
+// Compress: warp w owns ranks 16w.. of a 64-rank tile and accumulates K̄ = Pᵀ·K, V̄ = Pᵀ·V over the group's tokens
+// with P relative to a running column max (one pass over the scores, see ls_projection_compress_mma); P enters the mma
+// as hi + lo bf16, so it keeps ~16 bits. Backward: warp w owns tokens 16w.. of the
 // tile: dP = K·dK̄ᵀ + V·dV̄ᵀ on bf16 inputs as given, P in the accumulator layout, then Σ P·dP (phase 0, reduced in
 // a fixed order: lanes, then warps, then tiles) and dK = P·dK̄, dV = P·dV̄ (phase 0) or dS = P ∘ (dP − coldot)
 // (phase 1). Phase 2 is both in one pass (dK, dV and dS), when coldot came from the forward's unrounded landmarks
@@ -20,13 +21,14 @@
 #define PW 4
 TLS_EXPORT(ls_projection_mma_threads, PW * 32)
 
-// Shared memory of the carve-ups below, bytes; the launcher reads them (one source). Compress: token row offsets
-// i64 [PT], K, V [PT][STRIDE(D)], the scores and P hi, lo [PT][STRIDE(PR_FWD)] bf16, column max and 1/sum [PR_FWD]
-// floats. Backward: token and rank row offsets i64 [PT + PR], K, V [PT][STRIDE(D)], dK̄, dV̄ [PR][STRIDE(D)], the
-// scores [PT][STRIDE(PR)] bf16, column max, 1/sum and coldot [PR] floats, per-warp sums double [PW][PR]; plus Σ P·dP
-// double [r] (per_r). Every operand arrives by cp.async (16 bytes a copy) before the tile's products start; with one
-// rank tile the backward issues the next token tile's once dP and P are in registers.
-#define FWD_SMEM(D) (8 * PT + 2 * 2 * PT * STRIDE(D) + 3 * 2 * PT * STRIDE(PR_FWD) + 2 * 4 * PR_FWD)
+// Shared memory of the carve-ups below, bytes; the launcher reads them (one source). Compress: two stages of token row
+// offsets i64 [PT], K, V [PT][STRIDE(D)] and the scores [PT][STRIDE(PR_FWD)] bf16.
+// Backward: token and rank row offsets i64 [PT + PR], K, V [PT][STRIDE(D)], dK̄, dV̄ [PR][STRIDE(D)], the scores
+// [PT][STRIDE(PR)] bf16, column max, 1/sum and coldot [PR] floats, per-warp sums double [PW][PR]; plus Σ P·dP double
+// [r] (per_r). Every operand arrives by cp.async (16 bytes a copy) before the tile's products start; with one rank
+// tile the backward issues the next token tile's once dP and P are in registers.
+#define FWD_STAGE(D) (8 * PT + 2 * 2 * PT * STRIDE(D) + 2 * PT * STRIDE(PR_FWD))
+#define FWD_SMEM(D) (2 * FWD_STAGE(D))
 #define BWD_SMEM(D) (8 * (PT + PR_BWD(D)) + 2 * 2 * (PT + PR_BWD(D)) * STRIDE(D) + 2 * PT * STRIDE(PR_BWD(D)) + 3 * 4 * PR_BWD(D) + 8 * PW * PR_BWD(D))
 TLS_EXPORT_TABLE(ls_projection_compress_mma_smem, 8, FWD_SMEM(16), FWD_SMEM(32), FWD_SMEM(48), FWD_SMEM(64), FWD_SMEM(80),
                  FWD_SMEM(96), FWD_SMEM(112), FWD_SMEM(128))
@@ -89,55 +91,114 @@ TLS_DEVICE float mma_prob(const i64* rows, const u16* Ss, int sstride, int t, in
     return rows[t] < 0 || cinv[kk] == 0.f ? 0.f : fast_exp(bf(Ss[t * sstride + kk]) - cmax[kk]) * cinv[kk];
 }
 
+// Compress stage 1 in one pass (online softmax over the group's tokens): per rank column the block keeps a running max
+// m and Σ exp(s − m) while it accumulates K̄_g = Σ_t exp(s_t − m)·K_t and V̄_g likewise, rescaling both by
+// exp(m_old − m_new) whenever a tile raises m. It writes the group's m and Σ (pmax, psum: what ls_projection_stats
+// would) and the unnormalized partials; ls_projection_compress_sum_scaled then adds the groups as
+// Σ_g exp(m_g − M)·K̄_g / Z, with (M, Z) the merged column statistics. The scores are read once.
+// Warp w owns ranks 16w.. outright: it loads the tile's scores straight into the A fragments of Pᵀ (ldmatrix.trans:
+// a thread holds ranks lane/4 and lane/4 + 8 for 16 of the 64 tokens, the accumulator's rows), takes the tile max over
+// the four lanes of a rank (two shuffles), and turns the scores into P's hi and lo halves in registers. Each thread
+// keeps its tokens' running sum; the four lanes' sums meet in a fixed shuffle order at the end. Token tiles are
+// double-buffered: tile t + 1's copies are issued as soon as tile t has landed; the only barrier is the tile's.
 template <int D> __device__ void ls_projection_compress_mma(const LsProjectionParams& p)
 {
     extern __shared__ __align__(16) unsigned char smem[];
-    i64* rows = (i64*)smem;
-    u16* Ks = (u16*)(rows + PT);
-    u16* Vs = Ks + PT * STRIDE(D);
-    u16* Ss = Vs + PT * STRIDE(D);
-    u16* Ph = Ss + PT * STRIDE(PR_FWD);
-    u16* Pl = Ph + PT * STRIDE(PR_FWD);
-    float* cmax = (float*)(Pl + PT * STRIDE(PR_FWD));
-    float* cinv = cmax + PR_FWD;
-    const int g = blockIdx.x, h = blockIdx.y, b = blockIdx.z, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    const int tg = g * p.group_tokens, t1 = min(p.n, tg + p.group_tokens), col0 = h * p.r;
+    const int g = blockIdx.x, h = blockIdx.y, b = blockIdx.z, lane = threadIdx.x % 32, warp = threadIdx.x / 32, q = lane % 4;
+    const int tg = g * p.group_tokens, t1 = min(p.n, tg + p.group_tokens), col0 = h * p.r, hr = p.H * p.r;
     const i64 base = ((i64)b * p.H + h) * p.n * D, out = (((i64)g * p.B + b) * p.H + h) * p.r * D;
+    i64* rows[2];
+    u16 *Ks[2], *Vs[2], *Ss[2];
+    for (int s = 0; s < 2; ++s)
+    {
+        unsigned char* at = smem + s * FWD_STAGE(D);
+        rows[s] = (i64*)at;
+        Ks[s] = (u16*)(rows[s] + PT);
+        Vs[s] = Ks[s] + PT * STRIDE(D);
+        Ss[s] = Vs[s] + PT * STRIDE(D);
+    }
     for (int r0 = 0; r0 < p.r; r0 += PR_FWD)
     {
-        __syncthreads();
-        load_columns(p, b, h, r0, PR_FWD, cmax, cinv, nullptr);
+        float m[2] = {-TLS_INF, -TLS_INF}, l[2] = {0.f, 0.f};  // ranks lane/4 and lane/4 + 8 of the warp's 16
         float ak[D / 8][4] = {}, av[D / 8][4] = {};
-        for (int t0 = tg; t0 < t1; t0 += PT)
+        __syncthreads();  // the previous rank tile's readers are done
+        issue_tokens<D>(p, b, base, tg, t1, rows[0], Ks[0], Vs[0]);
+        load_scores<PR_FWD>(p, b, tg, t1, col0 + r0, r0, Ss[0]);
+        cp_async_commit();
+        for (int t0 = tg, cur = 0; t0 < t1; t0 += PT, cur ^= 1)
         {
-            __syncthreads();
-            token_rows(p, b, base, t0, t1, D, rows);
-            __syncthreads();
-            load_rows<D>(Ks, p.k, rows, PT);
-            load_rows<D>(Vs, p.v, rows, PT);
-            load_scores<PR_FWD>(p, b, t0, t1, col0 + r0, r0, Ss);
-            cp_async_commit();
             cp_async_wait_all();
-            __syncthreads();
-            for (int idx = threadIdx.x; idx < PT * PR_FWD / 2; idx += blockDim.x)
+            __syncthreads();  // tile t0 has landed; every reader of the other stage (the last tile's products) is done
+            if (t0 + PT < t1)
             {
-                const int t = idx / (PR_FWD / 2), kk = 2 * (idx % (PR_FWD / 2));
-                const float p0 = mma_prob(rows, Ss, STRIDE(PR_FWD), t, kk, cmax, cinv), p1 = mma_prob(rows, Ss, STRIDE(PR_FWD), t, kk + 1, cmax, cinv);
-                split_bf16x2(p0, p1, *(unsigned*)(Ph + t * STRIDE(PR_FWD) + kk), *(unsigned*)(Pl + t * STRIDE(PR_FWD) + kk));
+                issue_tokens<D>(p, b, base, t0 + PT, t1, rows[cur ^ 1], Ks[cur ^ 1], Vs[cur ^ 1]);
+                load_scores<PR_FWD>(p, b, t0 + PT, t1, col0 + r0, r0, Ss[cur ^ 1]);
+                cp_async_commit();
             }
-            __syncthreads();
-            mma_xtb<D>(ak, Ph, Pl, STRIDE(PR_FWD), warp * 16, PT, Ks, STRIDE(D));
-            mma_xtb<D>(av, Ph, Pl, STRIDE(PR_FWD), warp * 16, PT, Vs, STRIDE(D));
+            // f[kc][i]: ranks lane/4 + 8·(i % 2), tokens 16·kc + 8·(i / 2) + 2q + {0, 1} of the tile (low half first).
+            unsigned f[PT / 16][4];
+            unsigned ok = 0;  // bit 4·kc + 2·(i / 2) + e: that token takes part (not padding, not past the group)
+            for (int kc = 0; kc < PT / 16; ++kc)
+            {
+                ldmatrix_x4_trans(f[kc], Ss[cur] + (kc * 16 + lane % 8 + (lane / 16) * 8) * STRIDE(PR_FWD) + warp * 16 + ((lane / 8) % 2) * 8);
+                for (int j = 0; j < 4; ++j)
+                    if (rows[cur][kc * 16 + 8 * (j / 2) + 2 * q + j % 2] >= 0) ok |= 1u << (4 * kc + j);
+            }
+            float mx[2] = {-TLS_INF, -TLS_INF};
+            for (int kc = 0; kc < PT / 16; ++kc)
+                for (int i = 0; i < 4; ++i)
+                    for (int e = 0; e < 2; ++e)
+                        if (ok >> (4 * kc + 2 * (i / 2) + e) & 1) mx[i % 2] = fmaxf(mx[i % 2], __uint_as_float(e ? f[kc][i] & 0xffff0000u : f[kc][i] << 16));
+            float mn[2], a[2];
+            for (int r = 0; r < 2; ++r)
+            {
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+                mn[r] = fmaxf(m[r], mx[r]);
+                a[r] = m[r] == -TLS_INF ? 0.f : fast_exp(m[r] - mn[r]);
+                l[r] *= a[r];
+                m[r] = mn[r];
+            }
+            for (int nb = 0; nb < D / 8; ++nb)
+                for (int e = 0; e < 4; ++e) { ak[nb][e] *= a[e / 2]; av[nb][e] *= a[e / 2]; }
+            for (int kc = 0; kc < PT / 16; ++kc)
+            {
+                unsigned hi[4], lo[4];
+                for (int i = 0; i < 4; ++i)
+                {
+                    float x[2];
+                    for (int e = 0; e < 2; ++e)
+                    {
+                        const float sc = __uint_as_float(e ? f[kc][i] & 0xffff0000u : f[kc][i] << 16);
+                        x[e] = (ok >> (4 * kc + 2 * (i / 2) + e) & 1) ? fast_exp(sc - mn[i % 2]) : 0.f;
+                        l[i % 2] += x[e];
+                    }
+                    split_bf16x2(x[0], x[1], hi[i], lo[i]);
+                }
+                mma_split_chunk<D>(ak, hi, lo, Ks[cur] + kc * 16 * STRIDE(D), STRIDE(D));
+                mma_split_chunk<D>(av, hi, lo, Vs[cur] + kc * 16 * STRIDE(D), STRIDE(D));
+            }
+        }
+        for (int r = 0; r < 2; ++r)
+        {
+            l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+            l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
         }
         for (int hh = 0; hh < 2; ++hh)
         {
-            const int kk = r0 + warp * 16 + lane / 4 + 8 * hh;
-            if (kk >= p.r) continue;
+            const int k = r0 + warp * 16 + lane / 4 + 8 * hh;
+            if (k >= p.r) continue;
             for (int nb = 0; nb < D / 8; ++nb)
             {
-                const int c = nb * 8 + 2 * (lane % 4);
-                *(float2*)(p.kpart + out + (i64)kk * D + c) = make_float2(ak[nb][2 * hh], ak[nb][2 * hh + 1]);
-                *(float2*)(p.vpart + out + (i64)kk * D + c) = make_float2(av[nb][2 * hh], av[nb][2 * hh + 1]);
+                const int c = nb * 8 + 2 * q;
+                *(float2*)(p.kpart + out + (i64)k * D + c) = make_float2(ak[nb][2 * hh], ak[nb][2 * hh + 1]);
+                *(float2*)(p.vpart + out + (i64)k * D + c) = make_float2(av[nb][2 * hh], av[nb][2 * hh + 1]);
+            }
+            if (q == 0)
+            {
+                const i64 o = ((i64)b * p.groups + g) * hr + col0 + k;
+                p.pmax[o] = m[hh];
+                p.psum[o] = (double)l[hh];
             }
         }
     }
@@ -291,8 +352,8 @@ template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams&
     for (int k = threadIdx.x; k < p.r; k += blockDim.x) p.cpart[((i64)b * p.groups + g) * hr + col0 + k] = colacc[k];
 }
 
-// The compress asks for 4 blocks an SM at d <= 64 (registers capped at 128: 0.262 -> 0.226 ms for the whole forward at
-// B16 H8 n4096 d64 r64 on the H200); the backward measured slower so (0.294 -> 0.318 ms) and keeps the compiler's choice.
+// The compress asks for as many blocks an SM as its shared memory allows (4 at d <= 64, else 2), capping its registers; the backward measured slower with a cap (0.294 -> 0.318 ms at B16 H8 n4096 d64 r64 on the H200) and
+// keeps the compiler's choice.
 #define TLS_INSTANTIATE_MMA(D)                                                                                        \
     extern "C" __global__ void __launch_bounds__(PW * 32, (D) <= 64 ? 4 : 2) ls_projection_compress_mma_d##D(LsProjectionParams p) { ls_projection_compress_mma<D>(p); } \
     extern "C" __global__ void __launch_bounds__(PW * 32) ls_projection_bwd_mma_d##D(LsProjectionParams p) { ls_projection_bwd_mma<D>(p); }

@@ -37,7 +37,8 @@ static class LsProjectionScratch
 
 /// <summary>
 /// Launchers of kernels/ls_projection/: every sum over the sequence in two fixed-order stages (no atomics). The products
-/// run on the tensor cores (ls_projection_mma.cu) for bf16 with d = 16·k ≤ 128, on the CUDA cores otherwise. Given the
+/// run on the tensor cores (ls_projection_mma.cu) for bf16 with d = 16·k ≤ 128, on the CUDA cores otherwise; the
+/// tensor-core forward reads the scores once (online softmax per group), the CUDA-core one twice (statistics first). Given the
 /// forward's unrounded landmarks, the tensor-core backward is one pass over the sequence instead of two.
 /// </summary>
 static class LsProjectionCuda
@@ -90,15 +91,18 @@ static class LsProjectionCuda
         try
         {
             (p.PMax, p.PSum, p.KPart, p.VPart) = (scratch.At(block, 0), scratch.At(block, 1), scratch.At(block, 2), scratch.At(block, 3));
-            be.Kernel(File, Name(k, "ls_projection_stats_f32", "ls_projection_stats_bf16")).Launch(new Dim3((uint)((g.H * g.R + statsColumns - 1) / statsColumns), (uint)p.Groups, (uint)g.B), new Dim3(32, 8), 0, be.Stream, p);
-            be.Kernel(File, Name(k, "ls_projection_stats_sum_f32", "ls_projection_stats_sum_bf16")).Launch(Columns(g), Flat, 0, be.Stream, p);
-            if (UsesMma(k, g))
+            var mma = UsesMma(k, g);
+            if (mma)  // one pass: the groups' statistics come with their unnormalized partials
                 be.Kernel(MmaFile, MmaCompress[g.D / 16 - 1]).Launch(GroupGrid(g, p), Threads(be, true),
                     (uint)be.Constant(MmaFile, "ls_projection_compress_mma_smem", g.D / 16 - 1), be.Stream, p);
             else
+                be.Kernel(File, Name(k, "ls_projection_stats_f32", "ls_projection_stats_bf16")).Launch(new Dim3((uint)((g.H * g.R + statsColumns - 1) / statsColumns), (uint)p.Groups, (uint)g.B), new Dim3(32, 8), 0, be.Stream, p);
+            be.Kernel(File, Name(k, "ls_projection_stats_sum_f32", "ls_projection_stats_sum_bf16")).Launch(Columns(g), Flat, 0, be.Stream, p);
+            if (!mma)
                 be.Kernel(File, Name(k, "ls_projection_compress_f32", "ls_projection_compress_bf16")).Launch(GroupGrid(g, p), Threads(be, false), 0, be.Stream, p);
             var outputs = (long)kbar.Count;
-            be.Kernel(File, Name(k, "ls_projection_compress_sum_f32", "ls_projection_compress_sum_bf16")).Launch((uint)Math.Clamp((outputs + Flat - 1) / Flat, 1, 65535L * 16), Flat, 0, be.Stream, p);
+            be.Kernel(File, mma ? "ls_projection_compress_sum_scaled_bf16" : Name(k, "ls_projection_compress_sum_f32", "ls_projection_compress_sum_bf16"))
+                .Launch((uint)Math.Clamp((outputs + Flat - 1) / Flat, 1, 65535L * 16), Flat, 0, be.Stream, p);
         }
         finally
         {
