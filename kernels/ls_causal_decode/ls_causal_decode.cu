@@ -193,7 +193,9 @@ TLS_EXPORT(ls_causal_decode_vec_smem_per_split, 8)
 
 #define DECODE_VEC_ROWS 2  // vectors of each row kind a lane copies a round (U = DECODE_VEC_ROWS / VPL keys)
 #define DECODE_STAGES 4    // rounds a lane has in shared memory: DECODE_STAGES − 1 in flight while it computes one
-TLS_EXPORT(ls_causal_decode_vec_smem_stages, DECODE_STAGES * DECODE_VEC_ROWS * 3 * 16 * DECODE_THREADS)
+// Bytes of the copy stages: per stage and thread DECODE_VEC_ROWS 16-byte vectors of each of the three row kinds.
+#define DECODE_STAGE_BYTES (DECODE_STAGES * DECODE_VEC_ROWS * 3 * 16 * DECODE_THREADS)
+TLS_EXPORT(ls_causal_decode_vec_smem_stages, DECODE_STAGE_BYTES)
 
 // The append, by the block (sequence b, head h) whose split holds window age 0 (no other block of the launch reads or
 // writes the rows it writes: age 0 is the only key in the window slot, and the chunk rows are read after the launch).
@@ -418,8 +420,8 @@ template <typename T, int G, int VPL> __device__ void ls_causal_decode_vec(LsDec
     const int nc = (p.Mc + qi) * p.R, keys = nc + nw;
     const int j0 = split * p.split_keys, n = max(0, min(keys, j0 + p.split_keys) - j0);
     uint4* stage = (uint4*)sm;           // the copy stages (decode_keys)
-    T* kn = (T*)(sm + DECODE_STAGES * DECODE_VEC_ROWS * 3 * 4 * DECODE_THREADS); // [D] the append's age-0 key, then [D]
-    T* vn = kn + D;                                                               // value (2·D fp32 slots, 16-byte aligned)
+    T* kn = (T*)(sm + DECODE_STAGE_BYTES / 4); // [D] the append's age-0 key, then [D]
+    T* vn = kn + D;                            // value (2·D fp32 slots, 16-byte aligned)
     int* rows = (int*)((float*)kn + 2 * D); // [split_keys] each key's row in its cache, of (sequence, head) b·H + h
     float* pv = (float*)(rows + p.split_keys); // [WARPS, D]
     float* wt = pv + WARPS * D;          // [2·splits] the combine's weights and weighted sums
