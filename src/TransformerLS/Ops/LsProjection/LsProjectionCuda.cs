@@ -86,23 +86,29 @@ static class LsProjectionCuda
         p.KBar = kbar.DevicePointer; p.VBar = vbar.DevicePointer;
         (p.KBar32, p.VBar32) = Halves(landmarks32);
         var scratch = LsProjectionScratch.Forward(k.Shape, kbar.Shape);
-        var statsColumns = be.Constant(File, "ls_projection_stats_columns");
         var block = be.Context.Allocator.Allocate(scratch.Bytes);
         try
         {
             (p.PMax, p.PSum, p.KPart, p.VPart) = (scratch.At(block, 0), scratch.At(block, 1), scratch.At(block, 2), scratch.At(block, 3));
-            var mma = UsesMma(k, g);
-            if (mma)  // one pass: the groups' statistics come with their unnormalized partials
+            var sums = (uint)Math.Clamp(((long)kbar.Count + Flat - 1) / Flat, 1, 65535L * 16);
+            var statsSum = be.Kernel(File, Name(k, "ls_projection_stats_sum_f32", "ls_projection_stats_sum_bf16"));
+            if (UsesMma(k, g))
+            {
+                // One pass: each group's statistics come with its partials (relative to the group's own max), merged after.
                 be.Kernel(MmaFile, MmaCompress[g.D / 16 - 1]).Launch(GroupGrid(g, p), Threads(be, true),
                     (uint)be.Constant(MmaFile, "ls_projection_compress_mma_smem", g.D / 16 - 1), be.Stream, p);
+                statsSum.Launch(Columns(g), Flat, 0, be.Stream, p);
+                be.Kernel(File, "ls_projection_compress_sum_scaled_bf16").Launch(sums, Flat, 0, be.Stream, p);
+            }
             else
+            {
+                // Two passes: the statistics first, then the partials of the normalized P.
+                var statsColumns = be.Constant(File, "ls_projection_stats_columns");
                 be.Kernel(File, Name(k, "ls_projection_stats_f32", "ls_projection_stats_bf16")).Launch(new Dim3((uint)((g.H * g.R + statsColumns - 1) / statsColumns), (uint)p.Groups, (uint)g.B), new Dim3(32, 8), 0, be.Stream, p);
-            be.Kernel(File, Name(k, "ls_projection_stats_sum_f32", "ls_projection_stats_sum_bf16")).Launch(Columns(g), Flat, 0, be.Stream, p);
-            if (!mma)
+                statsSum.Launch(Columns(g), Flat, 0, be.Stream, p);
                 be.Kernel(File, Name(k, "ls_projection_compress_f32", "ls_projection_compress_bf16")).Launch(GroupGrid(g, p), Threads(be, false), 0, be.Stream, p);
-            var outputs = (long)kbar.Count;
-            be.Kernel(File, mma ? "ls_projection_compress_sum_scaled_bf16" : Name(k, "ls_projection_compress_sum_f32", "ls_projection_compress_sum_bf16"))
-                .Launch((uint)Math.Clamp((outputs + Flat - 1) / Flat, 1, 65535L * 16), Flat, 0, be.Stream, p);
+                be.Kernel(File, Name(k, "ls_projection_compress_sum_f32", "ls_projection_compress_sum_bf16")).Launch(sums, Flat, 0, be.Stream, p);
+            }
         }
         finally
         {
