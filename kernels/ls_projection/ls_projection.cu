@@ -92,16 +92,24 @@ template <typename T> __device__ void ls_projection_stats(LsProjectionParams p)
     }
 }
 
-// Stats stage 2, one thread per (b, column): the groups merged in group order.
+// Stats stage 2, one warp per (b, column): lane l merges groups l, l + 32, … in group order, then the lanes meet in a
+// fixed butterfly (so a batch of one with many groups still has 32 threads a column; the same bits every run).
 template <typename T> __device__ void ls_projection_stats_sum(LsProjectionParams p)
 {
-    const int hr = p.H * p.r;
-    const i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x;
-    if (i >= (i64)p.B * hr) return;
+    const int hr = p.H * p.r, lane = threadIdx.x % 32;
+    const i64 i = (blockIdx.x * (i64)blockDim.x + threadIdx.x) / 32;
+    if (i >= (i64)p.B * hr) return;  // whole warps only
     const i64 b = i / hr, c = i % hr;
     float m = -TLS_INF;
     double s = 0.0;
-    for (int g = 0; g < p.groups; ++g) merge(m, s, p.pmax[(b * p.groups + g) * hr + c], p.psum[(b * p.groups + g) * hr + c]);
+    for (int g = lane; g < p.groups; g += 32) merge(m, s, p.pmax[(b * p.groups + g) * hr + c], p.psum[(b * p.groups + g) * hr + c]);
+    for (int off = 16; off; off >>= 1)
+    {
+        const float m2 = __shfl_xor_sync(0xffffffffu, m, off);
+        const double s2 = __shfl_xor_sync(0xffffffffu, s, off);
+        merge(m, s, m2, s2);
+    }
+    if (lane != 0) return;
     p.colmax[i] = m;
     p.colsum[i] = (float)s;
 }
@@ -162,34 +170,36 @@ template <typename T> __device__ void ls_projection_compress_sum(LsProjectionPar
 }
 
 // Compress stage 2 of the one-pass tensor-core compress (ls_projection_mma.cu), whose partials are relative to their
-// group's own max m_g: K̄ = Σ_g exp(m_g − M)·K̄_g / Z in group order, with M, Z the merged statistics (colmax,
-// colsum); a group without tokens in the column (m_g = −inf) adds nothing, a column without any gives 0.
+// group's own max m_g: K̄ = Σ_g exp(m_g − M)·K̄_g / Z, with M, Z the merged statistics (colmax, colsum); a group
+// without tokens in the column (m_g = −inf) adds nothing, a column without any gives 0. Block (32, 8): element
+// blockIdx.x·32 + x, slice y adds groups y, y + 8, … in order, then row 0 adds the 8 slices in slice order.
 template <typename T> __device__ void ls_projection_compress_sum_scaled(LsProjectionParams p)
 {
-    const int hr = p.H * p.r;
-    const i64 per = (i64)p.B * p.H * p.r * p.d;
-    GRID_STRIDE(i, per)
-    {
-        const i64 col = i / p.d, b = col / hr, c = col % hr;  // col = b·H·r + h·r + k
-        const float mx = p.colmax[col], z = p.colsum[col];
-        float a = 0.f, v = 0.f;
-        if (z > 0.f)
+    __shared__ float sk[8][33], sv[8][33];
+    const int hr = p.H * p.r, x = threadIdx.x, y = threadIdx.y;
+    const i64 per = (i64)p.B * p.H * p.r * p.d, i = blockIdx.x * (i64)32 + x;
+    const i64 col = i / p.d, b = col / hr, c = col % hr;  // col = b·H·r + h·r + k
+    const bool in = i < per;
+    const float mx = in ? p.colmax[col] : 0.f, z = in ? p.colsum[col] : 0.f;
+    float a = 0.f, v = 0.f;
+    if (z > 0.f)
+        for (int g = y; g < p.groups; g += 8)
         {
-            for (int g = 0; g < p.groups; ++g)
-            {
-                const float mg = p.pmax[(b * p.groups + g) * hr + c];
-                if (mg == -TLS_INF) continue;
-                const float f = expf(mg - mx);
-                a += f * p.kpart[g * per + i];
-                v += f * p.vpart[g * per + i];
-            }
-            a /= z;
-            v /= z;
+            const float mg = p.pmax[(b * p.groups + g) * hr + c];
+            if (mg == -TLS_INF) continue;
+            const float f = expf(mg - mx);
+            a += f * p.kpart[g * per + i];
+            v += f * p.vpart[g * per + i];
         }
-        store<T>(p.kbar, i, a);
-        store<T>(p.vbar, i, v);
-        if (p.kbar32) { p.kbar32[i] = a; p.vbar32[i] = v; }
-    }
+    sk[y][x] = a;
+    sv[y][x] = v;
+    __syncthreads();
+    if (y != 0 || !in) return;
+    for (int k = 1; k < 8; ++k) { a += sk[k][x]; v += sv[k][x]; }
+    if (z > 0.f) { a /= z; v /= z; }
+    store<T>(p.kbar, i, a);
+    store<T>(p.vbar, i, v);
+    if (p.kbar32) { p.kbar32[i] = a; p.vbar32[i] = v; }
 }
 
 // Backward, block (group, h, b), two launches (phase 0, then phase 1 after ls_projection_coldot):

@@ -75,6 +75,9 @@ static class LsProjectionCuda
 
     static Dim3 Columns(LsProjectionGeometry g) => (uint)(((long)g.B * g.H * g.R + Flat - 1) / Flat);
 
+    /// <summary>Blocks of Flat threads for one warp per (b, column).</summary>
+    static Dim3 ColumnWarps(LsProjectionGeometry g) => (uint)(((long)g.B * g.H * g.R * 32 + Flat - 1) / Flat);
+
     /// <summary>K̄ at landmarks32's start, V̄ half way: the unrounded landmarks [2, B, H, r, d] fp32, or (0, 0).</summary>
     static (ulong, ulong) Halves(Tensor? landmarks32) =>
         landmarks32 is null ? (0, 0) : (landmarks32.DevicePointer, landmarks32.DevicePointer + (ulong)(landmarks32.Count / 2 * sizeof(float)));
@@ -97,15 +100,15 @@ static class LsProjectionCuda
                 // One pass: each group's statistics come with its partials (relative to the group's own max), merged after.
                 be.Kernel(MmaFile, MmaCompress[g.D / 16 - 1]).Launch(GroupGrid(g, p), Threads(be, true),
                     (uint)be.Constant(MmaFile, "ls_projection_compress_mma_smem", g.D / 16 - 1), be.Stream, p);
-                statsSum.Launch(Columns(g), Flat, 0, be.Stream, p);
-                be.Kernel(File, "ls_projection_compress_sum_scaled_bf16").Launch(sums, Flat, 0, be.Stream, p);
+                statsSum.Launch(ColumnWarps(g), Flat, 0, be.Stream, p);
+                be.Kernel(File, "ls_projection_compress_sum_scaled_bf16").Launch((uint)((kbar.Count + 31) / 32), new Dim3(32, 8), 0, be.Stream, p);
             }
             else
             {
                 // Two passes: the statistics first, then the partials of the normalized P.
                 var statsColumns = be.Constant(File, "ls_projection_stats_columns");
                 be.Kernel(File, Name(k, "ls_projection_stats_f32", "ls_projection_stats_bf16")).Launch(new Dim3((uint)((g.H * g.R + statsColumns - 1) / statsColumns), (uint)p.Groups, (uint)g.B), new Dim3(32, 8), 0, be.Stream, p);
-                statsSum.Launch(Columns(g), Flat, 0, be.Stream, p);
+                statsSum.Launch(ColumnWarps(g), Flat, 0, be.Stream, p);
                 be.Kernel(File, Name(k, "ls_projection_compress_f32", "ls_projection_compress_bf16")).Launch(GroupGrid(g, p), Threads(be, false), 0, be.Stream, p);
                 be.Kernel(File, Name(k, "ls_projection_compress_sum_f32", "ls_projection_compress_sum_bf16")).Launch(sums, Flat, 0, be.Stream, p);
             }
