@@ -38,10 +38,10 @@ TLS_DEVICE void load_rows(u16* dst, const void* src, const i64* row_off, int row
 }
 
 // Issues `count` shared rows from `n` consecutive rows of a row-major [*, D] bf16 tensor starting at element `first`
-// (rows past n are zero), one commit group; the caller waits.
-template <int D> TLS_DEVICE void issue_consecutive(u16* dst, const void* src, i64 first, int n, int count)
+// (rows ld elements apart; rows past n are zero), one commit group; the caller waits.
+template <int D> TLS_DEVICE void issue_consecutive(u16* dst, const void* src, i64 first, int n, int count, int ld = D)
 {
-    load_rows_at<D>(dst, src, count, [&](int r) { return r < n ? first + (i64)r * D : (i64)-1; });
+    load_rows_at<D>(dst, src, count, [&](int r) { return r < n ? first + (i64)r * ld : (i64)-1; });
     cp_async_commit();
 }
 
@@ -232,9 +232,9 @@ TLS_DEVICE void attend_tile(float s[N / 8][4], float o[D / 8][4], float m[2], fl
 
 // The end of a forward: writes this warp's rows of O = o / l (l: the per-thread partial sums) and the
 // log-sum-exp, for rows < nq of the block; a row where keep(row) is false (a padded query) gets zeros.
-// out and lse point at the block's first query.
+// out and lse point at the block's first query; out's rows are ld elements apart.
 template <int D, typename Keep>
-TLS_DEVICE void store_softmax_rows(u16* out, float* lse, int nq, const float o[D / 8][4], const float m[2], const float l[2], Keep keep)
+TLS_DEVICE void store_softmax_rows(u16* out, float* lse, int nq, const float o[D / 8][4], const float m[2], const float l[2], Keep keep, int ld = D)
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     for (int h = 0; h < 2; ++h)
@@ -243,16 +243,17 @@ TLS_DEVICE void store_softmax_rows(u16* out, float* lse, int nq, const float o[D
         int qi = warp * 16 + lane / 4 + 8 * h;
         if (qi >= nq) continue;
         bool ok = keep(qi) && sum > 0.f;
-        store_row_bf16<D>(out + (i64)qi * D, o, h, ok ? 1.f / sum : 0.f);
+        store_row_bf16<D>(out + (i64)qi * ld, o, h, ok ? 1.f / sum : 0.f);
         if (lane % 4 == 0) lse[qi] = ok ? m[h] + logf(sum) : 0.f;
     }
 }
 
 // The start of a backward, per row of this thread: D_i = dO_i·O_i and the log-sum-exp, +inf where the row takes
-// no part (past nq, or keep(row) false), so its probabilities are 0. o and lse_in point at the block's first query.
+// no part (past nq, or keep(row) false), so its probabilities are 0. o and lse_in point at the block's first query
+// (o's rows ld elements apart).
 // dout(qi, c): the output gradient's element c of row qi (from shared or global memory).
 template <int D, typename Keep, typename DOut>
-TLS_DEVICE void backward_rows(const void* o, const float* lse_in, DOut dout, int nq, Keep keep, float lse[2], float dd[2])
+TLS_DEVICE void backward_rows(const void* o, const float* lse_in, DOut dout, int nq, Keep keep, float lse[2], float dd[2], int ld = D)
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     for (int h = 0; h < 2; ++h)
@@ -261,7 +262,7 @@ TLS_DEVICE void backward_rows(const void* o, const float* lse_in, DOut dout, int
         bool ok = qi < nq && keep(qi);
         float a = 0.f;
         if (ok)
-            for (int c = lane % 4; c < D; c += 4) a += load<bf16>(o, (i64)qi * D + c) * dout(qi, c);
+            for (int c = lane % 4; c < D; c += 4) a += load<bf16>(o, (i64)qi * ld + c) * dout(qi, c);
         dd[h] = quad_sum(a);
         lse[h] = ok ? lse_in[qi] : TLS_INF;
     }

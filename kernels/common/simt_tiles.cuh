@@ -32,15 +32,15 @@ TLS_DEVICE void warp_online_softmax(float s, float& m, float& l, float* acc, con
 }
 
 // The end of a forward: O = acc / l and lse = m + log l for the block's nq rows; a row where keep(row) is false
-// (a padded query) gets zeros. Row qi of O starts at element o_first + qi·d; lse points at the first row's.
+// (a padded query) gets zeros. Row qi of O starts at element o_first + qi·ld (ld < 0: qi·d); lse points at the first row's.
 template <typename T, typename Keep>
-TLS_DEVICE void store_softmax_rows(void* o, i64 o_first, float* lse, int nq, int d, const float* acc, const float* m, const float* l, Keep keep)
+TLS_DEVICE void store_softmax_rows(void* o, i64 o_first, float* lse, int nq, int d, const float* acc, const float* m, const float* l, Keep keep, int ld = -1)
 {
     for (int idx = threadIdx.x; idx < nq * d; idx += blockDim.x)
     {
         int qi = idx / d;
         bool ok = keep(qi);
-        store<T>(o, o_first + idx, ok ? acc[idx] / l[qi] : 0.f);
+        store<T>(o, o_first + (ld < 0 ? idx : (i64)qi * ld + idx % d), ok ? acc[idx] / l[qi] : 0.f);
         if (idx % d == 0) lse[qi] = ok ? m[qi] + logf(l[qi]) : 0.f;
     }
 }

@@ -95,7 +95,7 @@ template <typename T> __device__ void ls_attention_fwd(LsAttentionParams p)
 
     for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
     {
-        Qs[idx] = p.scale * load<T>(p.q, k.base + (i64)k.q0 * d + idx);
+        Qs[idx] = p.scale * load<T>(p.q, k.qbase + (i64)(k.q0 + idx / d) * p.qld + idx % d);
         Acc[idx] = 0.f;
     }
     for (int i = threadIdx.x; i < QB; i += blockDim.x) { M[i] = -TLS_INF; L[i] = 0.f; }
@@ -113,8 +113,8 @@ template <typename T> __device__ void ls_attention_fwd(LsAttentionParams p)
         }
     }
     __syncthreads();
-    store_softmax_rows<T>(p.o, k.base + (i64)k.q0 * d, p.lse + (i64)k.bh * p.n + k.q0, k.nq, d, Acc, M, L,
-                          [&](int qi) { return is_token(p, k.b, k.q0 + qi); });
+    store_softmax_rows<T>(p.o, k.qbase + (i64)k.q0 * p.qld, p.lse + (i64)k.bh * p.n + k.q0, k.nq, d, Acc, M, L,
+                          [&](int qi) { return is_token(p, k.b, k.q0 + qi); }, p.qld);
 }
 
 // dS = P ∘ (dP − D), D_i = dO_i·O_i; dQ = σ·dS·K, dK = σ·dSᵀ·Q, dV = Pᵀ·dO. Deterministic: every gradient has one
@@ -149,7 +149,7 @@ template <typename T> __device__ void ls_attention_bwd_dq(LsAttentionParams p)
 
     for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
     {
-        i64 off = k.base + (i64)k.q0 * d + idx;
+        i64 off = k.qbase + (i64)(k.q0 + idx / d) * p.qld + idx % d;
         Qs[idx] = p.scale * load<T>(p.q, off);
         dOs[idx] = load<T>(p.dout, off);
         dQs[idx] = 0.f;
@@ -159,7 +159,7 @@ template <typename T> __device__ void ls_attention_bwd_dq(LsAttentionParams p)
     {
         int i = k.q0 + qi;
         double s = 0.0;
-        for (int c = lane; c < d; c += 32) s += (double)dOs[qi * d + c] * load<T>(p.o, k.base + (i64)i * d + c);
+        for (int c = lane; c < d; c += 32) s += (double)dOs[qi * d + c] * load<T>(p.o, k.qbase + (i64)i * p.qld + c);
         s = warp_sum(s);
         if (lane == 0)
         {
@@ -228,7 +228,7 @@ template <typename T> __device__ void ls_attention_bwd_dq(LsAttentionParams p)
     }
     __syncthreads();
     for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
-        store<T>(p.dq, k.base + (i64)k.q0 * d + idx, qok[idx / d] ? p.scale * dQs[idx] : 0.f);
+        store<T>(p.dq, k.qbase + (i64)(k.q0 + idx / d) * p.qld + idx % d, qok[idx / d] ? p.scale * dQs[idx] : 0.f);
 }
 
 // The key passes' shared memory: a query tile's D and lse [QB] (double); the block's keys Ks, Vs and their gradients
@@ -282,11 +282,11 @@ template <typename T, typename Sees>
 TLS_DEVICE void kv_tile(const LsAttentionParams& p, const KvTiles& s, int b, int bh, int q0, int nq, Sees sees)
 {
     const int d = p.d, ds = d + 1, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    const i64 rows = (i64)bh * p.n;
+    const i64 rows = (i64)bh * p.n, qbase = q_head_base(p, bh);
     __syncthreads();  // the previous tile's readers are done
     for (int idx = threadIdx.x; idx < nq * d; idx += blockDim.x)
     {
-        i64 off = (rows + q0) * d + idx;
+        i64 off = qbase + (i64)(q0 + idx / d) * p.qld + idx % d;
         s.Qs[idx] = p.scale * load<T>(p.q, off);
         s.dOs[idx] = load<T>(p.dout, off);
     }
@@ -297,7 +297,7 @@ TLS_DEVICE void kv_tile(const LsAttentionParams& p, const KvTiles& s, int b, int
         const bool ok = is_token(p, b, q0 + qi);
         double a = 0.0;
         if (ok)
-            for (int c = lane; c < d; c += 32) a += (double)s.dOs[qi * d + c] * load<T>(p.o, (rows + q0 + qi) * d + c);
+            for (int c = lane; c < d; c += 32) a += (double)s.dOs[qi * d + c] * load<T>(p.o, qbase + (i64)(q0 + qi) * p.qld + c);
         a = warp_sum(a);
         if (lane == 0) { s.dd[qi] = a; s.lse[qi] = ok ? p.lse64[rows + q0 + qi] : TLS_INF; }  // the dQ pass's, in double
     }

@@ -6,16 +6,16 @@
 
 struct LsAttentionParams
 {
-    const void* q;       // [B, H, n, d], unscaled
+    const void* q;       // [B, H, n, d] or token-major [B, n, H, d] (qld), unscaled
     const void* k;       // [B, H, n, d]
     const void* v;       // [B, H, n, d]
     const void* kbar;    // [B, H, r, d]
     const void* vbar;    // [B, H, r, d]
     const float* mask;   // [B, n], 1 = token, 0 = pad; may be null
-    void* o;             // [B, H, n, d]
+    void* o;             // as q
     float* lse;          // [B, H, n]
-    const void* dout;    // backward: [B, H, n, d]
-    void* dq;            // backward: [B, H, n, d]
+    const void* dout;    // backward: as q
+    void* dq;            // backward: as q
     float* dk;           // backward [B, H, n, d], in the inputs' dtype (written once by the window-key pass)
     float* dv;
     float* dkbar;        // [B, H, r, d], in the inputs' dtype (written by the landmark sum)
@@ -27,13 +27,21 @@ struct LsAttentionParams
     int B, H, n, d, w, r, e, chunks;  // chunks = ceil(w / qb) query chunks per segment (qb: the kernel's block)
     int groups, group_tokens;         // query groups of the landmark pass (G groups of group_tokens queries)
     float scale;
+    int qld;             // elements between consecutive tokens of q, o, dout, dq: d ([B, H, n, d]) or H·d ([B, n, H, d])
 };
 
 struct Block
 {
     int b, bh, seg, q0, nq, wstart, total;
-    i64 base;
+    i64 base;   // (b, h)'s first element in k, v, dk, dv
+    i64 qbase;  // (b, h)'s first element in q, o, dout, dq (token i at qbase + i·qld)
 };
+
+// (b, h)'s first element in q, o, dout, dq: bh·n·d head-major; token-major b·n·H·d + h·d (the two agree at H = 1).
+TLS_DEVICE i64 q_head_base(const LsAttentionParams& p, int bh)
+{
+    return p.qld == p.d ? (i64)bh * p.n * p.d : (i64)(bh / p.H) * p.n * p.qld + (i64)(bh % p.H) * p.d;
+}
 
 // A block owns up to qb queries [q0, q0 + nq) of segment seg; its key list is the r landmarks, then the
 // window positions [wstart, wstart + w + 2e).
@@ -49,9 +57,10 @@ TLS_DEVICE Block block_of(const LsAttentionParams& p, int qb)
     k.wstart = k.seg * p.w - p.e;
     k.total = p.r + p.w + 2 * p.e;
     k.base = (i64)k.bh * p.n * p.d;
+    k.qbase = q_head_base(p, k.bh);
     return k;
 }
 
 TLS_DEVICE bool is_token(const LsAttentionParams& p, int b, int j) { return !p.mask || p.mask[(i64)b * p.n + j] != 0.f; }
 
-TLS_PARAMS_LAYOUT(LsAttentionParams, scale, 192, 184)
+TLS_PARAMS_LAYOUT(LsAttentionParams, qld, 192, 188)

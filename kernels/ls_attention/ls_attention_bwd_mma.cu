@@ -34,13 +34,13 @@ template <int D> __device__ void ls_attention_bwd_dq_mma(const LsAttentionParams
     unsigned char* at = smem;
     const Smem sm = start<D>(p, k, at);
     u16* dOs = (u16*)at;
-    issue_consecutive<D>(dOs, p.dout, k.base + (i64)k.q0 * D, k.nq, QB);
+    issue_consecutive<D>(dOs, p.dout, k.qbase + (i64)k.q0 * p.qld, k.nq, QB, p.qld);
 
     // D_i from global memory: the dO rows in flight to shared memory are waited on with the first key tile.
     float lse[2], dd[2];
-    const u16* dout = (const u16*)p.dout + k.base + (i64)k.q0 * D;
-    backward_rows<D>((const u16*)p.o + k.base + (i64)k.q0 * D, p.lse + (i64)k.bh * p.n + k.q0, [&](int qi, int c) { return bf(dout[(i64)qi * D + c]); }, k.nq,
-                     [&](int qi) { return is_token(p, k.b, k.q0 + qi); }, lse, dd);
+    const u16* dout = (const u16*)p.dout + k.qbase + (i64)k.q0 * p.qld;
+    backward_rows<D>((const u16*)p.o + k.qbase + (i64)k.q0 * p.qld, p.lse + (i64)k.bh * p.n + k.q0, [&](int qi, int c) { return bf(dout[(i64)qi * p.qld + c]); }, k.nq,
+                     [&](int qi) { return is_token(p, k.b, k.q0 + qi); }, lse, dd, p.qld);
     for (int h = 0; h < 2; ++h)
     {
         const int qi = warp * 16 + lane / 4 + 8 * h;
@@ -68,7 +68,7 @@ template <int D> __device__ void ls_attention_bwd_dq_mma(const LsAttentionParams
     {
         const int qi = warp * 16 + lane / 4 + 8 * h, i = k.q0 + qi;
         if (qi >= k.nq) continue;
-        store_row_bf16<D>((u16*)p.dq + k.base + (i64)i * D, dq, h, lse[h] == TLS_INF ? 0.f : p.scale);
+        store_row_bf16<D>((u16*)p.dq + k.qbase + (i64)i * p.qld, dq, h, lse[h] == TLS_INF ? 0.f : p.scale);
     }
 }
 
@@ -115,8 +115,8 @@ struct QRow
 // Issues tile t's Q and dO rows into buffer buf (cp.async, one commit group) and this thread's lse and D loads.
 template <int D> TLS_DEVICE QRow kv_issue(const LsAttentionParams& p, int b, int bh, const QTile& t, const KvSmem<D>& s, int buf)
 {
-    const i64 base = (i64)bh * p.n;
-    load_rows_at<D>(s.Qs[buf], p.q, QB, [&](int r) { return r < t.nq ? (base + t.q0 + r) * D : (i64)-1; }, s.dOs[buf], p.dout);
+    const i64 base = (i64)bh * p.n, qbase = q_head_base(p, bh);
+    load_rows_at<D>(s.Qs[buf], p.q, QB, [&](int r) { return r < t.nq ? qbase + (i64)(t.q0 + r) * p.qld : (i64)-1; }, s.dOs[buf], p.dout);
     cp_async_commit();
     QRow r{TLS_INF, 0.f, false};
     const int i = threadIdx.x;

@@ -39,8 +39,8 @@ template <int D> __device__ void ls_attention_fwd_mma(const LsAttentionParams& p
     });
 
     const float ms[2] = {m[0] * p.scale, m[1] * p.scale};  // the running maxima in scaled units, for the lse
-    store_softmax_rows<D>((u16*)p.o + k.base + (i64)k.q0 * D, p.lse + (i64)k.bh * p.n + k.q0, k.nq, o, ms, l,
-                          [&](int qi) { return is_token(p, k.b, k.q0 + qi); });
+    store_softmax_rows<D>((u16*)p.o + k.qbase + (i64)k.q0 * p.qld, p.lse + (i64)k.bh * p.n + k.q0, k.nq, o, ms, l,
+                          [&](int qi) { return is_token(p, k.b, k.q0 + qi); }, p.qld);
 }
 
 #define TLS_INSTANTIATE_MMA(D)                                                                                  \

@@ -66,7 +66,7 @@ template <int D> TLS_DEVICE Smem start(const LsAttentionParams& p, const Block& 
     s.Ks[1] = s.Vs[0] + KT * STRIDE(D);
     s.Vs[1] = s.Ks[1] + KT * STRIDE(D);
     at = (unsigned char*)(s.Vs[1] + KT * STRIDE(D));
-    issue_consecutive<D>(s.Qs, p.q, k.base + (i64)k.q0 * D, k.nq, QB);
+    issue_consecutive<D>(s.Qs, p.q, k.qbase + (i64)k.q0 * p.qld, k.nq, QB, p.qld);
     return s;
 }
 

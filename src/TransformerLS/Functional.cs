@@ -93,12 +93,12 @@ public static class Functional
         return (kbar, vbar);
     }
 
-    /// <summary>The bidirectional LS attention: one softmax over the r landmarks and each query's segment window; [B, H, n, d].</summary>
+    /// <summary>The bidirectional LS attention: one softmax over the r landmarks and each query's segment window; q and the result [B, H, n, d], or both token-major [B, n, H·d].</summary>
     public static Tensor LsAttention(LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask = null)
     {
         var be = Be(q);
         var o = be.Empty(q.Shape, q.DType);
-        using var lse = be.Empty(new Shape(q.Shape[0], q.Shape[1], q.Shape[2]), DType.Float32);
+        using var lse = be.Empty(new Shape(k.Shape[0], k.Shape[1], k.Shape[2]), DType.Float32);
         Ops.LsAttention.Forward(be, cfg, q, k, v, kbar, vbar, mask, o, lse);
         return o;
     }

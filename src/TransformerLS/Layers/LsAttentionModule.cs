@@ -64,7 +64,9 @@ public static class LsAttentionBlock
         var (k, v) = g.DualLayerNorm(Linear(tokens, "W_k"), Linear(tokens, "W_v"), p["dual_ln_l.weight"], p["dual_ln_l.bias"], heads, cfg.Eps);
         var (kbar, vbar) = g.LsProjection(Linear(tokens, "dconv_fc"), k, v, mask, cfg.Rank);
         if (recomputeKeys) g.EndBlock();
-        var q = g.SplitHeads(Linear(tokens, "W_q"), H);
+        // Without CLS the attention reads the queries and writes its output token-major [B, n, D], as the Linears
+        // write and read them (no split-heads or merge-heads copies); with CLS its output joins the CLS row per head.
+        var q = cls is null ? Linear(tokens, "W_q") : g.SplitHeads(Linear(tokens, "W_q"), H);
         Value? qc = null, kc = null, vc = null;
         if (cls is not null)
         {
@@ -74,8 +76,8 @@ public static class LsAttentionBlock
         }
         var (kn, vn) = g.DualLayerNorm(kbar, vbar, p["dual_ln_s.weight"], p["dual_ln_s.bias"], kbar.Shape, cfg.Eps);
         var c = g.LsAttention(new LsAttentionConfig(cfg.Window, kbar.Shape[2]), q, k, v, kn, vn, mask);
-        if (cls is not null) c = g.Concat(g.LsClsAttention(qc!, kc!, vc!, c, mask), c, 2);
-        return Linear(g.MergeHeads(c), "W_o");
+        if (cls is null) return Linear(c, "W_o");
+        return Linear(g.MergeHeads(g.Concat(g.LsClsAttention(qc!, kc!, vc!, c, mask), c, 2)), "W_o");
     }
 }
 

@@ -104,8 +104,13 @@ public class LsAttentionTests
             LsAttention.Forward(be, new LsAttentionConfig(4, 2), q, q, q, T(1, 2, 3, 4), T(1, 2, 2, 4), null, q, lse)).Message);
         Assert.Contains("mask has shape [2, 8]; expected [1, 8]", Assert.Throws<ArgumentException>(() =>
             LsAttention.Forward(be, new LsAttentionConfig(4, 2), q, q, q, T(1, 2, 2, 4), T(1, 2, 2, 4), T(2, 8), q, lse)).Message);
-        Assert.Contains("q has shape [2, 8, 4]; expected [B, H, n, d]", Assert.Throws<ArgumentException>(() =>
+        Assert.Contains("q has shape [2, 8, 4]; expected [1, 2, 8, 4] or [1, 8, 8] for k of shape [1, 2, 8, 4]", Assert.Throws<ArgumentException>(() =>
             LsAttention.Forward(be, new LsAttentionConfig(4, 2), T(2, 8, 4), q, q, T(1, 2, 2, 4), T(1, 2, 2, 4), null, q, lse)).Message);
+        Assert.Contains("k has shape [2, 8, 4]; expected [B, H, n, d]", Assert.Throws<ArgumentException>(() =>
+            LsAttention.Forward(be, new LsAttentionConfig(4, 2), q, T(2, 8, 4), q, T(1, 2, 2, 4), T(1, 2, 2, 4), null, q, lse)).Message);
+        // Token-major q [B, n, H·d] with an output of another shape: o is named.
+        Assert.Equal("o", Assert.Throws<ArgumentException>(() =>
+            LsAttention.Forward(be, new LsAttentionConfig(4, 2), T(1, 8, 8), q, q, T(1, 2, 2, 4), T(1, 2, 2, 4), null, q, lse)).ParamName);
     }
 
     [Fact]

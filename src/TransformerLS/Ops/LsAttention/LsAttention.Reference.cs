@@ -17,10 +17,19 @@ public sealed record LsAttentionConfig(int Window, int Rank)
     }
 }
 
-/// <summary>Sizes of one call, taken from the tensors: q is [B, H, n, d], the landmarks [B, H, r, d].</summary>
-internal readonly record struct LsAttentionGeometry(int B, int H, int N, int D, int W, int R, int E, float Scale)
+/// <summary>
+/// Sizes of one call, taken from the tensors: k is [B, H, n, d], the landmarks [B, H, r, d]; q (and o, dout, dq) is
+/// [B, H, n, d] or, with <paramref name="TokenMajor"/>, [B, n, H·d] (the heads still merged, as a Linear writes them).
+/// </summary>
+internal readonly record struct LsAttentionGeometry(int B, int H, int N, int D, int W, int R, int E, float Scale, bool TokenMajor = false)
 {
     public int Segments => (N + W - 1) / W;
+
+    /// <summary>Elements between consecutive tokens of q, o, dout, dq.</summary>
+    public int QLd => TokenMajor ? H * D : D;
+
+    /// <summary>Element offset of token i of head (b, h) in q, o, dout, dq.</summary>
+    public long QOffset(int b, int h, int i) => TokenMajor ? ((long)b * N + i) * H * D + (long)h * D : (((long)b * H + h) * N + i) * D;
 }
 
 /// <summary>
@@ -36,11 +45,16 @@ public static partial class LsAttention
         ArgumentNullException.ThrowIfNull(cfg);
         cfg.Validate();
         Check.On(be, q, nameof(q));
-        if (q.Shape.Rank != 4) throw new ArgumentException($"q has shape {q.Shape}; expected [B, H, n, d]", nameof(q));
-        int B = q.Shape[0], H = q.Shape[1], n = q.Shape[2], d = q.Shape[3];
-        if (d < 1) throw new ArgumentException($"q has shape {q.Shape}; head dim d must be >= 1", nameof(q));
-        Check.Like(be, k, q, nameof(k));
-        Check.Like(be, v, q, nameof(v));
+        Check.On(be, k, nameof(k));
+        if (k.Shape.Rank != 4) throw new ArgumentException($"k has shape {k.Shape}; expected [B, H, n, d]", nameof(k));
+        int B = k.Shape[0], H = k.Shape[1], n = k.Shape[2], d = k.Shape[3];
+        if (d < 1) throw new ArgumentException($"k has shape {k.Shape}; head dim d must be >= 1", nameof(k));
+        // q: [B, H, n, d] like k, or token-major [B, n, H·d] (read and written in place of a split-heads copy).
+        var tokenMajor = q.Shape.Rank == 3;
+        if (tokenMajor ? q.Shape[0] != B || q.Shape[1] != n || q.Shape[2] != (long)H * d : q.Shape != k.Shape)
+            throw new ArgumentException($"q has shape {q.Shape}; expected [{B}, {H}, {n}, {d}] or [{B}, {n}, {(long)H * d}] for k of shape {k.Shape}", nameof(q));
+        Check.DTypeIs(k, q.DType, nameof(k));
+        Check.Like(be, v, k, nameof(v));
         Check.Like(be, o, q, nameof(o));
         Check.On(be, kbar, nameof(kbar));
         Check.DTypeIs(kbar, q.DType, nameof(kbar));
@@ -52,7 +66,7 @@ public static partial class LsAttention
         Check.DTypeIs(lse, DType.Float32, nameof(lse));
         if (lse.Shape.Rank != 3 || lse.Shape[0] != B || lse.Shape[1] != H || lse.Shape[2] != n)
             throw new ArgumentException($"lse has shape {lse.Shape}; expected [{B}, {H}, {n}]", nameof(lse));
-        return new LsAttentionGeometry(B, H, n, d, cfg.Window, cfg.Rank, cfg.Extension, 1f / MathF.Sqrt(d));
+        return new LsAttentionGeometry(B, H, n, d, cfg.Window, cfg.Rank, cfg.Extension, 1f / MathF.Sqrt(d), tokenMajor);
     }
 
     internal static LsAttentionGeometry CheckBackward(IBackend be, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask,
@@ -61,8 +75,8 @@ public static partial class LsAttention
         var g = CheckForward(be, cfg, q, k, v, kbar, vbar, mask, o, lse);
         Check.Like(be, dout, q, nameof(dout));
         Check.Like(be, dq, q, nameof(dq));
-        Check.Like(be, dk, q, nameof(dk));
-        Check.Like(be, dv, q, nameof(dv));
+        Check.Like(be, dk, k, nameof(dk));
+        Check.Like(be, dv, k, nameof(dv));
         Check.Like(be, dkbar, kbar, nameof(dkbar));
         Check.Like(be, dvbar, kbar, nameof(dvbar));
         return g;
@@ -92,7 +106,7 @@ public static partial class LsAttention
                 var bh = b * g.H + h;
                 for (var i = 0; i < g.N; i++)
                 {
-                    var qo = ((long)bh * g.N + i) * g.D;
+                    var qo = g.QOffset(b, h, i);
                     if (!Token<T>(mask, g, b, i))
                     {
                         Array.Clear(o, (int)qo, g.D);
@@ -145,7 +159,7 @@ public static partial class LsAttention
                 for (var i = 0; i < g.N; i++)
                 {
                     if (!Token<T>(mask, g, b, i)) continue;
-                    var qo = ((long)bh * g.N + i) * g.D;
+                    var qo = g.QOffset(b, h, i);
                     for (var c = 0; c < g.D; c++) qs[c] = scale * q[qo + c];
                     var dd = T.Zero;
                     for (var c = 0; c < g.D; c++) dd += dout[qo + c] * o[qo + c];

@@ -12,7 +12,9 @@ public static partial class LsAttention
     /// <summary>
     /// One softmax over the r landmarks and the segment window of each query (reference section 1.4-1.5).
     /// q, k, v: [B, H, n, d] (q unscaled; the op applies 1/√d); kbar, vbar: [B, H, r, d]; mask: [B, n] float32
-    /// (1 token, 0 pad) or null; o: [B, H, n, d]; lse: [B, H, n] float32.
+    /// (1 token, 0 pad) or null; o: q's shape; lse: [B, H, n] float32. q (with o, and in the backward dout and dq) may
+    /// instead be token-major [B, n, H·d], the heads merged as a Linear writes them and as the output Linear reads them:
+    /// the kernels then read and write the rows in place, so no split-heads or merge-heads copies are needed.
     /// </summary>
     public static void Forward(IBackend be, LsAttentionConfig cfg, Tensor q, Tensor k, Tensor v, Tensor kbar, Tensor vbar, Tensor? mask, Tensor o, Tensor lse)
     {

@@ -26,29 +26,40 @@ public static partial class LsAttention
         (1, 2, 30, 40, 8, 3, true),    // head dims off the tensor cores: bf16 on the CUDA-core kernel
         (1, 1, 20, 200, 4, 2, false),
         (1, 1, 12, 256, 4, 2, true),
-    }.SelectMany(s => CasesAt(dt, s.Item1, s.Item2, s.Item3, s.Item4, s.Item5, s.Item6, s.Item7));
+    }.SelectMany(s => CasesAt(dt, s.Item1, s.Item2, s.Item3, s.Item4, s.Item5, s.Item6, s.Item7))
+    // q, o, dout, dq token-major [B, n, H·d] (the layer's layout): tensor-core head dims, several heads, padding, a short
+    // last segment, two query blocks per segment; and the CUDA-core kernels (bf16 d40; fp32 at every shape).
+    .Concat(new[]
+    {
+        (2, 2, 37, 32, 8, 5, true),
+        (1, 3, 64, 128, 16, 8, true),
+        (2, 4, 150, 64, 128, 9, true),
+        (1, 2, 40, 16, 8, 4, false),
+        (1, 2, 30, 40, 8, 3, true),
+    }.SelectMany(s => CasesAt(dt, s.Item1, s.Item2, s.Item3, s.Item4, s.Item5, s.Item6, s.Item7, tokenMajor: true)));
 
     internal static IEnumerable<OpCase> PerfCases(KernelShape k, DType dt) => CasesAt(dt, k.Batch, k.Heads, k.N, k.HeadDim, k.Window, k.Rank, false);
 
-    static IEnumerable<OpCase> CasesAt(DType dt, int B, int H, int n, int d, int w, int r, bool masked)
+    static IEnumerable<OpCase> CasesAt(DType dt, int B, int H, int n, int d, int w, int r, bool masked, bool tokenMajor = false)
     {
         var f = DType.Float32;
         var cfg = new LsAttentionConfig(w, r);
-        var shape = $"B{B} H{H} n{n} d{d} w{w} r{r}{(masked ? " masked" : "")}";
-        var geo = new LsAttentionGeometry(B, H, n, d, w, r, cfg.Extension, 1f / MathF.Sqrt(d));
+        var shape = $"B{B} H{H} n{n} d{d} w{w} r{r}{(masked ? " masked" : "")}{(tokenMajor ? " tokens" : "")}";
+        var geo = new LsAttentionGeometry(B, H, n, d, w, r, cfg.Extension, 1f / MathF.Sqrt(d), tokenMajor);
         double s = dt.Size(), bhnd = (double)B * H * n * d, bhrd = (double)B * H * r * d, bhn = (double)B * H * n;
         var flops = 4 * bhn * (2 * cfg.Extension + w + r) * d;
+        int[] qs = tokenMajor ? [B, n, H * d] : [B, H, n, d];
         InputSpec[] ins =
         [
-            In("q", dt, 1, B, H, n, d), In("k", dt, 1, B, H, n, d), In("v", dt, 1, B, H, n, d),
+            In("q", dt, 1, qs), In("k", dt, 1, B, H, n, d), In("v", dt, 1, B, H, n, d),
             In("kbar", dt, 1, B, H, r, d), In("vbar", dt, 1, B, H, r, d), .. masked ? new[] { PaddingMask(B, n) } : [],
         ];
-        yield return Make(F(nameof(Forward)), "ls_attention", dt, shape, ins, [Out("o", dt, B, H, n, d), Out("lse", f, B, H, n)],
+        yield return Make(F(nameof(Forward)), "ls_attention", dt, shape, ins, [Out("o", dt, qs), Out("lse", f, B, H, n)],
             (be, i, o) => Forward(be, cfg, i[0], i[1], i[2], i[3], i[4], masked ? i[5] : null, o[0], o[1]),
             new LsAttentionRef(geo, masked, false), flops, s * (4 * bhnd + 2 * bhrd) + 4 * bhn);
         // The output and log-sum-exp the backward reads come from a forward in the untimed setup.
-        yield return Timed(F(nameof(Backward)), "ls_attention_backward", dt, shape, [.. ins, In("dout", dt, 1, B, H, n, d)],
-            [Out("dq", dt, B, H, n, d), Out("dk", dt, B, H, n, d), Out("dv", dt, B, H, n, d), Out("dkbar", dt, B, H, r, d), Out("dvbar", dt, B, H, r, d)],
+        yield return Timed(F(nameof(Backward)), "ls_attention_backward", dt, shape, [.. ins, In("dout", dt, 1, qs)],
+            [Out("dq", dt, qs), Out("dk", dt, B, H, n, d), Out("dv", dt, B, H, n, d), Out("dkbar", dt, B, H, r, d), Out("dvbar", dt, B, H, r, d)],
             (be, i, o) =>
             {
                 var mask = masked ? i[5] : null;
@@ -68,7 +79,7 @@ public static partial class LsAttention
             LsAttention.Forward(G, i[0], i[1], i[2], i[3], i[4], mask, o, lse);
             if (!Backward) return [o, lse];
             for (var j = 0; j < o.Length; j++) o[j] = stored(o[j]); // the backward reads O as the forward stored it
-            T[] dq = new T[o.Length], dk = new T[o.Length], dv = new T[o.Length], dkb = new T[i[3].Length], dvb = new T[i[3].Length];
+            T[] dq = new T[o.Length], dk = new T[i[1].Length], dv = new T[i[1].Length], dkb = new T[i[3].Length], dvb = new T[i[3].Length];
             LsAttention.Backward(G, i[0], i[1], i[2], i[3], i[4], mask, o, lse, i[Masked ? 6 : 5], dq, dk, dv, dkb, dvb);
             return [dq, dk, dv, dkb, dvb];
         }

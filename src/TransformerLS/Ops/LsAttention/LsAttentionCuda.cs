@@ -13,6 +13,7 @@ struct LsAttentionParams
     public int B, H, N, D, W, R, E, Chunks;
     public int Groups, GroupTokens;
     public float Scale;
+    public int QLd;
 }
 
 /// <summary>
@@ -57,7 +58,7 @@ static class LsAttentionCuda
     {
         Q = q.DevicePointer, K = k.DevicePointer, V = v.DevicePointer, KBar = kbar.DevicePointer, VBar = vbar.DevicePointer,
         Mask = mask?.DevicePointer ?? 0, O = o.DevicePointer, Lse = lse.DevicePointer,
-        B = g.B, H = g.H, N = g.N, D = g.D, W = g.W, R = g.R, E = g.E, Chunks = Chunks(g, t), Scale = g.Scale,
+        B = g.B, H = g.H, N = g.N, D = g.D, W = g.W, R = g.R, E = g.E, Chunks = Chunks(g, t), Scale = g.Scale, QLd = g.QLd,
     };
 
     static bool UsesMma(LsAttentionGeometry g, Tensor q) => q.DType == DType.BFloat16 && MmaHeadDim(g.D);

@@ -27,7 +27,7 @@ public static partial class Builders
     public static Value LsAttention(this Graph g, LsAttentionConfig cfg, Value q, Value k, Value v, Value kbar, Value vbar, Value? mask)
     {
         var o = Act(g, "attn", q.Shape, q.DType, q, k, v, kbar, vbar);
-        g.Add(new LsAttentionNode(cfg, q, k, v, kbar, vbar, mask, o, Aux(g, q, "attn.lse", q.Shape[0], q.Shape[1], q.Shape[2])));
+        g.Add(new LsAttentionNode(cfg, q, k, v, kbar, vbar, mask, o, Aux(g, q, "attn.lse", k.Shape[0], k.Shape[1], k.Shape[2])));
         return o;
     }
 }
