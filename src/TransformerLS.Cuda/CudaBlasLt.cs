@@ -9,7 +9,6 @@ internal static unsafe partial class CublasLt
 
     // cublasLtMatmulDescAttributes_t, cublasLtMatmulPreferenceAttributes_t, cublasLtEpilogue_t (cublasLt.h).
     public const int DescTransA = 3, DescTransB = 4, DescEpilogue = 7, DescBiasPointer = 8, DescBiasDataType = 26;
-    public const int StatusNotSupported = 15; // CUBLAS_STATUS_NOT_SUPPORTED: what the heuristic answers when no algorithm fits
     public const int PrefMaxWorkspaceBytes = 1, PrefMinAlignmentA = 5, PrefMinAlignmentB = 6, PrefMinAlignmentC = 7, PrefMinAlignmentD = 8;
 
     [LibraryImport(L)] public static partial int cublasLtCreate(nint* handle);
@@ -66,12 +65,6 @@ public enum GemmEpilogue
     None = 1,
     /// <summary>D = alpha·op(A)·op(B) + beta·C + bias, bias broadcast over the rows of the row-major result (one value per column).</summary>
     Bias = 4,
-    /// <summary>
-    /// D = alpha·op(A)·op(B) + beta·C, and bias[i] = Σ_k op(A)[i, k] written (not added) in C's dtype, one value per row of the
-    /// row-major result: a Linear's bias gradient taken in the weight-gradient GEMM (dW = dyᵀ·x, db = Σ_rows dy). The
-    /// library's CUBLASLT_EPILOGUE_BGRADB: its column-major "B" is our A.
-    /// </summary>
-    BiasGradientA = 512,
 }
 
 /// <summary>
@@ -96,7 +89,7 @@ public sealed unsafe class CudaBlasLt : IDisposable
     readonly CudaContext _context;
     readonly CudaStream _stream;
     readonly CudaDeviceVariable<byte> _workspace;
-    readonly Dictionary<Problem, Plan?> _plans = []; // null: the heuristic found no algorithm
+    readonly Dictionary<Problem, Plan> _plans = [];
     nint _handle;
 
     public CudaBlasLt(CudaContext context, CudaStream stream)
@@ -121,38 +114,22 @@ public sealed unsafe class CudaBlasLt : IDisposable
     public void Matmul(bool transA, bool transB, int m, int n, int k, float alpha, ulong a, ulong b, float beta, ulong c,
         ulong bias, GemmPrecision precision, GemmEpilogue epilogue)
     {
-        if (!TryMatmul(transA, transB, m, n, k, alpha, a, b, beta, c, bias, precision, epilogue))
-            throw new NotSupportedException($"cuBLASLt has no algorithm for a {m}x{n}x{k} {precision} GEMM with epilogue {epilogue} " +
-                                            $"(transA {transA}, transB {transB}, alignment {Alignment(a, b, c, bias, epilogue)} bytes)");
-    }
-
-    /// <summary>
-    /// <see cref="Matmul"/> where the library may have no algorithm for the problem (an epilogue it supports only for some
-    /// types and layouts): false, and nothing launched, when its heuristic finds none (asked once per problem).
-    /// </summary>
-    public bool TryMatmul(bool transA, bool transB, int m, int n, int k, float alpha, ulong a, ulong b, float beta, ulong c,
-        ulong bias, GemmPrecision precision, GemmEpilogue epilogue)
-    {
-        var plan = PlanFor(new Problem(transA, transB, m, n, k, precision, epilogue, Alignment(a, b, c, bias, epilogue)));
-        if (plan is null) return false;
+        var alignment = (int)Math.Min(256UL, LowestBit(a | b | c | (epilogue == GemmEpilogue.Bias ? bias : 0) | 256UL));
+        var plan = PlanFor(new Problem(transA, transB, m, n, k, precision, epilogue, alignment));
         _context.MakeCurrent();
-        if (epilogue != GemmEpilogue.None)
+        if (epilogue == GemmEpilogue.Bias)
             CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, CublasLt.DescBiasPointer, &bias, (nuint)sizeof(ulong)));
         fixed (CublasLt.Algo* algo = &plan.Algo)
             CublasLt.Check(CublasLt.cublasLtMatmul(_handle, plan.Desc, &alpha, b, plan.A, a, plan.B, &beta, c, plan.C, c, plan.C,
                 algo, _workspace.DevicePointer, (nuint)WorkspaceBytes, _stream.Handle));
-        return true;
     }
-
-    static int Alignment(ulong a, ulong b, ulong c, ulong bias, GemmEpilogue epilogue) =>
-        (int)Math.Min(256UL, LowestBit(a | b | c | (epilogue != GemmEpilogue.None ? bias : 0) | 256UL));
 
     static ulong LowestBit(ulong x) => x & (~x + 1);
 
     // Column-major view: the library computes Cᵀ (n×m) = op(B)ᵀ·op(A)ᵀ, so its "A" is our B and its "B" is our A.
-    Plan? PlanFor(in Problem p)
+    Plan PlanFor(in Problem p)
     {
-        if (_plans.TryGetValue(p, out var known)) return known;
+        if (_plans.TryGetValue(p, out var plan)) return plan;
         var (type, cType, compute) = p.Precision switch
         {
             GemmPrecision.Float32 => (R32F, R32F, Compute32F),
@@ -162,7 +139,7 @@ public sealed unsafe class CudaBlasLt : IDisposable
             _ => throw new ArgumentOutOfRangeException(nameof(p), p.Precision, "unknown GEMM precision"),
         };
         _context.MakeCurrent();
-        var plan = new Plan();
+        plan = new Plan();
         nint desc, la, lb, lc, pref;
         CublasLt.Check(CublasLt.cublasLtMatmulDescCreate(&desc, compute, R32F));
         plan.Desc = desc;
@@ -170,7 +147,7 @@ public sealed unsafe class CudaBlasLt : IDisposable
         CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(desc, CublasLt.DescTransA, &ta, sizeof(int)));
         CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(desc, CublasLt.DescTransB, &tb, sizeof(int)));
         CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(desc, CublasLt.DescEpilogue, &epi, sizeof(int)));
-        if (p.Epilogue != GemmEpilogue.None)
+        if (p.Epilogue == GemmEpilogue.Bias)
             CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(desc, CublasLt.DescBiasDataType, &cType, sizeof(int)));
         // Stored (column-major) shapes: our B is k×n (n×k when transposed) row-major, i.e. n×k (k×n) column-major.
         CublasLt.Check(CublasLt.cublasLtMatrixLayoutCreate(&la, type, (ulong)(p.TransB ? p.K : p.N), (ulong)(p.TransB ? p.N : p.K), p.TransB ? p.K : p.N));
@@ -187,14 +164,10 @@ public sealed unsafe class CudaBlasLt : IDisposable
                 CublasLt.Check(CublasLt.cublasLtMatmulPreferenceSetAttribute(pref, attr, &align, sizeof(uint)));
             CublasLt.HeuristicResult result;
             int found;
-            var status = CublasLt.cublasLtMatmulAlgoGetHeuristic(_handle, desc, la, lb, lc, lc, pref, 1, &result, &found);
-            if (status != CublasLt.StatusNotSupported) CublasLt.Check(status);
-            if (status == CublasLt.StatusNotSupported || found < 1)
-            {
-                Destroy(plan);
-                _plans[p] = null;
-                return null;
-            }
+            CublasLt.Check(CublasLt.cublasLtMatmulAlgoGetHeuristic(_handle, desc, la, lb, lc, lc, pref, 1, &result, &found));
+            if (found < 1)
+                throw new NotSupportedException($"cuBLASLt has no algorithm for a {p.M}x{p.N}x{p.K} {p.Precision} GEMM with epilogue {p.Epilogue} " +
+                                                $"(transA {p.TransA}, transB {p.TransB}, alignment {p.Alignment} bytes)");
             plan.Algo = result.Algo;
         }
         finally
@@ -205,20 +178,17 @@ public sealed unsafe class CudaBlasLt : IDisposable
         return plan;
     }
 
-    static void Destroy(Plan plan)
-    {
-        CublasLt.cublasLtMatrixLayoutDestroy(plan.A);
-        CublasLt.cublasLtMatrixLayoutDestroy(plan.B);
-        CublasLt.cublasLtMatrixLayoutDestroy(plan.C);
-        CublasLt.cublasLtMatmulDescDestroy(plan.Desc);
-    }
-
     public void Dispose()
     {
         if (_handle == 0) return;
         _context.MakeCurrent();
         foreach (var plan in _plans.Values)
-            if (plan is not null) Destroy(plan);
+        {
+            CublasLt.cublasLtMatrixLayoutDestroy(plan.A);
+            CublasLt.cublasLtMatrixLayoutDestroy(plan.B);
+            CublasLt.cublasLtMatrixLayoutDestroy(plan.C);
+            CublasLt.cublasLtMatmulDescDestroy(plan.Desc);
+        }
         _plans.Clear();
         CublasLt.cublasLtDestroy(_handle);
         _handle = 0;

@@ -138,13 +138,6 @@ static class ElementwiseCuda
         }
     }
 
-    /// <summary>y += x over n elements of one dtype, for device scratch that is not a tensor (a GEMM epilogue's bias gradient).</summary>
-    public static void AddInto(CudaBackend be, DType dt, ulong x, ulong y, long n)
-    {
-        var p = new ElementwiseParams { A = x, B = y, Y = y, N = n, Alpha = 1, Beta = 1 };
-        Launch(be, dt, "axpby_f32", "axpby_bf16", Grid(p.N), Threads, p);
-    }
-
     public static void AddTo(CudaBackend be, Tensor x, Tensor y)
     {
         var p = new ElementwiseParams { A = x.DevicePointer, B = y.DevicePointer, Y = y.DevicePointer, N = y.Count, Alpha = 1, Beta = 1 };

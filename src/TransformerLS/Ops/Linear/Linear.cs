@@ -44,10 +44,9 @@ public static partial class Linear
         MatMul.Forward(be, x, false, weight, true, y, 1f, 1f);
     }
 
-    /// <summary>Device scratch the backward allocates while it runs on the GPU: the bias gradient's two-stage column sum, or
-    /// the GEMM epilogue's fresh bias gradient before it is added into an accumulating one.</summary>
+    /// <summary>Device scratch the backward allocates while it runs: the bias gradient's two-stage column sum on the GPU.</summary>
     public static long BackwardWorkspace(Device device, Shape? bias, Shape y) =>
-        bias is null ? 0 : Math.Max(ColumnGroups.SumScratchBytes(device, y.Count / Math.Max(1, y[-1]), y[-1]), LinearCuda.BiasScratchBytes(device, y[-1]));
+        bias is null ? 0 : ColumnGroups.SumScratchBytes(device, y.Count / Math.Max(1, y[-1]), y[-1]);
 
     /// <summary>dx = dy·W, dW (+)= dyᵀ·x, db (+)= Σ dy; any of the three may be null.</summary>
     public static void Backward(IBackend be, Tensor dy, Tensor x, Tensor weight, Tensor? dx, Tensor? dweight, Tensor? dbias, bool accumulate = false)
@@ -58,13 +57,11 @@ public static partial class Linear
             throw new ArgumentException(
                 $"dy has shape {dy.Shape}; expected [{string.Join(", ", x.Shape.Dims[..^1].ToArray())}, {weight.Shape[0]}] for x {x.Shape} and weight {weight.Shape}", nameof(dy));
         if (dx is not null) MatMul.Forward(be, dy, false, weight, false, dx);
+        if (dbias is not null) Elementwise.ColumnSum(be, dy, dbias, accumulate ? 1f : 0f);
+        if (dweight is null) return;
         using var dy2 = Rows(dy);
         using var x2 = Rows(x);
-        // The GPU takes db in dW's GEMM (cuBLASLt's bias-gradient epilogue) where the library has an algorithm for it.
-        if (dweight is not null && dbias is not null && be is CudaBackend cuda
-            && LinearCuda.TryBackwardWeightAndBias(cuda, MatMul.CheckShapes(be, dy2, true, x2, false, dweight), dy2, x2, dweight, dbias, accumulate)) return;
-        if (dbias is not null) Elementwise.ColumnSum(be, dy, dbias, accumulate ? 1f : 0f);
-        if (dweight is not null) MatMul.Forward(be, dy2, true, x2, false, dweight, 1f, accumulate ? 1f : 0f);
+        MatMul.Forward(be, dy2, true, x2, false, dweight, 1f, accumulate ? 1f : 0f);
     }
 
     static Tensor Rows(Tensor t) => t.Reshape(checked((int)(t.Count / Math.Max(1, t.Shape[-1]))), t.Shape[-1]);
