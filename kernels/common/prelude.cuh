@@ -55,6 +55,16 @@ TLS_DEVICE unsigned pack_bf16x2(float lo, float hi)
     return r;
 }
 
+// Element e of a bf16 pair as fp32 (exact): e = 0 the low 16 bits (the pair's first element), e = 1 the high 16.
+TLS_DEVICE float bf16x2_half(unsigned w, int e) { return __uint_as_float(e ? w & 0xffff0000u : w << 16); }
+
+// Eight bf16 elements, packed in pairs as one 16-byte load gives them, as fp32 (exact).
+TLS_DEVICE void bf16x8_unpack(const unsigned w[4], float v[8])
+{
+#pragma unroll
+    for (int k = 0; k < 4; ++k) { v[2 * k] = bf16x2_half(w[k], 0); v[2 * k + 1] = bf16x2_half(w[k], 1); }
+}
+
 // e^x as ex2.approx(x·log2 e): two instructions instead of expf's range reduction; relative error ~2^-22 plus
 // |x|·2^-24 from the product, so the terms that matter in a softmax (x near 0) keep nearly full fp32 accuracy.
 #define TLS_LOG2E 1.4426950408889634f
@@ -110,7 +120,7 @@ TLS_DEVICE void ldmatrix_x4_trans(unsigned r[4], const void* smem_row)
 TLS_DEVICE void split_bf16x2(float x0, float x1, unsigned& hi, unsigned& lo)
 {
     hi = pack_bf16x2(x0, x1);
-    lo = pack_bf16x2(x0 - __uint_as_float(hi << 16), x1 - __uint_as_float(hi & 0xffff0000u));
+    lo = pack_bf16x2(x0 - bf16x2_half(hi, 0), x1 - bf16x2_half(hi, 1));
 }
 
 // dst[0..3] += v[0..3] atomically (dst 16-byte aligned): one vector reduction on sm_90 with NVRTC 12.1+ (PTX 8.1
@@ -171,8 +181,7 @@ template <> TLS_DEVICE void load8<bf16>(const void* p, i64 i, float v[8])
 {
     const uint4 u = ((const uint4*)p)[i >> 3];
     const unsigned w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int k = 0; k < 4; ++k) { v[2 * k] = __uint_as_float(w[k] << 16); v[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u); }
+    bf16x8_unpack(w, v);
 }
 template <> TLS_DEVICE void load8<float>(const void* p, i64 i, float v[8])
 {

@@ -30,8 +30,7 @@ template <> struct RowVec<bf16>
     {
         uint4 q = *(const uint4*)((const unsigned short*)p + i);
         unsigned w[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-        for (int k = 0; k < 4; ++k) { v[2 * k] = __uint_as_float(w[k] << 16); v[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u); }
+        bf16x8_unpack(w, v);
     }
     // from_float per element: the same rounding (and NaN bits) as the scalar kernels and the CPU backend.
     static TLS_DEVICE void store(void* p, i64 i, const float* v)

@@ -43,8 +43,7 @@ TLS_DEVICE uint4 mma_x_frag(const DecodeLinearParams& p, int r, int k, const flo
     if (!p.gamma) return u;
     float v[8];
     const unsigned w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int e = 0; e < 4; ++e) { v[2 * e] = __uint_as_float(w[e] << 16); v[2 * e + 1] = __uint_as_float(w[e] & 0xffff0000u); }
+    bf16x8_unpack(w, v);
     const float m = mean[r], s = rstd[r];
 #pragma unroll
     for (int e = 0; e < 8; ++e) v[e] = (v[e] - m) * s * g[e] + b[e];

@@ -257,7 +257,7 @@ template <> TLS_DEVICE float raw_elem<float>(const uint4& q, int e)
 template <> TLS_DEVICE float raw_elem<bf16>(const uint4& q, int e)
 {
     const unsigned w = e / 2 == 0 ? q.x : e / 2 == 1 ? q.y : e / 2 == 2 ? q.z : q.w;
-    return __uint_as_float(e % 2 ? w & 0xffff0000u : w << 16);
+    return bf16x2_half(w, e % 2);
 }
 
 // This thread's copies into shared memory (cp.async, 16 bytes; source global) and the wait for all but the N most recent

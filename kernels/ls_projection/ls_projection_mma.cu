@@ -148,7 +148,7 @@ template <int D> __device__ void ls_projection_compress_mma(const LsProjectionPa
             for (int kc = 0; kc < PT / 16; ++kc)
                 for (int i = 0; i < 4; ++i)
                     for (int e = 0; e < 2; ++e)
-                        if (ok >> (4 * kc + 2 * (i / 2) + e) & 1) mx[i % 2] = fmaxf(mx[i % 2], __uint_as_float(e ? f[kc][i] & 0xffff0000u : f[kc][i] << 16));
+                        if (ok >> (4 * kc + 2 * (i / 2) + e) & 1) mx[i % 2] = fmaxf(mx[i % 2], bf16x2_half(f[kc][i], e));
             float mn[2], a[2];
             for (int r = 0; r < 2; ++r)
             {
@@ -169,7 +169,7 @@ template <int D> __device__ void ls_projection_compress_mma(const LsProjectionPa
                     float x[2];
                     for (int e = 0; e < 2; ++e)
                     {
-                        const float sc = __uint_as_float(e ? f[kc][i] & 0xffff0000u : f[kc][i] << 16);
+                        const float sc = bf16x2_half(f[kc][i], e);
                         x[e] = (ok >> (4 * kc + 2 * (i / 2) + e) & 1) ? fast_exp(sc - mn[i % 2]) : 0.f;
                         l[i % 2] += x[e];
                     }
@@ -339,8 +339,8 @@ template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams&
                 float k0 = dk[nb][2 * hh], k1 = dk[nb][2 * hh + 1], v0 = dv[nb][2 * hh], v1 = dv[nb][2 * hh + 1];
                 if (p.accumulate)
                 {
-                    k0 += __uint_as_float(ok[hh][nb] << 16); k1 += __uint_as_float(ok[hh][nb] & 0xffff0000u);
-                    v0 += __uint_as_float(ov[hh][nb] << 16); v1 += __uint_as_float(ov[hh][nb] & 0xffff0000u);
+                    k0 += bf16x2_half(ok[hh][nb], 0); k1 += bf16x2_half(ok[hh][nb], 1);
+                    v0 += bf16x2_half(ov[hh][nb], 0); v1 += bf16x2_half(ov[hh][nb], 1);
                 }
                 *(unsigned*)((u16*)p.dk + off) = pack_bf16x2(k0, k1);
                 *(unsigned*)((u16*)p.dv + off) = pack_bf16x2(v0, v1);
