@@ -68,7 +68,7 @@ public class BenchHarnessTests
         var report = KernelBench.Run(be, new KernelBench.Options([Tiny], [DType.BFloat16, DType.Float32], Runs: 3, Warmup: 1, CeilingGemm: 32, CeilingCopyBytes: 1 << 16));
         var cases = OpCases.Perf(Tiny, [DType.BFloat16, DType.Float32]).ToList();
         Assert.Equal(cases.Count, report.Rows.Count);
-        Assert.Equal(21, cases.Count / 2); // 8 families x forward/backward, DecodeLinear at batch 1, 8 and 64, the decode attention at batch 1 and 64, per dtype
+        Assert.Equal(23, cases.Count / 2); // 9 families (the LS attention also token-major) x forward/backward, DecodeLinear at batch 1, 8 and 64, the decode attention at batch 1 and 64, per dtype
         foreach (var (r, c) in report.Rows.Zip(cases))
         {
             Assert.Equal((c.Stem, c.Direction), (r.Family, r.Kernel));

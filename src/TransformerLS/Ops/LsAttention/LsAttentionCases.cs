@@ -27,8 +27,9 @@ public static partial class LsAttention
         (1, 1, 20, 200, 4, 2, false),
         (1, 1, 12, 256, 4, 2, true),
     }.SelectMany(s => CasesAt(dt, s.Item1, s.Item2, s.Item3, s.Item4, s.Item5, s.Item6, s.Item7))
-    // q, o, dout, dq token-major [B, n, H·d] (the layer's layout): tensor-core head dims, several heads, padding, a short
-    // last segment, two query blocks per segment; and the CUDA-core kernels (bf16 d40; fp32 at every shape).
+    // q, o, dout, dq token-major [B, n, H·d] (the layer's layout; ops ls_attention_tokens*, so the bench times them as a family
+    // of their own): tensor-core head dims, several heads, padding, a short last segment, two query blocks per segment; and
+    // the CUDA-core kernels (bf16 d40; fp32 at every shape).
     .Concat(new[]
     {
         (2, 2, 37, 32, 8, 5, true),
@@ -38,13 +39,15 @@ public static partial class LsAttention
         (1, 2, 30, 40, 8, 3, true),
     }.SelectMany(s => CasesAt(dt, s.Item1, s.Item2, s.Item3, s.Item4, s.Item5, s.Item6, s.Item7, tokenMajor: true)));
 
-    internal static IEnumerable<OpCase> PerfCases(KernelShape k, DType dt) => CasesAt(dt, k.Batch, k.Heads, k.N, k.HeadDim, k.Window, k.Rank, false);
+    internal static IEnumerable<OpCase> PerfCases(KernelShape k, DType dt) =>
+        CasesAt(dt, k.Batch, k.Heads, k.N, k.HeadDim, k.Window, k.Rank, false).Concat(CasesAt(dt, k.Batch, k.Heads, k.N, k.HeadDim, k.Window, k.Rank, false, tokenMajor: true));
 
     static IEnumerable<OpCase> CasesAt(DType dt, int B, int H, int n, int d, int w, int r, bool masked, bool tokenMajor = false)
     {
         var f = DType.Float32;
         var cfg = new LsAttentionConfig(w, r);
-        var shape = $"B{B} H{H} n{n} d{d} w{w} r{r}{(masked ? " masked" : "")}{(tokenMajor ? " tokens" : "")}";
+        var shape = $"B{B} H{H} n{n} d{d} w{w} r{r}{(masked ? " masked" : "")}";
+        var op = tokenMajor ? "ls_attention_tokens" : "ls_attention";
         var geo = new LsAttentionGeometry(B, H, n, d, w, r, cfg.Extension, 1f / MathF.Sqrt(d), tokenMajor);
         double s = dt.Size(), bhnd = (double)B * H * n * d, bhrd = (double)B * H * r * d, bhn = (double)B * H * n;
         var flops = 4 * bhn * (2 * cfg.Extension + w + r) * d;
@@ -54,11 +57,11 @@ public static partial class LsAttention
             In("q", dt, 1, qs), In("k", dt, 1, B, H, n, d), In("v", dt, 1, B, H, n, d),
             In("kbar", dt, 1, B, H, r, d), In("vbar", dt, 1, B, H, r, d), .. masked ? new[] { PaddingMask(B, n) } : [],
         ];
-        yield return Make(F(nameof(Forward)), "ls_attention", dt, shape, ins, [Out("o", dt, qs), Out("lse", f, B, H, n)],
+        yield return Make(F(nameof(Forward)), op, dt, shape, ins, [Out("o", dt, qs), Out("lse", f, B, H, n)],
             (be, i, o) => Forward(be, cfg, i[0], i[1], i[2], i[3], i[4], masked ? i[5] : null, o[0], o[1]),
             new LsAttentionRef(geo, masked, false), flops, s * (4 * bhnd + 2 * bhrd) + 4 * bhn);
         // The output and log-sum-exp the backward reads come from a forward in the untimed setup.
-        yield return Timed(F(nameof(Backward)), "ls_attention_backward", dt, shape, [.. ins, In("dout", dt, 1, qs)],
+        yield return Timed(F(nameof(Backward)), op + "_backward", dt, shape, [.. ins, In("dout", dt, 1, qs)],
             [Out("dq", dt, qs), Out("dk", dt, B, H, n, d), Out("dv", dt, B, H, n, d), Out("dkbar", dt, B, H, r, d), Out("dvbar", dt, B, H, r, d)],
             (be, i, o) =>
             {
