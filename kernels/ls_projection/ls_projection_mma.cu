@@ -352,7 +352,8 @@ template <int D> __device__ void ls_projection_bwd_mma(const LsProjectionParams&
     for (int k = threadIdx.x; k < p.r; k += blockDim.x) p.cpart[((i64)b * p.groups + g) * hr + col0 + k] = colacc[k];
 }
 
-// The compress asks for as many blocks an SM as its shared memory allows (4 at d <= 64, else 2), capping its registers; the backward measured slower with a cap (0.294 -> 0.318 ms at B16 H8 n4096 d64 r64 on the H200) and
+// The compress asks for as many blocks an SM as its shared memory allows (4 at d <= 64, else 2), capping its
+// registers; the backward measured slower with a cap (0.294 -> 0.318 ms at B16 H8 n4096 d64 r64 on the H200) and
 // keeps the compiler's choice.
 #define TLS_INSTANTIATE_MMA(D)                                                                                        \
     extern "C" __global__ void __launch_bounds__(PW * 32, (D) <= 64 ? 4 : 2) ls_projection_compress_mma_d##D(LsProjectionParams p) { ls_projection_compress_mma<D>(p); } \

@@ -93,7 +93,6 @@ static class LsProjectionCuda
         try
         {
             (p.PMax, p.PSum, p.KPart, p.VPart) = (scratch.At(block, 0), scratch.At(block, 1), scratch.At(block, 2), scratch.At(block, 3));
-            var sums = (uint)Math.Clamp(((long)kbar.Count + Flat - 1) / Flat, 1, 65535L * 16);
             var statsSum = be.Kernel(File, Name(k, "ls_projection_stats_sum_f32", "ls_projection_stats_sum_bf16"));
             if (UsesMma(k, g))
             {
@@ -110,6 +109,7 @@ static class LsProjectionCuda
                 be.Kernel(File, Name(k, "ls_projection_stats_f32", "ls_projection_stats_bf16")).Launch(new Dim3((uint)((g.H * g.R + statsColumns - 1) / statsColumns), (uint)p.Groups, (uint)g.B), new Dim3(32, 8), 0, be.Stream, p);
                 statsSum.Launch(ColumnWarps(g), Flat, 0, be.Stream, p);
                 be.Kernel(File, Name(k, "ls_projection_compress_f32", "ls_projection_compress_bf16")).Launch(GroupGrid(g, p), Threads(be, false), 0, be.Stream, p);
+                var sums = (uint)Math.Clamp(((long)kbar.Count + Flat - 1) / Flat, 1, 65535L * 16);
                 be.Kernel(File, Name(k, "ls_projection_compress_sum_f32", "ls_projection_compress_sum_bf16")).Launch(sums, Flat, 0, be.Stream, p);
             }
         }
