@@ -7,14 +7,14 @@
 
 template <typename T> struct RowVec;
 
+// load = unpack(load_raw): a kernel that keeps the next row in flight holds it as Raw, 16 bytes, until it is needed.
 template <> struct RowVec<float>
 {
     static constexpr int N = 4;
-    static TLS_DEVICE void load(const void* p, i64 i, float* v)
-    {
-        float4 q = *(const float4*)((const float*)p + i);
-        v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
-    }
+    typedef float4 Raw;
+    static TLS_DEVICE Raw load_raw(const void* p, i64 i) { return *(const float4*)((const float*)p + i); }
+    static TLS_DEVICE void unpack(const Raw& q, float* v) { v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w; }
+    static TLS_DEVICE void load(const void* p, i64 i, float* v) { unpack(load_raw(p, i), v); }
     static TLS_DEVICE void store(void* p, i64 i, const float* v)
     {
         float4 q;
@@ -26,12 +26,14 @@ template <> struct RowVec<float>
 template <> struct RowVec<bf16>
 {
     static constexpr int N = 8;
-    static TLS_DEVICE void load(const void* p, i64 i, float* v)
+    typedef uint4 Raw;
+    static TLS_DEVICE Raw load_raw(const void* p, i64 i) { return *(const uint4*)((const unsigned short*)p + i); }
+    static TLS_DEVICE void unpack(const Raw& q, float* v)
     {
-        uint4 q = *(const uint4*)((const unsigned short*)p + i);
         unsigned w[4] = {q.x, q.y, q.z, q.w};
         bf16x8_unpack(w, v);
     }
+    static TLS_DEVICE void load(const void* p, i64 i, float* v) { unpack(load_raw(p, i), v); }
     // from_float per element: the same rounding (and NaN bits) as the scalar kernels and the CPU backend.
     static TLS_DEVICE void store(void* p, i64 i, const float* v)
     {
@@ -135,6 +137,23 @@ TLS_DEVICE void layer_norm_row_grad(float (&x)[VPL][N], float (&dy)[VPL][N], con
 #pragma unroll
         for (int e = 0; e < N; ++e) dy[k][e] = rstd * (dy[k][e] - sg - x[k][e] * sgx);
 }
+
+// The backward row kernels' entry points (LayerNorm, DualLN): 8-warp blocks (ROWS_BWD_THREADS, exported as
+// <name>_threads for the launcher), bounded so that two share an SM where a lane holds up to two vectors (D <= 512
+// bf16, 256 fp32): a warp's next row in flight costs registers, not occupancy.
+#define ROWS_BWD_THREADS 256
+#define TLS_ROWS_BWD_ENTRY(name, Params, V, T, tn, blocks) \
+    extern "C" __global__ void __launch_bounds__(ROWS_BWD_THREADS, blocks) name##_v##V##_##tn(Params p) { name<T, V>(p); }
+#define TLS_INSTANTIATE_ROWS_BWD(name, Params)                \
+    TLS_EXPORT(name##_threads, ROWS_BWD_THREADS)              \
+    TLS_ROWS_BWD_ENTRY(name, Params, 1, float, f32, 2)        \
+    TLS_ROWS_BWD_ENTRY(name, Params, 2, float, f32, 2)        \
+    TLS_ROWS_BWD_ENTRY(name, Params, 3, float, f32, 1)        \
+    TLS_ROWS_BWD_ENTRY(name, Params, 4, float, f32, 1)        \
+    TLS_ROWS_BWD_ENTRY(name, Params, 1, bf16, bf16, 2)        \
+    TLS_ROWS_BWD_ENTRY(name, Params, 2, bf16, bf16, 2)        \
+    TLS_ROWS_BWD_ENTRY(name, Params, 3, bf16, bf16, 1)        \
+    TLS_ROWS_BWD_ENTRY(name, Params, 4, bf16, bf16, 1)
 
 // Entry points for VPL = 1 … 4 vectors per lane and both dtypes: name_v<VPL>_<dtype>.
 #define TLS_INSTANTIATE_ROWS(name, Params)                                                        \

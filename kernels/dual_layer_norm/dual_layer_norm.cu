@@ -174,7 +174,8 @@ template <typename T, int VPL> __device__ void dual_layer_norm_fwd_rows(DualLaye
 // Backward in one pass over x and dy, K and V rows together: block g of G = gridDim.x = p.groups owns the rows
 // [g·R, (g+1)·R) of the S·B·T rows, R = ceil(rows / G), warp w of W the rows g·R + w + k·W; dx per row as in
 // dual_layer_norm_bwd_input, each lane's dy·x̂ and dy summed in registers, the warps' sums added in warp order into
-// partial[0|1][g][c]; dual_layer_norm_bwd_params_sum adds the groups in order.
+// partial[0|1][g][c]; dual_layer_norm_bwd_params_sum adds the groups in order. Software-pipelined: a warp's next row
+// (x, dy as raw vectors, mean, rstd) is loaded while its current row is computed and stored.
 template <typename T, int VPL> __device__ void dual_layer_norm_bwd_rows(DualLayerNormParams p)
 {
     constexpr int N = RowVec<T>::N, E = VPL * N;
@@ -188,6 +189,21 @@ template <typename T, int VPL> __device__ void dual_layer_norm_bwd_rows(DualLaye
 #pragma unroll
     for (int k = 0; k < VPL; ++k)
         if (o.col[k] < D) load_f32_vec<N>(p.gamma, o.col[k], gamma[k]);
+    typename RowVec<T>::Raw xn[VPL], dyn[VPL];
+    float mn = 0.f, rn = 0.f;
+    auto issue = [&](i64 r) {
+        const Row w = row_of(p, (int)r);
+#pragma unroll
+        for (int k = 0; k < VPL; ++k)
+        {
+            if (o.col[k] >= D) continue;
+            xn[k] = RowVec<T>::load_raw(w.s ? p.x1 : p.x0, o.x(p, w, k));
+            dyn[k] = RowVec<T>::load_raw(w.s ? p.dy1 : p.dy0, o.y(p, w, k));
+        }
+        mn = p.mean[r];
+        rn = p.rstd[r];
+    };
+    if (r0 + warp < r1) issue(r0 + warp);
     for (i64 r = r0 + warp; r < r1; r += warps)
     {
         const Row w = row_of(p, (int)r);
@@ -196,10 +212,12 @@ template <typename T, int VPL> __device__ void dual_layer_norm_bwd_rows(DualLaye
         for (int k = 0; k < VPL; ++k)
         {
             if (o.col[k] >= D) continue;
-            RowVec<T>::load(w.s ? p.x1 : p.x0, o.x(p, w, k), x[k]);
-            RowVec<T>::load(w.s ? p.dy1 : p.dy0, o.y(p, w, k), dy[k]);
+            RowVec<T>::unpack(xn[k], x[k]);
+            RowVec<T>::unpack(dyn[k], dy[k]);
         }
-        layer_norm_row_grad<VPL, N>(x, dy, gamma, p.mean[r], p.rstd[r], D, ag, ab);
+        const float mean = mn, rstd = rn;
+        if (r + warps < r1) issue(r + warps);
+        layer_norm_row_grad<VPL, N>(x, dy, gamma, mean, rstd, D, ag, ab);
 #pragma unroll
         for (int k = 0; k < VPL; ++k)
             if (o.col[k] < D) RowVec<T>::store(w.s ? p.dx1 : p.dx0, o.x(p, w, k), dy[k]);
@@ -218,4 +236,4 @@ TLS_INSTANTIATE(dual_layer_norm_bwd_input, DualLayerNormParams)
 TLS_INSTANTIATE(dual_layer_norm_bwd_params, DualLayerNormParams)
 TLS_INSTANTIATE(dual_layer_norm_bwd_params_sum, DualLayerNormParams)
 TLS_INSTANTIATE_ROWS(dual_layer_norm_fwd_rows, DualLayerNormParams)
-TLS_INSTANTIATE_ROWS(dual_layer_norm_bwd_rows, DualLayerNormParams)
+TLS_INSTANTIATE_ROWS_BWD(dual_layer_norm_bwd_rows, DualLayerNormParams)

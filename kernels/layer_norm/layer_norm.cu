@@ -141,18 +141,36 @@ template <typename T, int VPL> __device__ void layer_norm_bwd_rows(LayerNormPara
 #pragma unroll
     for (int k = 0; k < VPL; ++k)
         if (row_vec_col(k, lane, N) < p.cols) load_f32_vec<N>(p.gamma, row_vec_col(k, lane, N), gamma[k]);
+    // Software-pipelined: a warp's next row (x, dy as raw vectors, mean, rstd) is loaded while its current row is
+    // computed.
+    typename RowVec<T>::Raw xn[VPL], dyn[VPL];
+    float mn = 0.f, rn = 0.f;
+    auto issue = [&](i64 r) {
+#pragma unroll
+        for (int k = 0; k < VPL; ++k)
+        {
+            int c = row_vec_col(k, lane, N);
+            if (c >= p.cols) continue;
+            xn[k] = RowVec<T>::load_raw(p.x, r * p.cols + c);
+            dyn[k] = RowVec<T>::load_raw(p.dy, r * p.cols + c);
+        }
+        mn = p.mean[r];
+        rn = p.rstd[r];
+    };
+    if (r0 + warp < r1) issue(r0 + warp);
     for (i64 r = r0 + warp; r < r1; r += warps)
     {
         float x[VPL][N], dy[VPL][N];
 #pragma unroll
         for (int k = 0; k < VPL; ++k)
         {
-            int c = row_vec_col(k, lane, N);
-            if (c >= p.cols) continue;
-            RowVec<T>::load(p.x, r * p.cols + c, x[k]);
-            RowVec<T>::load(p.dy, r * p.cols + c, dy[k]);
+            if (row_vec_col(k, lane, N) >= p.cols) continue;
+            RowVec<T>::unpack(xn[k], x[k]);
+            RowVec<T>::unpack(dyn[k], dy[k]);
         }
-        layer_norm_row_grad<VPL, N>(x, dy, gamma, p.mean[r], p.rstd[r], p.cols, ag, ab);
+        const float mean = mn, rstd = rn;
+        if (r + warps < r1) issue(r + warps);
+        layer_norm_row_grad<VPL, N>(x, dy, gamma, mean, rstd, p.cols, ag, ab);
 #pragma unroll
         for (int k = 0; k < VPL; ++k)
             if (row_vec_col(k, lane, N) < p.cols) RowVec<T>::store(p.dx, r * p.cols + row_vec_col(k, lane, N), dy[k]);
@@ -171,4 +189,4 @@ TLS_INSTANTIATE(layer_norm_bwd_input, LayerNormParams)
 TLS_INSTANTIATE(layer_norm_bwd_params, LayerNormParams)
 TLS_INSTANTIATE(layer_norm_bwd_params_sum, LayerNormParams)
 TLS_INSTANTIATE_ROWS(layer_norm_fwd_rows, LayerNormParams)
-TLS_INSTANTIATE_ROWS(layer_norm_bwd_rows, LayerNormParams)
+TLS_INSTANTIATE_ROWS_BWD(layer_norm_bwd_rows, LayerNormParams)

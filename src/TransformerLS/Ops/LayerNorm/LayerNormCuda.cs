@@ -19,7 +19,6 @@ static class LayerNormCuda
 {
     const string File = "layer_norm/layer_norm.cu";
     const int RowsPerBlock = 4; // one warp per row
-    const int BackwardWarps = 8; // the fused backward's block: 8 warps share one row group
 
     // The row-in-registers kernels (kernels/common/row_vectors.cuh), by dtype and vectors per lane (1-4).
     static readonly string[] ForwardRows = ["layer_norm_fwd_rows_v1_f32", "layer_norm_fwd_rows_v2_f32", "layer_norm_fwd_rows_v3_f32", "layer_norm_fwd_rows_v4_f32",
@@ -65,7 +64,7 @@ static class LayerNormCuda
                 be.Kernel(File, f32 ? "layer_norm_bwd_params_f32" : "layer_norm_bwd_params_bf16")
                     .Launch(new Dim3((uint)((cols + 31) / 32), (uint)p.Groups), new Dim3(32, 8), 0, be.Stream, p);
             else
-                be.Kernel(File, rowsKernel).Launch((uint)p.Groups, 32 * BackwardWarps, 0, be.Stream, p);
+                be.Kernel(File, rowsKernel).Launch((uint)p.Groups, (uint)be.Constant(File, "layer_norm_bwd_rows_threads"), 0, be.Stream, p);
             be.Kernel(File, f32 ? "layer_norm_bwd_params_sum_f32" : "layer_norm_bwd_params_sum_bf16")
                 .Launch((uint)((cols + 31) / 32), new Dim3(32, 8), 0, be.Stream, p);
         }
