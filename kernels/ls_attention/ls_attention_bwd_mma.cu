@@ -2,8 +2,8 @@
 // every gradient has one writer, so no float atomics (FlashAttention-2's split of the backward into a query-major and
 // a key-major pass). With P = exp(σ·Q·Kᵀ − lse) over each query's key list, dP = dO·Vᵀ, D_i = dO_i·O_i and
 // dS = P ∘ (dP − D):
-//   ls_attention_bwd_dq_mma:  block = QB queries of a segment (the forward's blocks): dQ = σ·dS·K over the query's
-//                             key list, in registers; writes D_i for the key passes.
+//   ls_attention_bwd_dq_mma:  block = QN queries of a segment (the forward's blocks, narrow or wide): dQ = σ·dS·K
+//                             over the query's key list, in registers; writes D_i for the key passes.
 //   ls_attention_bwd_kv_mma:  block = KT window positions j0.. of one (b, h): walks the query tiles of every segment
 //                             whose window [s·w − e, (s+1)·w + e) holds one of them; dV = Pᵀ·dO, dK = σ·dSᵀ·Q in
 //                             registers, written once (a position no window holds, or a padded key, gets zeros).
@@ -15,26 +15,32 @@
 #include "ls_attention/ls_attention_mma.cuh"
 
 TLS_EXPORT(ls_attention_bwd_mma_qb, QB)
+TLS_EXPORT(ls_attention_bwd_dq_mma_wide_qb, QM)
+TLS_EXPORT(ls_attention_bwd_dq_mma_wide_threads, QM_WARPS * 32)
 TLS_EXPORT(ls_attention_bwd_mma_kt, KT)
 TLS_EXPORT(ls_attention_bwd_mma_threads, NWARP * 32)
 // Dynamic shared memory, bytes = fixed + per_d·D (rows of STRIDE(D) bf16). dQ pass: start()'s two buffers of key rows
-// i64 [KT], Qs [QB], two buffers of Ks, Vs [KT], then dOs [QB]. Key passes (kv_start): key rows i64 [KT], Ks, Vs [KT],
+// i64 [KT], Qs [QN], two buffers of Ks, Vs [KT], then dOs [QN]. Key passes (kv_start): key rows i64 [KT], Ks, Vs [KT],
 // then two buffers of Qs, dOs [QB] and of the query tile's lse and D [QB] floats.
-TLS_EXPORT(ls_attention_bwd_dq_mma_smem_per_d, 2 * (2 * QB + 4 * KT))
-TLS_EXPORT(ls_attention_bwd_dq_mma_smem_fixed, 16 * KT + 2 * (2 * QB + 4 * KT) * STRIDE(0))
+#define DQ_SMEM_PER_D(QN) (2 * (2 * (QN) + 4 * KT))
+#define DQ_SMEM_FIXED(QN) (16 * KT + 2 * (2 * (QN) + 4 * KT) * STRIDE(0))
+TLS_EXPORT(ls_attention_bwd_dq_mma_smem_per_d, DQ_SMEM_PER_D(QB))
+TLS_EXPORT(ls_attention_bwd_dq_mma_smem_fixed, DQ_SMEM_FIXED(QB))
+TLS_EXPORT(ls_attention_bwd_dq_mma_wide_smem_per_d, DQ_SMEM_PER_D(QM))
+TLS_EXPORT(ls_attention_bwd_dq_mma_wide_smem_fixed, DQ_SMEM_FIXED(QM))
 TLS_EXPORT(ls_attention_bwd_kv_mma_smem_per_d, 2 * (4 * QB + 2 * KT))
 TLS_EXPORT(ls_attention_bwd_kv_mma_smem_fixed, 8 * KT + 2 * (4 * QB + 2 * KT) * STRIDE(0) + 4 * 4 * QB)
 
-template <int D> __device__ void ls_attention_bwd_dq_mma(const LsAttentionParams& p)
+template <int D, int QN> __device__ void ls_attention_bwd_dq_mma(const LsAttentionParams& p)
 {
     extern __shared__ __align__(16) unsigned char smem[];
-    const Block k = block_of(p, QB);
+    const Block k = block_of(p, QN);
     if (k.nq <= 0) return;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     unsigned char* at = smem;
-    const Smem sm = start<D>(p, k, at);
+    const Smem sm = start<D, QN>(p, k, at);
     u16* dOs = (u16*)at;
-    issue_consecutive<D>(dOs, p.dout, k.qbase + (i64)k.q0 * p.qld, k.nq, QB, p.qld);
+    issue_consecutive<D>(dOs, p.dout, k.qbase + (i64)k.q0 * p.qld, k.nq, QN, p.qld);
 
     // D_i from global memory: the dO rows in flight to shared memory are waited on with the first key tile.
     float lse[2], dd[2];
@@ -285,11 +291,12 @@ template <int D> __device__ void ls_attention_bwd_lm_mma(const LsAttentionParams
     }
 }
 
-// The dQ pass asks for 4 blocks an SM (registers capped at 128; the compiler's 168 gave 3): B16 H8 n4096 d64 w128 r64
-// on the H200, 482 -> 439 us. The key pass, its query tiles taken in halves, asks for 3 (it had 236 registers, 2 blocks;
-// capped without the halves it measured 449 -> 454 us, with them 447 -> 406 us).
+// The dQ pass asks for 4 narrow or 2 wide blocks an SM (registers capped at 128; the compiler's 168 gave 3): B16 H8
+// n4096 d64 w128 r64 on the H200, 482 -> 439 us (narrow). The key pass, its query tiles taken in halves, asks for 3 (it
+// had 236 registers, 2 blocks; capped without the halves it measured 449 -> 454 us, with them 447 -> 406 us).
 #define TLS_INSTANTIATE_BWD(D)                                                                                  \
-    extern "C" __global__ void __launch_bounds__(NWARP * 32, 4) ls_attention_bwd_dq_mma_d##D(LsAttentionParams p) { ls_attention_bwd_dq_mma<D>(p); } \
+    extern "C" __global__ void __launch_bounds__(NWARP * 32, 4) ls_attention_bwd_dq_mma_d##D(LsAttentionParams p) { ls_attention_bwd_dq_mma<D, QB>(p); } \
+    extern "C" __global__ void __launch_bounds__(QM_WARPS * 32, 2) ls_attention_bwd_dq_mma_wide_d##D(LsAttentionParams p) { ls_attention_bwd_dq_mma<D, QM>(p); } \
     extern "C" __global__ void __launch_bounds__(NWARP * 32, 3) ls_attention_bwd_kv_mma_d##D(LsAttentionParams p) { ls_attention_bwd_kv_mma<D>(p); } \
     extern "C" __global__ void __launch_bounds__(NWARP * 32) ls_attention_bwd_lm_mma_d##D(LsAttentionParams p) { ls_attention_bwd_lm_mma<D>(p); }
 

@@ -7,6 +7,12 @@
 #define QB 64
 #define KT 64
 #define NWARP 4
+// The query-major kernels (the forward, the dQ pass) come in two blocks, 16 queries a warp: QB queries (NWARP warps)
+// where w <= QB, and the wide QM (QM_WARPS warps) where w > QB: at w = 128 a wide block is a whole segment, so the
+// segment's K and V tiles reach shared memory once for all its queries, not once per 64. At w <= 64 a wide block's
+// upper warps would have no queries. The launcher picks by w (LsAttentionCuda.Wide).
+#define QM 128
+#define QM_WARPS (QM / 16)
 
 // Tile `tile` of the block's key list: landmark tiles first (ceil(r/KT) of them), then window tiles.
 struct Tile
@@ -53,20 +59,20 @@ struct Smem
     u16 *Qs, *Ks[2], *Vs[2];
 };
 
-// Carves the common part (the backward carves on from `at`) and issues the block's queries (one commit group, waited
+// Carves the common part (the backward carves on from `at`) and issues the block's QN queries (one commit group, waited
 // on with the first key tile's).
-template <int D> TLS_DEVICE Smem start(const LsAttentionParams& p, const Block& k, unsigned char*& at)
+template <int D, int QN> TLS_DEVICE Smem start(const LsAttentionParams& p, const Block& k, unsigned char*& at)
 {
     Smem s;
     s.rows[0] = (i64*)at;
     s.rows[1] = s.rows[0] + KT;
     s.Qs = (u16*)(s.rows[1] + KT);
-    s.Ks[0] = s.Qs + QB * STRIDE(D);
+    s.Ks[0] = s.Qs + QN * STRIDE(D);
     s.Vs[0] = s.Ks[0] + KT * STRIDE(D);
     s.Ks[1] = s.Vs[0] + KT * STRIDE(D);
     s.Vs[1] = s.Ks[1] + KT * STRIDE(D);
     at = (unsigned char*)(s.Vs[1] + KT * STRIDE(D));
-    issue_consecutive<D>(s.Qs, p.q, k.qbase + (i64)k.q0 * p.qld, k.nq, QB, p.qld);
+    issue_consecutive<D>(s.Qs, p.q, k.qbase + (i64)k.q0 * p.qld, k.nq, QN, p.qld);
     return s;
 }
 

@@ -56,7 +56,8 @@ public sealed partial class LayoutContractTests
         Assert.True(exports.Length >= 10, $"expected the attention and projection kernels' exports, found {exports.Length}");
         foreach (var (file, name) in exports)
             Assert.True(gpu.Constant(file, name) >= 0, $"{file}: {name} read {gpu.Constant(file, name)}");
-        Assert.Equal(64, gpu.Constant("ls_attention/ls_attention_mma.cu", "ls_attention_mma_qb")); // #define QB 64 there
+        Assert.Equal(64, gpu.Constant("ls_attention/ls_attention_mma.cu", "ls_attention_mma_qb")); // #define QB 64 in ls_attention_mma.cuh
+        Assert.Equal(128, gpu.Constant("ls_attention/ls_attention_mma.cu", "ls_attention_mma_wide_qb")); // #define QM 128 there
         // A table's last element is there and one past it is refused by name.
         Assert.True(gpu.Constant("ls_causal_attention/ls_causal_attention_mma.cu", "ls_causal_attention_bwd_mma_smem", 31) > 0);
         Assert.Throws<ArgumentOutOfRangeException>(() => gpu.Constant("ls_causal_attention/ls_causal_attention_mma.cu", "ls_causal_attention_bwd_mma_smem", 32));

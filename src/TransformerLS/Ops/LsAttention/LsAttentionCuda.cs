@@ -41,15 +41,22 @@ static class LsAttentionCuda
     const string File = "ls_attention/ls_attention.cu", MmaFile = "ls_attention/ls_attention_mma.cu", BwdFile = "ls_attention/ls_attention_bwd_mma.cu";
     static readonly string[] MmaForward = ["ls_attention_fwd_mma_d16", "ls_attention_fwd_mma_d32", "ls_attention_fwd_mma_d48", "ls_attention_fwd_mma_d64", "ls_attention_fwd_mma_d80", "ls_attention_fwd_mma_d96", "ls_attention_fwd_mma_d112", "ls_attention_fwd_mma_d128"];
     static readonly string[] MmaDq = ["ls_attention_bwd_dq_mma_d16", "ls_attention_bwd_dq_mma_d32", "ls_attention_bwd_dq_mma_d48", "ls_attention_bwd_dq_mma_d64", "ls_attention_bwd_dq_mma_d80", "ls_attention_bwd_dq_mma_d96", "ls_attention_bwd_dq_mma_d112", "ls_attention_bwd_dq_mma_d128"];
+    static readonly string[] MmaForwardWide = ["ls_attention_fwd_mma_wide_d16", "ls_attention_fwd_mma_wide_d32", "ls_attention_fwd_mma_wide_d48", "ls_attention_fwd_mma_wide_d64", "ls_attention_fwd_mma_wide_d80", "ls_attention_fwd_mma_wide_d96", "ls_attention_fwd_mma_wide_d112", "ls_attention_fwd_mma_wide_d128"];
+    static readonly string[] MmaDqWide = ["ls_attention_bwd_dq_mma_wide_d16", "ls_attention_bwd_dq_mma_wide_d32", "ls_attention_bwd_dq_mma_wide_d48", "ls_attention_bwd_dq_mma_wide_d64", "ls_attention_bwd_dq_mma_wide_d80", "ls_attention_bwd_dq_mma_wide_d96", "ls_attention_bwd_dq_mma_wide_d112", "ls_attention_bwd_dq_mma_wide_d128"];
     static readonly string[] MmaKv = ["ls_attention_bwd_kv_mma_d16", "ls_attention_bwd_kv_mma_d32", "ls_attention_bwd_kv_mma_d48", "ls_attention_bwd_kv_mma_d64", "ls_attention_bwd_kv_mma_d80", "ls_attention_bwd_kv_mma_d96", "ls_attention_bwd_kv_mma_d112", "ls_attention_bwd_kv_mma_d128"];
     static readonly string[] MmaLm = ["ls_attention_bwd_lm_mma_d16", "ls_attention_bwd_lm_mma_d32", "ls_attention_bwd_lm_mma_d48", "ls_attention_bwd_lm_mma_d64", "ls_attention_bwd_lm_mma_d80", "ls_attention_bwd_lm_mma_d96", "ls_attention_bwd_lm_mma_d112", "ls_attention_bwd_lm_mma_d128"];
 
     /// <summary>A kernel's block: QB queries, Threads threads; read from its module (TLS_EXPORT), so the kernel is the one source.</summary>
     readonly record struct Tiles(int QB, int Threads);
 
-    static Tiles TilesOf(CudaBackend be, LsAttentionGeometry g, Tensor q) => UsesMma(g, q)
-        ? new(be.Constant(MmaFile, "ls_attention_mma_qb"), be.Constant(MmaFile, "ls_attention_mma_threads"))
-        : new(be.Constant(File, "ls_attention_f32_qb"), be.Constant(File, "ls_attention_f32_threads"));
+    static Tiles TilesOf(CudaBackend be, LsAttentionGeometry g, Tensor q) => !UsesMma(g, q)
+        ? new(be.Constant(File, "ls_attention_f32_qb"), be.Constant(File, "ls_attention_f32_threads"))
+        : Wide(be, g) ? new(be.Constant(MmaFile, "ls_attention_mma_wide_qb"), be.Constant(MmaFile, "ls_attention_mma_wide_threads"))
+        : new(be.Constant(MmaFile, "ls_attention_mma_qb"), be.Constant(MmaFile, "ls_attention_mma_threads"));
+
+    /// <summary>Whether the query-major tensor-core kernels (forward, dQ pass) take their wide blocks: where a window is longer than
+    /// a narrow block, so that a block holds a whole segment of 128 (kernels/ls_attention/ls_attention_mma.cuh).</summary>
+    static bool Wide(CudaBackend be, LsAttentionGeometry g) => g.W > be.Constant(MmaFile, "ls_attention_mma_qb");
 
     /// <summary>The tensor-core kernels' head dims: multiples of 16 up to 128 (the tables above, by d / 16 − 1).</summary>
     internal static bool MmaHeadDim(int d) => d % 16 == 0 && d is >= 16 and <= 128;
@@ -72,7 +79,9 @@ static class LsAttentionCuda
     {
         var t = TilesOf(be, g, q);
         var p = Params(g, t, q, k, v, kbar, vbar, mask, o, lse);
-        if (UsesMma(g, q))
+        if (UsesMma(g, q) && Wide(be, g))
+            be.Kernel(MmaFile, MmaForwardWide[g.D / 16 - 1]).Launch(Grid(g, t), (uint)t.Threads, KernelShared.Bytes(be, MmaFile, "ls_attention_fwd_mma_wide_smem_fixed", "ls_attention_fwd_mma_wide_smem_per_d", g.D), be.Stream, p);
+        else if (UsesMma(g, q))
             be.Kernel(MmaFile, MmaForward[g.D / 16 - 1]).Launch(Grid(g, t), (uint)t.Threads, KernelShared.Bytes(be, MmaFile, "ls_attention_fwd_mma_smem_fixed", "ls_attention_fwd_mma_smem_per_d", g.D), be.Stream, p);
         else
             be.Kernel(File, q.DType == DType.Float32 ? "ls_attention_fwd_f32" : "ls_attention_fwd_bf16").Launch(Grid(g, t), (uint)t.Threads, KernelShared.Checked(be, File, "ls_attention_fwd_f32_smem_fixed", "ls_attention_fwd_f32_smem_per_d", g.D, q.DType, "LS attention forward"), be.Stream, p);
@@ -106,11 +115,14 @@ static class LsAttentionCuda
             {
                 var threads = (uint)be.Constant(BwdFile, "ls_attention_bwd_mma_threads");
                 var kt = be.Constant(BwdFile, "ls_attention_bwd_mma_kt");
-                var dqSmem = KernelShared.Bytes(be, BwdFile, "ls_attention_bwd_dq_mma_smem_fixed", "ls_attention_bwd_dq_mma_smem_per_d", g.D);
+                var wide = Wide(be, g);
+                var dqSmem = wide ? KernelShared.Bytes(be, BwdFile, "ls_attention_bwd_dq_mma_wide_smem_fixed", "ls_attention_bwd_dq_mma_wide_smem_per_d", g.D)
+                    : KernelShared.Bytes(be, BwdFile, "ls_attention_bwd_dq_mma_smem_fixed", "ls_attention_bwd_dq_mma_smem_per_d", g.D);
                 var kvSmem = KernelShared.Bytes(be, BwdFile, "ls_attention_bwd_kv_mma_smem_fixed", "ls_attention_bwd_kv_mma_smem_per_d", g.D);
-                var bt = new Tiles(be.Constant(BwdFile, "ls_attention_bwd_mma_qb"), (int)threads);
-                p.Chunks = Chunks(g, bt);
-                be.Kernel(BwdFile, MmaDq[g.D / 16 - 1]).Launch(Grid(g, bt), threads, dqSmem, be.Stream, p);
+                var dqt = wide ? new Tiles(be.Constant(BwdFile, "ls_attention_bwd_dq_mma_wide_qb"), be.Constant(BwdFile, "ls_attention_bwd_dq_mma_wide_threads"))
+                    : new Tiles(be.Constant(BwdFile, "ls_attention_bwd_mma_qb"), (int)threads);
+                p.Chunks = Chunks(g, dqt);
+                be.Kernel(BwdFile, (wide ? MmaDqWide : MmaDq)[g.D / 16 - 1]).Launch(Grid(g, dqt), (uint)dqt.Threads, dqSmem, be.Stream, p);
                 be.Kernel(BwdFile, MmaKv[g.D / 16 - 1]).Launch(new Dim3((uint)((g.N + kt - 1) / kt), 1, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
                 be.Kernel(BwdFile, MmaLm[g.D / 16 - 1]).Launch(new Dim3((uint)((g.R + kt - 1) / kt), (uint)p.Groups, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
             }
