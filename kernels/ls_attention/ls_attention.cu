@@ -95,7 +95,7 @@ template <typename T> __device__ void ls_attention_fwd(LsAttentionParams p)
 
     for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
     {
-        Qs[idx] = p.scale * load<T>(p.q, k.qbase + (i64)(k.q0 + idx / d) * p.qld + idx % d);
+        Qs[idx] = p.scale * load<T>(p.q, q_row(p, k, k.q0 + idx / d) + idx % d);
         Acc[idx] = 0.f;
     }
     for (int i = threadIdx.x; i < QB; i += blockDim.x) { M[i] = -TLS_INF; L[i] = 0.f; }
@@ -113,7 +113,7 @@ template <typename T> __device__ void ls_attention_fwd(LsAttentionParams p)
         }
     }
     __syncthreads();
-    store_softmax_rows<T>(p.o, k.qbase + (i64)k.q0 * p.qld, p.lse + (i64)k.bh * p.n + k.q0, k.nq, d, Acc, M, L,
+    store_softmax_rows<T>(p.o, q_row(p, k, k.q0), p.lse + (i64)k.bh * p.n + k.q0, k.nq, d, Acc, M, L,
                           [&](int qi) { return is_token(p, k.b, k.q0 + qi); }, p.qld);
 }
 
@@ -149,7 +149,7 @@ template <typename T> __device__ void ls_attention_bwd_dq(LsAttentionParams p)
 
     for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
     {
-        i64 off = k.qbase + (i64)(k.q0 + idx / d) * p.qld + idx % d;
+        i64 off = q_row(p, k, k.q0 + idx / d) + idx % d;
         Qs[idx] = p.scale * load<T>(p.q, off);
         dOs[idx] = load<T>(p.dout, off);
         dQs[idx] = 0.f;
@@ -159,7 +159,7 @@ template <typename T> __device__ void ls_attention_bwd_dq(LsAttentionParams p)
     {
         int i = k.q0 + qi;
         double s = 0.0;
-        for (int c = lane; c < d; c += 32) s += (double)dOs[qi * d + c] * load<T>(p.o, k.qbase + (i64)i * p.qld + c);
+        for (int c = lane; c < d; c += 32) s += (double)dOs[qi * d + c] * load<T>(p.o, q_row(p, k, i) + c);
         s = warp_sum(s);
         if (lane == 0)
         {
@@ -228,7 +228,7 @@ template <typename T> __device__ void ls_attention_bwd_dq(LsAttentionParams p)
     }
     __syncthreads();
     for (int idx = threadIdx.x; idx < k.nq * d; idx += blockDim.x)
-        store<T>(p.dq, k.qbase + (i64)(k.q0 + idx / d) * p.qld + idx % d, qok[idx / d] ? p.scale * dQs[idx] : 0.f);
+        store<T>(p.dq, q_row(p, k, k.q0 + idx / d) + idx % d, qok[idx / d] ? p.scale * dQs[idx] : 0.f);
 }
 
 // The key passes' shared memory: a query tile's D and lse [QB] (double); the block's keys Ks, Vs and their gradients

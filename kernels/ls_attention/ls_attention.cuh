@@ -61,6 +61,9 @@ TLS_DEVICE Block block_of(const LsAttentionParams& p, int qb)
     return k;
 }
 
+// Element offset of query i's row of (b, h) = k.bh in q, o, dout, dq (either layout).
+TLS_DEVICE i64 q_row(const LsAttentionParams& p, const Block& k, int i) { return k.qbase + (i64)i * p.qld; }
+
 TLS_DEVICE bool is_token(const LsAttentionParams& p, int b, int j) { return !p.mask || p.mask[(i64)b * p.n + j] != 0.f; }
 
 TLS_PARAMS_LAYOUT(LsAttentionParams, qld, 192, 188)

@@ -40,12 +40,12 @@ template <int D, int QN> __device__ void ls_attention_bwd_dq_mma(const LsAttenti
     unsigned char* at = smem;
     const Smem sm = start<D, QN>(p, k, at);
     u16* dOs = (u16*)at;
-    issue_consecutive<D>(dOs, p.dout, k.qbase + (i64)k.q0 * p.qld, k.nq, QN, p.qld);
+    issue_consecutive<D>(dOs, p.dout, q_row(p, k, k.q0), k.nq, QN, p.qld);
 
     // D_i from global memory: the dO rows in flight to shared memory are waited on with the first key tile.
     float lse[2], dd[2];
-    const u16* dout = (const u16*)p.dout + k.qbase + (i64)k.q0 * p.qld;
-    backward_rows<D>((const u16*)p.o + k.qbase + (i64)k.q0 * p.qld, p.lse + (i64)k.bh * p.n + k.q0, [&](int qi, int c) { return bf(dout[(i64)qi * p.qld + c]); }, k.nq,
+    const u16* dout = (const u16*)p.dout + q_row(p, k, k.q0);
+    backward_rows<D>((const u16*)p.o + q_row(p, k, k.q0), p.lse + (i64)k.bh * p.n + k.q0, [&](int qi, int c) { return bf(dout[(i64)qi * p.qld + c]); }, k.nq,
                      [&](int qi) { return is_token(p, k.b, k.q0 + qi); }, lse, dd, p.qld);
     for (int h = 0; h < 2; ++h)
     {
@@ -74,7 +74,7 @@ template <int D, int QN> __device__ void ls_attention_bwd_dq_mma(const LsAttenti
     {
         const int qi = warp * 16 + lane / 4 + 8 * h, i = k.q0 + qi;
         if (qi >= k.nq) continue;
-        store_row_bf16<D>((u16*)p.dq + k.qbase + (i64)i * p.qld, dq, h, lse[h] == TLS_INF ? 0.f : p.scale);
+        store_row_bf16<D>((u16*)p.dq + q_row(p, k, i), dq, h, lse[h] == TLS_INF ? 0.f : p.scale);
     }
 }
 

@@ -46,7 +46,7 @@ template <int D, int QN> __device__ void ls_attention_fwd_mma(const LsAttentionP
     });
 
     const float ms[2] = {m[0] * p.scale, m[1] * p.scale};  // the running maxima in scaled units, for the lse
-    store_softmax_rows<D>((u16*)p.o + k.qbase + (i64)k.q0 * p.qld, p.lse + (i64)k.bh * p.n + k.q0, k.nq, o, ms, l,
+    store_softmax_rows<D>((u16*)p.o + q_row(p, k, k.q0), p.lse + (i64)k.bh * p.n + k.q0, k.nq, o, ms, l,
                           [&](int qi) { return is_token(p, k.b, k.q0 + qi); }, p.qld);
 }
 

@@ -72,7 +72,7 @@ template <int D, int QN> TLS_DEVICE Smem start(const LsAttentionParams& p, const
     s.Ks[1] = s.Vs[0] + KT * STRIDE(D);
     s.Vs[1] = s.Ks[1] + KT * STRIDE(D);
     at = (unsigned char*)(s.Vs[1] + KT * STRIDE(D));
-    issue_consecutive<D>(s.Qs, p.q, k.qbase + (i64)k.q0 * p.qld, k.nq, QN, p.qld);
+    issue_consecutive<D>(s.Qs, p.q, q_row(p, k, k.q0), k.nq, QN, p.qld);
     return s;
 }
 
