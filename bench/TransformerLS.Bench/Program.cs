@@ -12,7 +12,7 @@ var tokens = new Option<int>("--tokens") { Description = "tokens per call (B = t
 var dtypes = new Option<string>("--dtype") { Description = "bf16, fp32 or both (comma-separated)", DefaultValueFactory = _ => "bf16,fp32" };
 
 var n = new Option<string>("--n") { Description = "sequence length(s) of the bidirectional kernels, comma-separated (1024,4096,16384,65536: the same tokens per call at each)", DefaultValueFactory = _ => "4096" };
-var filter = new Option<string?>("--filter") { Description = "run only kernels whose family.kernel contains this text" };
+var filter = new Option<string?>("--filter") { Description = "run only kernels whose family.kernel contains one of these comma-separated texts (e.g. ls_attention,layer_norm)" };
 var gemm = new Option<int>("--ceiling-gemm") { Description = "size of the square bf16 GEMM that measures the matrix ceiling", DefaultValueFactory = _ => 8192 };
 var copyMib = new Option<int>("--ceiling-copy-mib") { Description = "MiB of the device-to-device copy that measures the copy ceiling", DefaultValueFactory = _ => 1024 };
 var kernels = new Command("kernels", "Per-kernel device time (CUDA events, L2 flushed), TFLOP/s and GB/s against the measured ceilings")

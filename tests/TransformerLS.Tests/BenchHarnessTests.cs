@@ -62,6 +62,25 @@ public class BenchHarnessTests
     }
 
     [Fact]
+    public void Kernel_filter_takes_comma_separated_texts()
+    {
+        Assert.True(KernelBench.Matches("ls_attention.forward", null));
+        Assert.True(KernelBench.Matches("ls_attention.forward", " "));
+        Assert.True(KernelBench.Matches("ls_attention.forward", "LS_ATTENTION"));
+        Assert.True(KernelBench.Matches("layer_norm.backward", "ls_attention, layer_norm"));
+        Assert.True(KernelBench.Matches("dual_layer_norm.backward", "ls_attention,layer_norm"));
+        Assert.False(KernelBench.Matches("linear.forward", "ls_attention,layer_norm"));
+        Assert.False(KernelBench.Matches("linear.forward", "ls_attention,,"));
+        Assert.False(KernelBench.Matches("ls_attention.forward", "ls_attention.backward"));
+        // Through Run: only the selected families' rows come back.
+        using var be = new CpuBackend();
+        var report = KernelBench.Run(be, new KernelBench.Options([Tiny], [DType.Float32], Runs: 1, Warmup: 0, Filter: "layer_norm.backward,linear.forward",
+            CeilingGemm: 32, CeilingCopyBytes: 1 << 16));
+        Assert.Equal(["dual_layer_norm.backward", "layer_norm.backward", "linear.forward"],
+            report.Rows.Select(r => $"{r.Family}.{r.Kernel}").Order(StringComparer.Ordinal).ToArray());
+    }
+
+    [Fact]
     public void Every_kernel_case_runs_and_the_exports_agree()
     {
         using var be = new CpuBackend();

@@ -16,6 +16,12 @@ public static class KernelBench
     public sealed record Options(IReadOnlyList<KernelShape> Shapes, IReadOnlyList<DType> DTypes, int Runs = 30, int Warmup = 5, string? Filter = null,
         int CeilingGemm = 8192, long CeilingCopyBytes = 1L << 30, int Seed = 1);
 
+    /// <summary>Whether family.kernel <paramref name="name"/> is selected by <paramref name="filter"/>: comma-separated texts, any of
+    /// which it contains (case-insensitive); null or blank selects every kernel.</summary>
+    public static bool Matches(string name, string? filter) =>
+        string.IsNullOrWhiteSpace(filter)
+        || filter.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Any(f => name.Contains(f, StringComparison.OrdinalIgnoreCase));
+
     public static KernelReport Run(IBackend be, Options o, TextWriter? log = null)
     {
         if (o.Runs < 1) throw new ArgumentOutOfRangeException(nameof(o), o.Runs, "runs must be at least 1");
@@ -28,7 +34,7 @@ public static class KernelBench
         foreach (var c in o.Shapes.SelectMany(s => OpCases.Perf(s, o.DTypes)))
         {
             var name = $"{c.Stem}.{c.Direction}";
-            if (o.Filter is { } f && !name.Contains(f, StringComparison.OrdinalIgnoreCase)) continue;
+            if (!Matches(name, o.Filter)) continue;
             using var scope = new TensorScope();
             var ins = c.Inputs.Select(s => rnd.Input(be, s)).ToArray();
             var outs = c.Outputs.Select(s => be.Empty(s.Shape, s.DType)).ToArray();
