@@ -49,14 +49,28 @@ static class LsAttentionCuda
     /// <summary>A kernel's block: QB queries, Threads threads; read from its module (TLS_EXPORT), so the kernel is the one source.</summary>
     readonly record struct Tiles(int QB, int Threads);
 
-    static Tiles TilesOf(CudaBackend be, LsAttentionGeometry g, Tensor q) => !UsesMma(g, q)
-        ? new(be.Constant(File, "ls_attention_f32_qb"), be.Constant(File, "ls_attention_f32_threads"))
-        : Wide(be, g) ? new(be.Constant(MmaFile, "ls_attention_mma_wide_qb"), be.Constant(MmaFile, "ls_attention_mma_wide_threads"))
-        : new(be.Constant(MmaFile, "ls_attention_mma_qb"), be.Constant(MmaFile, "ls_attention_mma_threads"));
+    /// <summary>A query-major tensor-core pass (the forward or the dQ pass) in one block size: its kernels by d / 16 − 1 and the
+    /// names of its block's and shared memory's exports.</summary>
+    sealed record QueryPass(string File, string[] Kernels, string Qb, string Threads, string SmemFixed, string SmemPerD)
+    {
+        public Tiles TilesOf(CudaBackend be) => new(be.Constant(File, Qb), be.Constant(File, Threads));
+        public uint Smem(CudaBackend be, int d) => KernelShared.Bytes(be, File, SmemFixed, SmemPerD, d);
+    }
+
+    static readonly QueryPass ForwardNarrow = new(MmaFile, MmaForward, "ls_attention_mma_qb", "ls_attention_mma_threads", "ls_attention_fwd_mma_smem_fixed", "ls_attention_fwd_mma_smem_per_d");
+    static readonly QueryPass ForwardWide = new(MmaFile, MmaForwardWide, "ls_attention_mma_wide_qb", "ls_attention_mma_wide_threads", "ls_attention_fwd_mma_wide_smem_fixed", "ls_attention_fwd_mma_wide_smem_per_d");
+    static readonly QueryPass DqNarrow = new(BwdFile, MmaDq, "ls_attention_bwd_mma_qb", "ls_attention_bwd_mma_threads", "ls_attention_bwd_dq_mma_smem_fixed", "ls_attention_bwd_dq_mma_smem_per_d");
+    static readonly QueryPass DqWide = new(BwdFile, MmaDqWide, "ls_attention_bwd_dq_mma_wide_qb", "ls_attention_bwd_dq_mma_wide_threads", "ls_attention_bwd_dq_mma_wide_smem_fixed", "ls_attention_bwd_dq_mma_wide_smem_per_d");
 
     /// <summary>Whether the query-major tensor-core kernels (forward, dQ pass) take their wide blocks: where a window is longer than
     /// a narrow block, so that a block holds a whole segment of 128 (kernels/ls_attention/ls_attention_mma.cuh).</summary>
     static bool Wide(CudaBackend be, LsAttentionGeometry g) => g.W > be.Constant(MmaFile, "ls_attention_mma_qb");
+
+    static QueryPass ForwardPass(CudaBackend be, LsAttentionGeometry g) => Wide(be, g) ? ForwardWide : ForwardNarrow;
+
+    static Tiles TilesOf(CudaBackend be, LsAttentionGeometry g, Tensor q) => UsesMma(g, q)
+        ? ForwardPass(be, g).TilesOf(be)
+        : new(be.Constant(File, "ls_attention_f32_qb"), be.Constant(File, "ls_attention_f32_threads"));
 
     /// <summary>The tensor-core kernels' head dims: multiples of 16 up to 128 (the tables above, by d / 16 − 1).</summary>
     internal static bool MmaHeadDim(int d) => d % 16 == 0 && d is >= 16 and <= 128;
@@ -79,10 +93,11 @@ static class LsAttentionCuda
     {
         var t = TilesOf(be, g, q);
         var p = Params(g, t, q, k, v, kbar, vbar, mask, o, lse);
-        if (UsesMma(g, q) && Wide(be, g))
-            be.Kernel(MmaFile, MmaForwardWide[g.D / 16 - 1]).Launch(Grid(g, t), (uint)t.Threads, KernelShared.Bytes(be, MmaFile, "ls_attention_fwd_mma_wide_smem_fixed", "ls_attention_fwd_mma_wide_smem_per_d", g.D), be.Stream, p);
-        else if (UsesMma(g, q))
-            be.Kernel(MmaFile, MmaForward[g.D / 16 - 1]).Launch(Grid(g, t), (uint)t.Threads, KernelShared.Bytes(be, MmaFile, "ls_attention_fwd_mma_smem_fixed", "ls_attention_fwd_mma_smem_per_d", g.D), be.Stream, p);
+        if (UsesMma(g, q))
+        {
+            var pass = ForwardPass(be, g);
+            be.Kernel(pass.File, pass.Kernels[g.D / 16 - 1]).Launch(Grid(g, t), (uint)t.Threads, pass.Smem(be, g.D), be.Stream, p);
+        }
         else
             be.Kernel(File, q.DType == DType.Float32 ? "ls_attention_fwd_f32" : "ls_attention_fwd_bf16").Launch(Grid(g, t), (uint)t.Threads, KernelShared.Checked(be, File, "ls_attention_fwd_f32_smem_fixed", "ls_attention_fwd_f32_smem_per_d", g.D, q.DType, "LS attention forward"), be.Stream, p);
     }
@@ -115,14 +130,12 @@ static class LsAttentionCuda
             {
                 var threads = (uint)be.Constant(BwdFile, "ls_attention_bwd_mma_threads");
                 var kt = be.Constant(BwdFile, "ls_attention_bwd_mma_kt");
-                var wide = Wide(be, g);
-                var dqSmem = wide ? KernelShared.Bytes(be, BwdFile, "ls_attention_bwd_dq_mma_wide_smem_fixed", "ls_attention_bwd_dq_mma_wide_smem_per_d", g.D)
-                    : KernelShared.Bytes(be, BwdFile, "ls_attention_bwd_dq_mma_smem_fixed", "ls_attention_bwd_dq_mma_smem_per_d", g.D);
+                var dqPass = Wide(be, g) ? DqWide : DqNarrow;
+                var dqSmem = dqPass.Smem(be, g.D);
                 var kvSmem = KernelShared.Bytes(be, BwdFile, "ls_attention_bwd_kv_mma_smem_fixed", "ls_attention_bwd_kv_mma_smem_per_d", g.D);
-                var dqt = wide ? new Tiles(be.Constant(BwdFile, "ls_attention_bwd_dq_mma_wide_qb"), be.Constant(BwdFile, "ls_attention_bwd_dq_mma_wide_threads"))
-                    : new Tiles(be.Constant(BwdFile, "ls_attention_bwd_mma_qb"), (int)threads);
+                var dqt = dqPass.TilesOf(be);
                 p.Chunks = Chunks(g, dqt);
-                be.Kernel(BwdFile, (wide ? MmaDqWide : MmaDq)[g.D / 16 - 1]).Launch(Grid(g, dqt), (uint)dqt.Threads, dqSmem, be.Stream, p);
+                be.Kernel(BwdFile, dqPass.Kernels[g.D / 16 - 1]).Launch(Grid(g, dqt), (uint)dqt.Threads, dqSmem, be.Stream, p);
                 be.Kernel(BwdFile, MmaKv[g.D / 16 - 1]).Launch(new Dim3((uint)((g.N + kt - 1) / kt), 1, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
                 be.Kernel(BwdFile, MmaLm[g.D / 16 - 1]).Launch(new Dim3((uint)((g.R + kt - 1) / kt), (uint)p.Groups, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
             }
