@@ -12,7 +12,7 @@ public static partial class Linear
 
     internal static IEnumerable<OpCase> Cases(DType dt) => CasesAt(dt, [3, 5], 64, 48);
 
-    internal static IEnumerable<OpCase> PerfCases(KernelShape k, DType dt) => CasesAt(dt, [k.Tokens], k.Dim, k.Dim).Where(c => c.Op != "linear_accumulate"); // the bench times forward and backward
+    internal static IEnumerable<OpCase> PerfCases(KernelShape k, DType dt) => CasesAt(dt, [k.Tokens], k.Dim, k.Dim).Where(c => !c.Op.EndsWith("_accumulate")); // the bench times forward and backward
 
     static IEnumerable<OpCase> CasesAt(DType dt, int[] lead, int inDim, int outDim)
     {
@@ -33,6 +33,14 @@ public static partial class Linear
         yield return Make(F(nameof(Backward)), "linear_backward", dt, shape, [In("x", dt, 1, xs), In("w", dt, wScale, outDim, inDim), In("dy", dt, 1, ys)],
             [Out("dx", dt, xs), Out("dw", dt, outDim, inDim), Out("db", dt, outDim)],
             (be, i, o) => Backward(be, i[2], i[0], i[1], o[0], o[1], o[2]), new LinearRef(rows, inDim, outDim, true), 4 * x * outDim, s * (2 * x + y + 2 * w + outDim));
+        // The graph's parameter targets: dW += dyᵀ·x and db += Σ dy into float32 gradients that start as dw0 and db0 (on the GPU one GEMM
+        // whose epilogue takes db into a scratch, then added).
+        var f = DType.Float32;
+        yield return Make(F(nameof(Backward)), "linear_backward_accumulate", dt, shape,
+            [In("x", dt, 1, xs), In("w", dt, wScale, outDim, inDim), In("dy", dt, 1, ys), In("dw0", f, 1, outDim, inDim), In("db0", f, 1, outDim)],
+            [Out("dx", dt, xs), Out("dw", f, outDim, inDim), Out("db", f, outDim)],
+            (be, i, o) => { Elementwise.Cast(be, i[3], o[1]); Elementwise.Cast(be, i[4], o[2]); Backward(be, i[2], i[0], i[1], o[0], o[1], o[2], accumulate: true); },
+            new LinearRef(rows, inDim, outDim, true, Accumulate: true), 4 * x * outDim, s * (2 * x + y + w + outDim) + 4.0 * 2 * (w + outDim));
     }
 
     sealed record LinearRef(int Rows, int In, int Out, bool Backward, bool Accumulate = false) : IReference
@@ -46,10 +54,12 @@ public static partial class Linear
                 Elementwise.BiasAdd<T>(y, i[2], y);
                 return [y];
             }
-            T[] dx = new T[Rows * In], dw = new T[Out * In], db = new T[Out];
+            T[] dx = new T[Rows * In];
+            T[] dw = Accumulate ? (T[])i[3].Clone() : new T[Out * In], db = Accumulate ? (T[])i[4].Clone() : new T[Out];
+            var beta = Accumulate ? T.One : T.Zero;
             MatMul.Reference<T>(new(1, Rows, In, Out, 0, 0, 0), i[2], false, i[1], false, dx, T.One, T.Zero);
-            MatMul.Reference<T>(new(1, Out, In, Rows, 0, 0, 0), i[2], true, i[0], false, dw, T.One, T.Zero);
-            Elementwise.ColumnSum<T>(i[2], db, T.Zero);
+            MatMul.Reference<T>(new(1, Out, In, Rows, 0, 0, 0), i[2], true, i[0], false, dw, T.One, beta);
+            Elementwise.ColumnSum<T>(i[2], db, beta);
             return [dx, dw, db];
         }
     }
