@@ -171,35 +171,43 @@ template <typename T> __device__ void ls_projection_compress_sum(LsProjectionPar
 
 // Compress stage 2 of the one-pass tensor-core compress (ls_projection_mma.cu), whose partials are relative to their
 // group's own max m_g: K̄ = Σ_g exp(m_g − M)·K̄_g / Z, with M, Z the merged statistics (colmax, colsum); a group
-// without tokens in the column (m_g = −inf) adds nothing, a column without any gives 0. Block (32, 8): element
-// blockIdx.x·32 + x, slice y adds groups y, y + 8, … in order, then row 0 adds the 8 slices in slice order.
+// without tokens in the column (m_g = −inf) adds nothing, a column without any gives 0. Block (32, 8): elements
+// 4·(blockIdx.x·32 + x) .. + 3 (one column: d is a multiple of 16 on the tensor-core path, so 16-byte loads of both
+// partials), slice y adds groups y, y + 8, … in order, then row 0 adds the 8 slices in slice order.
 template <typename T> __device__ void ls_projection_compress_sum_scaled(LsProjectionParams p)
 {
-    __shared__ float sk[8][33], sv[8][33];
+    __shared__ float4 sk[8][32], sv[8][32];
     const int hr = p.H * p.r, x = threadIdx.x, y = threadIdx.y;
-    const i64 per = (i64)p.B * p.H * p.r * p.d, i = blockIdx.x * (i64)32 + x;
+    const i64 per = (i64)p.B * p.H * p.r * p.d, i = 4 * (blockIdx.x * (i64)32 + x);
     const i64 col = i / p.d, b = col / hr, c = col % hr;  // col = b·H·r + h·r + k
     const bool in = i < per;
     const float mx = in ? p.colmax[col] : 0.f, z = in ? p.colsum[col] : 0.f;
-    float a = 0.f, v = 0.f;
+    float4 a = {0.f, 0.f, 0.f, 0.f}, v = a;
     if (z > 0.f)
         for (int g = y; g < p.groups; g += 8)
         {
             const float mg = p.pmax[(b * p.groups + g) * hr + c];
             if (mg == -TLS_INF) continue;
             const float f = expf(mg - mx);
-            a += f * p.kpart[g * per + i];
-            v += f * p.vpart[g * per + i];
+            const float4 kg = *(const float4*)(p.kpart + g * per + i), vg = *(const float4*)(p.vpart + g * per + i);
+            a.x += f * kg.x; a.y += f * kg.y; a.z += f * kg.z; a.w += f * kg.w;
+            v.x += f * vg.x; v.y += f * vg.y; v.z += f * vg.z; v.w += f * vg.w;
         }
     sk[y][x] = a;
     sv[y][x] = v;
     __syncthreads();
     if (y != 0 || !in) return;
-    for (int k = 1; k < 8; ++k) { a += sk[k][x]; v += sv[k][x]; }
-    if (z > 0.f) { a /= z; v /= z; }
-    store<T>(p.kbar, i, a);
-    store<T>(p.vbar, i, v);
-    if (p.kbar32) { p.kbar32[i] = a; p.vbar32[i] = v; }
+    for (int k = 1; k < 8; ++k)
+    {
+        const float4 ak = sk[k][x], vk = sv[k][x];
+        a.x += ak.x; a.y += ak.y; a.z += ak.z; a.w += ak.w;
+        v.x += vk.x; v.y += vk.y; v.z += vk.z; v.w += vk.w;
+    }
+    const float zz = z > 0.f ? z : 1.f;
+    const float4 av = {a.x / zz, a.y / zz, a.z / zz, a.w / zz}, vv = {v.x / zz, v.y / zz, v.z / zz, v.w / zz};
+    const float ka[4] = {av.x, av.y, av.z, av.w}, va[4] = {vv.x, vv.y, vv.z, vv.w};
+    for (int e = 0; e < 4; ++e) { store<T>(p.kbar, i + e, ka[e]); store<T>(p.vbar, i + e, va[e]); }
+    if (p.kbar32) { *(float4*)(p.kbar32 + i) = av; *(float4*)(p.vbar32 + i) = vv; }
 }
 
 // Backward, block (group, h, b), two launches (phase 0, then phase 1 after ls_projection_coldot):

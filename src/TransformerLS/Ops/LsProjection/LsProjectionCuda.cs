@@ -100,7 +100,8 @@ static class LsProjectionCuda
                 be.Kernel(MmaFile, MmaCompress[g.D / 16 - 1]).Launch(GroupGrid(g, p), Threads(be, true),
                     (uint)be.Constant(MmaFile, "ls_projection_compress_mma_smem", g.D / 16 - 1), be.Stream, p);
                 statsSum.Launch(ColumnWarps(g), Flat, 0, be.Stream, p);
-                be.Kernel(File, "ls_projection_compress_sum_scaled_bf16").Launch((uint)((kbar.Count + 31) / 32), new Dim3(32, 8), 0, be.Stream, p);
+                // 4 elements a thread (d is a multiple of 16 here), 32 threads of them a block row.
+                be.Kernel(File, "ls_projection_compress_sum_scaled_bf16").Launch((uint)((kbar.Count + 127) / 128), new Dim3(32, 8), 0, be.Stream, p);
             }
             else
             {
