@@ -65,10 +65,6 @@ public enum GemmEpilogue
     None = 1,
     /// <summary>D = alpha·op(A)·op(B) + beta·C + bias, bias broadcast over the rows of the row-major result (one value per column).</summary>
     Bias = 4,
-    /// <summary>D = alpha·op(A)·op(B) + beta·C, and bias[i] = Σ_k op(A)[i, k] written (not added), one value per row of the row-major
-    /// result: the bias gradient Σ_rows dy of a Linear's weight-gradient GEMM dW = dyᵀ·x. cuBLASLt's BGRADB, since the column-major
-    /// library sees our A as its B.</summary>
-    BiasGradient = 512,
 }
 
 /// <summary>
@@ -93,7 +89,7 @@ public sealed unsafe class CudaBlasLt : IDisposable
     readonly CudaContext _context;
     readonly CudaStream _stream;
     readonly CudaDeviceVariable<byte> _workspace;
-    readonly Dictionary<Problem, Plan?> _plans = [];
+    readonly Dictionary<Problem, Plan> _plans = [];
     nint _handle;
 
     public CudaBlasLt(CudaContext context, CudaStream stream)
@@ -112,42 +108,26 @@ public sealed unsafe class CudaBlasLt : IDisposable
     public static long Version => (long)CublasLt.cublasLtGetVersion();
 
     /// <summary>
-    /// Row-major C = alpha·op(A)·op(B) + beta·C (+ bias[j] on every row with <see cref="GemmEpilogue.Bias"/>: n elements; or
-    /// bias[i] = Σ_k op(A)[i, k] written with <see cref="GemmEpilogue.BiasGradient"/>: m elements); op(A) is m×k, op(B) is k×n, C is
-    /// m×n with leading dimension n; bias in C's dtype. Throws where the heuristic has no algorithm (<see cref="TryMatmul"/> does not).
+    /// Row-major C = alpha·op(A)·op(B) + beta·C (+ bias[j] on every row with <see cref="GemmEpilogue.Bias"/>); op(A) is m×k,
+    /// op(B) is k×n, C is m×n with leading dimension n; bias has n elements in C's dtype.
     /// </summary>
     public void Matmul(bool transA, bool transB, int m, int n, int k, float alpha, ulong a, ulong b, float beta, ulong c,
         ulong bias, GemmPrecision precision, GemmEpilogue epilogue)
     {
-        if (!TryMatmul(transA, transB, m, n, k, alpha, a, b, beta, c, bias, precision, epilogue))
-            throw new NotSupportedException($"cuBLASLt has no algorithm for a {m}x{n}x{k} {precision} GEMM with epilogue {epilogue} " +
-                                            $"(transA {transA}, transB {transB}, alignment {Alignment(a, b, c, bias, epilogue)} bytes)");
-    }
-
-    /// <summary><see cref="Matmul"/>, or false (nothing launched) where the heuristic has no algorithm for the problem; the answer is
-    /// cached with the problem, so asking again costs a dictionary lookup.</summary>
-    public bool TryMatmul(bool transA, bool transB, int m, int n, int k, float alpha, ulong a, ulong b, float beta, ulong c,
-        ulong bias, GemmPrecision precision, GemmEpilogue epilogue)
-    {
-        var plan = PlanFor(new Problem(transA, transB, m, n, k, precision, epilogue, Alignment(a, b, c, bias, epilogue)));
-        if (plan is null) return false;
+        var alignment = (int)Math.Min(256UL, LowestBit(a | b | c | (epilogue == GemmEpilogue.Bias ? bias : 0) | 256UL));
+        var plan = PlanFor(new Problem(transA, transB, m, n, k, precision, epilogue, alignment));
         _context.MakeCurrent();
-        if (epilogue != GemmEpilogue.None)
+        if (epilogue == GemmEpilogue.Bias)
             CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, CublasLt.DescBiasPointer, &bias, (nuint)sizeof(ulong)));
         fixed (CublasLt.Algo* algo = &plan.Algo)
             CublasLt.Check(CublasLt.cublasLtMatmul(_handle, plan.Desc, &alpha, b, plan.A, a, plan.B, &beta, c, plan.C, c, plan.C,
                 algo, _workspace.DevicePointer, (nuint)WorkspaceBytes, _stream.Handle));
-        return true;
     }
-
-    static int Alignment(ulong a, ulong b, ulong c, ulong bias, GemmEpilogue epilogue) =>
-        (int)Math.Min(256UL, LowestBit(a | b | c | (epilogue != GemmEpilogue.None ? bias : 0) | 256UL));
 
     static ulong LowestBit(ulong x) => x & (~x + 1);
 
     // Column-major view: the library computes Cᵀ (n×m) = op(B)ᵀ·op(A)ᵀ, so its "A" is our B and its "B" is our A.
-    // null: the heuristic has no algorithm (cached as such).
-    Plan? PlanFor(in Problem p)
+    Plan PlanFor(in Problem p)
     {
         if (_plans.TryGetValue(p, out var plan)) return plan;
         var (type, cType, compute) = p.Precision switch
@@ -167,7 +147,7 @@ public sealed unsafe class CudaBlasLt : IDisposable
         CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(desc, CublasLt.DescTransA, &ta, sizeof(int)));
         CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(desc, CublasLt.DescTransB, &tb, sizeof(int)));
         CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(desc, CublasLt.DescEpilogue, &epi, sizeof(int)));
-        if (p.Epilogue != GemmEpilogue.None)
+        if (p.Epilogue == GemmEpilogue.Bias)
             CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(desc, CublasLt.DescBiasDataType, &cType, sizeof(int)));
         // Stored (column-major) shapes: our B is k×n (n×k when transposed) row-major, i.e. n×k (k×n) column-major.
         CublasLt.Check(CublasLt.cublasLtMatrixLayoutCreate(&la, type, (ulong)(p.TransB ? p.K : p.N), (ulong)(p.TransB ? p.N : p.K), p.TransB ? p.K : p.N));
@@ -186,11 +166,8 @@ public sealed unsafe class CudaBlasLt : IDisposable
             int found;
             CublasLt.Check(CublasLt.cublasLtMatmulAlgoGetHeuristic(_handle, desc, la, lb, lc, lc, pref, 1, &result, &found));
             if (found < 1)
-            {
-                Destroy(plan);
-                _plans[p] = null;
-                return null;
-            }
+                throw new NotSupportedException($"cuBLASLt has no algorithm for a {p.M}x{p.N}x{p.K} {p.Precision} GEMM with epilogue {p.Epilogue} " +
+                                                $"(transA {p.TransA}, transB {p.TransB}, alignment {p.Alignment} bytes)");
             plan.Algo = result.Algo;
         }
         finally
@@ -201,20 +178,17 @@ public sealed unsafe class CudaBlasLt : IDisposable
         return plan;
     }
 
-    static void Destroy(Plan plan)
-    {
-        CublasLt.cublasLtMatrixLayoutDestroy(plan.A);
-        CublasLt.cublasLtMatrixLayoutDestroy(plan.B);
-        CublasLt.cublasLtMatrixLayoutDestroy(plan.C);
-        CublasLt.cublasLtMatmulDescDestroy(plan.Desc);
-    }
-
     public void Dispose()
     {
         if (_handle == 0) return;
         _context.MakeCurrent();
         foreach (var plan in _plans.Values)
-            if (plan is not null) Destroy(plan);
+        {
+            CublasLt.cublasLtMatrixLayoutDestroy(plan.A);
+            CublasLt.cublasLtMatrixLayoutDestroy(plan.B);
+            CublasLt.cublasLtMatrixLayoutDestroy(plan.C);
+            CublasLt.cublasLtMatmulDescDestroy(plan.Desc);
+        }
         _plans.Clear();
         CublasLt.cublasLtDestroy(_handle);
         _handle = 0;

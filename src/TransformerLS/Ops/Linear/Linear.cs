@@ -57,16 +57,10 @@ public static partial class Linear
             throw new ArgumentException(
                 $"dy has shape {dy.Shape}; expected [{string.Join(", ", x.Shape.Dims[..^1].ToArray())}, {weight.Shape[0]}] for x {x.Shape} and weight {weight.Shape}", nameof(dy));
         if (dx is not null) MatMul.Forward(be, dy, false, weight, false, dx);
-        if (dweight is null)
-        {
-            if (dbias is not null) Elementwise.ColumnSum(be, dy, dbias, accumulate ? 1f : 0f);
-            return;
-        }
+        if (dbias is not null) Elementwise.ColumnSum(be, dy, dbias, accumulate ? 1f : 0f);
+        if (dweight is null) return;
         using var dy2 = Rows(dy);
         using var x2 = Rows(x);
-        // The GPU takes db = Σ dy in dW's GEMM (its epilogue reduces dy's tiles as they stream through) where cuBLASLt has an algorithm.
-        if (dbias is not null && be is CudaBackend cuda && LinearCuda.WeightAndBiasGrad(cuda, dy2, x2, dweight, dbias, accumulate)) return;
-        if (dbias is not null) Elementwise.ColumnSum(be, dy, dbias, accumulate ? 1f : 0f);
         MatMul.Forward(be, dy2, true, x2, false, dweight, 1f, accumulate ? 1f : 0f);
     }
 

@@ -33,8 +33,8 @@ public static partial class Linear
         yield return Make(F(nameof(Backward)), "linear_backward", dt, shape, [In("x", dt, 1, xs), In("w", dt, wScale, outDim, inDim), In("dy", dt, 1, ys)],
             [Out("dx", dt, xs), Out("dw", dt, outDim, inDim), Out("db", dt, outDim)],
             (be, i, o) => Backward(be, i[2], i[0], i[1], o[0], o[1], o[2]), new LinearRef(rows, inDim, outDim, true), 4 * x * outDim, s * (2 * x + y + 2 * w + outDim));
-        // The graph's parameter targets: dW += dyᵀ·x and db += Σ dy into float32 gradients that start as dw0 and db0 (on the GPU one GEMM
-        // whose epilogue takes db into a scratch, then added).
+        // The graph's parameter targets: dW += dyᵀ·x and db += Σ dy into float32 gradients that start as dw0 and db0 (the GEMM's beta 1,
+        // the column sum's beta 1).
         var f = DType.Float32;
         yield return Make(F(nameof(Backward)), "linear_backward_accumulate", dt, shape,
             [In("x", dt, 1, xs), In("w", dt, wScale, outDim, inDim), In("dy", dt, 1, ys), In("dw0", f, 1, outDim, inDim), In("db0", f, 1, outDim)],
