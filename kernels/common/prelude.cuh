@@ -134,15 +134,17 @@ TLS_DEVICE void atomic_add4(float* dst, float v0, float v1, float v2, float v3)
 #endif
 }
 
-// 16-byte global -> shared copy that bypasses registers; src_bytes < 16 zero-fills the rest.
+// 16-byte global -> shared copy that bypasses registers; src_bytes < 16 zero-fills the rest. The copy and the waits clobber
+// "memory": the compiler must not move this thread's shared-memory reads of a buffer past the copy that overwrites it, nor
+// its reads of the copied rows above the wait (the barriers that follow every wait here order other threads' accesses).
 TLS_DEVICE void cp_async_16(void* smem, const void* gmem, int src_bytes)
 {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(smem_addr(smem)), "l"(gmem), "r"(src_bytes));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(smem_addr(smem)), "l"(gmem), "r"(src_bytes) : "memory");
 }
-TLS_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-TLS_DEVICE void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::); }
+TLS_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+TLS_DEVICE void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 // Waits for all but the most recent commit group (double buffering: the current tile's copies, not the next one's).
-TLS_DEVICE void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::); }
+TLS_DEVICE void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
 
 // The layout contract of a params struct shared with C#: its size and the offset of its last field. The same numbers
 // are read back from these lines by the C# LayoutContractTests and compared with the mirror's Marshal layout. No
