@@ -78,29 +78,6 @@ TLS_DEVICE void mma_abt(float acc[N / 8][4], const u16* A, int sa, const u16* B,
     }
 }
 
-// mma_abt for MT row tiles of A at once (rows 16·t.. of A into acc[t]): each B fragment, loaded once, serves all MT tiles,
-// which halves the shared-memory reads per mma at MT = 2 (a warp owning 32 rows, as FlashAttention-2's forward).
-template <int K, int N, int MT>
-TLS_DEVICE void mma_abt_tiles(float acc[MT][N / 8][4], const u16* A, int sa, const u16* B, int sb)
-{
-    const int lane = threadIdx.x % 32;
-    for (int kc = 0; kc < K / 16; ++kc)
-    {
-        unsigned a[MT][4];
-        for (int t = 0; t < MT; ++t) ldmatrix_x4(a[t], A + (t * 16 + lane % 16) * sa + kc * 16 + (lane / 16) * 8);
-        for (int np = 0; np < N / 16; ++np)
-        {
-            unsigned b[4];
-            ldmatrix_x4(b, B + (np * 16 + lane % 8 + (lane / 16) * 8) * sb + kc * 16 + ((lane / 8) % 2) * 8);
-            for (int t = 0; t < MT; ++t)
-            {
-                mma_bf16_16816(acc[t][2 * np], a[t], b, acc[t][2 * np]);
-                mma_bf16_16816(acc[t][2 * np + 1], a[t], b + 2, acc[t][2 * np + 1]);
-            }
-        }
-    }
-}
-
 // acc[16 × N] += (hi + lo)[16 × 16] · B[16 rows × N], B row-major bf16 in shared memory: one k-chunk.
 template <int N>
 TLS_DEVICE void mma_split_chunk(float acc[N / 8][4], const unsigned hi[4], const unsigned lo[4], const u16* B, int sb)
@@ -130,41 +107,6 @@ TLS_DEVICE void mma_xb(float acc[N / 8][4], const float x[K / 8][4], const u16* 
         split_bf16x2(x[2 * kc + 1][0], x[2 * kc + 1][1], hi[2], lo[2]);
         split_bf16x2(x[2 * kc + 1][2], x[2 * kc + 1][3], hi[3], lo[3]);
         mma_split_chunk<N>(acc, hi, lo, B + kc * 16 * sb, sb);
-    }
-}
-
-// mma_xb for MT row tiles of X at once (x[t] into acc[t]), each B fragment loaded once for all MT.
-template <int K, int N, int MT>
-TLS_DEVICE void mma_xb_tiles(float acc[MT][N / 8][4], const float x[MT][K / 8][4], const u16* B, int sb)
-{
-    const int lane = threadIdx.x % 32;
-    for (int kc = 0; kc < K / 16; ++kc)
-    {
-        unsigned hi[MT][4], lo[MT][4];
-        for (int t = 0; t < MT; ++t)
-        {
-            split_bf16x2(x[t][2 * kc][0], x[t][2 * kc][1], hi[t][0], lo[t][0]);
-            split_bf16x2(x[t][2 * kc][2], x[t][2 * kc][3], hi[t][1], lo[t][1]);
-            split_bf16x2(x[t][2 * kc + 1][0], x[t][2 * kc + 1][1], hi[t][2], lo[t][2]);
-            split_bf16x2(x[t][2 * kc + 1][2], x[t][2 * kc + 1][3], hi[t][3], lo[t][3]);
-        }
-        const u16* Bk = B + kc * 16 * sb;
-        for (int np = 0; np < N / 16; ++np)
-        {
-            unsigned b[4];
-            ldmatrix_x4_trans(b, Bk + (lane % 8 + ((lane / 8) % 2) * 8) * sb + np * 16 + (lane / 16) * 8);
-            // as mma_split_chunk: hi before lo into each accumulator
-            for (int t = 0; t < MT; ++t)
-            {
-                mma_bf16_16816(acc[t][2 * np], hi[t], b, acc[t][2 * np]);
-                mma_bf16_16816(acc[t][2 * np + 1], hi[t], b + 2, acc[t][2 * np + 1]);
-            }
-            for (int t = 0; t < MT; ++t)
-            {
-                mma_bf16_16816(acc[t][2 * np], lo[t], b, acc[t][2 * np]);
-                mma_bf16_16816(acc[t][2 * np + 1], lo[t], b + 2, acc[t][2 * np + 1]);
-            }
-        }
     }
 }
 
@@ -291,16 +233,14 @@ TLS_DEVICE void attend_tile(float s[N / 8][4], float o[D / 8][4], float m[2], fl
 // The end of a forward: writes this warp's rows of O = o / l (l: the per-thread partial sums) and the
 // log-sum-exp, for rows < nq of the block; a row where keep(row) is false (a padded query) gets zeros.
 // out and lse point at the block's first query; out's rows are ld elements apart.
-// row0: the first block row of this warp's tile (default: warp·16, one tile a warp).
 template <int D, typename Keep>
-TLS_DEVICE void store_softmax_rows(u16* out, float* lse, int nq, const float o[D / 8][4], const float m[2], const float l[2], Keep keep, int ld = D,
-                                   int row0 = -1)
+TLS_DEVICE void store_softmax_rows(u16* out, float* lse, int nq, const float o[D / 8][4], const float m[2], const float l[2], Keep keep, int ld = D)
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     for (int h = 0; h < 2; ++h)
     {
         float sum = quad_sum(l[h]);
-        int qi = (row0 < 0 ? warp * 16 : row0) + lane / 4 + 8 * h;
+        int qi = warp * 16 + lane / 4 + 8 * h;
         if (qi >= nq) continue;
         bool ok = keep(qi) && sum > 0.f;
         store_row_bf16<D>(out + (i64)qi * ld, o, h, ok ? 1.f / sum : 0.f);

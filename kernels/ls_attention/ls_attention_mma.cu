@@ -13,12 +13,7 @@
 TLS_EXPORT(ls_attention_mma_qb, QB)
 TLS_EXPORT(ls_attention_mma_threads, NWARP * 32)
 TLS_EXPORT(ls_attention_mma_wide_qb, QM)
-// The wide forward's warps own 16·WIDE_TILES(D) rows each (two 16-row tiles up to d = 64, whose K and V fragments
-// then serve both; one beyond, where two tiles' accumulators would not fit the registers): threads by d / 16 − 1.
-#define WIDE_TILES(D) ((D) <= 64 ? 2 : 1)
-#define WIDE_THREADS(D) (QM / (16 * WIDE_TILES(D)) * 32)
-TLS_EXPORT_TABLE(ls_attention_mma_wide_threads, 8, WIDE_THREADS(16), WIDE_THREADS(32), WIDE_THREADS(48), WIDE_THREADS(64), WIDE_THREADS(80),
-                 WIDE_THREADS(96), WIDE_THREADS(112), WIDE_THREADS(128))
+TLS_EXPORT(ls_attention_mma_wide_threads, QM_WARPS * 32)
 // Dynamic shared memory of the carve-up (start()), bytes = fixed + per_d·D, rows of STRIDE(D) = D + 8 bf16: two buffers
 // of key rows i64 [KT], Qs [QN], two buffers of Ks, Vs [KT]. The launcher reads these: one source.
 #define FWD_SMEM_PER_D(QN) (2 * ((QN) + 4 * KT))
@@ -28,8 +23,7 @@ TLS_EXPORT(ls_attention_fwd_mma_smem_fixed, FWD_SMEM_FIXED(QB))
 TLS_EXPORT(ls_attention_fwd_mma_wide_smem_per_d, FWD_SMEM_PER_D(QM))
 TLS_EXPORT(ls_attention_fwd_mma_wide_smem_fixed, FWD_SMEM_FIXED(QM))
 
-// MT: the 16-row tiles a warp owns (QN / (16·MT) warps); tile t of warp w is block rows 16·(MT·w + t).
-template <int D, int QN, int MT> __device__ void ls_attention_fwd_mma(const LsAttentionParams& p)
+template <int D, int QN> __device__ void ls_attention_fwd_mma(const LsAttentionParams& p)
 {
     extern __shared__ __align__(16) unsigned char smem[];
     const Block k = block_of(p, QN);
@@ -38,39 +32,28 @@ template <int D, int QN, int MT> __device__ void ls_attention_fwd_mma(const LsAt
     unsigned char* at = smem;
     const Smem sm = start<D, QN>(p, k, at);
 
-    float o[MT][D / 8][4] = {};
-    float m[MT][2], l[MT][2];  // running maxima of the unscaled scores, partial row sums
-    for (int t = 0; t < MT; ++t) m[t][0] = m[t][1] = -TLS_INF, l[t][0] = l[t][1] = 0.f;
+    float o[D / 8][4] = {};
+    float m[2] = {-TLS_INF, -TLS_INF}, l[2] = {0.f, 0.f};  // running maxima of the unscaled scores, partial row sums
     const float sl2 = p.scale * TLS_LOG2E;
     for_each_tile<D>(p, k, sm, [&](const u16* Ks, const u16* Vs, const i64* rows, bool full) {
-        float s[MT][KT / 8][4] = {};
-        mma_abt_tiles<D, KT, MT>(s, sm.Qs + warp * MT * 16 * STRIDE(D), STRIDE(D), Ks, STRIDE(D));
+        float s[KT / 8][4] = {};
+        mma_abt<D, KT>(s, sm.Qs + warp * 16 * STRIDE(D), STRIDE(D), Ks, STRIDE(D));
         if (!full)
             for (int nb = 0; nb < KT / 8; ++nb)
                 for (int e = 0; e < 4; ++e)
-                    if (rows[nb * 8 + 2 * (lane % 4) + e % 2] < 0)
-                        for (int t = 0; t < MT; ++t) s[t][nb][e] = -TLS_INF;
-        for (int t = 0; t < MT; ++t)
-        {
-            online_softmax<KT, D>(s[t], o[t], m[t][0], l[t][0], 0, sl2);
-            online_softmax<KT, D>(s[t], o[t], m[t][1], l[t][1], 1, sl2);
-        }
-        mma_xb_tiles<KT, D, MT>(o, s, Vs, STRIDE(D));
+                    if (rows[nb * 8 + 2 * (lane % 4) + e % 2] < 0) s[nb][e] = -TLS_INF;
+        attend_tile<KT, D>(s, o, m, l, Vs, sl2);
     });
 
-    for (int t = 0; t < MT; ++t)
-    {
-        const float ms[2] = {m[t][0] * p.scale, m[t][1] * p.scale};  // the running maxima in scaled units, for the lse
-        store_softmax_rows<D>((u16*)p.o + q_row(p, k, k.q0), p.lse + (i64)k.bh * p.n + k.q0, k.nq, o[t], ms, l[t],
-                              [&](int qi) { return is_token(p, k.b, k.q0 + qi); }, p.qld, (MT * warp + t) * 16);
-    }
+    const float ms[2] = {m[0] * p.scale, m[1] * p.scale};  // the running maxima in scaled units, for the lse
+    store_softmax_rows<D>((u16*)p.o + q_row(p, k, k.q0), p.lse + (i64)k.bh * p.n + k.q0, k.nq, o, ms, l,
+                          [&](int qi) { return is_token(p, k.b, k.q0 + qi); }, p.qld);
 }
 
-// The wide block asks for two blocks an SM: with one tile a warp (d > 64) registers are capped at 128, the same 16 warps
-// an SM as four narrow blocks; with two (d <= 64) 8 warps an SM, each with twice the independent mmas.
+// The wide block asks for two blocks an SM (registers capped at 128): the same 16 warps an SM as four narrow blocks.
 #define TLS_INSTANTIATE_MMA(D)                                                                                  \
-    extern "C" __global__ void __launch_bounds__(NWARP * 32) ls_attention_fwd_mma_d##D(LsAttentionParams p) { ls_attention_fwd_mma<D, QB, 1>(p); } \
-    extern "C" __global__ void __launch_bounds__(WIDE_THREADS(D), 2) ls_attention_fwd_mma_wide_d##D(LsAttentionParams p) { ls_attention_fwd_mma<D, QM, WIDE_TILES(D)>(p); }
+    extern "C" __global__ void __launch_bounds__(NWARP * 32) ls_attention_fwd_mma_d##D(LsAttentionParams p) { ls_attention_fwd_mma<D, QB>(p); } \
+    extern "C" __global__ void __launch_bounds__(QM_WARPS * 32, 2) ls_attention_fwd_mma_wide_d##D(LsAttentionParams p) { ls_attention_fwd_mma<D, QM>(p); }
 
 TLS_INSTANTIATE_MMA(16)
 TLS_INSTANTIATE_MMA(32)

@@ -50,16 +50,15 @@ static class LsAttentionCuda
     readonly record struct Tiles(int QB, int Threads);
 
     /// <summary>A query-major tensor-core pass (the forward or the dQ pass) in one block size: its kernels by d / 16 − 1 and the
-    /// names of its block's and shared memory's exports; with <paramref name="ThreadsByD"/> the threads are a table by d / 16 − 1
-    /// (the wide forward's warps own two 16-row tiles up to d = 64, one beyond).</summary>
-    sealed record QueryPass(string File, string[] Kernels, string Qb, string Threads, string SmemFixed, string SmemPerD, bool ThreadsByD = false)
+    /// names of its block's and shared memory's exports.</summary>
+    sealed record QueryPass(string File, string[] Kernels, string Qb, string Threads, string SmemFixed, string SmemPerD)
     {
-        public Tiles TilesOf(CudaBackend be, int d) => new(be.Constant(File, Qb), be.Constant(File, Threads, ThreadsByD ? d / 16 - 1 : 0));
+        public Tiles TilesOf(CudaBackend be) => new(be.Constant(File, Qb), be.Constant(File, Threads));
         public uint Smem(CudaBackend be, int d) => KernelShared.Bytes(be, File, SmemFixed, SmemPerD, d);
     }
 
     static readonly QueryPass ForwardNarrow = new(MmaFile, MmaForward, "ls_attention_mma_qb", "ls_attention_mma_threads", "ls_attention_fwd_mma_smem_fixed", "ls_attention_fwd_mma_smem_per_d");
-    static readonly QueryPass ForwardWide = new(MmaFile, MmaForwardWide, "ls_attention_mma_wide_qb", "ls_attention_mma_wide_threads", "ls_attention_fwd_mma_wide_smem_fixed", "ls_attention_fwd_mma_wide_smem_per_d", ThreadsByD: true);
+    static readonly QueryPass ForwardWide = new(MmaFile, MmaForwardWide, "ls_attention_mma_wide_qb", "ls_attention_mma_wide_threads", "ls_attention_fwd_mma_wide_smem_fixed", "ls_attention_fwd_mma_wide_smem_per_d");
     static readonly QueryPass DqNarrow = new(BwdFile, MmaDq, "ls_attention_bwd_mma_qb", "ls_attention_bwd_mma_threads", "ls_attention_bwd_dq_mma_smem_fixed", "ls_attention_bwd_dq_mma_smem_per_d");
     static readonly QueryPass DqWide = new(BwdFile, MmaDqWide, "ls_attention_bwd_dq_mma_wide_qb", "ls_attention_bwd_dq_mma_wide_threads", "ls_attention_bwd_dq_mma_wide_smem_fixed", "ls_attention_bwd_dq_mma_wide_smem_per_d");
 
@@ -70,7 +69,7 @@ static class LsAttentionCuda
     static QueryPass ForwardPass(CudaBackend be, LsAttentionGeometry g) => Wide(be, g) ? ForwardWide : ForwardNarrow;
 
     static Tiles TilesOf(CudaBackend be, LsAttentionGeometry g, Tensor q) => UsesMma(g, q)
-        ? ForwardPass(be, g).TilesOf(be, g.D)
+        ? ForwardPass(be, g).TilesOf(be)
         : new(be.Constant(File, "ls_attention_f32_qb"), be.Constant(File, "ls_attention_f32_threads"));
 
     /// <summary>The tensor-core kernels' head dims: multiples of 16 up to 128 (the tables above, by d / 16 − 1).</summary>
@@ -134,7 +133,7 @@ static class LsAttentionCuda
                 var dqPass = Wide(be, g) ? DqWide : DqNarrow;
                 var dqSmem = dqPass.Smem(be, g.D);
                 var kvSmem = KernelShared.Bytes(be, BwdFile, "ls_attention_bwd_kv_mma_smem_fixed", "ls_attention_bwd_kv_mma_smem_per_d", g.D);
-                var dqt = dqPass.TilesOf(be, g.D);
+                var dqt = dqPass.TilesOf(be);
                 p.Chunks = Chunks(g, dqt);
                 be.Kernel(BwdFile, dqPass.Kernels[g.D / 16 - 1]).Launch(Grid(g, dqt), (uint)dqt.Threads, dqSmem, be.Stream, p);
                 be.Kernel(BwdFile, MmaKv[g.D / 16 - 1]).Launch(new Dim3((uint)((g.N + kt - 1) / kt), 1, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
