@@ -15,18 +15,25 @@ TLS_DEVICE float bf(u16 x) { return to_float(bf16{x}); }
 // bf16 row stride in shared memory: 8 extra elements put the 8 rows of every ldmatrix in distinct banks.
 #define STRIDE(cols) ((cols) + 8)
 
+// Byte offset of element (row, col) of a [rows][64] bf16 tile in the 128-byte swizzle of the wgmma operands
+// (common/wgmma.cuh): the 16-byte chunk c of row r sits at chunk c ^ (r % 8), rows 128 bytes apart, no padding.
+TLS_DEVICE int sw128_offset(int row, int col) { return row * 128 + ((((col >> 3) ^ row) & 7) << 4) + (col & 7) * 2; }
+
+// Element (row, col) of a shared tile: padded rows of STRIDE(D), or (Sw128, D = 64) the 128-byte swizzle.
+template <int D, bool Sw128> TLS_DEVICE u16* tile_at(u16* tile, int row, int col) { return Sw128 ? tile + sw128_offset(row, col) / 2 : tile + row * STRIDE(D) + col; }
+
 // rows × D bf16 from global memory into shared memory, 16 bytes per cp.async: row r from element offset off(r) of src
 // (off(r) < 0: zeros); with dst2, the same rows of src2 into dst2 (K and V, or Q and dO, share their offsets). Each
 // copy works out its own offset, so nothing need be published first. The caller commits and waits.
-template <int D, typename Off>
+template <int D, bool Sw128 = false, typename Off>
 TLS_DEVICE void load_rows_at(u16* dst, const void* src, int rows, Off off, u16* dst2 = nullptr, const void* src2 = nullptr)
 {
     for (int idx = threadIdx.x; idx < rows * (D / 8); idx += blockDim.x)
     {
         const int row = idx / (D / 8), c = (idx % (D / 8)) * 8;
         const i64 o = off(row);
-        cp_async_16(dst + row * STRIDE(D) + c, (const u16*)src + (o < 0 ? 0 : o + c), o < 0 ? 0 : 16);
-        if (dst2) cp_async_16(dst2 + row * STRIDE(D) + c, (const u16*)src2 + (o < 0 ? 0 : o + c), o < 0 ? 0 : 16);
+        cp_async_16(tile_at<D, Sw128>(dst, row, c), (const u16*)src + (o < 0 ? 0 : o + c), o < 0 ? 0 : 16);
+        if (dst2) cp_async_16(tile_at<D, Sw128>(dst2, row, c), (const u16*)src2 + (o < 0 ? 0 : o + c), o < 0 ? 0 : 16);
     }
 }
 
@@ -38,10 +45,10 @@ TLS_DEVICE void load_rows(u16* dst, const void* src, const i64* row_off, int row
 }
 
 // Issues `count` shared rows from `n` consecutive rows of a row-major [*, D] bf16 tensor starting at element `first`
-// (rows ld elements apart; rows past n are zero), one commit group; the caller waits.
-template <int D> TLS_DEVICE void issue_consecutive(u16* dst, const void* src, i64 first, int n, int count, int ld = D)
+// (rows ld elements apart; rows past n are zero), one commit group; the caller waits. Sw128: as load_rows_at.
+template <int D, bool Sw128 = false> TLS_DEVICE void issue_consecutive(u16* dst, const void* src, i64 first, int n, int count, int ld = D)
 {
-    load_rows_at<D>(dst, src, count, [&](int r) { return r < n ? first + (i64)r * ld : (i64)-1; });
+    load_rows_at<D, Sw128>(dst, src, count, [&](int r) { return r < n ? first + (i64)r * ld : (i64)-1; });
     cp_async_commit();
 }
 

@@ -145,6 +145,15 @@ TLS_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: 
 TLS_DEVICE void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 // Waits for all but the most recent commit group (double buffering: the current tile's copies, not the next one's).
 TLS_DEVICE void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
+// The generic-proxy writes of this thread to shared memory (stores, cp.async once waited on) become visible to the
+// tensor cores' reads (async proxy) after the next barrier. A no-op where there are no wgmma kernels.
+TLS_DEVICE void fence_proxy_async()
+{
+#if defined(TLS_SM90A)
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
 
 // The layout contract of a params struct shared with C#: its size and the offset of its last field. The same numbers
 // are read back from these lines by the C# LayoutContractTests and compared with the mirror's Marshal layout. No

@@ -42,12 +42,13 @@ TLS_DEVICE i64 key_row(const LsAttentionParams& p, const Block& k, const Tile& t
 }
 
 // Issues the tile's K and V rows (cp.async, one commit group) and their offsets into rows[]; the caller waits.
-template <int D>
+// Sw128: the tiles in the 128-byte swizzle of the wgmma kernels (D = 64), else padded rows of STRIDE(D).
+template <int D, bool Sw128 = false>
 TLS_DEVICE void issue_tile(const LsAttentionParams& p, const Block& k, const Tile& t, u16* Ks, u16* Vs, i64* rows)
 {
     // rows[] is read only after the caller's next barrier; the copies work out their own offsets, so no barrier here.
     for (int i = threadIdx.x; i < KT; i += blockDim.x) rows[i] = key_row(p, k, t, i);
-    load_rows_at<D>(Ks, t.landmarks ? p.kbar : p.k, KT, [&](int r) { return key_row(p, k, t, r); }, Vs, t.landmarks ? p.vbar : p.v);
+    load_rows_at<D, Sw128>(Ks, t.landmarks ? p.kbar : p.k, KT, [&](int r) { return key_row(p, k, t, r); }, Vs, t.landmarks ? p.vbar : p.v);
     cp_async_commit();
 }
 
@@ -79,21 +80,22 @@ template <int D, int QN> TLS_DEVICE Smem start(const LsAttentionParams& p, const
 // Walks the block's key list, double-buffered: tile t + 1's rows are in flight while tile t is computed. The copies
 // start() and the caller issued before are waited on with tile 0's.
 // compute(Ks, Vs, rows, full) runs, block-uniformly, for every tile that holds at least one key; full: every key of
-// the tile exists (no per-key masking needed).
-template <int D, typename F> TLS_DEVICE void for_each_tile(const LsAttentionParams& p, const Block& k, const Smem& s, F compute)
+// the tile exists (no per-key masking needed). Sw128: the tiles in the wgmma kernels' swizzle, fenced for the async proxy.
+template <int D, bool Sw128 = false, typename F> TLS_DEVICE void for_each_tile(const LsAttentionParams& p, const Block& k, const Smem& s, F compute)
 {
     const int tiles = tile_count(p);
-    issue_tile<D>(p, k, tile_of(p, k, 0), s.Ks[0], s.Vs[0], s.rows[0]);
+    issue_tile<D, Sw128>(p, k, tile_of(p, k, 0), s.Ks[0], s.Vs[0], s.rows[0]);
     for (int tile = 0; tile < tiles; ++tile)
     {
         const int cur = tile & 1;
         if (tile + 1 < tiles)
         {
-            issue_tile<D>(p, k, tile_of(p, k, tile + 1), s.Ks[cur ^ 1], s.Vs[cur ^ 1], s.rows[cur ^ 1]);
+            issue_tile<D, Sw128>(p, k, tile_of(p, k, tile + 1), s.Ks[cur ^ 1], s.Vs[cur ^ 1], s.rows[cur ^ 1]);
             cp_async_wait_one();
         }
         else
             cp_async_wait_all();
+        if (Sw128) fence_proxy_async();  // the tile's copies, now landed, are read by wgmma after the barrier
         const bool full = __syncthreads_and(threadIdx.x >= KT || s.rows[cur][threadIdx.x] >= 0);
         if (full || __syncthreads_or(threadIdx.x < KT && s.rows[cur][threadIdx.x] >= 0)) compute(s.Ks[cur], s.Vs[cur], s.rows[cur], full);
         __syncthreads();  // tile t's buffers are free for tile t + 2

@@ -63,23 +63,25 @@ public sealed unsafe class CudaRuntimeCompiler
             : null;
     }
 
-    /// <summary>Compiles for <paramref name="archNumber"/> (e.g. 90); throws <see cref="NvrtcCompileException"/> with the log.</summary>
-    public CompiledKernelImage Compile(int archNumber, IEnumerable<string> options)
+    /// <summary>Compiles for <paramref name="archNumber"/> (e.g. 90); throws <see cref="NvrtcCompileException"/> with the log.
+    /// <paramref name="archSpecific"/>: the arch-specific target (sm_90a: wgmma, setmaxnreg), whose CUBIN loads only on that arch;
+    /// it needs NVRTC 12 or later and an arch NVRTC builds CUBIN for.</summary>
+    public CompiledKernelImage Compile(int archNumber, IEnumerable<string> options, bool archSpecific = false)
     {
         // NVRTC recurses deeply (a thread-pool thread's stack is too small) and concurrent compilations
         // crashed NVRTC 11.8 here: compile one at a time, on a thread of our own with room to spare.
-        lock (CompileGate) return CompileOnOwnThread(archNumber, options.ToArray());
+        lock (CompileGate) return CompileOnOwnThread(archNumber, options.ToArray(), archSpecific);
     }
 
     static readonly Lock CompileGate = new();
 
-    CompiledKernelImage CompileOnOwnThread(int archNumber, string[] opts)
+    CompiledKernelImage CompileOnOwnThread(int archNumber, string[] opts, bool archSpecific)
     {
         CompiledKernelImage? result = null;
         Exception? error = null;
         var t = new Thread(() =>
         {
-            try { result = CompileOnThisThread(archNumber, opts); }
+            try { result = CompileOnThisThread(archNumber, opts, archSpecific); }
             catch (Exception e) { error = e; }
         }, CompilerStackBytes) { Name = "nvrtc" };
         t.Start();
@@ -90,12 +92,15 @@ public sealed unsafe class CudaRuntimeCompiler
 
     const int CompilerStackBytes = 256 << 20;
 
-    CompiledKernelImage CompileOnThisThread(int archNumber, string[] options)
+    CompiledKernelImage CompileOnThisThread(int archNumber, string[] options, bool archSpecific)
     {
         var supported = SupportedArchs();
         var cubin = supported.Contains(archNumber);
+        if (archSpecific && (!cubin || Version.Major < 12))
+            throw new ArgumentException($"the arch-specific target sm_{archNumber}a needs NVRTC 12 or later building CUBIN for sm_{archNumber}; this is NVRTC {Version.Major}.{Version.Minor} with archs {string.Join(", ", supported)}", nameof(archSpecific));
         var target = cubin ? archNumber : supported.Where(a => a <= archNumber).DefaultIfEmpty(supported.Max()).Max();
-        var arch = cubin ? $"--gpu-architecture=sm_{archNumber}" : $"--gpu-architecture=compute_{target}";
+        var sm = archSpecific ? $"sm_{archNumber}a" : $"sm_{archNumber}";
+        var arch = cubin ? $"--gpu-architecture={sm}" : $"--gpu-architecture=compute_{target}";
         string[] all = [arch, .. options];
 
         using var pins = new Utf8Strings();
@@ -139,7 +144,7 @@ public sealed unsafe class CudaRuntimeCompiler
                 image = new byte[size];
                 fixed (byte* p = image) Nvrtc.Check(Nvrtc.nvrtcGetPTX(prog, p));
             }
-            return new CompiledKernelImage(image, cubin, cubin ? $"sm_{archNumber}" : $"compute_{target}", log, lowered);
+            return new CompiledKernelImage(image, cubin, cubin ? sm : $"compute_{target}", log, lowered);
         }
         finally
         {

@@ -19,6 +19,17 @@ internal static class KernelLibrary
     // -lineinfo (source lines for ncu and compute-sanitizer) only from NVRTC 12: NVRTC 11.8 segfaults on it for sm_90.
     static string[] Options => CudaRuntimeCompiler.Version.Major >= 12
         ? ["--std=c++17", "-DTLS_NVRTC=1", "-lineinfo"] : ["--std=c++17", "-DTLS_NVRTC=1"];
+
+    /// <summary>Files whose name ends so hold Hopper-only kernels (wgmma): built for the arch-specific sm_90a target, with
+    /// TLS_SM90A defined, where the device is sm_90 and NVRTC is 12 or later (NVRTC 11.8 has no sm_90a); elsewhere built
+    /// plainly, their kernels empty and their export tls_sm90a = 0 (common/wgmma.cuh), so launchers keep to other kernels.</summary>
+    public const string Sm90aSuffix = "_sm90a.cu";
+
+    /// <summary>Whether <paramref name="file"/> builds for sm_90a on a device of <paramref name="arch"/> with this NVRTC.</summary>
+    public static bool BuildsSm90a(string file, int arch) =>
+        file.EndsWith(Sm90aSuffix, StringComparison.Ordinal) && arch == 90 && CudaRuntimeCompiler.Version.Major >= 12;
+
+    static string[] OptionsFor(string file, int arch) => BuildsSm90a(file, arch) ? [.. Options, "-DTLS_SM90A=1"] : Options;
     static readonly byte[] Magic = "TLSK1\n"u8.ToArray();
 
     /// <summary>Paths of the .cu files under kernels/ (e.g. "layer_norm/layer_norm.cu").</summary>
@@ -50,7 +61,7 @@ internal static class KernelLibrary
     {
         var compiler = new CudaRuntimeCompiler(ReadSource(file), file);
         foreach (var h in Headers) compiler.AddHeader(h, ReadSource(h));
-        return compiler.Compile(arch, Options);
+        return compiler.Compile(arch, OptionsFor(file, arch), archSpecific: BuildsSm90a(file, arch));
     }
 
     /// <summary>Where a kernel file's image came from, for `tls check`.</summary>
@@ -76,7 +87,7 @@ internal static class KernelLibrary
 
     static string Key(string file, int arch, int major, int minor)
     {
-        var text = string.Join("\0", [ReadSource(file), .. Headers.Select(ReadSource), string.Join(' ', Options), $"{arch}", $"{major}.{minor}"]);
+        var text = string.Join("\0", [ReadSource(file), .. Headers.Select(ReadSource), string.Join(' ', OptionsFor(file, arch)), $"{arch}", $"{major}.{minor}"]);
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..24].ToLowerInvariant();
     }
 

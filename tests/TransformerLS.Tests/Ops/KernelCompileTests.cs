@@ -84,6 +84,32 @@ public class KernelCompileTests
         Assert.Contains(".entry", System.Text.Encoding.UTF8.GetString(image.Image));
     }
 
+    /// <summary>The Hopper-only files (*_sm90a.cu): sm_90a CUBIN where this NVRTC builds it (12+), and a clear refusal of the
+    /// arch-specific target where it does not (NVRTC 11.8, CI), where KernelLibrary builds them plainly instead.</summary>
+    [Fact]
+    public void Sm90a_files_build_for_the_arch_specific_target_where_nvrtc_can()
+    {
+        TestEnv.RequireNvrtc();
+        var files = KernelLibrary.Sources.Where(f => f.EndsWith(KernelLibrary.Sm90aSuffix, StringComparison.Ordinal)).ToArray();
+        Assert.NotEmpty(files);
+        foreach (var f in files) Assert.False(KernelLibrary.BuildsSm90a(f, 80), f);
+        Assert.False(KernelLibrary.BuildsSm90a("ls_attention/ls_attention_mma.cu", 90));
+        if (CudaRuntimeCompiler.Version.Major >= 12)
+            foreach (var f in files)
+            {
+                Assert.True(KernelLibrary.BuildsSm90a(f, 90), f);
+                var image = KernelLibrary.Compile(f, 90);
+                Assert.True(image.IsCubin && image.Arch == "sm_90a", $"{f}: {image.Arch}");
+            }
+        else
+        {
+            foreach (var f in files) Assert.False(KernelLibrary.BuildsSm90a(f, 90), f);
+            var c = new CudaRuntimeCompiler("extern \"C\" __global__ void k(float* p) { p[0] = 1.f; }", "k.cu");
+            var e = Assert.Throws<ArgumentException>(() => c.Compile(90, [], archSpecific: true));
+            Assert.Contains("sm_90a", e.Message);
+        }
+    }
+
     [Fact]
     public void Cache_entries_are_checked_and_corrupt_ones_rejected()
     {

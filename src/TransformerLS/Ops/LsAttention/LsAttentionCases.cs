@@ -28,6 +28,7 @@ public static partial class LsAttention
         (1, 1, 12, 256, 4, 2, true),
         (1, 2, 400, 64, 192, 8, true), // w > 64 takes the wide (128-query) blocks: two a segment, the second with 64 queries
         (2, 1, 150, 32, 96, 5, false), // a wide block of 96 queries (two warps without any)
+        (1, 2, 256, 64, 128, 64, false), // the bench's structure unpadded: whole wide blocks, one full landmark tile (the sm_90a kernels' shape)
     }.SelectMany(s => CasesAt(dt, s.Item1, s.Item2, s.Item3, s.Item4, s.Item5, s.Item6, s.Item7))
     // q, o, dout, dq token-major [B, n, H·d] (the layer's layout; ops ls_attention_tokens*, so the bench times them as a family
     // of their own): tensor-core head dims, several heads, padding, a short last segment, two query blocks per segment; and
@@ -37,6 +38,7 @@ public static partial class LsAttention
         (2, 2, 37, 32, 8, 5, true),
         (1, 3, 64, 128, 16, 8, true),
         (2, 4, 150, 64, 128, 9, true),
+        (1, 2, 384, 64, 128, 64, false),
         (1, 2, 40, 16, 8, 4, false),
         (1, 2, 30, 40, 8, 3, true),
     }.SelectMany(s => CasesAt(dt, s.Item1, s.Item2, s.Item3, s.Item4, s.Item5, s.Item6, s.Item7, tokenMajor: true)));

@@ -68,6 +68,19 @@ static class LsAttentionCuda
 
     static QueryPass ForwardPass(CudaBackend be, LsAttentionGeometry g) => Wide(be, g) ? ForwardWide : ForwardNarrow;
 
+    /// <summary>The Hopper kernels (wgmma): the wide forward and dQ pass at their one head dim (kernels/ls_attention/*_sm90a.cu), where
+    /// the device is sm_90 and their modules were built for sm_90a. Opt-in (TLS_WGMMA=1) until they have passed the GPU suite:
+    /// they were written in session 31, which had no GPU; without it the mma.sync kernels run.</summary>
+    const string WgmmaFile = "ls_attention/ls_attention_fwd_sm90a.cu", WgmmaDqFile = "ls_attention/ls_attention_bwd_dq_sm90a.cu";
+    static readonly bool WgmmaAllowed = Environment.GetEnvironmentVariable("TLS_WGMMA") == "1";
+
+    static bool Wgmma(CudaBackend be, LsAttentionGeometry g, string file, string headDim) =>
+        WgmmaAllowed && be.Context.Device.ArchNumber == 90 && Wide(be, g)
+        && be.Constant(file, "tls_sm90a") == 1 && g.D == be.Constant(file, headDim);
+
+    static bool WgmmaForward(CudaBackend be, LsAttentionGeometry g) => Wgmma(be, g, WgmmaFile, "ls_attention_fwd_wgmma_d");
+    static bool WgmmaDq(CudaBackend be, LsAttentionGeometry g) => Wgmma(be, g, WgmmaDqFile, "ls_attention_bwd_dq_wgmma_d");
+
     static Tiles TilesOf(CudaBackend be, LsAttentionGeometry g, Tensor q) => UsesMma(g, q)
         ? ForwardPass(be, g).TilesOf(be)
         : new(be.Constant(File, "ls_attention_f32_qb"), be.Constant(File, "ls_attention_f32_threads"));
@@ -93,7 +106,13 @@ static class LsAttentionCuda
     {
         var t = TilesOf(be, g, q);
         var p = Params(g, t, q, k, v, kbar, vbar, mask, o, lse);
-        if (UsesMma(g, q))
+        if (UsesMma(g, q) && WgmmaForward(be, g))
+        {
+            var wt = new Tiles(be.Constant(WgmmaFile, "ls_attention_fwd_wgmma_qb"), be.Constant(WgmmaFile, "ls_attention_fwd_wgmma_threads"));
+            p.Chunks = Chunks(g, wt);
+            be.Kernel(WgmmaFile, "ls_attention_fwd_wgmma_d64").Launch(Grid(g, wt), (uint)wt.Threads, (uint)be.Constant(WgmmaFile, "ls_attention_fwd_wgmma_smem"), be.Stream, p);
+        }
+        else if (UsesMma(g, q))
         {
             var pass = ForwardPass(be, g);
             be.Kernel(pass.File, pass.Kernels[g.D / 16 - 1]).Launch(Grid(g, t), (uint)t.Threads, pass.Smem(be, g.D), be.Stream, p);
@@ -135,7 +154,14 @@ static class LsAttentionCuda
                 var kvSmem = KernelShared.Bytes(be, BwdFile, "ls_attention_bwd_kv_mma_smem_fixed", "ls_attention_bwd_kv_mma_smem_per_d", g.D);
                 var dqt = dqPass.TilesOf(be);
                 p.Chunks = Chunks(g, dqt);
-                be.Kernel(BwdFile, dqPass.Kernels[g.D / 16 - 1]).Launch(Grid(g, dqt), (uint)dqt.Threads, dqSmem, be.Stream, p);
+                if (WgmmaDq(be, g))
+                {
+                    var wt = new Tiles(be.Constant(WgmmaDqFile, "ls_attention_bwd_dq_wgmma_qb"), be.Constant(WgmmaDqFile, "ls_attention_bwd_dq_wgmma_threads"));
+                    p.Chunks = Chunks(g, wt);
+                    be.Kernel(WgmmaDqFile, "ls_attention_bwd_dq_wgmma_d64").Launch(Grid(g, wt), (uint)wt.Threads, (uint)be.Constant(WgmmaDqFile, "ls_attention_bwd_dq_wgmma_smem"), be.Stream, p);
+                }
+                else
+                    be.Kernel(BwdFile, dqPass.Kernels[g.D / 16 - 1]).Launch(Grid(g, dqt), (uint)dqt.Threads, dqSmem, be.Stream, p);
                 be.Kernel(BwdFile, MmaKv[g.D / 16 - 1]).Launch(new Dim3((uint)((g.N + kt - 1) / kt), 1, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
                 be.Kernel(BwdFile, MmaLm[g.D / 16 - 1]).Launch(new Dim3((uint)((g.R + kt - 1) / kt), (uint)p.Groups, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
             }
