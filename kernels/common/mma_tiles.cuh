@@ -38,10 +38,10 @@ TLS_DEVICE void load_rows_at(u16* dst, const void* src, int rows, Off off, u16* 
 }
 
 // load_rows_at with the offsets in an array row_off[rows] (< 0: zeros).
-template <int D>
+template <int D, bool Sw128 = false>
 TLS_DEVICE void load_rows(u16* dst, const void* src, const i64* row_off, int rows)
 {
-    load_rows_at<D>(dst, src, rows, [&](int r) { return row_off[r]; });
+    load_rows_at<D, Sw128>(dst, src, rows, [&](int r) { return row_off[r]; });
 }
 
 // Issues `count` shared rows from `n` consecutive rows of a row-major [*, D] bf16 tensor starting at element `first`

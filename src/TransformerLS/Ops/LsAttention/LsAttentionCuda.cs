@@ -68,10 +68,11 @@ static class LsAttentionCuda
 
     static QueryPass ForwardPass(CudaBackend be, LsAttentionGeometry g) => Wide(be, g) ? ForwardWide : ForwardNarrow;
 
-    /// <summary>The Hopper kernels (wgmma): the wide forward and dQ pass at their one head dim (kernels/ls_attention/*_sm90a.cu), where
+    /// <summary>The Hopper kernels (wgmma): the forward, dQ pass and key passes at their one head dim, for wide blocks (kernels/ls_attention/*_sm90a.cu), where
     /// the device is sm_90 and their modules were built for sm_90a. Opt-in (TLS_WGMMA=1) until they have passed the GPU suite:
     /// they were written in session 31, which had no GPU; without it the mma.sync kernels run.</summary>
-    const string WgmmaFile = "ls_attention/ls_attention_fwd_sm90a.cu", WgmmaDqFile = "ls_attention/ls_attention_bwd_dq_sm90a.cu";
+    const string WgmmaFile = "ls_attention/ls_attention_fwd_sm90a.cu", WgmmaDqFile = "ls_attention/ls_attention_bwd_dq_sm90a.cu",
+        WgmmaKeysFile = "ls_attention/ls_attention_bwd_keys_sm90a.cu";
     static readonly bool WgmmaAllowed = Environment.GetEnvironmentVariable("TLS_WGMMA") == "1";
 
     static bool Wgmma(CudaBackend be, LsAttentionGeometry g, string file, string headDim) =>
@@ -80,6 +81,7 @@ static class LsAttentionCuda
 
     static bool WgmmaForward(CudaBackend be, LsAttentionGeometry g) => Wgmma(be, g, WgmmaFile, "ls_attention_fwd_wgmma_d");
     static bool WgmmaDq(CudaBackend be, LsAttentionGeometry g) => Wgmma(be, g, WgmmaDqFile, "ls_attention_bwd_dq_wgmma_d");
+    static bool WgmmaKeys(CudaBackend be, LsAttentionGeometry g) => Wgmma(be, g, WgmmaKeysFile, "ls_attention_bwd_keys_wgmma_d");
 
     static Tiles TilesOf(CudaBackend be, LsAttentionGeometry g, Tensor q) => UsesMma(g, q)
         ? ForwardPass(be, g).TilesOf(be)
@@ -162,8 +164,12 @@ static class LsAttentionCuda
                 }
                 else
                     be.Kernel(BwdFile, dqPass.Kernels[g.D / 16 - 1]).Launch(Grid(g, dqt), (uint)dqt.Threads, dqSmem, be.Stream, p);
-                be.Kernel(BwdFile, MmaKv[g.D / 16 - 1]).Launch(new Dim3((uint)((g.N + kt - 1) / kt), 1, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
-                be.Kernel(BwdFile, MmaLm[g.D / 16 - 1]).Launch(new Dim3((uint)((g.R + kt - 1) / kt), (uint)p.Groups, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
+                var (keysFile, kv, lm) = WgmmaKeys(be, g)
+                    ? (WgmmaKeysFile, "ls_attention_bwd_kv_wgmma_d64", "ls_attention_bwd_lm_wgmma_d64")
+                    : (BwdFile, MmaKv[g.D / 16 - 1], MmaLm[g.D / 16 - 1]);
+                if (keysFile == WgmmaKeysFile) kvSmem = (uint)be.Constant(WgmmaKeysFile, "ls_attention_bwd_keys_wgmma_smem");
+                be.Kernel(keysFile, kv).Launch(new Dim3((uint)((g.N + kt - 1) / kt), 1, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
+                be.Kernel(keysFile, lm).Launch(new Dim3((uint)((g.R + kt - 1) / kt), (uint)p.Groups, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
             }
             // Stage 2 of the landmark gradients for both: the groups' fp32 partials added in group order.
             var outputs = (long)g.B * g.H * g.R * g.D;
