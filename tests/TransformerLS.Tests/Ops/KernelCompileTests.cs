@@ -110,6 +110,17 @@ public class KernelCompileTests
         }
     }
 
+    /// <summary>On an sm_90 GPU with NVRTC 12+, every *_sm90a.cu module loads with its wgmma kernels built in (tls_sm90a = 1), so a
+    /// GPU run with TLS_WGMMA=1 exercises them rather than falling back; elsewhere they load as the plain build (tls_sm90a = 0).</summary>
+    [Fact]
+    public void Sm90a_modules_load_with_their_kernels_on_an_sm90_gpu()
+    {
+        var be = TestEnv.RequireGpu();
+        var expected = KernelLibrary.BuildsSm90a("x" + KernelLibrary.Sm90aSuffix, be.Context.Device.ArchNumber) ? 1 : 0;
+        foreach (var f in KernelLibrary.Sources.Where(f => f.EndsWith(KernelLibrary.Sm90aSuffix, StringComparison.Ordinal)))
+            Assert.True(be.Constant(f, "tls_sm90a") == expected, $"{f}: tls_sm90a = {be.Constant(f, "tls_sm90a")} on {be.Context.Device.Arch}, expected {expected}");
+    }
+
     [Fact]
     public void Cache_entries_are_checked_and_corrupt_ones_rejected()
     {
