@@ -46,14 +46,7 @@ template <int D, int QN> __device__ void ls_attention_bwd_dq_mma(const LsAttenti
 
     // D_i from global memory: the dO rows in flight to shared memory are waited on with the first key tile.
     float lse[2], dd[2];
-    const u16* dout = (const u16*)p.dout + q_row(p, k, k.q0);
-    backward_rows<D>((const u16*)p.o + q_row(p, k, k.q0), p.lse + (i64)k.bh * p.n + k.q0, [&](int qi, int c) { return bf(dout[(i64)qi * p.qld + c]); }, k.nq,
-                     [&](int qi) { return is_token(p, k.b, k.q0 + qi); }, lse, dd, p.qld);
-    for (int h = 0; h < 2; ++h)
-    {
-        const int qi = warp * 16 + lane / 4 + 8 * h;
-        if (qi < k.nq && lane % 4 == 0) p.dd[(i64)k.bh * p.n + k.q0 + qi] = dd[h];
-    }
+    dq_pass_rows<D>(p, k, lse, dd);
 
     // P = exp(σ·s − lse) = 2^(s·sl2 − lse·log2 e): one FFMA and one ex2 a probability.
     const float sl2 = p.scale * TLS_LOG2E, lse2[2] = {lse[0] * TLS_LOG2E, lse[1] * TLS_LOG2E};

@@ -101,3 +101,18 @@ template <int D, bool Sw128 = false, typename F> TLS_DEVICE void for_each_tile(c
         __syncthreads();  // tile t's buffers are free for tile t + 2
     }
 }
+
+// The start of a dQ pass, per row of this thread (warp w: rows 16w..): D_i = dO_i·O_i and the log-sum-exp from global
+// memory (backward_rows), D_i written to p.dd for the key passes.
+template <int D> TLS_DEVICE void dq_pass_rows(const LsAttentionParams& p, const Block& k, float lse[2], float dd[2])
+{
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const u16* dout = (const u16*)p.dout + q_row(p, k, k.q0);
+    backward_rows<D>((const u16*)p.o + q_row(p, k, k.q0), p.lse + (i64)k.bh * p.n + k.q0, [&](int qi, int c) { return bf(dout[(i64)qi * p.qld + c]); }, k.nq,
+                     [&](int qi) { return is_token(p, k.b, k.q0 + qi); }, lse, dd, p.qld);
+    for (int h = 0; h < 2; ++h)
+    {
+        const int qi = warp * 16 + lane / 4 + 8 * h;
+        if (qi < k.nq && lane % 4 == 0) p.dd[(i64)k.bh * p.n + k.q0 + qi] = dd[h];
+    }
+}
