@@ -116,7 +116,9 @@ public class KernelCompileTests
     public void Sm90a_modules_load_with_their_kernels_on_an_sm90_gpu()
     {
         var be = TestEnv.RequireGpu();
-        var expected = KernelLibrary.BuildsSm90a("x" + KernelLibrary.Sm90aSuffix, be.Context.Device.ArchNumber) ? 1 : 0;
+        // cmake/'s fatbins build every file plainly (no TLS_SM90A), so from them the wgmma kernels are absent too.
+        var fromFatbins = Environment.GetEnvironmentVariable(KernelLibrary.FatbinDirVariable) is { Length: > 0 };
+        var expected = !fromFatbins && KernelLibrary.BuildsSm90a("x" + KernelLibrary.Sm90aSuffix, be.Context.Device.ArchNumber) ? 1 : 0;
         foreach (var f in KernelLibrary.Sources.Where(f => f.EndsWith(KernelLibrary.Sm90aSuffix, StringComparison.Ordinal)))
             Assert.True(be.Constant(f, "tls_sm90a") == expected, $"{f}: tls_sm90a = {be.Constant(f, "tls_sm90a")} on {be.Context.Device.Arch}, expected {expected}");
     }
