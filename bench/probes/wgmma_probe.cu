@@ -4,6 +4,7 @@
 // same with A from shared memory, (3) A fragments · B MN-major read transposed (O = P·V), (4) an fp32 X as hi + lo
 // fragments · B MN-major (wgmma_xb_split). Prints the largest error of each against a double product of the same bf16
 // values (fp32 accumulation: ~1e-5 relative; a wrong layout or descriptor gives O(1)). Exit code 1 if any exceeds 1e-3.
+// Then the rate of back-to-back RS and SS products (rate()), for choosing tile widths.
 #include <cstdio>
 #include <cstdlib>
 #include <cmath>
@@ -50,6 +51,58 @@ __global__ void probe(const u16* a, const u16* bk, const u16* bn, const float* x
                 out[m * 4096 + (warp * 16 + lane / 4 + 8 * (e / 2)) * 64 + nb * 8 + 2 * (lane % 4) + e % 2] = acc[m][nb][e];
 }
 
+// Throughput of back-to-back m64n64k16 products, A in registers (RS) or shared memory (SS), B K-major from shared
+// memory: `iters` batches of 4 a warpgroup, `wgs` warpgroups a block. Answers whether n = 64 tiles leave the
+// tensor cores waiting on shared memory (SS reads A and B, 4 KB an instruction).
+template <bool SS>
+__global__ void __launch_bounds__(256) rate(float* sink, int iters)
+{
+    __shared__ __align__(1024) u16 A[2][64 * 64], B[64 * 64];
+    for (int i = threadIdx.x; i < 64 * 64; i += blockDim.x) { A[0][i] = A[1][i] = B[i] = (u16)(0x3c00 + (i & 7)); }
+    fence_proxy_async();
+    __syncthreads();
+    const int wg = threadIdx.x / 128;
+    unsigned qa[4][4];
+    for (int kc = 0; kc < 4; ++kc)
+        for (int j = 0; j < 4; ++j) qa[kc][j] = 0x3c003c00u;
+    float acc[8][4];
+    zero(acc, 8);
+    const u64 ad = sw128_desc(A[wg & 1], 1024, 1024), bd = sw128_desc(B, 1024, 1024);
+    for (int it = 0; it < iters; ++it)
+    {
+        wgmma_fence();
+        for (int kc = 0; kc < 4; ++kc)
+        {
+            if (SS) wgmma_m64n64k16_ss<0>(acc, ad + 2 * kc, bd + 2 * kc, 1);
+            else wgmma_m64n64k16<0>(acc, qa[kc], bd + 2 * kc, 1);
+        }
+        wgmma_commit();
+        wgmma_wait<0>();
+    }
+    float t = 0.f;
+    for (int nb = 0; nb < 8; ++nb) t += acc[nb][0] + acc[nb][1] + acc[nb][2] + acc[nb][3];
+    if (t == 12345.f) sink[threadIdx.x] = t;  // keeps the products alive
+}
+
+template <bool SS> static void time_rate(float* sink)
+{
+    int sms = 0;
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+    const int iters = 4096, blocks = sms * 4;
+    cudaEvent_t a, b;
+    cudaEventCreate(&a); cudaEventCreate(&b);
+    rate<SS><<<blocks, 256>>>(sink, 64);
+    cudaEventRecord(a);
+    rate<SS><<<blocks, 256>>>(sink, iters);
+    cudaEventRecord(b);
+    cudaEventSynchronize(b);
+    float ms = 0.f;
+    cudaEventElapsedTime(&ms, a, b);
+    const double flops = 2.0 * 64 * 64 * 16 * 4 * iters * 2.0 * blocks;  // 2 warpgroups a block
+    printf("rate %s m64n64k16 (4 blocks of 2 warpgroups an SM): %.1f TFLOP/s (%s)\n", SS ? "SS" : "RS", flops / ms / 1e9,
+           cudaGetErrorString(cudaGetLastError()));
+}
+
 static u16 to_bf16(float f) { unsigned u; memcpy(&u, &f, 4); u += 0x7fffu + ((u >> 16) & 1u); return (u16)(u >> 16); }
 static double from_bf16(u16 b) { unsigned u = (unsigned)b << 16; float f; memcpy(&f, &u, 4); return f; }
 
@@ -90,5 +143,7 @@ int main()
         printf("%-40s max |err| %.3g %s\n", names[m], worst, worst < 1e-3 ? "ok" : "WRONG");
         bad |= worst >= 1e-3;
     }
+    time_rate<false>(dout);
+    time_rate<true>(dout);
     return bad;
 }
