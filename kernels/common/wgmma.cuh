@@ -13,7 +13,8 @@
 // Descriptors (PTX ISA, "matrix descriptor"): start address >> 4 in bits 0-13, leading byte offset >> 4 in 16-29, stride
 // byte offset >> 4 in 32-45, layout in 62-63 (1: 128-byte swizzle).
 // - K-major B (B[n][k], k contiguous: the key tile of S = Q·Kᵀ): 8-row groups SBO = 1024 bytes apart; LBO unused
-//   (1); step k by 16 elements = 32 bytes by adding 2 to the start address field.
+//   (CUTLASS writes 1; the kernels pass 1024 to both fields, so either reading of the two holds); step k by 16 elements
+//   = 32 bytes by adding 2 to the start address field.
 // - MN-major B (B[k][n], n contiguous, read transposed: the value tile of O = P·V): the 8 k-rows of a group 128 bytes
 //   apart, groups SBO = 1024 bytes apart; LBO the distance between 64-column blocks (one block at n = 64: unused);
 //   step k by 16 rows = 2048 bytes.
