@@ -154,7 +154,6 @@ TLS_DEVICE void fence_proxy_async()
 #endif
 }
 
-
 // The layout contract of a params struct shared with C#: its size and the offset of its last field. The same numbers
 // are read back from these lines by the C# LayoutContractTests and compared with the mirror's Marshal layout. No
 // NVRTC has __builtin_offsetof; NVRTC 11 (CI) folds the classic null-pointer offset to a constant, NVRTC 12+ does

@@ -75,7 +75,7 @@ template <int D, bool Sw128 = false> TLS_DEVICE QRow kv_issue(const LsAttentionP
 template <int D>
 TLS_DEVICE void kv_tile(const LsAttentionParams& p, const KvSmem<D>& s, int buf, const bool kin[2], float dk[D / 8][4], float dv[D / 8][4])
 {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int warp = threadIdx.x / 32;
     const u16 *Qs = s.Qs[buf], *dOs = s.dOs[buf];
     const float *lse2_s = s.lse[buf], *dd_s = s.dd[buf];
     const float sl2 = p.scale * TLS_LOG2E;
@@ -87,14 +87,7 @@ TLS_DEVICE void kv_tile(const LsAttentionParams& p, const KvSmem<D>& s, int buf,
         float st[QH / 8][4] = {}, dpt[QH / 8][4] = {};
         mma_abt<D, QH>(st, s.Ks + warp * 16 * STRIDE(D), STRIDE(D), Qs + q0 * STRIDE(D), STRIDE(D));
         mma_abt<D, QH>(dpt, s.Vs + warp * 16 * STRIDE(D), STRIDE(D), dOs + q0 * STRIDE(D), STRIDE(D));
-        for (int nb = 0; nb < QH / 8; ++nb)
-            for (int e = 0; e < 4; ++e)
-            {
-                const int qc = q0 + nb * 8 + 2 * (lane % 4) + e % 2;
-                const float x = kin[e / 2] ? fast_exp2(fmaf(st[nb][e], sl2, -lse2_s[qc])) : 0.f;
-                st[nb][e] = x;
-                dpt[nb][e] = x * (dpt[nb][e] - dd_s[qc]);
-            }
+        kv_scores_to_ds<QH>(st, dpt, kin, q0, sl2, lse2_s, dd_s);
         mma_xb<QH, D>(dv, st, dOs + q0 * STRIDE(D), STRIDE(D));
         mma_xb<QH, D>(dk, dpt, Qs + q0 * STRIDE(D), STRIDE(D));
     }
@@ -108,7 +101,6 @@ template <int D>
 TLS_DEVICE void kv_tile_wgmma(const LsAttentionParams& p, const KvSmem<D>& s, int buf, const bool kin[2], float dk[D / 8][4], float dv[D / 8][4])
 {
     static_assert(D == 64 && QB == 64 && KT == 64, "the wgmma key pass is m64n64k16 over 64 keys, 64 queries, d 64");
-    const int lane = threadIdx.x % 32;
     const u16 *Qs = s.Qs[buf], *dOs = s.dOs[buf];
     const float *lse2_s = s.lse[buf], *dd_s = s.dd[buf];
     const float sl2 = p.scale * TLS_LOG2E;
@@ -125,14 +117,7 @@ TLS_DEVICE void kv_tile_wgmma(const LsAttentionParams& p, const KvSmem<D>& s, in
     wgmma_wait<0>();
     wgmma_pin(st);
     wgmma_pin(dpt);
-    for (int nb = 0; nb < QB / 8; ++nb)
-        for (int e = 0; e < 4; ++e)
-        {
-            const int qc = nb * 8 + 2 * (lane % 4) + e % 2;
-            const float x = kin[e / 2] ? fast_exp2(fmaf(st[nb][e], sl2, -lse2_s[qc])) : 0.f;
-            st[nb][e] = x;
-            dpt[nb][e] = x * (dpt[nb][e] - dd_s[qc]);
-        }
+    kv_scores_to_ds<QB>(st, dpt, kin, 0, sl2, lse2_s, dd_s);
     wgmma_xb_split(dv, st, dOs);
     wgmma_xb_split(dk, dpt, Qs);
 }
@@ -167,7 +152,7 @@ TLS_DEVICE void kv_walk(const LsAttentionParams& p, int b, int bh, const KvSmem<
         bool kin[2];
         for (int h = 0; h < 2; ++h) kin[h] = kin_of(cur, h);
 #if defined(TLS_SM90A)
-        if (Sw128)
+        if constexpr (Sw128)
             kv_tile_wgmma<D>(p, s, buf, kin, dk, dv);
         else
 #endif

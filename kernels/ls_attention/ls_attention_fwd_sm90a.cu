@@ -72,10 +72,7 @@ extern "C" __global__ void __launch_bounds__(QM_WARPS * 32, 2) ls_attention_fwd_
         wgmma_commit();
         wgmma_wait<0>();
         wgmma_pin(s);
-        if (!full)
-            for (int nb = 0; nb < KT / 8; ++nb)
-                for (int e = 0; e < 4; ++e)
-                    if (rows[nb * 8 + 2 * (lane % 4) + e % 2] < 0) s[nb][e] = -TLS_INF;
+        if (!full) mask_absent_keys<KT>(s, rows);
         online_softmax<KT, D>(s, o, m[0], l[0], 0, sl2);
         online_softmax<KT, D>(s, o, m[1], l[1], 1, sl2);
         wgmma_xb_split(o, s, Vs);  // O += P·V, V [64 keys][64] read transposed

@@ -28,7 +28,7 @@ template <int D, int QN> __device__ void ls_attention_fwd_mma(const LsAttentionP
     extern __shared__ __align__(16) unsigned char smem[];
     const Block k = block_of(p, QN);
     if (k.nq <= 0) return;
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int warp = threadIdx.x / 32;
     unsigned char* at = smem;
     const Smem sm = start<D, QN>(p, k, at);
 
@@ -38,10 +38,7 @@ template <int D, int QN> __device__ void ls_attention_fwd_mma(const LsAttentionP
     for_each_tile<D>(p, k, sm, [&](const u16* Ks, const u16* Vs, const i64* rows, bool full) {
         float s[KT / 8][4] = {};
         mma_abt<D, KT>(s, sm.Qs + warp * 16 * STRIDE(D), STRIDE(D), Ks, STRIDE(D));
-        if (!full)
-            for (int nb = 0; nb < KT / 8; ++nb)
-                for (int e = 0; e < 4; ++e)
-                    if (rows[nb * 8 + 2 * (lane % 4) + e % 2] < 0) s[nb][e] = -TLS_INF;
+        if (!full) mask_absent_keys<KT>(s, rows);
         attend_tile<KT, D>(s, o, m, l, Vs, sl2);
     });
 

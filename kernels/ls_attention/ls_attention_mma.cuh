@@ -116,3 +116,28 @@ template <int D> TLS_DEVICE void dq_pass_rows(const LsAttentionParams& p, const 
         if (qi < k.nq && lane % 4 == 0) p.dd[(i64)k.bh * p.n + k.q0 + qi] = dd[h];
     }
 }
+
+// The element-wise steps the tensor-core passes share, on accumulator tiles of 16 rows × N (this thread's part).
+// Scores of absent keys (rows[key] < 0: out of range or padded) become −inf.
+template <int N> TLS_DEVICE void mask_absent_keys(float s[N / 8][4], const i64* rows)
+{
+    const int lane = threadIdx.x % 32;
+    for (int nb = 0; nb < N / 8; ++nb)
+        for (int e = 0; e < 4; ++e)
+            if (rows[nb * 8 + 2 * (lane % 4) + e % 2] < 0) s[nb][e] = -TLS_INF;
+}
+
+// A key pass's tile (keys as rows, queries q0.. as columns): Sᵀ (st) becomes Pᵀ and dPᵀ (dpt) becomes dSᵀ, with each
+// query's lse·log2 e and D from lse2_s, dd_s; kin[h]: whether the thread's key row h sees these queries.
+template <int N> TLS_DEVICE void kv_scores_to_ds(float st[N / 8][4], float dpt[N / 8][4], const bool kin[2], int q0, float sl2, const float* lse2_s, const float* dd_s)
+{
+    const int lane = threadIdx.x % 32;
+    for (int nb = 0; nb < N / 8; ++nb)
+        for (int e = 0; e < 4; ++e)
+        {
+            const int qc = q0 + nb * 8 + 2 * (lane % 4) + e % 2;
+            const float x = kin[e / 2] ? fast_exp2(fmaf(st[nb][e], sl2, -lse2_s[qc])) : 0.f;
+            st[nb][e] = x;
+            dpt[nb][e] = x * (dpt[nb][e] - dd_s[qc]);
+        }
+}
