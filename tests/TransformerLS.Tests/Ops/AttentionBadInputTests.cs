@@ -45,4 +45,17 @@ public class AttentionBadInputTests
         Named<ArgumentOutOfRangeException>("dstOffset", "[3, 6)", () => Ops.Layout.CopySlice(Be, T(2, 3, 4), 0, T(2, 5, 4), 3, 1, 3));
         Named<ArgumentException>("dst", "except along axis 1", () => Ops.Layout.CopySlice(Be, T(2, 3, 4), 0, T(2, 5, 3), 0, 1, 3));
     }
+
+    /// <summary>TLS_WGMMA picks the Hopper passes: 0 / unset none, 1 / all every one, a comma list some; anything else names the value.</summary>
+    [Fact]
+    public void Wgmma_switch_values()
+    {
+        Assert.Empty(LsAttentionCuda.ParseWgmma(null));
+        Assert.Empty(LsAttentionCuda.ParseWgmma("0"));
+        Assert.Equal(["dq", "fwd", "keys"], LsAttentionCuda.ParseWgmma("1").Order());
+        Assert.Equal(["dq", "fwd", "keys"], LsAttentionCuda.ParseWgmma(" ALL ").Order());
+        Assert.Equal(["fwd", "keys"], LsAttentionCuda.ParseWgmma("keys, fwd").Order());
+        Named<ArgumentException>("TLS_WGMMA", "'fwd,bwd'", () => LsAttentionCuda.ParseWgmma("fwd,bwd"));
+        Named<ArgumentException>("TLS_WGMMA", "distinct", () => LsAttentionCuda.ParseWgmma("dq,dq"));
+    }
 }

@@ -69,19 +69,34 @@ static class LsAttentionCuda
     static QueryPass ForwardPass(CudaBackend be, LsAttentionGeometry g) => Wide(be, g) ? ForwardWide : ForwardNarrow;
 
     /// <summary>The Hopper kernels (wgmma): the forward, dQ pass and key passes at their one head dim, for wide blocks (kernels/ls_attention/*_sm90a.cu), where
-    /// the device is sm_90 and their modules were built for sm_90a. Opt-in (TLS_WGMMA=1) until they have passed the GPU suite:
-    /// they were written in session 31, which had no GPU; without it the mma.sync kernels run.</summary>
+    /// the device is sm_90 and their modules were built for sm_90a. Opt-in until they have passed the GPU suite (they were written
+    /// in session 31, which had no GPU): TLS_WGMMA=1 (or all) turns on all three passes, a comma list of fwd, dq and keys some
+    /// of them, 0 or unset none; the others run on the mma.sync kernels.</summary>
     const string WgmmaFile = "ls_attention/ls_attention_fwd_sm90a.cu", WgmmaDqFile = "ls_attention/ls_attention_bwd_dq_sm90a.cu",
         WgmmaKeysFile = "ls_attention/ls_attention_bwd_keys_sm90a.cu";
-    static readonly bool WgmmaAllowed = Environment.GetEnvironmentVariable("TLS_WGMMA") == "1";
+    static readonly string[] WgmmaPasses = ["fwd", "dq", "keys"];
+    static readonly Lazy<HashSet<string>> WgmmaAllowed = new(() => ParseWgmma(Environment.GetEnvironmentVariable("TLS_WGMMA")));
 
-    static bool Wgmma(CudaBackend be, LsAttentionGeometry g, string file, string headDim) =>
-        WgmmaAllowed && be.Context.Device.ArchNumber == 90 && Wide(be, g)
+    /// <summary>The passes a TLS_WGMMA value turns on; anything but 0, 1, all or a comma list of fwd, dq, keys is refused.</summary>
+    internal static HashSet<string> ParseWgmma(string? value)
+    {
+        var v = (value ?? "").Trim().ToLowerInvariant();
+        if (v is "" or "0") return [];
+        if (v is "1" or "all") return [.. WgmmaPasses];
+        var set = new HashSet<string>();
+        foreach (var part in v.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            if (!WgmmaPasses.Contains(part) || !set.Add(part))
+                throw new ArgumentException($"TLS_WGMMA is '{value}': expected 0, 1, all or a comma list of distinct passes from fwd, dq, keys.", "TLS_WGMMA");
+        return set;
+    }
+
+    static bool Wgmma(CudaBackend be, LsAttentionGeometry g, string pass, string file, string headDim) =>
+        WgmmaAllowed.Value.Contains(pass) && be.Context.Device.ArchNumber == 90 && Wide(be, g)
         && be.Constant(file, "tls_sm90a") == 1 && g.D == be.Constant(file, headDim);
 
-    static bool WgmmaForward(CudaBackend be, LsAttentionGeometry g) => Wgmma(be, g, WgmmaFile, "ls_attention_fwd_wgmma_d");
-    static bool WgmmaDq(CudaBackend be, LsAttentionGeometry g) => Wgmma(be, g, WgmmaDqFile, "ls_attention_bwd_dq_wgmma_d");
-    static bool WgmmaKeys(CudaBackend be, LsAttentionGeometry g) => Wgmma(be, g, WgmmaKeysFile, "ls_attention_bwd_keys_wgmma_d");
+    static bool WgmmaForward(CudaBackend be, LsAttentionGeometry g) => Wgmma(be, g, "fwd", WgmmaFile, "ls_attention_fwd_wgmma_d");
+    static bool WgmmaDq(CudaBackend be, LsAttentionGeometry g) => Wgmma(be, g, "dq", WgmmaDqFile, "ls_attention_bwd_dq_wgmma_d");
+    static bool WgmmaKeys(CudaBackend be, LsAttentionGeometry g) => Wgmma(be, g, "keys", WgmmaKeysFile, "ls_attention_bwd_keys_wgmma_d");
 
     static Tiles TilesOf(CudaBackend be, LsAttentionGeometry g, Tensor q) => UsesMma(g, q)
         ? ForwardPass(be, g).TilesOf(be)
