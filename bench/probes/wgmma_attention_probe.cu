@@ -11,6 +11,7 @@
 #include <vector>
 #endif
 #include "ls_attention/ls_attention_fwd_sm90a.cu"
+#include "ls_attention/ls_attention_mma.cu"  // the mma.sync wide forward: the control
 
 __device__ float dbg_max[4];
 TLS_DEVICE void dbg(int i, float v) { atomicMax((int*)&dbg_max[i], __float_as_int(fabsf(v))); }
@@ -209,6 +210,9 @@ int main()
         }
         printf("%-34s %s: rows 0-63 of a block: lse err %.3g, o err %.3g; rows 64-127: lse err %.3g, o err %.3g\n", name, cudaGetErrorString(err), worst_l[0], worst_o[0], worst_l[1], worst_o[1]);
     };
+    const int control_smem = FWD_SMEM_FIXED(QM) + FWD_SMEM_PER_D(QM) * 64;
+    cudaFuncSetAttribute(ls_attention_fwd_mma_wide_d64, cudaFuncAttributeMaxDynamicSharedMemorySize, control_smem);
+    check("control: mma.sync wide kernel", [&] { ls_attention_fwd_mma_wide_d64<<<grid, 256, control_smem>>>(p); });
     cudaFuncSetAttribute(ls_attention_fwd_wgmma_d64, cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM);
     check("the kernel (nvcc build)", [&] { ls_attention_fwd_wgmma_d64<<<grid, 256, WG_SMEM>>>(p); });
     cudaFuncSetAttribute(variant<false, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, VARIANT_SMEM + 1024);
