@@ -81,8 +81,9 @@ extern "C" __global__ void __launch_bounds__(256, 1) diag(LsAttentionParams p)
 
 
 // A simplified copy of the forward: one buffer, every tile computed; SYNC: K, V through plain loads and st.shared (not
-// cp.async); QSS: Q swizzled in shared memory and S through the SS form (not ldmatrix fragments and RS).
-template <bool SYNC, bool QSS> __global__ void __launch_bounds__(256, 1) variant(LsAttentionParams p)
+// cp.async); QSS: Q swizzled in shared memory and S through the SS form (not ldmatrix fragments and RS); ONCE: the RS
+// fragments loaded at the first tile and kept (as the kernel did before session 32), not loaded for every tile.
+template <bool SYNC, bool QSS, bool ONCE = false> __global__ void __launch_bounds__(256, 1) variant(LsAttentionParams p)
 {
     constexpr int D = 64;
     extern __shared__ __align__(1024) unsigned char smem[];
@@ -106,6 +107,7 @@ template <bool SYNC, bool QSS> __global__ void __launch_bounds__(256, 1) variant
     float m[2] = {-TLS_INF, -TLS_INF}, l[2] = {0.f, 0.f};
     const float sl2 = p.scale * TLS_LOG2E;
     const int tiles = tile_count(p);
+    unsigned qa[4][4];
     for (int tile = 0; tile < tiles; ++tile)
     {
         const Tile t = tile_of(p, k, tile);
@@ -131,8 +133,7 @@ template <bool SYNC, bool QSS> __global__ void __launch_bounds__(256, 1) variant
         float s[8][4];
         zero(s, 8);
         const u64 kd = sw128_desc(Ks, 1024, 1024), qd = sw128_desc(Qsw + wg * 64 * D, 1024, 1024);
-        unsigned qa[4][4];
-        if (!QSS)
+        if (!QSS && (!ONCE || tile == 0))
             for (int kc = 0; kc < 4; ++kc) ldmatrix_x4(qa[kc], Qp + (warp * 16 + lane % 16) * STRIDE(D) + kc * 16 + (lane / 16) * 8);
         wgmma_pin(s);
         wgmma_fence();
@@ -157,6 +158,7 @@ template __global__ void variant<false, false>(LsAttentionParams);
 template __global__ void variant<true, false>(LsAttentionParams);
 template __global__ void variant<false, true>(LsAttentionParams);
 template __global__ void variant<true, true>(LsAttentionParams);
+template __global__ void variant<false, false, true>(LsAttentionParams);
 #define VARIANT_SMEM (1024 + 2 * KT * 64 * 2 + QM * 64 * 2 + QM * STRIDE(64) * 2 + 8 * KT)
 
 #ifndef __CUDACC_RTC__
@@ -214,7 +216,7 @@ int main()
     cudaFuncSetAttribute(ls_attention_fwd_mma_wide_d64, cudaFuncAttributeMaxDynamicSharedMemorySize, control_smem);
     check("control: mma.sync wide kernel", [&] { ls_attention_fwd_mma_wide_d64<<<grid, 256, control_smem>>>(p); });
     cudaFuncSetAttribute(ls_attention_fwd_wgmma_d64, cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM);
-    check("the kernel (nvcc build)", [&] { ls_attention_fwd_wgmma_d64<<<grid, 256, WG_SMEM>>>(p); });
+    check("the kernel (nvcc build, Q per tile)", [&] { ls_attention_fwd_wgmma_d64<<<grid, 256, WG_SMEM>>>(p); });
     cudaFuncSetAttribute(variant<false, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, VARIANT_SMEM + 1024);
     cudaFuncSetAttribute(variant<true, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, VARIANT_SMEM + 1024);
     cudaFuncSetAttribute(variant<false, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, VARIANT_SMEM + 1024);
@@ -222,6 +224,8 @@ int main()
     check("variant cp.async, Q RS", [&] { variant<false, false><<<grid, 256, VARIANT_SMEM + 1024>>>(p); });
     check("variant st.shared, Q RS", [&] { variant<true, false><<<grid, 256, VARIANT_SMEM + 1024>>>(p); });
     check("variant cp.async, Q SS", [&] { variant<false, true><<<grid, 256, VARIANT_SMEM + 1024>>>(p); });
+    cudaFuncSetAttribute(variant<false, false, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, VARIANT_SMEM + 1024);
+    check("variant cp.async, Q RS loaded once", [&] { variant<false, false, true><<<grid, 256, VARIANT_SMEM + 1024>>>(p); });
     check("variant st.shared, Q SS", [&] { variant<true, true><<<grid, 256, VARIANT_SMEM + 1024>>>(p); });
     float zero4[4] = {0, 0, 0, 0};
     cudaMemcpyToSymbol(dbg_max, zero4, 16);

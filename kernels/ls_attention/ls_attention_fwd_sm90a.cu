@@ -54,14 +54,12 @@ extern "C" __global__ void __launch_bounds__(QM_WARPS * 32, 2) ls_attention_fwd_
     float o[D / 8][4] = {};
     float m[2] = {-TLS_INF, -TLS_INF}, l[2] = {0.f, 0.f};
     const float sl2 = p.scale * TLS_LOG2E;
-    unsigned qa[D / 16][4];
-    bool have_q = false;
     for_each_tile<D, true>(p, k, sm, [&](const u16* Ks, const u16* Vs, const i64* rows, bool full) {
-        if (!have_q)  // the block's queries arrived with the first tile
-        {
-            for (int kc = 0; kc < D / 16; ++kc) ldmatrix_x4(qa[kc], sm.Qs + (warp * 16 + lane % 16) * STRIDE(D) + kc * 16 + (lane / 16) * 8);
-            have_q = true;
-        }
+        // This warp's Q fragments, loaded afresh for every tile (the queries arrived with the first one). Session 32's
+        // H100 run: with the fragments loaded once and kept across tiles, S came out wrong where a per-tile load was right
+        // (bench/probes/wgmma_attention_probe.cu).
+        unsigned qa[D / 16][4];
+        for (int kc = 0; kc < D / 16; ++kc) ldmatrix_x4(qa[kc], sm.Qs + (warp * 16 + lane % 16) * STRIDE(D) + kc * 16 + (lane / 16) * 8);
         // S = Q·Kᵀ: K [64 keys][64] K-major; k steps of 16 columns are 32 bytes into the swizzled rows.
         float s[KT / 8][4];
         zero(s, KT / 8);
