@@ -23,11 +23,26 @@ public class ConformanceTests
         Assert.True(r.Passed, $"seed {seed}: {r.Describe()}");
     }
 
+    /// <summary>TLS_CONFORMANCE (optional): '|'-separated texts; where set, the GPU rows whose name contains none of them
+    /// skip, so that a device call can run just the rows a change touches (e.g. "d64 w128|d64 w192").</summary>
+    internal static bool Selected(string name, string? filter) =>
+        string.IsNullOrWhiteSpace(filter) || filter.Split('|', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Any(f => name.Contains(f, StringComparison.Ordinal));
+
+    [Fact]
+    public void Conformance_filter_selects_by_name_fragment()
+    {
+        Assert.True(Selected("ls_attention bfloat16 B1 H2 n256 d64 w128 r64", null));
+        Assert.True(Selected("ls_attention bfloat16 B1 H2 n256 d64 w128 r64", "d32|d64 w128"));
+        Assert.False(Selected("ls_attention bfloat16 B1 H2 n256 d64 w128 r64", "d64 w192| layer_norm"));
+    }
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void Gpu_backend(string name)
     {
         var gpu = TestEnv.RequireGpu();
+        var filter = Environment.GetEnvironmentVariable("TLS_CONFORMANCE");
+        if (!Selected(name, filter)) Assert.Skip($"not selected by TLS_CONFORMANCE={filter}");
         var before = gpu.MemoryStats;
         var seed = Random.Shared.Next();
         var r = ConformanceRunner.Run(Find(name), gpu, seed);
