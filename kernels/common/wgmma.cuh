@@ -47,6 +47,14 @@ TLS_DEVICE void wgmma_pin(float acc[8][4])
         asm volatile("" : "+f"(acc[i][0]), "+f"(acc[i][1]), "+f"(acc[i][2]), "+f"(acc[i][3])::"memory");
 }
 
+// The same for N register fragments of an RS product's A operand (as CUTLASS fences its A fragments too): their values
+// are in registers before the wgmma.fence that follows, so no copy of them lands between the fence and the product.
+template <int N> TLS_DEVICE void wgmma_pin_a(unsigned a[N][4])
+{
+#pragma unroll
+    for (int i = 0; i < N; ++i) asm volatile("" : "+r"(a[i][0]), "+r"(a[i][1]), "+r"(a[i][2]), "+r"(a[i][3])::"memory");
+}
+
 // acc[64 × 64] (this thread's part, acc[8][4]) = (accumulate ? acc : 0) + A[64 × 16] · B[16 × 64]: A this warp's
 // m16n8k16 fragment, B through desc; TransB: B MN-major (read transposed).
 template <int TransB>
@@ -95,6 +103,8 @@ TLS_DEVICE void wgmma_xb_split(float acc[8][4], const float x[8][4], const void*
         split_bf16x2(x[2 * kc + 1][2], x[2 * kc + 1][3], hi[kc][3], lo[kc][3]);
     }
     const u64 bd = sw128_desc(B, 1024, 1024);
+    wgmma_pin_a<4>(hi);
+    wgmma_pin_a<4>(lo);
     wgmma_pin(acc);
     wgmma_fence();
     for (int kc = 0; kc < 4; ++kc)
@@ -105,5 +115,7 @@ TLS_DEVICE void wgmma_xb_split(float acc[8][4], const float x[8][4], const void*
     wgmma_commit();
     wgmma_wait<0>();
     wgmma_pin(acc);
+    wgmma_pin_a<4>(hi);
+    wgmma_pin_a<4>(lo);
 }
 #endif

@@ -64,12 +64,14 @@ extern "C" __global__ void __launch_bounds__(QM_WARPS * 32, 2) ls_attention_fwd_
         float s[KT / 8][4];
         zero(s, KT / 8);
         const u64 kd = sw128_desc(Ks, 1024, 1024);
+        wgmma_pin_a<D / 16>(qa);
         wgmma_pin(s);
         wgmma_fence();
         for (int kc = 0; kc < D / 16; ++kc) wgmma_m64n64k16<0>(s, qa[kc], kd + 2 * kc, 1);
         wgmma_commit();
         wgmma_wait<0>();
         wgmma_pin(s);
+        wgmma_pin_a<D / 16>(qa);
         if (!full) mask_absent_keys<KT>(s, rows);
         online_softmax<KT, D>(s, o, m[0], l[0], 0, sl2);
         online_softmax<KT, D>(s, o, m[1], l[1], 1, sl2);
