@@ -55,9 +55,10 @@ extern "C" __global__ void __launch_bounds__(QM_WARPS * 32, 2) ls_attention_fwd_
     float m[2] = {-TLS_INF, -TLS_INF}, l[2] = {0.f, 0.f};
     const float sl2 = p.scale * TLS_LOG2E;
     for_each_tile<D, true>(p, k, sm, [&](const u16* Ks, const u16* Vs, const i64* rows, bool full) {
-        // This warp's Q fragments, loaded afresh for every tile (the queries arrived with the first one). Session 32's
-        // H100 run: with the fragments loaded once and kept across tiles, S came out wrong where a per-tile load was right
-        // (bench/probes/wgmma_attention_probe.cu).
+        // This warp's Q fragments, loaded afresh for every tile (the queries arrived with the first one) and pinned around
+        // the fence. Session 32's H100 run: this kernel with the fragments loaded once and kept gave a wrong S from exact
+        // tiles, where one-buffer copies loading them per tile were right (bench/probes/wgmma_attention_probe.cu); which
+        // of the two differences was the fault is not yet isolated.
         unsigned qa[D / 16][4];
         for (int kc = 0; kc < D / 16; ++kc) ldmatrix_x4(qa[kc], sm.Qs + (warp * 16 + lane % 16) * STRIDE(D) + kc * 16 + (lane / 16) * 8);
         // S = Q·Kᵀ: K [64 keys][64] K-major; k steps of 16 columns are 32 bytes into the swizzled rows.

@@ -69,9 +69,9 @@ static class LsAttentionCuda
     static QueryPass ForwardPass(CudaBackend be, LsAttentionGeometry g) => Wide(be, g) ? ForwardWide : ForwardNarrow;
 
     /// <summary>The Hopper kernels (wgmma): the forward, dQ pass and key passes at their one head dim, for wide blocks (kernels/ls_attention/*_sm90a.cu), where
-    /// the device is sm_90 and their modules were built for sm_90a. Opt-in until they pass the GPU suite (session 32's first run, on an
-    /// H100, failed every wide d = 64 conformance row: bench/results/2026-12-07-h100/session32): TLS_WGMMA=1 (or all) turns on all three passes, a comma list of fwd, dq and keys some
-    /// of them, 0 or unset none; the others run on the mma.sync kernels.</summary>
+    /// the device is sm_90 and their modules were built for sm_90a. Opt-in until they pass the GPU suite (session 32's first run,
+    /// on an H100, failed every wide d = 64 conformance row: bench/results/2026-12-07-h100/session32). TLS_WGMMA=1 (or all)
+    /// turns on all three passes, a comma list of fwd, dq and keys some of them, 0 or unset none; the others run on mma.sync.</summary>
     const string WgmmaFile = "ls_attention/ls_attention_fwd_sm90a.cu", WgmmaDqFile = "ls_attention/ls_attention_bwd_dq_sm90a.cu",
         WgmmaKeysFile = "ls_attention/ls_attention_bwd_keys_sm90a.cu";
     static readonly string[] WgmmaPasses = ["fwd", "dq", "keys"];
