@@ -90,7 +90,7 @@ template <bool SYNC, bool QSS, bool ONCE = false> __global__ void __launch_bound
     const Block k = block_of(p, QM);
     if (k.nq <= 0) return;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, wg = warp / 4;
-    unsigned char* base = smem + ((1024u - (smem_addr(smem) & 1023u)) & 1023u);
+    unsigned char* base = sw128_align(smem);
     u16* Ks = (u16*)base;
     u16* Vs = Ks + KT * D;
     u16* Qsw = Vs + KT * D;          // [QM][64] swizzled

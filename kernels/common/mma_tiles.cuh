@@ -19,6 +19,10 @@ TLS_DEVICE float bf(u16 x) { return to_float(bf16{x}); }
 // (common/wgmma.cuh): the 16-byte chunk c of row r sits at chunk c ^ (r % 8), rows 128 bytes apart, no padding.
 TLS_DEVICE int sw128_offset(int row, int col) { return row * 128 + ((((col >> 3) ^ row) & 7) << 4) + (col & 7) * 2; }
 
+// The first 1024-byte boundary of shared memory at or after p: where a swizzled tile must start (the swizzle works on
+// address bits 4-9), so a carve-up asks for up to 1024 bytes of slack before its first swizzled tile.
+TLS_DEVICE unsigned char* sw128_align(unsigned char* p) { return p + ((1024u - (smem_addr(p) & 1023u)) & 1023u); }
+
 // Element (row, col) of a shared tile: padded rows of STRIDE(D), or (Sw128, D = 64) the 128-byte swizzle.
 template <int D, bool Sw128> TLS_DEVICE u16* tile_at(u16* tile, int row, int col) { return Sw128 ? tile + sw128_offset(row, col) / 2 : tile + row * STRIDE(D) + col; }
 

@@ -33,7 +33,7 @@ extern "C" __global__ void __launch_bounds__(QM_WARPS * 32, 2) ls_attention_bwd_
     sm.rows[0] = (i64*)smem;
     sm.rows[1] = sm.rows[0] + KT;
     unsigned char* tiles = (unsigned char*)(sm.rows[1] + KT);
-    tiles += (1024u - (smem_addr(tiles) & 1023u)) & 1023u;
+    tiles = sw128_align(tiles);
     sm.Qs = (u16*)tiles;
     u16* dOs = sm.Qs + QM * D;
     sm.Ks[0] = dOs + QM * D;

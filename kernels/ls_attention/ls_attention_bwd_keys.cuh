@@ -25,7 +25,7 @@ template <int D, bool Sw128 = false> TLS_DEVICE KvSmem<D> kv_start(unsigned char
     KvSmem<D> s;
     s.krows = (i64*)smem;
     unsigned char* tiles = (unsigned char*)(s.krows + KT);
-    if (Sw128) tiles += (1024u - (smem_addr(tiles) & 1023u)) & 1023u;
+    if (Sw128) tiles = sw128_align(tiles);
     s.Ks = (u16*)tiles;
     s.Vs = s.Ks + KT * RS;
     s.Qs[0] = s.Vs + KT * RS;

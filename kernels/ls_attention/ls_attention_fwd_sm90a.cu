@@ -31,7 +31,7 @@ TLS_DEVICE Smem start_wgmma(const LsAttentionParams& p, const Block& k, unsigned
     s.rows[1] = s.rows[0] + KT;
     s.Qs = (u16*)(s.rows[1] + KT);
     unsigned char* tiles = (unsigned char*)(s.Qs + QM * STRIDE(WG_D));
-    tiles += (1024u - (smem_addr(tiles) & 1023u)) & 1023u;
+    tiles = sw128_align(tiles);
     s.Ks[0] = (u16*)tiles;
     s.Vs[0] = s.Ks[0] + KT * WG_D;
     s.Ks[1] = s.Vs[0] + KT * WG_D;
