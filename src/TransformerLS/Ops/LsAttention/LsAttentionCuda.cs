@@ -166,11 +166,6 @@ static class LsAttentionCuda
             {
                 var threads = (uint)be.Constant(BwdFile, "ls_attention_bwd_mma_threads");
                 var kt = be.Constant(BwdFile, "ls_attention_bwd_mma_kt");
-                var dqPass = Wide(be, g) ? DqWide : DqNarrow;
-                var dqSmem = dqPass.Smem(be, g.D);
-                var kvSmem = KernelShared.Bytes(be, BwdFile, "ls_attention_bwd_kv_mma_smem_fixed", "ls_attention_bwd_kv_mma_smem_per_d", g.D);
-                var dqt = dqPass.TilesOf(be);
-                p.Chunks = Chunks(g, dqt);
                 if (WgmmaDq(be, g))
                 {
                     var wt = new Tiles(be.Constant(WgmmaDqFile, "ls_attention_bwd_dq_wgmma_qb"), be.Constant(WgmmaDqFile, "ls_attention_bwd_dq_wgmma_threads"));
@@ -178,11 +173,15 @@ static class LsAttentionCuda
                     be.Kernel(WgmmaDqFile, "ls_attention_bwd_dq_wgmma_d64").Launch(Grid(g, wt), (uint)wt.Threads, (uint)be.Constant(WgmmaDqFile, "ls_attention_bwd_dq_wgmma_smem"), be.Stream, p);
                 }
                 else
-                    be.Kernel(BwdFile, dqPass.Kernels[g.D / 16 - 1]).Launch(Grid(g, dqt), (uint)dqt.Threads, dqSmem, be.Stream, p);
-                var (keysFile, kv, lm) = WgmmaKeys(be, g)
-                    ? (WgmmaKeysFile, "ls_attention_bwd_kv_wgmma_d64", "ls_attention_bwd_lm_wgmma_d64")
-                    : (BwdFile, MmaKv[g.D / 16 - 1], MmaLm[g.D / 16 - 1]);
-                if (keysFile == WgmmaKeysFile) kvSmem = (uint)be.Constant(WgmmaKeysFile, "ls_attention_bwd_keys_wgmma_smem");
+                {
+                    var dqPass = Wide(be, g) ? DqWide : DqNarrow;
+                    var dqt = dqPass.TilesOf(be);
+                    p.Chunks = Chunks(g, dqt);
+                    be.Kernel(BwdFile, dqPass.Kernels[g.D / 16 - 1]).Launch(Grid(g, dqt), (uint)dqt.Threads, dqPass.Smem(be, g.D), be.Stream, p);
+                }
+                var (keysFile, kv, lm, kvSmem) = WgmmaKeys(be, g)
+                    ? (WgmmaKeysFile, "ls_attention_bwd_kv_wgmma_d64", "ls_attention_bwd_lm_wgmma_d64", (uint)be.Constant(WgmmaKeysFile, "ls_attention_bwd_keys_wgmma_smem"))
+                    : (BwdFile, MmaKv[g.D / 16 - 1], MmaLm[g.D / 16 - 1], KernelShared.Bytes(be, BwdFile, "ls_attention_bwd_kv_mma_smem_fixed", "ls_attention_bwd_kv_mma_smem_per_d", g.D));
                 be.Kernel(keysFile, kv).Launch(new Dim3((uint)((g.N + kt - 1) / kt), 1, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
                 be.Kernel(keysFile, lm).Launch(new Dim3((uint)((g.R + kt - 1) / kt), (uint)p.Groups, (uint)(g.B * g.H)), threads, kvSmem, be.Stream, p);
             }
