@@ -90,6 +90,23 @@ TLS_DEVICE void wgmma_m64n64k16_ss(float acc[8][4], u64 adesc, u64 bdesc, int ac
         : "l"(adesc), "l"(bdesc), "r"(accumulate), "n"(TransB));
 }
 
+// Two 64 × 64 × 64 products with every operand in shared memory (K-major, swizzled), in one commit group, waited on:
+// x = XA·XBᵀ and y = YA·YBᵀ from zero (the backward's S and dP, or Sᵀ and dPᵀ, of one tile).
+TLS_DEVICE void wgmma_ss_pair(float x[8][4], u64 xa, u64 xb, float y[8][4], u64 ya, u64 yb)
+{
+    zero(x, 8);
+    zero(y, 8);
+    wgmma_pin(x);
+    wgmma_pin(y);
+    wgmma_fence();
+    for (int kc = 0; kc < 4; ++kc) wgmma_m64n64k16_ss<0>(x, xa + 2 * kc, xb + 2 * kc, 1);  // k steps of 16 columns: 32 bytes
+    for (int kc = 0; kc < 4; ++kc) wgmma_m64n64k16_ss<0>(y, ya + 2 * kc, yb + 2 * kc, 1);
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_pin(x);
+    wgmma_pin(y);
+}
+
 // acc[64 × 64] += X[64 × 64] · B[64 × 64]: X fp32 in this warpgroup's accumulator layout, entering as hi + lo bf16
 // fragments (two products, as accurate as fp32 X); B [64 k-rows][64] swizzled, read transposed (MN-major).
 TLS_DEVICE void wgmma_xb_split(float acc[8][4], const float x[8][4], const void* B)

@@ -53,18 +53,7 @@ extern "C" __global__ void __launch_bounds__(QM_WARPS * 32, 2) ls_attention_bwd_
     float dq[D / 8][4] = {};
     for_each_tile<D, true>(p, k, sm, [&](const u16* Ks, const u16* Vs, const i64* rows, bool full) {
         float pr[KT / 8][4], ds[KT / 8][4];
-        zero(pr, KT / 8);
-        zero(ds, KT / 8);
-        const u64 kd = sw128_desc(Ks, 1024, 1024), vd = sw128_desc(Vs, 1024, 1024);
-        wgmma_pin(pr);
-        wgmma_pin(ds);
-        wgmma_fence();
-        for (int kc = 0; kc < D / 16; ++kc) wgmma_m64n64k16_ss<0>(pr, qd + 2 * kc, kd + 2 * kc, 1);
-        for (int kc = 0; kc < D / 16; ++kc) wgmma_m64n64k16_ss<0>(ds, dod + 2 * kc, vd + 2 * kc, 1);
-        wgmma_commit();
-        wgmma_wait<0>();
-        wgmma_pin(pr);
-        wgmma_pin(ds);
+        wgmma_ss_pair(pr, qd, sw128_desc(Ks, 1024, 1024), ds, dod, sw128_desc(Vs, 1024, 1024));  // S = Q·Kᵀ, dP = dO·Vᵀ
         for (int nb = 0; nb < KT / 8; ++nb)
             for (int e = 0; e < 4; ++e)
             {
