@@ -13,10 +13,10 @@
 #include "ls_attention/ls_attention_fwd_sm90a.cu"
 #include "ls_attention/ls_attention_mma.cu"  // the mma.sync wide forward: the control
 
-__device__ float dbg_max[4];
+__device__ float dbg_max[16];  // [0..3] as printed; [4 + t]: S error of computed tile t (t < 8); [12 + b]: of buffer b
 TLS_DEVICE void dbg(int i, float v) { atomicMax((int*)&dbg_max[i], __float_as_int(fabsf(v))); }
 
-extern "C" __global__ void __launch_bounds__(256, 1) diag(LsAttentionParams p)
+template <bool ONCE> __global__ void __launch_bounds__(256, 1) diag(LsAttentionParams p)
 {
     constexpr int D = 64;
     extern __shared__ __align__(1024) unsigned char smem[];
@@ -28,7 +28,7 @@ extern "C" __global__ void __launch_bounds__(256, 1) diag(LsAttentionParams p)
     bool have_q = false;
     int tile = 0;
     for_each_tile<D, true>(p, k, sm, [&](const u16* Ks, const u16* Vs, const i64* rows, bool full) {
-        if (!have_q) { for (int kc = 0; kc < 4; ++kc) ldmatrix_x4(qa[kc], sm.Qs + (warp * 16 + lane % 16) * STRIDE(D) + kc * 16 + (lane / 16) * 8); have_q = true; }
+        if (!ONCE || !have_q) { for (int kc = 0; kc < 4; ++kc) ldmatrix_x4(qa[kc], sm.Qs + (warp * 16 + lane % 16) * STRIDE(D) + kc * 16 + (lane / 16) * 8); have_q = true; }
         // (0) shared K, V vs global rows
         const bool lm = tile == 0;  // r = 64: the one landmark tile comes first and always holds keys
         for (int i = threadIdx.x; i < KT * D; i += blockDim.x)
@@ -57,6 +57,8 @@ extern "C" __global__ void __launch_bounds__(256, 1) diag(LsAttentionParams p)
                 float ref = 0.f;
                 for (int c = 0; c < D; ++c) ref += bf(sm.Qs[row * STRIDE(D) + c]) * bf(*tile_at<D, true>((u16*)Ks, key, c));
                 dbg(2, s[nb][e] - ref);
+                if (tile < 8) dbg(4 + tile, s[nb][e] - ref);
+                dbg(12 + (Ks == sm.Ks[1]), s[nb][e] - ref);
             }
         // (3) O = S·V (S as is, fp32) by xb_split vs scalar
         float o[8][4];
@@ -227,14 +229,21 @@ int main()
     cudaFuncSetAttribute(variant<false, false, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, VARIANT_SMEM + 1024);
     check("variant cp.async, Q RS loaded once", [&] { variant<false, false, true><<<grid, 256, VARIANT_SMEM + 1024>>>(p); });
     check("variant st.shared, Q SS", [&] { variant<true, true><<<grid, 256, VARIANT_SMEM + 1024>>>(p); });
-    float zero4[4] = {0, 0, 0, 0};
-    cudaMemcpyToSymbol(dbg_max, zero4, 16);
-    cudaFuncSetAttribute(diag, cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM);
-    diag<<<grid, 256, WG_SMEM>>>(p);
-    printf("diag: %s\n", cudaGetErrorString(cudaDeviceSynchronize()));
-    float got[4];
-    cudaMemcpyFromSymbol(got, dbg_max, 16);
-    printf("diag max |err|: smem K vs global %.3g, smem V vs global %.3g, wgmma S vs scalar S from smem %.3g, xb_split S.V vs scalar (rel) %.3g\n", got[0], got[1], got[2], got[3]);
+    for (int once = 1; once >= 0; --once)
+    {
+        float zero16[16] = {};
+        cudaMemcpyToSymbol(dbg_max, zero16, sizeof zero16);
+        auto kern = once ? diag<true> : diag<false>;
+        cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM);
+        kern<<<grid, 256, WG_SMEM>>>(p);
+        printf("diag (Q fragments %s): %s\n", once ? "loaded once" : "per tile", cudaGetErrorString(cudaDeviceSynchronize()));
+        float got[16];
+        cudaMemcpyFromSymbol(got, dbg_max, sizeof got);
+        printf("  max |err|: smem K vs global %.3g, smem V vs global %.3g, wgmma S vs scalar S from smem %.3g, xb_split S.V vs scalar (rel) %.3g\n", got[0], got[1], got[2], got[3]);
+        printf("  S err by computed tile:");
+        for (int t = 0; t < 8; ++t) printf(" %.3g", got[4 + t]);
+        printf("; by buffer: %.3g %.3g\n", got[12], got[13]);
+    }
     return 0;
 }
 #endif
