@@ -58,4 +58,18 @@ public class AttentionBadInputTests
         Named<ArgumentException>("TLS_WGMMA", "'fwd,bwd'", () => LsAttentionCuda.ParseWgmma("fwd,bwd"));
         Named<ArgumentException>("TLS_WGMMA", "distinct", () => LsAttentionCuda.ParseWgmma("dq,dq"));
     }
+
+    /// <summary>TLS_DECODE_SPLITS overrides the decode attention's split count: unset the launcher's choice, 1..4096 that many; anything else names the value.</summary>
+    [Fact]
+    public void Decode_splits_switch_values()
+    {
+        Assert.Null(LsCausalDecodeCuda.ParseSplits(null));
+        Assert.Null(LsCausalDecodeCuda.ParseSplits(" "));
+        Assert.Equal(1, LsCausalDecodeCuda.ParseSplits("1"));
+        Assert.Equal(12, LsCausalDecodeCuda.ParseSplits(" 12 "));
+        Named<ArgumentException>("TLS_DECODE_SPLITS", "'0'", () => LsCausalDecodeCuda.ParseSplits("0"));
+        Named<ArgumentException>("TLS_DECODE_SPLITS", "'-3'", () => LsCausalDecodeCuda.ParseSplits("-3"));
+        Named<ArgumentException>("TLS_DECODE_SPLITS", "'4097'", () => LsCausalDecodeCuda.ParseSplits("4097"));
+        Named<ArgumentException>("TLS_DECODE_SPLITS", "'auto'", () => LsCausalDecodeCuda.ParseSplits("auto"));
+    }
 }

@@ -38,6 +38,19 @@ static class LsCausalDecodeCuda
     /// <summary>Blocks per SM the vector kernel's splits aim for (B·H blocks alone when they reach it: one split, no combine).</summary>
     const int BlocksPerSm = 3;
 
+    /// <summary>TLS_DECODE_SPLITS (tuning, read once): the vector kernel's splits of each (sequence, head)'s key list instead
+    /// of the launcher's choice, so that one benchmark process per value sweeps them; clamped to what its row table allows
+    /// (at most <see cref="MaxSplitKeys"/> keys a split, at least one key).</summary>
+    static readonly Lazy<int?> SplitsOverride = new(() => ParseSplits(Environment.GetEnvironmentVariable("TLS_DECODE_SPLITS")));
+
+    /// <summary>A TLS_DECODE_SPLITS value: unset or empty, the launcher's choice (null); else a whole number from 1 to 4096.</summary>
+    internal static int? ParseSplits(string? value)
+    {
+        if (string.IsNullOrWhiteSpace(value)) return null;
+        if (int.TryParse(value.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= 4096) return n;
+        throw new ArgumentException($"TLS_DECODE_SPLITS is '{value}': expected a whole number of splits from 1 to 4096, or unset for the launcher's choice.", "TLS_DECODE_SPLITS");
+    }
+
     /// <summary>The vector kernels by dtype (fp32, then bf16) and shape: G = 1, 2, 4 lanes a key row with one vector a lane,
     /// then G = 4, 8, 16, 32 with two.</summary>
     static readonly string[] VectorKernels =
@@ -97,9 +110,11 @@ static class LsCausalDecodeCuda
         var keys = MaxKeys(g);
         if (VectorShape(g, x, o) is { } v)
         {
-            // Splits: enough blocks for BlocksPerSm an SM, each at least MinSplitKeys keys, at most MaxSplitKeys.
+            // Splits: enough blocks for BlocksPerSm an SM, each at least MinSplitKeys keys, at most MaxSplitKeys (or TLS_DECODE_SPLITS).
             var want = Math.Max(1, (BlocksPerSm * (long)be.Context.Device.MultiprocessorCount + pairs - 1) / pairs);
-            var splits = Math.Clamp(want, (keys + MaxSplitKeys - 1) / MaxSplitKeys, Math.Max(1, (keys + MinSplitKeys - 1) / MinSplitKeys));
+            var fewest = (keys + MaxSplitKeys - 1) / MaxSplitKeys;
+            var splits = SplitsOverride.Value is { } forced ? Math.Clamp(forced, fewest, Math.Max(1, keys))
+                : Math.Clamp(want, fewest, Math.Max(1, (keys + MinSplitKeys - 1) / MinSplitKeys));
             var splitKeys = (keys + splits - 1) / splits;
             (p.Splits, p.SplitKeys) = ((int)((keys + splitKeys - 1) / splitKeys), (int)splitKeys);
             var smem = (uint)(be.Constant(File, "ls_causal_decode_vec_smem_stages") + be.Constant(File, "ls_causal_decode_vec_smem_per_key") * p.SplitKeys + be.Constant(File, "ls_causal_decode_vec_smem_per_d") * g.D
