@@ -54,13 +54,7 @@ extern "C" __global__ void __launch_bounds__(QM_WARPS * 32, 2) ls_attention_bwd_
     for_each_tile<D, true>(p, k, sm, [&](const u16* Ks, const u16* Vs, const i64* rows, bool full) {
         float pr[KT / 8][4], ds[KT / 8][4];
         wgmma_ss_pair(pr, qd, sw128_desc(Ks, 1024, 1024), ds, dod, sw128_desc(Vs, 1024, 1024));  // S = Q·Kᵀ, dP = dO·Vᵀ
-        for (int nb = 0; nb < KT / 8; ++nb)
-            for (int e = 0; e < 4; ++e)
-            {
-                const int key = nb * 8 + 2 * (lane % 4) + e % 2;
-                const float x = full || rows[key] >= 0 ? fast_exp2(fmaf(pr[nb][e], sl2, -lse2[e / 2])) : 0.f;
-                ds[nb][e] = x * (ds[nb][e] - dd[e / 2]);
-            }
+        dq_scores_to_ds<KT>(pr, ds, rows, full, sl2, lse2, dd, lane);
         wgmma_xb_split(dq, ds, Ks);  // dQ += dS·K, K [64 keys][64] read transposed
     });
 

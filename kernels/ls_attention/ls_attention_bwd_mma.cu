@@ -55,13 +55,7 @@ template <int D, int QN> __device__ void ls_attention_bwd_dq_mma(const LsAttenti
         float pr[KT / 8][4] = {}, ds[KT / 8][4] = {};
         mma_abt<D, KT>(pr, sm.Qs + warp * 16 * STRIDE(D), STRIDE(D), Ks, STRIDE(D));
         mma_abt<D, KT>(ds, dOs + warp * 16 * STRIDE(D), STRIDE(D), Vs, STRIDE(D));
-        for (int nb = 0; nb < KT / 8; ++nb)
-            for (int e = 0; e < 4; ++e)
-            {
-                const int key = nb * 8 + 2 * (lane % 4) + e % 2;
-                const float x = full || rows[key] >= 0 ? fast_exp2(fmaf(pr[nb][e], sl2, -lse2[e / 2])) : 0.f;
-                ds[nb][e] = x * (ds[nb][e] - dd[e / 2]);
-            }
+        dq_scores_to_ds<KT>(pr, ds, rows, full, sl2, lse2, dd, lane);
         mma_xb<KT, D>(dq, ds, Ks, STRIDE(D));
     });
 

@@ -127,6 +127,20 @@ template <int N> TLS_DEVICE void mask_absent_keys(float s[N / 8][4], const i64* 
             if (rows[nb * 8 + 2 * (lane % 4) + e % 2] < 0) s[nb][e] = -TLS_INF;
 }
 
+// A dQ pass's tile (queries as rows, keys as columns): dP (dp) becomes dS = P ∘ (dP − D) with P = 2^(s·sl2 − lse·log2 e)
+// from the scores s; lse2[h], dd[h]: this thread's row h; full: every key exists, else absent keys (rows[key] < 0) get P 0;
+// lane: threadIdx.x % 32, the caller's (taken, not recomputed, so the mma.sync CUBINs stay byte-identical to the inline loop's).
+template <int N> TLS_DEVICE void dq_scores_to_ds(const float s[N / 8][4], float dp[N / 8][4], const i64* rows, bool full, float sl2, const float lse2[2], const float dd[2], int lane)
+{
+    for (int nb = 0; nb < N / 8; ++nb)
+        for (int e = 0; e < 4; ++e)
+        {
+            const int key = nb * 8 + 2 * (lane % 4) + e % 2;
+            const float x = full || rows[key] >= 0 ? fast_exp2(fmaf(s[nb][e], sl2, -lse2[e / 2])) : 0.f;
+            dp[nb][e] = x * (dp[nb][e] - dd[e / 2]);
+        }
+}
+
 // A key pass's tile (keys as rows, queries q0.. as columns): Sᵀ (st) becomes Pᵀ and dPᵀ (dpt) becomes dSᵀ, with each
 // query's lse·log2 e and D from lse2_s, dd_s; kin[h]: whether the thread's key row h sees these queries.
 template <int N> TLS_DEVICE void kv_scores_to_ds(float st[N / 8][4], float dpt[N / 8][4], const bool kin[2], int q0, float sl2, const float* lse2_s, const float* dd_s)
