@@ -82,6 +82,9 @@ template <bool ONCE> __global__ void __launch_bounds__(256, 1) diag(LsAttentionP
 }
 
 
+template __global__ void diag<true>(LsAttentionParams);
+template __global__ void diag<false>(LsAttentionParams);
+
 // A simplified copy of the forward: one buffer, every tile computed; SYNC: K, V through plain loads and st.shared (not
 // cp.async); QSS: Q swizzled in shared memory and S through the SS form (not ldmatrix fragments and RS); ONCE: the RS
 // fragments loaded at the first tile and kept (as the kernel did before session 32), not loaded for every tile.
