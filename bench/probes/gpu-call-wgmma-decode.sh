@@ -5,8 +5,9 @@
 #      the fragments loaded once and per tile, its S error per computed tile and per buffer.
 #   2. The wide d = 64 bf16 conformance rows with TLS_WGMMA = fwd, dq, keys and 1 apart (dq and keys keep the mma.sync
 #      forward, so those rows judge each backward pass alone), the errors of the rows that pass included.
-#   3. tls-bench kernels rows of ls_attention with TLS_WGMMA 0 and 1; ls_causal_decode rows with TLS_DECODE_SPLITS unset,
-#      1, 2, 4, 8 and 12 (batch 1 and 64).
+#   3. tls-bench kernels rows of ls_attention with TLS_WGMMA 0 and 1; the relative-logits-first decode kernels
+#      (TLS_DECODE_REL=pre): their conformance rows, the decoder tests, their kernel rows A/B; ls_causal_decode rows with
+#      TLS_DECODE_SPLITS unset, 1, 2, 4, 8 and 12 (batch 1 and 64).
 #   4. ncu of the batch-64 decode step's attention kernels; registers and stack of the NVRTC CUBINs.
 # Prepare here (the workspace's .gpu is git-excluded and does not survive a new checkout):
 #   ../shared/gpu/pack-runtime.sh
@@ -31,6 +32,16 @@ done
 for wg in 0 1; do
   TLS_WGMMA=$wg timeout 90 dotnet .gpu/bench/tls-bench.dll kernels --filter ls_attention --dtype bf16 --n 4096 --runs 10 > $OUT/k-wg$wg.log 2>&1
   echo "== kernels TLS_WGMMA=$wg rc $?"; head -8 $OUT/k-wg$wg.log; at
+done
+# The relative-logits-first decode kernels (TLS_DECODE_REL=pre, session 33, never run before): the decode conformance
+# rows, the decoder tests, then their kernel rows against the default's above.
+TLS_DECODE_REL=pre TLS_CONFORMANCE="ls_causal_decode" timeout 120 dotnet .gpu/tests/TransformerLS.Tests.dll -method "TransformerLS.Tests.ConformanceTests.Gpu_backend" -diagnostics -nocolor > $OUT/conf-decode-pre.log 2>&1
+echo "== decode conformance TLS_DECODE_REL=pre rc $?"; grep -E "\[FAIL\]|on cuda:0|Total:" $OUT/conf-decode-pre.log | cut -c1-330 | head -30; at
+TLS_DECODE_REL=pre timeout 150 dotnet .gpu/tests/TransformerLS.Tests.dll -class TransformerLS.Tests.DecoderTests -class TransformerLS.Tests.LsCausalDecodeTests -nocolor > $OUT/decoder-pre.log 2>&1
+echo "== decoder tests TLS_DECODE_REL=pre rc $?"; grep -E "\[FAIL\]|Total:" $OUT/decoder-pre.log | head -20; at
+for rel in 0 pre; do
+  TLS_DECODE_REL=$rel timeout 60 dotnet .gpu/bench/tls-bench.dll kernels --filter ls_causal_decode --dtype bf16 --runs 20 > $OUT/k-dec-rel$rel.log 2>&1
+  echo "== decode kernels TLS_DECODE_REL=$rel rc $?"; grep -E "ls_causal_decode" $OUT/k-dec-rel$rel.log; at
 done
 for sp in "" 1 2 4 8 12; do
   TLS_DECODE_SPLITS=$sp timeout 60 dotnet .gpu/bench/tls-bench.dll kernels --filter ls_causal_decode --dtype bf16 --runs 20 > $OUT/k-dec-splits$sp.log 2>&1

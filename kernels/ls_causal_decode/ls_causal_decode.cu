@@ -185,17 +185,25 @@ TLS_INSTANTIATE(ls_causal_decode_combine, LsDecodeParams)
 //     each split block writes its partial, counts itself in arrived[bh] (an integer atomic), and the last one to arrive
 //     combines the splits in split order (the same bits whichever block is last) and zeroes the count.
 //   - The append fused (p.kraw set): see decode_append.
-// Shared memory: the copy stages (smem_stages), the append's age-0 key and value (2·d, as fp32 slots), each key's cache
-// row (split_keys ints), the warps' p·v sums (WARPS·d), 2·splits combine weights (the launcher's size: one formula).
+//   - PRE (the _rp kernels, opt-in: TLS_DECODE_REL=pre): the relative logits x2·r of the split's keys come first, into
+//     shared memory (decode_rel_logits: the relative rows are the batch's, read through L2, four keys a group in flight),
+//     and the key loop stages only the key and value rows: a third less shared memory a block (more blocks an SM; the
+//     kernel is latency-bound at batch 64) and no relative row in a round's dependent chain.
+// Shared memory: the copy stages (smem_stages, or smem_stages_pre), the append's age-0 key and value (2·d, as fp32
+// slots), each key's cache row (split_keys ints) and, PRE, its relative logit (split_keys floats), the warps' p·v sums
+// (WARPS·d), 2·splits combine weights (the launcher's size: one formula).
 TLS_EXPORT(ls_causal_decode_vec_smem_per_key, 4)
+TLS_EXPORT(ls_causal_decode_vec_pre_smem_per_key, 8)
 TLS_EXPORT(ls_causal_decode_vec_smem_per_d, 4 * (DECODE_THREADS / 32 + 2))
 TLS_EXPORT(ls_causal_decode_vec_smem_per_split, 8)
 
 #define DECODE_VEC_ROWS 2  // vectors of each row kind a lane copies a round (U = DECODE_VEC_ROWS / VPL keys)
 #define DECODE_STAGES 4    // rounds a lane has in shared memory: DECODE_STAGES − 1 in flight while it computes one
-// Bytes of the copy stages: per stage and thread DECODE_VEC_ROWS 16-byte vectors of each of the three row kinds.
-#define DECODE_STAGE_BYTES (DECODE_STAGES * DECODE_VEC_ROWS * 3 * 16 * DECODE_THREADS)
-TLS_EXPORT(ls_causal_decode_vec_smem_stages, DECODE_STAGE_BYTES)
+// Bytes of the copy stages: per stage and thread DECODE_VEC_ROWS 16-byte vectors of each row kind staged: key, relative
+// and value (KINDS 3), or key and value (PRE: KINDS 2).
+#define DECODE_STAGE_BYTES_OF(KINDS) (DECODE_STAGES * DECODE_VEC_ROWS * (KINDS) * 16 * DECODE_THREADS)
+TLS_EXPORT(ls_causal_decode_vec_smem_stages, DECODE_STAGE_BYTES_OF(3))
+TLS_EXPORT(ls_causal_decode_vec_smem_stages_pre, DECODE_STAGE_BYTES_OF(2))
 
 // The append, by the block (sequence b, head h) whose split holds window age 0 (no other block of the launch reads or
 // writes the rows it writes: age 0 is the only key in the window slot, and the chunk rows are read after the launch).
@@ -268,14 +276,18 @@ TLS_DEVICE void decode_copy_16(void* smem, const void* gmem)
 }
 template <int N> TLS_DEVICE void decode_copies_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
-// Slot (stage st, key u, row kind 0 k / 1 r / 2 v, vector w) of this thread: consecutive threads, consecutive 16 bytes.
-template <int U, int VPL> TLS_DEVICE uint4* decode_slot(uint4* stage, int st, int u, int kind, int w)
+// Slot (stage st, key u, row kind 0 k / 1 r / 2 v, or PRE 0 k / 1 v, vector w) of this thread: consecutive threads,
+// consecutive 16 bytes.
+template <int U, int VPL, bool PRE> TLS_DEVICE uint4* decode_slot(uint4* stage, int st, int u, int kind, int w)
 {
-    return stage + (((st * U + u) * 3 + kind) * VPL + w) * DECODE_THREADS + threadIdx.x;
+    return stage + (((st * U + u) * (PRE ? 2 : 3) + kind) * VPL + w) * DECODE_THREADS + threadIdx.x;
 }
+#define DECODE_KIND_K 0
+#define DECODE_KIND_R 1
+#define DECODE_KIND_V(PRE) ((PRE) ? 1 : 2)
 
 // Round `round` of decode_keys: this lane's copies of its keys' rows into stage round mod DECODE_STAGES.
-template <typename T, int G, int VPL>
+template <typename T, int G, int VPL, bool PRE>
 TLS_DEVICE void decode_issue(const LsDecodeParams& p, uint4* stage, const int* rows, int bh, int h, int j0, int nc, int n, int a0,
                              const T* kn, const T* vn, int round)
 {
@@ -308,21 +320,21 @@ TLS_DEVICE void decode_issue(const LsDecodeParams& p, uint4* stage, const int* r
         {
             const int c = (w * G + g) * N;
             if (c >= D) continue;
-            decode_copy_16(decode_slot<U, VPL>(stage, st, u, 1, w), r + c);
-            if (jj == a0) { *decode_slot<U, VPL>(stage, st, u, 0, w) = *(const uint4*)(kn + c); *decode_slot<U, VPL>(stage, st, u, 2, w) = *(const uint4*)(vn + c); }
-            else { decode_copy_16(decode_slot<U, VPL>(stage, st, u, 0, w), k + c); decode_copy_16(decode_slot<U, VPL>(stage, st, u, 2, w), v + c); }
+            if (!PRE) decode_copy_16(decode_slot<U, VPL, PRE>(stage, st, u, DECODE_KIND_R, w), r + c);
+            if (jj == a0) { *decode_slot<U, VPL, PRE>(stage, st, u, DECODE_KIND_K, w) = *(const uint4*)(kn + c); *decode_slot<U, VPL, PRE>(stage, st, u, DECODE_KIND_V(PRE), w) = *(const uint4*)(vn + c); }
+            else { decode_copy_16(decode_slot<U, VPL, PRE>(stage, st, u, DECODE_KIND_K, w), k + c); decode_copy_16(decode_slot<U, VPL, PRE>(stage, st, u, DECODE_KIND_V(PRE), w), v + c); }
         }
     }
 }
 
 // One round of decode_keys from stage slots sb (this thread's slot 0 of the stage): the keys jj0 + u·KPB (u < U) of the
 // group, all compressed (MODE 0), all window (MODE 1) or either (MODE 2: key jj compressed where jj < ncs; the x's
-// chosen per key). MODE is uniform over the warp (the shuffles are the warp's).
-template <typename T, int G, int VPL, int MODE>
+// chosen per key). MODE is uniform over the warp (the shuffles are the warp's). PRE: x2·r is rl[jj], not staged.
+template <typename T, int G, int VPL, int MODE, bool PRE>
 TLS_DEVICE void decode_round(const uint4* sb, int jj0, int n, int ncs, const float (&qs)[VPL][RowVec<T>::N], const float (&qu)[VPL][RowVec<T>::N],
-                             const float (&qv)[VPL][RowVec<T>::N], int D, float& m, float& l, float (&acc)[VPL][RowVec<T>::N])
+                             const float (&qv)[VPL][RowVec<T>::N], int D, float& m, float& l, float (&acc)[VPL][RowVec<T>::N], const float* rl)
 {
-    constexpr int N = RowVec<T>::N, KPB = DECODE_THREADS / G, U = DECODE_VEC_ROWS / VPL;
+    constexpr int N = RowVec<T>::N, KPB = DECODE_THREADS / G, U = DECODE_VEC_ROWS / VPL, KINDS = PRE ? 2 : 3;
     const int g = threadIdx.x % G;
     float s[U], mx = m;
 #pragma unroll
@@ -336,13 +348,21 @@ TLS_DEVICE void decode_round(const uint4* sb, int jj0, int n, int ncs, const flo
             for (int w = 0; w < VPL; ++w)
                 if ((w * G + g) * N < D)
                 {
-                    const uint4 kr = sb[((u * 3 + 0) * VPL + w) * DECODE_THREADS], rr = sb[((u * 3 + 1) * VPL + w) * DECODE_THREADS];
+                    const uint4 kr = sb[((u * KINDS + DECODE_KIND_K) * VPL + w) * DECODE_THREADS];
+                    if (PRE)
 #pragma unroll
-                    for (int e = 0; e < N; ++e)
-                        a += (cmp ? qs[w][e] : qu[w][e]) * raw_elem<T>(kr, e) + (cmp ? qs[w][e] : qv[w][e]) * raw_elem<T>(rr, e);
+                        for (int e = 0; e < N; ++e) a += (cmp ? qs[w][e] : qu[w][e]) * raw_elem<T>(kr, e);
+                    else
+                    {
+                        const uint4 rr = sb[((u * KINDS + DECODE_KIND_R) * VPL + w) * DECODE_THREADS];
+#pragma unroll
+                        for (int e = 0; e < N; ++e)
+                            a += (cmp ? qs[w][e] : qu[w][e]) * raw_elem<T>(kr, e) + (cmp ? qs[w][e] : qv[w][e]) * raw_elem<T>(rr, e);
+                    }
                 }
 #pragma unroll
         for (int o = G / 2; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
+        if (PRE && jj < n) a += rl[jj];
         s[u] = jj < n ? a : -TLS_INF;
         mx = fmaxf(mx, s[u]);
     }
@@ -363,7 +383,7 @@ TLS_DEVICE void decode_round(const uint4* sb, int jj0, int n, int ncs, const flo
             for (int w = 0; w < VPL; ++w)
                 if ((w * G + g) * N < D)
                 {
-                    const uint4 vr = sb[((u * 3 + 2) * VPL + w) * DECODE_THREADS];
+                    const uint4 vr = sb[((u * KINDS + DECODE_KIND_V(PRE)) * VPL + w) * DECODE_THREADS];
 #pragma unroll
                     for (int e = 0; e < N; ++e) acc[w][e] += pr * raw_elem<T>(vr, e);
                 }
@@ -376,11 +396,11 @@ TLS_DEVICE void decode_round(const uint4* sb, int jj0, int n, int ncs, const flo
 // DECODE_STAGES − 1 rounds later, so those rounds' copies are in flight while it computes (no registers hold them, and
 // no barrier: a lane reads only what it copied). Logit s = x1·k + x2·r, (x1, x2) = (σq, σq) for compressed keys
 // (relative row Rc_{nc−1−j}), (σq + u, σq + v) for window keys (R_a; key a0 of the split is the append's kn, vn, if
-// any); then the group's online softmax (m, l, acc) over them.
-template <typename T, int G, int VPL>
+// any); then the group's online softmax (m, l, acc) over them. PRE: x2·r is rl[jj] (decode_rel_logits), not staged.
+template <typename T, int G, int VPL, bool PRE>
 TLS_DEVICE void decode_keys(const LsDecodeParams& p, uint4* stage, const int* rows, int bh, int h, int j0, int nc, int n, int a0,
                             const T* kn, const T* vn, const float (&qs)[VPL][RowVec<T>::N], const float (&qu)[VPL][RowVec<T>::N],
-                            const float (&qv)[VPL][RowVec<T>::N], float& m, float& l, float (&acc)[VPL][RowVec<T>::N])
+                            const float (&qv)[VPL][RowVec<T>::N], float& m, float& l, float (&acc)[VPL][RowVec<T>::N], const float* rl)
 {
     constexpr int KPB = DECODE_THREADS / G, U = DECODE_VEC_ROWS / VPL, S = DECODE_STAGES, WARP_GROUPS = 32 / G;
     const int kk = threadIdx.x / G, per = KPB * U, rounds = (n + per - 1) / per, ncs = nc - j0;
@@ -388,23 +408,67 @@ TLS_DEVICE void decode_keys(const LsDecodeParams& p, uint4* stage, const int* ro
     const int first_kk = threadIdx.x / 32 * WARP_GROUPS, last = (U - 1) * KPB + first_kk + WARP_GROUPS - 1;
     for (int round = 0; round < S - 1; ++round)
     {
-        if (round < rounds) decode_issue<T, G, VPL>(p, stage, rows, bh, h, j0, nc, n, a0, kn, vn, round);
+        if (round < rounds) decode_issue<T, G, VPL, PRE>(p, stage, rows, bh, h, j0, nc, n, a0, kn, vn, round);
         cp_async_commit();
     }
     for (int round = 0; round < rounds; ++round)
     {
-        if (round + S - 1 < rounds) decode_issue<T, G, VPL>(p, stage, rows, bh, h, j0, nc, n, a0, kn, vn, round + S - 1);
+        if (round + S - 1 < rounds) decode_issue<T, G, VPL, PRE>(p, stage, rows, bh, h, j0, nc, n, a0, kn, vn, round + S - 1);
         cp_async_commit();
         decode_copies_wait<S - 1>(); // this round's group is complete
-        const uint4* sb = decode_slot<U, VPL>(stage, round % S, 0, 0, 0);
+        const uint4* sb = decode_slot<U, VPL, PRE>(stage, round % S, 0, 0, 0);
         const int r0 = round * per;
-        if (r0 + last < ncs) decode_round<T, G, VPL, 0>(sb, r0 + kk, n, ncs, qs, qu, qv, p.D, m, l, acc);
-        else if (r0 + first_kk >= ncs) decode_round<T, G, VPL, 1>(sb, r0 + kk, n, ncs, qs, qu, qv, p.D, m, l, acc);
-        else decode_round<T, G, VPL, 2>(sb, r0 + kk, n, ncs, qs, qu, qv, p.D, m, l, acc);
+        if (r0 + last < ncs) decode_round<T, G, VPL, 0, PRE>(sb, r0 + kk, n, ncs, qs, qu, qv, p.D, m, l, acc, rl);
+        else if (r0 + first_kk >= ncs) decode_round<T, G, VPL, 1, PRE>(sb, r0 + kk, n, ncs, qs, qu, qv, p.D, m, l, acc, rl);
+        else decode_round<T, G, VPL, 2, PRE>(sb, r0 + kk, n, ncs, qs, qu, qv, p.D, m, l, acc, rl);
     }
 }
 
-template <typename T, int G, int VPL> __device__ void ls_causal_decode_vec(LsDecodeParams p)
+// PRE: the split's relative logits rl[jj] = x2·r into shared memory before the key loop: x2 = σq and row Rc_{nc−1−j} for
+// a compressed key j < nc, σq + v and row R_a for window age a = j − nc (the rows decode_issue stages otherwise). Group kk
+// takes the keys it scores in the loop (kk, kk + KPB, …), DECODE_REL_KEYS at once so that their loads are in flight
+// together; plain loads, since every sequence of the batch reads the same rows (from L2). Every lane runs every
+// iteration (the shuffles are the warp's); the caller's barrier publishes rl.
+#define DECODE_REL_KEYS 4
+template <typename T, int G, int VPL>
+TLS_DEVICE void decode_rel_logits(const LsDecodeParams& p, int h, int j0, int nc, int n, const float (&qs)[VPL][RowVec<T>::N],
+                                  const float (&qv)[VPL][RowVec<T>::N], float* rl)
+{
+    constexpr int N = RowVec<T>::N, KPB = DECODE_THREADS / G, RK = DECODE_REL_KEYS;
+    const int D = p.D, g = threadIdx.x % G, kk = threadIdx.x / G;
+    for (int b0 = 0; b0 < n; b0 += KPB * RK)
+    {
+        uint4 x[RK][VPL];
+#pragma unroll
+        for (int u = 0; u < RK; ++u)
+        {
+            const int jj = b0 + u * KPB + kk, j = j0 + jj;
+            const T* r = j < nc ? (const T*)p.relc + ((i64)h * p.Nr + nc - 1 - j) * D : (const T*)p.rel + ((i64)h * p.W + j - nc) * D;
+#pragma unroll
+            for (int w = 0; w < VPL; ++w)
+            {
+                const int c = (w * G + g) * N;
+                x[u][w] = jj < n && c < D ? *(const uint4*)(r + c) : uint4{0u, 0u, 0u, 0u};
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < RK; ++u)
+        {
+            const int jj = b0 + u * KPB + kk;
+            const bool cmp = j0 + jj < nc;
+            float a = 0.f;
+#pragma unroll
+            for (int w = 0; w < VPL; ++w)
+#pragma unroll
+                for (int e = 0; e < N; ++e) a += (cmp ? qs[w][e] : qv[w][e]) * raw_elem<T>(x[u][w], e);
+#pragma unroll
+            for (int o = G / 2; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
+            if (g == 0 && jj < n) rl[jj] = a;
+        }
+    }
+}
+
+template <typename T, int G, int VPL, bool PRE> __device__ void ls_causal_decode_vec(LsDecodeParams p)
 {
     constexpr int N = RowVec<T>::N, WARPS = DECODE_THREADS / 32;
     extern __shared__ __align__(16) float sm[];
@@ -420,10 +484,11 @@ template <typename T, int G, int VPL> __device__ void ls_causal_decode_vec(LsDec
     const int nc = (p.Mc + qi) * p.R, keys = nc + nw;
     const int j0 = split * p.split_keys, n = max(0, min(keys, j0 + p.split_keys) - j0);
     uint4* stage = (uint4*)sm;           // the copy stages (decode_keys)
-    T* kn = (T*)(sm + DECODE_STAGE_BYTES / 4); // [D] the append's age-0 key, then [D]
+    T* kn = (T*)(sm + DECODE_STAGE_BYTES_OF(PRE ? 2 : 3) / 4); // [D] the append's age-0 key, then [D]
     T* vn = kn + D;                            // value (2·D fp32 slots, 16-byte aligned)
     int* rows = (int*)((float*)kn + 2 * D); // [split_keys] each key's row in its cache, of (sequence, head) b·H + h
-    float* pv = (float*)(rows + p.split_keys); // [WARPS, D]
+    float* rl = (float*)(rows + p.split_keys); // PRE: [split_keys] each key's relative logit
+    float* pv = rl + (PRE ? p.split_keys : 0); // [WARPS, D]
     float* wt = pv + WARPS * D;          // [2·splits] the combine's weights and weighted sums
     float m = -TLS_INF, l = 0.f;
     float acc[VPL][N];
@@ -451,6 +516,7 @@ template <typename T, int G, int VPL> __device__ void ls_causal_decode_vec(LsDec
 #pragma unroll
             for (int e = 0; e < N; ++e) qs[v][e] = qu[v][e] = qv[v][e] = 0.f;
     }
+    if (PRE) decode_rel_logits<T, G, VPL>(p, h, j0, nc, n, qs, qv, rl);  // published by the barrier before decode_keys
     // The append (uniform over the block): the split holding window age 0, key nc, makes that key and value itself.
     const int a0 = nc - j0;
     const bool app = p.kraw != nullptr && a0 >= 0 && a0 < n && decode_append<T>(p, b, h, slot, kn, vn, red);
@@ -463,7 +529,7 @@ template <typename T, int G, int VPL> __device__ void ls_causal_decode_vec(LsDec
     }
     __syncthreads();
 
-    decode_keys<T, G, VPL>(p, stage, rows, bh, h, j0, nc, n, app ? a0 : -1, kn, vn, qs, qu, qv, m, l, acc);
+    decode_keys<T, G, VPL, PRE>(p, stage, rows, bh, h, j0, nc, n, app ? a0 : -1, kn, vn, qs, qu, qv, m, l, acc, rl);
 
     // The groups of a warp merge in a butterfly (lanes g, g + G, …; a fixed tree), then the warps in order.
 #pragma unroll
@@ -551,8 +617,10 @@ template <typename T, int G, int VPL> __device__ void ls_causal_decode_vec(LsDec
 }
 
 #define DECODE_VEC(G, VPL)                                                                                              \
-    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_f32(LsDecodeParams p) { ls_causal_decode_vec<float, G, VPL>(p); } \
-    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_bf16(LsDecodeParams p) { ls_causal_decode_vec<bf16, G, VPL>(p); }
+    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_f32(LsDecodeParams p) { ls_causal_decode_vec<float, G, VPL, false>(p); } \
+    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_bf16(LsDecodeParams p) { ls_causal_decode_vec<bf16, G, VPL, false>(p); } \
+    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_f32_rp(LsDecodeParams p) { ls_causal_decode_vec<float, G, VPL, true>(p); } \
+    extern "C" __global__ void ls_causal_decode_vec_g##G##_v##VPL##_bf16_rp(LsDecodeParams p) { ls_causal_decode_vec<bf16, G, VPL, true>(p); }
 DECODE_VEC(1, 1)
 DECODE_VEC(2, 1)
 DECODE_VEC(4, 1)

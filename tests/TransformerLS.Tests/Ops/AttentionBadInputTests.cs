@@ -72,4 +72,15 @@ public class AttentionBadInputTests
         Named<ArgumentException>("TLS_DECODE_SPLITS", "'4097'", () => LsCausalDecodeCuda.ParseSplits("4097"));
         Named<ArgumentException>("TLS_DECODE_SPLITS", "'auto'", () => LsCausalDecodeCuda.ParseSplits("auto"));
     }
+
+    /// <summary>TLS_DECODE_REL picks the decode attention's relative logits first (pre, 1) or staged with the rows (0, unset); anything else names the value.</summary>
+    [Fact]
+    public void Decode_rel_switch_values()
+    {
+        Assert.False(LsCausalDecodeCuda.ParseRel(null));
+        Assert.False(LsCausalDecodeCuda.ParseRel("0"));
+        Assert.True(LsCausalDecodeCuda.ParseRel(" PRE "));
+        Assert.True(LsCausalDecodeCuda.ParseRel("1"));
+        Named<ArgumentException>("TLS_DECODE_REL", "'post'", () => LsCausalDecodeCuda.ParseRel("post"));
+    }
 }

@@ -43,6 +43,19 @@ static class LsCausalDecodeCuda
     /// (at most <see cref="MaxSplitKeys"/> keys a split, at least one key).</summary>
     static readonly Lazy<int?> SplitsOverride = new(() => ParseSplits(Environment.GetEnvironmentVariable("TLS_DECODE_SPLITS")));
 
+    /// <summary>TLS_DECODE_REL=pre (opt-in, read once): the vector kernels' _rp builds, which compute the split's relative
+    /// logits first and stage only the key and value rows in the key loop (a third less shared memory a block); unset or 0
+    /// the relative rows are staged with them. Not yet run on a GPU (written in session 33 without one).</summary>
+    static readonly Lazy<bool> RelativeFirst = new(() => ParseRel(Environment.GetEnvironmentVariable("TLS_DECODE_REL")));
+
+    /// <summary>A TLS_DECODE_REL value: unset, empty or 0 false; pre or 1 true; anything else is refused by name.</summary>
+    internal static bool ParseRel(string? value) => (value ?? "").Trim().ToLowerInvariant() switch
+    {
+        "" or "0" => false,
+        "pre" or "1" => true,
+        _ => throw new ArgumentException($"TLS_DECODE_REL is '{value}': expected pre (or 1) for the relative logits first, 0 or unset for the staged relative rows.", "TLS_DECODE_REL"),
+    };
+
     /// <summary>A TLS_DECODE_SPLITS value: unset or empty, the launcher's choice (null); else a whole number from 1 to 4096.</summary>
     internal static int? ParseSplits(string? value)
     {
@@ -52,13 +65,17 @@ static class LsCausalDecodeCuda
     }
 
     /// <summary>The vector kernels by dtype (fp32, then bf16) and shape: G = 1, 2, 4 lanes a key row with one vector a lane,
-    /// then G = 4, 8, 16, 32 with two.</summary>
+    /// then G = 4, 8, 16, 32 with two; then the same fourteen with the relative logits first (_rp, TLS_DECODE_REL=pre).</summary>
     static readonly string[] VectorKernels =
     [
         "ls_causal_decode_vec_g1_v1_f32", "ls_causal_decode_vec_g2_v1_f32", "ls_causal_decode_vec_g4_v1_f32",
         "ls_causal_decode_vec_g4_v2_f32", "ls_causal_decode_vec_g8_v2_f32", "ls_causal_decode_vec_g16_v2_f32", "ls_causal_decode_vec_g32_v2_f32",
         "ls_causal_decode_vec_g1_v1_bf16", "ls_causal_decode_vec_g2_v1_bf16", "ls_causal_decode_vec_g4_v1_bf16",
         "ls_causal_decode_vec_g4_v2_bf16", "ls_causal_decode_vec_g8_v2_bf16", "ls_causal_decode_vec_g16_v2_bf16", "ls_causal_decode_vec_g32_v2_bf16",
+        "ls_causal_decode_vec_g1_v1_f32_rp", "ls_causal_decode_vec_g2_v1_f32_rp", "ls_causal_decode_vec_g4_v1_f32_rp",
+        "ls_causal_decode_vec_g4_v2_f32_rp", "ls_causal_decode_vec_g8_v2_f32_rp", "ls_causal_decode_vec_g16_v2_f32_rp", "ls_causal_decode_vec_g32_v2_f32_rp",
+        "ls_causal_decode_vec_g1_v1_bf16_rp", "ls_causal_decode_vec_g2_v1_bf16_rp", "ls_causal_decode_vec_g4_v1_bf16_rp",
+        "ls_causal_decode_vec_g4_v2_bf16_rp", "ls_causal_decode_vec_g8_v2_bf16_rp", "ls_causal_decode_vec_g16_v2_bf16_rp", "ls_causal_decode_vec_g32_v2_bf16_rp",
     ];
 
     /// <summary>The most keys a query can see: w window keys and (Mc + Lb)·r compressed ones.</summary>
@@ -117,9 +134,11 @@ static class LsCausalDecodeCuda
                 : Math.Clamp(want, fewest, Math.Max(1, (keys + MinSplitKeys - 1) / MinSplitKeys));
             var splitKeys = (keys + splits - 1) / splits;
             (p.Splits, p.SplitKeys) = ((int)((keys + splitKeys - 1) / splitKeys), (int)splitKeys);
-            var smem = (uint)(be.Constant(File, "ls_causal_decode_vec_smem_stages") + be.Constant(File, "ls_causal_decode_vec_smem_per_key") * p.SplitKeys + be.Constant(File, "ls_causal_decode_vec_smem_per_d") * g.D
-                + be.Constant(File, "ls_causal_decode_vec_smem_per_split") * p.Splits);
-            var name = VectorKernels[(f32 ? 0 : 7) + System.Numerics.BitOperations.Log2((uint)v.G) + (v.Vpl == 2 ? 1 : 0)];
+            var pre = RelativeFirst.Value;
+            var smem = (uint)(be.Constant(File, pre ? "ls_causal_decode_vec_smem_stages_pre" : "ls_causal_decode_vec_smem_stages")
+                + be.Constant(File, pre ? "ls_causal_decode_vec_pre_smem_per_key" : "ls_causal_decode_vec_smem_per_key") * p.SplitKeys
+                + be.Constant(File, "ls_causal_decode_vec_smem_per_d") * g.D + be.Constant(File, "ls_causal_decode_vec_smem_per_split") * p.Splits);
+            var name = VectorKernels[(pre ? 14 : 0) + (f32 ? 0 : 7) + System.Numerics.BitOperations.Log2((uint)v.G) + (v.Vpl == 2 ? 1 : 0)];
             if (p.Splits == 1)
             {
                 be.Kernel(File, name).LaunchDependent(new Dim3((uint)pairs, 1, 1), threads, smem, be.Stream, p);
