@@ -21,13 +21,14 @@ struct LsDecodeParams
 }
 
 /// <summary>
-/// kernels/ls_causal_decode/ls_causal_decode.cu: blocks of (sequence, head) x a split of the key list, CUDA cores, fp32
-/// accumulation, the splits combined in order (flash-decoding; deterministic). The vector kernel (16-byte rows, the
-/// combine fused into the last split block) where d and the pointers allow; else the scalar kernel and its combine.
+/// kernels/ls_causal_decode/: blocks of (sequence, head) x a split of the key list, CUDA cores, fp32 accumulation, the
+/// splits combined in order (flash-decoding; deterministic). The vector kernel (ls_causal_decode_vec.cu: 16-byte rows, the
+/// combine fused into the last split block) where d and the pointers allow; else the scalar kernel and its combine
+/// (ls_causal_decode.cu).
 /// </summary>
 static class LsCausalDecodeCuda
 {
-    const string File = "ls_causal_decode/ls_causal_decode.cu";
+    const string File = "ls_causal_decode/ls_causal_decode.cu", VecFile = "ls_causal_decode/ls_causal_decode_vec.cu";
 
     /// <summary>The scalar kernel's keys per split: small enough that a batch of one spreads a long key list over many SMs.</summary>
     const int SplitKeys = 64;
@@ -122,7 +123,6 @@ static class LsCausalDecodeCuda
             counters = ap.Counters?.DevicePointer ?? 0;
         }
         var f32 = x.Q.DType == DType.Float32;
-        var threads = (uint)be.Constant(File, "ls_causal_decode_threads");
         var pairs = (long)g.B * g.H;
         var keys = MaxKeys(g);
         if (VectorShape(g, x, o) is { } v)
@@ -135,13 +135,14 @@ static class LsCausalDecodeCuda
             var splitKeys = (keys + splits - 1) / splits;
             (p.Splits, p.SplitKeys) = ((int)((keys + splitKeys - 1) / splitKeys), (int)splitKeys);
             var pre = RelativeFirst.Value;
-            var smem = (uint)(be.Constant(File, pre ? "ls_causal_decode_vec_smem_stages_pre" : "ls_causal_decode_vec_smem_stages")
-                + be.Constant(File, pre ? "ls_causal_decode_vec_pre_smem_per_key" : "ls_causal_decode_vec_smem_per_key") * p.SplitKeys
-                + be.Constant(File, "ls_causal_decode_vec_smem_per_d") * g.D + be.Constant(File, "ls_causal_decode_vec_smem_per_split") * p.Splits);
+            var smem = (uint)(be.Constant(VecFile, pre ? "ls_causal_decode_vec_smem_stages_pre" : "ls_causal_decode_vec_smem_stages")
+                + be.Constant(VecFile, pre ? "ls_causal_decode_vec_pre_smem_per_key" : "ls_causal_decode_vec_smem_per_key") * p.SplitKeys
+                + be.Constant(VecFile, "ls_causal_decode_vec_smem_per_d") * g.D + be.Constant(VecFile, "ls_causal_decode_vec_smem_per_split") * p.Splits);
+            var vecThreads = (uint)be.Constant(VecFile, "ls_causal_decode_vec_threads");
             var name = VectorKernels[(pre ? 14 : 0) + (f32 ? 0 : 7) + System.Numerics.BitOperations.Log2((uint)v.G) + (v.Vpl == 2 ? 1 : 0)];
             if (p.Splits == 1)
             {
-                be.Kernel(File, name).LaunchDependent(new Dim3((uint)pairs, 1, 1), threads, smem, be.Stream, p);
+                be.Kernel(VecFile, name).LaunchDependent(new Dim3((uint)pairs, 1, 1), vecThreads, smem, be.Stream, p);
                 return;
             }
             // The split counts: the caller's zeroed counters (the kernel leaves them zeroed), else cleared here.
@@ -152,7 +153,7 @@ static class LsCausalDecodeCuda
             {
                 (p.Part, p.Arrived) = (scratch, counters != 0 ? counters : scratch + (ulong)partBytes);
                 if (counters == 0) CudaMemory.Fill32(be.Stream, p.Arrived, 0, pairs);
-                be.Kernel(File, name).LaunchDependent(new Dim3((uint)pairs, (uint)p.Splits, 1), threads, smem, be.Stream, p);
+                be.Kernel(VecFile, name).LaunchDependent(new Dim3((uint)pairs, (uint)p.Splits, 1), vecThreads, smem, be.Stream, p);
             }
             finally
             {
@@ -163,6 +164,7 @@ static class LsCausalDecodeCuda
         if (a is not null) throw new InvalidOperationException("the scalar decode kernel takes no append (LsCausalDecode.Forward composes it)");
         (p.Splits, p.SplitKeys) = ((int)((keys + SplitKeys - 1) / SplitKeys), SplitKeys);
         // Shared memory of the split block's carve-up, per key and per head-dim channel as the kernel exports it (one source).
+        var threads = (uint)be.Constant(File, "ls_causal_decode_threads");
         var scalarSmem = (uint)(be.Constant(File, "ls_causal_decode_smem_per_key") * SplitKeys + be.Constant(File, "ls_causal_decode_smem_per_d") * g.D);
         var scalarBytes = 4L * pairs * p.Splits * (g.D + 2);
         var part = be.Context.Allocator.Allocate(scalarBytes);
