@@ -3,7 +3,8 @@
 # issue 15's decode attention. Part "wgmma":
 #   1. bench/probes/wgmma_attention_probe.cu (nvcc, with -Xptxas -v): the wgmma forward with Q fragments per tile (since
 #      0a4b6c1) and pinned (e065d3d) against the mma.sync control; the one-buffer variants; the diagnostic tile loop with
-#      the fragments loaded once and per tile, its S error per computed tile and per buffer.
+#      the fragments loaded once and per tile, its S error per computed tile and per buffer; then the probe under
+#      compute-sanitizer racecheck and synccheck.
 #   2. The wide d = 64 bf16 conformance rows with TLS_WGMMA = fwd, dq, keys and 1 apart (dq and keys keep the mma.sync
 #      forward, so those rows judge each backward pass alone), the errors of the rows that pass included.
 #   3. tls-bench kernels rows of ls_attention with TLS_WGMMA 0 and 1.
@@ -29,6 +30,12 @@ if [ "$part" = wgmma ]; then
 nvcc -std=c++17 -gencode=arch=compute_90a,code=sm_90a -DTLS_SM90A=1 -I kernels -Xptxas -v bench/probes/wgmma_attention_probe.cu -o /tmp/wap > $OUT/probe-build.log 2>&1 || { echo "probe build failed"; tail -30 $OUT/probe-build.log; }
 grep -iE "warning|spill|Used" $OUT/probe-build.log | head -30
 timeout 60 /tmp/wap > $OUT/probe.log 2>&1; echo "probe rc $?"; cat $OUT/probe.log; at
+# The same probe under compute-sanitizer: a shared-memory race or a barrier misuse in the double-buffered tile loop
+# would show here (racecheck does not see the tensor cores' async-proxy reads, synccheck checks the barriers).
+for tool in racecheck synccheck; do
+  timeout 90 compute-sanitizer --tool $tool --print-limit 20 /tmp/wap > $OUT/probe-$tool.log 2>&1
+  echo "== compute-sanitizer $tool rc $?"; grep -E "ERROR SUMMARY|Race|hazard|Barrier|Invalid" $OUT/probe-$tool.log | head -12; at
+done
 
 for wg in fwd dq keys 1; do
   TLS_WGMMA=$wg TLS_CONFORMANCE="d64 w128|d64 w192" timeout 150 dotnet .gpu/tests/TransformerLS.Tests.dll -method "TransformerLS.Tests.ConformanceTests.Gpu_backend" -diagnostics -nocolor > $OUT/conf-$wg.log 2>&1
