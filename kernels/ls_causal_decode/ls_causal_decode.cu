@@ -66,7 +66,7 @@ template <typename T> __device__ void ls_causal_decode(LsDecodeParams p)
             const T* vbase = (const T*)(j < p.Mc * p.R ? p.vring : p.vblock);
             kp[jj] = kbase + row;
             vp[jj] = vbase + row;
-            rp[jj] = (const T*)p.relc + ((i64)h * p.Nr + nc - 1 - j) * D;
+            rp[jj] = decode_rel_row<T>(p, h, nc, j, D);
         }
         else
         {
@@ -74,7 +74,7 @@ template <typename T> __device__ void ls_causal_decode(LsDecodeParams p)
             const i64 row = ((i64)bh * p.W + (slot - a + p.W) % p.W) * D;
             kp[jj] = (const T*)p.kw + row;
             vp[jj] = (const T*)p.vw + row;
-            rp[jj] = (const T*)p.rel + ((i64)h * p.W + a) * D;
+            rp[jj] = decode_rel_row<T>(p, h, nc, j, D);
         }
     }
     __syncthreads();

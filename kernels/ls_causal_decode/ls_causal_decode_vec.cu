@@ -139,14 +139,14 @@ TLS_DEVICE void decode_issue(const LsDecodeParams& p, uint4* stage, const int* r
             const i64 off = ((i64)bh * (ring ? p.C * p.R : p.Lb * p.R) + rows[jj]) * D;
             k = (const T*)(ring ? p.kring : p.kblock) + off;
             v = (const T*)(ring ? p.vring : p.vblock) + off;
-            r = (const T*)p.relc + ((i64)h * p.Nr + nc - 1 - j) * D;
+            r = decode_rel_row<T>(p, h, nc, j, D);
         }
         else
         {
             const i64 off = ((i64)bh * p.W + rows[jj]) * D;
             k = (const T*)p.kw + off;
             v = (const T*)p.vw + off;
-            r = (const T*)p.rel + ((i64)h * p.W + j - nc) * D;
+            r = decode_rel_row<T>(p, h, nc, j, D);
         }
         const int st = round % S;
 #pragma unroll
@@ -277,7 +277,7 @@ TLS_DEVICE void decode_rel_logits(const LsDecodeParams& p, int h, int j0, int nc
         for (int u = 0; u < RK; ++u)
         {
             const int jj = b0 + u * KPB + kk, j = j0 + jj;
-            const T* r = j < nc ? (const T*)p.relc + ((i64)h * p.Nr + nc - 1 - j) * D : (const T*)p.rel + ((i64)h * p.W + j - nc) * D;
+            const T* r = decode_rel_row<T>(p, h, nc, j, D);
 #pragma unroll
             for (int w = 0; w < VPL; ++w)
             {
